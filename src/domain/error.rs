@@ -1,0 +1,83 @@
+//! What can go wrong with a request, in the ledger's own terms; `grpc::status` is the one table
+//! that maps these to gRPC status codes, reasons and details.
+
+use std::fmt;
+
+/// One field of a request and what is wrong with it. `field` is the request path in the API's
+/// JSON names (`pledge.rights[0].number`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl fmt::Display) -> FieldViolation {
+        FieldViolation { field: field.into(), description: description.to_string() }
+    }
+}
+
+/// Why a request was refused. Every variant has a stable UPPER_SNAKE reason (the ErrorInfo
+/// reason clients branch on) and metadata naming the things involved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The request is malformed in itself: INVALID_ARGUMENT with field violations.
+    #[error("invalid request: {}", describe(.violations))]
+    Invalid { reason: &'static str, violations: Vec<FieldViolation> },
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+    /// The request id was used before for a request with other content.
+    #[error("request id {request_id} was already used for a different request")]
+    RequestIdReused { request_id: String },
+    /// A rule broken by the ledger's current state: FAILED_PRECONDITION.
+    #[error("{message}")]
+    Refused { reason: &'static str, message: String, metadata: Vec<(&'static str, String)> },
+    /// The write queue is full: the caller should back off and retry.
+    #[error("the write queue is full ({0} requests waiting); retry with backoff")]
+    Overloaded(usize),
+    /// The server is shutting down or the store failed; nothing was written.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A broken invariant or unreadable record: a bug or corruption, never the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
+}
+
+impl LedgerError {
+    pub fn invalid(violations: Vec<FieldViolation>) -> LedgerError {
+        assert!(!violations.is_empty());
+        LedgerError::Invalid { reason: "INVALID_FIELDS", violations }
+    }
+
+    pub fn invalid_field(field: impl Into<String>, description: impl fmt::Display) -> LedgerError {
+        LedgerError::invalid(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn refused(reason: &'static str, message: impl Into<String>) -> LedgerError {
+        LedgerError::Refused { reason, message: message.into(), metadata: Vec::new() }
+    }
+
+    pub fn with(mut self, key: &'static str, value: impl fmt::Display) -> LedgerError {
+        if let LedgerError::Refused { metadata, .. } = &mut self {
+            metadata.push((key, value.to_string()));
+        }
+        self
+    }
+
+    /// The machine-readable reason of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LedgerError::Invalid { reason, .. } => reason,
+            LedgerError::NotFound { .. } => "NOT_FOUND",
+            LedgerError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
+            LedgerError::Refused { reason, .. } => reason,
+            LedgerError::Overloaded(_) => "WRITE_QUEUE_FULL",
+            LedgerError::Unavailable(_) => "UNAVAILABLE",
+            LedgerError::Internal(_) => "INTERNAL",
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Exposure: what active pledges and credit lines add up to per region, per pledgee and per right
+//! kind. This module says which aggregate rows a pledge or a credit line counts in and by how much;
+//! the ledger keeps the rows up to date in the same atomic write as the records.
+
+use super::credit_line::CreditLine;
+use super::error::LedgerError;
+use super::ident::{CreditCode, RightKind};
+use super::money::Money;
+use super::pledge::Pledge;
+use super::region::Region;
+
+/// The second half of an aggregate's identity, below its region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dimension {
+    Total,
+    Pledgee(CreditCode),
+    Kind(RightKind),
+}
+
+/// One aggregate row: a region and a dimension.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bucket {
+    pub region: Region,
+    pub dimension: Dimension,
+}
+
+/// The stored value of an aggregate row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Row {
+    pub secured_amount: Money,
+    pub pledge_count: u64,
+    pub enterprise_count: u64,
+    pub right_count: u64,
+    pub credit_limit: Money,
+    pub credit_drawn: Money,
+    /// The pledgee's name on pledgee rows (the latest seen), empty elsewhere.
+    pub name: String,
+}
+
+/// A signed change to a row. `enterprise` is decided by the ledger from its distinct-pledgor
+/// reference counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowDelta {
+    pub secured_fen: i128,
+    pub pledges: i64,
+    pub enterprises: i64,
+    pub rights: i64,
+    pub limit_fen: i128,
+    pub drawn_fen: i128,
+}
+
+fn apply_count(value: u64, delta: i64) -> Option<u64> {
+    value.checked_add_signed(delta)
+}
+
+impl Row {
+    /// The row after `delta`; an error means the aggregates no longer match the records.
+    pub fn apply(&self, delta: &RowDelta) -> Result<Row, LedgerError> {
+        let broken = || LedgerError::Internal(format!("aggregate would leave its range applying {delta:?} to {self:?}"));
+        Ok(Row {
+            secured_amount: self.secured_amount.checked_apply(delta.secured_fen).ok_or_else(broken)?,
+            pledge_count: apply_count(self.pledge_count, delta.pledges).ok_or_else(broken)?,
+            enterprise_count: apply_count(self.enterprise_count, delta.enterprises).ok_or_else(broken)?,
+            right_count: apply_count(self.right_count, delta.rights).ok_or_else(broken)?,
+            credit_limit: self.credit_limit.checked_apply(delta.limit_fen).ok_or_else(broken)?,
+            credit_drawn: self.credit_drawn.checked_apply(delta.drawn_fen).ok_or_else(broken)?,
+            name: self.name.clone(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pledge_count == 0 && self.credit_limit.is_zero() && self.credit_drawn.is_zero()
+    }
+}
+
+/// A pledge's share in one bucket: what it adds when it becomes active and removes on release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PledgeShare {
+    pub bucket: Bucket,
+    pub rights: i64,
+}
+
+/// Every bucket an active pledge counts in: each region from its county up to the country, times
+/// the total, its pledgee, and each kind of right it holds.
+pub fn pledge_shares(pledge: &Pledge) -> Vec<PledgeShare> {
+    let c = &pledge.content;
+    let mut kinds: Vec<(RightKind, i64)> = Vec::new();
+    for right in &c.rights {
+        match kinds.iter_mut().find(|(k, _)| *k == right.kind()) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((right.kind(), 1)),
+        }
+    }
+    let total_rights = c.rights.len() as i64;
+    let mut shares = Vec::with_capacity(4 * (2 + kinds.len()));
+    for region in c.county.region().with_ancestors() {
+        shares.push(PledgeShare { bucket: Bucket { region, dimension: Dimension::Total }, rights: total_rights });
+        shares.push(PledgeShare {
+            bucket: Bucket { region, dimension: Dimension::Pledgee(c.pledgee.credit_code.clone()) },
+            rights: total_rights,
+        });
+        for (kind, n) in &kinds {
+            shares.push(PledgeShare { bucket: Bucket { region, dimension: Dimension::Kind(*kind) }, rights: *n });
+        }
+    }
+    shares
+}
+
+/// Every bucket a credit line counts in: its region and those above, total and per bank.
+pub fn credit_line_buckets(line: &CreditLine) -> Vec<Bucket> {
+    let bank = &line.content.bank.credit_code;
+    line.content
+        .region
+        .with_ancestors()
+        .flat_map(|region| {
+            [
+                Bucket { region, dimension: Dimension::Total },
+                Bucket { region, dimension: Dimension::Pledgee(bank.clone()) },
+            ]
+        })
+        .collect()
+}

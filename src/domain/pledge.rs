@@ -1,0 +1,385 @@
+//! Pledges: registration, change and release, with the rules the pledge registers enforce on the
+//! content of a pledge itself. Rules that depend on the rest of the ledger (a right already pledged,
+//! a credit line's available amount) live in `ledger::apply`.
+
+use super::error::LedgerError;
+use super::ident::{CreditCode, RightKind, RightNumber};
+use super::money::Money;
+use super::region::CountyCode;
+use super::text::{Name, Note, Reason};
+use super::{FieldViolation, Micros};
+use chrono::{Datelike, NaiveDate};
+use uuid::Uuid;
+
+/// A pledge of a large patent portfolio lists a few hundred rights; more is an error in the data,
+/// and each right costs one index entry in the same atomic write.
+pub const RIGHTS_PER_PLEDGE_MAX: usize = 500;
+
+/// Every change is kept inside the pledge record; this bounds the record's size.
+pub const CHANGES_PER_PLEDGE_MAX: usize = 200;
+
+/// Prefix of the registration numbers the ledger assigns itself; refused in requests so an
+/// assigned number can never collide with a given one.
+pub const ASSIGNED_REGISTRATION_PREFIX: &str = "IPL-";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Party {
+    pub name: Name,
+    pub credit_code: CreditCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Right {
+    pub number: RightNumber,
+    pub title: Note,
+    pub expires_on: NaiveDate,
+}
+
+impl Right {
+    pub fn kind(&self) -> RightKind {
+        self.number.kind()
+    }
+}
+
+/// A registration number as given by the registering office: 1 to 40 characters of letters,
+/// digits and '-'.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct RegistrationNumber(String);
+
+impl RegistrationNumber {
+    pub fn parse(text: &str) -> Result<RegistrationNumber, String> {
+        let t = text.trim();
+        if t.is_empty() || t.len() > 40 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err("must be 1 to 40 letters, digits or '-'".to_owned());
+        }
+        if t.to_ascii_uppercase().starts_with(ASSIGNED_REGISTRATION_PREFIX) {
+            return Err(format!("the prefix {ASSIGNED_REGISTRATION_PREFIX} is reserved for numbers the ledger assigns"));
+        }
+        Ok(RegistrationNumber(t.to_owned()))
+    }
+
+    /// The number the ledger assigns when none was given: prefix, year of registration and a
+    /// per-ledger serial, e.g. `IPL-2019-000000042`.
+    pub fn assigned(registered_on: NaiveDate, serial: u64) -> RegistrationNumber {
+        RegistrationNumber(format!("{ASSIGNED_REGISTRATION_PREFIX}{}-{serial:09}", registered_on.year()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The content of a registration, checked in itself: build it with `NewPledge::new`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewPledge {
+    pub registration_number: Option<RegistrationNumber>,
+    pub pledgor: Party,
+    pub pledgee: Party,
+    pub county: CountyCode,
+    pub secured_amount: Money,
+    pub debt_term_start: NaiveDate,
+    pub debt_term_end: NaiveDate,
+    pub registered_on: NaiveDate,
+    pub rights: Vec<Right>,
+    pub credit_line_id: Option<Uuid>,
+}
+
+/// Statutory terms counted from the filing year in the number: utility models 10 years, designs
+/// 10 years (15 for filings from 2021-06-01, so 15 is the bound for 2021 and later). Invention
+/// patents may get term compensation, so their expiry is not bounded here.
+fn statutory_term_years(kind: RightKind, filing_year: u16) -> Option<i32> {
+    match kind {
+        RightKind::UtilityModel => Some(10),
+        RightKind::DesignPatent if filing_year >= 2021 => Some(15),
+        RightKind::DesignPatent => Some(10),
+        _ => None,
+    }
+}
+
+impl NewPledge {
+    /// Checks the rules that concern the content alone; `field` paths are relative to the pledge
+    /// (`rights[0].expiresOn`), for the transport to prefix.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        registration_number: Option<RegistrationNumber>,
+        pledgor: Party,
+        pledgee: Party,
+        county: CountyCode,
+        secured_amount: Money,
+        debt_term_start: NaiveDate,
+        debt_term_end: NaiveDate,
+        registered_on: NaiveDate,
+        rights: Vec<Right>,
+        credit_line_id: Option<Uuid>,
+    ) -> Result<NewPledge, LedgerError> {
+        let mut violations = Vec::new();
+        let mut reason = "INVALID_FIELDS";
+        if rights.is_empty() {
+            violations.push(FieldViolation::new("rights", "a pledge needs at least one right"));
+        }
+        if rights.len() > RIGHTS_PER_PLEDGE_MAX {
+            violations.push(FieldViolation::new("rights", format!("at most {RIGHTS_PER_PLEDGE_MAX} rights per pledge")));
+        }
+        if debt_term_end < debt_term_start {
+            violations.push(FieldViolation::new("debtTermEnd", "must not be before debtTermStart"));
+        }
+        if pledgor.credit_code == pledgee.credit_code {
+            violations.push(FieldViolation::new("pledgee.creditCode", "the pledgee cannot be the pledgor"));
+        }
+        let mut seen = std::collections::HashMap::with_capacity(rights.len());
+        for (i, right) in rights.iter().enumerate() {
+            if let Some(first) = seen.insert(&right.number, i) {
+                violations.push(FieldViolation::new(
+                    format!("rights[{i}].number"),
+                    format!("{} is listed twice (also rights[{first}])", right.number),
+                ));
+            }
+            if right.expires_on < registered_on {
+                violations.push(FieldViolation::new(
+                    format!("rights[{i}].expiresOn"),
+                    format!("the right expired on {} before registration on {registered_on}", right.expires_on),
+                ));
+                continue;
+            }
+            if let (Some(year), Some(term)) = (
+                right.number.filing_year(),
+                right.number.filing_year().and_then(|y| statutory_term_years(right.kind(), y)),
+            ) {
+                let last_year = i32::from(year) + term;
+                if right.expires_on.year() > last_year {
+                    violations.push(FieldViolation::new(
+                        format!("rights[{i}].expiresOn"),
+                        format!("a {} filed in {year} lapses by {last_year} at the latest", right.kind().name()),
+                    ));
+                }
+            }
+            if debt_term_end > right.expires_on {
+                reason = "TERM_EXCEEDS_RIGHT_EXPIRY";
+                violations.push(FieldViolation::new(
+                    format!("rights[{i}].expiresOn"),
+                    format!("the debt term ends {debt_term_end}, after {} expires on {}", right.number, right.expires_on),
+                ));
+            }
+        }
+        if !violations.is_empty() {
+            return Err(LedgerError::Invalid { reason, violations });
+        }
+        Ok(NewPledge {
+            registration_number,
+            pledgor,
+            pledgee,
+            county,
+            secured_amount,
+            debt_term_start,
+            debt_term_end,
+            registered_on,
+            rights,
+            credit_line_id,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReleaseReason {
+    Repaid,
+    Enforced,
+    Waived,
+    ContractInvalid,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Release {
+    pub released_on: NaiveDate,
+    pub reason: ReleaseReason,
+    pub note: Note,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub request_id: Uuid,
+    pub at: Micros,
+    pub reason: Reason,
+    pub secured_amount: (Money, Money),
+    pub debt_term_end: (NaiveDate, NaiveDate),
+}
+
+/// A request to change an active pledge: at least one of the two values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PledgeAmendment {
+    pub secured_amount: Option<Money>,
+    pub debt_term_end: Option<NaiveDate>,
+    pub reason: Reason,
+}
+
+/// A pledge as recorded: the registration plus its life since.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pledge {
+    pub id: Uuid,
+    pub registration_number: RegistrationNumber,
+    pub content: NewPledge,
+    pub release: Option<Release>,
+    pub changes: Vec<Change>,
+    pub create_time: Micros,
+    pub update_time: Micros,
+    pub version: u32,
+}
+
+impl Pledge {
+    pub fn register(id: Uuid, registration_number: RegistrationNumber, content: NewPledge, now: Micros) -> Pledge {
+        Pledge { id, registration_number, content, release: None, changes: Vec::new(), create_time: now, update_time: now, version: 1 }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.release.is_none()
+    }
+
+    fn ensure_active(&self) -> Result<(), LedgerError> {
+        match &self.release {
+            None => Ok(()),
+            Some(r) => Err(LedgerError::refused(
+                "PLEDGE_ALREADY_RELEASED",
+                format!("pledge {} was released on {}", self.id, r.released_on),
+            )
+            .with("pledgeId", self.id)
+            .with("releasedOn", r.released_on)),
+        }
+    }
+
+    /// The pledge after `amendment`, or why it cannot be changed.
+    pub fn change(&self, amendment: &PledgeAmendment, request_id: Uuid, now: Micros) -> Result<Pledge, LedgerError> {
+        self.ensure_active()?;
+        let c = &self.content;
+        let amount = amendment.secured_amount.unwrap_or(c.secured_amount);
+        let term_end = amendment.debt_term_end.unwrap_or(c.debt_term_end);
+        if amount == c.secured_amount && term_end == c.debt_term_end {
+            return Err(LedgerError::refused("NOTHING_TO_CHANGE", "the requested values are the pledge's current values")
+                .with("pledgeId", self.id));
+        }
+        if term_end < c.debt_term_start {
+            return Err(LedgerError::invalid_field(
+                "debtTermEnd",
+                format!("must not be before the debt term start {}", c.debt_term_start),
+            ));
+        }
+        if let Some(right) = c.rights.iter().find(|r| term_end > r.expires_on) {
+            return Err(LedgerError::refused(
+                "TERM_EXCEEDS_RIGHT_EXPIRY",
+                format!("the debt term would end {term_end}, after {} expires on {}", right.number, right.expires_on),
+            )
+            .with("right", &right.number)
+            .with("expiresOn", right.expires_on));
+        }
+        if self.changes.len() >= CHANGES_PER_PLEDGE_MAX {
+            return Err(LedgerError::refused(
+                "CHANGES_LIMIT_REACHED",
+                format!("a pledge keeps at most {CHANGES_PER_PLEDGE_MAX} changes; register a new pledge"),
+            )
+            .with("pledgeId", self.id));
+        }
+        let mut next = self.clone();
+        next.changes.push(Change {
+            request_id,
+            at: now,
+            reason: amendment.reason.clone(),
+            secured_amount: (c.secured_amount, amount),
+            debt_term_end: (c.debt_term_end, term_end),
+        });
+        next.content.secured_amount = amount;
+        next.content.debt_term_end = term_end;
+        next.update_time = now;
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// The pledge after its release, or why it cannot be released.
+    pub fn release(&self, release: Release, now: Micros) -> Result<Pledge, LedgerError> {
+        self.ensure_active()?;
+        if release.released_on < self.content.registered_on {
+            return Err(LedgerError::invalid_field(
+                "releasedOn",
+                format!("must not be before the registration on {}", self.content.registered_on),
+            ));
+        }
+        let mut next = self.clone();
+        next.release = Some(release);
+        next.update_time = now;
+        next.version += 1;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::text::parse_date;
+
+    fn party(name: &str, code: &str) -> Party {
+        Party { name: Name::parse(name).unwrap(), credit_code: CreditCode::parse(code).unwrap() }
+    }
+
+    fn right(kind: RightKind, number: &str, expires: &str) -> Right {
+        Right { number: RightNumber::parse(number, kind).unwrap(), title: Note::parse("").unwrap(), expires_on: parse_date(expires).unwrap() }
+    }
+
+    fn draft(term_end: &str, rights: Vec<Right>) -> Result<NewPledge, LedgerError> {
+        NewPledge::new(
+            None,
+            party("Pledgor", "91330100716105852F"),
+            party("Bank", "911100001000044477"),
+            CountyCode::parse("330108").unwrap(),
+            Money::parse_positive("100.00").unwrap(),
+            parse_date("2019-06-01").unwrap(),
+            parse_date(term_end).unwrap(),
+            parse_date("2019-06-05").unwrap(),
+            rights,
+            None,
+        )
+    }
+
+    fn check(result: Result<NewPledge, LedgerError>, expected: Result<(), (&str, &[&str])>) {
+        let got = result.map(|_| ()).map_err(|e| match e {
+            LedgerError::Invalid { reason, violations } => (reason, violations.into_iter().map(|v| v.field).collect::<Vec<_>>()),
+            other => panic!("unexpected {other:?}"),
+        });
+        let expected = expected.map_err(|(r, f)| (r, f.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn content_rules() {
+        let patent = || right(RightKind::InventionPatent, "ZL201811564288.X", "2038-12-01");
+        check(draft("2022-05-31", vec![patent()]), Ok(()));
+        check(draft("2022-05-31", vec![]), Err(("INVALID_FIELDS", &["rights"])));
+        check(draft("2019-05-31", vec![patent()]), Err(("INVALID_FIELDS", &["debtTermEnd"])));
+        check(draft("2039-01-01", vec![patent()]), Err(("TERM_EXCEEDS_RIGHT_EXPIRY", &["rights[0].expiresOn"])));
+        let same = right(RightKind::InventionPatent, "ZL 2018 1 1564288.X", "2038-12-01");
+        check(draft("2022-05-31", vec![patent(), same]), Err(("INVALID_FIELDS", &["rights[1].number"])));
+        let utility = right(RightKind::UtilityModel, "ZL202322865413.3", "2040-01-01");
+        check(draft("2022-05-31", vec![utility]), Err(("INVALID_FIELDS", &["rights[0].expiresOn"])));
+        let expired = right(RightKind::Trademark, "1234567", "2019-01-01");
+        check(draft("2019-05-31", vec![expired]), Err(("INVALID_FIELDS", &["debtTermEnd", "rights[0].expiresOn"])));
+    }
+
+    #[test]
+    fn life_of_a_pledge() {
+        let content = draft("2022-05-31", vec![right(RightKind::Trademark, "1234567", "2030-01-01")]).unwrap();
+        let pledge = Pledge::register(Uuid::nil(), RegistrationNumber::assigned(content.registered_on, 1), content, 10);
+        assert_eq!(pledge.registration_number.as_str(), "IPL-2019-000000001");
+        let amend = |amount: &str, end: Option<&str>| PledgeAmendment {
+            secured_amount: Some(Money::parse_positive(amount).unwrap()),
+            debt_term_end: end.map(|e| parse_date(e).unwrap()),
+            reason: Reason::parse("renegotiated").unwrap(),
+        };
+        let changed = pledge.change(&amend("200", None), Uuid::nil(), 11).unwrap();
+        assert_eq!((changed.version, changed.changes.len()), (2, 1));
+        assert_eq!(changed.content.secured_amount.to_string(), "200.00");
+        assert_eq!(changed.change(&amend("200", None), Uuid::nil(), 12).unwrap_err().reason(), "NOTHING_TO_CHANGE");
+        assert_eq!(changed.change(&amend("200", Some("2031-01-01")), Uuid::nil(), 12).unwrap_err().reason(), "TERM_EXCEEDS_RIGHT_EXPIRY");
+        let release = Release { released_on: parse_date("2020-01-01").unwrap(), reason: ReleaseReason::Repaid, note: Note::parse("").unwrap() };
+        let released = changed.release(release.clone(), 13).unwrap();
+        assert!(!released.is_active());
+        assert_eq!(released.release(release, 14).unwrap_err().reason(), "PLEDGE_ALREADY_RELEASED");
+        assert_eq!(released.change(&amend("300", None), Uuid::nil(), 14).unwrap_err().reason(), "PLEDGE_ALREADY_RELEASED");
+    }
+}

@@ -1,0 +1,427 @@
+//! Proto <-> domain conversion, in one place. Requests are parsed field by field into domain types;
+//! every problem is collected as a field violation named by its JSON path, so a caller sees all of
+//! them at once. Responses are rendered from domain records.
+
+use crate::domain::credit_line::{CreditLine, NewCreditLine};
+use crate::domain::ident::{CreditCode, RightKind, RightNumber};
+use crate::domain::money::Money;
+use crate::domain::pledge::{self, NewPledge, Party, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right};
+use crate::domain::region::{CountyCode, Region};
+use crate::domain::text::{parse_date, Name, Note, Reason};
+use crate::domain::{FieldViolation, LedgerError, Micros};
+use crate::ledger::query::{self, CreditLineFilter, Exposure, ExposureRow, GroupBy, PledgeFilter, StatusFilter};
+use crate::ledger::Command;
+use crate::proto as pb;
+use std::fmt::Display;
+use uuid::Uuid;
+
+/// Collects field violations while a request is parsed.
+#[derive(Debug, Default)]
+struct Fields {
+    violations: Vec<FieldViolation>,
+}
+
+impl Fields {
+    fn check<T, E: Display>(&mut self, field: impl Into<String>, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.violations.push(FieldViolation::new(field, e));
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, field: impl Into<String>, description: impl Display) {
+        self.violations.push(FieldViolation::new(field, description));
+    }
+
+    fn finish(self) -> Result<(), LedgerError> {
+        if self.violations.is_empty() { Ok(()) } else { Err(LedgerError::invalid(self.violations)) }
+    }
+}
+
+fn uuid(text: &str) -> Result<Uuid, &'static str> {
+    if text.trim().is_empty() {
+        return Err("is required");
+    }
+    Uuid::parse_str(text.trim()).map_err(|_| "must be a UUID such as \"0190c8f2-8d1a-7cc0-b6a4-1f2e3d4c5b6a\"")
+}
+
+pub fn id(field: &str, text: &str) -> Result<Uuid, LedgerError> {
+    uuid(text).map_err(|e| LedgerError::invalid_field(field, e))
+}
+
+fn right_kind(value: i32) -> Result<RightKind, &'static str> {
+    match pb::RightKind::try_from(value) {
+        Ok(pb::RightKind::InventionPatent) => Ok(RightKind::InventionPatent),
+        Ok(pb::RightKind::UtilityModel) => Ok(RightKind::UtilityModel),
+        Ok(pb::RightKind::DesignPatent) => Ok(RightKind::DesignPatent),
+        Ok(pb::RightKind::Trademark) => Ok(RightKind::Trademark),
+        Ok(pb::RightKind::Copyright) => Ok(RightKind::Copyright),
+        Ok(pb::RightKind::Unspecified) | Err(_) => Err("must be INVENTION_PATENT, UTILITY_MODEL, DESIGN_PATENT, TRADEMARK or COPYRIGHT"),
+    }
+}
+
+fn kind_to_pb(kind: RightKind) -> pb::RightKind {
+    match kind {
+        RightKind::InventionPatent => pb::RightKind::InventionPatent,
+        RightKind::UtilityModel => pb::RightKind::UtilityModel,
+        RightKind::DesignPatent => pb::RightKind::DesignPatent,
+        RightKind::Trademark => pb::RightKind::Trademark,
+        RightKind::Copyright => pb::RightKind::Copyright,
+    }
+}
+
+fn party(fields: &mut Fields, path: &str, party: Option<&pb::Party>) -> Option<Party> {
+    let Some(p) = party else {
+        fields.fail(path, "is required");
+        return None;
+    };
+    let name = fields.check(format!("{path}.name"), Name::parse(&p.name));
+    let credit_code = fields.check(format!("{path}.creditCode"), CreditCode::parse(&p.credit_code));
+    Some(Party { name: name?, credit_code: credit_code? })
+}
+
+fn optional_uuid(fields: &mut Fields, path: &str, text: &str) -> Option<Option<Uuid>> {
+    if text.trim().is_empty() { Some(None) } else { fields.check(path, uuid(text)).map(Some) }
+}
+
+/// Parses a registration; `index` names the record of an import in messages.
+pub fn register_command(request: &pb::RegisterPledgeRequest) -> Result<Command, LedgerError> {
+    let mut f = Fields::default();
+    let request_id = f.check("requestId", uuid(&request.request_id));
+    let Some(p) = request.pledge.as_ref() else {
+        f.fail("pledge", "is required");
+        return Err(f.finish().expect_err("a violation was recorded"));
+    };
+    if p.rights.len() > pledge::RIGHTS_PER_PLEDGE_MAX {
+        // Refuse before parsing: the limit bounds the work a request can cause.
+        f.fail("pledge.rights", format!("at most {} rights per pledge", pledge::RIGHTS_PER_PLEDGE_MAX));
+        return Err(f.finish().expect_err("a violation was recorded"));
+    }
+    let registration_number = if p.registration_number.trim().is_empty() {
+        Some(None)
+    } else {
+        f.check("pledge.registrationNumber", RegistrationNumber::parse(&p.registration_number)).map(Some)
+    };
+    let pledgor = party(&mut f, "pledge.pledgor", p.pledgor.as_ref());
+    let pledgee = party(&mut f, "pledge.pledgee", p.pledgee.as_ref());
+    let county = f.check("pledge.countyCode", CountyCode::parse(&p.county_code));
+    let secured_amount = f.check("pledge.securedAmount", Money::parse_positive(&p.secured_amount));
+    let debt_term_start = f.check("pledge.debtTermStart", parse_date(&p.debt_term_start));
+    let debt_term_end = f.check("pledge.debtTermEnd", parse_date(&p.debt_term_end));
+    let registered_on = f.check("pledge.registeredOn", parse_date(&p.registered_on));
+    let credit_line_id = optional_uuid(&mut f, "pledge.creditLineId", &p.credit_line_id);
+    let mut rights = Vec::with_capacity(p.rights.len());
+    for (i, r) in p.rights.iter().enumerate() {
+        let path = format!("pledge.rights[{i}]");
+        let kind = f.check(format!("{path}.kind"), right_kind(r.kind));
+        let number = kind.and_then(|k| f.check(format!("{path}.number"), RightNumber::parse(&r.number, k)));
+        let title = f.check(format!("{path}.title"), Note::parse(&r.title));
+        let expires_on = f.check(format!("{path}.expiresOn"), parse_date(&r.expires_on));
+        if let (Some(number), Some(title), Some(expires_on)) = (number, title, expires_on) {
+            rights.push(Right { number, title, expires_on });
+        }
+    }
+    let parsed_all_rights = rights.len() == p.rights.len();
+    f.finish()?;
+    let (Some(request_id), Some(registration_number), Some(pledgor), Some(pledgee), Some(county), Some(secured_amount)) =
+        (request_id, registration_number, pledgor, pledgee, county, secured_amount)
+    else {
+        unreachable!("every missing value recorded a violation");
+    };
+    let (Some(debt_term_start), Some(debt_term_end), Some(registered_on), Some(credit_line_id)) =
+        (debt_term_start, debt_term_end, registered_on, credit_line_id)
+    else {
+        unreachable!("every missing value recorded a violation");
+    };
+    assert!(parsed_all_rights);
+    let pledge = NewPledge::new(
+        registration_number,
+        pledgor,
+        pledgee,
+        county,
+        secured_amount,
+        debt_term_start,
+        debt_term_end,
+        registered_on,
+        rights,
+        credit_line_id,
+    )
+    .map_err(|e| prefix_fields(e, "pledge."))?;
+    Ok(Command::RegisterPledge { request_id, pledge })
+}
+
+fn prefix_fields(error: LedgerError, prefix: &str) -> LedgerError {
+    match error {
+        LedgerError::Invalid { reason, violations } => LedgerError::Invalid {
+            reason,
+            violations: violations
+                .into_iter()
+                .map(|v| FieldViolation { field: format!("{prefix}{}", v.field), description: v.description })
+                .collect(),
+        },
+        other => other,
+    }
+}
+
+pub fn change_command(request: &pb::ChangePledgeRequest) -> Result<Command, LedgerError> {
+    let mut f = Fields::default();
+    let request_id = f.check("requestId", uuid(&request.request_id));
+    let id = f.check("id", uuid(&request.id));
+    let secured_amount = if request.secured_amount.trim().is_empty() {
+        Some(None)
+    } else {
+        f.check("securedAmount", Money::parse_positive(&request.secured_amount)).map(Some)
+    };
+    let debt_term_end = if request.debt_term_end.trim().is_empty() {
+        Some(None)
+    } else {
+        f.check("debtTermEnd", parse_date(&request.debt_term_end)).map(Some)
+    };
+    let reason = f.check("reason", Reason::parse(&request.reason));
+    if request.secured_amount.trim().is_empty() && request.debt_term_end.trim().is_empty() {
+        f.fail("securedAmount", "give securedAmount, debtTermEnd or both");
+    }
+    f.finish()?;
+    let (Some(request_id), Some(id), Some(secured_amount), Some(debt_term_end), Some(reason)) =
+        (request_id, id, secured_amount, debt_term_end, reason)
+    else {
+        unreachable!("every missing value recorded a violation");
+    };
+    Ok(Command::ChangePledge { request_id, id, amendment: PledgeAmendment { secured_amount, debt_term_end, reason } })
+}
+
+fn release_reason(value: i32) -> Result<ReleaseReason, &'static str> {
+    match pb::ReleaseReason::try_from(value) {
+        Ok(pb::ReleaseReason::Repaid) => Ok(ReleaseReason::Repaid),
+        Ok(pb::ReleaseReason::Enforced) => Ok(ReleaseReason::Enforced),
+        Ok(pb::ReleaseReason::Waived) => Ok(ReleaseReason::Waived),
+        Ok(pb::ReleaseReason::ContractInvalid) => Ok(ReleaseReason::ContractInvalid),
+        Ok(pb::ReleaseReason::Other) => Ok(ReleaseReason::Other),
+        Ok(pb::ReleaseReason::Unspecified) | Err(_) => Err("must be REPAID, ENFORCED, WAIVED, CONTRACT_INVALID or OTHER"),
+    }
+}
+
+fn release_reason_to_pb(reason: ReleaseReason) -> pb::ReleaseReason {
+    match reason {
+        ReleaseReason::Repaid => pb::ReleaseReason::Repaid,
+        ReleaseReason::Enforced => pb::ReleaseReason::Enforced,
+        ReleaseReason::Waived => pb::ReleaseReason::Waived,
+        ReleaseReason::ContractInvalid => pb::ReleaseReason::ContractInvalid,
+        ReleaseReason::Other => pb::ReleaseReason::Other,
+    }
+}
+
+pub fn release_command(request: &pb::ReleasePledgeRequest) -> Result<Command, LedgerError> {
+    let mut f = Fields::default();
+    let request_id = f.check("requestId", uuid(&request.request_id));
+    let id = f.check("id", uuid(&request.id));
+    let released_on = f.check("releasedOn", parse_date(&request.released_on));
+    let reason = f.check("reason", release_reason(request.reason));
+    let note = f.check("note", Note::parse(&request.note));
+    f.finish()?;
+    let (Some(request_id), Some(id), Some(released_on), Some(reason), Some(note)) = (request_id, id, released_on, reason, note) else {
+        unreachable!("every missing value recorded a violation");
+    };
+    Ok(Command::ReleasePledge { request_id, id, release: Release { released_on, reason, note } })
+}
+
+pub fn create_credit_line_command(request: &pb::CreateCreditLineRequest) -> Result<Command, LedgerError> {
+    let mut f = Fields::default();
+    let request_id = f.check("requestId", uuid(&request.request_id));
+    let Some(l) = request.credit_line.as_ref() else {
+        f.fail("creditLine", "is required");
+        return Err(f.finish().expect_err("a violation was recorded"));
+    };
+    let bank = party(&mut f, "creditLine.bank", l.bank.as_ref());
+    let region = if l.region_code.trim().is_empty() {
+        f.fail("creditLine.regionCode", "is required (a province, city or county code)");
+        None
+    } else {
+        f.check("creditLine.regionCode", Region::parse(&l.region_code))
+    };
+    let program = f.check("creditLine.program", Note::parse(&l.program));
+    let limit = f.check("creditLine.limit", Money::parse_positive(&l.limit));
+    let valid_from = f.check("creditLine.validFrom", parse_date(&l.valid_from));
+    let valid_to = f.check("creditLine.validTo", parse_date(&l.valid_to));
+    f.finish()?;
+    let (Some(request_id), Some(bank), Some(region), Some(program), Some(limit), Some(valid_from), Some(valid_to)) =
+        (request_id, bank, region, program, limit, valid_from, valid_to)
+    else {
+        unreachable!("every missing value recorded a violation");
+    };
+    let line = NewCreditLine::new(bank, region, program, limit, valid_from, valid_to).map_err(|e| prefix_fields(e, "creditLine."))?;
+    Ok(Command::CreateCreditLine { request_id, line })
+}
+
+fn optional_region(f: &mut Fields, text: &str) -> Option<Option<Region>> {
+    if text.trim().is_empty() { Some(None) } else { f.check("regionCode", Region::parse(text)).map(Some) }
+}
+
+fn optional_code(f: &mut Fields, field: &str, text: &str) -> Option<Option<CreditCode>> {
+    if text.trim().is_empty() { Some(None) } else { f.check(field, CreditCode::parse(text)).map(Some) }
+}
+
+pub fn pledge_filter(request: &pb::ListPledgesRequest) -> Result<(PledgeFilter, usize), LedgerError> {
+    let mut f = Fields::default();
+    let page_size = f.check("pageSize", query::page_size(request.page_size).map_err(|_| "must not be negative"));
+    let region = optional_region(&mut f, &request.region_code);
+    let pledgee = optional_code(&mut f, "pledgeeCreditCode", &request.pledgee_credit_code);
+    let pledgor = optional_code(&mut f, "pledgorCreditCode", &request.pledgor_credit_code);
+    let right = if request.right_number.trim().is_empty() {
+        if request.right_kind != 0 {
+            f.fail("rightNumber", "is required with rightKind");
+        }
+        Some(None)
+    } else if request.right_kind == 0 {
+        f.check("rightNumber", query::right_number_any_kind(&request.right_number).ok_or("is not a right number of any kind")).map(Some)
+    } else {
+        right_kind(request.right_kind)
+            .map_err(|e| f.fail("rightKind", e))
+            .ok()
+            .and_then(|k| f.check("rightNumber", RightNumber::parse(&request.right_number, k)).map(Some))
+    };
+    let status = match pb::PledgeStatus::try_from(request.status) {
+        Ok(pb::PledgeStatus::Unspecified) => Some(None),
+        Ok(pb::PledgeStatus::Active) => Some(Some(StatusFilter::Active)),
+        Ok(pb::PledgeStatus::Released) => Some(Some(StatusFilter::Released)),
+        Err(_) => {
+            f.fail("status", "must be ACTIVE or RELEASED");
+            None
+        }
+    };
+    f.finish()?;
+    let (Some(page_size), Some(region), Some(pledgee), Some(pledgor), Some(right), Some(status)) =
+        (page_size, region, pledgee, pledgor, right, status)
+    else {
+        unreachable!("every missing value recorded a violation");
+    };
+    Ok((PledgeFilter { region, pledgee, pledgor, right, status }, page_size))
+}
+
+pub fn credit_line_filter(request: &pb::ListCreditLinesRequest) -> Result<(CreditLineFilter, usize), LedgerError> {
+    let mut f = Fields::default();
+    let page_size = f.check("pageSize", query::page_size(request.page_size).map_err(|_| "must not be negative"));
+    let region = optional_region(&mut f, &request.region_code);
+    let bank = optional_code(&mut f, "bankCreditCode", &request.bank_credit_code);
+    f.finish()?;
+    let (Some(page_size), Some(region), Some(bank)) = (page_size, region, bank) else {
+        unreachable!("every missing value recorded a violation");
+    };
+    Ok((CreditLineFilter { region, bank }, page_size))
+}
+
+pub fn exposure_query(request: &pb::GetExposureRequest) -> Result<(Region, GroupBy), LedgerError> {
+    let mut f = Fields::default();
+    let region = f.check("regionCode", Region::parse(&request.region_code));
+    let group_by = match pb::ExposureGroupBy::try_from(request.group_by) {
+        Ok(pb::ExposureGroupBy::Unspecified) => Some(GroupBy::None),
+        Ok(pb::ExposureGroupBy::ChildRegion) => Some(GroupBy::ChildRegion),
+        Ok(pb::ExposureGroupBy::Pledgee) => Some(GroupBy::Pledgee),
+        Ok(pb::ExposureGroupBy::RightKind) => Some(GroupBy::RightKind),
+        Err(_) => {
+            f.fail("groupBy", "must be CHILD_REGION, PLEDGEE or RIGHT_KIND");
+            None
+        }
+    };
+    f.finish()?;
+    let (Some(region), Some(group_by)) = (region, group_by) else {
+        unreachable!("every missing value recorded a violation");
+    };
+    Ok((region, group_by))
+}
+
+fn timestamp(micros: Micros) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: micros.div_euclid(1_000_000), nanos: (micros.rem_euclid(1_000_000) * 1000) as i32 }
+}
+
+fn party_to_pb(p: &Party) -> pb::Party {
+    pb::Party { name: p.name.to_string(), credit_code: p.credit_code.to_string() }
+}
+
+pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
+    let c = &p.content;
+    pb::Pledge {
+        id: p.id.to_string(),
+        registration_number: p.registration_number.as_str().to_owned(),
+        pledgor: Some(party_to_pb(&c.pledgor)),
+        pledgee: Some(party_to_pb(&c.pledgee)),
+        county_code: c.county.to_string(),
+        secured_amount: c.secured_amount.to_string(),
+        debt_term_start: c.debt_term_start.to_string(),
+        debt_term_end: c.debt_term_end.to_string(),
+        registered_on: c.registered_on.to_string(),
+        rights: c
+            .rights
+            .iter()
+            .map(|r| pb::Right {
+                kind: kind_to_pb(r.kind()) as i32,
+                number: r.number.as_str().to_owned(),
+                title: r.title.to_string(),
+                expires_on: r.expires_on.to_string(),
+            })
+            .collect(),
+        credit_line_id: c.credit_line_id.map(|id| id.to_string()).unwrap_or_default(),
+        status: if p.is_active() { pb::PledgeStatus::Active } else { pb::PledgeStatus::Released } as i32,
+        released_on: p.release.as_ref().map(|r| r.released_on.to_string()).unwrap_or_default(),
+        release_reason: p.release.as_ref().map_or(pb::ReleaseReason::Unspecified, |r| release_reason_to_pb(r.reason)) as i32,
+        release_note: p.release.as_ref().map(|r| r.note.to_string()).unwrap_or_default(),
+        changes: p
+            .changes
+            .iter()
+            .map(|ch| pb::PledgeChange {
+                request_id: ch.request_id.to_string(),
+                change_time: Some(timestamp(ch.at)),
+                reason: ch.reason.to_string(),
+                secured_amount_before: ch.secured_amount.0.to_string(),
+                secured_amount_after: ch.secured_amount.1.to_string(),
+                debt_term_end_before: ch.debt_term_end.0.to_string(),
+                debt_term_end_after: ch.debt_term_end.1.to_string(),
+            })
+            .collect(),
+        create_time: Some(timestamp(p.create_time)),
+        update_time: Some(timestamp(p.update_time)),
+        version: p.version,
+    }
+}
+
+pub fn credit_line_to_pb(l: &CreditLine) -> pb::CreditLine {
+    let c = &l.content;
+    pb::CreditLine {
+        id: l.id.to_string(),
+        bank: Some(party_to_pb(&c.bank)),
+        region_code: c.region.code_string(),
+        program: c.program.to_string(),
+        limit: c.limit.to_string(),
+        drawn: l.drawn.to_string(),
+        available: l.available().to_string(),
+        valid_from: c.valid_from.to_string(),
+        valid_to: c.valid_to.to_string(),
+        create_time: Some(timestamp(l.create_time)),
+        update_time: Some(timestamp(l.update_time)),
+    }
+}
+
+fn row_to_pb(key: String, name: String, row: &crate::domain::exposure::Row, has_credit: bool) -> pb::ExposureRow {
+    pb::ExposureRow {
+        key,
+        name,
+        secured_amount: row.secured_amount.to_string(),
+        pledge_count: row.pledge_count,
+        enterprise_count: row.enterprise_count,
+        right_count: row.right_count,
+        credit_limit: if has_credit { row.credit_limit.to_string() } else { String::new() },
+        credit_drawn: if has_credit { row.credit_drawn.to_string() } else { String::new() },
+    }
+}
+
+pub fn exposure_to_pb(e: Exposure) -> pb::GetExposureResponse {
+    pb::GetExposureResponse {
+        region_code: e.region.code_string(),
+        region_name: e.region.name().to_owned(),
+        total: Some(row_to_pb(String::new(), e.region.name().to_owned(), &e.total, true)),
+        rows: e.rows.into_iter().map(|ExposureRow { key, name, row, has_credit }| row_to_pb(key, name, &row, has_credit)).collect(),
+    }
+}

@@ -1,0 +1,86 @@
+//! The one table from ledger errors to gRPC statuses. Every status carries a google.rpc.ErrorInfo
+//! (domain `ipledger.v1`) whose reason clients can branch on; malformed requests add a BadRequest
+//! with one violation per field, overload adds a RetryInfo.
+
+use crate::domain::LedgerError;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+pub const ERROR_DOMAIN: &str = "ipledger.v1";
+
+/// How long an overloaded caller should wait before retrying.
+const OVERLOAD_RETRY_DELAY_MS: u64 = 50;
+
+pub fn to_status(error: LedgerError) -> Status {
+    let reason = error.reason();
+    let message = error.to_string();
+    let mut details = ErrorDetails::new();
+    let code = match error {
+        LedgerError::Invalid { violations, .. } => {
+            details.set_bad_request(
+                violations.into_iter().map(|v| FieldViolation::new(v.field, v.description)).collect::<Vec<_>>(),
+            );
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Code::InvalidArgument
+        }
+        LedgerError::NotFound { resource, id } => {
+            details.set_resource_info(resource, id, "", "");
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Code::NotFound
+        }
+        LedgerError::RequestIdReused { request_id } => {
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::from([("requestId".to_owned(), request_id)]));
+            Code::AlreadyExists
+        }
+        LedgerError::Refused { metadata, .. } => {
+            let metadata: HashMap<String, String> = metadata.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            details.set_error_info(reason, ERROR_DOMAIN, metadata);
+            Code::FailedPrecondition
+        }
+        LedgerError::Overloaded(_) => {
+            details.set_retry_info(Some(Duration::from_millis(OVERLOAD_RETRY_DELAY_MS)));
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Code::ResourceExhausted
+        }
+        LedgerError::Unavailable(_) => {
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Code::Unavailable
+        }
+        LedgerError::Internal(ref detail) => {
+            tracing::error!(%detail, "internal error");
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Code::Internal
+        }
+    };
+    Status::with_error_details(code, message, details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: LedgerError, code: Code, reason: &str, fields: &[&str]) {
+        let status = to_status(error);
+        assert_eq!(status.code(), code);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().map(|i| i.reason.as_str()), Some(reason));
+        let got: Vec<&str> = details
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(got, fields);
+    }
+
+    #[test]
+    fn table() {
+        check(LedgerError::invalid_field("pledge.countyCode", "unknown"), Code::InvalidArgument, "INVALID_FIELDS", &["pledge.countyCode"]);
+        check(LedgerError::NotFound { resource: "pledge", id: "x".into() }, Code::NotFound, "NOT_FOUND", &[]);
+        check(LedgerError::RequestIdReused { request_id: "r".into() }, Code::AlreadyExists, "REQUEST_ID_REUSED", &[]);
+        check(LedgerError::refused("RIGHT_ALREADY_PLEDGED", "m"), Code::FailedPrecondition, "RIGHT_ALREADY_PLEDGED", &[]);
+        check(LedgerError::Overloaded(1), Code::ResourceExhausted, "WRITE_QUEUE_FULL", &[]);
+        check(LedgerError::Unavailable("x".into()), Code::Unavailable, "UNAVAILABLE", &[]);
+        check(LedgerError::Internal("x".into()), Code::Internal, "INTERNAL", &[]);
+    }
+}

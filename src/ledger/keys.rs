@@ -1,0 +1,163 @@
+//! The key layout of the ledger inside one ordered key space. The first byte names the family;
+//! fixed-width parts come first so that prefix scans select exactly one family and one region.
+//!
+//! | key | value |
+//! |---|---|
+//! | `P` id(16) | pledge |
+//! | `C` id(16) | credit line |
+//! | `Q` request id(16) | idempotency record: fingerprint and response |
+//! | `R` kind(1) number | id of the active pledge holding the right |
+//! | `N` registration number | pledge id |
+//! | `Ic` county(6 ASCII digits) id(16) | pledges by county (a province or city is a prefix) |
+//! | `Ie` / `Io` credit code(18) id(16) | pledges by pledgee / pledgor |
+//! | `Ir` kind(1) number 0x00 id(16) | pledges by right, active or not |
+//! | `Jr` region(6 ASCII digits) id(16) | credit lines by region |
+//! | `Jb` credit code(18) id(16) | credit lines by bank |
+//! | `A` bucket | exposure row |
+//! | `E` bucket 0x00 pledgor(18) | active pledges of the pledgor in the bucket (distinct count) |
+//! | `M` name | metadata: serial numbers, clock |
+
+use crate::domain::exposure::{Bucket, Dimension};
+use crate::domain::ident::{CreditCode, RightNumber};
+use crate::domain::pledge::RegistrationNumber;
+use crate::domain::region::{CountyCode, Level, Region};
+use uuid::Uuid;
+
+fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+pub fn pledge(id: Uuid) -> Vec<u8> {
+    key(&[b"P", id.as_bytes()])
+}
+
+pub const PLEDGES: &[u8] = b"P";
+
+pub fn credit_line(id: Uuid) -> Vec<u8> {
+    key(&[b"C", id.as_bytes()])
+}
+
+pub const CREDIT_LINES: &[u8] = b"C";
+
+pub fn request(id: Uuid) -> Vec<u8> {
+    key(&[b"Q", id.as_bytes()])
+}
+
+pub fn active_right(number: &RightNumber) -> Vec<u8> {
+    key(&[b"R", &[number.kind().tag()], number.as_str().as_bytes()])
+}
+
+pub fn registration(number: &RegistrationNumber) -> Vec<u8> {
+    key(&[b"N", number.as_str().as_bytes()])
+}
+
+/// The digits of a region that every county inside it starts with: "33" for 330000, "3301" for
+/// 330100, all six for a county, nothing for the country.
+pub fn region_prefix(region: Region) -> String {
+    let digits = format!("{:06}", region.code());
+    match region.level() {
+        Level::Country => String::new(),
+        Level::Province => digits[..2].to_owned(),
+        Level::City => digits[..4].to_owned(),
+        Level::County => digits,
+    }
+}
+
+pub fn by_county(county: CountyCode, id: Uuid) -> Vec<u8> {
+    key(&[b"Ic", county.to_string().as_bytes(), id.as_bytes()])
+}
+
+pub fn by_region_prefix(region: Region) -> Vec<u8> {
+    key(&[b"Ic", region_prefix(region).as_bytes()])
+}
+
+pub fn by_pledgee(code: &CreditCode, id: Uuid) -> Vec<u8> {
+    key(&[b"Ie", code.as_str().as_bytes(), id.as_bytes()])
+}
+
+pub fn by_pledgee_prefix(code: &CreditCode) -> Vec<u8> {
+    key(&[b"Ie", code.as_str().as_bytes()])
+}
+
+pub fn by_pledgor(code: &CreditCode, id: Uuid) -> Vec<u8> {
+    key(&[b"Io", code.as_str().as_bytes(), id.as_bytes()])
+}
+
+pub fn by_pledgor_prefix(code: &CreditCode) -> Vec<u8> {
+    key(&[b"Io", code.as_str().as_bytes()])
+}
+
+pub fn by_right_prefix(number: &RightNumber) -> Vec<u8> {
+    key(&[b"Ir", &[number.kind().tag()], number.as_str().as_bytes(), &[0]])
+}
+
+pub fn by_right(number: &RightNumber, id: Uuid) -> Vec<u8> {
+    key(&[&by_right_prefix(number), id.as_bytes()])
+}
+
+pub fn line_by_region(region: Region, id: Uuid) -> Vec<u8> {
+    key(&[b"Jr", format!("{:06}", region.code()).as_bytes(), id.as_bytes()])
+}
+
+pub fn line_by_region_prefix(region: Region) -> Vec<u8> {
+    key(&[b"Jr", region_prefix(region).as_bytes()])
+}
+
+pub fn line_by_bank(code: &CreditCode, id: Uuid) -> Vec<u8> {
+    key(&[b"Jb", code.as_str().as_bytes(), id.as_bytes()])
+}
+
+pub fn line_by_bank_prefix(code: &CreditCode) -> Vec<u8> {
+    key(&[b"Jb", code.as_str().as_bytes()])
+}
+
+/// The id at the end of an index key.
+pub fn trailing_id(key: &[u8]) -> Option<Uuid> {
+    let start = key.len().checked_sub(16)?;
+    Uuid::from_slice(&key[start..]).ok()
+}
+
+fn bucket_body(bucket: &Bucket) -> Vec<u8> {
+    let mut k = vec![bucket.region.level().tag()];
+    k.extend_from_slice(&bucket.region.code().to_be_bytes());
+    match &bucket.dimension {
+        Dimension::Total => k.push(b'T'),
+        Dimension::Pledgee(code) => {
+            k.push(b'B');
+            k.extend_from_slice(code.as_str().as_bytes());
+        }
+        Dimension::Kind(kind) => {
+            k.push(b'K');
+            k.push(kind.tag());
+        }
+    }
+    k
+}
+
+pub fn exposure(bucket: &Bucket) -> Vec<u8> {
+    key(&[b"A", &bucket_body(bucket)])
+}
+
+/// All pledgee rows of one region.
+pub fn exposure_pledgees_prefix(region: Region) -> Vec<u8> {
+    let mut k = vec![b'A', region.level().tag()];
+    k.extend_from_slice(&region.code().to_be_bytes());
+    k.push(b'B');
+    k
+}
+
+/// The pledgee credit code of a pledgee row's key.
+pub fn exposure_pledgee_code(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(7..)?).ok()
+}
+
+pub fn enterprise_ref(bucket: &Bucket, pledgor: &CreditCode) -> Vec<u8> {
+    key(&[b"E", &bucket_body(bucket), &[0], pledgor.as_str().as_bytes()])
+}
+
+pub const META_REGISTRATION_SERIAL: &[u8] = b"Mregistration_serial";
+pub const META_CLOCK: &[u8] = b"Mclock";

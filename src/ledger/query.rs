@@ -1,0 +1,283 @@
+//! The read path: point reads, filtered listings over secondary indexes with opaque page tokens,
+//! and exposure answered from the aggregate rows (never by scanning pledges).
+
+use super::codec;
+use super::keys;
+use crate::domain::credit_line::CreditLine;
+use crate::domain::exposure::{Bucket, Dimension, Row};
+use crate::domain::ident::{CreditCode, RightKind, RightNumber};
+use crate::domain::pledge::Pledge;
+use crate::domain::region::Region;
+use crate::domain::LedgerError;
+use crate::store::Store;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Page sizes: the default when none is asked, and the maximum any request is lowered to.
+pub const PAGE_SIZE_DEFAULT: usize = 100;
+pub const PAGE_SIZE_MAX: usize = 1000;
+/// Index entries examined per page at most, so a selective filter over a large index answers in
+/// bounded time (with a shorter page and a token to continue).
+pub const SCAN_PER_PAGE_MAX: usize = 20_000;
+/// Pledgee rows returned by one exposure query at most (there are a few hundred banks).
+pub const EXPOSURE_ROWS_MAX: usize = 10_000;
+
+fn unavailable(e: crate::store::StoreError) -> LedgerError {
+    LedgerError::Unavailable(e.to_string())
+}
+
+fn get<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Result<Option<T>, LedgerError> {
+    store.get(key).map_err(unavailable)?.map(|bytes| codec::decode(key, &bytes)).transpose()
+}
+
+pub fn pledge(store: &dyn Store, id: Uuid) -> Result<Pledge, LedgerError> {
+    get(store, &keys::pledge(id))?.ok_or(LedgerError::NotFound { resource: "pledge", id: id.to_string() })
+}
+
+pub fn credit_line(store: &dyn Store, id: Uuid) -> Result<CreditLine, LedgerError> {
+    get(store, &keys::credit_line(id))?.ok_or(LedgerError::NotFound { resource: "credit line", id: id.to_string() })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum StatusFilter {
+    Active,
+    Released,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PledgeFilter {
+    pub region: Option<Region>,
+    pub pledgee: Option<CreditCode>,
+    pub pledgor: Option<CreditCode>,
+    pub right: Option<RightNumber>,
+    pub status: Option<StatusFilter>,
+}
+
+impl PledgeFilter {
+    fn matches(&self, p: &Pledge) -> bool {
+        let c = &p.content;
+        self.region.is_none_or(|r| r.contains(c.county.region()))
+            && self.pledgee.as_ref().is_none_or(|code| *code == c.pledgee.credit_code)
+            && self.pledgor.as_ref().is_none_or(|code| *code == c.pledgor.credit_code)
+            && self.right.as_ref().is_none_or(|n| c.rights.iter().any(|r| r.number == *n))
+            && self.status.is_none_or(|s| (s == StatusFilter::Active) == p.is_active())
+    }
+
+    /// The most selective index for this filter: its key prefix.
+    fn index_prefix(&self) -> Vec<u8> {
+        if let Some(n) = &self.right {
+            keys::by_right_prefix(n)
+        } else if let Some(code) = &self.pledgor {
+            keys::by_pledgor_prefix(code)
+        } else if let Some(code) = &self.pledgee {
+            keys::by_pledgee_prefix(code)
+        } else if let Some(region) = self.region.filter(|r| r.level() != crate::domain::region::Level::Country) {
+            keys::by_region_prefix(region)
+        } else {
+            keys::PLEDGES.to_vec()
+        }
+    }
+}
+
+/// Resolves a right number given without a kind: a patent's type digit decides its kind; other
+/// all-digit numbers are trademarks; anything else is a copyright registration number.
+pub fn right_number_any_kind(text: &str) -> Option<RightNumber> {
+    [RightKind::InventionPatent, RightKind::UtilityModel, RightKind::DesignPatent, RightKind::Trademark, RightKind::Copyright]
+        .into_iter()
+        .find_map(|kind| RightNumber::parse(text, kind).ok())
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PageToken {
+    /// Ties a token to the filter it was issued for (AIP-158: filters must not change between pages).
+    filter: [u8; 8],
+    after: Vec<u8>,
+}
+
+fn filter_digest<F: serde::Serialize>(filter: &F) -> [u8; 8] {
+    let digest = Sha256::digest(postcard::to_allocvec(filter).expect("in-memory encoding"));
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
+}
+
+fn decode_token(token: &str, filter: [u8; 8]) -> Result<Option<Vec<u8>>, LedgerError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || LedgerError::invalid_field("pageToken", "is not a token returned by this listing with these filters");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let t: PageToken = postcard::from_bytes(&bytes).map_err(|_| bad())?;
+    if t.filter != filter {
+        return Err(bad());
+    }
+    Ok(Some(t.after))
+}
+
+fn encode_token(filter: [u8; 8], after: Vec<u8>) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(codec::encode(&PageToken { filter, after }))
+}
+
+/// Lowers any page size to the maximum (AIP-158) and maps 0 to the default.
+pub fn page_size(requested: i32) -> Result<usize, LedgerError> {
+    match requested {
+        n if n < 0 => Err(LedgerError::invalid_field("pageSize", "must not be negative")),
+        0 => Ok(PAGE_SIZE_DEFAULT),
+        n => Ok((n as usize).min(PAGE_SIZE_MAX)),
+    }
+}
+
+/// Walks the index under `prefix` from the token, loading and filtering records until a page is
+/// full or the scan budget is spent.
+fn scan_page<T>(
+    store: &dyn Store,
+    prefix: &[u8],
+    token_filter: [u8; 8],
+    page_token: &str,
+    page_size: usize,
+    load: impl Fn(&[u8], &[u8]) -> Result<Option<T>, LedgerError>,
+) -> Result<(Vec<T>, String), LedgerError> {
+    let mut after = decode_token(page_token, token_filter)?;
+    let mut page = Vec::with_capacity(page_size);
+    let mut examined = 0usize;
+    loop {
+        let chunk = (page_size - page.len()).clamp(1, 1000);
+        let entries = store.scan(prefix, after.as_deref(), chunk).map_err(unavailable)?;
+        let exhausted = entries.len() < chunk;
+        for (key, value) in entries {
+            examined += 1;
+            if let Some(item) = load(&key, &value)? {
+                page.push(item);
+            }
+            after = Some(key);
+            if page.len() == page_size || examined >= SCAN_PER_PAGE_MAX {
+                break;
+            }
+        }
+        if exhausted && (page.len() < page_size && examined < SCAN_PER_PAGE_MAX) {
+            return Ok((page, String::new()));
+        }
+        if page.len() == page_size || examined >= SCAN_PER_PAGE_MAX {
+            let last = after.expect("a full page or spent budget examined at least one entry");
+            // Peek so the last page carries no token.
+            let more = !store.scan(prefix, Some(&last), 1).map_err(unavailable)?.is_empty();
+            let token = if more { encode_token(token_filter, last) } else { String::new() };
+            return Ok((page, token));
+        }
+    }
+}
+
+pub fn list_pledges(store: &dyn Store, filter: &PledgeFilter, page_size: usize, page_token: &str) -> Result<(Vec<Pledge>, String), LedgerError> {
+    let prefix = filter.index_prefix();
+    let direct = prefix == keys::PLEDGES;
+    scan_page(store, &prefix, filter_digest(filter), page_token, page_size, |key, value| {
+        let pledge: Pledge = if direct {
+            codec::decode(key, value)?
+        } else {
+            let id = keys::trailing_id(key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
+            self::pledge(store, id)?
+        };
+        Ok(filter.matches(&pledge).then_some(pledge))
+    })
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CreditLineFilter {
+    pub region: Option<Region>,
+    pub bank: Option<CreditCode>,
+}
+
+pub fn list_credit_lines(store: &dyn Store, filter: &CreditLineFilter, page_size: usize, page_token: &str) -> Result<(Vec<CreditLine>, String), LedgerError> {
+    let prefix = match (&filter.bank, filter.region) {
+        (Some(bank), _) => keys::line_by_bank_prefix(bank),
+        (None, Some(region)) => keys::line_by_region_prefix(region),
+        (None, None) => keys::CREDIT_LINES.to_vec(),
+    };
+    let direct = prefix == keys::CREDIT_LINES;
+    scan_page(store, &prefix, filter_digest(filter), page_token, page_size, |key, value| {
+        let line: CreditLine = if direct {
+            codec::decode(key, value)?
+        } else {
+            let id = keys::trailing_id(key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
+            credit_line(store, id)?
+        };
+        let keep = filter.region.is_none_or(|r| r.contains(line.content.region))
+            && filter.bank.as_ref().is_none_or(|b| *b == line.content.bank.credit_code);
+        Ok(keep.then_some(line))
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    None,
+    ChildRegion,
+    Pledgee,
+    RightKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExposureRow {
+    pub key: String,
+    pub name: String,
+    pub row: Row,
+    /// False on right-kind rows: credit lines are not split by kind.
+    pub has_credit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    pub region: Region,
+    pub total: Row,
+    pub rows: Vec<ExposureRow>,
+}
+
+fn row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerError> {
+    Ok(get(store, &keys::exposure(bucket))?.unwrap_or_default())
+}
+
+pub fn exposure(store: &dyn Store, region: Region, group_by: GroupBy) -> Result<Exposure, LedgerError> {
+    let total = row(store, &Bucket { region, dimension: Dimension::Total })?;
+    let rows = match group_by {
+        GroupBy::None => Vec::new(),
+        GroupBy::ChildRegion => region
+            .children()
+            .iter()
+            .map(|child| {
+                Ok(ExposureRow {
+                    key: child.code_string(),
+                    name: child.name().to_owned(),
+                    row: row(store, &Bucket { region: *child, dimension: Dimension::Total })?,
+                    has_credit: true,
+                })
+            })
+            .collect::<Result<_, LedgerError>>()?,
+        GroupBy::RightKind => RightKind::ALL
+            .into_iter()
+            .map(|kind| {
+                Ok(ExposureRow {
+                    key: kind.name().to_owned(),
+                    name: kind.name().to_owned(),
+                    row: row(store, &Bucket { region, dimension: Dimension::Kind(kind) })?,
+                    has_credit: false,
+                })
+            })
+            .collect::<Result<_, LedgerError>>()?,
+        GroupBy::Pledgee => {
+            let entries = store.scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX).map_err(unavailable)?;
+            let mut rows = entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let row: Row = codec::decode(&key, &value)?;
+                    let code = keys::exposure_pledgee_code(&key)
+                        .ok_or_else(|| LedgerError::Internal("pledgee row key without code".to_owned()))?;
+                    Ok(ExposureRow { key: code.to_owned(), name: row.name.clone(), row, has_credit: true })
+                })
+                .collect::<Result<Vec<_>, LedgerError>>()?;
+            // Largest exposure first: what a dashboard's "top pledgees" shows.
+            rows.sort_by(|a, b| b.row.secured_amount.cmp(&a.row.secured_amount).then_with(|| a.key.cmp(&b.key)));
+            rows
+        }
+    };
+    Ok(Exposure { region, total, rows })
+}
