@@ -76,7 +76,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(server::ServeError::Io)?;
-                let limits = Limits { write_queue_max: args.write_queue_max, cache_bytes: args.cache_mib * 1024 * 1024, ..Limits::default() };
+                let limits = Limits {
+                    write_queue_max: args.write_queue_max,
+                    cache_bytes: args.cache_mib * 1024 * 1024,
+                    ..Limits::default()
+                };
                 server::serve(listener, args.data_dir, limits, shutdown_signal()).await
             }
         }

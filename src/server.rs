@@ -56,7 +56,12 @@ pub enum ServeError {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains and returns.
-pub async fn serve(listener: TcpListener, data_dir: PathBuf, limits: Limits, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+pub async fn serve(
+    listener: TcpListener,
+    data_dir: PathBuf,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let open_dir = data_dir.clone();
     let cache = limits.cache_bytes;
     let store = tokio::task::spawn_blocking(move || SledStore::open(&open_dir, cache))
@@ -70,9 +75,17 @@ pub async fn serve(listener: TcpListener, data_dir: PathBuf, limits: Limits, shu
     health_reporter.set_serving::<pb::credit_line_service_server::CreditLineServiceServer<CreditLineApi>>().await;
     health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<ExposureApi>>().await;
 
-    let descriptor_sets = [pb::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET];
-    let mut reflection_v1 = tonic_reflection::server::Builder::configure();
-    let mut reflection_v1alpha = tonic_reflection::server::Builder::configure();
+    // Both reflection versions describe everything served, each other included, so any client
+    // (grpcurl, buf curl, grpcio, evans) sees the same list whichever version it speaks.
+    let descriptor_sets = [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut reflection_v1 = tonic_reflection::server::Builder::configure().include_reflection_service(false);
+    let mut reflection_v1alpha = tonic_reflection::server::Builder::configure().include_reflection_service(false);
     for set in descriptor_sets {
         reflection_v1 = reflection_v1.register_encoded_file_descriptor_set(set);
         reflection_v1alpha = reflection_v1alpha.register_encoded_file_descriptor_set(set);
@@ -90,8 +103,11 @@ pub async fn serve(listener: TcpListener, data_dir: PathBuf, limits: Limits, shu
         };
     }
     let pledges = limited!(pb::pledge_service_server::PledgeServiceServer::new(PledgeApi { ledger: ledger.clone() }));
-    let credit_lines = limited!(pb::credit_line_service_server::CreditLineServiceServer::new(CreditLineApi { ledger: ledger.clone() }));
-    let exposure = limited!(pb::exposure_service_server::ExposureServiceServer::new(ExposureApi { ledger: ledger.clone() }));
+    let credit_lines = limited!(pb::credit_line_service_server::CreditLineServiceServer::new(CreditLineApi {
+        ledger: ledger.clone()
+    }));
+    let exposure =
+        limited!(pb::exposure_service_server::ExposureServiceServer::new(ExposureApi { ledger: ledger.clone() }));
     drop(ledger);
 
     let address = listener.local_addr()?;

@@ -63,7 +63,10 @@ impl CreditLine {
         if c.bank.credit_code != pledge.pledgee.credit_code {
             return Err(LedgerError::refused(
                 "CREDIT_LINE_BANK_MISMATCH",
-                format!("credit line {} belongs to {}, not to the pledgee {}", self.id, c.bank.credit_code, pledge.pledgee.credit_code),
+                format!(
+                    "credit line {} belongs to {}, not to the pledgee {}",
+                    self.id, c.bank.credit_code, pledge.pledgee.credit_code
+                ),
             )
             .with("creditLineId", self.id)
             .with("bankCreditCode", &c.bank.credit_code));
@@ -79,7 +82,10 @@ impl CreditLine {
         if pledge.registered_on < c.valid_from || pledge.registered_on > c.valid_to {
             return Err(LedgerError::refused(
                 "CREDIT_LINE_NOT_IN_FORCE",
-                format!("credit line {} is valid from {} to {}, not on {}", self.id, c.valid_from, c.valid_to, pledge.registered_on),
+                format!(
+                    "credit line {} is valid from {} to {}, not on {}",
+                    self.id, c.valid_from, c.valid_to, pledge.registered_on
+                ),
             )
             .with("creditLineId", self.id));
         }

@@ -56,7 +56,8 @@ fn apply_count(value: u64, delta: i64) -> Option<u64> {
 impl Row {
     /// The row after `delta`; an error means the aggregates no longer match the records.
     pub fn apply(&self, delta: &RowDelta) -> Result<Row, LedgerError> {
-        let broken = || LedgerError::Internal(format!("aggregate would leave its range applying {delta:?} to {self:?}"));
+        let broken =
+            || LedgerError::Internal(format!("aggregate would leave its range applying {delta:?} to {self:?}"));
         Ok(Row {
             secured_amount: self.secured_amount.checked_apply(delta.secured_fen).ok_or_else(broken)?,
             pledge_count: apply_count(self.pledge_count, delta.pledges).ok_or_else(broken)?,

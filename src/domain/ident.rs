@@ -34,9 +34,7 @@ impl CreditCode {
         }
         let mut values = [0u32; 18];
         for (i, c) in code.chars().enumerate() {
-            let value = u8::try_from(c)
-                .ok()
-                .and_then(|b| USCC_ALPHABET.iter().position(|&a| a == b));
+            let value = u8::try_from(c).ok().and_then(|b| USCC_ALPHABET.iter().position(|&a| a == b));
             match value {
                 Some(v) => values[i] = v as u32,
                 None => return Err(CreditCodeError::Character { position: i + 1, character: c }),
@@ -54,6 +52,20 @@ impl CreditCode {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Completes a code from its first 17 characters by computing the check character (for
+    /// generating test and benchmark data); `None` if a character is outside the alphabet.
+    pub fn complete(first_17: &str) -> Option<CreditCode> {
+        if first_17.len() != 17 {
+            return None;
+        }
+        let mut sum = 0;
+        for (b, w) in first_17.bytes().zip(USCC_WEIGHTS) {
+            sum += w * USCC_ALPHABET.iter().position(|&a| a == b)? as u32;
+        }
+        let check = USCC_ALPHABET[((31 - sum % 31) % 31) as usize] as char;
+        Some(CreditCode(format!("{first_17}{check}")))
     }
 }
 
@@ -164,10 +176,7 @@ impl PatentNumber {
             return Err(RightNumberError::Empty);
         }
         let upper = compact.to_ascii_uppercase();
-        let body = upper
-            .strip_prefix("ZL")
-            .or_else(|| upper.strip_prefix("CN"))
-            .unwrap_or(&upper);
+        let body = upper.strip_prefix("ZL").or_else(|| upper.strip_prefix("CN")).unwrap_or(&upper);
         let (digits, check) = match body.split_once('.') {
             Some((d, c)) => (d, c),
             None if body.len() >= 2 => body.split_at(body.len() - 1),
@@ -180,11 +189,7 @@ impl PatentNumber {
             [c] if c.is_ascii_digit() || *c == b'X' => *c as char,
             _ => return Err(RightNumberError::PatentSyntax),
         };
-        let sum: u32 = digits
-            .bytes()
-            .enumerate()
-            .map(|(i, b)| (2 + (i as u32 % 8)) * u32::from(b - b'0'))
-            .sum();
+        let sum: u32 = digits.bytes().enumerate().map(|(i, b)| (2 + (i as u32 % 8)) * u32::from(b - b'0')).sum();
         let r = sum % 11;
         let expected = if r == 10 { 'X' } else { char::from(b'0' + r as u8) };
         if expected != found {
@@ -215,6 +220,18 @@ impl PatentNumber {
 
     pub fn filing_year(&self) -> u16 {
         self.filing_year
+    }
+
+    /// Completes a 12-digit application number with its check character, in canonical form (for
+    /// generating test and benchmark data).
+    pub fn complete(digits_12: &str) -> Option<String> {
+        if digits_12.len() != 12 || !digits_12.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let sum: u32 = digits_12.bytes().enumerate().map(|(i, b)| (2 + (i as u32 % 8)) * u32::from(b - b'0')).sum();
+        let r = sum % 11;
+        let check = if r == 10 { 'X' } else { char::from(b'0' + r as u8) };
+        Some(format!("ZL{digits_12}.{check}"))
     }
 }
 
@@ -317,6 +334,13 @@ mod tests {
     }
 
     #[test]
+    fn completed_identifiers_pass() {
+        assert_eq!(CreditCode::complete("91330100716105852").unwrap().as_str(), "91330100716105852F");
+        assert_eq!(PatentNumber::complete("201811564288").unwrap(), "ZL201811564288.X");
+        assert_eq!(CreditCode::complete("9133010071610585I"), None);
+    }
+
+    #[test]
     fn credit_codes_broken_fail() {
         check_code("91330100716105852", Err(CreditCodeError::Length(17)));
         check_code("91330100716105852G", Err(CreditCodeError::Check { expected: 'F', found: 'G' }));
@@ -347,8 +371,20 @@ mod tests {
     #[test]
     fn patent_numbers_broken_fail() {
         use RightKind::*;
-        check_right("ZL202310123456.7", InventionPatent, Err(RightNumberError::PatentCheck { expected: '6', found: '7' }));
-        check_right("ZL202322865413.3", InventionPatent, Err(RightNumberError::PatentTypeMismatch { digit: '2', found: "UTILITY_MODEL", expected: "INVENTION_PATENT" }));
+        check_right(
+            "ZL202310123456.7",
+            InventionPatent,
+            Err(RightNumberError::PatentCheck { expected: '6', found: '7' }),
+        );
+        check_right(
+            "ZL202322865413.3",
+            InventionPatent,
+            Err(RightNumberError::PatentTypeMismatch {
+                digit: '2',
+                found: "UTILITY_MODEL",
+                expected: "INVENTION_PATENT",
+            }),
+        );
         check_right("ZL2023228654.3", InventionPatent, Err(RightNumberError::PatentSyntax));
         check_right("", DesignPatent, Err(RightNumberError::Empty));
         check_right("ZL20231012345A.7", InventionPatent, Err(RightNumberError::PatentSyntax));

@@ -17,7 +17,7 @@ pub const AMOUNT_INPUT_MAX_YUAN: i64 = 1_000_000_000_000;
 const MONEY_MAX_YUAN: i128 = 100_000_000_000_000_000_000;
 
 /// A non-negative amount of yuan with exactly two decimal places.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Money(Decimal);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +111,12 @@ impl Money {
     /// Applies a signed change in fen; `None` when the result leaves `0..=MONEY_MAX`.
     pub fn checked_apply(self, delta_fen: i128) -> Option<Money> {
         Money::from_fen(self.fen().checked_add(delta_fen)?)
+    }
+}
+
+impl Default for Money {
+    fn default() -> Money {
+        Money::ZERO
     }
 }
 

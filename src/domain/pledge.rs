@@ -53,7 +53,9 @@ impl RegistrationNumber {
             return Err("must be 1 to 40 letters, digits or '-'".to_owned());
         }
         if t.to_ascii_uppercase().starts_with(ASSIGNED_REGISTRATION_PREFIX) {
-            return Err(format!("the prefix {ASSIGNED_REGISTRATION_PREFIX} is reserved for numbers the ledger assigns"));
+            return Err(format!(
+                "the prefix {ASSIGNED_REGISTRATION_PREFIX} is reserved for numbers the ledger assigns"
+            ));
         }
         Ok(RegistrationNumber(t.to_owned()))
     }
@@ -118,7 +120,8 @@ impl NewPledge {
             violations.push(FieldViolation::new("rights", "a pledge needs at least one right"));
         }
         if rights.len() > RIGHTS_PER_PLEDGE_MAX {
-            violations.push(FieldViolation::new("rights", format!("at most {RIGHTS_PER_PLEDGE_MAX} rights per pledge")));
+            violations
+                .push(FieldViolation::new("rights", format!("at most {RIGHTS_PER_PLEDGE_MAX} rights per pledge")));
         }
         if debt_term_end < debt_term_start {
             violations.push(FieldViolation::new("debtTermEnd", "must not be before debtTermStart"));
@@ -157,7 +160,10 @@ impl NewPledge {
                 reason = "TERM_EXCEEDS_RIGHT_EXPIRY";
                 violations.push(FieldViolation::new(
                     format!("rights[{i}].expiresOn"),
-                    format!("the debt term ends {debt_term_end}, after {} expires on {}", right.number, right.expires_on),
+                    format!(
+                        "the debt term ends {debt_term_end}, after {} expires on {}",
+                        right.number, right.expires_on
+                    ),
                 ));
             }
         }
@@ -227,7 +233,16 @@ pub struct Pledge {
 
 impl Pledge {
     pub fn register(id: Uuid, registration_number: RegistrationNumber, content: NewPledge, now: Micros) -> Pledge {
-        Pledge { id, registration_number, content, release: None, changes: Vec::new(), create_time: now, update_time: now, version: 1 }
+        Pledge {
+            id,
+            registration_number,
+            content,
+            release: None,
+            changes: Vec::new(),
+            create_time: now,
+            update_time: now,
+            version: 1,
+        }
     }
 
     pub fn is_active(&self) -> bool {
@@ -253,8 +268,11 @@ impl Pledge {
         let amount = amendment.secured_amount.unwrap_or(c.secured_amount);
         let term_end = amendment.debt_term_end.unwrap_or(c.debt_term_end);
         if amount == c.secured_amount && term_end == c.debt_term_end {
-            return Err(LedgerError::refused("NOTHING_TO_CHANGE", "the requested values are the pledge's current values")
-                .with("pledgeId", self.id));
+            return Err(LedgerError::refused(
+                "NOTHING_TO_CHANGE",
+                "the requested values are the pledge's current values",
+            )
+            .with("pledgeId", self.id));
         }
         if term_end < c.debt_term_start {
             return Err(LedgerError::invalid_field(
@@ -319,7 +337,11 @@ mod tests {
     }
 
     fn right(kind: RightKind, number: &str, expires: &str) -> Right {
-        Right { number: RightNumber::parse(number, kind).unwrap(), title: Note::parse("").unwrap(), expires_on: parse_date(expires).unwrap() }
+        Right {
+            number: RightNumber::parse(number, kind).unwrap(),
+            title: Note::parse("").unwrap(),
+            expires_on: parse_date(expires).unwrap(),
+        }
     }
 
     fn draft(term_end: &str, rights: Vec<Right>) -> Result<NewPledge, LedgerError> {
@@ -339,7 +361,9 @@ mod tests {
 
     fn check(result: Result<NewPledge, LedgerError>, expected: Result<(), (&str, &[&str])>) {
         let got = result.map(|_| ()).map_err(|e| match e {
-            LedgerError::Invalid { reason, violations } => (reason, violations.into_iter().map(|v| v.field).collect::<Vec<_>>()),
+            LedgerError::Invalid { reason, violations } => {
+                (reason, violations.into_iter().map(|v| v.field).collect::<Vec<_>>())
+            }
             other => panic!("unexpected {other:?}"),
         });
         let expected = expected.map_err(|(r, f)| (r, f.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
@@ -375,11 +399,21 @@ mod tests {
         assert_eq!((changed.version, changed.changes.len()), (2, 1));
         assert_eq!(changed.content.secured_amount.to_string(), "200.00");
         assert_eq!(changed.change(&amend("200", None), Uuid::nil(), 12).unwrap_err().reason(), "NOTHING_TO_CHANGE");
-        assert_eq!(changed.change(&amend("200", Some("2031-01-01")), Uuid::nil(), 12).unwrap_err().reason(), "TERM_EXCEEDS_RIGHT_EXPIRY");
-        let release = Release { released_on: parse_date("2020-01-01").unwrap(), reason: ReleaseReason::Repaid, note: Note::parse("").unwrap() };
+        assert_eq!(
+            changed.change(&amend("200", Some("2031-01-01")), Uuid::nil(), 12).unwrap_err().reason(),
+            "TERM_EXCEEDS_RIGHT_EXPIRY"
+        );
+        let release = Release {
+            released_on: parse_date("2020-01-01").unwrap(),
+            reason: ReleaseReason::Repaid,
+            note: Note::parse("").unwrap(),
+        };
         let released = changed.release(release.clone(), 13).unwrap();
         assert!(!released.is_active());
         assert_eq!(released.release(release, 14).unwrap_err().reason(), "PLEDGE_ALREADY_RELEASED");
-        assert_eq!(released.change(&amend("300", None), Uuid::nil(), 14).unwrap_err().reason(), "PLEDGE_ALREADY_RELEASED");
+        assert_eq!(
+            released.change(&amend("300", None), Uuid::nil(), 14).unwrap_err().reason(),
+            "PLEDGE_ALREADY_RELEASED"
+        );
     }
 }

@@ -186,11 +186,7 @@ impl<'de> serde::Deserialize<'de> for Region {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (level, code) = <(Level, u32)>::deserialize(d)?;
         let region = Region { level, code };
-        if TABLE.entries.contains_key(&region) {
-            Ok(region)
-        } else {
-            Err(serde::de::Error::custom("unknown region"))
-        }
+        if TABLE.entries.contains_key(&region) { Ok(region) } else { Err(serde::de::Error::custom("unknown region")) }
     }
 }
 
@@ -232,12 +228,8 @@ mod tests {
         assert_eq!(Region::COUNTRY.children().len(), 31);
         let cities: usize = Region::COUNTRY.children().iter().map(|p| p.children().len()).sum();
         assert_eq!(cities, 342);
-        let counties: usize = Region::COUNTRY
-            .children()
-            .iter()
-            .flat_map(|p| p.children())
-            .map(|c| c.children().len())
-            .sum();
+        let counties: usize =
+            Region::COUNTRY.children().iter().flat_map(|p| p.children()).map(|c| c.children().len()).sum();
         assert_eq!(counties, 2978);
     }
 

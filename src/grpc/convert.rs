@@ -5,12 +5,14 @@
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
 use crate::domain::ident::{CreditCode, RightKind, RightNumber};
 use crate::domain::money::Money;
-use crate::domain::pledge::{self, NewPledge, Party, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right};
+use crate::domain::pledge::{
+    self, NewPledge, Party, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right,
+};
 use crate::domain::region::{CountyCode, Region};
-use crate::domain::text::{parse_date, Name, Note, Reason};
+use crate::domain::text::{Name, Note, Reason, parse_date};
 use crate::domain::{FieldViolation, LedgerError, Micros};
-use crate::ledger::query::{self, CreditLineFilter, Exposure, ExposureRow, GroupBy, PledgeFilter, StatusFilter};
 use crate::ledger::Command;
+use crate::ledger::query::{self, CreditLineFilter, Exposure, ExposureRow, GroupBy, PledgeFilter, StatusFilter};
 use crate::proto as pb;
 use std::fmt::Display;
 use uuid::Uuid;
@@ -59,7 +61,9 @@ fn right_kind(value: i32) -> Result<RightKind, &'static str> {
         Ok(pb::RightKind::DesignPatent) => Ok(RightKind::DesignPatent),
         Ok(pb::RightKind::Trademark) => Ok(RightKind::Trademark),
         Ok(pb::RightKind::Copyright) => Ok(RightKind::Copyright),
-        Ok(pb::RightKind::Unspecified) | Err(_) => Err("must be INVENTION_PATENT, UTILITY_MODEL, DESIGN_PATENT, TRADEMARK or COPYRIGHT"),
+        Ok(pb::RightKind::Unspecified) | Err(_) => {
+            Err("must be INVENTION_PATENT, UTILITY_MODEL, DESIGN_PATENT, TRADEMARK or COPYRIGHT")
+        }
     }
 }
 
@@ -200,7 +204,9 @@ fn release_reason(value: i32) -> Result<ReleaseReason, &'static str> {
         Ok(pb::ReleaseReason::Waived) => Ok(ReleaseReason::Waived),
         Ok(pb::ReleaseReason::ContractInvalid) => Ok(ReleaseReason::ContractInvalid),
         Ok(pb::ReleaseReason::Other) => Ok(ReleaseReason::Other),
-        Ok(pb::ReleaseReason::Unspecified) | Err(_) => Err("must be REPAID, ENFORCED, WAIVED, CONTRACT_INVALID or OTHER"),
+        Ok(pb::ReleaseReason::Unspecified) | Err(_) => {
+            Err("must be REPAID, ENFORCED, WAIVED, CONTRACT_INVALID or OTHER")
+        }
     }
 }
 
@@ -222,7 +228,9 @@ pub fn release_command(request: &pb::ReleasePledgeRequest) -> Result<Command, Le
     let reason = f.check("reason", release_reason(request.reason));
     let note = f.check("note", Note::parse(&request.note));
     f.finish()?;
-    let (Some(request_id), Some(id), Some(released_on), Some(reason), Some(note)) = (request_id, id, released_on, reason, note) else {
+    let (Some(request_id), Some(id), Some(released_on), Some(reason), Some(note)) =
+        (request_id, id, released_on, reason, note)
+    else {
         unreachable!("every missing value recorded a violation");
     };
     Ok(Command::ReleasePledge { request_id, id, release: Release { released_on, reason, note } })
@@ -252,7 +260,8 @@ pub fn create_credit_line_command(request: &pb::CreateCreditLineRequest) -> Resu
     else {
         unreachable!("every missing value recorded a violation");
     };
-    let line = NewCreditLine::new(bank, region, program, limit, valid_from, valid_to).map_err(|e| prefix_fields(e, "creditLine."))?;
+    let line = NewCreditLine::new(bank, region, program, limit, valid_from, valid_to)
+        .map_err(|e| prefix_fields(e, "creditLine."))?;
     Ok(Command::CreateCreditLine { request_id, line })
 }
 
@@ -276,7 +285,11 @@ pub fn pledge_filter(request: &pb::ListPledgesRequest) -> Result<(PledgeFilter, 
         }
         Some(None)
     } else if request.right_kind == 0 {
-        f.check("rightNumber", query::right_number_any_kind(&request.right_number).ok_or("is not a right number of any kind")).map(Some)
+        f.check(
+            "rightNumber",
+            query::right_number_any_kind(&request.right_number).ok_or("is not a right number of any kind"),
+        )
+        .map(Some)
     } else {
         right_kind(request.right_kind)
             .map_err(|e| f.fail("rightKind", e))
@@ -334,7 +347,10 @@ pub fn exposure_query(request: &pb::GetExposureRequest) -> Result<(Region, Group
 }
 
 fn timestamp(micros: Micros) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: micros.div_euclid(1_000_000), nanos: (micros.rem_euclid(1_000_000) * 1000) as i32 }
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
 }
 
 fn party_to_pb(p: &Party) -> pb::Party {
@@ -366,7 +382,8 @@ pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
         credit_line_id: c.credit_line_id.map(|id| id.to_string()).unwrap_or_default(),
         status: if p.is_active() { pb::PledgeStatus::Active } else { pb::PledgeStatus::Released } as i32,
         released_on: p.release.as_ref().map(|r| r.released_on.to_string()).unwrap_or_default(),
-        release_reason: p.release.as_ref().map_or(pb::ReleaseReason::Unspecified, |r| release_reason_to_pb(r.reason)) as i32,
+        release_reason: p.release.as_ref().map_or(pb::ReleaseReason::Unspecified, |r| release_reason_to_pb(r.reason))
+            as i32,
         release_note: p.release.as_ref().map(|r| r.note.to_string()).unwrap_or_default(),
         changes: p
             .changes
@@ -422,6 +439,10 @@ pub fn exposure_to_pb(e: Exposure) -> pb::GetExposureResponse {
         region_code: e.region.code_string(),
         region_name: e.region.name().to_owned(),
         total: Some(row_to_pb(String::new(), e.region.name().to_owned(), &e.total, true)),
-        rows: e.rows.into_iter().map(|ExposureRow { key, name, row, has_credit }| row_to_pb(key, name, &row, has_credit)).collect(),
+        rows: e
+            .rows
+            .into_iter()
+            .map(|ExposureRow { key, name, row, has_credit }| row_to_pb(key, name, &row, has_credit))
+            .collect(),
     }
 }

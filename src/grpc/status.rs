@@ -75,10 +75,20 @@ mod tests {
 
     #[test]
     fn table() {
-        check(LedgerError::invalid_field("pledge.countyCode", "unknown"), Code::InvalidArgument, "INVALID_FIELDS", &["pledge.countyCode"]);
+        check(
+            LedgerError::invalid_field("pledge.countyCode", "unknown"),
+            Code::InvalidArgument,
+            "INVALID_FIELDS",
+            &["pledge.countyCode"],
+        );
         check(LedgerError::NotFound { resource: "pledge", id: "x".into() }, Code::NotFound, "NOT_FOUND", &[]);
         check(LedgerError::RequestIdReused { request_id: "r".into() }, Code::AlreadyExists, "REQUEST_ID_REUSED", &[]);
-        check(LedgerError::refused("RIGHT_ALREADY_PLEDGED", "m"), Code::FailedPrecondition, "RIGHT_ALREADY_PLEDGED", &[]);
+        check(
+            LedgerError::refused("RIGHT_ALREADY_PLEDGED", "m"),
+            Code::FailedPrecondition,
+            "RIGHT_ALREADY_PLEDGED",
+            &[],
+        );
         check(LedgerError::Overloaded(1), Code::ResourceExhausted, "WRITE_QUEUE_FULL", &[]);
         check(LedgerError::Unavailable("x".into()), Code::Unavailable, "UNAVAILABLE", &[]);
         check(LedgerError::Internal("x".into()), Code::Internal, "INTERNAL", &[]);

@@ -65,7 +65,9 @@ pub fn execute(tx: &mut Tx<'_>, command: &Command, now: Micros) -> Result<(Outco
     }
     let outcome = match command {
         Command::RegisterPledge { pledge, .. } => Outcome::Pledge(register(tx, pledge, now)?),
-        Command::ChangePledge { request_id, id, amendment } => Outcome::Pledge(change(tx, *id, amendment, *request_id, now)?),
+        Command::ChangePledge { request_id, id, amendment } => {
+            Outcome::Pledge(change(tx, *id, amendment, *request_id, now)?)
+        }
         Command::ReleasePledge { id, release, .. } => Outcome::Pledge(release_pledge(tx, *id, release, now)?),
         Command::CreateCreditLine { line, .. } => Outcome::CreditLine(create_line(tx, line, now)?),
     };
@@ -94,15 +96,15 @@ fn register(tx: &mut Tx<'_>, content: &NewPledge, now: Micros) -> Result<Pledge,
             .with("pledgeId", holder));
         }
     }
-    if let Some(number) = &content.registration_number {
-        if let Some(holder) = tx.get::<Uuid>(&keys::registration(number))? {
-            return Err(LedgerError::refused(
-                "REGISTRATION_NUMBER_EXISTS",
-                format!("registration number {} belongs to pledge {holder}", number.as_str()),
-            )
-            .with("registrationNumber", number.as_str())
-            .with("pledgeId", holder));
-        }
+    if let Some(number) = &content.registration_number
+        && let Some(holder) = tx.get::<Uuid>(&keys::registration(number))?
+    {
+        return Err(LedgerError::refused(
+            "REGISTRATION_NUMBER_EXISTS",
+            format!("registration number {} belongs to pledge {holder}", number.as_str()),
+        )
+        .with("registrationNumber", number.as_str())
+        .with("pledgeId", holder));
     }
     if let Some(line_id) = content.credit_line_id {
         let line = load_line(tx, line_id)?.ok_or_else(|| {
@@ -136,7 +138,13 @@ fn register(tx: &mut Tx<'_>, content: &NewPledge, now: Micros) -> Result<Pledge,
     Ok(pledge)
 }
 
-fn change(tx: &mut Tx<'_>, id: Uuid, amendment: &PledgeAmendment, request_id: Uuid, now: Micros) -> Result<Pledge, LedgerError> {
+fn change(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    amendment: &PledgeAmendment,
+    request_id: Uuid,
+    now: Micros,
+) -> Result<Pledge, LedgerError> {
     let before = load_pledge(tx, id)?;
     let after = before.change(amendment, request_id, now)?;
     let delta_fen = after.content.secured_amount.fen() - before.content.secured_amount.fen();
@@ -163,7 +171,10 @@ fn release_pledge(tx: &mut Tx<'_>, id: Uuid, release: &Release, now: Micros) -> 
         let key = keys::active_right(&right.number);
         let holder = tx.get::<Uuid>(&key)?;
         if holder != Some(id) {
-            return Err(LedgerError::Internal(format!("active pledge {id} does not hold {} (index says {holder:?})", right.number)));
+            return Err(LedgerError::Internal(format!(
+                "active pledge {id} does not hold {} (index says {holder:?})",
+                right.number
+            )));
         }
         tx.delete(key);
     }

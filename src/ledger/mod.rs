@@ -41,10 +41,10 @@ impl WriterGuard {
     /// Call after every `Ledger` clone is dropped: the writer drains its queue, commits, and stops.
     pub fn join(&self) {
         let handle = self.handle.lock().map(|mut h| h.take()).unwrap_or(None);
-        if let Some(h) = handle {
-            if h.join().is_err() {
-                tracing::error!("the writer thread panicked");
-            }
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!("the writer thread panicked");
         }
     }
 }

@@ -3,12 +3,12 @@
 
 use super::codec;
 use super::keys;
+use crate::domain::LedgerError;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{Bucket, Dimension, Row};
 use crate::domain::ident::{CreditCode, RightKind, RightNumber};
 use crate::domain::pledge::Pledge;
 use crate::domain::region::Region;
-use crate::domain::LedgerError;
 use crate::store::Store;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -83,9 +83,15 @@ impl PledgeFilter {
 /// Resolves a right number given without a kind: a patent's type digit decides its kind; other
 /// all-digit numbers are trademarks; anything else is a copyright registration number.
 pub fn right_number_any_kind(text: &str) -> Option<RightNumber> {
-    [RightKind::InventionPatent, RightKind::UtilityModel, RightKind::DesignPatent, RightKind::Trademark, RightKind::Copyright]
-        .into_iter()
-        .find_map(|kind| RightNumber::parse(text, kind).ok())
+    [
+        RightKind::InventionPatent,
+        RightKind::UtilityModel,
+        RightKind::DesignPatent,
+        RightKind::Trademark,
+        RightKind::Copyright,
+    ]
+    .into_iter()
+    .find_map(|kind| RightNumber::parse(text, kind).ok())
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -168,7 +174,12 @@ fn scan_page<T>(
     }
 }
 
-pub fn list_pledges(store: &dyn Store, filter: &PledgeFilter, page_size: usize, page_token: &str) -> Result<(Vec<Pledge>, String), LedgerError> {
+pub fn list_pledges(
+    store: &dyn Store,
+    filter: &PledgeFilter,
+    page_size: usize,
+    page_token: &str,
+) -> Result<(Vec<Pledge>, String), LedgerError> {
     let prefix = filter.index_prefix();
     let direct = prefix == keys::PLEDGES;
     scan_page(store, &prefix, filter_digest(filter), page_token, page_size, |key, value| {
@@ -188,7 +199,12 @@ pub struct CreditLineFilter {
     pub bank: Option<CreditCode>,
 }
 
-pub fn list_credit_lines(store: &dyn Store, filter: &CreditLineFilter, page_size: usize, page_token: &str) -> Result<(Vec<CreditLine>, String), LedgerError> {
+pub fn list_credit_lines(
+    store: &dyn Store,
+    filter: &CreditLineFilter,
+    page_size: usize,
+    page_token: &str,
+) -> Result<(Vec<CreditLine>, String), LedgerError> {
     let prefix = match (&filter.bank, filter.region) {
         (Some(bank), _) => keys::line_by_bank_prefix(bank),
         (None, Some(region)) => keys::line_by_region_prefix(region),
@@ -264,7 +280,8 @@ pub fn exposure(store: &dyn Store, region: Region, group_by: GroupBy) -> Result<
             })
             .collect::<Result<_, LedgerError>>()?,
         GroupBy::Pledgee => {
-            let entries = store.scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX).map_err(unavailable)?;
+            let entries =
+                store.scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX).map_err(unavailable)?;
             let mut rows = entries
                 .into_iter()
                 .map(|(key, value)| {

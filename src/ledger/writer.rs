@@ -39,7 +39,10 @@ impl Clock {
     }
 }
 
-pub fn spawn(store: Arc<dyn Store>, queue_max: usize) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), LedgerError> {
+pub fn spawn(
+    store: Arc<dyn Store>,
+    queue_max: usize,
+) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), LedgerError> {
     let (sender, receiver) = mpsc::channel(queue_max);
     let last = Tx::new(store.as_ref()).get::<Micros>(keys::META_CLOCK)?.unwrap_or(0);
     let handle = std::thread::Builder::new()
@@ -84,7 +87,12 @@ fn commit_group(store: &dyn Store, jobs: &mut Vec<Job>, clock: &mut Clock) {
     let ops = batch.ops.len();
     match store.commit(batch) {
         Ok(()) => {
-            tracing::debug!(requests = replies.len(), ops, elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+            tracing::debug!(
+                requests = replies.len(),
+                ops,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "group committed"
+            );
             for (reply, result) in replies {
                 // A caller that went away (deadline, cancel) still had its write committed; a retry
                 // with the same request id will find it.

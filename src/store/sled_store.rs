@@ -96,7 +96,8 @@ mod tests {
             store.commit(Batch { ops: vec![(b"a2".to_vec(), None)] }).unwrap();
         }
         let store = SledStore::open(dir.path(), 1 << 20).unwrap();
-        let keys = |entries: Vec<Entry>| entries.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+        let keys =
+            |entries: Vec<Entry>| entries.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
         assert_eq!(keys(store.scan(b"a", None, 10).unwrap()), ["a1", "a3"]);
         assert_eq!(keys(store.scan(b"a", Some(b"a1"), 10).unwrap()), ["a3"]);
         assert_eq!(keys(store.scan(b"a", None, 1).unwrap()), ["a1"]);

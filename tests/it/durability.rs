@@ -1,0 +1,149 @@
+//! Durability: a restart finds everything; `kill -9` right after acknowledgements loses none of them.
+
+use crate::helpers::*;
+use ipledger::proto::pledge_service_client::PledgeServiceClient;
+use ipledger::proto::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn a_restart_finds_everything() {
+    let server = TestServer::start().await;
+    let mut client = server.pledges().await;
+    let mut ids = Vec::new();
+    for county in ["330108", "330106", "320106"] {
+        ids.push(client.register_pledge(register(pledge(county, "12.34"))).await.unwrap().into_inner());
+    }
+    let mut exposure = server.exposure().await;
+    let before = exposure
+        .get_exposure(GetExposureRequest { region_code: "".into(), group_by: ExposureGroupBy::ChildRegion as i32 })
+        .await
+        .unwrap()
+        .into_inner();
+    let dir = server.dir.clone();
+    let temp = server.stop().await;
+
+    let server = TestServer::start_in(&dir).await;
+    let mut client = server.pledges().await;
+    for p in &ids {
+        assert_eq!(&client.get_pledge(GetPledgeRequest { id: p.id.clone() }).await.unwrap().into_inner(), p);
+    }
+    let mut exposure = server.exposure().await;
+    let after = exposure
+        .get_exposure(GetExposureRequest { region_code: "".into(), group_by: ExposureGroupBy::ChildRegion as i32 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after, before);
+    // The registration serial continues; it does not restart or jump.
+    let next = client.register_pledge(register(pledge("330108", "1"))).await.unwrap().into_inner();
+    assert_eq!(next.registration_number, "IPL-2019-000000004");
+    // The rights stay pledged across the restart.
+    let mut again = pledge("330108", "1");
+    again.rights = ids[0].rights.clone();
+    assert_eq!(failure(client.register_pledge(register(again)).await.unwrap_err()).1, "RIGHT_ALREADY_PLEDGED");
+    server.stop().await;
+    drop(temp);
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_binary(dir: &std::path::Path, port: u16) -> Process {
+    let child = Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Process(child)
+}
+
+async fn connect(port: u16) -> PledgeServiceClient<tonic::transport::Channel> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(client) = PledgeServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            return client;
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn kill_9_after_acknowledgement_loses_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let port = free_port();
+    let mut process = spawn_binary(&dir, port);
+    let client = connect(port).await;
+    // Many concurrent writers; the process is killed the moment the last one is acknowledged,
+    // while others are still in flight.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let mut client = client.clone();
+        let acknowledged = acknowledged.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let county = if (w + i) % 2 == 0 { "330108" } else { "440305" };
+                match client.register_pledge(register(pledge(county, "1.00"))).await {
+                    Ok(p) => acknowledged.lock().unwrap().push(p.into_inner()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < 1000 {
+        assert!(Instant::now() < deadline, "writes too slow");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    process.0.kill().unwrap(); // SIGKILL: no shutdown, no flush beyond what was acknowledged.
+    process.0.wait().unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 1000);
+
+    let port = free_port();
+    let _restarted = spawn_binary(&dir, port);
+    let mut client = connect(port).await;
+    for p in &acknowledged {
+        let got = client.get_pledge(GetPledgeRequest { id: p.id.clone() }).await.unwrap().into_inner();
+        assert_eq!(&got, p);
+    }
+    // The aggregates agree with the pledges that survived (acknowledged ones and perhaps a few
+    // committed whose answer was lost with the process).
+    let mut listed = 0u64;
+    let mut request = ListPledgesRequest { page_size: 1000, ..Default::default() };
+    loop {
+        let page = client.list_pledges(request.clone()).await.unwrap().into_inner();
+        listed += page.pledges.len() as u64;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    assert!(listed >= acknowledged.len() as u64);
+    let mut exposure =
+        ipledger::proto::exposure_service_client::ExposureServiceClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+    let total = exposure.get_exposure(GetExposureRequest::default()).await.unwrap().into_inner().total.unwrap();
+    assert_eq!(total.pledge_count, listed);
+    assert_eq!(total.secured_amount, format!("{listed}.00"));
+}

@@ -1,0 +1,147 @@
+//! A running server for one test, its clients, and builders of valid requests.
+
+use ipledger::domain::ident::{CreditCode, PatentNumber};
+use ipledger::proto::credit_line_service_client::CreditLineServiceClient;
+use ipledger::proto::exposure_service_client::ExposureServiceClient;
+use ipledger::proto::pledge_service_client::PledgeServiceClient;
+use ipledger::proto::*;
+use ipledger::server::{self, Limits};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("data");
+        let mut server = TestServer::start_in(&dir).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts on an existing data directory (the caller keeps it alive).
+    pub async fn start_in(dir: &Path) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let data_dir = dir.to_path_buf();
+        let limits = Limits { cache_bytes: 16 * 1024 * 1024, ..Limits::default() };
+        let handle = tokio::spawn(async move {
+            server::serve(listener, data_dir, limits, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer { addr, dir: dir.to_path_buf(), _temp: None, shutdown: Some(tx), handle: Some(handle) }
+    }
+
+    /// Graceful shutdown; returns the temporary directory so a restart can reuse it.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap();
+        }
+        self._temp.take()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn pledges(&self) -> PledgeServiceClient<Channel> {
+        PledgeServiceClient::new(self.channel().await)
+    }
+
+    pub async fn credit_lines(&self) -> CreditLineServiceClient<Channel> {
+        CreditLineServiceClient::new(self.channel().await)
+    }
+
+    pub async fn exposure(&self) -> ExposureServiceClient<Channel> {
+        ExposureServiceClient::new(self.channel().await)
+    }
+}
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(1);
+
+/// A number unique within the test process, for distinct patents and enterprises.
+pub fn unique() -> u64 {
+    SEQUENCE.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A valid credit code: the given region digits, a serial, and the computed check character.
+pub fn credit_code(serial: u64) -> String {
+    CreditCode::complete(&format!("91330100{serial:09}")).unwrap().as_str().to_owned()
+}
+
+/// A valid invention patent number filed in 2019.
+pub fn invention_patent(serial: u64) -> String {
+    PatentNumber::complete(&format!("20191{serial:07}")).unwrap()
+}
+
+pub const BANK_A: &str = "91330100716105852F";
+pub const BANK_B: &str = "914403001922038216";
+
+pub fn party(name: &str, code: &str) -> Party {
+    Party { name: name.to_owned(), credit_code: code.to_owned() }
+}
+
+pub fn patent_right(number: &str) -> Right {
+    Right {
+        kind: RightKind::InventionPatent as i32,
+        number: number.to_owned(),
+        title: "A method".to_owned(),
+        expires_on: "2039-05-31".to_owned(),
+    }
+}
+
+/// A valid pledge in `county` for `amount`, pledged by a fresh enterprise to bank A.
+pub fn pledge(county: &str, amount: &str) -> Pledge {
+    let n = unique();
+    Pledge {
+        pledgor: Some(party(&format!("Enterprise {n}"), &credit_code(n))),
+        pledgee: Some(party("Bank A", BANK_A)),
+        county_code: county.to_owned(),
+        secured_amount: amount.to_owned(),
+        debt_term_start: "2019-06-01".to_owned(),
+        debt_term_end: "2022-05-31".to_owned(),
+        registered_on: "2019-06-05".to_owned(),
+        rights: vec![patent_right(&invention_patent(n))],
+        ..Default::default()
+    }
+}
+
+pub fn register(p: Pledge) -> RegisterPledgeRequest {
+    RegisterPledgeRequest { request_id: request_id(), pledge: Some(p) }
+}
+
+/// The code, ErrorInfo reason and BadRequest fields of a failed call.
+pub fn failure(status: tonic::Status) -> (Code, String, Vec<String>) {
+    let details = status.get_error_details();
+    let reason = details.error_info().map(|i| i.reason.clone()).unwrap_or_default();
+    let fields =
+        details.bad_request().map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect()).unwrap_or_default();
+    (status.code(), reason, fields)
+}
+
+pub fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
+    status.get_error_details().error_info().and_then(|i| i.metadata.get(key).cloned())
+}

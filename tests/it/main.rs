@@ -1,0 +1,13 @@
+//! Integration tests: each starts the real server on an ephemeral port with a temporary data
+//! directory and talks to it through the generated gRPC clients, as a bank system would.
+
+// Tests fail loudly: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used)]
+
+mod credit_lines;
+mod durability;
+mod exposure;
+mod helpers;
+mod import;
+mod pledges;
+mod service;
