@@ -1,4 +1,4 @@
-//! Identifiers with real check digits (data/identifiers.md): Unified Social Credit Codes, Chinese
+//! Identifiers with real check digits (`src/domain/identifiers.md`): Unified Social Credit Codes, Chinese
 //! patent numbers, trademark and copyright registration numbers, and the right kinds they belong to.
 //!
 //! Each newtype is built only by its parser, so holding one means its check digit was verified and

@@ -1,5 +1,5 @@
 //! China's administrative divisions (GB/T 2260): the country, its 31 provinces, 342 prefecture-level
-//! cities and 2,978 county-level divisions, shipped inside the binary from `data/regions/` (source
+//! cities and 2,978 county-level divisions, shipped inside the binary from `src/domain/regions/` (source
 //! and licence there).
 //!
 //! `RegionCode` holds only a code that exists in the table; `CountyCode` only a county-level one.
@@ -48,9 +48,9 @@ struct Table {
     entries: HashMap<Region, Entry>,
 }
 
-const PROVINCES_CSV: &str = include_str!("../../data/regions/provinces.csv");
-const CITIES_CSV: &str = include_str!("../../data/regions/cities.csv");
-const AREAS_CSV: &str = include_str!("../../data/regions/areas.csv");
+const PROVINCES_CSV: &str = include_str!("regions/provinces.csv");
+const CITIES_CSV: &str = include_str!("regions/cities.csv");
+const AREAS_CSV: &str = include_str!("regions/areas.csv");
 
 const COUNTRY_NAME: &str = "全国";
 

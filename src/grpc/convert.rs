@@ -117,6 +117,9 @@ pub fn register_command(request: &pb::RegisterPledgeRequest) -> Result<Command, 
     let debt_term_end = f.check("pledge.debtTermEnd", parse_date(&p.debt_term_end));
     let registered_on = f.check("pledge.registeredOn", parse_date(&p.registered_on));
     let credit_line_id = optional_uuid(&mut f, "pledge.creditLineId", &p.credit_line_id);
+    if p.rights.is_empty() {
+        f.fail("pledge.rights", "a pledge needs at least one right");
+    }
     let mut rights = Vec::with_capacity(p.rights.len());
     for (i, r) in p.rights.iter().enumerate() {
         let path = format!("pledge.rights[{i}]");
