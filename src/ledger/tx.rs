@@ -59,6 +59,11 @@ impl<'s> Tx<'s> {
         self.command.clear();
     }
 
+    /// Whether the accepted commands wrote nothing.
+    pub fn is_empty(&self) -> bool {
+        self.group.is_empty()
+    }
+
     pub fn into_batch(self) -> Batch {
         assert!(self.command.is_empty(), "every command is accepted or rejected before commit");
         let mut ops: Vec<_> = self.group.into_iter().collect();

@@ -54,6 +54,9 @@ pub fn spawn(
 
 fn run(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Job>, mut clock: Clock) {
     let mut jobs = Vec::with_capacity(GROUP_MAX);
+    // Set when a commit failed: what the store holds is then unknown, so the writer stops writing
+    // (fail-stop) and every later write is refused until an operator restarts the server.
+    let mut failed: Option<String> = None;
     // Ends when every sender is gone and the queue is drained: shutdown flushes all it accepted.
     while let Some(first) = receiver.blocking_recv() {
         jobs.push(first);
@@ -63,12 +66,22 @@ fn run(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Job>, mut clock: Cloc
                 Err(_) => break,
             }
         }
-        commit_group(store.as_ref(), &mut jobs, &mut clock);
+        match &failed {
+            Some(reason) => {
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(LedgerError::Unavailable(format!(
+                        "writes are stopped after a storage failure ({reason}); restart the server"
+                    ))));
+                }
+            }
+            None => failed = commit_group(store.as_ref(), &mut jobs, &mut clock).err(),
+        }
     }
     tracing::info!("writer stopped: queue closed and drained");
 }
 
-fn commit_group(store: &dyn Store, jobs: &mut Vec<Job>, clock: &mut Clock) {
+/// Executes and commits one group; `Err` when the store failed to commit it.
+fn commit_group(store: &dyn Store, jobs: &mut Vec<Job>, clock: &mut Clock) -> Result<(), String> {
     let started = Instant::now();
     let mut tx = Tx::new(store);
     let mut replies = Vec::with_capacity(jobs.len());
@@ -80,6 +93,13 @@ fn commit_group(store: &dyn Store, jobs: &mut Vec<Job>, clock: &mut Clock) {
             Err(_) => tx.reject(),
         }
         replies.push((job.reply, result));
+    }
+    if tx.is_empty() {
+        // Only refusals and replays of already committed requests: nothing to make durable.
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        return Ok(());
     }
     tx.put(keys::META_CLOCK.to_vec(), &clock.last);
     tx.accept();
@@ -98,12 +118,111 @@ fn commit_group(store: &dyn Store, jobs: &mut Vec<Job>, clock: &mut Clock) {
                 // with the same request id will find it.
                 let _ = reply.send(result);
             }
+            Ok(())
         }
         Err(e) => {
             tracing::error!(error = %e, requests = replies.len(), "group commit failed; nothing of it is acknowledged");
             for (reply, _) in replies {
                 let _ = reply.send(Err(LedgerError::Unavailable(format!("the write was not committed: {e}"))));
             }
+            Err(e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::credit_line::NewCreditLine;
+    use crate::domain::ident::CreditCode;
+    use crate::domain::money::Money;
+    use crate::domain::pledge::Party;
+    use crate::domain::region::Region;
+    use crate::domain::text::{Name, Note, parse_date};
+    use crate::store::{Batch, Entry, StoreError};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use uuid::Uuid;
+
+    /// An in-memory store whose commits can be made to fail, counting the commits it makes.
+    #[derive(Default)]
+    struct FlakyStore {
+        map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+        fail: AtomicBool,
+        commits: AtomicUsize,
+    }
+
+    impl Store for FlakyStore {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.map.lock().unwrap().get(key).cloned())
+        }
+        fn scan(&self, prefix: &[u8], _after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+            let map = self.map.lock().unwrap();
+            Ok(map
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect())
+        }
+        fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError("disk on fire".to_owned()));
+            }
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            let mut map = self.map.lock().unwrap();
+            for (k, v) in batch.ops {
+                match v {
+                    Some(v) => map.insert(k, v),
+                    None => map.remove(&k),
+                };
+            }
+            Ok(())
+        }
+        fn size_on_disk(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    fn create_line(request_id: Uuid) -> Command {
+        let line = NewCreditLine::new(
+            Party { name: Name::parse("Bank").unwrap(), credit_code: CreditCode::parse("91330100716105852F").unwrap() },
+            Region::parse("330100").unwrap(),
+            Note::parse("").unwrap(),
+            Money::parse_positive("100").unwrap(),
+            parse_date("2020-01-01").unwrap(),
+            parse_date("2020-12-31").unwrap(),
+        )
+        .unwrap();
+        Command::CreateCreditLine { request_id, line }
+    }
+
+    fn submit(sender: &mpsc::Sender<Job>, command: Command) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        sender.blocking_send(Job { command, reply }).unwrap();
+        answer.blocking_recv().unwrap()
+    }
+
+    #[test]
+    fn replays_need_no_commit_and_a_failed_commit_stops_all_writes() {
+        let store = Arc::new(FlakyStore::default());
+        let (sender, handle) = spawn(store.clone(), 16).unwrap();
+        let id = Uuid::new_v4();
+        let (_, replayed) = submit(&sender, create_line(id)).unwrap();
+        assert!(!replayed);
+        assert_eq!(store.commits.load(Ordering::SeqCst), 1);
+        let (_, replayed) = submit(&sender, create_line(id)).unwrap();
+        assert!(replayed);
+        assert_eq!(store.commits.load(Ordering::SeqCst), 1, "a replay of a committed write writes nothing");
+
+        store.fail.store(true, Ordering::SeqCst);
+        assert!(matches!(submit(&sender, create_line(Uuid::new_v4())), Err(LedgerError::Unavailable(_))));
+        store.fail.store(false, Ordering::SeqCst);
+        // The store may be in any state now: the writer refuses to build on it.
+        assert!(matches!(submit(&sender, create_line(Uuid::new_v4())), Err(LedgerError::Unavailable(_))));
+        assert_eq!(store.commits.load(Ordering::SeqCst), 1);
+        drop(sender);
+        handle.join().unwrap();
     }
 }
