@@ -147,3 +147,49 @@ async fn kill_9_after_acknowledgement_loses_nothing() {
     assert_eq!(total.pledge_count, listed);
     assert_eq!(total.secured_amount, format!("{listed}.00"));
 }
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_writes_then_exits() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let port = free_port();
+    let mut process = spawn_binary(&dir, port);
+    let client = connect(port).await;
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut client = client.clone();
+        let acknowledged = acknowledged.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..500 {
+                match client.register_pledge(register(pledge("330108", "2.00"))).await {
+                    Ok(p) => acknowledged.lock().unwrap().push(p.into_inner().id),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let pid = process.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = process.0.wait().unwrap();
+        drop(process);
+        status
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "graceful exit, got {status:?}");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let port = free_port();
+    let _restarted = spawn_binary(&dir, port);
+    let mut client = connect(port).await;
+    for id in &acknowledged {
+        client.get_pledge(GetPledgeRequest { id: id.clone() }).await.unwrap();
+    }
+}
