@@ -82,14 +82,7 @@ async fn pledges_draw_on_credit_lines() {
     let after = lines.get_credit_line(GetCreditLineRequest { id: created.id.clone() }).await.unwrap().into_inner();
     assert_eq!((after.drawn.as_str(), after.available.as_str()), ("900.00", "100.00"));
 
-    let release = ReleasePledgeRequest {
-        request_id: request_id(),
-        id: full.id,
-        released_on: "2020-01-01".into(),
-        reason: ReleaseReason::Repaid as i32,
-        note: String::new(),
-    };
-    pledges.release_pledge(release).await.unwrap();
+    pledges.release_pledge(release(full.id, "2020-01-01")).await.unwrap();
     let after = lines.get_credit_line(GetCreditLineRequest { id: created.id.clone() }).await.unwrap().into_inner();
     assert_eq!((after.drawn.as_str(), after.available.as_str()), ("500.00", "500.00"));
     server.stop().await;

@@ -57,14 +57,7 @@ async fn exposure_is_exact_at_every_level() {
     }
     // A released pledge counts nowhere.
     let gone = pledges.register_pledge(register(pledge("330108", "99999"))).await.unwrap().into_inner();
-    let release = ReleasePledgeRequest {
-        request_id: request_id(),
-        id: gone.id,
-        released_on: "2020-01-01".into(),
-        reason: ReleaseReason::Repaid as i32,
-        note: String::new(),
-    };
-    pledges.release_pledge(release).await.unwrap();
+    pledges.release_pledge(release(gone.id, "2020-01-01")).await.unwrap();
 
     let county = exposure(&server, "330108", ExposureGroupBy::Unspecified).await;
     assert_eq!(totals(county.total.as_ref().unwrap()), ("0.30", 2, 1, 2));
@@ -110,14 +103,7 @@ async fn exposure_is_exact_at_every_level() {
     let country = exposure(&server, "", ExposureGroupBy::Unspecified).await;
     assert_eq!(totals(country.total.as_ref().unwrap()), ("1000019.85", 5, 4, 6));
     // Releasing one of the enterprise's two pledges keeps it counted once.
-    let release = ReleasePledgeRequest {
-        request_id: request_id(),
-        id: ids[1].clone(),
-        released_on: "2020-01-01".into(),
-        reason: ReleaseReason::Repaid as i32,
-        note: String::new(),
-    };
-    pledges.release_pledge(release).await.unwrap();
+    pledges.release_pledge(release(ids[1].clone(), "2020-01-01")).await.unwrap();
     let county = exposure(&server, "330108", ExposureGroupBy::Unspecified).await;
     assert_eq!(totals(county.total.as_ref().unwrap()), ("1.10", 1, 1, 1));
 
@@ -154,13 +140,7 @@ async fn exposure_equals_a_recomputation() {
         let got = pledges.register_pledge(register(p)).await.unwrap().into_inner();
         match next(4) {
             0 => {
-                let r = ReleasePledgeRequest {
-                    request_id: request_id(),
-                    id: got.id.clone(),
-                    released_on: "2020-01-01".into(),
-                    reason: ReleaseReason::Repaid as i32,
-                    note: String::new(),
-                };
+                let r = release(got.id.clone(), "2020-01-01");
                 pledges.release_pledge(r).await.unwrap();
             }
             1 => {

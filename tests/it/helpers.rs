@@ -145,3 +145,14 @@ pub fn failure(status: tonic::Status) -> (Code, String, Vec<String>) {
 pub fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
     status.get_error_details().error_info().and_then(|i| i.metadata.get(key).cloned())
 }
+
+/// A release of pledge `id` on `on` as repaid, under a fresh request id.
+pub fn release(id: impl Into<String>, on: &str) -> ReleasePledgeRequest {
+    ReleasePledgeRequest {
+        request_id: request_id(),
+        id: id.into(),
+        released_on: on.into(),
+        reason: ReleaseReason::Repaid as i32,
+        note: String::new(),
+    }
+}

@@ -189,14 +189,7 @@ async fn a_right_is_in_one_active_pledge_at_most() {
     other.rights = vec![again.rights[1].clone()];
     client.register_pledge(register(other)).await.unwrap();
     // After release the right is free again.
-    let release = ReleasePledgeRequest {
-        request_id: request_id(),
-        id: first.id.clone(),
-        released_on: "2020-01-01".into(),
-        reason: ReleaseReason::Repaid as i32,
-        note: String::new(),
-    };
-    client.release_pledge(release).await.unwrap();
+    client.release_pledge(release(first.id.clone(), "2020-01-01")).await.unwrap();
     again.rights.truncate(1);
     let second = client.register_pledge(register(again)).await.unwrap().into_inner();
     assert_ne!(second.id, first.id);
@@ -256,15 +249,9 @@ async fn retries_are_idempotent() {
         .into_inner();
     assert_eq!(e.total.unwrap().pledge_count, 1);
     // Releases and changes replay too, returning the original result.
-    let release = ReleasePledgeRequest {
-        request_id: request_id(),
-        id: first.id.clone(),
-        released_on: "2020-01-01".into(),
-        reason: ReleaseReason::Repaid as i32,
-        note: String::new(),
-    };
-    let released = client.release_pledge(release.clone()).await.unwrap().into_inner();
-    assert_eq!(client.release_pledge(release).await.unwrap().into_inner(), released);
+    let repaid = release(first.id.clone(), "2020-01-01");
+    let released = client.release_pledge(repaid.clone()).await.unwrap().into_inner();
+    assert_eq!(client.release_pledge(repaid).await.unwrap().into_inner(), released);
     server.stop().await;
 }
 
@@ -303,13 +290,7 @@ async fn change_keeps_before_and_after_and_release_ends_the_pledge() {
     };
     assert_eq!(failure(client.change_pledge(same).await.unwrap_err()).1, "NOTHING_TO_CHANGE");
 
-    let early = ReleasePledgeRequest {
-        request_id: request_id(),
-        id: p.id.clone(),
-        released_on: "2019-01-01".into(),
-        reason: ReleaseReason::Repaid as i32,
-        note: String::new(),
-    };
+    let early = release(p.id.clone(), "2019-01-01");
     assert_eq!(failure(client.release_pledge(early).await.unwrap_err()).2, ["releasedOn"]);
     let no_reason = ReleasePledgeRequest {
         request_id: request_id(),
@@ -319,26 +300,20 @@ async fn change_keeps_before_and_after_and_release_ends_the_pledge() {
         note: String::new(),
     };
     assert_eq!(failure(client.release_pledge(no_reason).await.unwrap_err()).2, ["reason"]);
-    let release = ReleasePledgeRequest {
+    let enforced = ReleasePledgeRequest {
         request_id: request_id(),
         id: p.id.clone(),
         released_on: "2021-01-01".into(),
         reason: ReleaseReason::Enforced as i32,
         note: "auction".into(),
     };
-    let released = client.release_pledge(release).await.unwrap().into_inner();
+    let released = client.release_pledge(enforced).await.unwrap().into_inner();
     assert_eq!(released.status, PledgeStatus::Released as i32);
     assert_eq!(
         (released.released_on.as_str(), released.release_reason),
         ("2021-01-01", ReleaseReason::Enforced as i32)
     );
-    let twice = ReleasePledgeRequest {
-        request_id: request_id(),
-        id: p.id.clone(),
-        released_on: "2021-01-02".into(),
-        reason: ReleaseReason::Repaid as i32,
-        note: String::new(),
-    };
+    let twice = release(p.id.clone(), "2021-01-02");
     let (code, reason, _) = failure(client.release_pledge(twice).await.unwrap_err());
     assert_eq!((code, reason.as_str()), (Code::FailedPrecondition, "PLEDGE_ALREADY_RELEASED"));
     let after = ChangePledgeRequest {
@@ -352,14 +327,7 @@ async fn change_keeps_before_and_after_and_release_ends_the_pledge() {
 
     let unknown = uuid::Uuid::new_v4().to_string();
     assert_eq!(client.get_pledge(GetPledgeRequest { id: unknown.clone() }).await.unwrap_err().code(), Code::NotFound);
-    let release = ReleasePledgeRequest {
-        request_id: request_id(),
-        id: unknown,
-        released_on: "2021-01-01".into(),
-        reason: ReleaseReason::Repaid as i32,
-        note: String::new(),
-    };
-    assert_eq!(client.release_pledge(release).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(client.release_pledge(release(unknown, "2021-01-01")).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(
         client.get_pledge(GetPledgeRequest { id: "nope".into() }).await.unwrap_err().code(),
         Code::InvalidArgument
@@ -405,14 +373,7 @@ async fn listing_filters_and_pages() {
             by_pledgor.push(got.id.clone());
         }
         if i % 5 == 0 {
-            let release = ReleasePledgeRequest {
-                request_id: request_id(),
-                id: got.id.clone(),
-                released_on: "2020-01-01".into(),
-                reason: ReleaseReason::Repaid as i32,
-                note: String::new(),
-            };
-            client.release_pledge(release).await.unwrap();
+            client.release_pledge(release(got.id.clone(), "2020-01-01")).await.unwrap();
             released.push(got.id.clone());
         }
         ids_by_county.entry(county).or_default().push(got.id);
