@@ -1,18 +1,23 @@
-//! Wiring: opens the store, starts the writer, serves the three ledger services with health and
-//! reflection (v1 and v1alpha) under explicit limits, and shuts down gracefully: in-flight requests
-//! finish, the writer commits everything it accepted, then the store is dropped.
+//! Wiring: opens the store, starts the writer, bootstraps the first admin token, and serves the
+//! ledger and admin services (authenticated) with health and reflection (v1 and v1alpha) under
+//! explicit limits, over TLS when configured. Shutdown is graceful: in-flight requests finish, the
+//! writer commits everything it accepted, then the store is dropped.
 
-use crate::grpc::{CreditLineApi, ExposureApi, PledgeApi};
+use crate::domain::principal::{Principal, PrincipalName, Role};
+use crate::grpc::auth::Authenticate;
+use crate::grpc::{self, Api};
 use crate::ledger::Ledger;
 use crate::proto as pb;
 use crate::store::SledStore;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// Limits of one server; every field has a production default.
 #[derive(Debug, Clone)]
@@ -23,6 +28,12 @@ pub struct Limits {
     pub response_bytes_max: usize,
     /// Writes waiting for the writer at most; beyond it unary writes get RESOURCE_EXHAUSTED.
     pub write_queue_max: usize,
+    /// Requests being handled at once at most; beyond it calls get RESOURCE_EXHAUSTED.
+    pub requests_max: usize,
+    /// Deadline of every unary call.
+    pub call_timeout: Duration,
+    /// Deadline of one ImportPledges stream.
+    pub import_timeout: Duration,
     /// Concurrent HTTP/2 streams per connection.
     pub streams_per_connection_max: u32,
     /// sled's page cache.
@@ -35,15 +46,42 @@ impl Default for Limits {
             request_bytes_max: 4 * 1024 * 1024,
             response_bytes_max: 64 * 1024 * 1024,
             write_queue_max: 65_536,
+            requests_max: 4096,
+            call_timeout: Duration::from_secs(30),
+            import_timeout: Duration::from_secs(4 * 3600),
             streams_per_connection_max: 1024,
             cache_bytes: 512 * 1024 * 1024,
         }
     }
 }
 
+/// PEM files for TLS; with `client_ca`, client certificates signed by it are verified and one
+/// whose subject common name is a principal's name authenticates as that principal.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    pub tls: Option<Tls>,
+    /// Serve without TLS on a non-loopback address (refused otherwise).
+    pub allow_plaintext: bool,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config { data_dir, limits: Limits::default(), tls: None, allow_plaintext: false }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot open the data directory {dir}: {source}")]
+    #[error("cannot open the data directory {dir}: {source} (is another ipledger using it?)")]
     Store { dir: PathBuf, source: crate::store::StoreError },
     #[error(transparent)]
     Ledger(#[from] crate::domain::LedgerError),
@@ -53,27 +91,84 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "refusing to serve plaintext on non-loopback address {0}: give --tls-cert and --tls-key, or --allow-plaintext"
+    )]
+    PlaintextRefused(std::net::SocketAddr),
+    #[error("cannot read {path}: {source}")]
+    Pem { path: PathBuf, source: std::io::Error },
+}
+
+/// The file the first admin token is written to, readable by its owner only.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The principal the server acts as for its own bookkeeping (the first admin token).
+fn system() -> Principal {
+    Principal {
+        name: PrincipalName::parse("system").expect("valid name"),
+        role: Role::Admin,
+        create_time: 0,
+        revoke_time: None,
+    }
+}
+
+/// Opens the store in `dir` and starts the ledger on it (also used by the offline CLI).
+pub async fn open_ledger(dir: &Path, limits: &Limits) -> Result<(Ledger, crate::ledger::WriterGuard), ServeError> {
+    let open_dir = dir.to_path_buf();
+    let cache = limits.cache_bytes;
+    let store = tokio::task::spawn_blocking(move || SledStore::open(&open_dir, cache))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .map_err(|source| ServeError::Store { dir: dir.to_path_buf(), source })?;
+    Ok(Ledger::start(Arc::new(store), limits.write_queue_max)?)
+}
+
+/// Secure by default: with no principal at all, create an admin and write its token to a file
+/// only the owner can read.
+async fn bootstrap_admin(ledger: &Ledger, data_dir: &Path) -> Result<(), ServeError> {
+    if !ledger.principals().is_empty() {
+        return Ok(());
+    }
+    let name = PrincipalName::parse("admin").expect("valid name");
+    let (_, token) = grpc::create_token(ledger, &system(), name, Role::Admin).await?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    write_secret(&path, &token)?;
+    tracing::warn!(path = %path.display(), "created the first admin token; read it from this file (owner-only) and keep it safe");
+    Ok(())
+}
+
+fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Pem { path: path.to_path_buf(), source })
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains and returns.
 pub async fn serve(
     listener: TcpListener,
-    data_dir: PathBuf,
-    limits: Limits,
+    config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let open_dir = data_dir.clone();
-    let cache = limits.cache_bytes;
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&open_dir, cache))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-        .map_err(|source| ServeError::Store { dir: data_dir.clone(), source })?;
-    let (ledger, writer) = Ledger::start(Arc::new(store), limits.write_queue_max)?;
+    let address = listener.local_addr()?;
+    if config.tls.is_none() && !address.ip().is_loopback() && !config.allow_plaintext {
+        return Err(ServeError::PlaintextRefused(address));
+    }
+    let limits = &config.limits;
+    let (ledger, writer) = open_ledger(&config.data_dir, limits).await?;
+    bootstrap_admin(&ledger, &config.data_dir).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<pb::pledge_service_server::PledgeServiceServer<PledgeApi>>().await;
-    health_reporter.set_serving::<pb::credit_line_service_server::CreditLineServiceServer<CreditLineApi>>().await;
-    health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<ExposureApi>>().await;
+    health_reporter.set_serving::<pb::pledge_service_server::PledgeServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::credit_line_service_server::CreditLineServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<Api>>().await;
 
     // Both reflection versions describe everything served, each other included, so any client
     // (grpcurl, buf curl, grpcio, evans) sees the same list whichever version it speaks.
@@ -90,31 +185,53 @@ pub async fn serve(
         reflection_v1 = reflection_v1.register_encoded_file_descriptor_set(set);
         reflection_v1alpha = reflection_v1alpha.register_encoded_file_descriptor_set(set);
     }
-    let reflection_v1 = reflection_v1.build_v1()?;
-    let reflection_v1alpha = reflection_v1alpha.build_v1alpha()?;
 
+    let auth = Authenticate {
+        ledger: ledger.clone(),
+        client_certificates: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+    };
+    let api = Api::new(ledger.clone(), limits.requests_max, limits.call_timeout, limits.import_timeout);
+    drop(ledger);
+    // Size limits and compression are set on the generated service, then it is wrapped.
     macro_rules! limited {
         ($server:expr) => {
-            $server
-                .max_decoding_message_size(limits.request_bytes_max)
-                .max_encoding_message_size(limits.response_bytes_max)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
+            InterceptedService::new(
+                $server
+                    .max_decoding_message_size(limits.request_bytes_max)
+                    .max_encoding_message_size(limits.response_bytes_max)
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
+                auth.clone(),
+            )
         };
     }
-    let pledges = limited!(pb::pledge_service_server::PledgeServiceServer::new(PledgeApi { ledger: ledger.clone() }));
-    let credit_lines = limited!(pb::credit_line_service_server::CreditLineServiceServer::new(CreditLineApi {
-        ledger: ledger.clone()
-    }));
-    let exposure =
-        limited!(pb::exposure_service_server::ExposureServiceServer::new(ExposureApi { ledger: ledger.clone() }));
-    drop(ledger);
+    let pledges = limited!(pb::pledge_service_server::PledgeServiceServer::new(api.clone()));
+    let credit_lines = limited!(pb::credit_line_service_server::CreditLineServiceServer::new(api.clone()));
+    let exposure = limited!(pb::exposure_service_server::ExposureServiceServer::new(api.clone()));
+    let admin = limited!(pb::admin_service_server::AdminServiceServer::new(api));
+    let reflection_v1 = InterceptedService::new(reflection_v1.build_v1()?, auth.clone());
+    let reflection_v1alpha = InterceptedService::new(reflection_v1alpha.build_v1alpha()?, auth);
 
-    let address = listener.local_addr()?;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut tls_config =
+            ServerTlsConfig::new().identity(Identity::from_pem(read_pem(&tls.cert)?, read_pem(&tls.key)?));
+        if let Some(ca) = &tls.client_ca {
+            // Optional client certificates: callers with a bearer token need none.
+            tls_config = tls_config.client_ca_root(Certificate::from_pem(read_pem(ca)?)).client_auth_optional(true);
+        }
+        builder = builder.tls_config(tls_config)?;
+    }
     // Our own listener gets no TCP_NODELAY from tonic; without it small calls stall ~40 ms.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::info!(%address, data_dir = %data_dir.display(), "serving ipledger.v1 (reflection v1 and v1alpha, grpc.health.v1)");
-    tonic::transport::Server::builder()
+    tracing::info!(
+        %address,
+        tls = config.tls.is_some(),
+        mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        data_dir = %config.data_dir.display(),
+        "serving ipledger.v1 (reflection v1 and v1alpha, grpc.health.v1)"
+    );
+    builder
         .max_concurrent_streams(limits.streams_per_connection_max)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -124,6 +241,7 @@ pub async fn serve(
         .add_service(pledges)
         .add_service(credit_lines)
         .add_service(exposure)
+        .add_service(admin)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     // Every service (and so every `Ledger` clone) is dropped with the router: the writer drains.

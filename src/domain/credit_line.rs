@@ -4,6 +4,7 @@
 use super::error::LedgerError;
 use super::money::Money;
 use super::pledge::{NewPledge, Party};
+use super::principal::PrincipalName;
 use super::region::Region;
 use super::text::Note;
 use super::{FieldViolation, Micros};
@@ -43,13 +44,14 @@ pub struct CreditLine {
     pub content: NewCreditLine,
     /// Sum of the secured amounts of the active pledges drawing on the line; never above `limit`.
     pub drawn: Money,
+    pub created_by: PrincipalName,
     pub create_time: Micros,
     pub update_time: Micros,
 }
 
 impl CreditLine {
-    pub fn open(id: Uuid, content: NewCreditLine, now: Micros) -> CreditLine {
-        CreditLine { id, content, drawn: Money::ZERO, create_time: now, update_time: now }
+    pub fn open(id: Uuid, content: NewCreditLine, by: PrincipalName, now: Micros) -> CreditLine {
+        CreditLine { id, content, drawn: Money::ZERO, created_by: by, create_time: now, update_time: now }
     }
 
     pub fn available(&self) -> Money {

@@ -32,6 +32,19 @@ pub enum LedgerError {
     /// A rule broken by the ledger's current state: FAILED_PRECONDITION.
     #[error("{message}")]
     Refused { reason: &'static str, message: String, metadata: Vec<(&'static str, String)> },
+    /// No valid credentials: missing, malformed, unknown or revoked token.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// Valid credentials, but the request reaches outside the principal's scope.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// Too many requests in flight: back off and retry.
+    #[error("too many requests in flight (at most {0}); retry with backoff")]
+    TooManyRequests(usize),
+    /// The call ran past its deadline; a write may still have been committed (retry with the same
+    /// request id to learn its result).
+    #[error("deadline of {0} ms exceeded")]
+    DeadlineExceeded(u64),
     /// The write queue is full: the caller should back off and retry.
     #[error("the write queue is full ({0} requests waiting); retry with backoff")]
     Overloaded(usize),
@@ -75,6 +88,10 @@ impl LedgerError {
             LedgerError::NotFound { .. } => "NOT_FOUND",
             LedgerError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
             LedgerError::Refused { reason, .. } => reason,
+            LedgerError::Unauthenticated(_) => "UNAUTHENTICATED",
+            LedgerError::PermissionDenied(_) => "PERMISSION_DENIED",
+            LedgerError::TooManyRequests(_) => "TOO_MANY_REQUESTS",
+            LedgerError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             LedgerError::Overloaded(_) => "WRITE_QUEUE_FULL",
             LedgerError::Unavailable(_) => "UNAVAILABLE",
             LedgerError::Internal(_) => "INTERNAL",

@@ -15,6 +15,8 @@ pub enum Dimension {
     Total,
     Pledgee(CreditCode),
     Kind(RightKind),
+    /// One bank's book by right kind: what a bank sees when it groups its exposure by kind.
+    PledgeeKind(CreditCode, RightKind),
 }
 
 /// One aggregate row: a region and a dimension.
@@ -93,7 +95,7 @@ pub fn pledge_shares(pledge: &Pledge) -> Vec<PledgeShare> {
         }
     }
     let total_rights = c.rights.len() as i64;
-    let mut shares = Vec::with_capacity(4 * (2 + kinds.len()));
+    let mut shares = Vec::with_capacity(4 * (2 + 2 * kinds.len()));
     for region in c.county.region().with_ancestors() {
         shares.push(PledgeShare { bucket: Bucket { region, dimension: Dimension::Total }, rights: total_rights });
         shares.push(PledgeShare {
@@ -102,6 +104,10 @@ pub fn pledge_shares(pledge: &Pledge) -> Vec<PledgeShare> {
         });
         for (kind, n) in &kinds {
             shares.push(PledgeShare { bucket: Bucket { region, dimension: Dimension::Kind(*kind) }, rights: *n });
+            shares.push(PledgeShare {
+                bucket: Bucket { region, dimension: Dimension::PledgeeKind(c.pledgee.credit_code.clone(), *kind) },
+                rights: *n,
+            });
         }
     }
     shares

@@ -7,6 +7,7 @@ pub mod exposure;
 pub mod ident;
 pub mod money;
 pub mod pledge;
+pub mod principal;
 pub mod region;
 pub mod text;
 

@@ -5,6 +5,7 @@
 use super::error::LedgerError;
 use super::ident::{CreditCode, RightKind, RightNumber};
 use super::money::Money;
+use super::principal::PrincipalName;
 use super::region::CountyCode;
 use super::text::{Name, Note, Reason};
 use super::{FieldViolation, Micros};
@@ -205,6 +206,7 @@ pub struct Release {
 pub struct Change {
     pub request_id: Uuid,
     pub at: Micros,
+    pub by: PrincipalName,
     pub reason: Reason,
     pub secured_amount: (Money, Money),
     pub debt_term_end: (NaiveDate, NaiveDate),
@@ -226,19 +228,29 @@ pub struct Pledge {
     pub content: NewPledge,
     pub release: Option<Release>,
     pub changes: Vec<Change>,
+    pub created_by: PrincipalName,
+    pub released_by: Option<PrincipalName>,
     pub create_time: Micros,
     pub update_time: Micros,
     pub version: u32,
 }
 
 impl Pledge {
-    pub fn register(id: Uuid, registration_number: RegistrationNumber, content: NewPledge, now: Micros) -> Pledge {
+    pub fn register(
+        id: Uuid,
+        registration_number: RegistrationNumber,
+        content: NewPledge,
+        by: PrincipalName,
+        now: Micros,
+    ) -> Pledge {
         Pledge {
             id,
             registration_number,
             content,
             release: None,
             changes: Vec::new(),
+            created_by: by,
+            released_by: None,
             create_time: now,
             update_time: now,
             version: 1,
@@ -262,7 +274,13 @@ impl Pledge {
     }
 
     /// The pledge after `amendment`, or why it cannot be changed.
-    pub fn change(&self, amendment: &PledgeAmendment, request_id: Uuid, now: Micros) -> Result<Pledge, LedgerError> {
+    pub fn change(
+        &self,
+        amendment: &PledgeAmendment,
+        request_id: Uuid,
+        by: PrincipalName,
+        now: Micros,
+    ) -> Result<Pledge, LedgerError> {
         self.ensure_active()?;
         let c = &self.content;
         let amount = amendment.secured_amount.unwrap_or(c.secured_amount);
@@ -299,6 +317,7 @@ impl Pledge {
         next.changes.push(Change {
             request_id,
             at: now,
+            by,
             reason: amendment.reason.clone(),
             secured_amount: (c.secured_amount, amount),
             debt_term_end: (c.debt_term_end, term_end),
@@ -311,7 +330,7 @@ impl Pledge {
     }
 
     /// The pledge after its release, or why it cannot be released.
-    pub fn release(&self, release: Release, now: Micros) -> Result<Pledge, LedgerError> {
+    pub fn release(&self, release: Release, by: PrincipalName, now: Micros) -> Result<Pledge, LedgerError> {
         self.ensure_active()?;
         if release.released_on < self.content.registered_on {
             return Err(LedgerError::invalid_field(
@@ -321,6 +340,7 @@ impl Pledge {
         }
         let mut next = self.clone();
         next.release = Some(release);
+        next.released_by = Some(by);
         next.update_time = now;
         next.version += 1;
         Ok(next)
@@ -388,19 +408,24 @@ mod tests {
     #[test]
     fn life_of_a_pledge() {
         let content = draft("2022-05-31", vec![right(RightKind::Trademark, "1234567", "2030-01-01")]).unwrap();
-        let pledge = Pledge::register(Uuid::nil(), RegistrationNumber::assigned(content.registered_on, 1), content, 10);
+        let me = || PrincipalName::parse("bank").unwrap();
+        let pledge =
+            Pledge::register(Uuid::nil(), RegistrationNumber::assigned(content.registered_on, 1), content, me(), 10);
         assert_eq!(pledge.registration_number.as_str(), "IPL-2019-000000001");
         let amend = |amount: &str, end: Option<&str>| PledgeAmendment {
             secured_amount: Some(Money::parse_positive(amount).unwrap()),
             debt_term_end: end.map(|e| parse_date(e).unwrap()),
             reason: Reason::parse("renegotiated").unwrap(),
         };
-        let changed = pledge.change(&amend("200", None), Uuid::nil(), 11).unwrap();
+        let changed = pledge.change(&amend("200", None), Uuid::nil(), me(), 11).unwrap();
         assert_eq!((changed.version, changed.changes.len()), (2, 1));
         assert_eq!(changed.content.secured_amount.to_string(), "200.00");
-        assert_eq!(changed.change(&amend("200", None), Uuid::nil(), 12).unwrap_err().reason(), "NOTHING_TO_CHANGE");
         assert_eq!(
-            changed.change(&amend("200", Some("2031-01-01")), Uuid::nil(), 12).unwrap_err().reason(),
+            changed.change(&amend("200", None), Uuid::nil(), me(), 12).unwrap_err().reason(),
+            "NOTHING_TO_CHANGE"
+        );
+        assert_eq!(
+            changed.change(&amend("200", Some("2031-01-01")), Uuid::nil(), me(), 12).unwrap_err().reason(),
             "TERM_EXCEEDS_RIGHT_EXPIRY"
         );
         let release = Release {
@@ -408,11 +433,11 @@ mod tests {
             reason: ReleaseReason::Repaid,
             note: Note::parse("").unwrap(),
         };
-        let released = changed.release(release.clone(), 13).unwrap();
+        let released = changed.release(release.clone(), me(), 13).unwrap();
         assert!(!released.is_active());
-        assert_eq!(released.release(release, 14).unwrap_err().reason(), "PLEDGE_ALREADY_RELEASED");
+        assert_eq!(released.release(release, me(), 14).unwrap_err().reason(), "PLEDGE_ALREADY_RELEASED");
         assert_eq!(
-            released.change(&amend("300", None), Uuid::nil(), 14).unwrap_err().reason(),
+            released.change(&amend("300", None), Uuid::nil(), me(), 14).unwrap_err().reason(),
             "PLEDGE_ALREADY_RELEASED"
         );
     }

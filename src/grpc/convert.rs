@@ -8,6 +8,7 @@ use crate::domain::money::Money;
 use crate::domain::pledge::{
     self, NewPledge, Party, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right,
 };
+use crate::domain::principal::{Principal, PrincipalName, Role};
 use crate::domain::region::{CountyCode, Region};
 use crate::domain::text::{Name, Note, Reason, parse_date};
 use crate::domain::{FieldViolation, LedgerError, Micros};
@@ -399,11 +400,14 @@ pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
                 secured_amount_after: ch.secured_amount.1.to_string(),
                 debt_term_end_before: ch.debt_term_end.0.to_string(),
                 debt_term_end_after: ch.debt_term_end.1.to_string(),
+                changed_by: ch.by.to_string(),
             })
             .collect(),
         create_time: Some(timestamp(p.create_time)),
         update_time: Some(timestamp(p.update_time)),
         version: p.version,
+        created_by: p.created_by.to_string(),
+        released_by: p.released_by.as_ref().map(|b| b.to_string()).unwrap_or_default(),
     }
 }
 
@@ -421,6 +425,7 @@ pub fn credit_line_to_pb(l: &CreditLine) -> pb::CreditLine {
         valid_to: c.valid_to.to_string(),
         create_time: Some(timestamp(l.create_time)),
         update_time: Some(timestamp(l.update_time)),
+        created_by: l.created_by.to_string(),
     }
 }
 
@@ -448,4 +453,51 @@ pub fn exposure_to_pb(e: Exposure) -> pb::GetExposureResponse {
             .map(|ExposureRow { key, name, row, has_credit }| row_to_pb(key, name, &row, has_credit))
             .collect(),
     }
+}
+
+fn optional_timestamp(micros: Option<Micros>) -> Option<prost_types::Timestamp> {
+    micros.map(timestamp)
+}
+
+pub fn token_to_pb(p: &Principal) -> pb::Token {
+    let (role, credit_code, region_code) = match &p.role {
+        Role::Admin => (pb::TokenRole::Admin, String::new(), String::new()),
+        Role::Bank(code) => (pb::TokenRole::Bank, code.to_string(), String::new()),
+        Role::Office(region) => (pb::TokenRole::Office, String::new(), region.code_string()),
+    };
+    pb::Token {
+        name: p.name.to_string(),
+        role: role as i32,
+        credit_code,
+        region_code,
+        create_time: Some(timestamp(p.create_time)),
+        revoke_time: optional_timestamp(p.revoke_time),
+    }
+}
+
+/// Parses a token request into the principal's name and role.
+pub fn token_request(request: &pb::CreateTokenRequest) -> Result<(PrincipalName, Role), LedgerError> {
+    let mut f = Fields::default();
+    let name = f.check("name", PrincipalName::parse(&request.name));
+    let role = match pb::TokenRole::try_from(request.role) {
+        Ok(pb::TokenRole::Admin) => Some(Role::Admin),
+        Ok(pb::TokenRole::Bank) => f.check("creditCode", CreditCode::parse(&request.credit_code)).map(Role::Bank),
+        Ok(pb::TokenRole::Office) => {
+            if request.region_code.trim().is_empty() {
+                f.fail("regionCode", "is required for an office (a province, city or county code)");
+                None
+            } else {
+                f.check("regionCode", Region::parse(&request.region_code)).map(Role::Office)
+            }
+        }
+        Ok(pb::TokenRole::Unspecified) | Err(_) => {
+            f.fail("role", "must be ADMIN, BANK or OFFICE");
+            None
+        }
+    };
+    f.finish()?;
+    let (Some(name), Some(role)) = (name, role) else {
+        unreachable!("every missing value recorded a violation");
+    };
+    Ok((name, role))
 }

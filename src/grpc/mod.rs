@@ -1,14 +1,21 @@
-//! The gRPC transport: thin handlers that convert the request (`convert`), call the ledger, and
-//! map errors through the one status table (`status`).
+//! The gRPC transport: thin handlers that authenticate (`auth`), convert the request (`convert`),
+//! check the caller's scope, call the ledger, and map errors through the one status table
+//! (`status`). Every call runs under a deadline and a bound on the requests in flight.
 
+pub mod auth;
 pub mod convert;
 pub mod status;
 
 use crate::domain::LedgerError;
-use crate::ledger::{Ledger, Outcome, query};
+use crate::domain::principal::Principal;
+use crate::ledger::{Command, Ledger, Outcome, query};
 use crate::proto as pb;
 use futures::FutureExt;
 use futures::stream::{FuturesOrdered, StreamExt};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Rejections listed in an import summary at most; further ones are only counted.
@@ -17,199 +24,343 @@ pub const IMPORT_REJECTIONS_MAX: u32 = 1000;
 /// one stream cannot take the whole write queue.
 pub const IMPORT_IN_FLIGHT_MAX: usize = 2048;
 
-fn pledge_of(outcome: Outcome) -> Result<pb::Pledge, Status> {
-    match outcome {
-        Outcome::Pledge(p) => Ok(convert::pledge_to_pb(&p)),
-        Outcome::CreditLine(_) => {
-            Err(status::to_status(LedgerError::Internal("a pledge write produced a credit line".to_owned())))
+/// What every handler shares: the ledger, the in-flight bound and the deadlines.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub ledger: Ledger,
+    gate: Arc<Semaphore>,
+    requests_max: usize,
+    call_timeout: Duration,
+    import_timeout: Duration,
+}
+
+impl Api {
+    pub fn new(ledger: Ledger, requests_max: usize, call_timeout: Duration, import_timeout: Duration) -> Api {
+        Api { ledger, gate: Arc::new(Semaphore::new(requests_max)), requests_max, call_timeout, import_timeout }
+    }
+
+    /// Runs a handler body under the in-flight bound (refusing at once when full: a clear
+    /// RESOURCE_EXHAUSTED, never a queue that grows without bound) and a deadline.
+    async fn guard<T>(
+        &self,
+        timeout: Duration,
+        body: impl Future<Output = Result<T, LedgerError>>,
+    ) -> Result<T, Status> {
+        let _permit =
+            self.gate.try_acquire().map_err(|_| status::to_status(LedgerError::TooManyRequests(self.requests_max)))?;
+        match tokio::time::timeout(timeout, body).await {
+            Ok(result) => result.map_err(status::to_status),
+            Err(_) => Err(status::to_status(LedgerError::DeadlineExceeded(timeout.as_millis() as u64))),
+        }
+    }
+
+    async fn write_pledge(&self, actor: &Principal, command: Command) -> Result<pb::Pledge, LedgerError> {
+        match self.ledger.write(actor, command).await? {
+            (Outcome::Pledge(p), _) => Ok(convert::pledge_to_pb(&p)),
+            _ => Err(LedgerError::Internal("a pledge write produced another resource".to_owned())),
         }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct PledgeApi {
-    pub ledger: Ledger,
+fn import_rejection(index: u64, request_id: String, e: &LedgerError) -> pb::ImportRejection {
+    let field_violations = match e {
+        LedgerError::Invalid { violations, .. } => violations
+            .iter()
+            .map(|v| pb::FieldViolation { field: v.field.clone(), description: v.description.clone() })
+            .collect(),
+        _ => Vec::new(),
+    };
+    pb::ImportRejection { index, request_id, reason: e.reason().to_owned(), message: e.to_string(), field_violations }
+}
+
+fn record(summary: &mut pb::ImportPledgesResponse, index: u64, request_id: String, result: Result<bool, LedgerError>) {
+    match result {
+        Ok(false) => summary.registered += 1,
+        Ok(true) => summary.duplicates += 1,
+        Err(e) => {
+            summary.rejected += 1;
+            if summary.rejections.len() < IMPORT_REJECTIONS_MAX as usize {
+                summary.rejections.push(import_rejection(index, request_id, &e));
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
-impl pb::pledge_service_server::PledgeService for PledgeApi {
+impl pb::pledge_service_server::PledgeService for Api {
     async fn register_pledge(
         &self,
         request: Request<pb::RegisterPledgeRequest>,
     ) -> Result<Response<pb::Pledge>, Status> {
-        let command = convert::register_command(request.get_ref()).map_err(status::to_status)?;
-        let (outcome, _) = self.ledger.write(command).await.map_err(status::to_status)?;
-        Ok(Response::new(pledge_of(outcome)?))
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let command = convert::register_command(request.get_ref())?;
+            if let Command::RegisterPledge { pledge, .. } = &command {
+                actor.may_register(pledge)?;
+            }
+            self.write_pledge(&actor, command).await
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
     }
 
     async fn import_pledges(
         &self,
         request: Request<Streaming<pb::RegisterPledgeRequest>>,
     ) -> Result<Response<pb::ImportPledgesResponse>, Status> {
+        let actor = auth::principal(&request)?;
         let mut stream = request.into_inner();
-        let mut summary = pb::ImportPledgesResponse { rejections_max: IMPORT_REJECTIONS_MAX, ..Default::default() };
-        let mut in_flight = FuturesOrdered::new();
-        let record = |summary: &mut pb::ImportPledgesResponse,
-                      index: u64,
-                      request_id: String,
-                      result: Result<bool, LedgerError>| match result {
-            Ok(false) => summary.registered += 1,
-            Ok(true) => summary.duplicates += 1,
-            Err(e) => {
-                summary.rejected += 1;
-                if summary.rejections.len() < IMPORT_REJECTIONS_MAX as usize {
-                    let field_violations = match &e {
-                        LedgerError::Invalid { violations, .. } => violations
-                            .iter()
-                            .map(|v| pb::FieldViolation { field: v.field.clone(), description: v.description.clone() })
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    summary.rejections.push(pb::ImportRejection {
-                        index,
-                        request_id,
-                        reason: e.reason().to_owned(),
-                        message: e.to_string(),
-                        field_violations,
-                    });
+        let body = async {
+            let mut summary = pb::ImportPledgesResponse { rejections_max: IMPORT_REJECTIONS_MAX, ..Default::default() };
+            let mut in_flight = FuturesOrdered::new();
+            while let Some(message) =
+                stream.message().await.map_err(|s| LedgerError::Unavailable(s.message().to_owned()))?
+            {
+                let index = summary.received;
+                summary.received += 1;
+                let command = convert::register_command(&message).and_then(|command| {
+                    if let Command::RegisterPledge { pledge, .. } = &command {
+                        actor.may_import(pledge)?;
+                    }
+                    Ok(command)
+                });
+                match command {
+                    Err(e) => record(&mut summary, index, message.request_id, Err(e)),
+                    Ok(command) => {
+                        let answer = self.ledger.enqueue(&actor, command).await?;
+                        in_flight.push_back(answer.map(move |r| {
+                            let result =
+                                r.unwrap_or_else(|_| Err(LedgerError::Unavailable("the writer stopped".to_owned())));
+                            (index, message.request_id, result.map(|(_, replayed)| replayed))
+                        }));
+                    }
                 }
-            }
-        };
-        while let Some(message) = stream.message().await? {
-            let index = summary.received;
-            summary.received += 1;
-            match convert::register_command(&message) {
-                Err(e) => record(&mut summary, index, message.request_id, Err(e)),
-                Ok(command) => {
-                    let answer = self.ledger.enqueue(command).await.map_err(status::to_status)?;
-                    in_flight.push_back(answer.map(move |r| {
-                        let result =
-                            r.unwrap_or_else(|_| Err(LedgerError::Unavailable("the writer stopped".to_owned())));
-                        (index, message.request_id, result.map(|(_, replayed)| replayed))
-                    }));
-                }
-            }
-            // Collect what is already done, and wait when the stream has too much queued.
-            while let Some(Some((index, request_id, result))) = in_flight.next().now_or_never() {
-                record(&mut summary, index, request_id, result);
-            }
-            while in_flight.len() >= IMPORT_IN_FLIGHT_MAX {
-                if let Some((index, request_id, result)) = in_flight.next().await {
+                // Collect what is already done, and wait when the stream has too much queued.
+                while let Some(Some((index, request_id, result))) = in_flight.next().now_or_never() {
                     record(&mut summary, index, request_id, result);
                 }
+                while in_flight.len() >= IMPORT_IN_FLIGHT_MAX {
+                    if let Some((index, request_id, result)) = in_flight.next().await {
+                        record(&mut summary, index, request_id, result);
+                    }
+                }
             }
-        }
-        while let Some((index, request_id, result)) = in_flight.next().await {
-            record(&mut summary, index, request_id, result);
-        }
-        summary.rejections.sort_by_key(|r| r.index);
-        tracing::info!(
-            received = summary.received,
-            registered = summary.registered,
-            duplicates = summary.duplicates,
-            rejected = summary.rejected,
-            "import finished"
-        );
-        Ok(Response::new(summary))
+            while let Some((index, request_id, result)) = in_flight.next().await {
+                record(&mut summary, index, request_id, result);
+            }
+            summary.rejections.sort_by_key(|r| r.index);
+            tracing::info!(
+                principal = %actor.name,
+                received = summary.received,
+                registered = summary.registered,
+                duplicates = summary.duplicates,
+                rejected = summary.rejected,
+                "import finished"
+            );
+            Ok(summary)
+        };
+        self.guard(self.import_timeout, body).await.map(Response::new)
     }
 
     async fn get_pledge(&self, request: Request<pb::GetPledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
-        let id = convert::id("id", &request.get_ref().id).map_err(status::to_status)?;
-        let pledge = self.ledger.read(move |s| query::pledge(s, id)).await.map_err(status::to_status)?;
-        Ok(Response::new(convert::pledge_to_pb(&pledge)))
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let id = convert::id("id", &request.get_ref().id)?;
+            let found = self.ledger.read(move |s| query::pledge(s, id)).await;
+            match found {
+                Ok(p) if actor.may_read_pledge(&p) => Ok(convert::pledge_to_pb(&p)),
+                // AIP-211: outside the caller's scope, existence is not revealed either way.
+                Ok(_) | Err(LedgerError::NotFound { .. }) if !actor.is_admin() => {
+                    Err(LedgerError::PermissionDenied(format!("{} may not read pledge {id}", actor.name)))
+                }
+                Ok(p) => Ok(convert::pledge_to_pb(&p)),
+                Err(e) => Err(e),
+            }
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
     }
 
     async fn list_pledges(
         &self,
         request: Request<pb::ListPledgesRequest>,
     ) -> Result<Response<pb::ListPledgesResponse>, Status> {
-        let (filter, page_size) = convert::pledge_filter(request.get_ref()).map_err(status::to_status)?;
-        let token = request.into_inner().page_token;
-        let (pledges, next_page_token) = self
-            .ledger
-            .read(move |s| query::list_pledges(s, &filter, page_size, &token))
-            .await
-            .map_err(status::to_status)?;
-        Ok(Response::new(pb::ListPledgesResponse {
-            pledges: pledges.iter().map(convert::pledge_to_pb).collect(),
-            next_page_token,
-        }))
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let (mut filter, page_size) = convert::pledge_filter(request.get_ref())?;
+            filter.region = actor.scope_region(filter.region)?;
+            filter.pledgee = actor.scope_bank(filter.pledgee)?;
+            let token = request.get_ref().page_token.clone();
+            let (pledges, next_page_token) =
+                self.ledger.read(move |s| query::list_pledges(s, &filter, page_size, &token)).await?;
+            Ok(pb::ListPledgesResponse {
+                pledges: pledges.iter().map(convert::pledge_to_pb).collect(),
+                next_page_token,
+            })
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
     }
 
     async fn change_pledge(&self, request: Request<pb::ChangePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
-        let command = convert::change_command(request.get_ref()).map_err(status::to_status)?;
-        let (outcome, _) = self.ledger.write(command).await.map_err(status::to_status)?;
-        Ok(Response::new(pledge_of(outcome)?))
+        let actor = auth::principal(&request)?;
+        let body = async { self.write_pledge(&actor, convert::change_command(request.get_ref())?).await };
+        self.guard(self.call_timeout, body).await.map(Response::new)
     }
 
     async fn release_pledge(&self, request: Request<pb::ReleasePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
-        let command = convert::release_command(request.get_ref()).map_err(status::to_status)?;
-        let (outcome, _) = self.ledger.write(command).await.map_err(status::to_status)?;
-        Ok(Response::new(pledge_of(outcome)?))
+        let actor = auth::principal(&request)?;
+        let body = async { self.write_pledge(&actor, convert::release_command(request.get_ref())?).await };
+        self.guard(self.call_timeout, body).await.map(Response::new)
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct CreditLineApi {
-    pub ledger: Ledger,
-}
-
 #[tonic::async_trait]
-impl pb::credit_line_service_server::CreditLineService for CreditLineApi {
+impl pb::credit_line_service_server::CreditLineService for Api {
     async fn create_credit_line(
         &self,
         request: Request<pb::CreateCreditLineRequest>,
     ) -> Result<Response<pb::CreditLine>, Status> {
-        let command = convert::create_credit_line_command(request.get_ref()).map_err(status::to_status)?;
-        match self.ledger.write(command).await.map_err(status::to_status)? {
-            (Outcome::CreditLine(line), _) => Ok(Response::new(convert::credit_line_to_pb(&line))),
-            (Outcome::Pledge(_), _) => {
-                Err(status::to_status(LedgerError::Internal("a credit-line write produced a pledge".to_owned())))
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let command = convert::create_credit_line_command(request.get_ref())?;
+            if let Command::CreateCreditLine { line, .. } = &command {
+                actor.may_create_line(line)?;
             }
-        }
+            match self.ledger.write(&actor, command).await? {
+                (Outcome::CreditLine(line), _) => Ok(convert::credit_line_to_pb(&line)),
+                _ => Err(LedgerError::Internal("a credit-line write produced another resource".to_owned())),
+            }
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
     }
 
     async fn get_credit_line(
         &self,
         request: Request<pb::GetCreditLineRequest>,
     ) -> Result<Response<pb::CreditLine>, Status> {
-        let id = convert::id("id", &request.get_ref().id).map_err(status::to_status)?;
-        let line = self.ledger.read(move |s| query::credit_line(s, id)).await.map_err(status::to_status)?;
-        Ok(Response::new(convert::credit_line_to_pb(&line)))
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let id = convert::id("id", &request.get_ref().id)?;
+            match self.ledger.read(move |s| query::credit_line(s, id)).await {
+                Ok(l) if actor.may_read_line(&l) => Ok(convert::credit_line_to_pb(&l)),
+                Ok(_) | Err(LedgerError::NotFound { .. }) if !actor.is_admin() => {
+                    Err(LedgerError::PermissionDenied(format!("{} may not read credit line {id}", actor.name)))
+                }
+                Ok(l) => Ok(convert::credit_line_to_pb(&l)),
+                Err(e) => Err(e),
+            }
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
     }
 
     async fn list_credit_lines(
         &self,
         request: Request<pb::ListCreditLinesRequest>,
     ) -> Result<Response<pb::ListCreditLinesResponse>, Status> {
-        let (filter, page_size) = convert::credit_line_filter(request.get_ref()).map_err(status::to_status)?;
-        let token = request.into_inner().page_token;
-        let (lines, next_page_token) = self
-            .ledger
-            .read(move |s| query::list_credit_lines(s, &filter, page_size, &token))
-            .await
-            .map_err(status::to_status)?;
-        Ok(Response::new(pb::ListCreditLinesResponse {
-            credit_lines: lines.iter().map(convert::credit_line_to_pb).collect(),
-            next_page_token,
-        }))
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let (mut filter, page_size) = convert::credit_line_filter(request.get_ref())?;
+            filter.region = actor.scope_region(filter.region)?;
+            filter.bank = actor.scope_bank(filter.bank)?;
+            let token = request.get_ref().page_token.clone();
+            let (lines, next_page_token) =
+                self.ledger.read(move |s| query::list_credit_lines(s, &filter, page_size, &token)).await?;
+            Ok(pb::ListCreditLinesResponse {
+                credit_lines: lines.iter().map(convert::credit_line_to_pb).collect(),
+                next_page_token,
+            })
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ExposureApi {
-    pub ledger: Ledger,
-}
-
 #[tonic::async_trait]
-impl pb::exposure_service_server::ExposureService for ExposureApi {
+impl pb::exposure_service_server::ExposureService for Api {
     async fn get_exposure(
         &self,
         request: Request<pb::GetExposureRequest>,
     ) -> Result<Response<pb::GetExposureResponse>, Status> {
-        let (region, group_by) = convert::exposure_query(request.get_ref()).map_err(status::to_status)?;
-        let exposure =
-            self.ledger.read(move |s| query::exposure(s, region, group_by)).await.map_err(status::to_status)?;
-        Ok(Response::new(convert::exposure_to_pb(exposure)))
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let (region, group_by) = convert::exposure_query(request.get_ref())?;
+            // An empty region code is the caller's whole scope: the country, or an office's region.
+            let requested = (!request.get_ref().region_code.trim().is_empty()).then_some(region);
+            let region = actor.scope_region(requested)?.unwrap_or(region);
+            let bank = actor.scope_bank(None)?;
+            let exposure = self.ledger.read(move |s| query::exposure(s, region, group_by, bank.as_ref())).await?;
+            Ok(convert::exposure_to_pb(exposure))
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for Api {
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            actor.require_admin()?;
+            let (name, role) = convert::token_request(request.get_ref())?;
+            let (principal, token) = create_token(&self.ledger, &actor, name, role).await?;
+            Ok(pb::CreateTokenResponse { principal: Some(principal), token })
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            actor.require_admin()?;
+            let page_size = query::page_size(request.get_ref().page_size)?;
+            let token = request.get_ref().page_token.clone();
+            let (records, next_page_token) =
+                self.ledger.read(move |s| query::list_principals(s, page_size, &token)).await?;
+            Ok(pb::ListTokensResponse {
+                tokens: records.iter().map(|r| convert::token_to_pb(&r.principal)).collect(),
+                next_page_token,
+            })
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
+    }
+
+    async fn revoke_token(&self, request: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            actor.require_admin()?;
+            let name = crate::domain::principal::PrincipalName::parse(&request.get_ref().name)
+                .map_err(|e| LedgerError::invalid_field("name", e))?;
+            revoke_token(&self.ledger, &actor, name).await
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
+    }
+}
+
+/// Creates a principal with a fresh random token; returns it and the token (shown once).
+pub async fn create_token(
+    ledger: &Ledger,
+    actor: &Principal,
+    name: crate::domain::principal::PrincipalName,
+    role: crate::domain::principal::Role,
+) -> Result<(pb::Token, String), LedgerError> {
+    let token = crate::domain::principal::new_token().map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+    let token_hash = crate::domain::principal::token_hash(&token);
+    match ledger.write(actor, Command::CreatePrincipal { name, role, token_hash }).await? {
+        (Outcome::Principal(record), _) => Ok((convert::token_to_pb(&record.principal), token)),
+        _ => Err(LedgerError::Internal("a token write produced another resource".to_owned())),
+    }
+}
+
+pub async fn revoke_token(
+    ledger: &Ledger,
+    actor: &Principal,
+    name: crate::domain::principal::PrincipalName,
+) -> Result<pb::Token, LedgerError> {
+    match ledger.write(actor, Command::RevokePrincipal { name }).await? {
+        (Outcome::Principal(record), _) => Ok(convert::token_to_pb(&record.principal)),
+        _ => Err(LedgerError::Internal("a token write produced another resource".to_owned())),
     }
 }

@@ -39,7 +39,19 @@ pub fn to_status(error: LedgerError) -> Status {
             details.set_error_info(reason, ERROR_DOMAIN, metadata);
             Code::FailedPrecondition
         }
-        LedgerError::Overloaded(_) => {
+        LedgerError::Unauthenticated(_) => {
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Code::Unauthenticated
+        }
+        LedgerError::PermissionDenied(_) => {
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Code::PermissionDenied
+        }
+        LedgerError::DeadlineExceeded(_) => {
+            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            Code::DeadlineExceeded
+        }
+        LedgerError::Overloaded(_) | LedgerError::TooManyRequests(_) => {
             details.set_retry_info(Some(Duration::from_millis(OVERLOAD_RETRY_DELAY_MS)));
             details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
             Code::ResourceExhausted
@@ -90,6 +102,10 @@ mod tests {
             &[],
         );
         check(LedgerError::Overloaded(1), Code::ResourceExhausted, "WRITE_QUEUE_FULL", &[]);
+        check(LedgerError::TooManyRequests(1), Code::ResourceExhausted, "TOO_MANY_REQUESTS", &[]);
+        check(LedgerError::Unauthenticated("x".into()), Code::Unauthenticated, "UNAUTHENTICATED", &[]);
+        check(LedgerError::PermissionDenied("x".into()), Code::PermissionDenied, "PERMISSION_DENIED", &[]);
+        check(LedgerError::DeadlineExceeded(1), Code::DeadlineExceeded, "DEADLINE_EXCEEDED", &[]);
         check(LedgerError::Unavailable("x".into()), Code::Unavailable, "UNAVAILABLE", &[]);
         check(LedgerError::Internal("x".into()), Code::Internal, "INTERNAL", &[]);
     }

@@ -3,11 +3,13 @@
 //! request ids) and keeping indexes and exposure aggregates in step with the records.
 
 use super::keys;
+use super::principals::PrincipalRecord;
 use super::tx::Tx;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
 use crate::domain::exposure::{self, Bucket, Row, RowDelta};
 use crate::domain::ident::CreditCode;
 use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release};
+use crate::domain::principal::{Principal, PrincipalName, Role, TokenHash};
 use crate::domain::{LedgerError, Micros};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -15,26 +17,53 @@ use uuid::Uuid;
 /// A write request, parsed and valid in itself.
 #[derive(Debug, Clone, serde::Serialize)]
 pub enum Command {
-    RegisterPledge { request_id: Uuid, pledge: NewPledge },
-    ChangePledge { request_id: Uuid, id: Uuid, amendment: PledgeAmendment },
-    ReleasePledge { request_id: Uuid, id: Uuid, release: Release },
-    CreateCreditLine { request_id: Uuid, line: NewCreditLine },
+    RegisterPledge {
+        request_id: Uuid,
+        pledge: NewPledge,
+    },
+    ChangePledge {
+        request_id: Uuid,
+        id: Uuid,
+        amendment: PledgeAmendment,
+    },
+    ReleasePledge {
+        request_id: Uuid,
+        id: Uuid,
+        release: Release,
+    },
+    CreateCreditLine {
+        request_id: Uuid,
+        line: NewCreditLine,
+    },
+    /// Not idempotent by request id: the response holds nothing secret, but the token is only
+    /// ever shown to the caller that created it.
+    CreatePrincipal {
+        name: PrincipalName,
+        role: Role,
+        token_hash: TokenHash,
+    },
+    RevokePrincipal {
+        name: PrincipalName,
+    },
 }
 
 impl Command {
-    fn request_id(&self) -> Uuid {
+    fn request_id(&self) -> Option<Uuid> {
         match self {
             Command::RegisterPledge { request_id, .. }
             | Command::ChangePledge { request_id, .. }
             | Command::ReleasePledge { request_id, .. }
-            | Command::CreateCreditLine { request_id, .. } => *request_id,
+            | Command::CreateCreditLine { request_id, .. } => Some(*request_id),
+            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } => None,
         }
     }
 
-    /// SHA-256 of the canonical encoding: two requests with the same id are the same request
-    /// exactly when this matches (so `ZL 2019 1 0123456.X` and `ZL201910123456.X` agree).
-    fn fingerprint(&self) -> [u8; 32] {
-        Sha256::digest(postcard::to_allocvec(self).expect("in-memory encoding")).into()
+    /// SHA-256 of the principal's name and the canonical encoding: two requests with the same id
+    /// are the same request exactly when this matches (so `ZL 2019 1 0123456.X` and
+    /// `ZL201910123456.X` agree, and another principal can never replay someone else's request).
+    fn fingerprint(&self, actor: &PrincipalName) -> [u8; 32] {
+        let bytes = postcard::to_allocvec(&(actor, self)).expect("in-memory encoding");
+        Sha256::digest(bytes).into()
     }
 }
 
@@ -44,6 +73,7 @@ impl Command {
 pub enum Outcome {
     Pledge(Pledge),
     CreditLine(CreditLine),
+    Principal(PrincipalRecord),
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -52,27 +82,90 @@ struct RequestRecord {
     outcome: Outcome,
 }
 
-/// Executes `command` at `now`; on `Ok((outcome, replayed))` the writes are in `tx` for the caller
-/// to accept.
-pub fn execute(tx: &mut Tx<'_>, command: &Command, now: Micros) -> Result<(Outcome, bool), LedgerError> {
-    let request_key = keys::request(command.request_id());
-    let fingerprint = command.fingerprint();
+/// Executes `command` for `actor` at `now`; on `Ok((outcome, replayed))` the writes are in `tx`
+/// for the caller to accept. Rules that depend on the content alone (may this bank register a
+/// pledge to that pledgee) were checked before; rules that depend on state are checked here.
+pub fn execute(
+    tx: &mut Tx<'_>,
+    actor: &Principal,
+    command: &Command,
+    now: Micros,
+) -> Result<(Outcome, bool), LedgerError> {
+    authorize(tx, actor, command)?;
+    let Some(request_id) = command.request_id() else {
+        return execute_unrecorded(tx, actor, command, now).map(|o| (o, false));
+    };
+    let request_key = keys::request(request_id);
+    let fingerprint = command.fingerprint(&actor.name);
     if let Some(record) = tx.get::<RequestRecord>(&request_key)? {
         if record.fingerprint != fingerprint {
-            return Err(LedgerError::RequestIdReused { request_id: command.request_id().to_string() });
+            return Err(LedgerError::RequestIdReused { request_id: request_id.to_string() });
         }
         return Ok((record.outcome, true));
     }
+    let by = actor.name.clone();
     let outcome = match command {
-        Command::RegisterPledge { pledge, .. } => Outcome::Pledge(register(tx, pledge, now)?),
+        Command::RegisterPledge { pledge, .. } => Outcome::Pledge(register(tx, pledge, by, now)?),
         Command::ChangePledge { request_id, id, amendment } => {
-            Outcome::Pledge(change(tx, *id, amendment, *request_id, now)?)
+            Outcome::Pledge(change(tx, *id, amendment, *request_id, by, now)?)
         }
-        Command::ReleasePledge { id, release, .. } => Outcome::Pledge(release_pledge(tx, *id, release, now)?),
-        Command::CreateCreditLine { line, .. } => Outcome::CreditLine(create_line(tx, line, now)?),
+        Command::ReleasePledge { id, release, .. } => Outcome::Pledge(release_pledge(tx, *id, release, by, now)?),
+        Command::CreateCreditLine { line, .. } => Outcome::CreditLine(create_line(tx, line, by, now)?),
+        Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } => unreachable!("has no request id"),
     };
     tx.put(request_key, &RequestRecord { fingerprint, outcome: outcome.clone() });
     Ok((outcome, false))
+}
+
+/// Scope checks that need the ledger's state: changes and releases touch an existing pledge.
+/// Following AIP-211, a principal outside a pledge's scope learns nothing of its existence.
+fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), LedgerError> {
+    match command {
+        Command::ChangePledge { id, .. } | Command::ReleasePledge { id, .. } => {
+            match tx.get::<Pledge>(&keys::pledge(*id))? {
+                Some(pledge) => actor.may_amend(&pledge),
+                None if actor.is_admin() => Ok(()),
+                None => Err(LedgerError::PermissionDenied(format!("{} may not change pledge {id}", actor.name))),
+            }
+        }
+        Command::RegisterPledge { .. } | Command::CreateCreditLine { .. } => Ok(()),
+        Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } => actor.require_admin(),
+    }
+}
+
+fn execute_unrecorded(
+    tx: &mut Tx<'_>,
+    _actor: &Principal,
+    command: &Command,
+    now: Micros,
+) -> Result<Outcome, LedgerError> {
+    match command {
+        Command::CreatePrincipal { name, role, token_hash } => {
+            if tx.get::<PrincipalRecord>(&keys::principal(name))?.is_some() {
+                return Err(LedgerError::refused("PRINCIPAL_EXISTS", format!("a principal named {name} exists"))
+                    .with("name", name));
+            }
+            let record = PrincipalRecord {
+                principal: Principal { name: name.clone(), role: role.clone(), create_time: now, revoke_time: None },
+                token_hash: *token_hash,
+            };
+            tx.put(keys::principal(name), &record);
+            tx.put(keys::token(token_hash), name);
+            Ok(Outcome::Principal(record))
+        }
+        Command::RevokePrincipal { name } => {
+            let mut record = tx
+                .get::<PrincipalRecord>(&keys::principal(name))?
+                .ok_or_else(|| LedgerError::NotFound { resource: "principal", id: name.to_string() })?;
+            if record.principal.revoke_time.is_none() {
+                record.principal.revoke_time = Some(now);
+                tx.put(keys::principal(name), &record);
+                tx.delete(keys::token(&record.token_hash));
+            }
+            Ok(Outcome::Principal(record))
+        }
+        _ => unreachable!("recorded commands go through execute"),
+    }
 }
 
 fn load_pledge(tx: &Tx<'_>, id: Uuid) -> Result<Pledge, LedgerError> {
@@ -83,7 +176,7 @@ fn load_line(tx: &Tx<'_>, id: Uuid) -> Result<Option<CreditLine>, LedgerError> {
     tx.get(&keys::credit_line(id))
 }
 
-fn register(tx: &mut Tx<'_>, content: &NewPledge, now: Micros) -> Result<Pledge, LedgerError> {
+fn register(tx: &mut Tx<'_>, content: &NewPledge, by: PrincipalName, now: Micros) -> Result<Pledge, LedgerError> {
     for right in &content.rights {
         if let Some(holder) = tx.get::<Uuid>(&keys::active_right(&right.number))? {
             return Err(LedgerError::refused(
@@ -124,7 +217,7 @@ fn register(tx: &mut Tx<'_>, content: &NewPledge, now: Micros) -> Result<Pledge,
         }
     };
     let id = Uuid::now_v7();
-    let pledge = Pledge::register(id, registration_number, content.clone(), now);
+    let pledge = Pledge::register(id, registration_number, content.clone(), by, now);
     tx.put(keys::registration(&pledge.registration_number), &id);
     for right in &content.rights {
         tx.put(keys::active_right(&right.number), &id);
@@ -143,10 +236,11 @@ fn change(
     id: Uuid,
     amendment: &PledgeAmendment,
     request_id: Uuid,
+    by: PrincipalName,
     now: Micros,
 ) -> Result<Pledge, LedgerError> {
     let before = load_pledge(tx, id)?;
-    let after = before.change(amendment, request_id, now)?;
+    let after = before.change(amendment, request_id, by, now)?;
     let delta_fen = after.content.secured_amount.fen() - before.content.secured_amount.fen();
     if delta_fen != 0 {
         if let Some(line_id) = after.content.credit_line_id {
@@ -164,9 +258,15 @@ fn change(
     Ok(after)
 }
 
-fn release_pledge(tx: &mut Tx<'_>, id: Uuid, release: &Release, now: Micros) -> Result<Pledge, LedgerError> {
+fn release_pledge(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    release: &Release,
+    by: PrincipalName,
+    now: Micros,
+) -> Result<Pledge, LedgerError> {
     let before = load_pledge(tx, id)?;
-    let after = before.release(release.clone(), now)?;
+    let after = before.release(release.clone(), by, now)?;
     for right in &after.content.rights {
         let key = keys::active_right(&right.number);
         let holder = tx.get::<Uuid>(&key)?;
@@ -190,9 +290,14 @@ fn release_pledge(tx: &mut Tx<'_>, id: Uuid, release: &Release, now: Micros) -> 
     Ok(after)
 }
 
-fn create_line(tx: &mut Tx<'_>, content: &NewCreditLine, now: Micros) -> Result<CreditLine, LedgerError> {
+fn create_line(
+    tx: &mut Tx<'_>,
+    content: &NewCreditLine,
+    by: PrincipalName,
+    now: Micros,
+) -> Result<CreditLine, LedgerError> {
     let id = Uuid::now_v7();
-    let line = CreditLine::open(id, content.clone(), now);
+    let line = CreditLine::open(id, content.clone(), by, now);
     tx.put(keys::credit_line(id), &line);
     tx.put(keys::line_by_region(content.region, id), &());
     tx.put(keys::line_by_bank(&content.bank.credit_code, id), &());

@@ -15,6 +15,8 @@
 //! | `Jb` credit code(18) id(16) | credit lines by bank |
 //! | `A` bucket | exposure row |
 //! | `E` bucket 0x00 pledgor(18) | active pledges of the pledgor in the bucket (distinct count) |
+//! | `U` principal name | principal and its token hash |
+//! | `T` token hash(32) | principal name (live tokens only) |
 //! | `M` name | metadata: serial numbers, clock |
 
 use crate::domain::exposure::{Bucket, Dimension};
@@ -134,6 +136,11 @@ fn bucket_body(bucket: &Bucket) -> Vec<u8> {
             k.push(b'K');
             k.push(kind.tag());
         }
+        Dimension::PledgeeKind(code, kind) => {
+            k.push(b'P');
+            k.extend_from_slice(code.as_str().as_bytes());
+            k.push(kind.tag());
+        }
     }
     k
 }
@@ -157,6 +164,18 @@ pub fn exposure_pledgee_code(key: &[u8]) -> Option<&str> {
 
 pub fn enterprise_ref(bucket: &Bucket, pledgor: &CreditCode) -> Vec<u8> {
     key(&[b"E", &bucket_body(bucket), &[0], pledgor.as_str().as_bytes()])
+}
+
+/// A principal by name: its record and token hash.
+pub fn principal(name: &crate::domain::principal::PrincipalName) -> Vec<u8> {
+    key(&[b"U", name.as_str().as_bytes()])
+}
+
+pub const PRINCIPALS: &[u8] = b"U";
+
+/// The name of the live principal a token hash authenticates.
+pub fn token(hash: &crate::domain::principal::TokenHash) -> Vec<u8> {
+    key(&[b"T", hash])
 }
 
 pub const META_REGISTRATION_SERIAL: &[u8] = b"Mregistration_serial";

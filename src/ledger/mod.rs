@@ -4,6 +4,7 @@
 pub mod apply;
 mod codec;
 pub mod keys;
+pub mod principals;
 pub mod query;
 mod tx;
 mod writer;
@@ -12,7 +13,9 @@ pub use apply::{Command, Outcome};
 pub use writer::GROUP_MAX;
 
 use crate::domain::LedgerError;
+use crate::domain::principal::Principal;
 use crate::store::Store;
+use principals::Principals;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Clone)]
 pub struct Ledger {
     store: Arc<dyn Store>,
+    principals: Arc<Principals>,
     writer: mpsc::Sender<writer::Job>,
     queue_max: usize,
 }
@@ -51,15 +55,21 @@ impl WriterGuard {
 
 impl Ledger {
     pub fn start(store: Arc<dyn Store>, queue_max: usize) -> Result<(Ledger, WriterGuard), LedgerError> {
-        let (sender, handle) = writer::spawn(store.clone(), queue_max)?;
-        Ok((Ledger { store, writer: sender, queue_max }, WriterGuard { handle: Mutex::new(Some(handle)) }))
+        let principals = Arc::new(Principals::load(store.as_ref())?);
+        let (sender, handle) = writer::spawn(store.clone(), principals.clone(), queue_max)?;
+        Ok((Ledger { store, principals, writer: sender, queue_max }, WriterGuard { handle: Mutex::new(Some(handle)) }))
+    }
+
+    /// The live principals, for authentication.
+    pub fn principals(&self) -> &Principals {
+        &self.principals
     }
 
     /// Submits a write; fails at once with `Overloaded` when the queue is full, so a caller never
     /// waits unboundedly. Returns the outcome and whether it replays an earlier request.
-    pub async fn write(&self, command: Command) -> Result<(Outcome, bool), LedgerError> {
+    pub async fn write(&self, actor: &Principal, command: Command) -> Result<(Outcome, bool), LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.writer.try_send(writer::Job { command, reply }).map_err(|e| match e {
+        self.writer.try_send(writer::Job { actor: actor.clone(), command, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded(self.queue_max),
             mpsc::error::TrySendError::Closed(_) => LedgerError::Unavailable("the ledger is shutting down".to_owned()),
         })?;
@@ -68,10 +78,14 @@ impl Ledger {
 
     /// Queues a write, waiting for room in the queue (streams apply back-pressure this way), and
     /// returns a future of its result so a stream can keep many writes in flight.
-    pub async fn enqueue(&self, command: Command) -> Result<oneshot::Receiver<writer::Reply>, LedgerError> {
+    pub async fn enqueue(
+        &self,
+        actor: &Principal,
+        command: Command,
+    ) -> Result<oneshot::Receiver<writer::Reply>, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(writer::Job { command, reply })
+            .send(writer::Job { actor: actor.clone(), command, reply })
             .await
             .map_err(|_| LedgerError::Unavailable("the ledger is shutting down".to_owned()))?;
         Ok(answer)

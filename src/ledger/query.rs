@@ -3,6 +3,7 @@
 
 use super::codec;
 use super::keys;
+use super::principals::PrincipalRecord;
 use crate::domain::LedgerError;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{Bucket, Dimension, Row};
@@ -252,8 +253,19 @@ fn row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerError> {
     Ok(get(store, &keys::exposure(bucket))?.unwrap_or_default())
 }
 
-pub fn exposure(store: &dyn Store, region: Region, group_by: GroupBy) -> Result<Exposure, LedgerError> {
-    let total = row(store, &Bucket { region, dimension: Dimension::Total })?;
+/// Exposure of `region`; with `bank`, of that bank's book only (its pledgee rows), so a bank never
+/// sees another bank's figures.
+pub fn exposure(
+    store: &dyn Store,
+    region: Region,
+    group_by: GroupBy,
+    bank: Option<&CreditCode>,
+) -> Result<Exposure, LedgerError> {
+    let total_of = |region: Region| match bank {
+        None => Bucket { region, dimension: Dimension::Total },
+        Some(code) => Bucket { region, dimension: Dimension::Pledgee(code.clone()) },
+    };
+    let total = row(store, &total_of(region))?;
     let rows = match group_by {
         GroupBy::None => Vec::new(),
         GroupBy::ChildRegion => region
@@ -263,7 +275,7 @@ pub fn exposure(store: &dyn Store, region: Region, group_by: GroupBy) -> Result<
                 Ok(ExposureRow {
                     key: child.code_string(),
                     name: child.name().to_owned(),
-                    row: row(store, &Bucket { region: *child, dimension: Dimension::Total })?,
+                    row: row(store, &total_of(*child))?,
                     has_credit: true,
                 })
             })
@@ -271,17 +283,28 @@ pub fn exposure(store: &dyn Store, region: Region, group_by: GroupBy) -> Result<
         GroupBy::RightKind => RightKind::ALL
             .into_iter()
             .map(|kind| {
+                let dimension = match bank {
+                    None => Dimension::Kind(kind),
+                    Some(code) => Dimension::PledgeeKind(code.clone(), kind),
+                };
                 Ok(ExposureRow {
                     key: kind.name().to_owned(),
                     name: kind.name().to_owned(),
-                    row: row(store, &Bucket { region, dimension: Dimension::Kind(kind) })?,
+                    row: row(store, &Bucket { region, dimension })?,
                     has_credit: false,
                 })
             })
             .collect::<Result<_, LedgerError>>()?,
         GroupBy::Pledgee => {
-            let entries =
-                store.scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX).map_err(unavailable)?;
+            let entries = match bank {
+                None => {
+                    store.scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX).map_err(unavailable)?
+                }
+                Some(_) => {
+                    let key = keys::exposure(&total_of(region));
+                    store.get(&key).map_err(unavailable)?.map(|value| (key, value)).into_iter().collect()
+                }
+            };
             let mut rows = entries
                 .into_iter()
                 .map(|(key, value)| {
@@ -297,4 +320,14 @@ pub fn exposure(store: &dyn Store, region: Region, group_by: GroupBy) -> Result<
         }
     };
     Ok(Exposure { region, total, rows })
+}
+
+pub fn list_principals(
+    store: &dyn Store,
+    page_size: usize,
+    page_token: &str,
+) -> Result<(Vec<PrincipalRecord>, String), LedgerError> {
+    scan_page(store, keys::PRINCIPALS, filter_digest(&"principals"), page_token, page_size, |key, value| {
+        codec::decode(key, value).map(Some)
+    })
 }

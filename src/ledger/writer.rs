@@ -7,7 +7,9 @@
 
 use super::apply::{self, Command, Outcome};
 use super::keys;
+use super::principals::Principals;
 use super::tx::Tx;
+use crate::domain::principal::Principal;
 use crate::domain::{LedgerError, Micros};
 use crate::store::Store;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ pub const GROUP_MAX: usize = 4096;
 pub type Reply = Result<(Outcome, bool), LedgerError>;
 
 pub struct Job {
+    pub actor: Principal,
     pub command: Command,
     pub reply: oneshot::Sender<Reply>,
 }
@@ -41,18 +44,19 @@ impl Clock {
 
 pub fn spawn(
     store: Arc<dyn Store>,
+    principals: Arc<Principals>,
     queue_max: usize,
 ) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), LedgerError> {
     let (sender, receiver) = mpsc::channel(queue_max);
     let last = Tx::new(store.as_ref()).get::<Micros>(keys::META_CLOCK)?.unwrap_or(0);
     let handle = std::thread::Builder::new()
         .name("ipledger-writer".to_owned())
-        .spawn(move || run(store, receiver, Clock { last }))
+        .spawn(move || run(store, principals, receiver, Clock { last }))
         .map_err(|e| LedgerError::Unavailable(format!("cannot start the writer thread: {e}")))?;
     Ok((sender, handle))
 }
 
-fn run(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Job>, mut clock: Clock) {
+fn run(store: Arc<dyn Store>, principals: Arc<Principals>, mut receiver: mpsc::Receiver<Job>, mut clock: Clock) {
     let mut jobs = Vec::with_capacity(GROUP_MAX);
     // Set when a commit failed: what the store holds is then unknown, so the writer stops writing
     // (fail-stop) and every later write is refused until an operator restarts the server.
@@ -74,20 +78,25 @@ fn run(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Job>, mut clock: Cloc
                     ))));
                 }
             }
-            None => failed = commit_group(store.as_ref(), &mut jobs, &mut clock).err(),
+            None => failed = commit_group(store.as_ref(), &principals, &mut jobs, &mut clock).err(),
         }
     }
     tracing::info!("writer stopped: queue closed and drained");
 }
 
 /// Executes and commits one group; `Err` when the store failed to commit it.
-fn commit_group(store: &dyn Store, jobs: &mut Vec<Job>, clock: &mut Clock) -> Result<(), String> {
+fn commit_group(
+    store: &dyn Store,
+    principals: &Principals,
+    jobs: &mut Vec<Job>,
+    clock: &mut Clock,
+) -> Result<(), String> {
     let started = Instant::now();
     let mut tx = Tx::new(store);
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs.drain(..) {
         let now = clock.tick();
-        let result = apply::execute(&mut tx, &job.command, now);
+        let result = apply::execute(&mut tx, &job.actor, &job.command, now);
         match &result {
             Ok(_) => tx.accept(),
             Err(_) => tx.reject(),
@@ -107,6 +116,12 @@ fn commit_group(store: &dyn Store, jobs: &mut Vec<Job>, clock: &mut Clock) -> Re
     let ops = batch.ops.len();
     match store.commit(batch) {
         Ok(()) => {
+            // Durable now: make principal changes effective before anyone hears of them.
+            for (_, result) in &replies {
+                if let Ok((Outcome::Principal(record), _)) = result {
+                    principals.apply(record);
+                }
+            }
             tracing::debug!(
                 requests = replies.len(),
                 ops,
@@ -200,14 +215,20 @@ mod tests {
 
     fn submit(sender: &mpsc::Sender<Job>, command: Command) -> Reply {
         let (reply, answer) = oneshot::channel();
-        sender.blocking_send(Job { command, reply }).unwrap();
+        let actor = Principal {
+            name: crate::domain::principal::PrincipalName::parse("admin").unwrap(),
+            role: crate::domain::principal::Role::Admin,
+            create_time: 0,
+            revoke_time: None,
+        };
+        sender.blocking_send(Job { actor, command, reply }).unwrap();
         answer.blocking_recv().unwrap()
     }
 
     #[test]
     fn replays_need_no_commit_and_a_failed_commit_stops_all_writes() {
         let store = Arc::new(FlakyStore::default());
-        let (sender, handle) = spawn(store.clone(), 16).unwrap();
+        let (sender, handle) = spawn(store.clone(), Arc::default(), 16).unwrap();
         let id = Uuid::new_v4();
         let (_, replayed) = submit(&sender, create_line(id)).unwrap();
         assert!(!replayed);

@@ -67,11 +67,14 @@ fn spawn_binary(dir: &std::path::Path, port: u16) -> Process {
     Process(child)
 }
 
-async fn connect(port: u16) -> PledgeServiceClient<tonic::transport::Channel> {
+async fn connect(port: u16, dir: &std::path::Path) -> PledgeServiceClient<Authed> {
+    let token = admin_token(dir).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(client) = PledgeServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
-            return client;
+        if let Ok(channel) =
+            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await
+        {
+            return PledgeServiceClient::with_interceptor(channel, Bearer::new(&token));
         }
         assert!(Instant::now() < deadline, "server did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -88,7 +91,7 @@ async fn kill_9_after_acknowledgement_loses_nothing() {
     let dir = temp.path().join("data");
     let port = free_port();
     let mut process = spawn_binary(&dir, port);
-    let client = connect(port).await;
+    let client = connect(port, &dir).await;
     // Many concurrent writers; the process is killed the moment the last one is acknowledged,
     // while others are still in flight.
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -121,7 +124,7 @@ async fn kill_9_after_acknowledgement_loses_nothing() {
 
     let port = free_port();
     let _restarted = spawn_binary(&dir, port);
-    let mut client = connect(port).await;
+    let mut client = connect(port, &dir).await;
     for p in &acknowledged {
         let got = client.get_pledge(GetPledgeRequest { id: p.id.clone() }).await.unwrap().into_inner();
         assert_eq!(&got, p);
@@ -139,10 +142,12 @@ async fn kill_9_after_acknowledgement_loses_nothing() {
         request.page_token = page.next_page_token;
     }
     assert!(listed >= acknowledged.len() as u64);
-    let mut exposure =
-        ipledger::proto::exposure_service_client::ExposureServiceClient::connect(format!("http://127.0.0.1:{port}"))
-            .await
-            .unwrap();
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let mut exposure = ipledger::proto::exposure_service_client::ExposureServiceClient::with_interceptor(
+        channel,
+        Bearer::new(&admin_token(&dir).await),
+    );
     let total = exposure.get_exposure(GetExposureRequest::default()).await.unwrap().into_inner().total.unwrap();
     assert_eq!(total.pledge_count, listed);
     assert_eq!(total.secured_amount, format!("{listed}.00"));
@@ -154,7 +159,7 @@ async fn sigterm_finishes_in_flight_writes_then_exits() {
     let dir = temp.path().join("data");
     let port = free_port();
     let mut process = spawn_binary(&dir, port);
-    let client = connect(port).await;
+    let client = connect(port, &dir).await;
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -188,7 +193,7 @@ async fn sigterm_finishes_in_flight_writes_then_exits() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     let port = free_port();
     let _restarted = spawn_binary(&dir, port);
-    let mut client = connect(port).await;
+    let mut client = connect(port, &dir).await;
     for id in &acknowledged {
         client.get_pledge(GetPledgeRequest { id: id.clone() }).await.unwrap();
     }

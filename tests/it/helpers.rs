@@ -1,22 +1,70 @@
 //! A running server for one test, its clients, and builders of valid requests.
 
 use ipledger::domain::ident::{CreditCode, PatentNumber};
+use ipledger::proto::admin_service_client::AdminServiceClient;
 use ipledger::proto::credit_line_service_client::CreditLineServiceClient;
 use ipledger::proto::exposure_service_client::ExposureServiceClient;
 use ipledger::proto::pledge_service_client::PledgeServiceClient;
 use ipledger::proto::*;
-use ipledger::server::{self, Limits};
+use ipledger::server::{self, Config, Limits};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
+
+/// Adds `authorization: Bearer <token>` to every call (or nothing, to test refusals).
+#[derive(Debug, Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Bearer {
+        Bearer(Some(format!("Bearer {token}").parse().unwrap()))
+    }
+
+    pub fn none() -> Bearer {
+        Bearer(None)
+    }
+
+    pub fn raw(header: &str) -> Bearer {
+        Bearer(Some(header.parse().unwrap()))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// The first admin token the server wrote into its data directory.
+pub async fn admin_token(dir: &Path) -> String {
+    let path = dir.join(server::ADMIN_TOKEN_FILE);
+    for _ in 0..3000 {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && !text.trim().is_empty()
+        {
+            return text.trim().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no admin token at {}", path.display());
+}
 
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: PathBuf,
+    pub admin_token: String,
     _temp: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -34,18 +82,30 @@ impl TestServer {
     /// Starts on an existing data directory (the caller keeps it alive).
     pub async fn start_in(dir: &Path) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let data_dir = dir.to_path_buf();
         let limits = Limits { cache_bytes: 16 * 1024 * 1024, ..Limits::default() };
+        let config = Config { limits, ..Config::new(data_dir) };
+        TestServer::start_with(listener, config, tx, rx).await
+    }
+
+    pub async fn start_with(
+        listener: tokio::net::TcpListener,
+        config: Config,
+        tx: oneshot::Sender<()>,
+        rx: oneshot::Receiver<()>,
+    ) -> TestServer {
+        let addr = listener.local_addr().unwrap();
+        let dir = config.data_dir.clone();
         let handle = tokio::spawn(async move {
-            server::serve(listener, data_dir, limits, async {
+            server::serve(listener, config, async {
                 let _ = rx.await;
             })
             .await
             .unwrap();
         });
-        TestServer { addr, dir: dir.to_path_buf(), _temp: None, shutdown: Some(tx), handle: Some(handle) }
+        let admin_token = admin_token(&dir).await;
+        TestServer { addr, dir, admin_token, _temp: None, shutdown: Some(tx), handle: Some(handle) }
     }
 
     /// Graceful shutdown; returns the temporary directory so a restart can reuse it.
@@ -63,16 +123,47 @@ impl TestServer {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
     }
 
-    pub async fn pledges(&self) -> PledgeServiceClient<Channel> {
-        PledgeServiceClient::new(self.channel().await)
+    pub async fn pledges(&self) -> PledgeServiceClient<Authed> {
+        self.pledges_as(Bearer::new(&self.admin_token)).await
     }
 
-    pub async fn credit_lines(&self) -> CreditLineServiceClient<Channel> {
-        CreditLineServiceClient::new(self.channel().await)
+    pub async fn credit_lines(&self) -> CreditLineServiceClient<Authed> {
+        self.credit_lines_as(Bearer::new(&self.admin_token)).await
     }
 
-    pub async fn exposure(&self) -> ExposureServiceClient<Channel> {
-        ExposureServiceClient::new(self.channel().await)
+    pub async fn exposure(&self) -> ExposureServiceClient<Authed> {
+        self.exposure_as(Bearer::new(&self.admin_token)).await
+    }
+
+    pub async fn admin(&self) -> AdminServiceClient<Authed> {
+        self.admin_as(Bearer::new(&self.admin_token)).await
+    }
+
+    pub async fn pledges_as(&self, bearer: Bearer) -> PledgeServiceClient<Authed> {
+        PledgeServiceClient::with_interceptor(self.channel().await, bearer)
+    }
+
+    pub async fn credit_lines_as(&self, bearer: Bearer) -> CreditLineServiceClient<Authed> {
+        CreditLineServiceClient::with_interceptor(self.channel().await, bearer)
+    }
+
+    pub async fn exposure_as(&self, bearer: Bearer) -> ExposureServiceClient<Authed> {
+        ExposureServiceClient::with_interceptor(self.channel().await, bearer)
+    }
+
+    pub async fn admin_as(&self, bearer: Bearer) -> AdminServiceClient<Authed> {
+        AdminServiceClient::with_interceptor(self.channel().await, bearer)
+    }
+
+    /// Creates a principal through the admin RPC and returns its token.
+    pub async fn token(&self, name: &str, role: TokenRole, credit_code: &str, region_code: &str) -> String {
+        let request = CreateTokenRequest {
+            name: name.into(),
+            role: role as i32,
+            credit_code: credit_code.into(),
+            region_code: region_code.into(),
+        };
+        self.admin().await.create_token(request).await.unwrap().into_inner().token
     }
 }
 

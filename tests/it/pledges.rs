@@ -336,7 +336,7 @@ async fn change_keeps_before_and_after_and_release_ends_the_pledge() {
 }
 
 async fn list_all(
-    client: &mut pledge_service_client::PledgeServiceClient<tonic::transport::Channel>,
+    client: &mut pledge_service_client::PledgeServiceClient<Authed>,
     mut request: ListPledgesRequest,
 ) -> Vec<String> {
     let mut ids = Vec::new();

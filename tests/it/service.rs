@@ -10,7 +10,7 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 async fn reflect(server: &TestServer, request: MessageRequest) -> MessageResponse {
-    let mut client = ServerReflectionClient::new(server.channel().await);
+    let mut client = ServerReflectionClient::with_interceptor(server.channel().await, Bearer::new(&server.admin_token));
     let request = ServerReflectionRequest { host: String::new(), message_request: Some(request) };
     let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
     responses.message().await.unwrap().unwrap().message_response.unwrap()
@@ -32,6 +32,7 @@ async fn reflection_lists_every_service_and_error_detail() {
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",
+            "ipledger.v1.AdminService",
             "ipledger.v1.CreditLineService",
             "ipledger.v1.ExposureService",
             "ipledger.v1.PledgeService",
@@ -48,6 +49,7 @@ async fn reflection_lists_every_service_and_error_detail() {
 async fn health_reports_serving() {
     let server = TestServer::start().await;
     let mut health = HealthClient::new(server.channel().await);
+    // Orchestrators probe health without credentials.
     for service in ["", "ipledger.v1.PledgeService", "ipledger.v1.ExposureService", "ipledger.v1.CreditLineService"] {
         let response = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(response.status, 1, "{service} is SERVING");

@@ -1,0 +1,221 @@
+//! Who may do what: principals (a bank bound to its credit code, an office bound to a region, an
+//! admin), their bearer tokens (random, stored only as SHA-256 hashes), and the scope rules every
+//! read and write is checked against.
+
+use super::Micros;
+use super::credit_line::{CreditLine, NewCreditLine};
+use super::error::LedgerError;
+use super::ident::CreditCode;
+use super::pledge::{NewPledge, Pledge};
+use super::region::Region;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A principal's unique name: 1 to 64 of `a-z 0-9 . _ -`. It is what records say made a write,
+/// and what a client certificate's common name maps to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct PrincipalName(String);
+
+impl PrincipalName {
+    pub fn parse(text: &str) -> Result<PrincipalName, &'static str> {
+        let t = text.trim();
+        let valid = !t.is_empty()
+            && t.len() <= 64
+            && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Ok(PrincipalName(t.to_owned()))
+        } else {
+            Err("must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PrincipalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PrincipalName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PrincipalName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    /// Everything, including managing principals.
+    Admin,
+    /// A bank's own book: pledges whose pledgee it is, credit lines it signed.
+    Bank(CreditCode),
+    /// An IP office's jurisdiction: everything inside the region.
+    Office(Region),
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Admin => f.write_str("admin"),
+            Role::Bank(code) => write!(f, "bank {code}"),
+            Role::Office(region) => write!(f, "office {region}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Principal {
+    pub name: PrincipalName,
+    pub role: Role,
+    pub create_time: Micros,
+    /// Set once revoked; a revoked principal's token no longer authenticates.
+    pub revoke_time: Option<Micros>,
+}
+
+/// SHA-256 of a bearer token: the only form in which a token is stored.
+pub type TokenHash = [u8; 32];
+
+/// Bearer tokens are `ipl_` followed by 43 URL-safe base64 characters: 256 random bits.
+pub const TOKEN_PREFIX: &str = "ipl_";
+
+/// A fresh bearer token from the operating system's random source.
+pub fn new_token() -> Result<String, getrandom::Error> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+pub fn token_hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn denied(message: String) -> LedgerError {
+    LedgerError::PermissionDenied(message)
+}
+
+/// What a principal's role lets it do; each check returns PERMISSION_DENIED with the reason.
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    pub fn require_admin(&self) -> Result<(), LedgerError> {
+        if self.is_admin() { Ok(()) } else { Err(denied(format!("{} may not manage principals", self.name))) }
+    }
+
+    /// Registering one pledge (unary): banks for their own book; admins.
+    pub fn may_register(&self, pledge: &NewPledge) -> Result<(), LedgerError> {
+        match &self.role {
+            Role::Admin => Ok(()),
+            Role::Bank(code) if *code == pledge.pledgee.credit_code => Ok(()),
+            Role::Bank(code) => Err(denied(format!("bank {code} may only register pledges to itself"))),
+            Role::Office(_) => {
+                Err(denied(format!("office {} may import historical pledges, not register them", self.name)))
+            }
+        }
+    }
+
+    /// Importing a historical pledge: banks for their own book, offices inside their region.
+    pub fn may_import(&self, pledge: &NewPledge) -> Result<(), LedgerError> {
+        match &self.role {
+            Role::Office(region) if region.contains(pledge.county.region()) => Ok(()),
+            Role::Office(region) => {
+                Err(denied(format!("county {} lies outside office region {region}", pledge.county)))
+            }
+            _ => self.may_register(pledge),
+        }
+    }
+
+    /// Changing or releasing an existing pledge: its pledgee bank, or an admin.
+    pub fn may_amend(&self, pledge: &Pledge) -> Result<(), LedgerError> {
+        match &self.role {
+            Role::Admin => Ok(()),
+            Role::Bank(code) if *code == pledge.content.pledgee.credit_code => Ok(()),
+            _ => Err(denied(format!("{} may not change pledge {}", self.name, pledge.id))),
+        }
+    }
+
+    pub fn may_read_pledge(&self, pledge: &Pledge) -> bool {
+        match &self.role {
+            Role::Admin => true,
+            Role::Bank(code) => *code == pledge.content.pledgee.credit_code,
+            Role::Office(region) => region.contains(pledge.content.county.region()),
+        }
+    }
+
+    pub fn may_create_line(&self, line: &NewCreditLine) -> Result<(), LedgerError> {
+        match &self.role {
+            Role::Admin => Ok(()),
+            Role::Office(region) if region.contains(line.region) => Ok(()),
+            Role::Office(region) => Err(denied(format!("region {} lies outside office region {region}", line.region))),
+            Role::Bank(_) => Err(denied(format!("bank {} may not create credit lines; an IP office does", self.name))),
+        }
+    }
+
+    pub fn may_read_line(&self, line: &CreditLine) -> bool {
+        match &self.role {
+            Role::Admin => true,
+            Role::Bank(code) => *code == line.content.bank.credit_code,
+            Role::Office(region) => region.contains(line.content.region),
+        }
+    }
+
+    /// The region a listing or exposure query may cover: `requested` if it lies inside the
+    /// principal's scope, the scope itself when nothing was requested.
+    pub fn scope_region(&self, requested: Option<Region>) -> Result<Option<Region>, LedgerError> {
+        match (&self.role, requested) {
+            (Role::Office(scope), None) => Ok(Some(*scope)),
+            (Role::Office(scope), Some(r)) if scope.contains(r) => Ok(Some(r)),
+            (Role::Office(scope), Some(r)) => Err(denied(format!("region {r} lies outside office region {scope}"))),
+            (_, requested) => Ok(requested),
+        }
+    }
+
+    /// The pledgee (or bank) a listing may cover: a bank sees only itself.
+    pub fn scope_bank(&self, requested: Option<CreditCode>) -> Result<Option<CreditCode>, LedgerError> {
+        match (&self.role, requested) {
+            (Role::Bank(own), None) => Ok(Some(own.clone())),
+            (Role::Bank(own), Some(r)) if *own == r => Ok(Some(r)),
+            (Role::Bank(own), Some(r)) => Err(denied(format!("bank {own} may not read bank {r}'s book"))),
+            (_, requested) => Ok(requested),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(PrincipalName::parse("icbc-hangzhou.01").is_ok());
+        assert!(PrincipalName::parse("").is_err());
+        assert!(PrincipalName::parse("Upper").is_err());
+        assert!(PrincipalName::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn scopes() {
+        let principal =
+            |role| Principal { name: PrincipalName::parse("p").unwrap(), role, create_time: 0, revoke_time: None };
+        let zj = Region::parse("330000").unwrap();
+        let hz = Region::parse("330100").unwrap();
+        let js = Region::parse("320000").unwrap();
+        let office = principal(Role::Office(zj));
+        assert_eq!(office.scope_region(None).unwrap(), Some(zj));
+        assert_eq!(office.scope_region(Some(hz)).unwrap(), Some(hz));
+        assert!(office.scope_region(Some(js)).is_err());
+        assert!(office.scope_region(Some(Region::COUNTRY)).is_err());
+        let a = CreditCode::parse("91330100716105852F").unwrap();
+        let b = CreditCode::parse("914403001922038216").unwrap();
+        let bank = principal(Role::Bank(a.clone()));
+        assert_eq!(bank.scope_bank(None).unwrap(), Some(a.clone()));
+        assert!(bank.scope_bank(Some(b)).is_err());
+        assert_eq!(bank.scope_region(Some(js)).unwrap(), Some(js));
+    }
+}

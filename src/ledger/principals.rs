@@ -1,0 +1,69 @@
+//! The live principals, in memory: who a bearer token or a client certificate's name stands for.
+//! Loaded from the store at start; the writer updates it right after committing a change and
+//! before acknowledging it, so a revoked token stops working the moment its revocation returns.
+
+use super::codec;
+use super::keys;
+use crate::domain::LedgerError;
+use crate::domain::principal::{Principal, PrincipalName, TokenHash};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+/// The stored record of a principal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PrincipalRecord {
+    pub principal: Principal,
+    pub token_hash: TokenHash,
+}
+
+#[derive(Debug, Default)]
+struct Maps {
+    by_token: HashMap<TokenHash, Principal>,
+    by_name: HashMap<PrincipalName, Principal>,
+}
+
+#[derive(Debug, Default)]
+pub struct Principals {
+    maps: RwLock<Maps>,
+}
+
+/// Principals loaded at start at most: far more than the banks and offices of a country.
+const PRINCIPALS_MAX: usize = 1_000_000;
+
+impl Principals {
+    pub fn load(store: &dyn Store) -> Result<Principals, LedgerError> {
+        let principals = Principals::default();
+        let entries =
+            store.scan(keys::PRINCIPALS, None, PRINCIPALS_MAX).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        for (key, value) in entries {
+            let record: PrincipalRecord = codec::decode(&key, &value)?;
+            principals.apply(&record);
+        }
+        Ok(principals)
+    }
+
+    /// Reflects a committed record: live principals authenticate, revoked ones no longer do.
+    pub fn apply(&self, record: &PrincipalRecord) {
+        let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if record.principal.revoke_time.is_some() {
+            maps.by_token.remove(&record.token_hash);
+            maps.by_name.remove(&record.principal.name);
+        } else {
+            maps.by_token.insert(record.token_hash, record.principal.clone());
+            maps.by_name.insert(record.principal.name.clone(), record.principal.clone());
+        }
+    }
+
+    pub fn by_token(&self, hash: &TokenHash) -> Option<Principal> {
+        self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner()).by_token.get(hash).cloned()
+    }
+
+    pub fn by_name(&self, name: &PrincipalName) -> Option<Principal> {
+        self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner()).by_name.get(name).cloned()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner()).by_name.is_empty()
+    }
+}
