@@ -4,6 +4,7 @@
 // Tests fail loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod credit_lines;
 mod durability;
 mod exposure;
