@@ -104,7 +104,22 @@ impl TestServer {
             .await
             .unwrap();
         });
-        let admin_token = admin_token(&dir).await;
+        // Serving means bootstrapped: the admin token file exists unless principals did before.
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let request = || tonic_health::pb::HealthCheckRequest { service: String::new() };
+        // (A TLS server answers no plaintext health check; its token file tells instead.)
+        let token_file = dir.join(server::ADMIN_TOKEN_FILE);
+        for _ in 0..3000 {
+            let written = std::fs::read_to_string(&token_file).is_ok_and(|t| t.ends_with('\n'));
+            if written || health.check(request()).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let admin_token = std::fs::read_to_string(dir.join(server::ADMIN_TOKEN_FILE))
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default();
         TestServer { addr, dir, admin_token, _temp: None, shutdown: Some(tx), handle: Some(handle) }
     }
 

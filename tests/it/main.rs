@@ -10,5 +10,8 @@ mod durability;
 mod exposure;
 mod helpers;
 mod import;
+mod limits;
 mod pledges;
 mod service;
+mod tls;
+mod tokens;

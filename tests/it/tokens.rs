@@ -1,0 +1,91 @@
+//! Tokens: the first start writes an owner-only admin token; `ipledger token` manages principals
+//! offline on the data directory, and refuses while a server holds it.
+
+use crate::helpers::*;
+use ipledger::proto::pledge_service_client::PledgeServiceClient;
+use ipledger::proto::*;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+fn cli(args: &[&str], dir: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[tokio::test]
+async fn the_first_admin_token_is_owner_only() {
+    let server = TestServer::start().await;
+    let path = server.dir.join(ipledger::server::ADMIN_TOKEN_FILE);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(server.admin_token.starts_with("ipl_") && server.admin_token.len() == 47);
+    // The store keeps only the hash: the token's text is nowhere in the data directory's files
+    // but the owner-only token file.
+    let dir = server.dir.clone();
+    let token = server.admin_token.clone();
+    let temp = server.stop().await;
+    for entry in walk(&dir) {
+        if entry != path {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "token text in {}", entry.display());
+        }
+    }
+    drop(temp);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[tokio::test]
+async fn tokens_are_managed_offline() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let (ok, bank_token, err) =
+        cli(&["token", "create", "--name", "bank-a", "--role", "bank", "--credit-code", BANK_A], &dir);
+    assert!(ok, "{err}");
+    let bank_token = bank_token.trim().to_owned();
+    assert!(bank_token.starts_with("ipl_"));
+    let (ok, _, err) =
+        cli(&["token", "create", "--name", "office-zj", "--role", "office", "--region-code", "330000"], &dir);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["token", "create", "--name", "bad", "--role", "bank", "--credit-code", "123"], &dir);
+    assert!(!ok && err.contains("--credit-code"), "{err}");
+    let (ok, listed, _) = cli(&["token", "list"], &dir);
+    assert!(ok);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        [format!("bank-a\tbank {BANK_A}\tlive"), "office-zj\toffice 330000\tlive".to_owned()]
+    );
+
+    // The server starts on it, and the offline token works.
+    let server = TestServer::start_in(&dir).await;
+    let mut bank = PledgeServiceClient::with_interceptor(server.channel().await, Bearer::new(&bank_token));
+    bank.list_pledges(ListPledgesRequest::default()).await.unwrap();
+    // While the server runs, the data directory is its alone.
+    let (ok, _, err) = cli(&["token", "list"], &dir);
+    assert!(!ok && err.contains("another ipledger"), "{err}");
+    server.stop().await;
+
+    let (ok, _, err) = cli(&["token", "revoke", "--name", "bank-a"], &dir);
+    assert!(ok, "{err}");
+    let server = TestServer::start_in(&dir).await;
+    let mut bank = PledgeServiceClient::with_interceptor(server.channel().await, Bearer::new(&bank_token));
+    assert_eq!(
+        bank.list_pledges(ListPledgesRequest::default()).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    server.stop().await;
+}
