@@ -16,12 +16,15 @@ addr="127.0.0.1:$port"
 ./target/release/ipledger serve --listen "$addr" --data-dir "$data/ipledger-data" >"$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   grep -q serving "$data/server.log" && break
   sleep 0.1
 done
+grep -q "created the first admin token" "$data/server.log"
 
-call() { buf curl --protocol grpc --http2-prior-knowledge "$@"; }
+token=$(cat "$data/ipledger-data/admin.token")
+# buf curl sends -H with the call and --reflect-header with its reflection requests.
+call() { buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $token" --reflect-header "authorization: Bearer $token" "$@"; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 call --list-methods "http://$addr" | grep >/dev/null '^ipledger.v1.PledgeService/RegisterPledge$'
@@ -58,6 +61,17 @@ for region in 330108 330100 330000 320000; do
   [ "$got" = "$want" ] || { echo "exposure of $region: got $got, want $want"; exit 1; }
   echo "exposure $region: $got"
 done
+
+# A bank's token sees only its own book.
+bank=$(call -d '{"name": "bank-hz", "role": "BANK", "creditCode": "914403001922038216"}' \
+  "http://$addr/ipledger.v1.AdminService/CreateToken" | json 'd["token"]')
+buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $bank" --reflect-header "authorization: Bearer $bank" \
+  -d '{"groupBy": "PLEDGEE"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
+  | json 'd["total"]["securedAmount"], [r["key"] for r in d["rows"]]' | grep -x >/dev/null "15000000.00 \['914403001922038216'\]"
+# Without a token, nothing.
+if buf curl --protocol grpc --http2-prior-knowledge -d '{}' "http://$addr/ipledger.v1.ExposureService/GetExposure" >/dev/null 2>&1; then
+  echo "served without a token"; false
+fi
 
 kill -TERM $server
 wait $server
