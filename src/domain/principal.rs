@@ -29,10 +29,23 @@ impl PrincipalName {
         }
     }
 
+    /// A name for a new principal: the names the ledger itself writes under are reserved, so the
+    /// audit trail cannot confuse an operator's offline command with a caller.
+    pub fn parse_new(text: &str) -> Result<PrincipalName, &'static str> {
+        let name = PrincipalName::parse(text)?;
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err("is reserved (system, operator)");
+        }
+        Ok(name)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
+
+/// `system` bootstraps the first admin; `operator` is whoever runs `ipledger token` offline.
+pub const RESERVED_NAMES: [&str; 2] = ["system", "operator"];
 
 impl fmt::Display for PrincipalName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,6 +210,8 @@ mod tests {
         assert!(PrincipalName::parse("").is_err());
         assert!(PrincipalName::parse("Upper").is_err());
         assert!(PrincipalName::parse(&"a".repeat(65)).is_err());
+        assert!(PrincipalName::parse_new("operator").is_err());
+        assert!(PrincipalName::parse_new("system").is_err());
     }
 
     #[test]

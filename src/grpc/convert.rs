@@ -478,7 +478,7 @@ pub fn token_to_pb(p: &Principal) -> pb::Token {
 /// Parses a token request into the principal's name and role.
 pub fn token_request(request: &pb::CreateTokenRequest) -> Result<(PrincipalName, Role), LedgerError> {
     let mut f = Fields::default();
-    let name = f.check("name", PrincipalName::parse(&request.name));
+    let name = f.check("name", PrincipalName::parse_new(&request.name));
     let role = match pb::TokenRole::try_from(request.role) {
         Ok(pb::TokenRole::Admin) => Some(Role::Admin),
         Ok(pb::TokenRole::Bank) => f.check("creditCode", CreditCode::parse(&request.credit_code)).map(Role::Bank),
