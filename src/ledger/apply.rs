@@ -1,13 +1,14 @@
-//! The ledger's state machine: executes one write command against the writer's view, enforcing
-//! the rules that depend on the ledger's state (a right pledged once, credit available, idempotent
-//! request ids) and keeping indexes and exposure aggregates in step with the records.
+//! The ledger's state machine: decides whether one write command is accepted against the writer's
+//! view, enforcing the rules that depend on the ledger's state (a right pledged once, credit
+//! available, idempotent request ids, the caller's scope), and turns an accepted one into an event
+//! that the journal appends and `events::apply_entry` applies.
 
+use super::events::{Event, Outcome, RequestRecord};
+use super::journal;
 use super::keys;
 use super::principals::PrincipalRecord;
 use super::tx::Tx;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
-use crate::domain::exposure::{self, Bucket, Row, RowDelta};
-use crate::domain::ident::CreditCode;
 use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release};
 use crate::domain::principal::{Principal, PrincipalName, Role, TokenHash};
 use crate::domain::{LedgerError, Micros};
@@ -67,58 +68,28 @@ impl Command {
     }
 }
 
-/// What a write produced: the resource as it now is, and whether this was a replay of an earlier
-/// request (nothing changed).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Outcome {
-    Pledge(Pledge),
-    CreditLine(CreditLine),
-    Principal(PrincipalRecord),
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct RequestRecord {
-    fingerprint: [u8; 32],
-    outcome: Outcome,
-}
-
-/// Executes `command` for `actor` at `now`; on `Ok((outcome, replayed))` the writes are in `tx`
-/// for the caller to accept. Rules that depend on the content alone (may this bank register a
-/// pledge to that pledgee) were checked before; rules that depend on state are checked here.
-pub fn execute(
-    tx: &mut Tx<'_>,
-    actor: &Principal,
-    command: &Command,
-    now: Micros,
-) -> Result<(Outcome, bool), LedgerError> {
+/// Executes `command` for `actor` at `now`; on `Ok((outcome, replayed))` the writes (the journal
+/// entry and everything derived from it) are in `tx` for the caller to accept. Rules that depend on
+/// the content alone (may this bank register a pledge to that pledgee) were checked before.
+pub fn execute(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) -> Result<(Outcome, bool), LedgerError> {
     authorize(tx, actor, command)?;
-    let Some(request_id) = command.request_id() else {
-        return execute_unrecorded(tx, actor, command, now).map(|o| (o, false));
-    };
-    let request_key = keys::request(request_id);
-    let fingerprint = command.fingerprint(&actor.name);
-    if let Some(record) = tx.get::<RequestRecord>(&request_key)? {
+    let request = command.request_id().map(|id| (id, command.fingerprint(&actor.name)));
+    if let Some((request_id, fingerprint)) = request
+        && let Some(record) = tx.get::<RequestRecord>(&keys::request(request_id))?
+    {
         if record.fingerprint != fingerprint {
             return Err(LedgerError::RequestIdReused { request_id: request_id.to_string() });
         }
         return Ok((record.outcome, true));
     }
-    let by = actor.name.clone();
-    let outcome = match command {
-        Command::RegisterPledge { pledge, .. } => Outcome::Pledge(register(tx, pledge, by, now)?),
-        Command::ChangePledge { request_id, id, amendment } => {
-            Outcome::Pledge(change(tx, *id, amendment, *request_id, by, now)?)
-        }
-        Command::ReleasePledge { id, release, .. } => Outcome::Pledge(release_pledge(tx, *id, release, by, now)?),
-        Command::CreateCreditLine { line, .. } => Outcome::CreditLine(create_line(tx, line, by, now)?),
-        Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } => unreachable!("has no request id"),
-    };
-    tx.put(request_key, &RequestRecord { fingerprint, outcome: outcome.clone() });
-    Ok((outcome, false))
+    let event = decide(tx, actor, command, now)?;
+    let entry = journal::append(tx, now, &actor.name, request, event)?;
+    Ok((entry.event.outcome(), false))
 }
 
 /// Scope checks that need the ledger's state: changes and releases touch an existing pledge.
-/// Following AIP-211, a principal outside a pledge's scope learns nothing of its existence.
+/// Following AIP-211, a principal outside a pledge's scope learns nothing of its existence. This
+/// runs before the request id is looked up, so nobody can replay a request they could not make.
 fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), LedgerError> {
     match command {
         Command::ChangePledge { id, .. } | Command::ReleasePledge { id, .. } => {
@@ -133,38 +104,52 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
     }
 }
 
-fn execute_unrecorded(
-    tx: &mut Tx<'_>,
-    _actor: &Principal,
-    command: &Command,
-    now: Micros,
-) -> Result<Outcome, LedgerError> {
+/// Checks the state-dependent rules and builds the event; writes nothing but serial numbers.
+fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) -> Result<Event, LedgerError> {
+    let by = actor.name.clone();
     match command {
+        Command::RegisterPledge { pledge, .. } => Ok(Event::PledgeRegistered { pledge: register(tx, pledge, by, now)? }),
+        Command::ChangePledge { request_id, id, amendment } => {
+            let before = load_pledge(tx, *id)?;
+            let after = before.change(amendment, *request_id, by, now)?;
+            let delta_fen = after.content.secured_amount.fen() - before.content.secured_amount.fen();
+            if delta_fen != 0
+                && let Some(line_id) = after.content.credit_line_id
+            {
+                let line = load_line(tx, line_id)?
+                    .ok_or_else(|| LedgerError::Internal(format!("pledge {id} draws on missing credit line {line_id}")))?;
+                line.draw(delta_fen, now)?;
+            }
+            Ok(Event::PledgeChanged { before, after })
+        }
+        Command::ReleasePledge { id, release, .. } => {
+            let before = load_pledge(tx, *id)?;
+            let after = before.release(release.clone(), by, now)?;
+            Ok(Event::PledgeReleased { before, after })
+        }
+        Command::CreateCreditLine { line, .. } => {
+            Ok(Event::CreditLineCreated { line: CreditLine::open(Uuid::now_v7(), line.clone(), by, now) })
+        }
         Command::CreatePrincipal { name, role, token_hash } => {
             if tx.get::<PrincipalRecord>(&keys::principal(name))?.is_some() {
                 return Err(LedgerError::refused("PRINCIPAL_EXISTS", format!("a principal named {name} exists"))
                     .with("name", name));
             }
-            let record = PrincipalRecord {
-                principal: Principal { name: name.clone(), role: role.clone(), create_time: now, revoke_time: None },
-                token_hash: *token_hash,
-            };
-            tx.put(keys::principal(name), &record);
-            tx.put(keys::token(token_hash), name);
-            Ok(Outcome::Principal(record))
+            let principal = Principal { name: name.clone(), role: role.clone(), create_time: now, revoke_time: None };
+            Ok(Event::PrincipalCreated { record: PrincipalRecord { principal, token_hash: *token_hash } })
         }
         Command::RevokePrincipal { name } => {
-            let mut record = tx
+            let before = tx
                 .get::<PrincipalRecord>(&keys::principal(name))?
                 .ok_or_else(|| LedgerError::NotFound { resource: "principal", id: name.to_string() })?;
-            if record.principal.revoke_time.is_none() {
-                record.principal.revoke_time = Some(now);
-                tx.put(keys::principal(name), &record);
-                tx.delete(keys::token(&record.token_hash));
+            if before.principal.revoke_time.is_some() {
+                return Err(LedgerError::refused("PRINCIPAL_ALREADY_REVOKED", format!("{name} is already revoked"))
+                    .with("name", name));
             }
-            Ok(Outcome::Principal(record))
+            let mut after = before.clone();
+            after.principal.revoke_time = Some(now);
+            Ok(Event::PrincipalRevoked { before, after })
         }
-        _ => unreachable!("recorded commands go through execute"),
     }
 }
 
@@ -205,8 +190,7 @@ fn register(tx: &mut Tx<'_>, content: &NewPledge, by: PrincipalName, now: Micros
                 .with("creditLineId", line_id)
         })?;
         line.admits(content)?;
-        let line = line.draw(content.secured_amount.fen(), now)?;
-        save_line_draw(tx, &line, content.secured_amount.fen())?;
+        line.draw(content.secured_amount.fen(), now)?;
     }
     let registration_number = match &content.registration_number {
         Some(n) => n.clone(),
@@ -216,157 +200,5 @@ fn register(tx: &mut Tx<'_>, content: &NewPledge, by: PrincipalName, now: Micros
             RegistrationNumber::assigned(content.registered_on, serial)
         }
     };
-    let id = Uuid::now_v7();
-    let pledge = Pledge::register(id, registration_number, content.clone(), by, now);
-    tx.put(keys::registration(&pledge.registration_number), &id);
-    for right in &content.rights {
-        tx.put(keys::active_right(&right.number), &id);
-        tx.put(keys::by_right(&right.number, id), &());
-    }
-    tx.put(keys::by_county(content.county, id), &());
-    tx.put(keys::by_pledgee(&content.pledgee.credit_code, id), &());
-    tx.put(keys::by_pledgor(&content.pledgor.credit_code, id), &());
-    add_pledge_exposure(tx, &pledge, 1)?;
-    tx.put(keys::pledge(id), &pledge);
-    Ok(pledge)
-}
-
-fn change(
-    tx: &mut Tx<'_>,
-    id: Uuid,
-    amendment: &PledgeAmendment,
-    request_id: Uuid,
-    by: PrincipalName,
-    now: Micros,
-) -> Result<Pledge, LedgerError> {
-    let before = load_pledge(tx, id)?;
-    let after = before.change(amendment, request_id, by, now)?;
-    let delta_fen = after.content.secured_amount.fen() - before.content.secured_amount.fen();
-    if delta_fen != 0 {
-        if let Some(line_id) = after.content.credit_line_id {
-            let line = load_line(tx, line_id)?
-                .ok_or_else(|| LedgerError::Internal(format!("pledge {id} draws on missing credit line {line_id}")))?;
-            let line = line.draw(delta_fen, now)?;
-            save_line_draw(tx, &line, delta_fen)?;
-        }
-        let delta = RowDelta { secured_fen: delta_fen, ..RowDelta::default() };
-        for share in exposure::pledge_shares(&after) {
-            update_row(tx, &share.bucket, &delta, None)?;
-        }
-    }
-    tx.put(keys::pledge(id), &after);
-    Ok(after)
-}
-
-fn release_pledge(
-    tx: &mut Tx<'_>,
-    id: Uuid,
-    release: &Release,
-    by: PrincipalName,
-    now: Micros,
-) -> Result<Pledge, LedgerError> {
-    let before = load_pledge(tx, id)?;
-    let after = before.release(release.clone(), by, now)?;
-    for right in &after.content.rights {
-        let key = keys::active_right(&right.number);
-        let holder = tx.get::<Uuid>(&key)?;
-        if holder != Some(id) {
-            return Err(LedgerError::Internal(format!(
-                "active pledge {id} does not hold {} (index says {holder:?})",
-                right.number
-            )));
-        }
-        tx.delete(key);
-    }
-    if let Some(line_id) = after.content.credit_line_id {
-        let line = load_line(tx, line_id)?
-            .ok_or_else(|| LedgerError::Internal(format!("pledge {id} draws on missing credit line {line_id}")))?;
-        let give_back = -after.content.secured_amount.fen();
-        let line = line.draw(give_back, now)?;
-        save_line_draw(tx, &line, give_back)?;
-    }
-    add_pledge_exposure(tx, &before, -1)?;
-    tx.put(keys::pledge(id), &after);
-    Ok(after)
-}
-
-fn create_line(
-    tx: &mut Tx<'_>,
-    content: &NewCreditLine,
-    by: PrincipalName,
-    now: Micros,
-) -> Result<CreditLine, LedgerError> {
-    let id = Uuid::now_v7();
-    let line = CreditLine::open(id, content.clone(), by, now);
-    tx.put(keys::credit_line(id), &line);
-    tx.put(keys::line_by_region(content.region, id), &());
-    tx.put(keys::line_by_bank(&content.bank.credit_code, id), &());
-    let delta = RowDelta { limit_fen: content.limit.fen(), ..RowDelta::default() };
-    for bucket in exposure::credit_line_buckets(&line) {
-        update_row(tx, &bucket, &delta, Some(content.bank.name.as_str()))?;
-    }
-    Ok(line)
-}
-
-/// Stores a line after a draw of `delta_fen` and moves its drawn amount in the aggregates.
-fn save_line_draw(tx: &mut Tx<'_>, line: &CreditLine, delta_fen: i128) -> Result<(), LedgerError> {
-    tx.put(keys::credit_line(line.id), line);
-    let delta = RowDelta { drawn_fen: delta_fen, ..RowDelta::default() };
-    for bucket in exposure::credit_line_buckets(line) {
-        update_row(tx, &bucket, &delta, None)?;
-    }
-    Ok(())
-}
-
-/// Adds (`sign` 1) or removes (`sign` -1) an active pledge from every row it counts in.
-fn add_pledge_exposure(tx: &mut Tx<'_>, pledge: &Pledge, sign: i64) -> Result<(), LedgerError> {
-    assert!(sign == 1 || sign == -1);
-    let c = &pledge.content;
-    for share in exposure::pledge_shares(pledge) {
-        let enterprises = count_enterprise(tx, &share.bucket, &c.pledgor.credit_code, sign)?;
-        let delta = RowDelta {
-            secured_fen: i128::from(sign) * c.secured_amount.fen(),
-            pledges: sign,
-            enterprises,
-            rights: sign * share.rights,
-            ..RowDelta::default()
-        };
-        update_row(tx, &share.bucket, &delta, Some(c.pledgee.name.as_str()))?;
-    }
-    Ok(())
-}
-
-/// Moves the pledgor's count of active pledges in `bucket` by `sign`; returns the change in the
-/// bucket's distinct enterprises (1 when the first appears, -1 when the last goes).
-fn count_enterprise(tx: &mut Tx<'_>, bucket: &Bucket, pledgor: &CreditCode, sign: i64) -> Result<i64, LedgerError> {
-    let key = keys::enterprise_ref(bucket, pledgor);
-    let count = tx.get::<u64>(&key)?.unwrap_or(0);
-    let next = count
-        .checked_add_signed(sign)
-        .ok_or_else(|| LedgerError::Internal(format!("enterprise count of {pledgor} in {bucket:?} below zero")))?;
-    if next == 0 {
-        tx.delete(key);
-    } else {
-        tx.put(key, &next);
-    }
-    Ok(match (count, next) {
-        (0, _) => 1,
-        (_, 0) => -1,
-        _ => 0,
-    })
-}
-
-fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta, name: Option<&str>) -> Result<(), LedgerError> {
-    let key = keys::exposure(bucket);
-    let row: Row = tx.get(&key)?.unwrap_or_default();
-    let mut next = row.apply(delta)?;
-    if let (Some(name), exposure::Dimension::Pledgee(_)) = (name, &bucket.dimension) {
-        name.clone_into(&mut next.name);
-    }
-    if next.is_empty() {
-        tx.delete(key);
-    } else {
-        tx.put(key, &next);
-    }
-    Ok(())
+    Ok(Pledge::register(Uuid::now_v7(), registration_number, content.clone(), by, now))
 }

@@ -17,7 +17,9 @@
 //! | `E` bucket 0x00 pledgor(18) | active pledges of the pledgor in the bucket (distinct count) |
 //! | `U` principal name | principal and its token hash |
 //! | `T` token hash(32) | principal name (live tokens only) |
-//! | `M` name | metadata: serial numbers, clock |
+//! | `L` sequence(8, big-endian) | journal entry: the ground truth |
+//! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
+//! | `M` name | metadata: serial numbers, clock, journal head |
 
 use crate::domain::exposure::{Bucket, Dimension};
 use crate::domain::ident::{CreditCode, RightNumber};
@@ -178,5 +180,26 @@ pub fn token(hash: &crate::domain::principal::TokenHash) -> Vec<u8> {
     key(&[b"T", hash])
 }
 
+/// A journal entry by sequence number (big-endian, so keys sort by sequence).
+pub fn journal(sequence: u64) -> Vec<u8> {
+    key(&[b"L", &sequence.to_be_bytes()])
+}
+
+pub const JOURNAL: &[u8] = b"L";
+
+pub fn journal_sequence(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?))
+}
+
+/// The journal entries that touched a pledge, by sequence.
+pub fn history(id: Uuid, sequence: u64) -> Vec<u8> {
+    key(&[b"H", id.as_bytes(), &sequence.to_be_bytes()])
+}
+
+pub fn history_prefix(id: Uuid) -> Vec<u8> {
+    key(&[b"H", id.as_bytes()])
+}
+
+pub const META_JOURNAL_HEAD: &[u8] = b"Mjournal_head";
 pub const META_REGISTRATION_SERIAL: &[u8] = b"Mregistration_serial";
 pub const META_CLOCK: &[u8] = b"Mclock";

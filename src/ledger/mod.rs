@@ -3,13 +3,16 @@
 
 pub mod apply;
 mod codec;
+pub mod events;
+pub mod journal;
 pub mod keys;
 pub mod principals;
 pub mod query;
 mod tx;
 mod writer;
 
-pub use apply::{Command, Outcome};
+pub use apply::Command;
+pub use events::Outcome;
 pub use writer::GROUP_MAX;
 
 use crate::domain::LedgerError;

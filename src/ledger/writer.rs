@@ -5,7 +5,8 @@
 //! Because the writer is alone, a read-then-write never races: "one active pledge per right" holds
 //! under any number of concurrent clients without optimistic transactions or retries.
 
-use super::apply::{self, Command, Outcome};
+use super::apply::{self, Command};
+use super::events::Outcome;
 use super::keys;
 use super::principals::Principals;
 use super::tx::Tx;

@@ -4,8 +4,10 @@
 //! The contract is small on purpose: point reads, ordered prefix scans, and one atomic, durable
 //! batch commit. The ledger's single writer is the only caller of `commit`.
 
+mod memory;
 mod sled_store;
 
+pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
 /// A failure of the storage engine itself (I/O, corruption), never of a request.

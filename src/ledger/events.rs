@@ -1,0 +1,238 @@
+//! Events: what an accepted write changed, with the full content before and after. The journal
+//! stores them; `apply_entry` turns one into every derived record (the resource, its indexes,
+//! exposure aggregates, history and idempotency records), both when a write is accepted and when
+//! the verifier or `restore` rebuilds the ledger from the journal. One function for both is what
+//! makes "derived state equals a replay of the journal" true by construction.
+
+use super::journal::Entry;
+use super::keys;
+use super::principals::PrincipalRecord;
+use super::tx::Tx;
+use crate::domain::credit_line::CreditLine;
+use crate::domain::exposure::{self, Bucket, Row, RowDelta};
+use crate::domain::ident::CreditCode;
+use crate::domain::pledge::Pledge;
+use crate::domain::LedgerError;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Event {
+    PledgeRegistered { pledge: Pledge },
+    PledgeChanged { before: Pledge, after: Pledge },
+    PledgeReleased { before: Pledge, after: Pledge },
+    CreditLineCreated { line: CreditLine },
+    PrincipalCreated { record: PrincipalRecord },
+    PrincipalRevoked { before: PrincipalRecord, after: PrincipalRecord },
+}
+
+/// What a write produced: the resource as it now is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Outcome {
+    Pledge(Pledge),
+    CreditLine(CreditLine),
+    Principal(PrincipalRecord),
+}
+
+impl Event {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Event::PledgeRegistered { pledge } => Outcome::Pledge(pledge.clone()),
+            Event::PledgeChanged { after, .. } | Event::PledgeReleased { after, .. } => Outcome::Pledge(after.clone()),
+            Event::CreditLineCreated { line } => Outcome::CreditLine(line.clone()),
+            Event::PrincipalCreated { record } => Outcome::Principal(record.clone()),
+            Event::PrincipalRevoked { after, .. } => Outcome::Principal(after.clone()),
+        }
+    }
+
+    /// The pledge this event is about, if any.
+    pub fn pledge(&self) -> Option<&Pledge> {
+        match self {
+            Event::PledgeRegistered { pledge } => Some(pledge),
+            Event::PledgeChanged { after, .. } | Event::PledgeReleased { after, .. } => Some(after),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::PledgeRegistered { .. } => "PLEDGE_REGISTERED",
+            Event::PledgeChanged { .. } => "PLEDGE_CHANGED",
+            Event::PledgeReleased { .. } => "PLEDGE_RELEASED",
+            Event::CreditLineCreated { .. } => "CREDIT_LINE_CREATED",
+            Event::PrincipalCreated { .. } => "PRINCIPAL_CREATED",
+            Event::PrincipalRevoked { .. } => "PRINCIPAL_REVOKED",
+        }
+    }
+}
+
+/// The idempotency record of a request: its fingerprint and the response it got.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct RequestRecord {
+    pub fingerprint: [u8; 32],
+    pub outcome: Outcome,
+}
+
+fn broken(what: String) -> LedgerError {
+    LedgerError::Internal(what)
+}
+
+/// Writes every record derived from `entry`.
+pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
+    let sequence = entry.sequence;
+    match &entry.event {
+        Event::PledgeRegistered { pledge } => {
+            let c = &pledge.content;
+            let id = pledge.id;
+            tx.put(keys::registration(&pledge.registration_number), &id);
+            for right in &c.rights {
+                let key = keys::active_right(&right.number);
+                if let Some(holder) = tx.get::<Uuid>(&key)? {
+                    return Err(broken(format!("{} is held by {holder} and registered again by {id}", right.number)));
+                }
+                tx.put(key, &id);
+                tx.put(keys::by_right(&right.number, id), &());
+            }
+            tx.put(keys::by_county(c.county, id), &());
+            tx.put(keys::by_pledgee(&c.pledgee.credit_code, id), &());
+            tx.put(keys::by_pledgor(&c.pledgor.credit_code, id), &());
+            if let Some(line_id) = c.credit_line_id {
+                draw(tx, line_id, c.secured_amount.fen(), entry.at)?;
+            }
+            add_pledge_exposure(tx, pledge, 1)?;
+            tx.put(keys::pledge(id), pledge);
+            tx.put(keys::history(id, sequence), &());
+        }
+        Event::PledgeChanged { before, after } => {
+            let delta_fen = after.content.secured_amount.fen() - before.content.secured_amount.fen();
+            if delta_fen != 0 {
+                if let Some(line_id) = after.content.credit_line_id {
+                    draw(tx, line_id, delta_fen, entry.at)?;
+                }
+                let delta = RowDelta { secured_fen: delta_fen, ..RowDelta::default() };
+                for share in exposure::pledge_shares(after) {
+                    update_row(tx, &share.bucket, &delta, None)?;
+                }
+            }
+            tx.put(keys::pledge(after.id), after);
+            tx.put(keys::history(after.id, sequence), &());
+        }
+        Event::PledgeReleased { before, after } => {
+            let id = after.id;
+            for right in &after.content.rights {
+                let key = keys::active_right(&right.number);
+                let holder = tx.get::<Uuid>(&key)?;
+                if holder != Some(id) {
+                    return Err(broken(format!("active pledge {id} does not hold {} (index: {holder:?})", right.number)));
+                }
+                tx.delete(key);
+            }
+            if let Some(line_id) = after.content.credit_line_id {
+                draw(tx, line_id, -after.content.secured_amount.fen(), entry.at)?;
+            }
+            add_pledge_exposure(tx, before, -1)?;
+            tx.put(keys::pledge(id), after);
+            tx.put(keys::history(id, sequence), &());
+        }
+        Event::CreditLineCreated { line } => {
+            let c = &line.content;
+            tx.put(keys::credit_line(line.id), line);
+            tx.put(keys::line_by_region(c.region, line.id), &());
+            tx.put(keys::line_by_bank(&c.bank.credit_code, line.id), &());
+            let delta = RowDelta { limit_fen: c.limit.fen(), ..RowDelta::default() };
+            for bucket in exposure::credit_line_buckets(line) {
+                update_row(tx, &bucket, &delta, Some(c.bank.name.as_str()))?;
+            }
+        }
+        Event::PrincipalCreated { record } => {
+            tx.put(keys::principal(&record.principal.name), record);
+            tx.put(keys::token(&record.token_hash), &record.principal.name);
+        }
+        Event::PrincipalRevoked { after, .. } => {
+            tx.put(keys::principal(&after.principal.name), after);
+            tx.delete(keys::token(&after.token_hash));
+        }
+    }
+    if let Some((request_id, fingerprint)) = entry.request {
+        tx.put(keys::request(request_id), &RequestRecord { fingerprint, outcome: entry.event.outcome() });
+    }
+    Ok(())
+}
+
+/// Moves a credit line's drawn amount by `delta_fen` and its aggregates with it. The rules were
+/// checked when the write was accepted; here a failure means the records are inconsistent.
+fn draw(tx: &mut Tx<'_>, line_id: Uuid, delta_fen: i128, at: crate::domain::Micros) -> Result<(), LedgerError> {
+    let line: CreditLine =
+        tx.get(&keys::credit_line(line_id))?.ok_or_else(|| broken(format!("credit line {line_id} is missing")))?;
+    let line = line.draw(delta_fen, at).map_err(|e| broken(format!("replaying a draw on {line_id}: {e}")))?;
+    tx.put(keys::credit_line(line.id), &line);
+    let delta = RowDelta { drawn_fen: delta_fen, ..RowDelta::default() };
+    for bucket in exposure::credit_line_buckets(&line) {
+        update_row(tx, &bucket, &delta, None)?;
+    }
+    Ok(())
+}
+
+/// Adds (`sign` 1) or removes (`sign` -1) an active pledge from every row it counts in.
+fn add_pledge_exposure(tx: &mut Tx<'_>, pledge: &Pledge, sign: i64) -> Result<(), LedgerError> {
+    assert!(sign == 1 || sign == -1);
+    let c = &pledge.content;
+    for share in exposure::pledge_shares(pledge) {
+        let enterprises = count_enterprise(tx, &share.bucket, &c.pledgor.credit_code, sign)?;
+        let delta = RowDelta {
+            secured_fen: i128::from(sign) * c.secured_amount.fen(),
+            pledges: sign,
+            enterprises,
+            rights: sign * share.rights,
+            ..RowDelta::default()
+        };
+        update_row(tx, &share.bucket, &delta, Some(c.pledgee.name.as_str()))?;
+    }
+    Ok(())
+}
+
+/// Moves the pledgor's count of active pledges in `bucket` by `sign`; returns the change in the
+/// bucket's distinct enterprises (1 when the first appears, -1 when the last goes).
+fn count_enterprise(tx: &mut Tx<'_>, bucket: &Bucket, pledgor: &CreditCode, sign: i64) -> Result<i64, LedgerError> {
+    let key = keys::enterprise_ref(bucket, pledgor);
+    let count = tx.get::<u64>(&key)?.unwrap_or(0);
+    let next = count
+        .checked_add_signed(sign)
+        .ok_or_else(|| broken(format!("enterprise count of {pledgor} in {bucket:?} below zero")))?;
+    if next == 0 {
+        tx.delete(key);
+    } else {
+        tx.put(key, &next);
+    }
+    Ok(match (count, next) {
+        (0, _) => 1,
+        (_, 0) => -1,
+        _ => 0,
+    })
+}
+
+fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta, name: Option<&str>) -> Result<(), LedgerError> {
+    let key = keys::exposure(bucket);
+    let row: Row = tx.get(&key)?.unwrap_or_default();
+    let mut next = row.apply(delta)?;
+    if let (Some(name), exposure::Dimension::Pledgee(_)) = (name, &bucket.dimension) {
+        name.clone_into(&mut next.name);
+    }
+    if next.is_empty() {
+        tx.delete(key);
+    } else {
+        tx.put(key, &next);
+    }
+    Ok(())
+}
+
+/// A stored value for a divergence report: its length and first bytes in hex, or "absent".
+pub fn describe(bytes: Option<&[u8]>) -> String {
+    match bytes {
+        None => "absent".to_owned(),
+        Some(b) => {
+            let hex: String = b.iter().take(64).map(|x| format!("{x:02x}")).collect();
+            let more = if b.len() > 64 { "…" } else { "" };
+            format!("{} bytes: {hex}{more}", b.len())
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The journal: the ground truth of the ledger. Every accepted write appends one entry with a
+//! gapless sequence number, a strictly increasing server timestamp, the principal, the request id
+//! and the event with its full before/after content. Each entry's hash is SHA-256 over the
+//! previous entry's hash and the entry's own canonical bytes, so changing any byte of any entry
+//! breaks the chain from there on.
+//!
+//! `verify` re-walks the chain and rebuilds every derived record from the journal alone (with the
+//! same `events::apply_entry` the writer uses), then compares the rebuild with what is stored and
+//! reports the first divergence: sequence, key, expected and found.
+
+use super::codec;
+use super::events::{self, Event};
+use super::keys;
+use super::tx::Tx;
+use crate::domain::principal::PrincipalName;
+use crate::domain::{LedgerError, Micros};
+use crate::store::{MemoryStore, Store};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+pub type Hash = [u8; 32];
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub sequence: u64,
+    pub at: Micros,
+    pub principal: PrincipalName,
+    /// The request id and the fingerprint of the request, for idempotent retries.
+    pub request: Option<(Uuid, [u8; 32])>,
+    pub event: Event,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+/// The last entry's sequence and hash; (0, zeros) before the first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub sequence: u64,
+    pub hash: Hash,
+}
+
+impl Entry {
+    /// SHA-256 over the previous hash and the canonical (postcard) bytes of everything else.
+    pub fn compute_hash(&self) -> Hash {
+        let body = postcard::to_allocvec(&(self.sequence, self.at, &self.principal, &self.request, &self.event))
+            .expect("in-memory encoding");
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash);
+        hasher.update(&body);
+        hasher.finalize().into()
+    }
+}
+
+pub fn head(tx: &Tx<'_>) -> Result<Head, LedgerError> {
+    Ok(tx.get::<Head>(keys::META_JOURNAL_HEAD)?.unwrap_or_default())
+}
+
+pub fn stored_head(store: &dyn Store) -> Result<Head, LedgerError> {
+    head(&Tx::new(store))
+}
+
+/// Appends the entry for `event` and applies it to the derived records.
+pub fn append(
+    tx: &mut Tx<'_>,
+    at: Micros,
+    principal: &PrincipalName,
+    request: Option<(Uuid, [u8; 32])>,
+    event: Event,
+) -> Result<Entry, LedgerError> {
+    let previous = head(tx)?;
+    let mut entry =
+        Entry { sequence: previous.sequence + 1, at, principal: principal.clone(), request, event, prev_hash: previous.hash, hash: [0; 32] };
+    entry.hash = entry.compute_hash();
+    events::apply_entry(tx, &entry)?;
+    tx.put(keys::journal(entry.sequence), &entry);
+    tx.put(keys::META_JOURNAL_HEAD.to_vec(), &Head { sequence: entry.sequence, hash: entry.hash });
+    Ok(entry)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first place where the stored ledger differs from its journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// The journal entry at fault, or the last one that wrote the diverging key (0: none did).
+    pub sequence: u64,
+    pub key: String,
+    pub expected: String,
+    pub found: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub entries: u64,
+    pub head: Hash,
+    pub keys_compared: u64,
+    pub divergence: Option<Divergence>,
+}
+
+/// Entries read per scan while walking the journal.
+const CHUNK: usize = 4096;
+
+/// Reads entries `from..` in order, calling `f` on each (stops early when `f` says so).
+pub fn walk(store: &dyn Store, from: u64, mut f: impl FnMut(Result<Entry, (u64, String)>) -> Result<bool, LedgerError>) -> Result<(), LedgerError> {
+    let mut after = (from > 1).then(|| keys::journal(from - 1));
+    loop {
+        let batch = store.scan(keys::JOURNAL, after.as_deref(), CHUNK).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        let done = batch.len() < CHUNK;
+        for (key, value) in batch {
+            let sequence = keys::journal_sequence(&key).unwrap_or(0);
+            let decoded = codec::decode::<Entry>(&key, &value).map_err(|e| (sequence, e.to_string()));
+            if !f(decoded)? {
+                return Ok(());
+            }
+            after = Some(key);
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// The key families that are derived from the journal and compared by `verify`.
+const DERIVED: &[&[u8]] = &[b"A", b"C", b"E", b"H", b"I", b"J", b"N", b"P", b"Q", b"R", b"T", b"U"];
+
+fn printable(key: &[u8]) -> String {
+    key.iter()
+        .map(|&b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("\\x{b:02x}") })
+        .collect()
+}
+
+/// Re-walks the chain, rebuilds the derived records from the journal, and compares.
+pub fn verify(store: &dyn Store) -> Result<Report, LedgerError> {
+    let rebuilt = MemoryStore::default();
+    // Which entry last wrote each key, to name the sequence of a diverging record.
+    let mut writer_of: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut previous = Head::default();
+    let mut divergence = None;
+    walk(store, 1, |entry| {
+        let entry = match entry {
+            Ok(e) => e,
+            Err((sequence, message)) => {
+                divergence = Some(Divergence {
+                    sequence,
+                    key: printable(&keys::journal(sequence)),
+                    expected: "a decodable journal entry".to_owned(),
+                    found: message,
+                });
+                return Ok(false);
+            }
+        };
+        let expected_sequence = previous.sequence + 1;
+        let fault = if entry.sequence != expected_sequence {
+            Some(("sequence".to_owned(), expected_sequence.to_string(), entry.sequence.to_string()))
+        } else if entry.prev_hash != previous.hash {
+            Some(("prev_hash".to_owned(), hex(&previous.hash), hex(&entry.prev_hash)))
+        } else if entry.compute_hash() != entry.hash {
+            Some(("hash".to_owned(), hex(&entry.compute_hash()), hex(&entry.hash)))
+        } else {
+            None
+        };
+        if let Some((field, expected, found)) = fault {
+            divergence = Some(Divergence {
+                sequence: expected_sequence,
+                key: format!("{} ({field})", printable(&keys::journal(expected_sequence))),
+                expected,
+                found,
+            });
+            return Ok(false);
+        }
+        let mut tx = Tx::new(&rebuilt);
+        if let Err(e) = events::apply_entry(&mut tx, &entry) {
+            divergence = Some(Divergence {
+                sequence: entry.sequence,
+                key: printable(&keys::journal(entry.sequence)),
+                expected: "an entry that applies to the state before it".to_owned(),
+                found: e.to_string(),
+            });
+            return Ok(false);
+        }
+        tx.accept();
+        let batch = tx.into_batch();
+        for (key, _) in &batch.ops {
+            writer_of.insert(key.clone(), entry.sequence);
+        }
+        rebuilt.commit(batch).map_err(|e| LedgerError::Internal(e.to_string()))?;
+        previous = Head { sequence: entry.sequence, hash: entry.hash };
+        Ok(true)
+    })?;
+    let mut report = Report { entries: previous.sequence, head: previous.hash, keys_compared: 0, divergence };
+    if report.divergence.is_some() {
+        return Ok(report);
+    }
+    let stored_head = stored_head(store)?;
+    if stored_head != previous {
+        report.divergence = Some(Divergence {
+            sequence: previous.sequence,
+            key: printable(keys::META_JOURNAL_HEAD),
+            expected: format!("{} {}", previous.sequence, hex(&previous.hash)),
+            found: format!("{} {}", stored_head.sequence, hex(&stored_head.hash)),
+        });
+        return Ok(report);
+    }
+    for family in DERIVED {
+        let expected = rebuilt.scan(family, None, usize::MAX).map_err(|e| LedgerError::Internal(e.to_string()))?;
+        let mut expected = expected.into_iter().peekable();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let found = store.scan(family, after.as_deref(), CHUNK).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            let done = found.len() < CHUNK;
+            for (key, value) in found {
+                // Every rebuilt key before this stored one is missing from the store.
+                while let Some((ek, _)) = expected.peek() {
+                    if *ek >= key {
+                        break;
+                    }
+                    let (ek, ev) = expected.next().expect("peeked");
+                    report.divergence = Some(divergence_at(&writer_of, &ek, Some(&ev), None));
+                    return Ok(report);
+                }
+                report.keys_compared += 1;
+                match expected.next_if(|(ek, _)| *ek == key) {
+                    Some((_, ev)) if ev == value => {}
+                    Some((ek, ev)) => {
+                        report.divergence = Some(divergence_at(&writer_of, &ek, Some(&ev), Some(&value)));
+                        return Ok(report);
+                    }
+                    None => {
+                        report.divergence = Some(divergence_at(&writer_of, &key, None, Some(&value)));
+                        return Ok(report);
+                    }
+                }
+                after = Some(key);
+            }
+            if done {
+                break;
+            }
+        }
+        if let Some((ek, ev)) = expected.next() {
+            report.divergence = Some(divergence_at(&writer_of, &ek, Some(&ev), None));
+            return Ok(report);
+        }
+    }
+    Ok(report)
+}
+
+fn divergence_at(writer_of: &HashMap<Vec<u8>, u64>, key: &[u8], expected: Option<&[u8]>, found: Option<&[u8]>) -> Divergence {
+    Divergence {
+        sequence: writer_of.get(key).copied().unwrap_or(0),
+        key: printable(key),
+        expected: events::describe(expected),
+        found: events::describe(found),
+    }
+}
