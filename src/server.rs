@@ -169,6 +169,7 @@ pub async fn serve(
     health_reporter.set_serving::<pb::credit_line_service_server::CreditLineServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::journal_service_server::JournalServiceServer<Api>>().await;
 
     // Both reflection versions describe everything served, each other included, so any client
     // (grpcurl, buf curl, grpcio, evans) sees the same list whichever version it speaks.
@@ -190,7 +191,8 @@ pub async fn serve(
         ledger: ledger.clone(),
         client_certificates: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
     };
-    let api = Api::new(ledger.clone(), limits.requests_max, limits.call_timeout, limits.import_timeout);
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let api = Api::new(ledger.clone(), limits.requests_max, limits.call_timeout, limits.import_timeout, stopping);
     drop(ledger);
     // Size limits and compression are set on the generated service, then it is wrapped.
     macro_rules! limited {
@@ -208,7 +210,8 @@ pub async fn serve(
     let pledges = limited!(pb::pledge_service_server::PledgeServiceServer::new(api.clone()));
     let credit_lines = limited!(pb::credit_line_service_server::CreditLineServiceServer::new(api.clone()));
     let exposure = limited!(pb::exposure_service_server::ExposureServiceServer::new(api.clone()));
-    let admin = limited!(pb::admin_service_server::AdminServiceServer::new(api));
+    let admin = limited!(pb::admin_service_server::AdminServiceServer::new(api.clone()));
+    let journal = limited!(pb::journal_service_server::JournalServiceServer::new(api));
     let reflection_v1 = InterceptedService::new(reflection_v1.build_v1()?, auth.clone());
     let reflection_v1alpha = InterceptedService::new(reflection_v1alpha.build_v1alpha()?, auth);
 
@@ -242,7 +245,11 @@ pub async fn serve(
         .add_service(credit_lines)
         .add_service(exposure)
         .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .add_service(journal)
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            stopping_tx.send_replace(true);
+        })
         .await?;
     // Every service (and so every `Ledger` clone) is dropped with the router: the writer drains.
     tokio::task::spawn_blocking(move || writer.join()).await.map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -70,6 +70,12 @@ impl RegistrationNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The serial of a number the ledger assigned (`IPL-2019-000000042` is 42).
+    pub fn assigned_serial(&self) -> Option<u64> {
+        let rest = self.0.strip_prefix(ASSIGNED_REGISTRATION_PREFIX)?;
+        rest.split_once('-')?.1.parse().ok()
+    }
 }
 
 /// The content of a registration, checked in itself: build it with `NewPledge::new`.
@@ -412,6 +418,7 @@ mod tests {
         let pledge =
             Pledge::register(Uuid::nil(), RegistrationNumber::assigned(content.registered_on, 1), content, me(), 10);
         assert_eq!(pledge.registration_number.as_str(), "IPL-2019-000000001");
+        assert_eq!(pledge.registration_number.assigned_serial(), Some(1));
         let amend = |amount: &str, end: Option<&str>| PledgeAmendment {
             secured_amount: Some(Money::parse_positive(amount).unwrap()),
             debt_term_end: end.map(|e| parse_date(e).unwrap()),

@@ -161,6 +161,11 @@ impl Principal {
         }
     }
 
+    /// Reading the journal: its raw entries and verification are an admin's.
+    pub fn require_admin_for(&self, what: &str) -> Result<(), LedgerError> {
+        if self.is_admin() { Ok(()) } else { Err(denied(format!("{} may not {what}", self.name))) }
+    }
+
     pub fn may_create_line(&self, line: &NewCreditLine) -> Result<(), LedgerError> {
         match &self.role {
             Role::Admin => Ok(()),

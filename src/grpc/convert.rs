@@ -13,6 +13,8 @@ use crate::domain::region::{CountyCode, Region};
 use crate::domain::text::{Name, Note, Reason, parse_date};
 use crate::domain::{FieldViolation, LedgerError, Micros};
 use crate::ledger::Command;
+use crate::ledger::events::Event;
+use crate::ledger::journal::Entry;
 use crate::ledger::query::{self, CreditLineFilter, Exposure, ExposureRow, GroupBy, PledgeFilter, StatusFilter};
 use crate::proto as pb;
 use std::fmt::Display;
@@ -500,4 +502,53 @@ pub fn token_request(request: &pb::CreateTokenRequest) -> Result<(PrincipalName,
         unreachable!("every missing value recorded a violation");
     };
     Ok((name, role))
+}
+
+pub fn journal_event_to_pb(entry: &Entry) -> pb::JournalEvent {
+    let mut event = pb::JournalEvent {
+        sequence: entry.sequence,
+        time: Some(timestamp(entry.at)),
+        principal: entry.principal.to_string(),
+        request_id: entry.request.map(|(id, _)| id.to_string()).unwrap_or_default(),
+        event: entry.event.name().to_owned(),
+        hash: crate::ledger::journal::hex(&entry.hash),
+        ..Default::default()
+    };
+    match &entry.event {
+        Event::PledgeRegistered { pledge } => event.pledge = Some(pledge_to_pb(pledge)),
+        Event::PledgeChanged { before, after } | Event::PledgeReleased { before, after } => {
+            event.pledge = Some(pledge_to_pb(after));
+            event.pledge_before = Some(pledge_to_pb(before));
+        }
+        Event::CreditLineCreated { line } => event.credit_line = Some(credit_line_to_pb(line)),
+        Event::PrincipalCreated { record } => event.token = Some(token_to_pb(&record.principal)),
+        Event::PrincipalRevoked { after, .. } => event.token = Some(token_to_pb(&after.principal)),
+    }
+    event
+}
+
+pub fn pledge_version_to_pb(entry: &Entry) -> Option<pb::PledgeVersion> {
+    Some(pb::PledgeVersion {
+        sequence: entry.sequence,
+        time: Some(timestamp(entry.at)),
+        principal: entry.principal.to_string(),
+        request_id: entry.request.map(|(id, _)| id.to_string()).unwrap_or_default(),
+        event: entry.event.name().to_owned(),
+        pledge: Some(pledge_to_pb(entry.event.pledge()?)),
+    })
+}
+
+pub fn verify_report_to_pb(report: &crate::ledger::journal::Report) -> pb::VerifyJournalResponse {
+    pb::VerifyJournalResponse {
+        ok: report.divergence.is_none(),
+        entries: report.entries,
+        head_hash: crate::ledger::journal::hex(&report.head),
+        keys_compared: report.keys_compared,
+        divergence: report.divergence.as_ref().map(|d| pb::Divergence {
+            sequence: d.sequence,
+            key: d.key.clone(),
+            expected: d.expected.clone(),
+            found: d.found.clone(),
+        }),
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod convert;
+mod journal;
 pub mod status;
 
 use crate::domain::LedgerError;
@@ -24,19 +25,42 @@ pub const IMPORT_REJECTIONS_MAX: u32 = 1000;
 /// one stream cannot take the whole write queue.
 pub const IMPORT_IN_FLIGHT_MAX: usize = 2048;
 
+/// Change feeds open at once at most.
+pub const WATCHERS_MAX: usize = 256;
+
 /// What every handler shares: the ledger, the in-flight bound and the deadlines.
 #[derive(Debug, Clone)]
 pub struct Api {
     pub ledger: Ledger,
     gate: Arc<Semaphore>,
     requests_max: usize,
+    /// Change feeds are long-lived: they hold a slot of their own, not one of `gate`'s.
+    watchers: Arc<Semaphore>,
+    watchers_max: usize,
+    /// Turns true when the server begins to shut down: change feeds end, so shutdown can finish.
+    stopping: tokio::sync::watch::Receiver<bool>,
     call_timeout: Duration,
     import_timeout: Duration,
 }
 
 impl Api {
-    pub fn new(ledger: Ledger, requests_max: usize, call_timeout: Duration, import_timeout: Duration) -> Api {
-        Api { ledger, gate: Arc::new(Semaphore::new(requests_max)), requests_max, call_timeout, import_timeout }
+    pub fn new(
+        ledger: Ledger,
+        requests_max: usize,
+        call_timeout: Duration,
+        import_timeout: Duration,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Api {
+        Api {
+            stopping,
+            ledger,
+            gate: Arc::new(Semaphore::new(requests_max)),
+            requests_max,
+            watchers: Arc::new(Semaphore::new(WATCHERS_MAX)),
+            watchers_max: WATCHERS_MAX,
+            call_timeout,
+            import_timeout,
+        }
     }
 
     /// Runs a handler body under the in-flight bound (refusing at once when full: a clear
@@ -208,6 +232,31 @@ impl pb::pledge_service_server::PledgeService for Api {
     async fn release_pledge(&self, request: Request<pb::ReleasePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
         let actor = auth::principal(&request)?;
         let body = async { self.write_pledge(&actor, convert::release_command(request.get_ref())?).await };
+        self.guard(self.call_timeout, body).await.map(Response::new)
+    }
+
+    async fn get_pledge_history(
+        &self,
+        request: Request<pb::GetPledgeHistoryRequest>,
+    ) -> Result<Response<pb::GetPledgeHistoryResponse>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let id = convert::id("id", &request.get_ref().id)?;
+            let entries = match self.ledger.read(move |s| query::pledge_history(s, id)).await {
+                Err(LedgerError::NotFound { .. }) if !actor.is_admin() => {
+                    return Err(LedgerError::PermissionDenied(format!("{} may not read pledge {id}", actor.name)));
+                }
+                other => other?,
+            };
+            // Scope never changes over a pledge's life: its latest version decides.
+            let latest = entries.last().and_then(|e| e.event.pledge());
+            if !latest.is_some_and(|p| actor.may_read_pledge(p)) {
+                return Err(LedgerError::PermissionDenied(format!("{} may not read pledge {id}", actor.name)));
+            }
+            Ok(pb::GetPledgeHistoryResponse {
+                versions: entries.iter().filter_map(convert::pledge_version_to_pb).collect(),
+            })
+        };
         self.guard(self.call_timeout, body).await.map(Response::new)
     }
 }

@@ -71,7 +71,12 @@ impl Command {
 /// Executes `command` for `actor` at `now`; on `Ok((outcome, replayed))` the writes (the journal
 /// entry and everything derived from it) are in `tx` for the caller to accept. Rules that depend on
 /// the content alone (may this bank register a pledge to that pledgee) were checked before.
-pub fn execute(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) -> Result<(Outcome, bool), LedgerError> {
+pub fn execute(
+    tx: &mut Tx<'_>,
+    actor: &Principal,
+    command: &Command,
+    now: Micros,
+) -> Result<(Outcome, bool), LedgerError> {
     authorize(tx, actor, command)?;
     let request = command.request_id().map(|id| (id, command.fingerprint(&actor.name)));
     if let Some((request_id, fingerprint)) = request
@@ -108,7 +113,9 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
 fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) -> Result<Event, LedgerError> {
     let by = actor.name.clone();
     match command {
-        Command::RegisterPledge { pledge, .. } => Ok(Event::PledgeRegistered { pledge: register(tx, pledge, by, now)? }),
+        Command::RegisterPledge { pledge, .. } => {
+            Ok(Event::PledgeRegistered { pledge: register(tx, pledge, by, now)? })
+        }
         Command::ChangePledge { request_id, id, amendment } => {
             let before = load_pledge(tx, *id)?;
             let after = before.change(amendment, *request_id, by, now)?;
@@ -116,8 +123,9 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
             if delta_fen != 0
                 && let Some(line_id) = after.content.credit_line_id
             {
-                let line = load_line(tx, line_id)?
-                    .ok_or_else(|| LedgerError::Internal(format!("pledge {id} draws on missing credit line {line_id}")))?;
+                let line = load_line(tx, line_id)?.ok_or_else(|| {
+                    LedgerError::Internal(format!("pledge {id} draws on missing credit line {line_id}"))
+                })?;
                 line.draw(delta_fen, now)?;
             }
             Ok(Event::PledgeChanged { before, after })

@@ -8,11 +8,11 @@ use super::journal::Entry;
 use super::keys;
 use super::principals::PrincipalRecord;
 use super::tx::Tx;
+use crate::domain::LedgerError;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{self, Bucket, Row, RowDelta};
 use crate::domain::ident::CreditCode;
 use crate::domain::pledge::Pledge;
-use crate::domain::LedgerError;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -122,7 +122,10 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 let key = keys::active_right(&right.number);
                 let holder = tx.get::<Uuid>(&key)?;
                 if holder != Some(id) {
-                    return Err(broken(format!("active pledge {id} does not hold {} (index: {holder:?})", right.number)));
+                    return Err(broken(format!(
+                        "active pledge {id} does not hold {} (index: {holder:?})",
+                        right.number
+                    )));
                 }
                 tx.delete(key);
             }

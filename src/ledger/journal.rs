@@ -69,8 +69,15 @@ pub fn append(
     event: Event,
 ) -> Result<Entry, LedgerError> {
     let previous = head(tx)?;
-    let mut entry =
-        Entry { sequence: previous.sequence + 1, at, principal: principal.clone(), request, event, prev_hash: previous.hash, hash: [0; 32] };
+    let mut entry = Entry {
+        sequence: previous.sequence + 1,
+        at,
+        principal: principal.clone(),
+        request,
+        event,
+        prev_hash: previous.hash,
+        hash: [0; 32],
+    };
     entry.hash = entry.compute_hash();
     events::apply_entry(tx, &entry)?;
     tx.put(keys::journal(entry.sequence), &entry);
@@ -104,10 +111,15 @@ pub struct Report {
 const CHUNK: usize = 4096;
 
 /// Reads entries `from..` in order, calling `f` on each (stops early when `f` says so).
-pub fn walk(store: &dyn Store, from: u64, mut f: impl FnMut(Result<Entry, (u64, String)>) -> Result<bool, LedgerError>) -> Result<(), LedgerError> {
+pub fn walk(
+    store: &dyn Store,
+    from: u64,
+    mut f: impl FnMut(Result<Entry, (u64, String)>) -> Result<bool, LedgerError>,
+) -> Result<(), LedgerError> {
     let mut after = (from > 1).then(|| keys::journal(from - 1));
     loop {
-        let batch = store.scan(keys::JOURNAL, after.as_deref(), CHUNK).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        let batch =
+            store.scan(keys::JOURNAL, after.as_deref(), CHUNK).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
         let done = batch.len() < CHUNK;
         for (key, value) in batch {
             let sequence = keys::journal_sequence(&key).unwrap_or(0);
@@ -127,9 +139,7 @@ pub fn walk(store: &dyn Store, from: u64, mut f: impl FnMut(Result<Entry, (u64, 
 const DERIVED: &[&[u8]] = &[b"A", b"C", b"E", b"H", b"I", b"J", b"N", b"P", b"Q", b"R", b"T", b"U"];
 
 fn printable(key: &[u8]) -> String {
-    key.iter()
-        .map(|&b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("\\x{b:02x}") })
-        .collect()
+    key.iter().map(|&b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("\\x{b:02x}") }).collect()
 }
 
 /// Re-walks the chain, rebuilds the derived records from the journal, and compares.
@@ -209,15 +219,12 @@ pub fn verify(store: &dyn Store) -> Result<Report, LedgerError> {
         let mut expected = expected.into_iter().peekable();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let found = store.scan(family, after.as_deref(), CHUNK).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            let found =
+                store.scan(family, after.as_deref(), CHUNK).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
             let done = found.len() < CHUNK;
             for (key, value) in found {
                 // Every rebuilt key before this stored one is missing from the store.
-                while let Some((ek, _)) = expected.peek() {
-                    if *ek >= key {
-                        break;
-                    }
-                    let (ek, ev) = expected.next().expect("peeked");
+                if let Some((ek, ev)) = expected.next_if(|(ek, _)| *ek < key) {
                     report.divergence = Some(divergence_at(&writer_of, &ek, Some(&ev), None));
                     return Ok(report);
                 }
@@ -247,11 +254,76 @@ pub fn verify(store: &dyn Store) -> Result<Report, LedgerError> {
     Ok(report)
 }
 
-fn divergence_at(writer_of: &HashMap<Vec<u8>, u64>, key: &[u8], expected: Option<&[u8]>, found: Option<&[u8]>) -> Divergence {
+fn divergence_at(
+    writer_of: &HashMap<Vec<u8>, u64>,
+    key: &[u8],
+    expected: Option<&[u8]>,
+    found: Option<&[u8]>,
+) -> Divergence {
     Divergence {
         sequence: writer_of.get(key).copied().unwrap_or(0),
         key: printable(key),
         expected: events::describe(expected),
         found: events::describe(found),
     }
+}
+
+/// Entries restored per atomic batch (one flush each).
+const RESTORE_BATCH: usize = 1000;
+
+/// Builds a ledger in an empty store from a journal dump: checks the chain entry by entry, applies
+/// each with the writer's own `apply_entry`, and sets the metadata (journal head, clock, serial).
+pub fn restore(
+    store: &dyn Store,
+    entries: impl IntoIterator<Item = Result<Entry, String>>,
+) -> Result<Head, LedgerError> {
+    let unavailable = |e: crate::store::StoreError| LedgerError::Unavailable(e.to_string());
+    if !store.scan(b"", None, 1).map_err(unavailable)?.is_empty() {
+        return Err(LedgerError::refused("DATA_DIR_NOT_EMPTY", "restore needs an empty data directory"));
+    }
+    let mut previous = Head::default();
+    let mut serial = 0u64;
+    let mut clock = 0;
+    let mut tx = Tx::new(store);
+    let mut in_batch = 0;
+    for (line, entry) in entries.into_iter().enumerate() {
+        let entry = entry.map_err(|e| LedgerError::invalid_field(format!("line {}", line + 1), e))?;
+        let broken = |what: &str| {
+            LedgerError::refused(
+                "JOURNAL_CHAIN_BROKEN",
+                format!("entry {} (line {}): {what}", entry.sequence, line + 1),
+            )
+            .with("sequence", entry.sequence)
+        };
+        if entry.sequence != previous.sequence + 1 {
+            return Err(broken(&format!("expected sequence {}", previous.sequence + 1)));
+        }
+        if entry.prev_hash != previous.hash {
+            return Err(broken("its previous hash is not the hash of the entry before it"));
+        }
+        if entry.compute_hash() != entry.hash {
+            return Err(broken("its hash does not match its content"));
+        }
+        if let Event::PledgeRegistered { pledge } = &entry.event {
+            serial = serial.max(pledge.registration_number.assigned_serial().unwrap_or(0));
+        }
+        events::apply_entry(&mut tx, &entry)?;
+        tx.put(keys::journal(entry.sequence), &entry);
+        previous = Head { sequence: entry.sequence, hash: entry.hash };
+        clock = entry.at;
+        in_batch += 1;
+        if in_batch == RESTORE_BATCH {
+            tx.accept();
+            store.commit(std::mem::replace(&mut tx, Tx::new(store)).into_batch()).map_err(unavailable)?;
+            in_batch = 0;
+        }
+    }
+    tx.put(keys::META_JOURNAL_HEAD.to_vec(), &previous);
+    tx.put(keys::META_CLOCK.to_vec(), &clock);
+    if serial > 0 {
+        tx.put(keys::META_REGISTRATION_SERIAL.to_vec(), &serial);
+    }
+    tx.accept();
+    store.commit(tx.into_batch()).map_err(unavailable)?;
+    Ok(previous)
 }

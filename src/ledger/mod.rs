@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Ledger {
     store: Arc<dyn Store>,
     principals: Arc<Principals>,
+    committed: tokio::sync::watch::Receiver<u64>,
     writer: mpsc::Sender<writer::Job>,
     queue_max: usize,
 }
@@ -59,8 +60,33 @@ impl WriterGuard {
 impl Ledger {
     pub fn start(store: Arc<dyn Store>, queue_max: usize) -> Result<(Ledger, WriterGuard), LedgerError> {
         let principals = Arc::new(Principals::load(store.as_ref())?);
-        let (sender, handle) = writer::spawn(store.clone(), principals.clone(), queue_max)?;
-        Ok((Ledger { store, principals, writer: sender, queue_max }, WriterGuard { handle: Mutex::new(Some(handle)) }))
+        let writer::Spawned { sender, handle, committed } =
+            writer::spawn(store.clone(), principals.clone(), queue_max)?;
+        let ledger = Ledger { store, principals, committed, writer: sender, queue_max };
+        Ok((ledger, WriterGuard { handle: Mutex::new(Some(handle)) }))
+    }
+
+    /// Follows the sequence of the last committed journal entry.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.clone()
+    }
+
+    /// Runs `f` on the writer thread between two group commits: it sees the store with no write
+    /// under way (and writes wait until it returns).
+    pub async fn exclusive<T, F>(&self, f: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, LedgerError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let task = Box::new(move |store: &dyn Store| {
+            let _ = reply.send(f(store));
+        });
+        self.writer
+            .send(writer::Job::Exclusive(task))
+            .await
+            .map_err(|_| LedgerError::Unavailable("the ledger is shutting down".to_owned()))?;
+        answer.await.map_err(|_| LedgerError::Unavailable("the writer stopped".to_owned()))?
     }
 
     /// The live principals, for authentication.
@@ -72,10 +98,14 @@ impl Ledger {
     /// waits unboundedly. Returns the outcome and whether it replays an earlier request.
     pub async fn write(&self, actor: &Principal, command: Command) -> Result<(Outcome, bool), LedgerError> {
         let (reply, answer) = oneshot::channel();
-        self.writer.try_send(writer::Job { actor: actor.clone(), command, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded(self.queue_max),
-            mpsc::error::TrySendError::Closed(_) => LedgerError::Unavailable("the ledger is shutting down".to_owned()),
-        })?;
+        self.writer
+            .try_send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply })))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded(self.queue_max),
+                mpsc::error::TrySendError::Closed(_) => {
+                    LedgerError::Unavailable("the ledger is shutting down".to_owned())
+                }
+            })?;
         answer.await.map_err(|_| LedgerError::Unavailable("the writer stopped".to_owned()))?
     }
 
@@ -88,7 +118,7 @@ impl Ledger {
     ) -> Result<oneshot::Receiver<writer::Reply>, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(writer::Job { actor: actor.clone(), command, reply })
+            .send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply })))
             .await
             .map_err(|_| LedgerError::Unavailable("the ledger is shutting down".to_owned()))?;
         Ok(answer)

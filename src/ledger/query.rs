@@ -2,6 +2,7 @@
 //! and exposure answered from the aggregate rows (never by scanning pledges).
 
 use super::codec;
+use super::journal::Entry;
 use super::keys;
 use super::principals::PrincipalRecord;
 use crate::domain::LedgerError;
@@ -331,3 +332,39 @@ pub fn list_principals(
         codec::decode(key, value).map(Some)
     })
 }
+
+/// Journal entries from `from` (inclusive) to `to` (inclusive), at most `limit`.
+pub fn journal_entries(store: &dyn Store, from: u64, to: u64, limit: usize) -> Result<Vec<Entry>, LedgerError> {
+    let mut entries = Vec::new();
+    if from > to {
+        return Ok(entries);
+    }
+    let after = (from > 1).then(|| keys::journal(from - 1));
+    for (key, value) in store.scan(keys::JOURNAL, after.as_deref(), limit).map_err(unavailable)? {
+        let entry: Entry = codec::decode(&key, &value)?;
+        if entry.sequence > to {
+            break;
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// Every journal entry of a pledge, oldest first.
+pub fn pledge_history(store: &dyn Store, id: Uuid) -> Result<Vec<Entry>, LedgerError> {
+    let refs = store.scan(&keys::history_prefix(id), None, HISTORY_MAX).map_err(unavailable)?;
+    if refs.is_empty() {
+        return Err(LedgerError::NotFound { resource: "pledge", id: id.to_string() });
+    }
+    refs.into_iter()
+        .map(|(key, _)| {
+            let sequence = key.get(17..25).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            let sequence = sequence.ok_or_else(|| LedgerError::Internal("history key without sequence".to_owned()))?;
+            get(store, &keys::journal(sequence))?
+                .ok_or_else(|| LedgerError::Internal(format!("history names missing journal entry {sequence}")))
+        })
+        .collect()
+}
+
+/// Versions of one pledge at most: registration, every change, release.
+const HISTORY_MAX: usize = crate::domain::pledge::CHANGES_PER_PLEDGE_MAX + 2;

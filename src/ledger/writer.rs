@@ -15,7 +15,7 @@ use crate::domain::{LedgerError, Micros};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Requests taken into one group commit at most: bounds the batch's memory and the latency of the
 /// first caller in the group.
@@ -23,11 +23,15 @@ pub const GROUP_MAX: usize = 4096;
 
 pub type Reply = Result<(Outcome, bool), LedgerError>;
 
-pub struct Job {
-    pub actor: Principal,
-    pub command: Command,
-    pub reply: oneshot::Sender<Reply>,
+/// Work for the writer: a write, or a task that must see the store with no write under way (the
+/// journal verifier), run between two group commits.
+pub enum Job {
+    Write(Box<Write>),
+    Exclusive(ExclusiveTask),
 }
+
+/// A task run on the writer thread with no write under way.
+pub type ExclusiveTask = Box<dyn FnOnce(&dyn Store) + Send>;
 
 /// Strictly increasing microsecond timestamps, persisted so they keep increasing across restarts
 /// even if the wall clock steps back.
@@ -43,32 +47,52 @@ impl Clock {
     }
 }
 
-pub fn spawn(
-    store: Arc<dyn Store>,
-    principals: Arc<Principals>,
-    queue_max: usize,
-) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), LedgerError> {
-    let (sender, receiver) = mpsc::channel(queue_max);
-    let last = Tx::new(store.as_ref()).get::<Micros>(keys::META_CLOCK)?.unwrap_or(0);
-    let handle = std::thread::Builder::new()
-        .name("ipledger-writer".to_owned())
-        .spawn(move || run(store, principals, receiver, Clock { last }))
-        .map_err(|e| LedgerError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-    Ok((sender, handle))
+/// The writer's side of a running ledger.
+pub struct Spawned {
+    pub sender: mpsc::Sender<Job>,
+    pub handle: std::thread::JoinHandle<()>,
+    /// The sequence of the last committed journal entry, updated after every commit.
+    pub committed: watch::Receiver<u64>,
 }
 
-fn run(store: Arc<dyn Store>, principals: Arc<Principals>, mut receiver: mpsc::Receiver<Job>, mut clock: Clock) {
+pub fn spawn(store: Arc<dyn Store>, principals: Arc<Principals>, queue_max: usize) -> Result<Spawned, LedgerError> {
+    let (sender, receiver) = mpsc::channel(queue_max);
+    let last = Tx::new(store.as_ref()).get::<Micros>(keys::META_CLOCK)?.unwrap_or(0);
+    let head = super::journal::stored_head(store.as_ref())?.sequence;
+    let (committed_tx, committed) = watch::channel(head);
+    let handle = std::thread::Builder::new()
+        .name("ipledger-writer".to_owned())
+        .spawn(move || run(store, principals, receiver, Clock { last }, committed_tx))
+        .map_err(|e| LedgerError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+    Ok(Spawned { sender, handle, committed })
+}
+
+fn run(
+    store: Arc<dyn Store>,
+    principals: Arc<Principals>,
+    mut receiver: mpsc::Receiver<Job>,
+    mut clock: Clock,
+    committed: watch::Sender<u64>,
+) {
     let mut jobs = Vec::with_capacity(GROUP_MAX);
+    let mut exclusive: Option<ExclusiveTask> = None;
     // Set when a commit failed: what the store holds is then unknown, so the writer stops writing
     // (fail-stop) and every later write is refused until an operator restarts the server.
     let mut failed: Option<String> = None;
     // Ends when every sender is gone and the queue is drained: shutdown flushes all it accepted.
     while let Some(first) = receiver.blocking_recv() {
-        jobs.push(first);
-        while jobs.len() < GROUP_MAX {
-            match receiver.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write(write) => jobs.push(*write),
+                // Commit what came before it, then run it alone.
+                Job::Exclusive(task) => {
+                    exclusive = Some(task);
+                    break;
+                }
+            }
+            if jobs.len() < GROUP_MAX {
+                next = receiver.try_recv().ok();
             }
         }
         match &failed {
@@ -79,17 +103,34 @@ fn run(store: Arc<dyn Store>, principals: Arc<Principals>, mut receiver: mpsc::R
                     ))));
                 }
             }
-            None => failed = commit_group(store.as_ref(), &principals, &mut jobs, &mut clock).err(),
+            None if jobs.is_empty() => {}
+            None => {
+                failed = commit_group(store.as_ref(), &principals, &mut jobs, &mut clock).err();
+                if failed.is_none()
+                    && let Ok(head) = super::journal::stored_head(store.as_ref())
+                {
+                    committed.send_replace(head.sequence);
+                }
+            }
+        }
+        if let Some(task) = exclusive.take() {
+            task(store.as_ref());
         }
     }
     tracing::info!("writer stopped: queue closed and drained");
+}
+
+pub struct Write {
+    pub actor: Principal,
+    pub command: Command,
+    pub reply: oneshot::Sender<Reply>,
 }
 
 /// Executes and commits one group; `Err` when the store failed to commit it.
 fn commit_group(
     store: &dyn Store,
     principals: &Principals,
-    jobs: &mut Vec<Job>,
+    jobs: &mut Vec<Write>,
     clock: &mut Clock,
 ) -> Result<(), String> {
     let started = Instant::now();
@@ -222,14 +263,14 @@ mod tests {
             create_time: 0,
             revoke_time: None,
         };
-        sender.blocking_send(Job { actor, command, reply }).unwrap();
+        sender.blocking_send(Job::Write(Box::new(Write { actor, command, reply }))).unwrap();
         answer.blocking_recv().unwrap()
     }
 
     #[test]
     fn replays_need_no_commit_and_a_failed_commit_stops_all_writes() {
         let store = Arc::new(FlakyStore::default());
-        let (sender, handle) = spawn(store.clone(), Arc::default(), 16).unwrap();
+        let Spawned { sender, handle, .. } = spawn(store.clone(), Arc::default(), 16).unwrap();
         let id = Uuid::new_v4();
         let (_, replayed) = submit(&sender, create_line(id)).unwrap();
         assert!(!replayed);

@@ -10,6 +10,7 @@ mod durability;
 mod exposure;
 mod helpers;
 mod import;
+mod journal;
 mod limits;
 mod pledges;
 mod service;

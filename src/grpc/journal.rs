@@ -1,0 +1,137 @@
+//! The journal over gRPC: a resumable change feed (WatchEvents), online verification and a
+//! consistent export.
+
+use super::{Api, auth, convert, status};
+use crate::domain::LedgerError;
+use crate::domain::principal::Principal;
+use crate::ledger::events::Event;
+use crate::ledger::journal::{self, Entry};
+use crate::ledger::query;
+use crate::proto as pb;
+use std::pin::Pin;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Entries read from the store per step of a feed or an export.
+const FEED_CHUNK: usize = 1000;
+/// Events buffered per watcher before the feed waits for the client.
+const FEED_BUFFER: usize = 1024;
+
+type EventStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+/// Whether `actor` may see `entry` in a feed.
+fn visible(actor: &Principal, entry: &Entry) -> bool {
+    match &entry.event {
+        Event::PledgeRegistered { pledge } => actor.may_read_pledge(pledge),
+        Event::PledgeChanged { after, .. } | Event::PledgeReleased { after, .. } => actor.may_read_pledge(after),
+        Event::CreditLineCreated { line } => actor.may_read_line(line),
+        Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } => actor.is_admin(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::journal_service_server::JournalService for Api {
+    type WatchEventsStream = EventStream<pb::JournalEvent>;
+    type ExportJournalStream = EventStream<pb::ExportedEntry>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let actor = auth::principal(&request)?;
+        let permit = self
+            .watchers
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| status::to_status(LedgerError::TooManyRequests(self.watchers_max)))?;
+        let mut next = request.get_ref().from_sequence.max(1);
+        let ledger = self.ledger.clone();
+        let mut committed = ledger.committed();
+        let mut stopping = self.stopping.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(FEED_BUFFER);
+        tokio::spawn(async move {
+            let _permit = permit;
+            loop {
+                // Only committed (durable) entries are sent, in order, each once.
+                let head = *committed.borrow_and_update();
+                while next <= head {
+                    let from = next;
+                    let entries = match ledger.read(move |s| query::journal_entries(s, from, head, FEED_CHUNK)).await {
+                        Ok(entries) if !entries.is_empty() => entries,
+                        Ok(_) => break,
+                        Err(e) => {
+                            let _ = sender.send(Err(status::to_status(e))).await;
+                            return;
+                        }
+                    };
+                    for entry in entries {
+                        next = entry.sequence + 1;
+                        if visible(&actor, &entry)
+                            && sender.send(Ok(convert::journal_event_to_pb(&entry))).await.is_err()
+                        {
+                            return; // the client went away
+                        }
+                    }
+                }
+                tokio::select! {
+                    changed = committed.changed() => if changed.is_err() { return },
+                    () = sender.closed() => return,
+                    // The server is stopping: end the feed; the client resumes elsewhere or later.
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn verify_journal(
+        &self,
+        request: Request<pb::VerifyJournalRequest>,
+    ) -> Result<Response<pb::VerifyJournalResponse>, Status> {
+        let actor = auth::principal(&request)?;
+        actor.require_admin_for("verify the journal").map_err(status::to_status)?;
+        let report = self.ledger.exclusive(journal::verify).await.map_err(status::to_status)?;
+        tracing::info!(entries = report.entries, ok = report.divergence.is_none(), principal = %actor.name, "journal verified");
+        Ok(Response::new(convert::verify_report_to_pb(&report)))
+    }
+
+    async fn export_journal(
+        &self,
+        request: Request<pb::ExportJournalRequest>,
+    ) -> Result<Response<Self::ExportJournalStream>, Status> {
+        let actor = auth::principal(&request)?;
+        actor.require_admin_for("export the journal").map_err(status::to_status)?;
+        // Consistent: the journal up to the entry committed when the call began. Entries never
+        // change once written, so later writes cannot disturb the dump.
+        let head = *self.ledger.committed().borrow();
+        let ledger = self.ledger.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(FEED_BUFFER);
+        tokio::spawn(async move {
+            let mut next = 1;
+            while next <= head {
+                let from = next;
+                let entries = match ledger.read(move |s| query::journal_entries(s, from, head, FEED_CHUNK)).await {
+                    Ok(entries) if !entries.is_empty() => entries,
+                    Ok(_) => return,
+                    Err(e) => {
+                        let _ = sender.send(Err(status::to_status(e))).await;
+                        return;
+                    }
+                };
+                for entry in entries {
+                    next = entry.sequence + 1;
+                    let line = match serde_json::to_string(&entry) {
+                        Ok(json) => Ok(pb::ExportedEntry { sequence: entry.sequence, json }),
+                        Err(e) => {
+                            Err(status::to_status(LedgerError::Internal(format!("entry {}: {e}", entry.sequence))))
+                        }
+                    };
+                    if sender.send(line).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
