@@ -35,6 +35,7 @@ async fn reflection_lists_every_service_and_error_detail() {
             "ipledger.v1.AdminService",
             "ipledger.v1.CreditLineService",
             "ipledger.v1.ExposureService",
+            "ipledger.v1.JournalService",
             "ipledger.v1.PledgeService",
         ]
     );
