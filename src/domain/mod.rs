@@ -9,6 +9,7 @@ pub mod money;
 pub mod pledge;
 pub mod principal;
 pub mod region;
+pub mod statistics;
 pub mod text;
 
 pub use error::{FieldViolation, LedgerError};

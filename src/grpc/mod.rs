@@ -339,6 +339,39 @@ impl pb::exposure_service_server::ExposureService for Api {
         };
         self.guard(self.call_timeout, body).await.map(Response::new)
     }
+
+    async fn get_statistics(
+        &self,
+        request: Request<pb::GetStatisticsRequest>,
+    ) -> Result<Response<pb::GetStatisticsResponse>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let query = convert::statistics_query(request.get_ref())?;
+            self.statistics(&actor, query).await
+        };
+        self.guard(self.call_timeout, body).await.map(Response::new)
+    }
+}
+
+impl Api {
+    async fn statistics(
+        &self,
+        actor: &Principal,
+        query: convert::StatisticsQuery,
+    ) -> Result<pb::GetStatisticsResponse, LedgerError> {
+        let region = actor.scope_region(query.region)?.unwrap_or(crate::domain::region::Region::COUNTRY);
+        let bank = actor.scope_bank(None)?;
+        let (period, grouping, threshold) = (query.period, query.grouping, query.threshold);
+        let (current, previous) = self
+            .ledger
+            .read(move |s| {
+                let current = query::statistics(s, region, period, grouping, threshold, bank.as_ref())?;
+                let previous = query::statistics(s, region, period.previous(), grouping, threshold, bank.as_ref())?;
+                Ok((current, previous))
+            })
+            .await?;
+        Ok(convert::statistics_to_pb(region, &query, &current, &previous))
+    }
 }
 
 #[tonic::async_trait]

@@ -13,6 +13,7 @@ use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{self, Bucket, Row, RowDelta};
 use crate::domain::ident::CreditCode;
 use crate::domain::pledge::Pledge;
+use crate::domain::statistics::Fact;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -99,6 +100,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 draw(tx, line_id, c.secured_amount.fen(), entry.at)?;
             }
             add_pledge_exposure(tx, pledge, 1)?;
+            tx.put(keys::fact(c.county, c.registered_on, id), &registration_fact(pledge));
             tx.put(keys::pledge(id), pledge);
             tx.put(keys::history(id, sequence), &());
         }
@@ -159,6 +161,24 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         tx.put(keys::request(request_id), &RequestRecord { fingerprint, outcome: entry.event.outcome() });
     }
     Ok(())
+}
+
+fn registration_fact(pledge: &Pledge) -> Fact {
+    let c = &pledge.content;
+    let mut rights = [0u32; 5];
+    for right in &c.rights {
+        let i = crate::domain::ident::RightKind::ALL.iter().position(|k| *k == right.kind()).expect("a known kind");
+        rights[i] += 1;
+    }
+    Fact {
+        county: c.county,
+        registered_on: c.registered_on,
+        amount: c.secured_amount,
+        pledgor: c.pledgor.credit_code.clone(),
+        pledgee: c.pledgee.credit_code.clone(),
+        pledgee_name: c.pledgee.name.to_string(),
+        rights,
+    }
 }
 
 /// Moves a credit line's drawn amount by `delta_fen` and its aggregates with it. The rules were

@@ -17,6 +17,7 @@
 //! | `E` bucket 0x00 pledgor(18) | active pledges of the pledgor in the bucket (distinct count) |
 //! | `U` principal name | principal and its token hash |
 //! | `T` token hash(32) | principal name (live tokens only) |
+//! | `G` county(6) day(4) id(16) | registration fact, for statistics |
 //! | `L` sequence(8, big-endian) | journal entry: the ground truth |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
 //! | `M` name | metadata: serial numbers, clock, journal head |
@@ -198,6 +199,23 @@ pub fn history(id: Uuid, sequence: u64) -> Vec<u8> {
 
 pub fn history_prefix(id: Uuid) -> Vec<u8> {
     key(&[b"H", id.as_bytes()])
+}
+
+fn day_number(date: chrono::NaiveDate) -> u32 {
+    use chrono::Datelike;
+    u32::try_from(date.num_days_from_ce()).expect("dates are after year 1")
+}
+
+/// The registration fact of a pledge, by county and registration date (statistics).
+pub fn fact(county: CountyCode, registered_on: chrono::NaiveDate, id: Uuid) -> Vec<u8> {
+    key(&[b"G", county.to_string().as_bytes(), &day_number(registered_on).to_be_bytes(), id.as_bytes()])
+}
+
+/// The key after which a county's facts from `from` on begin, and the county's prefix.
+pub fn facts_from(county: CountyCode, from: chrono::NaiveDate) -> (Vec<u8>, Vec<u8>) {
+    let prefix = key(&[b"G", county.to_string().as_bytes()]);
+    let before = day_number(from).saturating_sub(1);
+    (key(&[&prefix, &before.to_be_bytes(), &[0xff; 16]]), prefix)
 }
 
 pub const META_JOURNAL_HEAD: &[u8] = b"Mjournal_head";

@@ -368,3 +368,57 @@ pub fn pledge_history(store: &dyn Store, id: Uuid) -> Result<Vec<Entry>, LedgerE
 
 /// Versions of one pledge at most: registration, every change, release.
 const HISTORY_MAX: usize = crate::domain::pledge::CHANGES_PER_PLEDGE_MAX + 2;
+
+/// Every county-level division inside `region`.
+fn counties(region: Region) -> Vec<crate::domain::region::CountyCode> {
+    use crate::domain::region::{CountyCode, Level};
+    if region.level() == Level::County {
+        return CountyCode::parse(&region.code_string()).into_iter().collect();
+    }
+    region.children().iter().flat_map(|child| counties(*child)).collect()
+}
+
+/// Facts scanned per statistics request at most: a country's registrations over ten years.
+pub const FACTS_MAX: usize = 5_000_000;
+
+/// Tallies the registrations in `period` inside `region` (of `bank`'s book only, when given).
+pub fn statistics(
+    store: &dyn Store,
+    region: Region,
+    period: crate::domain::statistics::Period,
+    grouping: crate::domain::statistics::Grouping,
+    threshold: crate::domain::money::Money,
+    bank: Option<&CreditCode>,
+) -> Result<crate::domain::statistics::Tallies, LedgerError> {
+    use crate::domain::statistics::{Fact, Tallies};
+    let mut tallies = Tallies::default();
+    let mut scanned = 0usize;
+    for county in counties(region) {
+        let (mut after, prefix) = keys::facts_from(county, period.from);
+        'county: loop {
+            let chunk = store.scan(&prefix, Some(&after), 1000).map_err(unavailable)?;
+            let done = chunk.len() < 1000;
+            for (key, value) in chunk {
+                let fact: Fact = codec::decode(&key, &value)?;
+                if fact.registered_on > period.to {
+                    break 'county;
+                }
+                scanned += 1;
+                if scanned > FACTS_MAX {
+                    return Err(LedgerError::invalid_field(
+                        "from",
+                        format!("the period holds more than {FACTS_MAX} registrations; ask for a shorter one"),
+                    ));
+                }
+                if bank.is_none_or(|b| *b == fact.pledgee) {
+                    tallies.add(&fact, region, grouping, threshold);
+                }
+                after = key;
+            }
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(tallies)
+}

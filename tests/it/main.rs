@@ -14,5 +14,6 @@ mod journal;
 mod limits;
 mod pledges;
 mod service;
+mod statistics;
 mod tls;
 mod tokens;

@@ -1,0 +1,179 @@
+//! Regulator statistics: what was registered in a period, per region, pledgee or right kind, with
+//! year-on-year growth and the share of "inclusive" (small) registrations at or below a threshold.
+//! The ledger keeps one registration fact per pledge, indexed by county and date; this module
+//! tallies facts exactly (decimal sums, distinct enterprises).
+
+use super::ident::{CreditCode, RightKind};
+use super::money::Money;
+use super::region::{CountyCode, Region};
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a registration contributes to statistics, fixed at registration: later changes and the
+/// release do not alter what was registered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fact {
+    pub county: CountyCode,
+    pub registered_on: NaiveDate,
+    pub amount: Money,
+    pub pledgor: CreditCode,
+    pub pledgee: CreditCode,
+    pub pledgee_name: String,
+    /// Rights by kind, in `RightKind::ALL` order.
+    pub rights: [u32; 5],
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub amount_fen: i128,
+    pub registrations: u64,
+    pub enterprises: BTreeSet<CreditCode>,
+    pub rights: [u64; 5],
+    pub inclusive: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, fact: &Fact, inclusive_threshold: Money) {
+        self.amount_fen += fact.amount.fen();
+        self.registrations += 1;
+        self.enterprises.insert(fact.pledgor.clone());
+        for (total, n) in self.rights.iter_mut().zip(fact.rights) {
+            *total += u64::from(n);
+        }
+        if fact.amount <= inclusive_threshold {
+            self.inclusive += 1;
+        }
+    }
+
+    pub fn patents(&self) -> u64 {
+        self.rights[0] + self.rights[1] + self.rights[2]
+    }
+
+    /// Share of registrations at or below the threshold, in percent with 2 decimals.
+    pub fn inclusive_share_percent(&self) -> Option<Decimal> {
+        percent(i128::from(self.inclusive), i128::from(self.registrations))
+    }
+}
+
+/// `part / whole` in percent, rounded half away from zero to 2 decimals; `None` when `whole` is 0.
+pub fn percent(part: i128, whole: i128) -> Option<Decimal> {
+    if whole == 0 {
+        return None;
+    }
+    let value = Decimal::from_i128_with_scale(part, 0) * Decimal::ONE_HUNDRED / Decimal::from_i128_with_scale(whole, 0);
+    Some(value.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero))
+}
+
+/// Year-on-year growth of `current` over `previous` in percent; `None` without a previous amount.
+pub fn growth_percent(current_fen: i128, previous_fen: i128) -> Option<Decimal> {
+    percent(current_fen - previous_fen, previous_fen)
+}
+
+/// A closed period of registration dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+/// A year earlier; 29 February becomes 28 February.
+fn year_earlier(d: NaiveDate) -> NaiveDate {
+    d.with_year(d.year() - 1)
+        .or_else(|| NaiveDate::from_ymd_opt(d.year() - 1, d.month(), 28))
+        .expect("every month has a 28th")
+}
+
+/// Periods longer than this are refused: statistics are read per year or shorter, and the bound
+/// keeps one request's scan bounded.
+pub const PERIOD_DAYS_MAX: i64 = 3660;
+
+impl Period {
+    pub fn new(from: NaiveDate, to: NaiveDate) -> Result<Period, &'static str> {
+        if to < from {
+            return Err("must not be before from");
+        }
+        if (to - from).num_days() > PERIOD_DAYS_MAX {
+            return Err("the period may span at most 10 years");
+        }
+        Ok(Period { from, to })
+    }
+
+    /// The same period a year earlier, for year-on-year growth.
+    pub fn previous(self) -> Period {
+        Period { from: year_earlier(self.from), to: year_earlier(self.to) }
+    }
+
+    pub fn contains(self, d: NaiveDate) -> bool {
+        self.from <= d && d <= self.to
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    None,
+    ChildRegion,
+    Pledgee,
+    RightKind,
+}
+
+/// The rows a fact counts in under `grouping` below `region`: (key, name).
+pub fn row_keys(fact: &Fact, region: Region, grouping: Grouping) -> Vec<(String, String)> {
+    match grouping {
+        Grouping::None => Vec::new(),
+        Grouping::ChildRegion => fact
+            .county
+            .region()
+            .with_ancestors()
+            .find(|r| r.parent() == Some(region))
+            .map(|child| vec![(child.code_string(), child.name().to_owned())])
+            .unwrap_or_default(),
+        Grouping::Pledgee => vec![(fact.pledgee.to_string(), fact.pledgee_name.clone())],
+        Grouping::RightKind => RightKind::ALL
+            .iter()
+            .zip(fact.rights)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, _)| (k.name().to_owned(), k.name().to_owned()))
+            .collect(),
+    }
+}
+
+/// The tallies of one period: the total and one per row key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tallies {
+    pub total: Tally,
+    pub rows: BTreeMap<String, (String, Tally)>,
+}
+
+impl Tallies {
+    pub fn add(&mut self, fact: &Fact, region: Region, grouping: Grouping, threshold: Money) {
+        self.total.add(fact, threshold);
+        for (key, name) in row_keys(fact, region, grouping) {
+            self.rows.entry(key).or_insert_with(|| (name, Tally::default())).1.add(fact, threshold);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_are_exact_and_rounded() {
+        assert_eq!(percent(1, 3).unwrap().to_string(), "33.33");
+        assert_eq!(percent(2, 3).unwrap().to_string(), "66.67");
+        assert_eq!(percent(0, 3).unwrap().to_string(), "0");
+        assert_eq!(percent(1, 0), None);
+        assert_eq!(growth_percent(1680, 1000).unwrap().to_string(), "68.00");
+        assert_eq!(growth_percent(500, 1000).unwrap().to_string(), "-50.00");
+    }
+
+    #[test]
+    fn periods() {
+        let d = |s| crate::domain::text::parse_date(s).unwrap();
+        let p = Period::new(d("2024-01-01"), d("2024-02-29")).unwrap();
+        assert_eq!(p.previous(), Period { from: d("2023-01-01"), to: d("2023-02-28") });
+        assert!(Period::new(d("2024-01-02"), d("2024-01-01")).is_err());
+        assert!(Period::new(d("2000-01-01"), d("2024-01-01")).is_err());
+    }
+}
