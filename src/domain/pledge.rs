@@ -213,6 +213,8 @@ pub struct Change {
     pub request_id: Uuid,
     pub at: Micros,
     pub by: PrincipalName,
+    /// The business date from which the new values apply (as-of exposure uses it).
+    pub effective_on: NaiveDate,
     pub reason: Reason,
     pub secured_amount: (Money, Money),
     pub debt_term_end: (NaiveDate, NaiveDate),
@@ -224,6 +226,14 @@ pub struct PledgeAmendment {
     pub secured_amount: Option<Money>,
     pub debt_term_end: Option<NaiveDate>,
     pub reason: Reason,
+    /// `None`: the day the change is recorded, in China (UTC+8).
+    pub effective_on: Option<NaiveDate>,
+}
+
+/// The calendar date in China (UTC+8) at server time `now`: the default business date of a change.
+pub fn china_date(now: Micros) -> NaiveDate {
+    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
+    chrono::DateTime::from_timestamp_micros(now).map_or(NaiveDate::MIN, |t| t.with_timezone(&china).date_naive())
 }
 
 /// A pledge as recorded: the registration plus its life since.
@@ -319,11 +329,20 @@ impl Pledge {
             )
             .with("pledgeId", self.id));
         }
+        let earliest = self.changes.last().map_or(c.registered_on, |last| last.effective_on.max(c.registered_on));
+        let effective_on = amendment.effective_on.unwrap_or_else(|| china_date(now).max(earliest));
+        if effective_on < earliest {
+            return Err(LedgerError::invalid_field(
+                "effectiveOn",
+                format!("must not be before {earliest} (the registration or the previous change)"),
+            ));
+        }
         let mut next = self.clone();
         next.changes.push(Change {
             request_id,
             at: now,
             by,
+            effective_on,
             reason: amendment.reason.clone(),
             secured_amount: (c.secured_amount, amount),
             debt_term_end: (c.debt_term_end, term_end),
@@ -335,6 +354,11 @@ impl Pledge {
         Ok(next)
     }
 
+    /// The amount it was registered with, before any change.
+    pub fn registered_amount(&self) -> Money {
+        self.changes.first().map_or(self.content.secured_amount, |c| c.secured_amount.0)
+    }
+
     /// The pledge after its release, or why it cannot be released.
     pub fn release(&self, release: Release, by: PrincipalName, now: Micros) -> Result<Pledge, LedgerError> {
         self.ensure_active()?;
@@ -342,6 +366,14 @@ impl Pledge {
             return Err(LedgerError::invalid_field(
                 "releasedOn",
                 format!("must not be before the registration on {}", self.content.registered_on),
+            ));
+        }
+        if let Some(last) = self.changes.last()
+            && release.released_on < last.effective_on
+        {
+            return Err(LedgerError::invalid_field(
+                "releasedOn",
+                format!("must not be before the last change took effect on {}", last.effective_on),
             ));
         }
         let mut next = self.clone();
@@ -423,6 +455,7 @@ mod tests {
             secured_amount: Some(Money::parse_positive(amount).unwrap()),
             debt_term_end: end.map(|e| parse_date(e).unwrap()),
             reason: Reason::parse("renegotiated").unwrap(),
+            effective_on: None,
         };
         let changed = pledge.change(&amend("200", None), Uuid::nil(), me(), 11).unwrap();
         assert_eq!((changed.version, changed.changes.len()), (2, 1));

@@ -62,7 +62,10 @@ pub fn percent(part: i128, whole: i128) -> Option<Decimal> {
         return None;
     }
     let value = Decimal::from_i128_with_scale(part, 0) * Decimal::ONE_HUNDRED / Decimal::from_i128_with_scale(whole, 0);
-    Some(value.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero))
+    let mut rounded = value.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    // Always two decimals, as published tables print them.
+    rounded.rescale(2);
+    Some(rounded)
 }
 
 /// Year-on-year growth of `current` over `previous` in percent; `None` without a previous amount.
@@ -162,7 +165,7 @@ mod tests {
     fn percentages_are_exact_and_rounded() {
         assert_eq!(percent(1, 3).unwrap().to_string(), "33.33");
         assert_eq!(percent(2, 3).unwrap().to_string(), "66.67");
-        assert_eq!(percent(0, 3).unwrap().to_string(), "0");
+        assert_eq!(percent(0, 3).unwrap().to_string(), "0.00");
         assert_eq!(percent(1, 0), None);
         assert_eq!(growth_percent(1680, 1000).unwrap().to_string(), "68.00");
         assert_eq!(growth_percent(500, 1000).unwrap().to_string(), "-50.00");

@@ -191,16 +191,22 @@ pub fn change_command(request: &pb::ChangePledgeRequest) -> Result<Command, Ledg
         f.check("debtTermEnd", parse_date(&request.debt_term_end)).map(Some)
     };
     let reason = f.check("reason", Reason::parse(&request.reason));
+    let effective_on = if request.effective_on.trim().is_empty() {
+        Some(None)
+    } else {
+        f.check("effectiveOn", parse_date(&request.effective_on)).map(Some)
+    };
     if request.secured_amount.trim().is_empty() && request.debt_term_end.trim().is_empty() {
         f.fail("securedAmount", "give securedAmount, debtTermEnd or both");
     }
     f.finish()?;
-    let (Some(request_id), Some(id), Some(secured_amount), Some(debt_term_end), Some(reason)) =
-        (request_id, id, secured_amount, debt_term_end, reason)
+    let (Some(request_id), Some(id), Some(secured_amount), Some(debt_term_end), Some(reason), Some(effective_on)) =
+        (request_id, id, secured_amount, debt_term_end, reason, effective_on)
     else {
         unreachable!("every missing value recorded a violation");
     };
-    Ok(Command::ChangePledge { request_id, id, amendment: PledgeAmendment { secured_amount, debt_term_end, reason } })
+    let amendment = PledgeAmendment { secured_amount, debt_term_end, reason, effective_on };
+    Ok(Command::ChangePledge { request_id, id, amendment })
 }
 
 fn release_reason(value: i32) -> Result<ReleaseReason, &'static str> {
@@ -332,7 +338,9 @@ pub fn credit_line_filter(request: &pb::ListCreditLinesRequest) -> Result<(Credi
     Ok((CreditLineFilter { region, bank }, page_size))
 }
 
-pub fn exposure_query(request: &pb::GetExposureRequest) -> Result<(Region, GroupBy), LedgerError> {
+pub fn exposure_query(
+    request: &pb::GetExposureRequest,
+) -> Result<(Region, GroupBy, Option<chrono::NaiveDate>), LedgerError> {
     let mut f = Fields::default();
     let region = f.check("regionCode", Region::parse(&request.region_code));
     let group_by = match pb::ExposureGroupBy::try_from(request.group_by) {
@@ -345,11 +353,16 @@ pub fn exposure_query(request: &pb::GetExposureRequest) -> Result<(Region, Group
             None
         }
     };
+    let as_of = if request.as_of.trim().is_empty() {
+        Some(None)
+    } else {
+        f.check("asOf", parse_date(&request.as_of)).map(Some)
+    };
     f.finish()?;
-    let (Some(region), Some(group_by)) = (region, group_by) else {
+    let (Some(region), Some(group_by), Some(as_of)) = (region, group_by, as_of) else {
         unreachable!("every missing value recorded a violation");
     };
-    Ok((region, group_by))
+    Ok((region, group_by, as_of))
 }
 
 fn timestamp(micros: Micros) -> prost_types::Timestamp {
@@ -403,6 +416,7 @@ pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
                 debt_term_end_before: ch.debt_term_end.0.to_string(),
                 debt_term_end_after: ch.debt_term_end.1.to_string(),
                 changed_by: ch.by.to_string(),
+                effective_on: ch.effective_on.to_string(),
             })
             .collect(),
         create_time: Some(timestamp(p.create_time)),
@@ -448,7 +462,7 @@ pub fn exposure_to_pb(e: Exposure) -> pb::GetExposureResponse {
     pb::GetExposureResponse {
         region_code: e.region.code_string(),
         region_name: e.region.name().to_owned(),
-        total: Some(row_to_pb(String::new(), e.region.name().to_owned(), &e.total, true)),
+        total: Some(row_to_pb(String::new(), e.region.name().to_owned(), &e.total, e.has_credit)),
         rows: e
             .rows
             .into_iter()

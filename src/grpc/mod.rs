@@ -329,12 +329,13 @@ impl pb::exposure_service_server::ExposureService for Api {
     ) -> Result<Response<pb::GetExposureResponse>, Status> {
         let actor = auth::principal(&request)?;
         let body = async {
-            let (region, group_by) = convert::exposure_query(request.get_ref())?;
+            let (region, group_by, as_of) = convert::exposure_query(request.get_ref())?;
             // An empty region code is the caller's whole scope: the country, or an office's region.
             let requested = (!request.get_ref().region_code.trim().is_empty()).then_some(region);
             let region = actor.scope_region(requested)?.unwrap_or(region);
             let bank = actor.scope_bank(None)?;
-            let exposure = self.ledger.read(move |s| query::exposure(s, region, group_by, bank.as_ref())).await?;
+            let exposure =
+                self.ledger.read(move |s| query::exposure(s, region, group_by, bank.as_ref(), as_of)).await?;
             Ok(convert::exposure_to_pb(exposure))
         };
         self.guard(self.call_timeout, body).await.map(Response::new)

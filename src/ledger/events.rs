@@ -9,6 +9,7 @@ use super::keys;
 use super::principals::PrincipalRecord;
 use super::tx::Tx;
 use crate::domain::LedgerError;
+use crate::domain::asof;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{self, Bucket, Row, RowDelta};
 use crate::domain::ident::CreditCode;
@@ -100,6 +101,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 draw(tx, line_id, c.secured_amount.fen(), entry.at)?;
             }
             add_pledge_exposure(tx, pledge, 1)?;
+            add_asof(tx, pledge, asof::registration_point(pledge), Some(pledge))?;
             tx.put(keys::fact(c.county, c.registered_on, id), &registration_fact(pledge));
             tx.put(keys::pledge(id), pledge);
             tx.put(keys::history(id, sequence), &());
@@ -114,6 +116,9 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 for share in exposure::pledge_shares(after) {
                     update_row(tx, &share.bucket, &delta, None)?;
                 }
+            }
+            if let Some(point) = asof::change_point(before, after) {
+                add_asof(tx, after, point, None)?;
             }
             tx.put(keys::pledge(after.id), after);
             tx.put(keys::history(after.id, sequence), &());
@@ -135,6 +140,9 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 draw(tx, line_id, -after.content.secured_amount.fen(), entry.at)?;
             }
             add_pledge_exposure(tx, before, -1)?;
+            if let Some(point) = asof::release_point(after) {
+                add_asof(tx, after, point, Some(after))?;
+            }
             tx.put(keys::pledge(id), after);
             tx.put(keys::history(id, sequence), &());
         }
@@ -159,6 +167,85 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     }
     if let Some((request_id, fingerprint)) = entry.request {
         tx.put(keys::request(request_id), &RequestRecord { fingerprint, outcome: entry.event.outcome() });
+    }
+    Ok(())
+}
+
+/// A dated delta of an as-of row, summed per year, month and day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AsOfDelta {
+    pub secured_fen: i128,
+    pub pledges: i64,
+    pub rights: i64,
+    pub enterprises: i64,
+}
+
+impl AsOfDelta {
+    pub fn add(&mut self, other: &AsOfDelta) {
+        self.secured_fen += other.secured_fen;
+        self.pledges += other.pledges;
+        self.rights += other.rights;
+        self.enterprises += other.enterprises;
+    }
+
+    fn is_zero(&self) -> bool {
+        *self == AsOfDelta::default()
+    }
+}
+
+/// Adds `point` to every row `pledge` counts in; with `interval_of`, also moves the pledge's
+/// in-force interval in each row's pledgor intervals and adds the enterprise points that follow.
+fn add_asof(
+    tx: &mut Tx<'_>,
+    pledge: &Pledge,
+    point: asof::Point,
+    interval_of: Option<&Pledge>,
+) -> Result<(), LedgerError> {
+    let pledgor = &pledge.content.pledgor.credit_code;
+    for share in exposure::pledge_shares(pledge) {
+        let delta = AsOfDelta {
+            secured_fen: point.secured_fen,
+            pledges: point.pledges,
+            rights: point.rights_sign * share.rights,
+            enterprises: 0,
+        };
+        add_asof_delta(tx, &share.bucket, point.day, &delta)?;
+        if let Some(p) = interval_of {
+            let key = keys::asof_intervals(&share.bucket, pledgor);
+            let mut intervals: Vec<(Uuid, asof::Day, asof::Day)> = tx.get(&key)?.unwrap_or_default();
+            let spans = |v: &[(Uuid, asof::Day, asof::Day)]| {
+                asof::union(&v.iter().map(|(_, a, b)| (*a, *b)).collect::<Vec<_>>())
+            };
+            let before = spans(&intervals);
+            let (start, end) = asof::interval(p);
+            match intervals.iter_mut().find(|(id, ..)| *id == p.id) {
+                Some(existing) => *existing = (p.id, start, end),
+                None => intervals.push((p.id, start, end)),
+            }
+            for (day, enterprises) in asof::indicator_delta(&before, &spans(&intervals)) {
+                add_asof_delta(tx, &share.bucket, day, &AsOfDelta { enterprises, ..AsOfDelta::default() })?;
+            }
+            tx.put(key, &intervals);
+        }
+    }
+    Ok(())
+}
+
+fn add_asof_delta(tx: &mut Tx<'_>, bucket: &Bucket, day: asof::Day, delta: &AsOfDelta) -> Result<(), LedgerError> {
+    for grain in keys::Grain::ALL {
+        let index = match grain {
+            keys::Grain::Year => asof::year_index(day),
+            keys::Grain::Month => asof::month_index(day),
+            keys::Grain::Day => day,
+        };
+        let key = keys::asof(grain, bucket, index);
+        let mut sum: AsOfDelta = tx.get(&key)?.unwrap_or_default();
+        sum.add(delta);
+        if sum.is_zero() {
+            tx.delete(key);
+        } else {
+            tx.put(key, &sum);
+        }
     }
     Ok(())
 }

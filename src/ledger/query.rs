@@ -2,6 +2,7 @@
 //! and exposure answered from the aggregate rows (never by scanning pledges).
 
 use super::codec;
+use super::events::AsOfDelta;
 use super::journal::Entry;
 use super::keys;
 use super::principals::PrincipalRecord;
@@ -247,11 +248,71 @@ pub struct ExposureRow {
 pub struct Exposure {
     pub region: Region,
     pub total: Row,
+    /// False as of a date: credit figures are not kept in business time.
+    pub has_credit: bool,
     pub rows: Vec<ExposureRow>,
 }
 
 fn row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerError> {
     Ok(get(store, &keys::exposure(bucket))?.unwrap_or_default())
+}
+
+/// Sums the stored deltas of `bucket` at `grain` whose period index lies in `from..=to`.
+fn sum_grain(
+    store: &dyn Store,
+    grain: keys::Grain,
+    bucket: &Bucket,
+    from: u32,
+    to: u32,
+) -> Result<AsOfDelta, LedgerError> {
+    let mut sum = AsOfDelta::default();
+    if from > to {
+        return Ok(sum);
+    }
+    let prefix = keys::asof_prefix(grain, bucket);
+    let mut after = from.checked_sub(1).map(|i| keys::asof(grain, bucket, i));
+    loop {
+        let chunk = store.scan(&prefix, after.as_deref(), 64).map_err(unavailable)?;
+        let done = chunk.len() < 64;
+        for (key, value) in chunk {
+            let index = key.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+            let index = index.ok_or_else(|| LedgerError::Internal("as-of key without index".to_owned()))?;
+            if index > to {
+                return Ok(sum);
+            }
+            sum.add(&codec::decode::<AsOfDelta>(&key, &value)?);
+            after = Some(key);
+        }
+        if done {
+            return Ok(sum);
+        }
+    }
+}
+
+/// A row as of the end of `date`: the years before, the months of that year before, the days of
+/// that month up to `date` (at most ~80 stored sums, however long the history).
+fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Result<Row, LedgerError> {
+    use crate::domain::asof;
+    use chrono::Datelike;
+    let d = asof::day(date);
+    let year = asof::year_index(d);
+    let month = asof::month_index(d);
+    let month_start = asof::day(date.with_day(1).expect("day 1 exists"));
+    let mut sum = sum_grain(store, keys::Grain::Year, bucket, 0, year.saturating_sub(1))?;
+    if month > year * 12 {
+        sum.add(&sum_grain(store, keys::Grain::Month, bucket, year * 12, month - 1)?);
+    }
+    sum.add(&sum_grain(store, keys::Grain::Day, bucket, month_start, d)?);
+    let count =
+        |v: i64| u64::try_from(v).map_err(|_| LedgerError::Internal(format!("as-of count below zero in {bucket:?}")));
+    Ok(Row {
+        secured_amount: crate::domain::money::Money::from_fen(sum.secured_fen)
+            .ok_or_else(|| LedgerError::Internal(format!("as-of amount out of range in {bucket:?}")))?,
+        pledge_count: count(sum.pledges)?,
+        enterprise_count: count(sum.enterprises)?,
+        right_count: count(sum.rights)?,
+        ..Row::default()
+    })
 }
 
 /// Exposure of `region`; with `bank`, of that bank's book only (its pledgee rows), so a bank never
@@ -261,11 +322,18 @@ pub fn exposure(
     region: Region,
     group_by: GroupBy,
     bank: Option<&CreditCode>,
+    as_of: Option<chrono::NaiveDate>,
 ) -> Result<Exposure, LedgerError> {
     let total_of = |region: Region| match bank {
         None => Bucket { region, dimension: Dimension::Total },
         Some(code) => Bucket { region, dimension: Dimension::Pledgee(code.clone()) },
     };
+    // Now: the maintained rows. As of a date: sums of dated deltas, without credit figures.
+    let row = |store: &dyn Store, bucket: &Bucket| match as_of {
+        None => row(store, bucket),
+        Some(date) => row_as_of(store, bucket, date),
+    };
+    let has_credit = as_of.is_none();
     let total = row(store, &total_of(region))?;
     let rows = match group_by {
         GroupBy::None => Vec::new(),
@@ -277,7 +345,7 @@ pub fn exposure(
                     key: child.code_string(),
                     name: child.name().to_owned(),
                     row: row(store, &total_of(*child))?,
-                    has_credit: true,
+                    has_credit,
                 })
             })
             .collect::<Result<_, LedgerError>>()?,
@@ -297,30 +365,55 @@ pub fn exposure(
             })
             .collect::<Result<_, LedgerError>>()?,
         GroupBy::Pledgee => {
-            let entries = match bank {
-                None => {
-                    store.scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX).map_err(unavailable)?
-                }
-                Some(_) => {
-                    let key = keys::exposure(&total_of(region));
-                    store.get(&key).map_err(unavailable)?.map(|value| (key, value)).into_iter().collect()
+            let codes: Vec<String> = match (bank, as_of) {
+                (Some(code), _) => vec![code.to_string()],
+                (None, None) => store
+                    .scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX)
+                    .map_err(unavailable)?
+                    .iter()
+                    .filter_map(|(key, _)| keys::exposure_pledgee_code(key).map(str::to_owned))
+                    .collect(),
+                (None, Some(_)) => {
+                    let mut codes: Vec<String> = store
+                        .scan(&keys::asof_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX)
+                        .map_err(unavailable)?
+                        .iter()
+                        .filter_map(|(key, _)| keys::asof_pledgee_code(key).map(str::to_owned))
+                        .collect();
+                    codes.dedup();
+                    codes
                 }
             };
-            let mut rows = entries
-                .into_iter()
-                .map(|(key, value)| {
-                    let row: Row = codec::decode(&key, &value)?;
-                    let code = keys::exposure_pledgee_code(&key)
-                        .ok_or_else(|| LedgerError::Internal("pledgee row key without code".to_owned()))?;
-                    Ok(ExposureRow { key: code.to_owned(), name: row.name.clone(), row, has_credit: true })
-                })
-                .collect::<Result<Vec<_>, LedgerError>>()?;
+            let mut rows = Vec::with_capacity(codes.len());
+            for code in codes {
+                let code =
+                    CreditCode::parse(&code).map_err(|e| LedgerError::Internal(format!("stored pledgee code: {e}")))?;
+                let bucket = Bucket { region, dimension: Dimension::Pledgee(code.clone()) };
+                let current: Option<Row> = get(store, &keys::exposure(&bucket))?;
+                let name = current
+                    .as_ref()
+                    .map(|r| r.name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| code.to_string());
+                let value = match as_of {
+                    None => current.unwrap_or_default(),
+                    Some(date) => row_as_of(store, &bucket, date)?,
+                };
+                if value.is_empty()
+                    && value.pledge_count == 0
+                    && (as_of.is_some() || bank.is_some())
+                    && value.secured_amount.is_zero()
+                {
+                    continue;
+                }
+                rows.push(ExposureRow { key: code.to_string(), name, row: value, has_credit });
+            }
             // Largest exposure first: what a dashboard's "top pledgees" shows.
             rows.sort_by(|a, b| b.row.secured_amount.cmp(&a.row.secured_amount).then_with(|| a.key.cmp(&b.key)));
             rows
         }
     };
-    Ok(Exposure { region, total, rows })
+    Ok(Exposure { region, total, has_credit, rows })
 }
 
 pub fn list_principals(

@@ -8,6 +8,9 @@
 use super::{Batch, Entry, Store, StoreError};
 use std::path::Path;
 
+const LOCK_WAIT_MS: u64 = 3000;
+const LOCK_RETRY_MS: u64 = 50;
+
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
@@ -20,15 +23,25 @@ fn err(e: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             // Durability comes from our explicit flush after every batch; sled's timer flush is
             // only a backstop.
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(err)?;
-        Ok(SledStore { db })
+            .flush_every_ms(Some(1000));
+        // A process that just closed the store may hold its lock for a moment more (sled's
+        // background threads finish their tick): wait up to LOCK_WAIT_MS before giving up.
+        let mut waited_ms = 0;
+        loop {
+            match config.open() {
+                Ok(db) => return Ok(SledStore { db }),
+                Err(e) if e.to_string().contains("could not acquire lock") && waited_ms < LOCK_WAIT_MS => {
+                    std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
+                    waited_ms += LOCK_RETRY_MS;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
     }
 }
 

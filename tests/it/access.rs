@@ -223,7 +223,8 @@ async fn exposure_covers_exactly_the_scope() {
         let mut exposure = server.exposure_as(Bearer::new(&w.token)).await;
         for region in ["", "330000", "330100", "330108", "320000", "440000"] {
             for group_by in groupings {
-                let request = GetExposureRequest { region_code: region.into(), group_by: group_by as i32 };
+                let request =
+                    GetExposureRequest { region_code: region.into(), group_by: group_by as i32, ..Default::default() };
                 let result = exposure.get_exposure(request).await;
                 let effective = match (w.scope, region) {
                     (Scope::Office(scope), "") => scope,
@@ -356,6 +357,7 @@ async fn writes_stay_inside_every_scope_and_name_their_principal() {
                 id: id.clone(),
                 debt_term_end: format!("2022-06-{:02}", 1 + unique() % 28),
                 reason: "x".into(),
+                effective_on: "2019-12-01".into(),
                 ..Default::default()
             };
             let got = pledges.change_pledge(change).await;

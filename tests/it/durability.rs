@@ -16,7 +16,11 @@ async fn a_restart_finds_everything() {
     }
     let mut exposure = server.exposure().await;
     let before = exposure
-        .get_exposure(GetExposureRequest { region_code: "".into(), group_by: ExposureGroupBy::ChildRegion as i32 })
+        .get_exposure(GetExposureRequest {
+            region_code: "".into(),
+            group_by: ExposureGroupBy::ChildRegion as i32,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -30,7 +34,11 @@ async fn a_restart_finds_everything() {
     }
     let mut exposure = server.exposure().await;
     let after = exposure
-        .get_exposure(GetExposureRequest { region_code: "".into(), group_by: ExposureGroupBy::ChildRegion as i32 })
+        .get_exposure(GetExposureRequest {
+            region_code: "".into(),
+            group_by: ExposureGroupBy::ChildRegion as i32,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

@@ -8,7 +8,11 @@ use ipledger::proto::*;
 async fn exposure(server: &TestServer, region: &str, group_by: ExposureGroupBy) -> GetExposureResponse {
     let mut client = server.exposure().await;
     client
-        .get_exposure(GetExposureRequest { region_code: region.into(), group_by: group_by as i32 })
+        .get_exposure(GetExposureRequest {
+            region_code: region.into(),
+            group_by: group_by as i32,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -108,7 +112,10 @@ async fn exposure_is_exact_at_every_level() {
     assert_eq!(totals(county.total.as_ref().unwrap()), ("1.10", 1, 1, 1));
 
     let mut client = server.exposure().await;
-    let bad = client.get_exposure(GetExposureRequest { region_code: "339999".into(), group_by: 0 }).await.unwrap_err();
+    let bad = client
+        .get_exposure(GetExposureRequest { region_code: "339999".into(), group_by: 0, ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(failure(bad).2, ["regionCode"]);
     server.stop().await;
 }

@@ -59,6 +59,7 @@ async fn mixed_writes(server: &TestServer, pledges_n: u64) -> u64 {
                 id: id.clone(),
                 secured_amount: format!("{}.50", unique()),
                 reason: "x".into(),
+                effective_on: "2020-06-01".into(),
                 ..Default::default()
             };
             pledges.change_pledge(change).await.unwrap();
@@ -93,16 +94,25 @@ async fn the_chain_verifies_after_thousands_of_writes_and_restarts() {
     drop(temp);
 }
 
-fn verify_offline(dir: &Path) -> journal::Report {
-    let store = SledStore::open(dir, 16 << 20).unwrap();
-    journal::verify(&store).unwrap()
-}
-
-fn tamper(dir: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
-    let store = SledStore::open(dir, 16 << 20).unwrap();
+fn tamper(store: &SledStore, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
     let mut value = store.get(key).unwrap().expect("the key exists");
     f(&mut value);
     store.commit(Batch { ops: vec![(key.to_vec(), Some(value))] }).unwrap();
+}
+
+/// Runs `ipledger verify`, waiting for sled's lock on the directory to be released by a handle
+/// this process just dropped (its background threads hold it for a moment).
+fn verify_cli(dir: &Path) -> (bool, String) {
+    for _ in 0..100 {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_ipledger")).args(["verify", "--data-dir"]).arg(dir).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.contains("acquire lock") {
+            return (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the data directory stayed locked");
 }
 
 #[tokio::test]
@@ -111,34 +121,33 @@ async fn a_flipped_byte_is_reported_at_its_sequence() {
     let dir = server.dir.clone();
     mixed_writes(&server, 50).await;
     let temp = server.stop().await;
-    assert_eq!(verify_offline(&dir).divergence, None);
+    let (ok, text) = verify_cli(&dir);
+    assert!(ok, "{text}");
 
+    let store = SledStore::open(&dir, 16 << 20).unwrap();
+    assert_eq!(journal::verify(&store).unwrap().divergence, None);
     // One byte of entry 17 (inside its event): the chain breaks exactly there.
     let key = ipledger::ledger::keys::journal(17);
-    tamper(&dir, &key, |v| {
+    let flip = |v: &mut Vec<u8>| {
         let at = v.len() / 2;
         v[at] ^= 0x01;
-    });
-    let d = verify_offline(&dir).divergence.expect("detected");
+    };
+    tamper(&store, &key, flip);
+    let d = journal::verify(&store).unwrap().divergence.expect("detected");
     assert_eq!(d.sequence, 17, "{d:?}");
-    let out = Command::new(env!("CARGO_BIN_EXE_ipledger")).args(["verify", "--data-dir"]).arg(&dir).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success() && text.contains("DIVERGENCE at sequence 17"), "{text}");
-    tamper(&dir, &key, |v| {
-        let at = v.len() / 2;
-        v[at] ^= 0x01;
-    });
-    assert_eq!(verify_offline(&dir).divergence, None, "restored byte verifies again");
+    tamper(&store, &key, flip);
+    assert_eq!(journal::verify(&store).unwrap().divergence, None, "restored byte verifies again");
 
     // One byte of a derived record (the national exposure row): named by key, with the entry that
     // last wrote it.
-    let store = SledStore::open(&dir, 16 << 20).unwrap();
     let row_key = store.scan(b"A0", None, 1).unwrap()[0].0.clone();
-    drop(store);
-    tamper(&dir, &row_key, |v| v[0] ^= 0x01);
-    let d = verify_offline(&dir).divergence.expect("detected");
+    tamper(&store, &row_key, |v| v[0] ^= 0x01);
+    let d = journal::verify(&store).unwrap().divergence.expect("detected");
     assert!(d.key.starts_with('A'), "{d:?}");
     assert!(d.sequence > 0 && d.expected != d.found, "{d:?}");
+    drop(store);
+    let (ok, text) = verify_cli(&dir);
+    assert!(!ok && text.contains(&format!("DIVERGENCE at sequence {}", d.sequence)), "{text}");
     drop(temp);
 }
 
@@ -154,6 +163,7 @@ async fn pledge_history_has_every_version_with_who_and_when() {
         id: p.id.clone(),
         secured_amount: "120".into(),
         reason: "top-up".into(),
+        effective_on: "2020-06-01".into(),
         ..Default::default()
     };
     pledges.change_pledge(change).await.unwrap();

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod asof;
 mod credit_lines;
 mod durability;
 mod exposure;

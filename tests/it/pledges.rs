@@ -243,7 +243,7 @@ async fn retries_are_idempotent() {
     assert_eq!((code, reason.as_str()), (Code::AlreadyExists, "REQUEST_ID_REUSED"));
     let mut exposure = server.exposure().await;
     let e = exposure
-        .get_exposure(GetExposureRequest { region_code: "330108".into(), group_by: 0 })
+        .get_exposure(GetExposureRequest { region_code: "330108".into(), group_by: 0, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -266,6 +266,7 @@ async fn change_keeps_before_and_after_and_release_ends_the_pledge() {
         secured_amount: "150.50".into(),
         debt_term_end: "2023-05-31".into(),
         reason: "top-up".into(),
+        effective_on: "2020-06-01".into(),
     };
     let changed = client.change_pledge(change).await.unwrap().into_inner();
     assert_eq!(changed.secured_amount, "150.50");
@@ -278,6 +279,7 @@ async fn change_keeps_before_and_after_and_release_ends_the_pledge() {
         ("2022-05-31", "2023-05-31")
     );
     assert_eq!(record.reason, "top-up");
+    assert_eq!(record.effective_on, "2020-06-01");
     let nothing =
         ChangePledgeRequest { request_id: request_id(), id: p.id.clone(), reason: "none".into(), ..Default::default() };
     assert_eq!(failure(client.change_pledge(nothing).await.unwrap_err()).2, ["securedAmount"]);
