@@ -62,6 +62,19 @@ for region in 330108 330100 330000 320000; do
   echo "exposure $region: $got"
 done
 
+# As of the end of 2020-03-09 nothing of the 2020-03-10 import was in force; a day later all of it.
+asof() {
+  call -d "{\"regionCode\": \"330000\", \"groupBy\": \"CHILD_REGION\", \"asOf\": \"$1\"}" \
+    "http://$addr/ipledger.v1.ExposureService/GetExposure" | json 'd["total"].get("pledgeCount", "0")'
+}
+[ "$(asof 2020-03-09)" = "1" ] && [ "$(asof 2020-03-10)" = "13" ]
+# Statistics of 2020 in 10,000 yuan: the 12 Zhejiang records of the import, against the one
+# pledge of 2019.
+call -d '{"regionCode": "330000", "from": "2020-01-01", "to": "2020-12-31", "groupBy": "CHILD_REGION", "unit": "TEN_THOUSAND_YUAN"}' \
+  "http://$addr/ipledger.v1.ExposureService/GetStatistics" \
+  | json 'd["total"]["registrations"], d["total"]["registeredAmount"], d["total"]["previousRegisteredAmount"], d["total"]["amountGrowthPercent"]' \
+  | grep -x >/dev/null "12 4400.000574 1500.000000 193.33"
+
 # A bank's token sees only its own book.
 bank=$(call -d '{"name": "bank-hz", "role": "BANK", "creditCode": "914403001922038216"}' \
   "http://$addr/ipledger.v1.AdminService/CreateToken" | json 'd["token"]')
