@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod ledger;
 pub mod server;
 pub mod store;
+pub mod workload;
 
 /// Generated protobuf messages and gRPC services of `ipledger.v1`.
 #[allow(missing_debug_implementations, clippy::all)]

@@ -2,6 +2,8 @@
 //! principals offline on a data directory (the server must be stopped: the store is
 //! single-process; while it runs, use the AdminService RPCs).
 
+mod cli;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use ipledger::domain::principal::{PrincipalName, Role};
 use ipledger::domain::region::Region;
@@ -38,6 +40,13 @@ enum Command {
     },
     /// Write a consistent JSON-lines dump of a running server's journal to stdout (admin token).
     Export(ExportArgs),
+    /// Stream a JSON-lines or CSV file of registrations to a server, resumably, with a progress
+    /// bar and a report of every rejected line.
+    Import(cli::import::ImportArgs),
+    /// Print the exposure of a region as a table (or JSON).
+    Exposure(ExposureArgs),
+    /// Benchmark a server started on a new data directory: throughput and latency percentiles.
+    Bench(cli::bench::BenchArgs),
     /// Build a new data directory from a dump (`-` reads stdin), checking the chain, then verify it.
     Restore {
         #[command(flatten)]
@@ -46,6 +55,30 @@ enum Command {
         #[arg(long, default_value = "-")]
         input: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GroupByArg {
+    ChildRegion,
+    Pledgee,
+    RightKind,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExposureArgs {
+    #[command(flatten)]
+    connect: cli::Connect,
+    /// Province, city or county code; empty for your whole scope.
+    #[arg(long, default_value = "")]
+    region: String,
+    #[arg(long, value_enum)]
+    group_by: Option<GroupByArg>,
+    /// As of the end of this date (YYYY-MM-DD) by business dates.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Print the answer as JSON for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -343,6 +376,54 @@ async fn restore(dir: &std::path::Path, input: &std::path::Path) -> Result<(), S
     print_report(&report)
 }
 
+fn client_result(result: Result<(), cli::ClientError>) -> Result<(), ServeError> {
+    result.map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))
+}
+
+async fn import(args: cli::import::ImportArgs) -> Result<(), cli::ClientError> {
+    let progress = cli::import::run(args).await?;
+    cli::import::report(&progress);
+    Ok(())
+}
+
+async fn exposure(args: ExposureArgs) -> Result<(), cli::ClientError> {
+    use ipledger::proto::ExposureGroupBy;
+    let group_by = match args.group_by {
+        None => ExposureGroupBy::Unspecified,
+        Some(GroupByArg::ChildRegion) => ExposureGroupBy::ChildRegion,
+        Some(GroupByArg::Pledgee) => ExposureGroupBy::Pledgee,
+        Some(GroupByArg::RightKind) => ExposureGroupBy::RightKind,
+    };
+    let request = ipledger::proto::GetExposureRequest {
+        region_code: args.region,
+        group_by: group_by as i32,
+        as_of: args.as_of.unwrap_or_default(),
+    };
+    let answer = args.connect.exposure().await?.get_exposure(request).await?.into_inner();
+    if args.json {
+        println!("{}", exposure_json(&answer));
+    } else {
+        cli::print_exposure(&answer);
+    }
+    Ok(())
+}
+
+fn exposure_json(e: &ipledger::proto::GetExposureResponse) -> serde_json::Value {
+    let row = |r: &ipledger::proto::ExposureRow| {
+        serde_json::json!({
+            "key": r.key, "name": r.name, "securedAmount": r.secured_amount, "pledgeCount": r.pledge_count,
+            "enterpriseCount": r.enterprise_count, "rightCount": r.right_count,
+            "creditLimit": r.credit_limit, "creditDrawn": r.credit_drawn,
+        })
+    };
+    serde_json::json!({
+        "regionCode": e.region_code,
+        "regionName": e.region_name,
+        "total": e.total.as_ref().map(row),
+        "rows": e.rows.iter().map(row).collect::<Vec<_>>(),
+    })
+}
+
 fn describe(p: &ipledger::proto::Token) -> String {
     match ipledger::proto::TokenRole::try_from(p.role) {
         Ok(ipledger::proto::TokenRole::Bank) => format!("bank {}", p.credit_code),
@@ -371,6 +452,9 @@ fn main() -> ExitCode {
             Command::Verify { data } => verify(&data.data_dir).await,
             Command::Export(args) => export(args).await,
             Command::Restore { data, input } => restore(&data.data_dir, &input).await,
+            Command::Import(args) => client_result(import(args).await),
+            Command::Exposure(args) => client_result(exposure(args).await),
+            Command::Bench(args) => client_result(cli::bench::run(args).await),
         }
     });
     match result {

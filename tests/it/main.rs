@@ -6,6 +6,7 @@
 
 mod access;
 mod asof;
+mod cli;
 mod credit_lines;
 mod durability;
 mod exposure;

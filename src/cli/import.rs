@@ -1,0 +1,304 @@
+//! `ipledger import FILE`: streams a JSON-lines or CSV file of registrations to a server, with a
+//! progress bar, a checkpoint file that makes an interrupted import resumable, and a final report
+//! of every rejected line.
+//!
+//! Resuming never double counts: a record without a `requestId` gets one derived from its own
+//! bytes (UUID v5), so a record sent twice is recognised by the server as a duplicate.
+
+use super::{ClientError, Connect};
+use futures::stream::{FuturesOrdered, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use ipledger::proto as pb;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// Records per ImportPledges stream: the server lists up to 1000 rejections per stream, so every
+/// rejection of a chunk is reported.
+const CHUNK_RECORDS: usize = 1000;
+/// Streams in flight at once: enough to keep the writer's group commits full.
+const STREAMS_IN_FLIGHT: usize = 4;
+
+const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6970_6c65_6467_6572_2d69_6d70_6f72_7400);
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// JSON lines (one RegisterPledgeRequest per line, as for grpcurl) or CSV with a header row
+    /// (by the .csv extension).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub connect: Connect,
+    /// Start over instead of resuming from the checkpoint file (FILE.progress).
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Lines of the file fully acknowledged (a prefix of the file).
+    pub lines_done: u64,
+    pub registered: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// (line, reason, message)
+    pub rejections: Vec<(u64, String, String)>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RequestJson {
+    #[serde(default)]
+    request_id: String,
+    pledge: PledgeJson,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PartyJson {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    credit_code: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RightJson {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    number: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    expires_on: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PledgeJson {
+    #[serde(default)]
+    registration_number: String,
+    pledgor: Option<PartyJson>,
+    pledgee: Option<PartyJson>,
+    #[serde(default)]
+    county_code: String,
+    #[serde(default)]
+    secured_amount: String,
+    #[serde(default)]
+    debt_term_start: String,
+    #[serde(default)]
+    debt_term_end: String,
+    #[serde(default)]
+    registered_on: String,
+    #[serde(default)]
+    rights: Vec<RightJson>,
+    #[serde(default)]
+    credit_line_id: String,
+}
+
+fn kind(name: &str) -> i32 {
+    pb::RightKind::from_str_name(name.trim()).map_or(0, |k| k as i32)
+}
+
+fn party(p: Option<PartyJson>) -> Option<pb::Party> {
+    p.map(|p| pb::Party { name: p.name, credit_code: p.credit_code })
+}
+
+fn from_json(line: &str) -> Result<pb::RegisterPledgeRequest, String> {
+    let r: RequestJson = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let p = r.pledge;
+    Ok(pb::RegisterPledgeRequest {
+        request_id: r.request_id,
+        pledge: Some(pb::Pledge {
+            registration_number: p.registration_number,
+            pledgor: party(p.pledgor),
+            pledgee: party(p.pledgee),
+            county_code: p.county_code,
+            secured_amount: p.secured_amount,
+            debt_term_start: p.debt_term_start,
+            debt_term_end: p.debt_term_end,
+            registered_on: p.registered_on,
+            rights: p
+                .rights
+                .into_iter()
+                .map(|r| pb::Right { kind: kind(&r.kind), number: r.number, title: r.title, expires_on: r.expires_on })
+                .collect(),
+            credit_line_id: p.credit_line_id,
+            ..Default::default()
+        }),
+    })
+}
+
+/// CSV columns (by header name): requestId, registrationNumber, pledgorName, pledgorCreditCode,
+/// pledgeeName, pledgeeCreditCode, countyCode, securedAmount, debtTermStart, debtTermEnd,
+/// registeredOn, rights (`KIND:NUMBER:EXPIRES_ON[:TITLE]` separated by `;`), creditLineId.
+fn from_csv(headers: &csv::StringRecord, record: &csv::StringRecord) -> Result<pb::RegisterPledgeRequest, String> {
+    let field = |name: &str| -> String {
+        headers.iter().position(|h| h.trim() == name).and_then(|i| record.get(i)).unwrap_or_default().trim().to_owned()
+    };
+    let mut rights = Vec::new();
+    for spec in field("rights").split(';').filter(|s| !s.trim().is_empty()) {
+        let parts: Vec<&str> = spec.splitn(4, ':').collect();
+        if parts.len() < 3 {
+            return Err(format!("right {spec:?} must be KIND:NUMBER:EXPIRES_ON[:TITLE]"));
+        }
+        rights.push(pb::Right {
+            kind: kind(parts[0]),
+            number: parts[1].to_owned(),
+            expires_on: parts[2].to_owned(),
+            title: parts.get(3).map(|t| (*t).to_owned()).unwrap_or_default(),
+        });
+    }
+    Ok(pb::RegisterPledgeRequest {
+        request_id: field("requestId"),
+        pledge: Some(pb::Pledge {
+            registration_number: field("registrationNumber"),
+            pledgor: Some(pb::Party { name: field("pledgorName"), credit_code: field("pledgorCreditCode") }),
+            pledgee: Some(pb::Party { name: field("pledgeeName"), credit_code: field("pledgeeCreditCode") }),
+            county_code: field("countyCode"),
+            secured_amount: field("securedAmount"),
+            debt_term_start: field("debtTermStart"),
+            debt_term_end: field("debtTermEnd"),
+            registered_on: field("registeredOn"),
+            rights,
+            credit_line_id: field("creditLineId"),
+            ..Default::default()
+        }),
+    })
+}
+
+/// One record of the file: its line number and the request, or why it could not be read.
+type Record = (u64, Result<pb::RegisterPledgeRequest, String>);
+
+fn with_request_id(mut request: pb::RegisterPledgeRequest, raw: &[u8]) -> pb::RegisterPledgeRequest {
+    if request.request_id.trim().is_empty() {
+        request.request_id = uuid::Uuid::new_v5(&NAMESPACE, raw).to_string();
+    }
+    request
+}
+
+/// Reads every record of the file with its line number.
+fn read_records(path: &Path) -> Result<Vec<Record>, ClientError> {
+    let csv_file = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let mut records = Vec::new();
+    if csv_file {
+        let mut reader =
+            csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let headers = reader.headers().map_err(|e| ClientError::Usage(e.to_string()))?.clone();
+        for record in reader.records() {
+            match record {
+                Ok(r) => {
+                    let line = r.position().map_or(0, |p| p.line());
+                    let raw = r.iter().collect::<Vec<_>>().join("\u{1f}");
+                    records.push((line, from_csv(&headers, &r).map(|q| with_request_id(q, raw.as_bytes()))));
+                }
+                Err(e) => records.push((e.position().map_or(0, |p| p.line()), Err(e.to_string()))),
+            }
+        }
+    } else {
+        let reader = std::io::BufReader::new(std::fs::File::open(path)?);
+        for (i, line) in reader.lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let trimmed = line.trim();
+            records.push(((i + 1) as u64, from_json(trimmed).map(|q| with_request_id(q, trimmed.as_bytes()))));
+        }
+    }
+    Ok(records)
+}
+
+fn progress_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".progress");
+    PathBuf::from(name)
+}
+
+fn save(path: &Path, progress: &Progress) -> Result<(), ClientError> {
+    // Write then rename: a kill leaves the old checkpoint or the new one, never half of one.
+    let tmp = path.with_extension("progress.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(serde_json::to_string(progress).map_err(std::io::Error::other)?.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub async fn run(args: ImportArgs) -> Result<Progress, ClientError> {
+    let checkpoint = progress_path(&args.file);
+    let mut progress: Progress = if args.restart {
+        Progress::default()
+    } else {
+        std::fs::read_to_string(&checkpoint).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    };
+    let records = read_records(&args.file)?;
+    let total = records.len() as u64;
+    let start = records.iter().position(|(line, _)| *line > progress.lines_done).unwrap_or(records.len());
+    if start > 0 {
+        eprintln!("resuming after line {} ({} records already acknowledged)", progress.lines_done, start);
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  ETA {eta}  {msg}")
+            .map_err(|e| ClientError::Usage(e.to_string()))?,
+    );
+    bar.set_position(start as u64);
+    let client = args.connect.pledges().await?;
+    let mut in_flight = FuturesOrdered::new();
+    let chunks: Vec<Vec<Record>> = records[start..].chunks(CHUNK_RECORDS).map(<[Record]>::to_vec).collect();
+    let mut chunks = chunks.into_iter();
+    loop {
+        while in_flight.len() < STREAMS_IN_FLIGHT {
+            let Some(chunk) = chunks.next() else { break };
+            let mut client = client.clone();
+            in_flight.push_back(async move {
+                let mut local = Vec::new();
+                let mut sent = Vec::new();
+                for (line, record) in &chunk {
+                    match record {
+                        Ok(request) => sent.push((*line, request.clone())),
+                        Err(message) => local.push((*line, "MALFORMED_RECORD".to_owned(), message.clone())),
+                    }
+                }
+                let lines: Vec<u64> = sent.iter().map(|(l, _)| *l).collect();
+                let summary =
+                    client.import_pledges(tokio_stream::iter(sent.into_iter().map(|(_, r)| r))).await?.into_inner();
+                let last_line = chunk.last().map_or(0, |(l, _)| *l);
+                Ok::<_, ClientError>((chunk.len() as u64, last_line, lines, summary, local))
+            });
+        }
+        let Some(done) = in_flight.next().await else { break };
+        let (records_n, last_line, lines, summary, local) = done?;
+        progress.registered += summary.registered;
+        progress.duplicates += summary.duplicates;
+        progress.rejected += summary.rejected + local.len() as u64;
+        progress.rejections.extend(local);
+        for r in summary.rejections {
+            let line = lines.get(r.index as usize).copied().unwrap_or(0);
+            let detail =
+                r.field_violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>();
+            let message = if detail.is_empty() { r.message } else { detail.join("; ") };
+            progress.rejections.push((line, r.reason, message));
+        }
+        progress.lines_done = last_line;
+        save(&checkpoint, &progress)?;
+        bar.inc(records_n);
+        bar.set_message(format!(
+            "{} registered, {} duplicates, {} rejected",
+            progress.registered, progress.duplicates, progress.rejected
+        ));
+    }
+    bar.finish();
+    drop(client);
+    progress.rejections.sort();
+    let _ = std::fs::remove_file(&checkpoint);
+    Ok(progress)
+}
+
+pub fn report(progress: &Progress) {
+    for (line, reason, message) in &progress.rejections {
+        println!("line {line}: {reason}: {message}");
+    }
+    println!("{} registered, {} duplicates, {} rejected", progress.registered, progress.duplicates, progress.rejected);
+}
