@@ -156,6 +156,7 @@ fn commit_group(
     tx.accept();
     let batch = tx.into_batch();
     let ops = batch.ops.len();
+    let executed_us = started.elapsed().as_micros() as u64;
     match store.commit(batch) {
         Ok(()) => {
             // Durable now: make principal changes effective before anyone hears of them.
@@ -167,6 +168,7 @@ fn commit_group(
             tracing::debug!(
                 requests = replies.len(),
                 ops,
+                executed_us,
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "group committed"
             );

@@ -82,8 +82,16 @@ impl Store for SledStore {
                 None => b.remove(key),
             }
         }
+        let started = std::time::Instant::now();
         self.db.apply_batch(b).map_err(err)?;
-        self.db.flush().map_err(err)?;
+        let applied_us = started.elapsed().as_micros() as u64;
+        let bytes = self.db.flush().map_err(err)?;
+        tracing::trace!(
+            applied_us,
+            flushed_us = started.elapsed().as_micros() as u64 - applied_us,
+            bytes,
+            "sled batch"
+        );
         Ok(())
     }
 
