@@ -29,6 +29,37 @@ fn visible(actor: &Principal, entry: &Entry) -> bool {
     }
 }
 
+/// Sends the messages `map` makes of the entries `next..=head`, in order. Returns the sequence to
+/// continue from, or `None` when the client went away or a read failed (the error was sent).
+async fn send_entries<T>(
+    ledger: &crate::ledger::Ledger,
+    mut next: u64,
+    head: u64,
+    sender: &tokio::sync::mpsc::Sender<Result<T, Status>>,
+    mut map: impl FnMut(&Entry) -> Option<Result<T, Status>>,
+) -> Option<u64> {
+    while next <= head {
+        let from = next;
+        let entries = match ledger.read(move |s| query::journal_entries(s, from, head, FEED_CHUNK)).await {
+            Ok(entries) if !entries.is_empty() => entries,
+            Ok(_) => break,
+            Err(e) => {
+                let _ = sender.send(Err(status::to_status(e))).await;
+                return None;
+            }
+        };
+        for entry in entries {
+            next = entry.sequence + 1;
+            if let Some(message) = map(&entry)
+                && sender.send(message).await.is_err()
+            {
+                return None;
+            }
+        }
+    }
+    Some(next)
+}
+
 #[tonic::async_trait]
 impl pb::journal_service_server::JournalService for Api {
     type WatchEventsStream = EventStream<pb::JournalEvent>;
@@ -54,24 +85,11 @@ impl pb::journal_service_server::JournalService for Api {
             loop {
                 // Only committed (durable) entries are sent, in order, each once.
                 let head = *committed.borrow_and_update();
-                while next <= head {
-                    let from = next;
-                    let entries = match ledger.read(move |s| query::journal_entries(s, from, head, FEED_CHUNK)).await {
-                        Ok(entries) if !entries.is_empty() => entries,
-                        Ok(_) => break,
-                        Err(e) => {
-                            let _ = sender.send(Err(status::to_status(e))).await;
-                            return;
-                        }
-                    };
-                    for entry in entries {
-                        next = entry.sequence + 1;
-                        if visible(&actor, &entry)
-                            && sender.send(Ok(convert::journal_event_to_pb(&entry))).await.is_err()
-                        {
-                            return; // the client went away
-                        }
-                    }
+                let visible_event =
+                    |entry: &Entry| visible(&actor, entry).then(|| Ok(convert::journal_event_to_pb(entry)));
+                match send_entries(&ledger, next, head, &sender, visible_event).await {
+                    Some(n) => next = n,
+                    None => return,
                 }
                 tokio::select! {
                     changed = committed.changed() => if changed.is_err() { return },
@@ -107,30 +125,13 @@ impl pb::journal_service_server::JournalService for Api {
         let ledger = self.ledger.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(FEED_BUFFER);
         tokio::spawn(async move {
-            let mut next = 1;
-            while next <= head {
-                let from = next;
-                let entries = match ledger.read(move |s| query::journal_entries(s, from, head, FEED_CHUNK)).await {
-                    Ok(entries) if !entries.is_empty() => entries,
-                    Ok(_) => return,
-                    Err(e) => {
-                        let _ = sender.send(Err(status::to_status(e))).await;
-                        return;
-                    }
-                };
-                for entry in entries {
-                    next = entry.sequence + 1;
-                    let line = match serde_json::to_string(&entry) {
-                        Ok(json) => Ok(pb::ExportedEntry { sequence: entry.sequence, json }),
-                        Err(e) => {
-                            Err(status::to_status(LedgerError::Internal(format!("entry {}: {e}", entry.sequence))))
-                        }
-                    };
-                    if sender.send(line).await.is_err() {
-                        return;
-                    }
-                }
-            }
+            let json_line = |entry: &Entry| {
+                Some(match serde_json::to_string(entry) {
+                    Ok(json) => Ok(pb::ExportedEntry { sequence: entry.sequence, json }),
+                    Err(e) => Err(status::to_status(LedgerError::Internal(format!("entry {}: {e}", entry.sequence)))),
+                })
+            };
+            send_entries(&ledger, 1, head, &sender, json_line).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }

@@ -199,45 +199,30 @@ mod tests {
     use crate::domain::region::Region;
     use crate::domain::text::{Name, Note, parse_date};
     use crate::store::{Batch, Entry, StoreError};
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use uuid::Uuid;
 
     /// An in-memory store whose commits can be made to fail, counting the commits it makes.
     #[derive(Default)]
     struct FlakyStore {
-        map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+        inner: crate::store::MemoryStore,
         fail: AtomicBool,
         commits: AtomicUsize,
     }
 
     impl Store for FlakyStore {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(self.map.lock().unwrap().get(key).cloned())
+            self.inner.get(key)
         }
-        fn scan(&self, prefix: &[u8], _after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
-            let map = self.map.lock().unwrap();
-            Ok(map
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .take(limit)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect())
+        fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+            self.inner.scan(prefix, after, limit)
         }
         fn commit(&self, batch: Batch) -> Result<(), StoreError> {
             if self.fail.load(Ordering::SeqCst) {
                 return Err(StoreError("disk on fire".to_owned()));
             }
             self.commits.fetch_add(1, Ordering::SeqCst);
-            let mut map = self.map.lock().unwrap();
-            for (k, v) in batch.ops {
-                match v {
-                    Some(v) => map.insert(k, v),
-                    None => map.remove(&k),
-                };
-            }
-            Ok(())
+            self.inner.commit(batch)
         }
         fn size_on_disk(&self) -> Result<u64, StoreError> {
             Ok(0)
