@@ -300,20 +300,18 @@ fn add_pledge_exposure(tx: &mut Tx<'_>, pledge: &Pledge, sign: i64) -> Result<()
     Ok(())
 }
 
-/// Moves the pledgor's count of active pledges in `bucket` by `sign`; returns the change in the
-/// bucket's distinct enterprises (1 when the first appears, -1 when the last goes).
-fn count_enterprise(tx: &mut Tx<'_>, bucket: &Bucket, pledgor: &CreditCode, sign: i64) -> Result<i64, LedgerError> {
-    let key = keys::enterprise_ref(bucket, pledgor);
-    let count = tx.get::<u64>(&key)?.unwrap_or(0);
-    let next = count
-        .checked_add_signed(sign)
-        .ok_or_else(|| broken(format!("enterprise count of {pledgor} in {bucket:?} below zero")))?;
-    if next == 0 {
-        tx.delete(key);
-    } else {
-        tx.put(key, &next);
+/// The change in `bucket`'s distinct enterprises when one of the pledgor's pledges becomes active
+/// (`sign` 1) or is released (`sign` -1): 1 when its first active pledge appears, -1 when its last
+/// goes. The pledgor's active pledges in the bucket are its open in-force intervals, which the
+/// as-of bookkeeping keeps anyway (and updates after this call), so no count of its own is stored.
+fn count_enterprise(tx: &Tx<'_>, bucket: &Bucket, pledgor: &CreditCode, sign: i64) -> Result<i64, LedgerError> {
+    let intervals: Vec<(Uuid, asof::Day, asof::Day)> = tx.get(&keys::asof_intervals(bucket, pledgor))?.unwrap_or_default();
+    let active = intervals.iter().filter(|(.., end)| *end == asof::OPEN).count() as i64;
+    let next = active + sign;
+    if next < 0 {
+        return Err(broken(format!("enterprise count of {pledgor} in {bucket:?} below zero")));
     }
-    Ok(match (count, next) {
+    Ok(match (active, next) {
         (0, _) => 1,
         (_, 0) => -1,
         _ => 0,

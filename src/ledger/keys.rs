@@ -14,12 +14,11 @@
 //! | `Jr` region(6 ASCII digits) id(16) | credit lines by region |
 //! | `Jb` credit code(18) id(16) | credit lines by bank |
 //! | `A` bucket | exposure row |
-//! | `E` bucket 0x00 pledgor(18) | active pledges of the pledgor in the bucket (distinct count) |
 //! | `U` principal name | principal and its token hash |
 //! | `T` token hash(32) | principal name (live tokens only) |
 //! | `G` county(6) day(4) id(16) | registration fact, for statistics |
 //! | `X` grain(y/m/d) bucket index(4) | as-of sums: dated deltas of a row per year, month, day |
-//! | `Y` bucket 0x00 pledgor(18) | in-force intervals of the pledgor's pledges in the row |
+//! | `Y` bucket 0x00 pledgor(18) | in-force intervals of the pledgor's pledges in the row (open ones: its active pledges, for distinct counts) |
 //! | `L` sequence(8, big-endian) | journal entry: the ground truth |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
 //! | `M` name | metadata: serial numbers, clock, journal head |
@@ -214,9 +213,6 @@ pub fn asof_intervals(bucket: &Bucket, pledgor: &CreditCode) -> Vec<u8> {
     key(&[b"Y", &bucket_body(bucket), &[0], pledgor.as_str().as_bytes()])
 }
 
-pub fn enterprise_ref(bucket: &Bucket, pledgor: &CreditCode) -> Vec<u8> {
-    key(&[b"E", &bucket_body(bucket), &[0], pledgor.as_str().as_bytes()])
-}
 
 /// A principal by name: its record and token hash.
 pub fn principal(name: &crate::domain::principal::PrincipalName) -> Vec<u8> {
