@@ -18,6 +18,9 @@ const CHUNK_RECORDS: usize = 1000;
 /// Streams in flight at once: enough to keep the writer's group commits full.
 const STREAMS_IN_FLIGHT: usize = 4;
 
+/// Rejected lines listed in the report at most; further ones are counted.
+const REJECTIONS_LISTED_MAX: usize = 100_000;
+
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6970_6c65_6467_6572_2d69_6d70_6f72_7400);
 
 #[derive(Debug, clap::Args)]
@@ -177,36 +180,35 @@ fn with_request_id(mut request: pb::RegisterPledgeRequest, raw: &[u8]) -> pb::Re
     request
 }
 
-/// Reads every record of the file with its line number.
-fn read_records(path: &Path) -> Result<Vec<Record>, ClientError> {
+/// The records of the file with their line numbers, read lazily: a file of millions of lines is
+/// never held in memory.
+fn records(path: &Path) -> Result<Box<dyn Iterator<Item = Result<Record, ClientError>>>, ClientError> {
     let csv_file = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let mut records = Vec::new();
     if csv_file {
         let mut reader =
             csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(|e| ClientError::Usage(e.to_string()))?;
         let headers = reader.headers().map_err(|e| ClientError::Usage(e.to_string()))?.clone();
-        for record in reader.records() {
-            match record {
+        Ok(Box::new(reader.into_records().map(move |record| {
+            Ok(match record {
                 Ok(r) => {
                     let line = r.position().map_or(0, |p| p.line());
                     let raw = r.iter().collect::<Vec<_>>().join("\u{1f}");
-                    records.push((line, from_csv(&headers, &r).map(|q| with_request_id(q, raw.as_bytes()))));
+                    (line, from_csv(&headers, &r).map(|q| with_request_id(q, raw.as_bytes())))
                 }
-                Err(e) => records.push((e.position().map_or(0, |p| p.line()), Err(e.to_string()))),
-            }
-        }
+                Err(e) => (e.position().map_or(0, |p| p.line()), Err(e.to_string())),
+            })
+        })))
     } else {
         let reader = std::io::BufReader::new(std::fs::File::open(path)?);
-        for (i, line) in reader.lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
+        Ok(Box::new(reader.lines().enumerate().filter_map(|(i, line)| match line {
+            Err(e) => Some(Err(ClientError::Io(e))),
+            Ok(line) if line.trim().is_empty() => None,
+            Ok(line) => {
+                let trimmed = line.trim();
+                Some(Ok(((i + 1) as u64, from_json(trimmed).map(|q| with_request_id(q, trimmed.as_bytes())))))
             }
-            let trimmed = line.trim();
-            records.push(((i + 1) as u64, from_json(trimmed).map(|q| with_request_id(q, trimmed.as_bytes()))));
-        }
+        })))
     }
-    Ok(records)
 }
 
 fn progress_path(file: &Path) -> PathBuf {
@@ -232,25 +234,40 @@ pub async fn run(args: ImportArgs) -> Result<Progress, ClientError> {
     } else {
         std::fs::read_to_string(&checkpoint).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
     };
-    let records = read_records(&args.file)?;
-    let total = records.len() as u64;
-    let start = records.iter().position(|(line, _)| *line > progress.lines_done).unwrap_or(records.len());
-    if start > 0 {
-        eprintln!("resuming after line {} ({} records already acknowledged)", progress.lines_done, start);
+    // One quick pass to count, for the progress bar; then the records stream in chunks.
+    let mut total = 0u64;
+    let mut acknowledged = 0u64;
+    for record in records(&args.file)? {
+        let (line, _) = record?;
+        total += 1;
+        if line <= progress.lines_done {
+            acknowledged += 1;
+        }
+    }
+    if acknowledged > 0 {
+        eprintln!("resuming after line {} ({acknowledged} records already acknowledged)", progress.lines_done);
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  ETA {eta}  {msg}")
             .map_err(|e| ClientError::Usage(e.to_string()))?,
     );
-    bar.set_position(start as u64);
+    bar.set_position(acknowledged);
     let client = args.connect.pledges().await?;
     let mut in_flight = FuturesOrdered::new();
-    let chunks: Vec<Vec<Record>> = records[start..].chunks(CHUNK_RECORDS).map(<[Record]>::to_vec).collect();
-    let mut chunks = chunks.into_iter();
+    let lines_done = progress.lines_done;
+    let mut pending = records(&args.file)?.filter(move |r| r.as_ref().map_or(true, |(line, _)| *line > lines_done));
+    let mut chunks = std::iter::from_fn(move || {
+        let chunk: Result<Vec<Record>, ClientError> = pending.by_ref().take(CHUNK_RECORDS).collect();
+        match chunk {
+            Ok(c) if c.is_empty() => None,
+            other => Some(other),
+        }
+    });
     loop {
         while in_flight.len() < STREAMS_IN_FLIGHT {
             let Some(chunk) = chunks.next() else { break };
+            let chunk = chunk?;
             let mut client = client.clone();
             in_flight.push_back(async move {
                 let mut local = Vec::new();
@@ -273,8 +290,12 @@ pub async fn run(args: ImportArgs) -> Result<Progress, ClientError> {
         progress.registered += summary.registered;
         progress.duplicates += summary.duplicates;
         progress.rejected += summary.rejected + local.len() as u64;
-        progress.rejections.extend(local);
+        let room = REJECTIONS_LISTED_MAX.saturating_sub(progress.rejections.len());
+        progress.rejections.extend(local.into_iter().take(room));
         for r in summary.rejections {
+            if progress.rejections.len() >= REJECTIONS_LISTED_MAX {
+                break;
+            }
             let line = lines.get(r.index as usize).copied().unwrap_or(0);
             let detail =
                 r.field_violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>();
@@ -299,6 +320,10 @@ pub async fn run(args: ImportArgs) -> Result<Progress, ClientError> {
 pub fn report(progress: &Progress) {
     for (line, reason, message) in &progress.rejections {
         println!("line {line}: {reason}: {message}");
+    }
+    let unlisted = progress.rejected.saturating_sub(progress.rejections.len() as u64);
+    if unlisted > 0 {
+        println!("({unlisted} more rejected lines not listed: at most {REJECTIONS_LISTED_MAX} are)");
     }
     println!("{} registered, {} duplicates, {} rejected", progress.registered, progress.duplicates, progress.rejected);
 }

@@ -305,7 +305,8 @@ fn add_pledge_exposure(tx: &mut Tx<'_>, pledge: &Pledge, sign: i64) -> Result<()
 /// goes. The pledgor's active pledges in the bucket are its open in-force intervals, which the
 /// as-of bookkeeping keeps anyway (and updates after this call), so no count of its own is stored.
 fn count_enterprise(tx: &Tx<'_>, bucket: &Bucket, pledgor: &CreditCode, sign: i64) -> Result<i64, LedgerError> {
-    let intervals: Vec<(Uuid, asof::Day, asof::Day)> = tx.get(&keys::asof_intervals(bucket, pledgor))?.unwrap_or_default();
+    let intervals: Vec<(Uuid, asof::Day, asof::Day)> =
+        tx.get(&keys::asof_intervals(bucket, pledgor))?.unwrap_or_default();
     let active = intervals.iter().filter(|(.., end)| *end == asof::OPEN).count() as i64;
     let next = active + sign;
     if next < 0 {

@@ -213,7 +213,6 @@ pub fn asof_intervals(bucket: &Bucket, pledgor: &CreditCode) -> Vec<u8> {
     key(&[b"Y", &bucket_body(bucket), &[0], pledgor.as_str().as_bytes()])
 }
 
-
 /// A principal by name: its record and token hash.
 pub fn principal(name: &crate::domain::principal::PrincipalName) -> Vec<u8> {
     key(&[b"U", name.as_str().as_bytes()])
