@@ -67,15 +67,32 @@ impl Api {
     /// RESOURCE_EXHAUSTED, never a queue that grows without bound) and a deadline.
     async fn guard<T>(
         &self,
+        method: &'static str,
+        actor: &Principal,
         timeout: Duration,
         body: impl Future<Output = Result<T, LedgerError>>,
     ) -> Result<T, Status> {
-        let _permit =
-            self.gate.try_acquire().map_err(|_| status::to_status(LedgerError::TooManyRequests(self.requests_max)))?;
-        match tokio::time::timeout(timeout, body).await {
-            Ok(result) => result.map_err(status::to_status),
-            Err(_) => Err(status::to_status(LedgerError::DeadlineExceeded(timeout.as_millis() as u64))),
+        use tracing::Instrument;
+        // One span per call: method, principal, outcome; never a token or a payload.
+        let span = tracing::info_span!("rpc", method, principal = %actor.name);
+        async {
+            let started = std::time::Instant::now();
+            let result = match self.gate.try_acquire() {
+                Err(_) => Err(LedgerError::TooManyRequests(self.requests_max)),
+                Ok(_permit) => match tokio::time::timeout(timeout, body).await {
+                    Ok(result) => result,
+                    Err(_) => Err(LedgerError::DeadlineExceeded(timeout.as_millis() as u64)),
+                },
+            };
+            let elapsed_us = started.elapsed().as_micros() as u64;
+            match &result {
+                Ok(_) => tracing::debug!(elapsed_us, status = "OK", "rpc"),
+                Err(e) => tracing::info!(elapsed_us, status = e.reason(), "rpc refused"),
+            }
+            result.map_err(status::to_status)
         }
+        .instrument(span)
+        .await
     }
 
     async fn write_pledge(&self, actor: &Principal, command: Command) -> Result<pb::Pledge, LedgerError> {
@@ -124,7 +141,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             }
             self.write_pledge(&actor, command).await
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("RegisterPledge", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn import_pledges(
@@ -182,7 +199,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             );
             Ok(summary)
         };
-        self.guard(self.import_timeout, body).await.map(Response::new)
+        self.guard("ImportPledges", &actor, self.import_timeout, body).await.map(Response::new)
     }
 
     async fn get_pledge(&self, request: Request<pb::GetPledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
@@ -200,7 +217,7 @@ impl pb::pledge_service_server::PledgeService for Api {
                 Err(e) => Err(e),
             }
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("GetPledge", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn list_pledges(
@@ -220,19 +237,19 @@ impl pb::pledge_service_server::PledgeService for Api {
                 next_page_token,
             })
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("ListPledges", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn change_pledge(&self, request: Request<pb::ChangePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
         let actor = auth::principal(&request)?;
         let body = async { self.write_pledge(&actor, convert::change_command(request.get_ref())?).await };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("ChangePledge", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn release_pledge(&self, request: Request<pb::ReleasePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
         let actor = auth::principal(&request)?;
         let body = async { self.write_pledge(&actor, convert::release_command(request.get_ref())?).await };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("ReleasePledge", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn get_pledge_history(
@@ -257,7 +274,7 @@ impl pb::pledge_service_server::PledgeService for Api {
                 versions: entries.iter().filter_map(convert::pledge_version_to_pb).collect(),
             })
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("GetPledgeHistory", &actor, self.call_timeout, body).await.map(Response::new)
     }
 }
 
@@ -278,7 +295,7 @@ impl pb::credit_line_service_server::CreditLineService for Api {
                 _ => Err(LedgerError::Internal("a credit-line write produced another resource".to_owned())),
             }
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("CreateCreditLine", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn get_credit_line(
@@ -297,7 +314,7 @@ impl pb::credit_line_service_server::CreditLineService for Api {
                 Err(e) => Err(e),
             }
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("GetCreditLine", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn list_credit_lines(
@@ -317,7 +334,7 @@ impl pb::credit_line_service_server::CreditLineService for Api {
                 next_page_token,
             })
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("ListCreditLines", &actor, self.call_timeout, body).await.map(Response::new)
     }
 }
 
@@ -338,7 +355,7 @@ impl pb::exposure_service_server::ExposureService for Api {
                 self.ledger.read(move |s| query::exposure(s, region, group_by, bank.as_ref(), as_of)).await?;
             Ok(convert::exposure_to_pb(exposure))
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("GetExposure", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn get_statistics(
@@ -350,7 +367,7 @@ impl pb::exposure_service_server::ExposureService for Api {
             let query = convert::statistics_query(request.get_ref())?;
             self.statistics(&actor, query).await
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("GetStatistics", &actor, self.call_timeout, body).await.map(Response::new)
     }
 }
 
@@ -388,7 +405,7 @@ impl pb::admin_service_server::AdminService for Api {
             let (principal, token) = create_token(&self.ledger, &actor, name, role).await?;
             Ok(pb::CreateTokenResponse { principal: Some(principal), token })
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("CreateToken", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn list_tokens(
@@ -407,7 +424,7 @@ impl pb::admin_service_server::AdminService for Api {
                 next_page_token,
             })
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("ListTokens", &actor, self.call_timeout, body).await.map(Response::new)
     }
 
     async fn revoke_token(&self, request: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {
@@ -418,7 +435,7 @@ impl pb::admin_service_server::AdminService for Api {
                 .map_err(|e| LedgerError::invalid_field("name", e))?;
             revoke_token(&self.ledger, &actor, name).await
         };
-        self.guard(self.call_timeout, body).await.map(Response::new)
+        self.guard("RevokeToken", &actor, self.call_timeout, body).await.map(Response::new)
     }
 }
 

@@ -82,6 +82,9 @@ async fn the_chain_verifies_after_thousands_of_writes_and_restarts() {
     let temp = server.stop().await;
     let server = TestServer::start_in(&dir).await;
     expected += mixed_writes(&server, 700).await;
+    server.stop().await;
+    let server = TestServer::start_in(&dir).await;
+    expected += mixed_writes(&server, 300).await;
     let report = journal_client(&server).await.verify_journal(VerifyJournalRequest {}).await.unwrap().into_inner();
     assert!(report.ok, "{:?}", report.divergence);
     assert_eq!(report.entries, expected);

@@ -89,3 +89,40 @@ async fn tokens_are_managed_offline() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_each_rpc_and_its_principal_and_never_a_token() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    let log = temp.path().join("server.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["--log-format", "json", "serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&dir)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let token = admin_token(&dir).await;
+    let channel = loop {
+        if let Ok(c) =
+            tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await
+        {
+            break c;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let mut exposure =
+        ipledger::proto::exposure_service_client::ExposureServiceClient::with_interceptor(channel, Bearer::new(&token));
+    let bad = GetExposureRequest { region_code: "999999".into(), ..Default::default() };
+    assert!(exposure.get_exposure(bad).await.is_err());
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let rpc = lines.iter().find(|l| l["span"]["name"] == "rpc").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(rpc["span"]["method"], "GetExposure");
+    assert_eq!(rpc["span"]["principal"], "admin");
+    assert_eq!(rpc["fields"]["status"], "INVALID_FIELDS");
+    assert!(!text.contains(&token), "a token in the log");
+}
