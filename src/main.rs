@@ -56,6 +56,16 @@ enum Command {
     Exposure(ExposureArgs),
     /// Benchmark a server started on a new data directory: throughput and latency percentiles.
     Bench(cli::bench::BenchArgs),
+    /// Exit 0 when the server answers the standard gRPC health check with SERVING (for container
+    /// health checks; needs no token).
+    Health {
+        /// The server's address.
+        #[arg(long, env = "IPLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// A service name; empty for the server as a whole.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Build a new data directory from a dump (`-` reads stdin), checking the chain, then verify it.
     Restore {
         #[command(flatten)]
@@ -385,6 +395,26 @@ async fn restore(dir: &std::path::Path, input: &std::path::Path) -> Result<(), S
     print_report(&report)
 }
 
+async fn health(server: String, service: String) -> Result<(), cli::ClientError> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = tonic::transport::Channel::from_shared(server)
+        .map_err(|e| cli::ClientError::Usage(e.to_string()))?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(3))
+        .connect()
+        .await?;
+    let answer = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest { service })
+        .await?
+        .into_inner();
+    if answer.status == ServingStatus::Serving as i32 {
+        println!("SERVING");
+        Ok(())
+    } else {
+        Err(cli::ClientError::Usage(format!("not serving: {:?}", ServingStatus::try_from(answer.status))))
+    }
+}
+
 fn client_result(result: Result<(), cli::ClientError>) -> Result<(), ServeError> {
     result.map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))
 }
@@ -467,6 +497,7 @@ fn main() -> ExitCode {
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),
             Command::Bench(args) => client_result(cli::bench::run(args).await),
+            Command::Health { server, service } => client_result(health(server, service).await),
         }
     });
     match result {

@@ -150,5 +150,10 @@ async fn import_reads_csv_and_exposure_prints_tables_and_json() {
     let total = table.lines().find(|l| l.starts_with("total")).unwrap_or_else(|| panic!("{table}"));
     assert!(total.contains("1002500.50") && total.split_whitespace().any(|c| c == "3"), "{table}");
     assert!(table.lines().any(|l| l.starts_with("TRADEMARK")), "{table}");
+    // The container health check: no token needed.
+    let mut health = Command::new(env!("CARGO_BIN_EXE_ipledger"));
+    health.args(["health", "--server", &format!("http://{}", server.addr)]);
+    let output = run(health).await;
+    assert!(output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "SERVING");
     server.stop().await;
 }
