@@ -65,6 +65,9 @@ enum Command {
         /// A service name; empty for the server as a whole.
         #[arg(long, default_value = "")]
         service: String,
+        /// PEM CA that signed the server's certificate (for an https:// server).
+        #[arg(long, env = "IPLEDGER_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
     /// Build a new data directory from a dump (`-` reads stdin), checking the chain, then verify it.
     Restore {
@@ -395,14 +398,17 @@ async fn restore(dir: &std::path::Path, input: &std::path::Path) -> Result<(), S
     print_report(&report)
 }
 
-async fn health(server: String, service: String) -> Result<(), cli::ClientError> {
+async fn health(server: String, service: String, ca_cert: Option<PathBuf>) -> Result<(), cli::ClientError> {
     use tonic_health::pb::health_check_response::ServingStatus;
-    let channel = tonic::transport::Channel::from_shared(server)
+    let mut endpoint = tonic::transport::Channel::from_shared(server)
         .map_err(|e| cli::ClientError::Usage(e.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(3))
-        .timeout(std::time::Duration::from_secs(3))
-        .connect()
-        .await?;
+        .timeout(std::time::Duration::from_secs(3));
+    if let Some(ca) = ca_cert {
+        let ca = tonic::transport::Certificate::from_pem(std::fs::read(ca)?);
+        endpoint = endpoint.tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(ca))?;
+    }
+    let channel = endpoint.connect().await?;
     let answer = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest { service })
         .await?
@@ -497,7 +503,7 @@ fn main() -> ExitCode {
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),
             Command::Bench(args) => client_result(cli::bench::run(args).await),
-            Command::Health { server, service } => client_result(health(server, service).await),
+            Command::Health { server, service, ca_cert } => client_result(health(server, service, ca_cert).await),
         }
     });
     match result {

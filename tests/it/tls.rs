@@ -79,13 +79,27 @@ async fn tls_channel(s: &TlsServer, identity: Option<(String, String)>) -> Resul
         .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_carries_bearer_tokens_and_refuses_plaintext_clients() {
     let s = start(false).await;
     let channel = tls_channel(&s, None).await.unwrap();
     let mut client = PledgeServiceClient::with_interceptor(channel, Bearer::new(&s.server.admin_token));
     let p = client.register_pledge(register(pledge("330108", "1"))).await.unwrap().into_inner();
     assert_eq!(p.created_by, "admin");
+    // The container health check speaks TLS with the CA.
+    let ca = s._temp.path().join("client-ca.pem");
+    std::fs::write(&ca, &s.pki.ca_pem).unwrap();
+    let url = format!("https://localhost:{}", s.server.addr.port());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
+            .args(["health", "--server", &url, "--ca-cert"])
+            .arg(&ca)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The same server spoken to in plaintext gives nothing away.
     let plaintext = Channel::from_shared(format!("http://{}", s.server.addr)).unwrap().connect().await;
     if let Ok(channel) = plaintext {

@@ -1,0 +1,167 @@
+//! The deploy files stay honest without a Docker engine: they parse, and every flag, environment
+//! variable, port and path they use exists in the binary and matches its defaults.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn help(subcommand: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipledger")).args([subcommand, "--help"]).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `ENV_NAME -> default` for every option of `ipledger <subcommand> --help` (empty: no default).
+fn options(subcommand: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let text = help(subcommand);
+    let mut env = BTreeMap::new();
+    let mut flags = Vec::new();
+    let joined = text.replace('\n', " ");
+    for part in joined.split("--").skip(1) {
+        let flag: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        if !flag.is_empty() {
+            flags.push(format!("--{flag}"));
+        }
+        if let Some(i) = part.find("[env: ") {
+            let name: String = part[i + 6..].chars().take_while(|c| *c != '=').collect();
+            let default = part
+                .find("[default: ")
+                .map(|d| part[d + 10..].chars().take_while(|c| *c != ']').collect())
+                .unwrap_or_default();
+            env.insert(name, default);
+        }
+    }
+    (env, flags)
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(name)).unwrap()
+}
+
+fn env_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()))
+        .filter(|w| w.starts_with("IPLEDGER_"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn the_example_configuration_names_every_setting_with_its_default() {
+    let (serve, _) = options("serve");
+    let text = read("ipledger.env");
+    let mut seen = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (commented, assignment) = match line.strip_prefix('#') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, line),
+        };
+        let Some((key, value)) = assignment.split_once('=') else {
+            assert!(commented, "not KEY=VALUE: {line}");
+            continue;
+        };
+        if !key.starts_with("IPLEDGER_") {
+            assert!(commented, "unknown setting {key}");
+            continue;
+        }
+        let default = serve.get(key).unwrap_or_else(|| panic!("{key} is not a setting of `ipledger serve`"));
+        if !commented {
+            assert_eq!(value, default, "{key} differs from the binary's default");
+        }
+        seen.push(key.to_owned());
+    }
+    seen.sort();
+    assert_eq!(seen, serve.keys().cloned().collect::<Vec<_>>(), "every setting is in the example");
+}
+
+#[test]
+fn the_dockerfile_parses_and_uses_only_what_the_binary_has() {
+    let (serve, _) = options("serve");
+    let (health_env, health_flags) = options("health");
+    let text = read("Dockerfile");
+    let instructions = [
+        "FROM",
+        "WORKDIR",
+        "COPY",
+        "RUN",
+        "ENV",
+        "VOLUME",
+        "EXPOSE",
+        "USER",
+        "HEALTHCHECK",
+        "STOPSIGNAL",
+        "ENTRYPOINT",
+        "CMD",
+    ];
+    let joined = text.replace("\\\n", " ");
+    let mut by_instruction: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for line in joined.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let word = line.split_whitespace().next().unwrap();
+        let known = instructions.iter().find(|i| **i == word).unwrap_or_else(|| panic!("unknown instruction: {line}"));
+        by_instruction.entry(known).or_default().push(line[word.len()..].trim().to_owned());
+    }
+    for name in env_names(&text) {
+        assert!(serve.contains_key(&name) || health_env.contains_key(&name), "{name} is not a setting");
+    }
+    let env: BTreeMap<String, String> = by_instruction["ENV"]
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let port = env["IPLEDGER_LISTEN"].rsplit(':').next().unwrap().to_owned();
+    assert_eq!(by_instruction["EXPOSE"], std::slice::from_ref(&port));
+    assert_eq!(serve["IPLEDGER_LISTEN"].rsplit(':').next().unwrap(), port, "the binary's default port");
+    let volume = &by_instruction["VOLUME"][0];
+    assert!(env["IPLEDGER_DATA_DIR"].starts_with(volume.as_str()), "the data directory is on the volume");
+    let health = &by_instruction["HEALTHCHECK"][0];
+    assert!(health.contains(&format!("localhost:{port}")), "{health}");
+    for flag in health.split(['"', ' ']).filter(|w| {
+        w.starts_with("--")
+            && !w.starts_with("--interval")
+            && !w.starts_with("--timeout")
+            && !w.starts_with("--start-period")
+    }) {
+        assert!(health_flags.iter().any(|f| f == flag), "`ipledger health` has no {flag}");
+    }
+    assert!(by_instruction["COPY"].iter().any(|c| c.ends_with("/usr/local/bin/ipledger")));
+    assert_eq!(by_instruction["ENTRYPOINT"], [r#"["ipledger"]"#]);
+    assert_eq!(by_instruction["CMD"], [r#"["serve"]"#]);
+    assert_eq!(by_instruction["STOPSIGNAL"], ["SIGTERM"]);
+    assert!(by_instruction["USER"].iter().all(|u| u != "root" && u != "0"), "runs as non-root");
+}
+
+#[test]
+fn the_systemd_unit_parses_and_uses_only_what_the_binary_has() {
+    let (serve, _) = options("serve");
+    let text = read("ipledger.service");
+    let mut section = String::new();
+    let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if line.starts_with('[') {
+            assert!(line.ends_with(']'), "{line}");
+            section = line.to_owned();
+            continue;
+        }
+        let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("not key=value: {line}"));
+        keys.entry(format!("{section}{key}")).or_default().push(value.to_owned());
+    }
+    assert_eq!(keys["[Service]ExecStart"], ["/usr/local/bin/ipledger serve"]);
+    assert_eq!(keys["[Service]KillSignal"], ["SIGTERM"]);
+    let state = format!("/var/lib/{}/", keys["[Service]StateDirectory"][0]);
+    for assignment in &keys["[Service]Environment"] {
+        let (name, value) = assignment.split_once('=').unwrap();
+        if name == "RUST_LOG" {
+            continue; // the log filter of tracing, documented in the README
+        }
+        let default = serve.get(name).unwrap_or_else(|| panic!("{name} is not a setting"));
+        if name == "IPLEDGER_DATA_DIR" {
+            assert!(value.starts_with(&state), "the data lives in the unit's StateDirectory");
+        }
+        if name == "IPLEDGER_LISTEN" {
+            assert_eq!(value, default, "the unit listens where the binary does by default");
+        }
+    }
+}
