@@ -143,6 +143,10 @@ struct ServeArgs {
     /// Serve without TLS on a non-loopback address.
     #[arg(long, env = "IPLEDGER_ALLOW_PLAINTEXT")]
     allow_plaintext: bool,
+    /// On first start, create the admin with the token in this file (a mounted secret) instead of
+    /// generating one into the data directory.
+    #[arg(long, env = "IPLEDGER_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED.
     #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", default_value_t = Limits::default().write_queue_max)]
     write_queue_max: usize,
@@ -234,7 +238,13 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         (Some(cert), Some(key)) => Some(Tls { cert, key, client_ca: args.tls_client_ca }),
         _ => None,
     };
-    let config = Config { data_dir: args.data.data_dir, limits, tls, allow_plaintext: args.allow_plaintext };
+    let config = Config {
+        data_dir: args.data.data_dir,
+        limits,
+        tls,
+        allow_plaintext: args.allow_plaintext,
+        admin_token_file: args.admin_token_file,
+    };
     server::serve(listener, config, shutdown_signal()).await
 }
 

@@ -71,11 +71,14 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Serve without TLS on a non-loopback address (refused otherwise).
     pub allow_plaintext: bool,
+    /// On first start, the admin's token is read from this file (a mounted secret) instead of
+    /// being generated and written into the data directory.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
-        Config { data_dir, limits: Limits::default(), tls: None, allow_plaintext: false }
+        Config { data_dir, limits: Limits::default(), tls: None, allow_plaintext: false, admin_token_file: None }
     }
 }
 
@@ -97,6 +100,8 @@ pub enum ServeError {
     PlaintextRefused(std::net::SocketAddr),
     #[error("cannot read {path}: {source}")]
     Pem { path: PathBuf, source: std::io::Error },
+    #[error("the admin token file: {0}")]
+    AdminToken(String),
 }
 
 /// The file the first admin token is written to, readable by its owner only.
@@ -125,11 +130,25 @@ pub async fn open_ledger(dir: &Path, limits: &Limits) -> Result<(Ledger, crate::
 
 /// Secure by default: with no principal at all, create an admin and write its token to a file
 /// only the owner can read.
-async fn bootstrap_admin(ledger: &Ledger, data_dir: &Path) -> Result<(), ServeError> {
+async fn bootstrap_admin(ledger: &Ledger, data_dir: &Path, token_file: Option<&Path>) -> Result<(), ServeError> {
     if !ledger.principals().is_empty() {
         return Ok(());
     }
     let name = PrincipalName::parse("admin").expect("valid name");
+    if let Some(file) = token_file {
+        let token =
+            std::fs::read_to_string(file).map_err(|source| ServeError::Pem { path: file.to_path_buf(), source })?;
+        let token = crate::domain::principal::parse_given_token(token.trim())
+            .map_err(|why| ServeError::AdminToken(why.to_owned()))?;
+        let command = crate::ledger::Command::CreatePrincipal {
+            name,
+            role: Role::Admin,
+            token_hash: crate::domain::principal::token_hash(token),
+        };
+        ledger.write(&system(), command).await?;
+        tracing::warn!(path = %file.display(), "created the first admin with the token of this file");
+        return Ok(());
+    }
     let (_, token) = grpc::create_token(ledger, &system(), name, Role::Admin).await?;
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     write_secret(&path, &token)?;
@@ -162,7 +181,7 @@ pub async fn serve(
     }
     let limits = &config.limits;
     let (ledger, writer) = open_ledger(&config.data_dir, limits).await?;
-    bootstrap_admin(&ledger, &config.data_dir).await?;
+    bootstrap_admin(&ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<pb::pledge_service_server::PledgeServiceServer<Api>>().await;

@@ -103,6 +103,19 @@ pub fn new_token() -> Result<String, getrandom::Error> {
     Ok(format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
 }
 
+/// A token an operator made (for a secret store): `ipl_` and at least 22 URL-safe base64
+/// characters, so it carries 128 random bits at least.
+pub fn parse_given_token(token: &str) -> Result<&str, &'static str> {
+    let Some(body) = token.strip_prefix(TOKEN_PREFIX) else {
+        return Err("must start with ipl_");
+    };
+    if body.len() < 22 || body.len() > 256 || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("must be ipl_ followed by 22 to 256 URL-safe base64 characters (128 bits or more)");
+    }
+    Ok(token)
+}
+
 pub fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -217,6 +230,14 @@ mod tests {
         assert!(PrincipalName::parse(&"a".repeat(65)).is_err());
         assert!(PrincipalName::parse_new("operator").is_err());
         assert!(PrincipalName::parse_new("system").is_err());
+    }
+
+    #[test]
+    fn given_tokens() {
+        assert!(parse_given_token(&new_token().unwrap()).is_ok());
+        assert!(parse_given_token("ipl_short").is_err());
+        assert!(parse_given_token("abc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_err());
+        assert!(parse_given_token("ipl_AAAAAAAAAAAAAAAAAAAAAA+A").is_err());
     }
 
     #[test]

@@ -165,3 +165,54 @@ fn the_systemd_unit_parses_and_uses_only_what_the_binary_has() {
         }
     }
 }
+
+#[test]
+fn the_kubernetes_manifests_parse_and_use_only_what_the_binary_has() {
+    use serde::Deserialize;
+    let (serve, _) = options("serve");
+    let (_, health_flags) = options("health");
+    let text = read("kubernetes.yaml");
+    let docs: Vec<serde_norway::Value> =
+        serde_norway::Deserializer::from_str(&text).map(|d| serde_norway::Value::deserialize(d).unwrap()).collect();
+    let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).unwrap_or_else(|| panic!("no {k}"));
+    let set = kind("StatefulSet");
+    assert_eq!(set["spec"]["replicas"], 1, "sled is a single-process store");
+    let pod = &set["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"][0], "serve");
+    let env: BTreeMap<String, String> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap().to_owned()))
+        .collect();
+    for name in env.keys() {
+        assert!(serve.contains_key(name), "{name} is not a setting");
+    }
+    let port = env["IPLEDGER_LISTEN"].rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(port));
+    assert_eq!(kind("Service")["spec"]["ports"][0]["port"].as_u64(), Some(port));
+    // Every file the server reads or writes lies on a mounted volume.
+    let mounts: Vec<String> = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_owned())
+        .collect();
+    for name in ["IPLEDGER_DATA_DIR", "IPLEDGER_TLS_CERT", "IPLEDGER_TLS_KEY", "IPLEDGER_ADMIN_TOKEN_FILE"] {
+        assert!(mounts.iter().any(|m| env[name].starts_with(&format!("{m}/"))), "{name} is not on a volume");
+    }
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let command: Vec<&str> =
+            container[probe]["exec"]["command"].as_sequence().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        assert_eq!(&command[..2], ["ipledger", "health"]);
+        assert!(command.contains(&format!("https://localhost:{port}").as_str()), "{probe}");
+        for flag in command.iter().filter(|c| c.starts_with("--")) {
+            assert!(health_flags.iter().any(|f| f == flag), "`ipledger health` has no {flag}");
+        }
+        let ca = command.iter().skip_while(|c| **c != "--ca-cert").nth(1).unwrap();
+        assert!(mounts.iter().any(|m| ca.starts_with(&format!("{m}/"))), "the CA is mounted");
+    }
+    // The image's user (deploy/Dockerfile) is the pod's.
+    assert!(read("Dockerfile").contains(&format!("--uid {}", pod["securityContext"]["runAsUser"].as_u64().unwrap())));
+}

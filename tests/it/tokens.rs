@@ -126,3 +126,23 @@ async fn json_logs_name_each_rpc_and_its_principal_and_never_a_token() {
     assert_eq!(rpc["fields"]["status"], "INVALID_FIELDS");
     assert!(!text.contains(&token), "a token in the log");
 }
+
+#[tokio::test]
+async fn the_first_admin_token_can_come_from_a_secret_file() {
+    let temp = tempfile::tempdir().unwrap();
+    let secret = temp.path().join("admin-token");
+    let token = ipledger::domain::principal::new_token().unwrap();
+    std::fs::write(&secret, format!("{token}\n")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = ipledger::server::Config {
+        admin_token_file: Some(secret),
+        ..ipledger::server::Config::new(temp.path().join("data"))
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = TestServer::start_with(listener, config, tx, rx).await;
+    assert!(!server.dir.join(ipledger::server::ADMIN_TOKEN_FILE).exists(), "no generated token file");
+    let mut admin = server.admin_as(Bearer::new(&token)).await;
+    let listed = admin.list_tokens(ListTokensRequest::default()).await.unwrap().into_inner();
+    assert_eq!(listed.tokens.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["admin"]);
+    server.stop().await;
+}
