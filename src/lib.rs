@@ -7,6 +7,7 @@
 pub mod domain;
 pub mod grpc;
 pub mod ledger;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod workload;

@@ -147,6 +147,9 @@ struct ServeArgs {
     /// generating one into the data directory.
     #[arg(long, env = "IPLEDGER_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP at this address (`GET /metrics`); off when not given.
+    #[arg(long, env = "IPLEDGER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED.
     #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", default_value_t = Limits::default().write_queue_max)]
     write_queue_max: usize,
@@ -244,6 +247,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tls,
         allow_plaintext: args.allow_plaintext,
         admin_token_file: args.admin_token_file,
+        metrics_listen: args.metrics_listen,
     };
     server::serve(listener, config, shutdown_signal()).await
 }

@@ -74,11 +74,20 @@ pub struct Config {
     /// On first start, the admin's token is read from this file (a mounted secret) instead of
     /// being generated and written into the data directory.
     pub admin_token_file: Option<PathBuf>,
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`); `None`: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
-        Config { data_dir, limits: Limits::default(), tls: None, allow_plaintext: false, admin_token_file: None }
+        Config {
+            data_dir,
+            limits: Limits::default(),
+            tls: None,
+            allow_plaintext: false,
+            admin_token_file: None,
+            metrics_listen: None,
+        }
     }
 }
 
@@ -211,6 +220,18 @@ pub async fn serve(
         client_certificates: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
     };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let metrics_task = match config.metrics_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address).await?;
+            tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+            let mut stop = stopping.clone();
+            let ledger = ledger.clone();
+            Some(tokio::spawn(crate::metrics::serve(listener, ledger, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
     let api = Api::new(ledger.clone(), limits.requests_max, limits.call_timeout, limits.import_timeout, stopping);
     drop(ledger);
     // Size limits and compression are set on the generated service, then it is wrapped.
@@ -270,6 +291,9 @@ pub async fn serve(
             stopping_tx.send_replace(true);
         })
         .await?;
+    if let Some(task) = metrics_task {
+        task.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
     // Every service (and so every `Ledger` clone) is dropped with the router: the writer drains.
     tokio::task::spawn_blocking(move || writer.join()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
     tracing::info!("stopped: every accepted write is committed and flushed");

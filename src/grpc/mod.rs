@@ -85,6 +85,13 @@ impl Api {
                 },
             };
             let elapsed_us = started.elapsed().as_micros() as u64;
+            let metrics = &crate::metrics::METRICS;
+            let status = result.as_ref().map_or_else(|e| e.reason(), |_| "OK");
+            metrics.requests.get_or_create(&crate::metrics::RequestLabels { method, status }).inc();
+            metrics
+                .latency_seconds
+                .get_or_create(&crate::metrics::MethodLabels { method })
+                .observe(elapsed_us as f64 / 1e6);
             match &result {
                 Ok(_) => tracing::debug!(elapsed_us, status = "OK", "rpc"),
                 Err(e) => tracing::info!(elapsed_us, status = e.reason(), "rpc refused"),

@@ -89,6 +89,11 @@ impl Ledger {
         answer.await.map_err(|_| LedgerError::Unavailable("the writer stopped".to_owned()))?
     }
 
+    /// Writes waiting for the writer now.
+    pub fn queue_depth(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
+    }
+
     /// The live principals, for authentication.
     pub fn principals(&self) -> &Principals {
         &self.principals

@@ -257,6 +257,11 @@ fn row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerError> {
     Ok(get(store, &keys::exposure(bucket))?.unwrap_or_default())
 }
 
+/// One maintained exposure row (zero when nothing counts in it).
+pub fn exposure_row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerError> {
+    row(store, bucket)
+}
+
 /// Sums the stored deltas of `bucket` at `grain` whose period index lies in `from..=to`.
 fn sum_grain(
     store: &dyn Store,

@@ -159,6 +159,8 @@ fn commit_group(
     let executed_us = started.elapsed().as_micros() as u64;
     match store.commit(batch) {
         Ok(()) => {
+            crate::metrics::METRICS.group_requests.observe(replies.len() as f64);
+            crate::metrics::METRICS.commit_seconds.observe(started.elapsed().as_secs_f64() - executed_us as f64 / 1e6);
             // Durable now: make principal changes effective before anyone hears of them.
             for (_, result) in &replies {
                 if let Ok((Outcome::Principal(record), _)) = result {

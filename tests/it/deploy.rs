@@ -112,7 +112,8 @@ fn the_dockerfile_parses_and_uses_only_what_the_binary_has() {
         .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
     let port = env["IPLEDGER_LISTEN"].rsplit(':').next().unwrap().to_owned();
-    assert_eq!(by_instruction["EXPOSE"], std::slice::from_ref(&port));
+    let metrics_port = env["IPLEDGER_METRICS_LISTEN"].rsplit(':').next().unwrap();
+    assert_eq!(by_instruction["EXPOSE"], [format!("{port} {metrics_port}")]);
     assert_eq!(serve["IPLEDGER_LISTEN"].rsplit(':').next().unwrap(), port, "the binary's default port");
     let volume = &by_instruction["VOLUME"][0];
     assert!(env["IPLEDGER_DATA_DIR"].starts_with(volume.as_str()), "the data directory is on the volume");
@@ -191,6 +192,10 @@ fn the_kubernetes_manifests_parse_and_use_only_what_the_binary_has() {
     }
     let port = env["IPLEDGER_LISTEN"].rsplit(':').next().unwrap().parse::<u64>().unwrap();
     assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(port));
+    let metrics_port = env["IPLEDGER_METRICS_LISTEN"].rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    assert_eq!(container["ports"][1]["containerPort"].as_u64(), Some(metrics_port));
+    let annotations = &set["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/port"].as_str(), Some(metrics_port.to_string().as_str()));
     assert_eq!(kind("Service")["spec"]["ports"][0]["port"].as_u64(), Some(port));
     // Every file the server reads or writes lies on a mounted volume.
     let mounts: Vec<String> = container["volumeMounts"]

@@ -15,6 +15,7 @@ mod helpers;
 mod import;
 mod journal;
 mod limits;
+mod metrics;
 mod pledges;
 mod service;
 mod statistics;
