@@ -53,5 +53,27 @@ async fn a_scrape_parses_and_carries_requests_and_exposure() {
     assert_eq!(value("ipledger_write_queue_depth", &[]), 0.0);
     assert!(body.contains("ipledger_request_latency_seconds_bucket"));
     assert!(body.contains("ipledger_write_group_commit_seconds_bucket"));
+
+    // Every metric the Grafana dashboard charts is in the scrape.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut charted = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("ipledger_"))
+            {
+                assert!(
+                    body.lines().any(|l| l.starts_with(name)),
+                    "the dashboard charts {name}, which the scrape lacks"
+                );
+                charted += 1;
+            }
+        }
+    }
+    assert!(charted >= 10);
     server.stop().await;
 }
