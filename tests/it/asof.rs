@@ -2,14 +2,9 @@
 //! randomly generated histories, at every level and grouping.
 
 use crate::helpers::*;
-use crate::statistics::{Rng, random_history, within};
+use crate::statistics::{Rng, fen, random_history, within};
 use ipledger::proto::*;
 use std::collections::{BTreeMap, BTreeSet};
-
-fn fen(amount: &str) -> i128 {
-    let (whole, frac) = amount.split_once('.').unwrap_or((amount, "0"));
-    whole.parse::<i128>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<i128>().unwrap()
-}
 
 /// The secured amount in force at the end of `d`, if the pledge is in force then.
 fn amount_on(p: &Pledge, d: &str) -> Option<i128> {

@@ -97,7 +97,8 @@ pub fn within(region: &str, county: &str) -> bool {
     }
 }
 
-fn fen(amount: &str) -> i128 {
+/// An amount string in fen, exactly.
+pub fn fen(amount: &str) -> i128 {
     let (whole, frac) = amount.split_once('.').unwrap_or((amount, "0"));
     whole.parse::<i128>().unwrap() * 100 + format!("{frac:0<2}")[..2].parse::<i128>().unwrap()
 }
