@@ -113,25 +113,19 @@ impl Workload {
         let year = 2015 + self.rng.below(9);
         let mut rights = Vec::new();
         for r in 0..rights_n {
+            // A patent of `kind` (type digit `type_digit`) filed in `year`, lapsing `term` years on.
+            let patent = |kind: pb::RightKind, type_digit: char, label: &str, term: u64| {
+                let digits = format!("{year}{type_digit}{:07}", (n * 10 + r) % 10_000_000);
+                pb::Right {
+                    kind: kind as i32,
+                    number: PatentNumber::complete(&digits).expect("12 digits"),
+                    title: format!("{label} {n}-{r}"),
+                    expires_on: format!("{}-12-31", year + term),
+                }
+            };
             let right = match self.rng.below(10) {
-                0..=5 => {
-                    let digits = format!("{year}1{:07}", (n * 10 + r) % 10_000_000);
-                    pb::Right {
-                        kind: pb::RightKind::InventionPatent as i32,
-                        number: PatentNumber::complete(&digits).expect("12 digits"),
-                        title: format!("Invention {n}-{r}"),
-                        expires_on: format!("{}-12-31", year + 19),
-                    }
-                }
-                6..=7 => {
-                    let digits = format!("{year}2{:07}", (n * 10 + r) % 10_000_000);
-                    pb::Right {
-                        kind: pb::RightKind::UtilityModel as i32,
-                        number: PatentNumber::complete(&digits).expect("12 digits"),
-                        title: format!("Utility model {n}-{r}"),
-                        expires_on: format!("{}-12-31", year + 9),
-                    }
-                }
+                0..=5 => patent(pb::RightKind::InventionPatent, '1', "Invention", 19),
+                6..=7 => patent(pb::RightKind::UtilityModel, '2', "Utility model", 9),
                 8 => pb::Right {
                     kind: pb::RightKind::Trademark as i32,
                     number: format!("{}", 10_000_000 + (n * 10 + r) % 90_000_000),

@@ -110,6 +110,24 @@ impl Api {
     }
 }
 
+/// AIP-211: a read outside the caller's scope fails with PERMISSION_DENIED whether or not the
+/// resource exists; only an admin learns NOT_FOUND.
+fn in_scope<T>(
+    actor: &Principal,
+    what: &str,
+    id: uuid::Uuid,
+    found: Result<T, LedgerError>,
+    may_read: impl FnOnce(&T) -> bool,
+) -> Result<T, LedgerError> {
+    let denied = || LedgerError::PermissionDenied(format!("{} may not read {what} {id}", actor.name));
+    match found {
+        Ok(t) if actor.is_admin() || may_read(&t) => Ok(t),
+        Ok(_) => Err(denied()),
+        Err(LedgerError::NotFound { .. }) if !actor.is_admin() => Err(denied()),
+        Err(e) => Err(e),
+    }
+}
+
 fn import_rejection(index: u64, request_id: String, e: &LedgerError) -> pb::ImportRejection {
     let field_violations = match e {
         LedgerError::Invalid { violations, .. } => violations
@@ -214,15 +232,7 @@ impl pb::pledge_service_server::PledgeService for Api {
         let body = async {
             let id = convert::id("id", &request.get_ref().id)?;
             let found = self.ledger.read(move |s| query::pledge(s, id)).await;
-            match found {
-                Ok(p) if actor.may_read_pledge(&p) => Ok(convert::pledge_to_pb(&p)),
-                // AIP-211: outside the caller's scope, existence is not revealed either way.
-                Ok(_) | Err(LedgerError::NotFound { .. }) if !actor.is_admin() => {
-                    Err(LedgerError::PermissionDenied(format!("{} may not read pledge {id}", actor.name)))
-                }
-                Ok(p) => Ok(convert::pledge_to_pb(&p)),
-                Err(e) => Err(e),
-            }
+            in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p)).map(|p| convert::pledge_to_pb(&p))
         };
         self.guard("GetPledge", &actor, self.call_timeout, body).await.map(Response::new)
     }
@@ -266,17 +276,11 @@ impl pb::pledge_service_server::PledgeService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let id = convert::id("id", &request.get_ref().id)?;
-            let entries = match self.ledger.read(move |s| query::pledge_history(s, id)).await {
-                Err(LedgerError::NotFound { .. }) if !actor.is_admin() => {
-                    return Err(LedgerError::PermissionDenied(format!("{} may not read pledge {id}", actor.name)));
-                }
-                other => other?,
-            };
+            let found = self.ledger.read(move |s| query::pledge_history(s, id)).await;
             // Scope never changes over a pledge's life: its latest version decides.
-            let latest = entries.last().and_then(|e| e.event.pledge());
-            if !latest.is_some_and(|p| actor.may_read_pledge(p)) {
-                return Err(LedgerError::PermissionDenied(format!("{} may not read pledge {id}", actor.name)));
-            }
+            let entries = in_scope(&actor, "pledge", id, found, |entries| {
+                entries.last().and_then(|e| e.event.pledge()).is_some_and(|p| actor.may_read_pledge(p))
+            })?;
             Ok(pb::GetPledgeHistoryResponse {
                 versions: entries.iter().filter_map(convert::pledge_version_to_pb).collect(),
             })
@@ -312,14 +316,9 @@ impl pb::credit_line_service_server::CreditLineService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let id = convert::id("id", &request.get_ref().id)?;
-            match self.ledger.read(move |s| query::credit_line(s, id)).await {
-                Ok(l) if actor.may_read_line(&l) => Ok(convert::credit_line_to_pb(&l)),
-                Ok(_) | Err(LedgerError::NotFound { .. }) if !actor.is_admin() => {
-                    Err(LedgerError::PermissionDenied(format!("{} may not read credit line {id}", actor.name)))
-                }
-                Ok(l) => Ok(convert::credit_line_to_pb(&l)),
-                Err(e) => Err(e),
-            }
+            let found = self.ledger.read(move |s| query::credit_line(s, id)).await;
+            in_scope(&actor, "credit line", id, found, |l| actor.may_read_line(l))
+                .map(|l| convert::credit_line_to_pb(&l))
         };
         self.guard("GetCreditLine", &actor, self.call_timeout, body).await.map(Response::new)
     }

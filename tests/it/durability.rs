@@ -89,6 +89,32 @@ async fn connect(port: u16, dir: &std::path::Path) -> PledgeServiceClient<Authed
     }
 }
 
+/// `writers` tasks, each registering up to `per_writer` pledges (county chosen by `county(writer,
+/// i)`) until a call fails; every acknowledged pledge is recorded.
+fn writer_swarm(
+    client: &PledgeServiceClient<Authed>,
+    writers: usize,
+    per_writer: usize,
+    county: fn(usize, usize) -> &'static str,
+) -> (std::sync::Arc<std::sync::Mutex<Vec<Pledge>>>, Vec<tokio::task::JoinHandle<()>>) {
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks = (0..writers)
+        .map(|w| {
+            let mut client = client.clone();
+            let acknowledged = acknowledged.clone();
+            tokio::spawn(async move {
+                for i in 0..per_writer {
+                    match client.register_pledge(register(pledge(county(w, i), "1.00"))).await {
+                        Ok(p) => acknowledged.lock().unwrap().push(p.into_inner()),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    (acknowledged, tasks)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -102,21 +128,8 @@ async fn kill_9_after_acknowledgement_loses_nothing() {
     let client = connect(port, &dir).await;
     // Many concurrent writers; the process is killed the moment the last one is acknowledged,
     // while others are still in flight.
-    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for w in 0..16 {
-        let mut client = client.clone();
-        let acknowledged = acknowledged.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..200 {
-                let county = if (w + i) % 2 == 0 { "330108" } else { "440305" };
-                match client.register_pledge(register(pledge(county, "1.00"))).await {
-                    Ok(p) => acknowledged.lock().unwrap().push(p.into_inner()),
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
+    let (acknowledged, tasks) =
+        writer_swarm(&client, 16, 200, |w, i| if (w + i) % 2 == 0 { "330108" } else { "440305" });
     let deadline = Instant::now() + Duration::from_secs(60);
     while acknowledged.lock().unwrap().len() < 1000 {
         assert!(Instant::now() < deadline, "writes too slow");
@@ -168,20 +181,7 @@ async fn sigterm_finishes_in_flight_writes_then_exits() {
     let port = free_port();
     let mut process = spawn_binary(&dir, port);
     let client = connect(port, &dir).await;
-    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let mut client = client.clone();
-        let acknowledged = acknowledged.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..500 {
-                match client.register_pledge(register(pledge("330108", "2.00"))).await {
-                    Ok(p) => acknowledged.lock().unwrap().push(p.into_inner().id),
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
+    let (acknowledged, tasks) = writer_swarm(&client, 8, 500, |_, _| "330108");
     while acknowledged.lock().unwrap().len() < 200 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -202,7 +202,7 @@ async fn sigterm_finishes_in_flight_writes_then_exits() {
     let port = free_port();
     let _restarted = spawn_binary(&dir, port);
     let mut client = connect(port, &dir).await;
-    for id in &acknowledged {
-        client.get_pledge(GetPledgeRequest { id: id.clone() }).await.unwrap();
+    for p in &acknowledged {
+        client.get_pledge(GetPledgeRequest { id: p.id.clone() }).await.unwrap();
     }
 }
