@@ -6,8 +6,10 @@
 
 pub mod domain;
 pub mod grpc;
+pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod protojson;
 pub mod server;
 pub mod store;
 pub mod workload;

@@ -56,6 +56,19 @@ enum Command {
     Exposure(ExposureArgs),
     /// Benchmark a server started on a new data directory: throughput and latency percentiles.
     Bench(cli::bench::BenchArgs),
+    /// Write realistic generated registrations as JSON lines (the format `import` reads) to
+    /// stdout: for trying the service out, load tests and import rehearsals.
+    Generate {
+        /// How many registrations.
+        #[arg(long, default_value_t = 1000)]
+        pledges: u64,
+        /// Decides everything generated: the same seed gives the same file.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// 0-9: files generated with different prefixes use disjoint rights and enterprises.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=9))]
+        prefix: u64,
+    },
     /// Exit 0 when the server answers the standard gRPC health check with SERVING (for container
     /// health checks; needs no token).
     Health {
@@ -517,6 +530,7 @@ fn main() -> ExitCode {
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),
             Command::Bench(args) => client_result(cli::bench::run(args).await),
+            Command::Generate { pledges, seed, prefix } => generate(pledges, seed, prefix).map_err(ServeError::from),
             Command::Health { server, service, ca_cert } => client_result(health(server, service, ca_cert).await),
         }
     });
@@ -528,4 +542,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Streams generated registrations to stdout, one JSON object per line, without holding them.
+fn generate(pledges: u64, seed: u64, prefix: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut workload = ipledger::workload::Workload::new(seed, prefix);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..pledges {
+        let request =
+            ipledger::proto::RegisterPledgeRequest { request_id: String::new(), pledge: Some(workload.pledge()) };
+        writeln!(out, "{}", ipledger::protojson::to_json("RegisterPledgeRequest", &request))?;
+    }
+    out.flush()
 }

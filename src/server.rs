@@ -251,9 +251,21 @@ pub async fn serve(
     let credit_lines = limited!(pb::credit_line_service_server::CreditLineServiceServer::new(api.clone()));
     let exposure = limited!(pb::exposure_service_server::ExposureServiceServer::new(api.clone()));
     let admin = limited!(pb::admin_service_server::AdminServiceServer::new(api.clone()));
-    let journal = limited!(pb::journal_service_server::JournalServiceServer::new(api));
+    let journal = limited!(pb::journal_service_server::JournalServiceServer::new(api.clone()));
     let reflection_v1 = InterceptedService::new(reflection_v1.build_v1()?, auth.clone());
-    let reflection_v1alpha = InterceptedService::new(reflection_v1alpha.build_v1alpha()?, auth);
+    let reflection_v1alpha = InterceptedService::new(reflection_v1alpha.build_v1alpha()?, auth.clone());
+    let routes = tonic::service::Routes::new(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(pledges)
+        .add_service(credit_lines)
+        .add_service(exposure)
+        .add_service(admin)
+        .add_service(journal);
+    // The dashboard page and its JSON API share the port (and so its TLS) with gRPC.
+    let routes = tonic::service::Routes::from(
+        routes.into_axum_router().merge(crate::http::router(crate::http::HttpState { api, auth })),
+    );
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
@@ -272,20 +284,15 @@ pub async fn serve(
         tls = config.tls.is_some(),
         mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         data_dir = %config.data_dir.display(),
-        "serving ipledger.v1 (reflection v1 and v1alpha, grpc.health.v1)"
+        "serving ipledger.v1 (reflection v1 and v1alpha, grpc.health.v1) and the dashboard at /dashboard/"
     );
     builder
         .max_concurrent_streams(limits.streams_per_connection_max)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(pledges)
-        .add_service(credit_lines)
-        .add_service(exposure)
-        .add_service(admin)
-        .add_service(journal)
+        // Browsers reach the dashboard over HTTP/1.1 when there is no TLS.
+        .accept_http1(true)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             stopping_tx.send_replace(true);

@@ -86,6 +86,15 @@ if buf curl --protocol grpc --http2-prior-knowledge -d '{}' "http://$addr/ipledg
   echo "served without a token"; false
 fi
 
+# The dashboard's JSON API: the same answer as over gRPC, with the same token.
+grpc_total=$(call -d '{"regionCode": "330000"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" | json 'd["total"]')
+http_total=$(curl -sf -H "authorization: Bearer $token" -H 'content-type: application/json' \
+  -d '{"regionCode": "330000"}' "http://$addr/api/ipledger.v1.ExposureService/GetExposure" | json 'd["total"]')
+[ "$grpc_total" = "$http_total" ]
+curl -sf "http://$addr/dashboard/" | grep >/dev/null '<title>ipledger'
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' -d '{}' \
+  "http://$addr/api/ipledger.v1.ExposureService/GetExposure")" = 401 ]
+
 kill -TERM $server
 wait $server
 grep -q "every accepted write is committed" "$data/server.log"

@@ -38,22 +38,8 @@ impl Interceptor for Authenticate {
 
 impl Authenticate {
     fn principal(&self, request: &Request<()>) -> Result<Principal, Status> {
-        if let Some(value) = request.metadata().get("authorization") {
-            let value = value.to_str().map_err(|_| unauthenticated("the authorization header is not text"))?;
-            let token = value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-                .ok_or_else(|| unauthenticated("the authorization header must be `Bearer <token>`"))?
-                .trim();
-            if !token.starts_with(TOKEN_PREFIX) {
-                return Err(unauthenticated("malformed bearer token"));
-            }
-            // Only the hash is compared; the token itself is never logged or stored.
-            return self
-                .ledger
-                .principals()
-                .by_token(&token_hash(token))
-                .ok_or_else(|| unauthenticated("unknown or revoked token"));
+        if let Some(found) = self.bearer(request.metadata()) {
+            return found;
         }
         if self.client_certificates
             && let Some(certs) = request.peer_certs()
@@ -68,6 +54,29 @@ impl Authenticate {
                 .ok_or_else(|| unauthenticated("the client certificate's principal is unknown or revoked"));
         }
         Err(unauthenticated("missing `authorization: Bearer <token>` metadata"))
+    }
+
+    /// The principal of the `authorization: Bearer <token>` header, if there is one (also used by
+    /// the HTTP JSON API, which has no client certificates).
+    pub fn bearer(&self, metadata: &tonic::metadata::MetadataMap) -> Option<Result<Principal, Status>> {
+        let value = metadata.get("authorization")?;
+        let found = (|| {
+            let value = value.to_str().map_err(|_| unauthenticated("the authorization header is not text"))?;
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .ok_or_else(|| unauthenticated("the authorization header must be `Bearer <token>`"))?
+                .trim();
+            if !token.starts_with(TOKEN_PREFIX) {
+                return Err(unauthenticated("malformed bearer token"));
+            }
+            // Only the hash is compared; the token itself is never logged or stored.
+            self.ledger
+                .principals()
+                .by_token(&token_hash(token))
+                .ok_or_else(|| unauthenticated("unknown or revoked token"))
+        })();
+        Some(found)
     }
 }
 

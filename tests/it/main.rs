@@ -8,6 +8,7 @@ mod access;
 mod asof;
 mod cli;
 mod credit_lines;
+mod dashboard;
 mod deploy;
 mod durability;
 mod exposure;

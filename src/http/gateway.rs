@@ -1,0 +1,202 @@
+//! A read-only JSON API for the dashboard page and for scripts that cannot speak gRPC. Each
+//! `POST /api/<service>/<method>` with a proto3-JSON body runs that method's own gRPC handler
+//! in-process, so authentication (the same bearer tokens), scopes, limits, metrics and the error
+//! table are the gRPC API's own. Bodies, status codes and errors follow the Connect protocol's
+//! unary JSON conventions (`{"code": "permission_denied", "message": …, "details": […]}`).
+//! Only reads are offered: writes stay on gRPC, where request ids and streaming live.
+
+use super::HttpState;
+use crate::domain::principal::Principal;
+use crate::proto as pb;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use pb::credit_line_service_server::CreditLineService;
+use pb::exposure_service_server::ExposureService;
+use pb::pledge_service_server::PledgeService;
+use prost::Message;
+use std::future::Future;
+use tonic::{Code, Request, Status};
+
+/// Largest request body: every read request is a few hundred bytes.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// The methods offered, as (service, method): the read methods of the ledger services.
+pub const METHODS: [(&str, &str); 7] = [
+    ("ipledger.v1.ExposureService", "GetExposure"),
+    ("ipledger.v1.ExposureService", "GetStatistics"),
+    ("ipledger.v1.CreditLineService", "GetCreditLine"),
+    ("ipledger.v1.CreditLineService", "ListCreditLines"),
+    ("ipledger.v1.PledgeService", "GetPledge"),
+    ("ipledger.v1.PledgeService", "ListPledges"),
+    ("ipledger.v1.PledgeService", "GetPledgeHistory"),
+];
+
+/// `POST /api/{service}/{method}`.
+pub async fn call(
+    State(state): State<HttpState>,
+    Path((service, method)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !json {
+        let message = "the body must be proto3 JSON with `content-type: application/json`";
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+    }
+    let principal = match state.auth.bearer(&tonic::metadata::MetadataMap::from_headers(headers)) {
+        Some(Ok(principal)) => principal,
+        Some(Err(status)) => return error(&status),
+        None => return error(&Status::unauthenticated("missing `authorization: Bearer <token>` header")),
+    };
+    let api = state.api;
+    match (service.as_str(), method.as_str()) {
+        ("ipledger.v1.ExposureService", "GetExposure") => {
+            unary(&body, principal, "GetExposureRequest", "GetExposureResponse", |r| async move {
+                api.get_exposure(r).await
+            })
+            .await
+        }
+        ("ipledger.v1.ExposureService", "GetStatistics") => {
+            unary(&body, principal, "GetStatisticsRequest", "GetStatisticsResponse", |r| async move {
+                api.get_statistics(r).await
+            })
+            .await
+        }
+        ("ipledger.v1.CreditLineService", "GetCreditLine") => {
+            unary(
+                &body,
+                principal,
+                "GetCreditLineRequest",
+                "CreditLine",
+                |r| async move { api.get_credit_line(r).await },
+            )
+            .await
+        }
+        ("ipledger.v1.CreditLineService", "ListCreditLines") => {
+            unary(&body, principal, "ListCreditLinesRequest", "ListCreditLinesResponse", |r| async move {
+                api.list_credit_lines(r).await
+            })
+            .await
+        }
+        ("ipledger.v1.PledgeService", "GetPledge") => {
+            unary(&body, principal, "GetPledgeRequest", "Pledge", |r| async move { api.get_pledge(r).await }).await
+        }
+        ("ipledger.v1.PledgeService", "ListPledges") => {
+            unary(&body, principal, "ListPledgesRequest", "ListPledgesResponse", |r| async move {
+                api.list_pledges(r).await
+            })
+            .await
+        }
+        ("ipledger.v1.PledgeService", "GetPledgeHistory") => {
+            unary(&body, principal, "GetPledgeHistoryRequest", "GetPledgeHistoryResponse", |r| async move {
+                api.get_pledge_history(r).await
+            })
+            .await
+        }
+        _ => {
+            let offered: Vec<String> = METHODS.iter().map(|(s, m)| format!("{s}/{m}")).collect();
+            let message = format!("{service}/{method} is not offered over HTTP; these are: {}", offered.join(", "));
+            error(&Status::unimplemented(message))
+        }
+    }
+}
+
+/// Parses the body as `request_name`, runs `handler` as the authenticated `principal` (exactly as
+/// the gRPC interceptor would have), and answers with the response in proto3 JSON.
+async fn unary<Q, A, Fut>(
+    body: &[u8],
+    principal: Principal,
+    request_name: &str,
+    response_name: &str,
+    handler: impl FnOnce(Request<Q>) -> Fut,
+) -> Response
+where
+    Q: Message + Default,
+    A: Message,
+    Fut: Future<Output = Result<tonic::Response<A>, Status>>,
+{
+    let text = match std::str::from_utf8(body) {
+        Ok(t) if t.trim().is_empty() => "{}",
+        Ok(t) => t,
+        Err(_) => return error(&Status::invalid_argument("the body is not UTF-8")),
+    };
+    let message: Q = match crate::protojson::from_json(request_name, text) {
+        Ok(m) => m,
+        Err(e) => return error(&Status::invalid_argument(format!("the body is not a {request_name}: {e}"))),
+    };
+    let mut request = Request::new(message);
+    request.extensions_mut().insert(principal);
+    match handler(request).await {
+        Ok(response) => (
+            [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+            crate::protojson::to_json(response_name, response.get_ref()),
+        )
+            .into_response(),
+        Err(status) => error(&status),
+    }
+}
+
+/// The Connect protocol's names and HTTP statuses of the gRPC codes.
+fn connect_code(code: Code) -> (&'static str, StatusCode) {
+    match code {
+        Code::Ok => ("ok", StatusCode::OK),
+        Code::Cancelled => ("canceled", StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)),
+        Code::Unknown => ("unknown", StatusCode::INTERNAL_SERVER_ERROR),
+        Code::InvalidArgument => ("invalid_argument", StatusCode::BAD_REQUEST),
+        Code::DeadlineExceeded => ("deadline_exceeded", StatusCode::GATEWAY_TIMEOUT),
+        Code::NotFound => ("not_found", StatusCode::NOT_FOUND),
+        Code::AlreadyExists => ("already_exists", StatusCode::CONFLICT),
+        Code::PermissionDenied => ("permission_denied", StatusCode::FORBIDDEN),
+        Code::ResourceExhausted => ("resource_exhausted", StatusCode::TOO_MANY_REQUESTS),
+        Code::FailedPrecondition => ("failed_precondition", StatusCode::BAD_REQUEST),
+        Code::Aborted => ("aborted", StatusCode::CONFLICT),
+        Code::OutOfRange => ("out_of_range", StatusCode::BAD_REQUEST),
+        Code::Unimplemented => ("unimplemented", StatusCode::NOT_FOUND),
+        Code::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+        Code::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+        Code::DataLoss => ("data_loss", StatusCode::INTERNAL_SERVER_ERROR),
+        Code::Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
+    }
+}
+
+/// A Connect error body: the code, the message, and each google.rpc detail with its bytes and,
+/// for people, its JSON form (`debug`), which carries the UPPER_SNAKE reason and field violations.
+fn error(status: &Status) -> Response {
+    let (code, http) = connect_code(status.code());
+    let details: Vec<serde_json::Value> = tonic_types::pb::Status::decode(status.details())
+        .map(|s| s.details)
+        .unwrap_or_default()
+        .iter()
+        .map(|any| {
+            let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+            serde_json::json!({
+                "type": type_name,
+                "value": base64::engine::general_purpose::STANDARD_NO_PAD.encode(&any.value),
+                "debug": crate::protojson::any_to_json(type_name, &any.value),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"code": code, "message": status.message(), "details": details});
+    (http, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body.to_string())
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_grpc_code_has_a_connect_name_and_an_error_status() {
+        for n in 1..=16 {
+            let (name, http) = connect_code(Code::from_i32(n));
+            assert!(!name.is_empty() && name != "ok", "code {n}");
+            assert!(http.is_client_error() || http.is_server_error(), "code {n}: {http}");
+        }
+    }
+}
