@@ -249,10 +249,13 @@ pub async fn run(args: ImportArgs) -> Result<Progress, ClientError> {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  ETA {eta}  {msg}")
+        ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} records  {per_sec:0}  ETA {eta}  {msg}")
             .map_err(|e| ClientError::Usage(e.to_string()))?,
     );
     bar.set_position(acknowledged);
+    // The records of an earlier run are not this run's rate: measure from here.
+    bar.tick();
+    bar.reset_eta();
     let client = args.connect.pledges().await?;
     let mut in_flight = FuturesOrdered::new();
     let lines_done = progress.lines_done;

@@ -98,15 +98,13 @@ pub fn indicator_delta(before: &[(Day, Day)], after: &[(Day, Day)]) -> Vec<(Day,
     merged
 }
 
-/// The three granularities the points are summed at: years, months within a year, days within a
-/// month. As of `d` = the years before d's year + the months of that year before d's month + the
-/// days of that month up to d: at most ~40 + 11 + 31 stored sums per row, however long the history.
-pub fn year_index(d: Day) -> u32 {
-    NaiveDate::from_num_days_from_ce_opt(d as i32).map_or(0, |date| date.year() as u32)
-}
-
-pub fn month_index(d: Day) -> u32 {
-    NaiveDate::from_num_days_from_ce_opt(d as i32).map_or(0, |date| date.year() as u32 * 12 + date.month0())
+/// Where a day falls for the as-of sums: its year, its month (0-11) and its day of the year
+/// (0-365). As of `d` = the totals of the years before d's year + the totals of that year's months
+/// before d's month + the days of d's month up to d: one stored value per year and row, however
+/// long the history.
+pub fn calendar(d: Day) -> (u32, u8, u16) {
+    let date = NaiveDate::from_num_days_from_ce_opt(d as i32).expect("days come from dates");
+    (date.year() as u32, date.month0() as u8, date.ordinal0() as u16)
 }
 
 #[cfg(test)]

@@ -193,6 +193,54 @@ impl AsOfDelta {
     }
 }
 
+/// The as-of sums of one row for one year: the year's total, the totals of its months and the
+/// deltas of its days, each list sorted and without zero entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct YearSums {
+    pub total: AsOfDelta,
+    /// (month 0-11, total of the month)
+    pub months: Vec<(u8, AsOfDelta)>,
+    /// (day of the year 0-365, delta of the day)
+    pub days: Vec<(u16, AsOfDelta)>,
+}
+
+/// Adds `delta` to the entry `at` of a sorted list, dropping it when it comes to zero.
+fn add_at<K: Ord + Copy>(list: &mut Vec<(K, AsOfDelta)>, at: K, delta: &AsOfDelta) {
+    match list.binary_search_by_key(&at, |(k, _)| *k) {
+        Ok(i) => {
+            list[i].1.add(delta);
+            if list[i].1.is_zero() {
+                list.remove(i);
+            }
+        }
+        Err(i) => {
+            if !delta.is_zero() {
+                list.insert(i, (at, *delta));
+            }
+        }
+    }
+}
+
+impl YearSums {
+    fn add(&mut self, month: u8, day_of_year: u16, delta: &AsOfDelta) {
+        self.total.add(delta);
+        add_at(&mut self.months, month, delta);
+        add_at(&mut self.days, day_of_year, delta);
+    }
+
+    fn is_zero(&self) -> bool {
+        self.total.is_zero() && self.months.is_empty() && self.days.is_empty()
+    }
+}
+
+/// The in-force intervals `(pledge, from, to)` of one pledgor's pledges, per row (by the row's key
+/// body), sorted by row.
+type PledgorIntervals = Vec<(Vec<u8>, Vec<(Uuid, asof::Day, asof::Day)>)>;
+
+fn intervals_in<'a>(all: &'a PledgorIntervals, bucket: &[u8]) -> &'a [(Uuid, asof::Day, asof::Day)] {
+    all.binary_search_by(|(b, _)| b.as_slice().cmp(bucket)).map_or(&[], |i| all[i].1.as_slice())
+}
+
 /// Adds `point` to every row `pledge` counts in; with `interval_of`, also moves the pledge's
 /// in-force interval in each row's pledgor intervals and adds the enterprise points that follow.
 fn add_asof(
@@ -201,7 +249,9 @@ fn add_asof(
     point: asof::Point,
     interval_of: Option<&Pledge>,
 ) -> Result<(), LedgerError> {
-    let pledgor = &pledge.content.pledgor.credit_code;
+    let intervals_key = keys::asof_intervals(&pledge.content.pledgor.credit_code);
+    let mut all: PledgorIntervals =
+        if interval_of.is_some() { tx.get(&intervals_key)?.unwrap_or_default() } else { Vec::new() };
     for share in exposure::pledge_shares(pledge) {
         let delta = AsOfDelta {
             secured_fen: point.secured_fen,
@@ -211,43 +261,41 @@ fn add_asof(
         };
         add_asof_delta(tx, &share.bucket, point.day, &delta)?;
         if let Some(p) = interval_of {
-            let key = keys::asof_intervals(&share.bucket, pledgor);
-            let mut intervals: Vec<(Uuid, asof::Day, asof::Day)> = tx.get(&key)?.unwrap_or_default();
+            let body = keys::bucket_body(&share.bucket);
+            let i = match all.binary_search_by(|(b, _)| b.as_slice().cmp(&body)) {
+                Ok(i) => i,
+                Err(i) => {
+                    all.insert(i, (body, Vec::new()));
+                    i
+                }
+            };
+            let intervals = &mut all[i].1;
             let spans = |v: &[(Uuid, asof::Day, asof::Day)]| {
                 asof::union(&v.iter().map(|(_, a, b)| (*a, *b)).collect::<Vec<_>>())
             };
-            let before = spans(&intervals);
+            let before = spans(intervals);
             let (start, end) = asof::interval(p);
             match intervals.iter_mut().find(|(id, ..)| *id == p.id) {
                 Some(existing) => *existing = (p.id, start, end),
                 None => intervals.push((p.id, start, end)),
             }
-            for (day, enterprises) in asof::indicator_delta(&before, &spans(&intervals)) {
+            for (day, enterprises) in asof::indicator_delta(&before, &spans(intervals)) {
                 add_asof_delta(tx, &share.bucket, day, &AsOfDelta { enterprises, ..AsOfDelta::default() })?;
             }
-            tx.put(key, &intervals);
         }
+    }
+    if interval_of.is_some() {
+        tx.put(intervals_key, &all);
     }
     Ok(())
 }
 
 fn add_asof_delta(tx: &mut Tx<'_>, bucket: &Bucket, day: asof::Day, delta: &AsOfDelta) -> Result<(), LedgerError> {
-    for grain in keys::Grain::ALL {
-        let index = match grain {
-            keys::Grain::Year => asof::year_index(day),
-            keys::Grain::Month => asof::month_index(day),
-            keys::Grain::Day => day,
-        };
-        let key = keys::asof(grain, bucket, index);
-        let mut sum: AsOfDelta = tx.get(&key)?.unwrap_or_default();
-        sum.add(delta);
-        if sum.is_zero() {
-            tx.delete(key);
-        } else {
-            tx.put(key, &sum);
-        }
-    }
-    Ok(())
+    let (year, month, day_of_year) = asof::calendar(day);
+    tx.update::<YearSums>(keys::asof(bucket, year), |sums| {
+        sums.add(month, day_of_year, delta);
+        !sums.is_zero()
+    })
 }
 
 fn registration_fact(pledge: &Pledge) -> Fact {
@@ -286,8 +334,10 @@ fn draw(tx: &mut Tx<'_>, line_id: Uuid, delta_fen: i128, at: crate::domain::Micr
 fn add_pledge_exposure(tx: &mut Tx<'_>, pledge: &Pledge, sign: i64) -> Result<(), LedgerError> {
     assert!(sign == 1 || sign == -1);
     let c = &pledge.content;
+    let intervals: PledgorIntervals = tx.get(&keys::asof_intervals(&c.pledgor.credit_code))?.unwrap_or_default();
     for share in exposure::pledge_shares(pledge) {
-        let enterprises = count_enterprise(tx, &share.bucket, &c.pledgor.credit_code, sign)?;
+        let in_bucket = intervals_in(&intervals, &keys::bucket_body(&share.bucket));
+        let enterprises = count_enterprise(in_bucket, &share.bucket, &c.pledgor.credit_code, sign)?;
         let delta = RowDelta {
             secured_fen: i128::from(sign) * c.secured_amount.fen(),
             pledges: sign,
@@ -304,9 +354,12 @@ fn add_pledge_exposure(tx: &mut Tx<'_>, pledge: &Pledge, sign: i64) -> Result<()
 /// (`sign` 1) or is released (`sign` -1): 1 when its first active pledge appears, -1 when its last
 /// goes. The pledgor's active pledges in the bucket are its open in-force intervals, which the
 /// as-of bookkeeping keeps anyway (and updates after this call), so no count of its own is stored.
-fn count_enterprise(tx: &Tx<'_>, bucket: &Bucket, pledgor: &CreditCode, sign: i64) -> Result<i64, LedgerError> {
-    let intervals: Vec<(Uuid, asof::Day, asof::Day)> =
-        tx.get(&keys::asof_intervals(bucket, pledgor))?.unwrap_or_default();
+fn count_enterprise(
+    intervals: &[(Uuid, asof::Day, asof::Day)],
+    bucket: &Bucket,
+    pledgor: &CreditCode,
+    sign: i64,
+) -> Result<i64, LedgerError> {
     let active = intervals.iter().filter(|(.., end)| *end == asof::OPEN).count() as i64;
     let next = active + sign;
     if next < 0 {
@@ -320,18 +373,22 @@ fn count_enterprise(tx: &Tx<'_>, bucket: &Bucket, pledgor: &CreditCode, sign: i6
 }
 
 fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta, name: Option<&str>) -> Result<(), LedgerError> {
-    let key = keys::exposure(bucket);
-    let row: Row = tx.get(&key)?.unwrap_or_default();
-    let mut next = row.apply(delta)?;
-    if let (Some(name), exposure::Dimension::Pledgee(_)) = (name, &bucket.dimension) {
-        name.clone_into(&mut next.name);
-    }
-    if next.is_empty() {
-        tx.delete(key);
-    } else {
-        tx.put(key, &next);
-    }
-    Ok(())
+    let mut failed = None;
+    tx.update::<Row>(keys::exposure(bucket), |row| match row.apply(delta) {
+        Ok(mut next) => {
+            if let (Some(name), exposure::Dimension::Pledgee(_)) = (name, &bucket.dimension) {
+                name.clone_into(&mut next.name);
+            }
+            *row = next;
+            !row.is_empty()
+        }
+        Err(e) => {
+            // The command fails and its writes are dropped, this one included.
+            failed = Some(e);
+            true
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// A stored value for a divergence report: its length and first bytes in hex, or "absent".

@@ -17,8 +17,8 @@
 //! | `U` principal name | principal and its token hash |
 //! | `T` token hash(32) | principal name (live tokens only) |
 //! | `G` county(6) day(4) id(16) | registration fact, for statistics |
-//! | `X` grain(y/m/d) bucket index(4) | as-of sums: dated deltas of a row per year, month, day |
-//! | `Y` bucket 0x00 pledgor(18) | in-force intervals of the pledgor's pledges in the row (open ones: its active pledges, for distinct counts) |
+//! | `X` bucket year(4) | as-of sums of a row for one year: the year's, its months' and its days' deltas |
+//! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
 //! | `L` sequence(8, big-endian) | journal entry: the ground truth |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
 //! | `M` name | metadata: serial numbers, clock, journal head |
@@ -127,7 +127,8 @@ pub fn trailing_id(key: &[u8]) -> Option<Uuid> {
     Uuid::from_slice(&key[start..]).ok()
 }
 
-fn bucket_body(bucket: &Bucket) -> Vec<u8> {
+/// The bytes that name a row: level, region code and dimension.
+pub fn bucket_body(bucket: &Bucket) -> Vec<u8> {
     let mut k = vec![bucket.region.level().tag()];
     k.extend_from_slice(&bucket.region.code().to_be_bytes());
     match &bucket.dimension {
@@ -166,38 +167,19 @@ pub fn exposure_pledgee_code(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.get(7..)?).ok()
 }
 
-/// The three granularities of as-of sums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grain {
-    Year,
-    Month,
-    Day,
+/// The as-of sums of one row: one key per year (the year's total, its months' totals and its
+/// days' deltas in one value), so a dated event writes one key per row, not three.
+pub fn asof_prefix(bucket: &Bucket) -> Vec<u8> {
+    key(&[b"X", &bucket_body(bucket)])
 }
 
-impl Grain {
-    pub const ALL: [Grain; 3] = [Grain::Year, Grain::Month, Grain::Day];
-
-    fn tag(self) -> u8 {
-        match self {
-            Grain::Year => b'y',
-            Grain::Month => b'm',
-            Grain::Day => b'd',
-        }
-    }
-}
-
-/// The as-of sums of one row at one granularity; the period index follows.
-pub fn asof_prefix(grain: Grain, bucket: &Bucket) -> Vec<u8> {
-    key(&[b"X", &[grain.tag()], &bucket_body(bucket)])
-}
-
-pub fn asof(grain: Grain, bucket: &Bucket, index: u32) -> Vec<u8> {
-    key(&[&asof_prefix(grain, bucket), &index.to_be_bytes()])
+pub fn asof(bucket: &Bucket, year: u32) -> Vec<u8> {
+    key(&[&asof_prefix(bucket), &year.to_be_bytes()])
 }
 
 /// The yearly sums of every pledgee row of a region (to list the pledgees of any date).
 pub fn asof_pledgees_prefix(region: Region) -> Vec<u8> {
-    let mut k = vec![b'X', Grain::Year.tag(), region.level().tag()];
+    let mut k = vec![b'X', region.level().tag()];
     k.extend_from_slice(&region.code().to_be_bytes());
     k.push(b'B');
     k
@@ -205,12 +187,13 @@ pub fn asof_pledgees_prefix(region: Region) -> Vec<u8> {
 
 /// The pledgee code in a key under `asof_pledgees_prefix`.
 pub fn asof_pledgee_code(key: &[u8]) -> Option<&str> {
-    std::str::from_utf8(key.get(8..26)?).ok()
+    std::str::from_utf8(key.get(7..25)?).ok()
 }
 
-/// The in-force intervals of a pledgor's pledges in one row (distinct enterprises as of a date).
-pub fn asof_intervals(bucket: &Bucket, pledgor: &CreditCode) -> Vec<u8> {
-    key(&[b"Y", &bucket_body(bucket), &[0], pledgor.as_str().as_bytes()])
+/// The in-force intervals of one pledgor's pledges in every row they count in (distinct
+/// enterprises now and as of a date): one key per pledgor, so a registration writes one key.
+pub fn asof_intervals(pledgor: &CreditCode) -> Vec<u8> {
+    key(&[b"Y", pledgor.as_str().as_bytes()])
 }
 
 /// A principal by name: its record and token hash.

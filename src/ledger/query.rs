@@ -262,52 +262,40 @@ pub fn exposure_row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerErr
     row(store, bucket)
 }
 
-/// Sums the stored deltas of `bucket` at `grain` whose period index lies in `from..=to`.
-fn sum_grain(
-    store: &dyn Store,
-    grain: keys::Grain,
-    bucket: &Bucket,
-    from: u32,
-    to: u32,
-) -> Result<AsOfDelta, LedgerError> {
+/// A row as of the end of `date`: the totals of the years before, then from `date`'s year the
+/// totals of the months before and the days of its month up to `date` (one value per year read).
+fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Result<Row, LedgerError> {
+    use crate::domain::asof;
+    use crate::ledger::events::YearSums;
+    use chrono::Datelike;
+    let (year, month, day_of_year) = asof::calendar(asof::day(date));
+    let (_, _, month_start) = asof::calendar(asof::day(date.with_day(1).expect("day 1 exists")));
+    let prefix = keys::asof_prefix(bucket);
     let mut sum = AsOfDelta::default();
-    if from > to {
-        return Ok(sum);
-    }
-    let prefix = keys::asof_prefix(grain, bucket);
-    let mut after = from.checked_sub(1).map(|i| keys::asof(grain, bucket, i));
-    loop {
+    let mut after: Option<Vec<u8>> = None;
+    'years: loop {
         let chunk = store.scan(&prefix, after.as_deref(), 64).map_err(unavailable)?;
         let done = chunk.len() < 64;
         for (key, value) in chunk {
-            let index = key.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
-            let index = index.ok_or_else(|| LedgerError::Internal("as-of key without index".to_owned()))?;
-            if index > to {
-                return Ok(sum);
+            let stored_year = key.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+            let stored_year = stored_year.ok_or_else(|| LedgerError::Internal("as-of key without year".to_owned()))?;
+            if stored_year > year {
+                break 'years;
             }
-            sum.add(&codec::decode::<AsOfDelta>(&key, &value)?);
+            let sums: YearSums = codec::decode(&key, &value)?;
+            if stored_year < year {
+                sum.add(&sums.total);
+            } else {
+                sums.months.iter().filter(|(m, _)| *m < month).for_each(|(_, d)| sum.add(d));
+                sums.days.iter().filter(|(d, _)| (month_start..=day_of_year).contains(d)).for_each(|(_, d)| sum.add(d));
+                break 'years;
+            }
             after = Some(key);
         }
         if done {
-            return Ok(sum);
+            break;
         }
     }
-}
-
-/// A row as of the end of `date`: the years before, the months of that year before, the days of
-/// that month up to `date` (at most ~80 stored sums, however long the history).
-fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Result<Row, LedgerError> {
-    use crate::domain::asof;
-    use chrono::Datelike;
-    let d = asof::day(date);
-    let year = asof::year_index(d);
-    let month = asof::month_index(d);
-    let month_start = asof::day(date.with_day(1).expect("day 1 exists"));
-    let mut sum = sum_grain(store, keys::Grain::Year, bucket, 0, year.saturating_sub(1))?;
-    if month > year * 12 {
-        sum.add(&sum_grain(store, keys::Grain::Month, bucket, year * 12, month - 1)?);
-    }
-    sum.add(&sum_grain(store, keys::Grain::Day, bucket, month_start, d)?);
     let count =
         |v: i64| u64::try_from(v).map_err(|_| LedgerError::Internal(format!("as-of count below zero in {bucket:?}")));
     Ok(Row {

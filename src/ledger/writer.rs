@@ -156,6 +156,18 @@ fn commit_group(
     tx.accept();
     let batch = tx.into_batch();
     let ops = batch.ops.len();
+    if tracing::enabled!(tracing::Level::TRACE) {
+        // Which key families a group writes, and how many bytes: where the store's time goes.
+        let mut families = std::collections::BTreeMap::<u8, (usize, usize)>::new();
+        for (key, value) in &batch.ops {
+            let family = families.entry(key.first().copied().unwrap_or(b'?')).or_default();
+            family.0 += 1;
+            family.1 += key.len() + value.as_ref().map_or(0, Vec::len);
+        }
+        let families: Vec<String> =
+            families.iter().map(|(f, (n, bytes))| format!("{}={n}/{bytes}B", *f as char)).collect();
+        tracing::trace!(families = families.join(" "), "group keys");
+    }
     let executed_us = started.elapsed().as_micros() as u64;
     match store.commit(batch) {
         Ok(()) => {
