@@ -197,6 +197,7 @@ impl AsOfDelta {
 /// deltas of its days, each list sorted and without zero entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct YearSums {
+    /// First, and it must stay first: queries of later dates decode only this field.
     pub total: AsOfDelta,
     /// (month 0-11, total of the month)
     pub months: Vec<(u8, AsOfDelta)>,

@@ -262,40 +262,75 @@ pub fn exposure_row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerErr
     row(store, bucket)
 }
 
-/// A row as of the end of `date`: the totals of the years before, then from `date`'s year the
-/// totals of the months before and the days of its month up to `date` (one value per year read).
-fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Result<Row, LedgerError> {
-    use crate::domain::asof;
-    use crate::ledger::events::YearSums;
-    use chrono::Datelike;
-    let (year, month, day_of_year) = asof::calendar(asof::day(date));
-    let (_, _, month_start) = asof::calendar(asof::day(date.with_day(1).expect("day 1 exists")));
-    let prefix = keys::asof_prefix(bucket);
-    let mut sum = AsOfDelta::default();
-    let mut after: Option<Vec<u8>> = None;
-    'years: loop {
-        let chunk = store.scan(&prefix, after.as_deref(), 64).map_err(unavailable)?;
-        let done = chunk.len() < 64;
-        for (key, value) in chunk {
-            let stored_year = key.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
-            let stored_year = stored_year.ok_or_else(|| LedgerError::Internal("as-of key without year".to_owned()))?;
-            if stored_year > year {
-                break 'years;
-            }
-            let sums: YearSums = codec::decode(&key, &value)?;
-            if stored_year < year {
-                sum.add(&sums.total);
-            } else {
-                sums.months.iter().filter(|(m, _)| *m < month).for_each(|(_, d)| sum.add(d));
-                sums.days.iter().filter(|(d, _)| (month_start..=day_of_year).contains(d)).for_each(|(_, d)| sum.add(d));
-                break 'years;
-            }
-            after = Some(key);
+/// Where a date falls in the as-of records: its year, month, day of the year, and the day of the
+/// year its month starts on.
+#[derive(Debug, Clone, Copy)]
+struct AsOfDate {
+    year: u32,
+    month: u8,
+    day_of_year: u16,
+    month_start: u16,
+}
+
+impl AsOfDate {
+    fn new(date: chrono::NaiveDate) -> AsOfDate {
+        use crate::domain::asof;
+        use chrono::Datelike;
+        let (year, month, day_of_year) = asof::calendar(asof::day(date));
+        let (_, _, month_start) = asof::calendar(asof::day(date.with_day(1).expect("day 1 exists")));
+        AsOfDate { year, month, day_of_year, month_start }
+    }
+
+    /// Adds what the record of `stored_year` contributes as of this date: the total of a past
+    /// year, the months before and the days of the month up to the date of this year, nothing of a
+    /// later year.
+    fn fold(&self, sum: &mut AsOfDelta, stored_year: u32, key: &[u8], value: &[u8]) -> Result<(), LedgerError> {
+        if stored_year < self.year {
+            // `total` is `YearSums`' first field: the months and days of past years are not needed.
+            sum.add(&codec::decode_first::<AsOfDelta>(key, value)?);
+        } else if stored_year == self.year {
+            let sums: crate::ledger::events::YearSums = codec::decode(key, value)?;
+            sums.months.iter().filter(|(m, _)| *m < self.month).for_each(|(_, d)| sum.add(d));
+            let days = self.month_start..=self.day_of_year;
+            sums.days.iter().filter(|(d, _)| days.contains(d)).for_each(|(_, d)| sum.add(d));
         }
-        if done {
-            break;
+        Ok(())
+    }
+}
+
+/// The year at the end of an as-of key.
+fn stored_year(key: &[u8]) -> Result<u32, LedgerError> {
+    key.len()
+        .checked_sub(4)
+        .and_then(|start| key[start..].try_into().ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| LedgerError::Internal("as-of key without year".to_owned()))
+}
+
+/// Every as-of record under `prefix`, in key order, a chunk at a time, until `each` returns false.
+fn scan_all(
+    store: &dyn Store,
+    prefix: &[u8],
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<bool, LedgerError>,
+) -> Result<(), LedgerError> {
+    const CHUNK: usize = 256;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let chunk = store.scan(prefix, after.as_deref(), CHUNK).map_err(unavailable)?;
+        let done = chunk.len() < CHUNK;
+        for (key, value) in &chunk {
+            if !each(key, value)? {
+                return Ok(());
+            }
+        }
+        match chunk.into_iter().next_back() {
+            Some((key, _)) if !done => after = Some(key),
+            _ => return Ok(()),
         }
     }
+}
+
+fn as_of_row(sum: &AsOfDelta, bucket: &Bucket) -> Result<Row, LedgerError> {
     let count =
         |v: i64| u64::try_from(v).map_err(|_| LedgerError::Internal(format!("as-of count below zero in {bucket:?}")));
     Ok(Row {
@@ -306,6 +341,50 @@ fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Res
         right_count: count(sum.rights)?,
         ..Row::default()
     })
+}
+
+/// A row as of the end of `date`: the totals of the years before, then from `date`'s year the
+/// totals of the months before and the days of its month up to `date` (one value per year read).
+fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Result<Row, LedgerError> {
+    let at = AsOfDate::new(date);
+    let mut sum = AsOfDelta::default();
+    scan_all(store, &keys::asof_prefix(bucket), |key, value| {
+        let year = stored_year(key)?;
+        at.fold(&mut sum, year, key, value)?;
+        Ok(year < at.year)
+    })?;
+    as_of_row(&sum, bucket)
+}
+
+/// Every pledgee row of `region` as of the end of `date`, in one pass over their year records.
+fn pledgee_rows_as_of(
+    store: &dyn Store,
+    region: Region,
+    date: chrono::NaiveDate,
+) -> Result<Vec<(CreditCode, Row)>, LedgerError> {
+    let at = AsOfDate::new(date);
+    let mut sums: Vec<(String, AsOfDelta)> = Vec::new();
+    scan_all(store, &keys::asof_pledgees_prefix(region), |key, value| {
+        let code =
+            keys::asof_pledgee_code(key).ok_or_else(|| LedgerError::Internal("as-of key without pledgee".into()))?;
+        if sums.last().is_none_or(|(last, _)| last != code) {
+            if sums.len() >= EXPOSURE_ROWS_MAX {
+                return Ok(false);
+            }
+            sums.push((code.to_owned(), AsOfDelta::default()));
+        }
+        let sum = &mut sums.last_mut().expect("pushed above").1;
+        at.fold(sum, stored_year(key)?, key, value)?;
+        Ok(true)
+    })?;
+    sums.into_iter()
+        .map(|(code, sum)| {
+            let code =
+                CreditCode::parse(&code).map_err(|e| LedgerError::Internal(format!("stored pledgee code: {e}")))?;
+            let row = as_of_row(&sum, &Bucket { region, dimension: Dimension::Pledgee(code.clone()) })?;
+            Ok((code, row))
+        })
+        .collect()
 }
 
 /// Exposure of `region`; with `bank`, of that bank's book only (its pledgee rows), so a bank never
@@ -358,29 +437,26 @@ pub fn exposure(
             })
             .collect::<Result<_, LedgerError>>()?,
         GroupBy::Pledgee => {
-            let codes: Vec<String> = match (bank, as_of) {
-                (Some(code), _) => vec![code.to_string()],
+            // (code, the row as of the date when one is asked for)
+            let listed: Vec<(CreditCode, Option<Row>)> = match (bank, as_of) {
+                (Some(code), _) => vec![(code.clone(), None)],
                 (None, None) => store
                     .scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX)
                     .map_err(unavailable)?
                     .iter()
-                    .filter_map(|(key, _)| keys::exposure_pledgee_code(key).map(str::to_owned))
-                    .collect(),
-                (None, Some(_)) => {
-                    let mut codes: Vec<String> = store
-                        .scan(&keys::asof_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX)
-                        .map_err(unavailable)?
-                        .iter()
-                        .filter_map(|(key, _)| keys::asof_pledgee_code(key).map(str::to_owned))
-                        .collect();
-                    codes.dedup();
-                    codes
+                    .filter_map(|(key, _)| keys::exposure_pledgee_code(key))
+                    .map(|code| {
+                        let code = CreditCode::parse(code)
+                            .map_err(|e| LedgerError::Internal(format!("stored pledgee code: {e}")))?;
+                        Ok((code, None))
+                    })
+                    .collect::<Result<_, LedgerError>>()?,
+                (None, Some(date)) => {
+                    pledgee_rows_as_of(store, region, date)?.into_iter().map(|(c, r)| (c, Some(r))).collect()
                 }
             };
-            let mut rows = Vec::with_capacity(codes.len());
-            for code in codes {
-                let code =
-                    CreditCode::parse(&code).map_err(|e| LedgerError::Internal(format!("stored pledgee code: {e}")))?;
+            let mut rows = Vec::with_capacity(listed.len());
+            for (code, as_of_row) in listed {
                 let bucket = Bucket { region, dimension: Dimension::Pledgee(code.clone()) };
                 let current: Option<Row> = get(store, &keys::exposure(&bucket))?;
                 let name = current
@@ -388,9 +464,10 @@ pub fn exposure(
                     .map(|r| r.name.clone())
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| code.to_string());
-                let value = match as_of {
-                    None => current.unwrap_or_default(),
-                    Some(date) => row_as_of(store, &bucket, date)?,
+                let value = match (as_of, as_of_row) {
+                    (_, Some(row)) => row,
+                    (None, None) => current.unwrap_or_default(),
+                    (Some(date), None) => row_as_of(store, &bucket, date)?,
                 };
                 if value.is_empty()
                     && value.pledge_count == 0
