@@ -21,7 +21,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    async fn start(extra_args: &[&str]) -> Browser {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -35,7 +35,7 @@ impl Browser {
             });
         let profile = tempfile::tempdir().unwrap();
         // These flags keep Chromium off the network (this machine has none) and out of the way.
-        let args = [
+        let mut args = vec![
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
@@ -46,8 +46,10 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--window-size=1280,2000",
-            &format!("--user-data-dir={}", profile.path().display()),
         ];
+        let profile_arg = format!("--user-data-dir={}", profile.path().display());
+        args.push(&profile_arg);
+        args.extend_from_slice(extra_args);
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("goog:chromeOptions".into(), serde_json::json!({"binary": chromium, "args": args}));
         let mut attempt = 0;
@@ -99,7 +101,11 @@ impl Browser {
     }
 
     async fn sign_in(&self, server: &TestServer, token: &str) {
-        self.client.goto(&format!("http://{}/dashboard/", server.addr)).await.unwrap();
+        self.sign_in_at(&format!("http://{}", server.addr), token).await;
+    }
+
+    async fn sign_in_at(&self, base: &str, token: &str) {
+        self.client.goto(&format!("{base}/dashboard/")).await.unwrap();
         let signout = self.client.find(Locator::Id("signout")).await.unwrap();
         if signout.is_displayed().await.unwrap() {
             signout.click().await.unwrap();
@@ -160,7 +166,7 @@ async fn seed(server: &TestServer) {
 async fn dashboard_shows_totals_drills_down_and_respects_the_token_scope() {
     let server = TestServer::start().await;
     seed(&server).await;
-    let browser = Browser::start().await;
+    let browser = Browser::start(&[]).await;
 
     browser.sign_in(&server, &server.admin_token).await;
     browser.ready("").await;
@@ -244,7 +250,7 @@ async fn dashboard_shows_totals_drills_down_and_respects_the_token_scope() {
 async fn json_api_answers_like_connect_and_refuses_like_grpc() {
     let server = TestServer::start().await;
     seed(&server).await;
-    let browser = Browser::start().await;
+    let browser = Browser::start(&[]).await;
     browser.client.goto(&format!("http://{}/dashboard/", server.addr)).await.unwrap();
     let admin = format!("Bearer {}", server.admin_token);
     let exposure = "/api/ipledger.v1.ExposureService/GetExposure";
@@ -276,4 +282,28 @@ async fn json_api_answers_like_connect_and_refuses_like_grpc() {
     assert_eq!((status, body["code"].as_str()), (404, Some("unimplemented")));
     browser.close().await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_works_over_tls() {
+    let s = crate::tls::start(false).await;
+    let channel = crate::tls::tls_channel(&s, None).await.unwrap();
+    let mut pledges = ipledger::proto::pledge_service_client::PledgeServiceClient::with_interceptor(
+        channel,
+        Bearer::new(&s.server.admin_token),
+    );
+    pledges.register_pledge(register(pledge("330106", "250000.00"))).await.unwrap();
+    // The test CA is not in Chromium's store; the certificate itself is checked by the TLS tests.
+    let browser = Browser::start(&["--ignore-certificate-errors"]).await;
+    browser.sign_in_at(&format!("https://localhost:{}", s.server.addr.port()), &s.server.admin_token).await;
+    browser.ready("").await;
+    assert_eq!(browser.text("#total-secured").await, "250,000.00");
+    browser.click("#regions a[data-key='330000']").await;
+    browser.ready("330000").await;
+    assert_eq!(browser.text("#total-pledges").await, "1");
+    let protocol =
+        browser.client.execute("return performance.getEntriesByType('navigation')[0].nextHopProtocol;", vec![]);
+    assert_eq!(protocol.await.unwrap(), "h2", "over TLS the page comes over HTTP/2");
+    browser.close().await;
+    s.server.stop().await;
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-struct Pki {
+pub(crate) struct Pki {
     ca_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -36,13 +36,13 @@ impl Pki {
     }
 }
 
-struct TlsServer {
-    server: TestServer,
-    pki: Pki,
-    _temp: tempfile::TempDir,
+pub(crate) struct TlsServer {
+    pub(crate) server: TestServer,
+    pub(crate) pki: Pki,
+    pub(crate) _temp: tempfile::TempDir,
 }
 
-async fn start(mutual: bool) -> TlsServer {
+pub(crate) async fn start(mutual: bool) -> TlsServer {
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("ipledger test ca");
     let (cert, key) = pki.issue("localhost");
@@ -67,7 +67,10 @@ async fn start(mutual: bool) -> TlsServer {
     TlsServer { server, pki, _temp: temp }
 }
 
-async fn tls_channel(s: &TlsServer, identity: Option<(String, String)>) -> Result<Channel, tonic::transport::Error> {
+pub(crate) async fn tls_channel(
+    s: &TlsServer,
+    identity: Option<(String, String)>,
+) -> Result<Channel, tonic::transport::Error> {
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&s.pki.ca_pem)).domain_name("localhost");
     if let Some((cert, key)) = identity {
         tls = tls.identity(Identity::from_pem(cert, key));
