@@ -7,6 +7,7 @@
 
 use super::HttpState;
 use crate::domain::principal::Principal;
+use crate::grpc::Api;
 use crate::proto as pb;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -23,16 +24,34 @@ use tonic::{Code, Request, Status};
 /// Largest request body: every read request is a few hundred bytes.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 
-/// The methods offered, as (service, method): the read methods of the ledger services.
-pub const METHODS: [(&str, &str); 7] = [
-    ("ipledger.v1.ExposureService", "GetExposure"),
-    ("ipledger.v1.ExposureService", "GetStatistics"),
-    ("ipledger.v1.CreditLineService", "GetCreditLine"),
-    ("ipledger.v1.CreditLineService", "ListCreditLines"),
-    ("ipledger.v1.PledgeService", "GetPledge"),
-    ("ipledger.v1.PledgeService", "ListPledges"),
-    ("ipledger.v1.PledgeService", "GetPledgeHistory"),
-];
+/// The methods offered (the read methods of the ledger services), each written once: the list
+/// below and the dispatch to its gRPC handler come from the same line.
+macro_rules! offered {
+    ($(($service:literal, $method:literal, $request:literal, $response:literal, $handler:ident)),* $(,)?) => {
+        /// The methods offered, as (service, method).
+        pub const METHODS: &[(&str, &str)] = &[$(($service, $method)),*];
+
+        /// Runs `service/method` as `principal`; `None` when it is not offered.
+        async fn dispatch(api: Api, service: &str, method: &str, body: &[u8], principal: Principal) -> Option<Response> {
+            match (service, method) {
+                $(($service, $method) => Some(
+                    unary(body, principal, $request, $response, |r| async move { api.$handler(r).await }).await,
+                ),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+offered! {
+    ("ipledger.v1.ExposureService", "GetExposure", "GetExposureRequest", "GetExposureResponse", get_exposure),
+    ("ipledger.v1.ExposureService", "GetStatistics", "GetStatisticsRequest", "GetStatisticsResponse", get_statistics),
+    ("ipledger.v1.CreditLineService", "GetCreditLine", "GetCreditLineRequest", "CreditLine", get_credit_line),
+    ("ipledger.v1.CreditLineService", "ListCreditLines", "ListCreditLinesRequest", "ListCreditLinesResponse", list_credit_lines),
+    ("ipledger.v1.PledgeService", "GetPledge", "GetPledgeRequest", "Pledge", get_pledge),
+    ("ipledger.v1.PledgeService", "ListPledges", "ListPledgesRequest", "ListPledgesResponse", list_pledges),
+    ("ipledger.v1.PledgeService", "GetPledgeHistory", "GetPledgeHistoryRequest", "GetPledgeHistoryResponse", get_pledge_history),
+}
 
 /// `POST /api/{service}/{method}`.
 pub async fn call(
@@ -54,52 +73,9 @@ pub async fn call(
         Some(Err(status)) => return error(&status),
         None => return error(&Status::unauthenticated("missing `authorization: Bearer <token>` header")),
     };
-    let api = state.api;
-    match (service.as_str(), method.as_str()) {
-        ("ipledger.v1.ExposureService", "GetExposure") => {
-            unary(&body, principal, "GetExposureRequest", "GetExposureResponse", |r| async move {
-                api.get_exposure(r).await
-            })
-            .await
-        }
-        ("ipledger.v1.ExposureService", "GetStatistics") => {
-            unary(&body, principal, "GetStatisticsRequest", "GetStatisticsResponse", |r| async move {
-                api.get_statistics(r).await
-            })
-            .await
-        }
-        ("ipledger.v1.CreditLineService", "GetCreditLine") => {
-            unary(
-                &body,
-                principal,
-                "GetCreditLineRequest",
-                "CreditLine",
-                |r| async move { api.get_credit_line(r).await },
-            )
-            .await
-        }
-        ("ipledger.v1.CreditLineService", "ListCreditLines") => {
-            unary(&body, principal, "ListCreditLinesRequest", "ListCreditLinesResponse", |r| async move {
-                api.list_credit_lines(r).await
-            })
-            .await
-        }
-        ("ipledger.v1.PledgeService", "GetPledge") => {
-            unary(&body, principal, "GetPledgeRequest", "Pledge", |r| async move { api.get_pledge(r).await }).await
-        }
-        ("ipledger.v1.PledgeService", "ListPledges") => {
-            unary(&body, principal, "ListPledgesRequest", "ListPledgesResponse", |r| async move {
-                api.list_pledges(r).await
-            })
-            .await
-        }
-        ("ipledger.v1.PledgeService", "GetPledgeHistory") => {
-            unary(&body, principal, "GetPledgeHistoryRequest", "GetPledgeHistoryResponse", |r| async move {
-                api.get_pledge_history(r).await
-            })
-            .await
-        }
-        _ => {
+    match dispatch(state.api, &service, &method, &body, principal).await {
+        Some(response) => response,
+        None => {
             let offered: Vec<String> = METHODS.iter().map(|(s, m)| format!("{s}/{m}")).collect();
             let message = format!("{service}/{method} is not offered over HTTP; these are: {}", offered.join(", "));
             error(&Status::unimplemented(message))

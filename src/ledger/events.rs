@@ -100,8 +100,9 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             if let Some(line_id) = c.credit_line_id {
                 draw(tx, line_id, c.secured_amount.fen(), entry.at)?;
             }
-            add_pledge_exposure(tx, pledge, 1)?;
-            add_asof(tx, pledge, asof::registration_point(pledge), Some(pledge))?;
+            let intervals = pledgor_intervals(tx, pledge)?;
+            add_pledge_exposure(tx, pledge, 1, &intervals)?;
+            add_asof(tx, pledge, asof::registration_point(pledge), Some((pledge, intervals)))?;
             tx.put(keys::fact(c.county, c.registered_on, id), &registration_fact(pledge));
             tx.put(keys::pledge(id), pledge);
             tx.put(keys::history(id, sequence), &());
@@ -139,9 +140,11 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             if let Some(line_id) = after.content.credit_line_id {
                 draw(tx, line_id, -after.content.secured_amount.fen(), entry.at)?;
             }
-            add_pledge_exposure(tx, before, -1)?;
+            // The pledgor never changes: before and after share one interval record.
+            let intervals = pledgor_intervals(tx, before)?;
+            add_pledge_exposure(tx, before, -1, &intervals)?;
             if let Some(point) = asof::release_point(after) {
-                add_asof(tx, after, point, Some(after))?;
+                add_asof(tx, after, point, Some((after, intervals)))?;
             }
             tx.put(keys::pledge(id), after);
             tx.put(keys::history(id, sequence), &());
@@ -238,21 +241,24 @@ impl YearSums {
 /// body), sorted by row.
 type PledgorIntervals = Vec<(Vec<u8>, Vec<(Uuid, asof::Day, asof::Day)>)>;
 
+/// The pledgor's interval record, read once per event that moves one of its intervals.
+fn pledgor_intervals(tx: &Tx<'_>, pledge: &Pledge) -> Result<PledgorIntervals, LedgerError> {
+    Ok(tx.get(&keys::asof_intervals(&pledge.content.pledgor.credit_code))?.unwrap_or_default())
+}
+
 fn intervals_in<'a>(all: &'a PledgorIntervals, bucket: &[u8]) -> &'a [(Uuid, asof::Day, asof::Day)] {
     all.binary_search_by(|(b, _)| b.as_slice().cmp(bucket)).map_or(&[], |i| all[i].1.as_slice())
 }
 
-/// Adds `point` to every row `pledge` counts in; with `interval_of`, also moves the pledge's
-/// in-force interval in each row's pledgor intervals and adds the enterprise points that follow.
+/// Adds `point` to every row `pledge` counts in; with `interval_of` (the pledge whose interval
+/// moves and its pledgor's interval record), also moves that interval in each row and adds the
+/// enterprise points that follow, then stores the record.
 fn add_asof(
     tx: &mut Tx<'_>,
     pledge: &Pledge,
     point: asof::Point,
-    interval_of: Option<&Pledge>,
+    mut interval_of: Option<(&Pledge, PledgorIntervals)>,
 ) -> Result<(), LedgerError> {
-    let intervals_key = keys::asof_intervals(&pledge.content.pledgor.credit_code);
-    let mut all: PledgorIntervals =
-        if interval_of.is_some() { tx.get(&intervals_key)?.unwrap_or_default() } else { Vec::new() };
     for share in exposure::pledge_shares(pledge) {
         let delta = AsOfDelta {
             secured_fen: point.secured_fen,
@@ -261,7 +267,7 @@ fn add_asof(
             enterprises: 0,
         };
         add_asof_delta(tx, &share.bucket, point.day, &delta)?;
-        if let Some(p) = interval_of {
+        if let Some((p, all)) = interval_of.as_mut() {
             let body = keys::bucket_body(&share.bucket);
             let i = match all.binary_search_by(|(b, _)| b.as_slice().cmp(&body)) {
                 Ok(i) => i,
@@ -285,8 +291,8 @@ fn add_asof(
             }
         }
     }
-    if interval_of.is_some() {
-        tx.put(intervals_key, &all);
+    if let Some((_, all)) = interval_of {
+        tx.put(keys::asof_intervals(&pledge.content.pledgor.credit_code), &all);
     }
     Ok(())
 }
@@ -332,12 +338,16 @@ fn draw(tx: &mut Tx<'_>, line_id: Uuid, delta_fen: i128, at: crate::domain::Micr
 }
 
 /// Adds (`sign` 1) or removes (`sign` -1) an active pledge from every row it counts in.
-fn add_pledge_exposure(tx: &mut Tx<'_>, pledge: &Pledge, sign: i64) -> Result<(), LedgerError> {
+fn add_pledge_exposure(
+    tx: &mut Tx<'_>,
+    pledge: &Pledge,
+    sign: i64,
+    intervals: &PledgorIntervals,
+) -> Result<(), LedgerError> {
     assert!(sign == 1 || sign == -1);
     let c = &pledge.content;
-    let intervals: PledgorIntervals = tx.get(&keys::asof_intervals(&c.pledgor.credit_code))?.unwrap_or_default();
     for share in exposure::pledge_shares(pledge) {
-        let in_bucket = intervals_in(&intervals, &keys::bucket_body(&share.bucket));
+        let in_bucket = intervals_in(intervals, &keys::bucket_body(&share.bucket));
         let enterprises = count_enterprise(in_bucket, &share.bucket, &c.pledgor.credit_code, sign)?;
         let delta = RowDelta {
             secured_fen: i128::from(sign) * c.secured_amount.fen(),

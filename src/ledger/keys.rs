@@ -154,17 +154,28 @@ pub fn exposure(bucket: &Bucket) -> Vec<u8> {
     key(&[b"A", &bucket_body(bucket)])
 }
 
-/// All pledgee rows of one region.
-pub fn exposure_pledgees_prefix(region: Region) -> Vec<u8> {
-    let mut k = vec![b'A', region.level().tag()];
+/// The keys of `family` for every pledgee row of one region: the family, then the start of
+/// `bucket_body` of a pledgee bucket.
+fn pledgees_prefix(family: u8, region: Region) -> Vec<u8> {
+    let mut k = vec![family, region.level().tag()];
     k.extend_from_slice(&region.code().to_be_bytes());
     k.push(b'B');
     k
 }
 
+/// The credit code that follows a pledgees prefix in a key.
+fn pledgee_code_after_prefix(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(7..25)?).ok()
+}
+
+/// All pledgee rows of one region.
+pub fn exposure_pledgees_prefix(region: Region) -> Vec<u8> {
+    pledgees_prefix(b'A', region)
+}
+
 /// The pledgee credit code of a pledgee row's key.
 pub fn exposure_pledgee_code(key: &[u8]) -> Option<&str> {
-    std::str::from_utf8(key.get(7..)?).ok()
+    pledgee_code_after_prefix(key)
 }
 
 /// The as-of sums of one row: one key per year (the year's total, its months' totals and its
@@ -179,15 +190,12 @@ pub fn asof(bucket: &Bucket, year: u32) -> Vec<u8> {
 
 /// The yearly sums of every pledgee row of a region (to list the pledgees of any date).
 pub fn asof_pledgees_prefix(region: Region) -> Vec<u8> {
-    let mut k = vec![b'X', region.level().tag()];
-    k.extend_from_slice(&region.code().to_be_bytes());
-    k.push(b'B');
-    k
+    pledgees_prefix(b'X', region)
 }
 
 /// The pledgee code in a key under `asof_pledgees_prefix`.
 pub fn asof_pledgee_code(key: &[u8]) -> Option<&str> {
-    std::str::from_utf8(key.get(7..25)?).ok()
+    pledgee_code_after_prefix(key)
 }
 
 /// The in-force intervals of one pledgor's pledges in every row they count in (distinct

@@ -60,9 +60,9 @@ impl Browser {
                 .await
             {
                 Ok(client) => break client,
-                Err(e) if attempt < 100 => {
+                // chromedriver takes a moment to listen.
+                Err(_) if attempt < 100 => {
                     attempt += 1;
-                    let _ = e;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("chromedriver did not start a session: {e}"),
