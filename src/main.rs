@@ -14,6 +14,8 @@ use ipledger::domain::principal::{PrincipalName, Role};
 use ipledger::domain::region::Region;
 use ipledger::domain::{LedgerError, ident::CreditCode};
 use ipledger::grpc;
+use ipledger::grpc::Timeouts;
+use ipledger::grpc::limits::Quotas;
 use ipledger::ledger::query;
 use ipledger::server::{self, Config, Limits, ServeError, Tls};
 use std::net::SocketAddr;
@@ -171,12 +173,33 @@ struct ServeArgs {
     /// Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED.
     #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", default_value_t = Limits::default().write_queue_max)]
     write_queue_max: usize,
-    /// Requests handled at once; beyond it calls get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "IPLEDGER_REQUESTS_MAX", default_value_t = Limits::default().requests_max)]
-    requests_max: usize,
+    /// Calls handled at once; beyond it calls get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "IPLEDGER_REQUESTS_MAX", default_value_t = Quotas::default().calls_max)]
+    requests_max: u32,
+    /// Calls one principal may have handled at once.
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_REQUESTS_MAX", default_value_t = Quotas::default().principal_calls_max)]
+    principal_requests_max: u32,
+    /// Import and export streams open at once, and per principal.
+    #[arg(long, env = "IPLEDGER_STREAMS_MAX", default_value_t = Quotas::default().streams_max)]
+    streams_max: u32,
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_STREAMS_MAX", default_value_t = Quotas::default().principal_streams_max)]
+    principal_streams_max: u32,
+    /// Change feeds (WatchEvents) open at once, and per principal.
+    #[arg(long, env = "IPLEDGER_WATCHERS_MAX", default_value_t = Quotas::default().watchers_max)]
+    watchers_max: u32,
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_WATCHERS_MAX", default_value_t = Quotas::default().principal_watchers_max)]
+    principal_watchers_max: u32,
+    /// Bytes of write requests waiting for the writer, and per principal.
+    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_BYTES_MAX", default_value_t = Quotas::default().queued_bytes_max)]
+    write_queue_bytes_max: u32,
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_WRITE_QUEUE_BYTES_MAX", default_value_t = Quotas::default().principal_queued_bytes_max)]
+    principal_write_queue_bytes_max: u32,
     /// Deadline of every unary call, in milliseconds.
-    #[arg(long, env = "IPLEDGER_CALL_TIMEOUT_MS", default_value_t = Limits::default().call_timeout.as_millis() as u64)]
+    #[arg(long, env = "IPLEDGER_CALL_TIMEOUT_MS", default_value_t = Timeouts::default().call.as_millis() as u64)]
     call_timeout_ms: u64,
+    /// An import stream that sends nothing for this long is ended, in milliseconds.
+    #[arg(long, env = "IPLEDGER_STREAM_IDLE_TIMEOUT_MS", default_value_t = Timeouts::default().stream_idle.as_millis() as u64)]
+    stream_idle_timeout_ms: u64,
     /// Page cache of the store, in MiB.
     #[arg(long, env = "IPLEDGER_CACHE_MIB", default_value_t = Limits::default().cache_bytes / (1024 * 1024))]
     cache_mib: u64,
@@ -250,8 +273,21 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let limits = Limits {
         write_queue_max: args.write_queue_max,
-        requests_max: args.requests_max,
-        call_timeout: Duration::from_millis(args.call_timeout_ms),
+        quotas: Quotas {
+            calls_max: args.requests_max,
+            principal_calls_max: args.principal_requests_max,
+            streams_max: args.streams_max,
+            principal_streams_max: args.principal_streams_max,
+            watchers_max: args.watchers_max,
+            principal_watchers_max: args.principal_watchers_max,
+            queued_bytes_max: args.write_queue_bytes_max,
+            principal_queued_bytes_max: args.principal_write_queue_bytes_max,
+        },
+        timeouts: Timeouts {
+            call: Duration::from_millis(args.call_timeout_ms),
+            stream_idle: Duration::from_millis(args.stream_idle_timeout_ms),
+            ..Timeouts::default()
+        },
         cache_bytes: args.cache_mib * 1024 * 1024,
         ..Limits::default()
     };

@@ -28,12 +28,11 @@ pub struct Limits {
     pub response_bytes_max: usize,
     /// Writes waiting for the writer at most; beyond it unary writes get RESOURCE_EXHAUSTED.
     pub write_queue_max: usize,
-    /// Requests being handled at once at most; beyond it calls get RESOURCE_EXHAUSTED.
-    pub requests_max: usize,
-    /// Deadline of every unary call.
-    pub call_timeout: Duration,
-    /// Deadline of one ImportPledges stream.
-    pub import_timeout: Duration,
+    /// Calls, streams, change feeds and queued write bytes at once, for the server and for each
+    /// principal; beyond them calls get RESOURCE_EXHAUSTED.
+    pub quotas: grpc::limits::Quotas,
+    /// Deadlines of calls and streams, and how long an import stream may idle.
+    pub timeouts: grpc::Timeouts,
     /// Concurrent HTTP/2 streams per connection.
     pub streams_per_connection_max: u32,
     /// sled's page cache.
@@ -46,9 +45,8 @@ impl Default for Limits {
             request_bytes_max: 4 * 1024 * 1024,
             response_bytes_max: 64 * 1024 * 1024,
             write_queue_max: 65_536,
-            requests_max: 4096,
-            call_timeout: Duration::from_secs(30),
-            import_timeout: Duration::from_secs(4 * 3600),
+            quotas: grpc::limits::Quotas::default(),
+            timeouts: grpc::Timeouts::default(),
             streams_per_connection_max: 1024,
             cache_bytes: 512 * 1024 * 1024,
         }
@@ -232,7 +230,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let api = Api::new(ledger.clone(), limits.requests_max, limits.call_timeout, limits.import_timeout, stopping);
+    let api = Api::new(ledger.clone(), limits.quotas.clone(), limits.timeouts, stopping);
     drop(ledger);
     // Size limits and compression are set on the generated service, then it is wrapped.
     macro_rules! limited {

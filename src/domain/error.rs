@@ -45,6 +45,10 @@ pub enum LedgerError {
     /// request id to learn its result).
     #[error("deadline of {0} ms exceeded")]
     DeadlineExceeded(u64),
+    /// A bound on concurrent work was reached, the server's own or the principal's share of it:
+    /// back off and retry. `reason` names the bound (TOO_MANY_STREAMS, ...).
+    #[error("{what}: at most {limit} {}; retry with backoff", if *.per_principal { "per principal" } else { "on this server" })]
+    LimitReached { reason: &'static str, what: &'static str, limit: u64, per_principal: bool },
     /// The write queue is full: the caller should back off and retry.
     #[error("the write queue is full ({0} requests waiting); retry with backoff")]
     Overloaded(usize),
@@ -93,6 +97,7 @@ impl LedgerError {
             LedgerError::TooManyRequests(_) => "TOO_MANY_REQUESTS",
             LedgerError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             LedgerError::Overloaded(_) => "WRITE_QUEUE_FULL",
+            LedgerError::LimitReached { reason, .. } => reason,
             LedgerError::Unavailable(_) => "UNAVAILABLE",
             LedgerError::Internal(_) => "INTERNAL",
         }

@@ -50,10 +50,12 @@ async fn send_entries<T>(
         };
         for entry in entries {
             next = entry.sequence + 1;
-            if let Some(message) = map(&entry)
-                && sender.send(message).await.is_err()
-            {
-                return None;
+            if let Some(message) = map(&entry) {
+                // An error ends the stream (the client was told why), as does a client gone away.
+                let end = message.is_err();
+                if sender.send(message).await.is_err() || end {
+                    return None;
+                }
             }
         }
     }
@@ -70,11 +72,7 @@ impl pb::journal_service_server::JournalService for Api {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let actor = auth::principal(&request)?;
-        let permit = self
-            .watchers
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| status::to_status(LedgerError::TooManyRequests(self.watchers_max)))?;
+        let permit = self.limiter.watcher(&actor.name).map_err(status::to_status)?;
         let mut next = request.get_ref().from_sequence.max(1);
         let ledger = self.ledger.clone();
         let mut committed = ledger.committed();
@@ -82,20 +80,32 @@ impl pb::journal_service_server::JournalService for Api {
         let (sender, receiver) = tokio::sync::mpsc::channel(FEED_BUFFER);
         tokio::spawn(async move {
             let _permit = permit;
+            let revoked = super::revoked(&ledger, &actor.name);
+            tokio::pin!(revoked);
             loop {
-                // Only committed (durable) entries are sent, in order, each once.
+                // Only committed (durable) entries are sent, in order, each once, and none after
+                // the watcher's revocation.
                 let head = *committed.borrow_and_update();
-                let visible_event =
-                    |entry: &Entry| visible(&actor, entry).then(|| Ok(convert::journal_event_to_pb(entry)));
+                let visible_event = |entry: &Entry| {
+                    if ledger.principals().is_revoked(&actor.name) {
+                        return Some(Err(status::to_status(super::revoked_error(&actor.name))));
+                    }
+                    visible(&actor, entry).then(|| Ok(convert::journal_event_to_pb(entry)))
+                };
                 match send_entries(&ledger, next, head, &sender, visible_event).await {
                     Some(n) => next = n,
                     None => return,
                 }
-                tokio::select! {
-                    changed = committed.changed() => if changed.is_err() { return },
+                let now_revoked = tokio::select! {
+                    changed = committed.changed() => if changed.is_err() { return } else { false },
                     () = sender.closed() => return,
                     // The server is stopping: end the feed; the client resumes elsewhere or later.
                     _ = stopping.wait_for(|s| *s) => return,
+                    () = &mut revoked => true,
+                };
+                if now_revoked {
+                    let _ = sender.send(Err(status::to_status(super::revoked_error(&actor.name)))).await;
+                    return;
                 }
             }
         });
@@ -107,10 +117,15 @@ impl pb::journal_service_server::JournalService for Api {
         request: Request<pb::VerifyJournalRequest>,
     ) -> Result<Response<pb::VerifyJournalResponse>, Status> {
         let actor = auth::principal(&request)?;
-        actor.require_admin_for("verify the journal").map_err(status::to_status)?;
-        let report = self.ledger.exclusive(journal::verify).await.map_err(status::to_status)?;
-        tracing::info!(entries = report.entries, ok = report.divergence.is_none(), principal = %actor.name, "journal verified");
-        Ok(Response::new(convert::verify_report_to_pb(&report)))
+        let body = async {
+            actor.require_admin_for("verify the journal")?;
+            // Runs on the writer thread between two group commits, under a call slot.
+            let _slot = self.limiter.call(&actor.name)?;
+            let report = self.ledger.exclusive(journal::verify).await?;
+            tracing::info!(entries = report.entries, ok = report.divergence.is_none(), "journal verified");
+            Ok(convert::verify_report_to_pb(&report))
+        };
+        self.observe("VerifyJournal", &actor, body).await.map(Response::new)
     }
 
     async fn export_journal(
@@ -119,13 +134,18 @@ impl pb::journal_service_server::JournalService for Api {
     ) -> Result<Response<Self::ExportJournalStream>, Status> {
         let actor = auth::principal(&request)?;
         actor.require_admin_for("export the journal").map_err(status::to_status)?;
+        let permit = self.limiter.stream(&actor.name).map_err(status::to_status)?;
         // Consistent: the journal up to the entry committed when the call began. Entries never
         // change once written, so later writes cannot disturb the dump.
         let head = *self.ledger.committed().borrow();
         let ledger = self.ledger.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(FEED_BUFFER);
         tokio::spawn(async move {
+            let _permit = permit;
             let json_line = |entry: &Entry| {
+                if ledger.principals().is_revoked(&actor.name) {
+                    return Some(Err(status::to_status(super::revoked_error(&actor.name))));
+                }
                 Some(match serde_json::to_string(entry) {
                     Ok(json) => Ok(pb::ExportedEntry { sequence: entry.sequence, json }),
                     Err(e) => Err(status::to_status(LedgerError::Internal(format!("entry {}: {e}", entry.sequence)))),

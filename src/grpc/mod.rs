@@ -5,18 +5,20 @@
 pub mod auth;
 pub mod convert;
 mod journal;
+pub mod limits;
 pub mod status;
 
 use crate::domain::LedgerError;
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Principal, PrincipalName};
 use crate::ledger::{Command, Ledger, Outcome, query};
+use limits::{Limiter, Quotas};
+use prost::Message;
 use crate::proto as pb;
 use futures::FutureExt;
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Rejections listed in an import summary at most; further ones are only counted.
@@ -25,65 +27,85 @@ pub const IMPORT_REJECTIONS_MAX: u32 = 1000;
 /// one stream cannot take the whole write queue.
 pub const IMPORT_IN_FLIGHT_MAX: usize = 2048;
 
-/// Change feeds open at once at most.
-pub const WATCHERS_MAX: usize = 256;
+/// The timeouts of calls and streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Deadline of every unary call.
+    pub call: Duration,
+    /// Deadline of one import stream.
+    pub import: Duration,
+    /// An import stream that sends nothing for this long is ended: an idle stream holds a slot.
+    pub stream_idle: Duration,
+}
 
-/// What every handler shares: the ledger, the in-flight bound and the deadlines.
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            call: Duration::from_secs(30),
+            import: Duration::from_secs(4 * 3600),
+            stream_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler shares: the ledger, admission (`limits`) and the deadlines.
 #[derive(Debug, Clone)]
 pub struct Api {
     pub ledger: Ledger,
-    gate: Arc<Semaphore>,
-    requests_max: usize,
-    /// Change feeds are long-lived: they hold a slot of their own, not one of `gate`'s.
-    watchers: Arc<Semaphore>,
-    watchers_max: usize,
+    limiter: Arc<Limiter>,
     /// Turns true when the server begins to shut down: change feeds end, so shutdown can finish.
     stopping: tokio::sync::watch::Receiver<bool>,
-    call_timeout: Duration,
-    import_timeout: Duration,
+    timeouts: Timeouts,
+}
+
+/// Resolves once `name`'s revocation is committed: open streams end then.
+async fn revoked(ledger: &Ledger, name: &PrincipalName) {
+    let mut revocations = ledger.principals().revocations();
+    loop {
+        if ledger.principals().is_revoked(name) {
+            return;
+        }
+        if revocations.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+fn revoked_error(name: &PrincipalName) -> LedgerError {
+    LedgerError::Unauthenticated(format!("the token of {name} was revoked"))
+}
+
+/// Runs `body` under `timeout`; every read it starts stops at the same deadline.
+async fn within<T>(timeout: Duration, body: impl Future<Output = Result<T, LedgerError>>) -> Result<T, LedgerError> {
+    match tokio::time::timeout(timeout, crate::ledger::with_deadline(timeout, body)).await {
+        Ok(result) => result,
+        Err(_) => Err(LedgerError::DeadlineExceeded(timeout.as_millis() as u64)),
+    }
 }
 
 impl Api {
     pub fn new(
         ledger: Ledger,
-        requests_max: usize,
-        call_timeout: Duration,
-        import_timeout: Duration,
+        quotas: Quotas,
+        timeouts: Timeouts,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Api {
-        Api {
-            stopping,
-            ledger,
-            gate: Arc::new(Semaphore::new(requests_max)),
-            requests_max,
-            watchers: Arc::new(Semaphore::new(WATCHERS_MAX)),
-            watchers_max: WATCHERS_MAX,
-            call_timeout,
-            import_timeout,
-        }
+        Api { stopping, ledger, limiter: Arc::new(Limiter::new(quotas)), timeouts }
     }
 
-    /// Runs a handler body under the in-flight bound (refusing at once when full: a clear
-    /// RESOURCE_EXHAUSTED, never a queue that grows without bound) and a deadline.
-    async fn guard<T>(
+    /// One span per call (method, principal, outcome; never a token or a payload), its metrics, and
+    /// the one status table.
+    async fn observe<T>(
         &self,
         method: &'static str,
         actor: &Principal,
-        timeout: Duration,
         body: impl Future<Output = Result<T, LedgerError>>,
     ) -> Result<T, Status> {
         use tracing::Instrument;
-        // One span per call: method, principal, outcome; never a token or a payload.
         let span = tracing::info_span!("rpc", method, principal = %actor.name);
         async {
             let started = std::time::Instant::now();
-            let result = match self.gate.try_acquire() {
-                Err(_) => Err(LedgerError::TooManyRequests(self.requests_max)),
-                Ok(_permit) => match tokio::time::timeout(timeout, body).await {
-                    Ok(result) => result,
-                    Err(_) => Err(LedgerError::DeadlineExceeded(timeout.as_millis() as u64)),
-                },
-            };
+            let result = body.await;
             let elapsed_us = started.elapsed().as_micros() as u64;
             let metrics = &crate::metrics::METRICS;
             let status = result.as_ref().map_or_else(|e| e.reason(), |_| "OK");
@@ -102,11 +124,100 @@ impl Api {
         .await
     }
 
-    async fn write_pledge(&self, actor: &Principal, command: Command) -> Result<pb::Pledge, LedgerError> {
-        match self.ledger.write(actor, command).await? {
+    /// A unary call: a call slot of the principal's and the server's (refused at once when full: a
+    /// clear RESOURCE_EXHAUSTED, never a queue that grows without bound), held while it runs, and
+    /// the call deadline, which also stops its reads.
+    async fn unary<T>(
+        &self,
+        method: &'static str,
+        actor: &Principal,
+        body: impl Future<Output = Result<T, LedgerError>>,
+    ) -> Result<T, Status> {
+        self.observe(method, actor, async {
+            let _slot = self.limiter.call(&actor.name)?;
+            within(self.timeouts.call, body).await
+        })
+        .await
+    }
+
+    /// A write's room in the queue, by its request's encoded size, refused at once when full.
+    fn queue_ticket(&self, actor: &Principal, request: &impl Message) -> Result<crate::ledger::Ticket, LedgerError> {
+        Ok(Box::new(self.limiter.try_queue(&actor.name, request.encoded_len())?))
+    }
+
+    async fn write_pledge(
+        &self,
+        actor: &Principal,
+        command: Command,
+        ticket: crate::ledger::Ticket,
+    ) -> Result<pb::Pledge, LedgerError> {
+        match self.ledger.write_with(actor, command, ticket).await? {
             (Outcome::Pledge(p), _) => Ok(convert::pledge_to_pb(&p)),
             _ => Err(LedgerError::Internal("a pledge write produced another resource".to_owned())),
         }
+    }
+}
+
+impl Api {
+    /// Registers every record of an import stream, keeping up to `IMPORT_IN_FLIGHT_MAX` writes
+    /// queued; each waits for room in the principal's share of the write queue (back-pressure).
+    async fn import(
+        &self,
+        actor: &Principal,
+        mut stream: Streaming<pb::RegisterPledgeRequest>,
+    ) -> Result<pb::ImportPledgesResponse, LedgerError> {
+        let mut summary = pb::ImportPledgesResponse { rejections_max: IMPORT_REJECTIONS_MAX, ..Default::default() };
+        let mut in_flight = FuturesOrdered::new();
+        let idle = self.timeouts.stream_idle;
+        loop {
+            let message = tokio::time::timeout(idle, stream.message())
+                .await
+                .map_err(|_| LedgerError::DeadlineExceeded(idle.as_millis() as u64))?
+                .map_err(|s| LedgerError::Unavailable(s.message().to_owned()))?;
+            let Some(message) = message else { break };
+            let index = summary.received;
+            summary.received += 1;
+            let command = convert::register_command(&message).and_then(|command| {
+                if let Command::RegisterPledge { pledge, .. } = &command {
+                    actor.may_import(pledge)?;
+                }
+                Ok(command)
+            });
+            match command {
+                Err(e) => record(&mut summary, index, message.request_id, Err(e)),
+                Ok(command) => {
+                    let ticket = self.limiter.queue(&actor.name, message.encoded_len()).await?;
+                    let answer = self.ledger.enqueue(actor, command, Box::new(ticket)).await?;
+                    in_flight.push_back(answer.map(move |r| {
+                        let result =
+                            r.unwrap_or_else(|_| Err(LedgerError::Unavailable("the writer stopped".to_owned())));
+                        (index, message.request_id, result.map(|(_, replayed)| replayed))
+                    }));
+                }
+            }
+            // Collect what is already done, and wait when the stream has too much queued.
+            while let Some(Some((index, request_id, result))) = in_flight.next().now_or_never() {
+                record(&mut summary, index, request_id, result);
+            }
+            while in_flight.len() >= IMPORT_IN_FLIGHT_MAX {
+                if let Some((index, request_id, result)) = in_flight.next().await {
+                    record(&mut summary, index, request_id, result);
+                }
+            }
+        }
+        while let Some((index, request_id, result)) = in_flight.next().await {
+            record(&mut summary, index, request_id, result);
+        }
+        summary.rejections.sort_by_key(|r| r.index);
+        tracing::info!(
+            principal = %actor.name,
+            received = summary.received,
+            registered = summary.registered,
+            duplicates = summary.duplicates,
+            rejected = summary.rejected,
+            "import finished"
+        );
+        Ok(summary)
     }
 }
 
@@ -164,9 +275,10 @@ impl pb::pledge_service_server::PledgeService for Api {
             if let Command::RegisterPledge { pledge, .. } = &command {
                 actor.may_register(pledge)?;
             }
-            self.write_pledge(&actor, command).await
+            let ticket = self.queue_ticket(&actor, request.get_ref())?;
+            self.write_pledge(&actor, command, ticket).await
         };
-        self.guard("RegisterPledge", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("RegisterPledge", &actor, body).await.map(Response::new)
     }
 
     async fn import_pledges(
@@ -174,57 +286,17 @@ impl pb::pledge_service_server::PledgeService for Api {
         request: Request<Streaming<pb::RegisterPledgeRequest>>,
     ) -> Result<Response<pb::ImportPledgesResponse>, Status> {
         let actor = auth::principal(&request)?;
-        let mut stream = request.into_inner();
+        let stream = request.into_inner();
+        // A stream holds a stream slot while open, no call slot: idle streams cannot starve calls.
         let body = async {
-            let mut summary = pb::ImportPledgesResponse { rejections_max: IMPORT_REJECTIONS_MAX, ..Default::default() };
-            let mut in_flight = FuturesOrdered::new();
-            while let Some(message) =
-                stream.message().await.map_err(|s| LedgerError::Unavailable(s.message().to_owned()))?
-            {
-                let index = summary.received;
-                summary.received += 1;
-                let command = convert::register_command(&message).and_then(|command| {
-                    if let Command::RegisterPledge { pledge, .. } = &command {
-                        actor.may_import(pledge)?;
-                    }
-                    Ok(command)
-                });
-                match command {
-                    Err(e) => record(&mut summary, index, message.request_id, Err(e)),
-                    Ok(command) => {
-                        let answer = self.ledger.enqueue(&actor, command).await?;
-                        in_flight.push_back(answer.map(move |r| {
-                            let result =
-                                r.unwrap_or_else(|_| Err(LedgerError::Unavailable("the writer stopped".to_owned())));
-                            (index, message.request_id, result.map(|(_, replayed)| replayed))
-                        }));
-                    }
-                }
-                // Collect what is already done, and wait when the stream has too much queued.
-                while let Some(Some((index, request_id, result))) = in_flight.next().now_or_never() {
-                    record(&mut summary, index, request_id, result);
-                }
-                while in_flight.len() >= IMPORT_IN_FLIGHT_MAX {
-                    if let Some((index, request_id, result)) = in_flight.next().await {
-                        record(&mut summary, index, request_id, result);
-                    }
-                }
+            let _slot = self.limiter.stream(&actor.name)?;
+            let revoked = revoked(&self.ledger, &actor.name);
+            tokio::select! {
+                summary = within(self.timeouts.import, self.import(&actor, stream)) => summary,
+                () = revoked => Err(revoked_error(&actor.name)),
             }
-            while let Some((index, request_id, result)) = in_flight.next().await {
-                record(&mut summary, index, request_id, result);
-            }
-            summary.rejections.sort_by_key(|r| r.index);
-            tracing::info!(
-                principal = %actor.name,
-                received = summary.received,
-                registered = summary.registered,
-                duplicates = summary.duplicates,
-                rejected = summary.rejected,
-                "import finished"
-            );
-            Ok(summary)
         };
-        self.guard("ImportPledges", &actor, self.import_timeout, body).await.map(Response::new)
+        self.observe("ImportPledges", &actor, body).await.map(Response::new)
     }
 
     async fn get_pledge(&self, request: Request<pb::GetPledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
@@ -234,7 +306,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             let found = self.ledger.read(move |s| query::pledge(s, id)).await;
             in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p)).map(|p| convert::pledge_to_pb(&p))
         };
-        self.guard("GetPledge", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("GetPledge", &actor, body).await.map(Response::new)
     }
 
     async fn list_pledges(
@@ -254,19 +326,25 @@ impl pb::pledge_service_server::PledgeService for Api {
                 next_page_token,
             })
         };
-        self.guard("ListPledges", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("ListPledges", &actor, body).await.map(Response::new)
     }
 
     async fn change_pledge(&self, request: Request<pb::ChangePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
         let actor = auth::principal(&request)?;
-        let body = async { self.write_pledge(&actor, convert::change_command(request.get_ref())?).await };
-        self.guard("ChangePledge", &actor, self.call_timeout, body).await.map(Response::new)
+        let body = async {
+            let command = convert::change_command(request.get_ref())?;
+            self.write_pledge(&actor, command, self.queue_ticket(&actor, request.get_ref())?).await
+        };
+        self.unary("ChangePledge", &actor, body).await.map(Response::new)
     }
 
     async fn release_pledge(&self, request: Request<pb::ReleasePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
         let actor = auth::principal(&request)?;
-        let body = async { self.write_pledge(&actor, convert::release_command(request.get_ref())?).await };
-        self.guard("ReleasePledge", &actor, self.call_timeout, body).await.map(Response::new)
+        let body = async {
+            let command = convert::release_command(request.get_ref())?;
+            self.write_pledge(&actor, command, self.queue_ticket(&actor, request.get_ref())?).await
+        };
+        self.unary("ReleasePledge", &actor, body).await.map(Response::new)
     }
 
     async fn get_pledge_history(
@@ -276,16 +354,23 @@ impl pb::pledge_service_server::PledgeService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let id = convert::id("id", &request.get_ref().id)?;
-            let found = self.ledger.read(move |s| query::pledge_history(s, id)).await;
-            // Scope never changes over a pledge's life: its latest version decides.
-            let entries = in_scope(&actor, "pledge", id, found, |entries| {
-                entries.last().and_then(|e| e.event.pledge()).is_some_and(|p| actor.may_read_pledge(p))
-            })?;
+            let page_size = match request.get_ref().page_size {
+                n if n < 0 => return Err(LedgerError::invalid_field("pageSize", "must not be negative")),
+                0 => query::HISTORY_MAX,
+                n => (n as usize).min(query::HISTORY_MAX),
+            };
+            // The pledge as it is decides the scope (its county and pledgee never change).
+            let found = self.ledger.read(move |s| query::pledge(s, id)).await;
+            in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p))?;
+            let token = request.get_ref().page_token.clone();
+            let (entries, next_page_token) =
+                self.ledger.read(move |s| query::pledge_history(s, id, page_size, &token)).await?;
             Ok(pb::GetPledgeHistoryResponse {
                 versions: entries.iter().filter_map(convert::pledge_version_to_pb).collect(),
+                next_page_token,
             })
         };
-        self.guard("GetPledgeHistory", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("GetPledgeHistory", &actor, body).await.map(Response::new)
     }
 }
 
@@ -301,12 +386,13 @@ impl pb::credit_line_service_server::CreditLineService for Api {
             if let Command::CreateCreditLine { line, .. } = &command {
                 actor.may_create_line(line)?;
             }
-            match self.ledger.write(&actor, command).await? {
+            let ticket = self.queue_ticket(&actor, request.get_ref())?;
+            match self.ledger.write_with(&actor, command, ticket).await? {
                 (Outcome::CreditLine(line), _) => Ok(convert::credit_line_to_pb(&line)),
                 _ => Err(LedgerError::Internal("a credit-line write produced another resource".to_owned())),
             }
         };
-        self.guard("CreateCreditLine", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("CreateCreditLine", &actor, body).await.map(Response::new)
     }
 
     async fn get_credit_line(
@@ -320,7 +406,7 @@ impl pb::credit_line_service_server::CreditLineService for Api {
             in_scope(&actor, "credit line", id, found, |l| actor.may_read_line(l))
                 .map(|l| convert::credit_line_to_pb(&l))
         };
-        self.guard("GetCreditLine", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("GetCreditLine", &actor, body).await.map(Response::new)
     }
 
     async fn list_credit_lines(
@@ -340,7 +426,7 @@ impl pb::credit_line_service_server::CreditLineService for Api {
                 next_page_token,
             })
         };
-        self.guard("ListCreditLines", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("ListCreditLines", &actor, body).await.map(Response::new)
     }
 }
 
@@ -361,7 +447,7 @@ impl pb::exposure_service_server::ExposureService for Api {
                 self.ledger.read(move |s| query::exposure(s, region, group_by, bank.as_ref(), as_of)).await?;
             Ok(convert::exposure_to_pb(exposure))
         };
-        self.guard("GetExposure", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("GetExposure", &actor, body).await.map(Response::new)
     }
 
     async fn get_statistics(
@@ -373,7 +459,7 @@ impl pb::exposure_service_server::ExposureService for Api {
             let query = convert::statistics_query(request.get_ref())?;
             self.statistics(&actor, query).await
         };
-        self.guard("GetStatistics", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("GetStatistics", &actor, body).await.map(Response::new)
     }
 }
 
@@ -411,7 +497,7 @@ impl pb::admin_service_server::AdminService for Api {
             let (principal, token) = create_token(&self.ledger, &actor, name, role).await?;
             Ok(pb::CreateTokenResponse { principal: Some(principal), token })
         };
-        self.guard("CreateToken", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("CreateToken", &actor, body).await.map(Response::new)
     }
 
     async fn list_tokens(
@@ -430,7 +516,7 @@ impl pb::admin_service_server::AdminService for Api {
                 next_page_token,
             })
         };
-        self.guard("ListTokens", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("ListTokens", &actor, body).await.map(Response::new)
     }
 
     async fn revoke_token(&self, request: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {
@@ -441,7 +527,7 @@ impl pb::admin_service_server::AdminService for Api {
                 .map_err(|e| LedgerError::invalid_field("name", e))?;
             revoke_token(&self.ledger, &actor, name).await
         };
-        self.guard("RevokeToken", &actor, self.call_timeout, body).await.map(Response::new)
+        self.unary("RevokeToken", &actor, body).await.map(Response::new)
     }
 }
 

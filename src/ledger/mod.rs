@@ -19,8 +19,68 @@ use crate::domain::LedgerError;
 use crate::domain::principal::Principal;
 use crate::store::Store;
 use principals::Principals;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+/// When the call a read serves must be answered by, and the timeout that set it.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+tokio::task_local! {
+    static DEADLINE: Deadline;
+}
+
+/// Runs `body` (a call's handler) so that every `Ledger::read` it starts stops once `timeout` has
+/// passed since now.
+pub async fn with_deadline<T>(timeout: Duration, body: impl std::future::Future<Output = T>) -> T {
+    DEADLINE.scope(Deadline { at: Instant::now() + timeout, timeout }, body).await
+}
+
+/// A store that refuses every access after `at`: how a read learns that nobody waits for it.
+struct Deadlined {
+    inner: Arc<dyn Store>,
+    at: Instant,
+}
+
+impl Deadlined {
+    fn check(&self) -> Result<(), crate::store::StoreError> {
+        if Instant::now() >= self.at {
+            return Err(crate::store::StoreError("the read's deadline passed".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+impl Store for Deadlined {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        self.check()?;
+        self.inner.get(key)
+    }
+
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::store::Entry>, crate::store::StoreError> {
+        self.check()?;
+        self.inner.scan(prefix, after, limit)
+    }
+
+    fn commit(&self, _batch: crate::store::Batch) -> Result<(), crate::store::StoreError> {
+        // Reads never commit; only the writer does, on the real store.
+        Err(crate::store::StoreError("a read may not commit".to_owned()))
+    }
+
+    fn size_on_disk(&self) -> Result<u64, crate::store::StoreError> {
+        self.inner.size_on_disk()
+    }
+}
 
 /// Handle shared by the request handlers. Writes go to the writer thread; reads run on the
 /// blocking pool, never on the async workers.
@@ -31,6 +91,7 @@ pub struct Ledger {
     committed: tokio::sync::watch::Receiver<u64>,
     writer: mpsc::Sender<writer::Job>,
     queue_max: usize,
+    reads_in_flight: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -62,7 +123,8 @@ impl Ledger {
         let principals = Arc::new(Principals::load(store.as_ref())?);
         let writer::Spawned { sender, handle, committed } =
             writer::spawn(store.clone(), principals.clone(), queue_max)?;
-        let ledger = Ledger { store, principals, committed, writer: sender, queue_max };
+        let ledger =
+            Ledger { store, principals, committed, writer: sender, queue_max, reads_in_flight: Arc::default() };
         Ok((ledger, WriterGuard { handle: Mutex::new(Some(handle)) }))
     }
 
@@ -102,9 +164,19 @@ impl Ledger {
     /// Submits a write; fails at once with `Overloaded` when the queue is full, so a caller never
     /// waits unboundedly. Returns the outcome and whether it replays an earlier request.
     pub async fn write(&self, actor: &Principal, command: Command) -> Result<(Outcome, bool), LedgerError> {
+        self.write_with(actor, command, Box::new(())).await
+    }
+
+    /// `write`, with a ticket the writer holds until the write is decided and committed.
+    pub async fn write_with(
+        &self,
+        actor: &Principal,
+        command: Command,
+        ticket: writer::Ticket,
+    ) -> Result<(Outcome, bool), LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .try_send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply })))
+            .try_send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply, ticket })))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded(self.queue_max),
                 mpsc::error::TrySendError::Closed(_) => {
@@ -120,26 +192,51 @@ impl Ledger {
         &self,
         actor: &Principal,
         command: Command,
+        ticket: writer::Ticket,
     ) -> Result<oneshot::Receiver<writer::Reply>, LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply })))
+            .send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply, ticket })))
             .await
             .map_err(|_| LedgerError::Unavailable("the ledger is shutting down".to_owned()))?;
         Ok(answer)
     }
 
-    /// Runs a read on the blocking pool.
+    /// Runs a read on the blocking pool. Under `with_deadline`, the read stops at its first store
+    /// access after the deadline: a caller that gave up leaves no work behind.
     pub async fn read<T, F>(&self, f: F) -> Result<T, LedgerError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<T, LedgerError> + Send + 'static,
     {
+        let deadline = DEADLINE.try_with(|d| *d).ok();
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|e| LedgerError::Internal(format!("read task failed: {e}")))?
+        let reads = self.reads_in_flight.clone();
+        reads.fetch_add(1, Ordering::Relaxed);
+        let read = tokio::task::spawn_blocking(move || {
+            let result = match deadline {
+                None => f(store.as_ref()),
+                Some(deadline) => {
+                    let result = f(&Deadlined { inner: store, at: deadline.at });
+                    match result {
+                        Err(_) if Instant::now() >= deadline.at => {
+                            Err(LedgerError::DeadlineExceeded(deadline.timeout.as_millis() as u64))
+                        }
+                        other => other,
+                    }
+                }
+            };
+            reads.fetch_sub(1, Ordering::Relaxed);
+            result
+        });
+        read.await.map_err(|e| LedgerError::Internal(format!("read task failed: {e}")))?
     }
+
+    /// Reads running on the blocking pool now (including ones whose caller has gone).
+    pub fn reads_in_flight(&self) -> usize {
+        self.reads_in_flight.load(Ordering::Relaxed)
+    }
+
 }
 
-pub use writer::Reply;
+pub use writer::{Reply, Ticket};

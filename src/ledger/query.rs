@@ -23,6 +23,10 @@ pub const PAGE_SIZE_MAX: usize = 1000;
 /// Index entries examined per page at most, so a selective filter over a large index answers in
 /// bounded time (with a shorter page and a token to continue).
 pub const SCAN_PER_PAGE_MAX: usize = 20_000;
+/// Bytes of stored records loaded for one page at most (a page holds at least one record): a page
+/// of large pledges (500 rights, 200 changes) is cut short, with a token to continue, long before
+/// its answer nears the response size limit.
+pub const PAGE_BYTES_MAX: usize = 8 << 20;
 /// Pledgee rows returned by one exposure query at most (there are a few hundred banks).
 pub const EXPOSURE_ROWS_MAX: usize = 10_000;
 
@@ -32,6 +36,11 @@ fn unavailable(e: crate::store::StoreError) -> LedgerError {
 
 fn get<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Result<Option<T>, LedgerError> {
     store.get(key).map_err(unavailable)?.map(|bytes| codec::decode(key, &bytes)).transpose()
+}
+
+/// A record and its stored size, which bounds the memory a page may take.
+fn get_sized<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Result<Option<(T, usize)>, LedgerError> {
+    store.get(key).map_err(unavailable)?.map(|bytes| Ok((codec::decode(key, &bytes)?, bytes.len()))).transpose()
 }
 
 pub fn pledge(store: &dyn Store, id: Uuid) -> Result<Pledge, LedgerError> {
@@ -138,36 +147,43 @@ pub fn page_size(requested: i32) -> Result<usize, LedgerError> {
 }
 
 /// Walks the index under `prefix` from the token, loading and filtering records until a page is
-/// full or the scan budget is spent.
+/// full, the scan budget is spent, or the page's records reach `PAGE_BYTES_MAX` bytes. `load`
+/// gives a kept record with its stored size.
 fn scan_page<T>(
     store: &dyn Store,
     prefix: &[u8],
     token_filter: [u8; 8],
     page_token: &str,
     page_size: usize,
-    load: impl Fn(&[u8], &[u8]) -> Result<Option<T>, LedgerError>,
+    load: impl Fn(&[u8], &[u8]) -> Result<Option<(T, usize)>, LedgerError>,
 ) -> Result<(Vec<T>, String), LedgerError> {
+    assert!(page_size > 0);
     let mut after = decode_token(page_token, token_filter)?;
     let mut page = Vec::with_capacity(page_size);
     let mut examined = 0usize;
+    let mut page_bytes = 0usize;
+    let full = |page: &Vec<T>, examined: usize, page_bytes: usize| {
+        page.len() == page_size || examined >= SCAN_PER_PAGE_MAX || page_bytes >= PAGE_BYTES_MAX
+    };
     loop {
         let chunk = (page_size - page.len()).clamp(1, 1000);
         let entries = store.scan(prefix, after.as_deref(), chunk).map_err(unavailable)?;
         let exhausted = entries.len() < chunk;
         for (key, value) in entries {
             examined += 1;
-            if let Some(item) = load(&key, &value)? {
+            if let Some((item, bytes)) = load(&key, &value)? {
                 page.push(item);
+                page_bytes += bytes;
             }
             after = Some(key);
-            if page.len() == page_size || examined >= SCAN_PER_PAGE_MAX {
+            if full(&page, examined, page_bytes) {
                 break;
             }
         }
-        if exhausted && (page.len() < page_size && examined < SCAN_PER_PAGE_MAX) {
+        if exhausted && !full(&page, examined, page_bytes) {
             return Ok((page, String::new()));
         }
-        if page.len() == page_size || examined >= SCAN_PER_PAGE_MAX {
+        if full(&page, examined, page_bytes) {
             let last = after.expect("a full page or spent budget examined at least one entry");
             // Peek so the last page carries no token.
             let more = !store.scan(prefix, Some(&last), 1).map_err(unavailable)?.is_empty();
@@ -186,13 +202,14 @@ pub fn list_pledges(
     let prefix = filter.index_prefix();
     let direct = prefix == keys::PLEDGES;
     scan_page(store, &prefix, filter_digest(filter), page_token, page_size, |key, value| {
-        let pledge: Pledge = if direct {
-            codec::decode(key, value)?
+        let (pledge, bytes): (Pledge, usize) = if direct {
+            (codec::decode(key, value)?, value.len())
         } else {
             let id = keys::trailing_id(key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
-            self::pledge(store, id)?
+            get_sized(store, &keys::pledge(id))?
+                .ok_or_else(|| LedgerError::Internal(format!("index names missing pledge {id}")))?
         };
-        Ok(filter.matches(&pledge).then_some(pledge))
+        Ok(filter.matches(&pledge).then_some((pledge, bytes)))
     })
 }
 
@@ -215,15 +232,16 @@ pub fn list_credit_lines(
     };
     let direct = prefix == keys::CREDIT_LINES;
     scan_page(store, &prefix, filter_digest(filter), page_token, page_size, |key, value| {
-        let line: CreditLine = if direct {
-            codec::decode(key, value)?
+        let (line, bytes): (CreditLine, usize) = if direct {
+            (codec::decode(key, value)?, value.len())
         } else {
             let id = keys::trailing_id(key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
-            credit_line(store, id)?
+            get_sized(store, &keys::credit_line(id))?
+                .ok_or_else(|| LedgerError::Internal(format!("index names missing credit line {id}")))?
         };
         let keep = filter.region.is_none_or(|r| r.contains(line.content.region))
             && filter.bank.as_ref().is_none_or(|b| *b == line.content.bank.credit_code);
-        Ok(keep.then_some(line))
+        Ok(keep.then_some((line, bytes)))
     })
 }
 
@@ -492,7 +510,7 @@ pub fn list_principals(
     page_token: &str,
 ) -> Result<(Vec<PrincipalRecord>, String), LedgerError> {
     scan_page(store, keys::PRINCIPALS, filter_digest(&"principals"), page_token, page_size, |key, value| {
-        codec::decode(key, value).map(Some)
+        codec::decode(key, value).map(|record| Some((record, value.len())))
     })
 }
 
@@ -513,24 +531,26 @@ pub fn journal_entries(store: &dyn Store, from: u64, to: u64, limit: usize) -> R
     Ok(entries)
 }
 
-/// Every journal entry of a pledge, oldest first.
-pub fn pledge_history(store: &dyn Store, id: Uuid) -> Result<Vec<Entry>, LedgerError> {
-    let refs = store.scan(&keys::history_prefix(id), None, HISTORY_MAX).map_err(unavailable)?;
-    if refs.is_empty() {
-        return Err(LedgerError::NotFound { resource: "pledge", id: id.to_string() });
-    }
-    refs.into_iter()
-        .map(|(key, _)| {
-            let sequence = key.get(17..25).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-            let sequence = sequence.ok_or_else(|| LedgerError::Internal("history key without sequence".to_owned()))?;
-            get(store, &keys::journal(sequence))?
-                .ok_or_else(|| LedgerError::Internal(format!("history names missing journal entry {sequence}")))
-        })
-        .collect()
+/// A page of a pledge's journal entries, oldest first (registration, every change, release).
+pub fn pledge_history(
+    store: &dyn Store,
+    id: Uuid,
+    page_size: usize,
+    page_token: &str,
+) -> Result<(Vec<Entry>, String), LedgerError> {
+    let prefix = keys::history_prefix(id);
+    let token_filter = filter_digest(&("history", id));
+    scan_page(store, &prefix, token_filter, page_token, page_size, |key, _| {
+        let sequence = key.get(17..25).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+        let sequence = sequence.ok_or_else(|| LedgerError::Internal("history key without sequence".to_owned()))?;
+        let entry = get_sized(store, &keys::journal(sequence))?
+            .ok_or_else(|| LedgerError::Internal(format!("history names missing journal entry {sequence}")))?;
+        Ok(Some(entry))
+    })
 }
 
 /// Versions of one pledge at most: registration, every change, release.
-const HISTORY_MAX: usize = crate::domain::pledge::CHANGES_PER_PLEDGE_MAX + 2;
+pub const HISTORY_MAX: usize = crate::domain::pledge::CHANGES_PER_PLEDGE_MAX + 2;
 
 /// Every county-level division inside `region`.
 fn counties(region: Region) -> Vec<crate::domain::region::CountyCode> {

@@ -124,7 +124,13 @@ pub struct Write {
     pub actor: Principal,
     pub command: Command,
     pub reply: oneshot::Sender<Reply>,
+    /// Held until the write is decided and committed: the caller's admission (the bytes it may
+    /// have queued), given back only when the writer is done with the request.
+    pub ticket: Ticket,
 }
+
+/// Whatever the caller's admission control needs held while a write is queued and decided.
+pub type Ticket = Box<dyn std::any::Any + Send>;
 
 /// Executes and commits one group; `Err` when the store failed to commit it.
 fn commit_group(
@@ -136,14 +142,28 @@ fn commit_group(
     let started = Instant::now();
     let mut tx = Tx::new(store);
     let mut replies = Vec::with_capacity(jobs.len());
+    let mut tickets = Vec::with_capacity(jobs.len());
+    // Revocations decided in this group: a later request of the same principal is refused too.
+    let mut revoked_here: Vec<crate::domain::principal::PrincipalName> = Vec::new();
     for job in jobs.drain(..) {
         let now = clock.tick();
-        let result = apply::execute(&mut tx, &job.actor, &job.command, now);
+        let name = &job.actor.name;
+        let result = if principals.is_revoked(name) || revoked_here.contains(name) {
+            // Queued before its principal was revoked: a revocation stops everything after it.
+            Err(LedgerError::Unauthenticated(format!("{name} was revoked before its write was decided")))
+        } else {
+            apply::execute(&mut tx, &job.actor, &job.command, now)
+        };
         match &result {
+            Ok((Outcome::Principal(record), false)) if record.principal.revoke_time.is_some() => {
+                revoked_here.push(record.principal.name.clone());
+                tx.accept();
+            }
             Ok(_) => tx.accept(),
             Err(_) => tx.reject(),
         }
         replies.push((job.reply, result));
+        tickets.push(job.ticket);
     }
     if tx.is_empty() {
         // Only refusals and replays of already committed requests: nothing to make durable.
@@ -264,7 +284,7 @@ mod tests {
             create_time: 0,
             revoke_time: None,
         };
-        sender.blocking_send(Job::Write(Box::new(Write { actor, command, reply }))).unwrap();
+        sender.blocking_send(Job::Write(Box::new(Write { actor, command, reply, ticket: Box::new(()) }))).unwrap();
         answer.blocking_recv().unwrap()
     }
 
