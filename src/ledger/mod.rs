@@ -240,3 +240,37 @@ impl Ledger {
 }
 
 pub use writer::{Reply, Ticket};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn a_read_stops_at_its_callers_deadline() {
+        let (ledger, writer) = Ledger::start(Arc::new(MemoryStore::default()), 16).unwrap();
+        let accesses = Arc::new(AtomicUsize::new(0));
+        let counted = accesses.clone();
+        // A read that would go on for a minute, one store access every millisecond.
+        let read = ledger.read(move |store| {
+            for _ in 0..60_000 {
+                store.get(b"Mclock").map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+                counted.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        });
+        let started = Instant::now();
+        let result = with_deadline(Duration::from_millis(50), read).await;
+        assert!(matches!(result, Err(LedgerError::DeadlineExceeded(50))), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Nothing keeps running for a caller that is gone.
+        let after = accesses.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(accesses.load(Ordering::Relaxed), after);
+        assert_eq!(ledger.reads_in_flight(), 0);
+        drop(ledger);
+        writer.join();
+    }
+}

@@ -230,6 +230,7 @@ mod tests {
     use crate::domain::ident::CreditCode;
     use crate::domain::money::Money;
     use crate::domain::pledge::Party;
+    use crate::domain::principal::Role;
     use crate::domain::region::Region;
     use crate::domain::text::{Name, Note, parse_date};
     use crate::store::{Batch, Entry, StoreError};
@@ -276,16 +277,52 @@ mod tests {
         Command::CreateCreditLine { request_id, line }
     }
 
-    fn submit(sender: &mpsc::Sender<Job>, command: Command) -> Reply {
-        let (reply, answer) = oneshot::channel();
-        let actor = Principal {
-            name: crate::domain::principal::PrincipalName::parse("admin").unwrap(),
+    fn admin(name: &str) -> Principal {
+        Principal {
+            name: crate::domain::principal::PrincipalName::parse(name).unwrap(),
             role: crate::domain::principal::Role::Admin,
             create_time: 0,
             revoke_time: None,
-        };
+        }
+    }
+
+    /// Queues `command` as `actor`; the answer arrives once its group is committed.
+    fn send(sender: &mpsc::Sender<Job>, actor: Principal, command: Command) -> oneshot::Receiver<Reply> {
+        let (reply, answer) = oneshot::channel();
         sender.blocking_send(Job::Write(Box::new(Write { actor, command, reply, ticket: Box::new(()) }))).unwrap();
-        answer.blocking_recv().unwrap()
+        answer
+    }
+
+    fn submit(sender: &mpsc::Sender<Job>, command: Command) -> Reply {
+        send(sender, admin("admin"), command).blocking_recv().unwrap()
+    }
+
+    #[test]
+    fn writes_queued_before_their_principals_revocation_are_refused() {
+        let store = Arc::new(FlakyStore::default());
+        let principals = Arc::new(Principals::default());
+        let Spawned { sender, handle, .. } = spawn(store.clone(), principals.clone(), 16).unwrap();
+        let name = |n: &str| crate::domain::principal::PrincipalName::parse(n).unwrap();
+        for n in ["a", "b"] {
+            let command = Command::CreatePrincipal { name: name(n), role: Role::Admin, token_hash: [n.as_bytes()[0]; 32] };
+            submit(&sender, command).unwrap();
+        }
+        // Hold the writer so that a's revocation and a's next write land in one group.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        sender.blocking_send(Job::Exclusive(Box::new(move |_| hold.recv().unwrap()))).unwrap();
+        let revoke = send(&sender, admin("b"), Command::RevokePrincipal { name: name("a") });
+        let after_in_group = send(&sender, admin("a"), create_line(Uuid::new_v4()));
+        let unrelated = send(&sender, admin("b"), create_line(Uuid::new_v4()));
+        release.send(()).unwrap();
+        revoke.blocking_recv().unwrap().unwrap();
+        assert!(matches!(after_in_group.blocking_recv().unwrap(), Err(LedgerError::Unauthenticated(_))));
+        unrelated.blocking_recv().unwrap().unwrap();
+        // And in a later group, from the committed revocation.
+        assert!(principals.is_revoked(&name("a")));
+        let later = send(&sender, admin("a"), create_line(Uuid::new_v4())).blocking_recv().unwrap();
+        assert!(matches!(later, Err(LedgerError::Unauthenticated(_))), "{later:?}");
+        drop(sender);
+        handle.join().unwrap();
     }
 
     #[test]
