@@ -11,11 +11,11 @@ pub mod status;
 use crate::domain::LedgerError;
 use crate::domain::principal::{Principal, PrincipalName};
 use crate::ledger::{Command, Ledger, Outcome, query};
-use limits::{Limiter, Quotas};
-use prost::Message;
 use crate::proto as pb;
 use futures::FutureExt;
 use futures::stream::{FuturesOrdered, StreamExt};
+use limits::{Limiter, Quotas};
+use prost::Message;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -296,7 +296,7 @@ impl pb::pledge_service_server::PledgeService for Api {
                 () = revoked => Err(revoked_error(&actor.name)),
             }
         };
-        self.observe("ImportPledges", &actor, body).await.map(Response::new)
+        Box::pin(self.observe("ImportPledges", &actor, body)).await.map(Response::new)
     }
 
     async fn get_pledge(&self, request: Request<pb::GetPledgeRequest>) -> Result<Response<pb::Pledge>, Status> {

@@ -59,7 +59,8 @@ pub fn to_status(error: LedgerError) -> Status {
         LedgerError::LimitReached { limit, per_principal, .. } => {
             details.set_retry_info(Some(Duration::from_millis(OVERLOAD_RETRY_DELAY_MS)));
             let scope = if per_principal { "principal" } else { "server" };
-            let metadata = HashMap::from([("limit".to_owned(), limit.to_string()), ("scope".to_owned(), scope.to_owned())]);
+            let metadata =
+                HashMap::from([("limit".to_owned(), limit.to_string()), ("scope".to_owned(), scope.to_owned())]);
             details.set_error_info(reason, ERROR_DOMAIN, metadata);
             Code::ResourceExhausted
         }

@@ -236,7 +236,6 @@ impl Ledger {
     pub fn reads_in_flight(&self) -> usize {
         self.reads_in_flight.load(Ordering::Relaxed)
     }
-
 }
 
 pub use writer::{Reply, Ticket};

@@ -304,7 +304,8 @@ mod tests {
         let Spawned { sender, handle, .. } = spawn(store.clone(), principals.clone(), 16).unwrap();
         let name = |n: &str| crate::domain::principal::PrincipalName::parse(n).unwrap();
         for n in ["a", "b"] {
-            let command = Command::CreatePrincipal { name: name(n), role: Role::Admin, token_hash: [n.as_bytes()[0]; 32] };
+            let command =
+                Command::CreatePrincipal { name: name(n), role: Role::Admin, token_hash: [n.as_bytes()[0]; 32] };
             submit(&sender, command).unwrap();
         }
         // Hold the writer so that a's revocation and a's next write land in one group.

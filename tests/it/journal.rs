@@ -171,7 +171,11 @@ async fn pledge_history_has_every_version_with_who_and_when() {
     };
     pledges.change_pledge(change).await.unwrap();
     as_bank.release_pledge(release(p.id.clone(), "2021-01-01")).await.unwrap();
-    let history = as_bank.get_pledge_history(GetPledgeHistoryRequest { id: p.id.clone(), ..Default::default() }).await.unwrap().into_inner();
+    let history = as_bank
+        .get_pledge_history(GetPledgeHistoryRequest { id: p.id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     let summary: Vec<(&str, &str, &str, u32)> = history
         .versions
         .iter()
@@ -192,8 +196,11 @@ async fn pledge_history_has_every_version_with_who_and_when() {
         history.versions.windows(2).all(|w| w[0].sequence < w[1].sequence && stamp(&w[0].time) < stamp(&w[1].time))
     );
     let other = server.token("bank-b", TokenRole::Bank, BANK_B, "").await;
-    let denied =
-        server.pledges_as(Bearer::new(&other)).await.get_pledge_history(GetPledgeHistoryRequest { id: p.id, ..Default::default() }).await;
+    let denied = server
+        .pledges_as(Bearer::new(&other))
+        .await
+        .get_pledge_history(GetPledgeHistoryRequest { id: p.id, ..Default::default() })
+        .await;
     assert_eq!(denied.unwrap_err().code(), tonic::Code::PermissionDenied);
     server.stop().await;
 }

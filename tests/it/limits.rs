@@ -80,7 +80,10 @@ async fn idle_streams_take_no_call_slots_and_each_principal_has_its_own_share() 
     for _ in 0..2 {
         let (_feed, call) = open_import(&server, &bank_a).await;
         let (code, reason, scope) = refusal(call.await.unwrap().unwrap_err());
-        assert_eq!((code, reason.as_str(), scope.as_deref()), (Code::ResourceExhausted, "TOO_MANY_STREAMS", Some("principal")));
+        assert_eq!(
+            (code, reason.as_str(), scope.as_deref()),
+            (Code::ResourceExhausted, "TOO_MANY_STREAMS", Some("principal"))
+        );
     }
     // Its idle streams hold no call slot: every other call still runs, its own and bank B's,
     // over gRPC and over the JSON API.
@@ -106,7 +109,10 @@ async fn idle_streams_take_no_call_slots_and_each_principal_has_its_own_share() 
     }
     let (code, reason, scope) =
         refusal(journal(&bank_a).await.watch_events(WatchEventsRequest::default()).await.unwrap_err());
-    assert_eq!((code, reason.as_str(), scope.as_deref()), (Code::ResourceExhausted, "TOO_MANY_WATCHERS", Some("principal")));
+    assert_eq!(
+        (code, reason.as_str(), scope.as_deref()),
+        (Code::ResourceExhausted, "TOO_MANY_WATCHERS", Some("principal"))
+    );
     journal(&bank_b).await.watch_events(WatchEventsRequest::default()).await.unwrap();
 
     // Closing a stream gives its slot back.
