@@ -14,7 +14,7 @@ use ipledger::domain::principal::{PrincipalName, Role};
 use ipledger::domain::region::Region;
 use ipledger::domain::{LedgerError, ident::CreditCode};
 use ipledger::grpc;
-use ipledger::ledger::query;
+use ipledger::ledger::{query, tokens};
 use ipledger::server::{self, Config, Limits, ServeError, Tls};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -266,6 +266,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         allow_plaintext: args.allow_plaintext,
         admin_token_file: args.admin_token_file,
         metrics_listen: args.metrics_listen,
+        store: None,
     };
     server::serve(listener, config, shutdown_signal()).await
 }
@@ -305,8 +306,9 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
     };
     let result = match command {
         TokenCommand::Create { name: n, role: r, credit_code, region_code, .. } => {
-            let (principal, token) =
-                grpc::create_token(&ledger, &operator, name(&n)?, role(r, credit_code, region_code)?).await?;
+            let (record, token) =
+                tokens::create(&ledger, &operator, name(&n)?, role(r, credit_code, region_code)?).await?;
+            let principal = grpc::convert::token_to_pb(&record.principal);
             eprintln!("created {} ({}); its token, shown this once:", principal.name, describe(&principal));
             println!("{token}");
             Ok(())
@@ -321,7 +323,7 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
             Ok(())
         }
         TokenCommand::Revoke { name: n, .. } => {
-            let principal = grpc::revoke_token(&ledger, &operator, name(&n)?).await?;
+            let principal = tokens::revoke(&ledger, &operator, name(&n)?).await?.principal;
             eprintln!("revoked {}", principal.name);
             Ok(())
         }
