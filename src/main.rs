@@ -123,15 +123,9 @@ struct ExposureArgs {
 
 #[derive(Debug, clap::Args)]
 struct ExportArgs {
-    /// The server's address.
-    #[arg(long, env = "IPLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
-    /// An admin bearer token.
-    #[arg(long, env = "IPLEDGER_TOKEN", hide_env_values = true)]
-    token: String,
-    /// PEM CA that signed the server's certificate (for an https:// server).
-    #[arg(long, env = "IPLEDGER_CA_CERT")]
-    ca_cert: Option<PathBuf>,
+    /// The server, and an admin's token (from --token-file or IPLEDGER_TOKEN).
+    #[command(flatten)]
+    connect: cli::Connect,
 }
 
 #[derive(Debug, clap::Args)]
@@ -165,9 +159,14 @@ struct ServeArgs {
     /// generating one into the data directory.
     #[arg(long, env = "IPLEDGER_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
-    /// Serve Prometheus metrics over HTTP at this address (`GET /metrics`); off when not given.
+    /// Serve Prometheus metrics at this address (`GET /metrics`); off when not given. Over TLS with
+    /// --tls-cert/--tls-key when given; plaintext only on loopback (or with --allow-plaintext).
     #[arg(long, env = "IPLEDGER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// A file holding the bearer token every scrape must send (`authorization: Bearer <token>`, at
+    /// least 16 characters); required when --metrics-listen is not a loopback address.
+    #[arg(long, env = "IPLEDGER_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
     /// Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED.
     #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", default_value_t = Limits::default().write_queue_max)]
     write_queue_max: usize,
@@ -266,6 +265,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         allow_plaintext: args.allow_plaintext,
         admin_token_file: args.admin_token_file,
         metrics_listen: args.metrics_listen,
+        metrics_token_file: args.metrics_token_file,
         store: None,
     };
     server::serve(listener, config, shutdown_signal()).await
@@ -367,36 +367,14 @@ async fn verify(dir: &std::path::Path) -> Result<(), ServeError> {
     print_report(&report?)
 }
 
-async fn export(args: ExportArgs) -> Result<(), ServeError> {
-    use ipledger::proto::journal_service_client::JournalServiceClient;
+async fn export(args: ExportArgs) -> Result<(), cli::ClientError> {
     use std::io::Write;
-    let mut endpoint = tonic::transport::Channel::from_shared(args.server.clone())
-        .map_err(|e| LedgerError::invalid_field("--server", e))?;
-    if let Some(ca) = &args.ca_cert {
-        let pem = std::fs::read(ca)?;
-        endpoint = endpoint.tls_config(
-            tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem)),
-        )?;
-    }
-    let channel = endpoint.connect().await?;
-    let header: tonic::metadata::MetadataValue<_> = format!("Bearer {}", args.token)
-        .parse()
-        .map_err(|_| LedgerError::invalid_field("--token", "is not a valid header value"))?;
-    let mut client = JournalServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
-        r.metadata_mut().insert("authorization", header.clone());
-        Ok(r)
-    });
-    let mut stream = client
-        .export_journal(ipledger::proto::ExportJournalRequest {})
-        .await
-        .map_err(|s| std::io::Error::other(format!("{}: {}", s.code(), s.message())))?
-        .into_inner();
+    let mut stream =
+        args.connect.journal().await?.export_journal(ipledger::proto::ExportJournalRequest {}).await?.into_inner();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut count = 0u64;
-    while let Some(entry) =
-        stream.message().await.map_err(|s| std::io::Error::other(format!("{}: {}", s.code(), s.message())))?
-    {
+    while let Some(entry) = stream.message().await? {
         writeln!(out, "{}", entry.json)?;
         count += 1;
     }
@@ -532,7 +510,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Token { command } => token(command).await,
             Command::Verify { data } => verify(&data.data_dir).await,
-            Command::Export(args) => export(args).await,
+            Command::Export(args) => client_result(export(args).await),
             Command::Restore { data, input } => restore(&data.data_dir, &input).await,
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),

@@ -75,8 +75,13 @@ pub struct Config {
     /// On first start, the admin's token is read from this file (a mounted secret) instead of
     /// being generated and written into the data directory.
     pub admin_token_file: Option<PathBuf>,
-    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`); `None`: not served.
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: not served. Over TLS with the
+    /// gRPC port's certificate when `tls` is set; plaintext only on loopback or with
+    /// `allow_plaintext`, like the gRPC port.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A file holding the bearer token every scrape must send (`authorization: Bearer`); required
+    /// when `metrics_listen` is not a loopback address.
+    pub metrics_token_file: Option<PathBuf>,
     /// For embedding and tests: serve on this store instead of opening `data_dir` with sled (which
     /// then only receives the first admin's token file).
     pub store: Option<Arc<dyn Store>>,
@@ -91,6 +96,7 @@ impl std::fmt::Debug for Config {
             .field("allow_plaintext", &self.allow_plaintext)
             .field("admin_token_file", &self.admin_token_file)
             .field("metrics_listen", &self.metrics_listen)
+            .field("metrics_token_file", &self.metrics_token_file)
             .field("store", &self.store.as_ref().map(|_| "given"))
             .finish()
     }
@@ -105,6 +111,7 @@ impl Config {
             allow_plaintext: false,
             admin_token_file: None,
             metrics_listen: None,
+            metrics_token_file: None,
             store: None,
         }
     }
@@ -130,6 +137,10 @@ pub enum ServeError {
     Pem { path: PathBuf, source: std::io::Error },
     #[error("the admin token file: {0}")]
     AdminToken(String),
+    #[error("refusing to serve metrics on non-loopback address {0} without a bearer token: give --metrics-token-file")]
+    MetricsTokenRequired(std::net::SocketAddr),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// The file the first admin token is written to, readable by its owner only.
@@ -220,6 +231,30 @@ pub async fn serve(
     if config.tls.is_none() && !address.ip().is_loopback() && !config.allow_plaintext {
         return Err(ServeError::PlaintextRefused(address));
     }
+    // The metrics port carries every region's exposure: the same rule, and a token off loopback.
+    let metrics_access = match config.metrics_listen {
+        Some(metrics) => {
+            if config.tls.is_none() && !metrics.ip().is_loopback() && !config.allow_plaintext {
+                return Err(ServeError::PlaintextRefused(metrics));
+            }
+            if config.metrics_token_file.is_none() && !metrics.ip().is_loopback() {
+                return Err(ServeError::MetricsTokenRequired(metrics));
+            }
+            let token_sha256 = match &config.metrics_token_file {
+                Some(path) => Some(crate::metrics::read_token(path).map_err(ServeError::Metrics)?),
+                None => None,
+            };
+            let tls = match &config.tls {
+                Some(tls) => Some(
+                    crate::metrics::tls_config(&read_pem(&tls.cert)?, &read_pem(&tls.key)?)
+                        .map_err(ServeError::Metrics)?,
+                ),
+                None => None,
+            };
+            Some((metrics, crate::metrics::Access { tls, token_sha256 }))
+        }
+        None => None,
+    };
     let limits = &config.limits;
     let (ledger, writer) = match &config.store {
         Some(store) => {
@@ -272,13 +307,18 @@ pub async fn serve(
         client_certificates: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
     };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let metrics_task = match config.metrics_listen {
-        Some(address) => {
+    let metrics_task = match metrics_access {
+        Some((address, access)) => {
             let listener = TcpListener::bind(address).await?;
-            tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+            tracing::info!(
+                address = %listener.local_addr()?,
+                tls = access.tls.is_some(),
+                bearer_token = access.token_sha256.is_some(),
+                "serving Prometheus metrics at /metrics"
+            );
             let mut stop = stopping.clone();
             let ledger = ledger.clone();
-            Some(tokio::spawn(crate::metrics::serve(listener, ledger, async move {
+            Some(tokio::spawn(crate::metrics::serve(listener, ledger, access, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })))
         }

@@ -12,12 +12,12 @@ use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub(crate) struct Pki {
-    ca_pem: String,
+    pub(crate) ca_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new(name: &str) -> Pki {
+    pub(crate) fn new(name: &str) -> Pki {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -27,7 +27,7 @@ impl Pki {
     }
 
     /// A certificate and key (PEM) for `common_name`, valid for localhost and 127.0.0.1.
-    fn issue(&self, common_name: &str) -> (String, String) {
+    pub(crate) fn issue(&self, common_name: &str) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, common_name);
