@@ -14,6 +14,7 @@ use ipledger::domain::principal::{PrincipalName, Role};
 use ipledger::domain::region::Region;
 use ipledger::domain::{LedgerError, ident::CreditCode};
 use ipledger::grpc;
+use ipledger::ledger::principals::CertificateBinding;
 use ipledger::ledger::{query, tokens};
 use ipledger::server::{self, Config, Limits, ServeError, Tls};
 use std::net::SocketAddr;
@@ -148,8 +149,8 @@ struct ServeArgs {
     /// PEM private key for TLS.
     #[arg(long, env = "IPLEDGER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// PEM CA for client certificates (mutual TLS): a verified client certificate whose subject
-    /// common name is a principal's name authenticates as that principal.
+    /// PEM CA for client certificates (mutual TLS): a verified client certificate authenticates as
+    /// the principal an admin bound it to (`ipledger token bind` or BindCertificate), nothing else.
     #[arg(long, env = "IPLEDGER_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
     /// Serve without TLS on a non-loopback address.
@@ -194,7 +195,7 @@ enum TokenCommand {
     Create {
         #[command(flatten)]
         data: DataDir,
-        /// Unique name (a-z 0-9 . _ -); with mutual TLS, the client certificate's common name.
+        /// Unique name (a-z 0-9 . _ -).
         #[arg(long)]
         name: String,
         #[arg(long, value_enum)]
@@ -211,13 +212,42 @@ enum TokenCommand {
         #[command(flatten)]
         data: DataDir,
     },
-    /// Revoke a principal's token.
+    /// Revoke a principal's token (and with it its certificate bindings).
     Revoke {
         #[command(flatten)]
         data: DataDir,
         #[arg(long)]
         name: String,
     },
+    /// Bind client certificates to a live principal (mutual TLS): a verified certificate whose
+    /// subject or one of whose subject alternative names matches authenticates as it. Give one of
+    /// --subject, --dns-name, --uri, --email.
+    Bind {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        binding: BindingArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct BindingArgs {
+    /// The certificate's whole subject, RFC 4514, exactly (`openssl x509 -noout -subject -nameopt
+    /// RFC2253` prints it), e.g. "CN=bank-a,O=Bank A,C=CN".
+    #[arg(long)]
+    subject: Option<String>,
+    /// A DNS name among the certificate's subject alternative names.
+    #[arg(long)]
+    dns_name: Option<String>,
+    /// A URI among its subject alternative names (e.g. a SPIFFE id).
+    #[arg(long)]
+    uri: Option<String>,
+    /// An email address among its subject alternative names.
+    #[arg(long)]
+    email: Option<String>,
 }
 
 async fn shutdown_signal() {
@@ -285,6 +315,16 @@ fn role(role: RoleArg, credit_code: Option<String>, region_code: Option<String>)
     })
 }
 
+fn certificate_binding(args: BindingArgs) -> Result<CertificateBinding, LedgerError> {
+    let (flag, value, kind): (&str, Option<String>, fn(String) -> CertificateBinding) = match args {
+        BindingArgs { subject: Some(v), .. } => ("--subject", Some(v), CertificateBinding::Subject),
+        BindingArgs { dns_name: Some(v), .. } => ("--dns-name", Some(v), CertificateBinding::DnsName),
+        BindingArgs { uri: Some(v), .. } => ("--uri", Some(v), CertificateBinding::Uri),
+        BindingArgs { email, .. } => ("--email", email, CertificateBinding::Email),
+    };
+    CertificateBinding::new(kind, value.as_deref().unwrap_or_default()).map_err(|e| LedgerError::invalid_field(flag, e))
+}
+
 fn name(text: &str) -> Result<PrincipalName, LedgerError> {
     PrincipalName::parse(text).map_err(|e| LedgerError::invalid_field("--name", e))
 }
@@ -292,9 +332,10 @@ fn name(text: &str) -> Result<PrincipalName, LedgerError> {
 /// Runs a token command on the data directory with the same single writer the server uses.
 async fn token(command: TokenCommand) -> Result<(), ServeError> {
     let dir = match &command {
-        TokenCommand::Create { data, .. } | TokenCommand::List { data } | TokenCommand::Revoke { data, .. } => {
-            data.data_dir.clone()
-        }
+        TokenCommand::Create { data, .. }
+        | TokenCommand::List { data }
+        | TokenCommand::Revoke { data, .. }
+        | TokenCommand::Bind { data, .. } => data.data_dir.clone(),
     };
     let limits = Limits { cache_bytes: 64 * 1024 * 1024, ..Limits::default() };
     let (ledger, writer) = server::open_ledger(&dir, &limits).await?;
@@ -325,6 +366,15 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
         TokenCommand::Revoke { name: n, .. } => {
             let principal = tokens::revoke(&ledger, &operator, name(&n)?).await?.principal;
             eprintln!("revoked {}", principal.name);
+            Ok(())
+        }
+        TokenCommand::Bind { name: n, binding, .. } => {
+            let binding = certificate_binding(binding)?;
+            let (record, bindings) = tokens::bind_certificate(&ledger, &operator, name(&n)?, binding).await?;
+            eprintln!("{} is bound to:", record.principal.name);
+            for b in bindings {
+                println!("{b}");
+            }
             Ok(())
         }
     };

@@ -56,8 +56,9 @@ impl Default for Limits {
     }
 }
 
-/// PEM files for TLS; with `client_ca`, client certificates signed by it are verified and one
-/// whose subject common name is a principal's name authenticates as that principal.
+/// PEM files for TLS; with `client_ca`, client certificates signed by it are verified, and one
+/// that an admin bound to a live principal (subject or subject alternative name) authenticates as
+/// that principal.
 #[derive(Debug, Clone)]
 pub struct Tls {
     pub cert: PathBuf,

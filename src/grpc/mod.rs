@@ -450,4 +450,21 @@ impl pb::admin_service_server::AdminService for Api {
         };
         self.guard("RevokeToken", &actor, self.call_timeout, body).await.map(Response::new)
     }
+
+    async fn bind_certificate(
+        &self,
+        request: Request<pb::BindCertificateRequest>,
+    ) -> Result<Response<pb::Token>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            actor.require_admin()?;
+            let (name, binding) = convert::bind_certificate_request(request.get_ref())?;
+            let (record, bindings) =
+                crate::ledger::tokens::bind_certificate(&self.ledger, &actor, name, binding).await?;
+            let mut token = convert::token_to_pb(&record.principal);
+            token.certificate_bindings = bindings.iter().map(convert::certificate_binding_to_pb).collect();
+            Ok(token)
+        };
+        self.guard("BindCertificate", &actor, self.call_timeout, body).await.map(Response::new)
+    }
 }

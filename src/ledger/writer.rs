@@ -181,8 +181,10 @@ fn commit_group(
             crate::metrics::METRICS.commit_seconds.observe(started.elapsed().as_secs_f64() - executed_us as f64 / 1e6);
             // Durable now: make principal changes effective before anyone hears of them.
             for (_, result) in &replies {
-                if let Ok((Outcome::Principal(record), _)) = result {
-                    principals.apply(record);
+                if let Ok((Outcome::Principal(record), _)) = result
+                    && let Err(e) = principals.apply_committed(store, record)
+                {
+                    tracing::error!(error = %e, "cannot read the certificate bindings just committed");
                 }
             }
             tracing::debug!(
