@@ -727,7 +727,8 @@ pub fn bind_certificate_request(
     let mut f = Fields::default();
     let name = f.check("name", PrincipalName::parse(&request.name));
     let given = request.binding.clone().unwrap_or_default();
-    let kinds: [(&str, &str, fn(String) -> CertificateBinding); 4] = [
+    type Kind = fn(String) -> CertificateBinding;
+    let kinds: [(&str, &str, Kind); 4] = [
         ("binding.subject", &given.subject, CertificateBinding::Subject),
         ("binding.dnsName", &given.dns_name, CertificateBinding::DnsName),
         ("binding.uri", &given.uri, CertificateBinding::Uri),

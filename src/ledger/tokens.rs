@@ -70,7 +70,7 @@ mod tests {
         }
         let bank_a = PrincipalName::parse("bank-a").unwrap();
         let (_, bound) = bind_certificate(&ledger, &admin(), bank_a.clone(), subject.clone()).await.unwrap();
-        assert_eq!(bound, [subject.clone()]);
+        assert_eq!(bound, std::slice::from_ref(&subject));
         bind_certificate(&ledger, &admin(), PrincipalName::parse("bank-b").unwrap(), dns.clone()).await.unwrap();
         let found = |ledger: &Ledger, presented: &[CertificateBinding]| {
             ledger.principals().by_certificate(presented).map(|p| p.name.to_string())

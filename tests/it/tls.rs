@@ -169,7 +169,7 @@ async fn a_client_certificate_stands_only_for_the_principal_it_is_bound_to() {
         |name: &str, binding: CertificateBinding| BindCertificateRequest { name: name.into(), binding: Some(binding) };
     let by_subject = CertificateBinding { subject: "CN=teller,O=Bank A\\, Hangzhou,C=CN".into(), ..Default::default() };
     let token = admin_rpc.bind_certificate(bind("bank-a", by_subject.clone())).await.unwrap().into_inner();
-    assert_eq!(token.certificate_bindings, [by_subject.clone()]);
+    assert_eq!(token.certificate_bindings, std::slice::from_ref(&by_subject));
     let bank_a_cert = s.pki.client(&subject, vec![]);
     {
         use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
