@@ -291,6 +291,13 @@ mod tests {
         store.fail.store(true, Ordering::SeqCst);
         assert!(!*writes_stopped.borrow());
         assert!(matches!(submit(&sender, create_line(Uuid::new_v4())), Err(LedgerError::Unavailable(_))));
+        // Signalled right after the failed group's callers are answered.
+        for _ in 0..1000 {
+            if *writes_stopped.borrow() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(*writes_stopped.borrow(), "health learns that writes stopped");
         store.fail.store(false, Ordering::SeqCst);
         // The store may be in any state now: the writer refuses to build on it.
