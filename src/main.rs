@@ -16,7 +16,8 @@ use ipledger::domain::{LedgerError, ident::CreditCode};
 use ipledger::grpc;
 use ipledger::grpc::Timeouts;
 use ipledger::grpc::limits::Quotas;
-use ipledger::ledger::query;
+use ipledger::ledger::principals::CertificateBinding;
+use ipledger::ledger::{query, tokens};
 use ipledger::server::{self, Config, Limits, ServeError, Tls};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -125,15 +126,9 @@ struct ExposureArgs {
 
 #[derive(Debug, clap::Args)]
 struct ExportArgs {
-    /// The server's address.
-    #[arg(long, env = "IPLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
-    /// An admin bearer token.
-    #[arg(long, env = "IPLEDGER_TOKEN", hide_env_values = true)]
-    token: String,
-    /// PEM CA that signed the server's certificate (for an https:// server).
-    #[arg(long, env = "IPLEDGER_CA_CERT")]
-    ca_cert: Option<PathBuf>,
+    /// The server, and an admin's token (from --token-file or IPLEDGER_TOKEN).
+    #[command(flatten)]
+    connect: cli::Connect,
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,8 +151,8 @@ struct ServeArgs {
     /// PEM private key for TLS.
     #[arg(long, env = "IPLEDGER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// PEM CA for client certificates (mutual TLS): a verified client certificate whose subject
-    /// common name is a principal's name authenticates as that principal.
+    /// PEM CA for client certificates (mutual TLS): a verified client certificate authenticates as
+    /// the principal an admin bound it to (`ipledger token bind` or BindCertificate), nothing else.
     #[arg(long, env = "IPLEDGER_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
     /// Serve without TLS on a non-loopback address.
@@ -167,9 +162,14 @@ struct ServeArgs {
     /// generating one into the data directory.
     #[arg(long, env = "IPLEDGER_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
-    /// Serve Prometheus metrics over HTTP at this address (`GET /metrics`); off when not given.
+    /// Serve Prometheus metrics at this address (`GET /metrics`); off when not given. Over TLS with
+    /// --tls-cert/--tls-key when given; plaintext only on loopback (or with --allow-plaintext).
     #[arg(long, env = "IPLEDGER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// A file holding the bearer token every scrape must send (`authorization: Bearer <token>`, at
+    /// least 16 characters); required when --metrics-listen is not a loopback address.
+    #[arg(long, env = "IPLEDGER_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<PathBuf>,
     /// Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED.
     #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", default_value_t = Limits::default().write_queue_max)]
     write_queue_max: usize,
@@ -218,7 +218,7 @@ enum TokenCommand {
     Create {
         #[command(flatten)]
         data: DataDir,
-        /// Unique name (a-z 0-9 . _ -); with mutual TLS, the client certificate's common name.
+        /// Unique name (a-z 0-9 . _ -).
         #[arg(long)]
         name: String,
         #[arg(long, value_enum)]
@@ -235,13 +235,42 @@ enum TokenCommand {
         #[command(flatten)]
         data: DataDir,
     },
-    /// Revoke a principal's token.
+    /// Revoke a principal's token (and with it its certificate bindings).
     Revoke {
         #[command(flatten)]
         data: DataDir,
         #[arg(long)]
         name: String,
     },
+    /// Bind client certificates to a live principal (mutual TLS): a verified certificate whose
+    /// subject or one of whose subject alternative names matches authenticates as it. Give one of
+    /// --subject, --dns-name, --uri, --email.
+    Bind {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        binding: BindingArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct BindingArgs {
+    /// The certificate's whole subject, RFC 4514, exactly (`openssl x509 -noout -subject -nameopt
+    /// RFC2253` prints it), e.g. "CN=bank-a,O=Bank A,C=CN".
+    #[arg(long)]
+    subject: Option<String>,
+    /// A DNS name among the certificate's subject alternative names.
+    #[arg(long)]
+    dns_name: Option<String>,
+    /// A URI among its subject alternative names (e.g. a SPIFFE id).
+    #[arg(long)]
+    uri: Option<String>,
+    /// An email address among its subject alternative names.
+    #[arg(long)]
+    email: Option<String>,
 }
 
 async fn shutdown_signal() {
@@ -302,6 +331,8 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         allow_plaintext: args.allow_plaintext,
         admin_token_file: args.admin_token_file,
         metrics_listen: args.metrics_listen,
+        metrics_token_file: args.metrics_token_file,
+        store: None,
     };
     server::serve(listener, config, shutdown_signal()).await
 }
@@ -320,6 +351,16 @@ fn role(role: RoleArg, credit_code: Option<String>, region_code: Option<String>)
     })
 }
 
+fn certificate_binding(args: BindingArgs) -> Result<CertificateBinding, LedgerError> {
+    let (flag, value, kind): (&str, Option<String>, fn(String) -> CertificateBinding) = match args {
+        BindingArgs { subject: Some(v), .. } => ("--subject", Some(v), CertificateBinding::Subject),
+        BindingArgs { dns_name: Some(v), .. } => ("--dns-name", Some(v), CertificateBinding::DnsName),
+        BindingArgs { uri: Some(v), .. } => ("--uri", Some(v), CertificateBinding::Uri),
+        BindingArgs { email, .. } => ("--email", email, CertificateBinding::Email),
+    };
+    CertificateBinding::new(kind, value.as_deref().unwrap_or_default()).map_err(|e| LedgerError::invalid_field(flag, e))
+}
+
 fn name(text: &str) -> Result<PrincipalName, LedgerError> {
     PrincipalName::parse(text).map_err(|e| LedgerError::invalid_field("--name", e))
 }
@@ -327,9 +368,10 @@ fn name(text: &str) -> Result<PrincipalName, LedgerError> {
 /// Runs a token command on the data directory with the same single writer the server uses.
 async fn token(command: TokenCommand) -> Result<(), ServeError> {
     let dir = match &command {
-        TokenCommand::Create { data, .. } | TokenCommand::List { data } | TokenCommand::Revoke { data, .. } => {
-            data.data_dir.clone()
-        }
+        TokenCommand::Create { data, .. }
+        | TokenCommand::List { data }
+        | TokenCommand::Revoke { data, .. }
+        | TokenCommand::Bind { data, .. } => data.data_dir.clone(),
     };
     let limits = Limits { cache_bytes: 64 * 1024 * 1024, ..Limits::default() };
     let (ledger, writer) = server::open_ledger(&dir, &limits).await?;
@@ -341,8 +383,9 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
     };
     let result = match command {
         TokenCommand::Create { name: n, role: r, credit_code, region_code, .. } => {
-            let (principal, token) =
-                grpc::create_token(&ledger, &operator, name(&n)?, role(r, credit_code, region_code)?).await?;
+            let (record, token) =
+                tokens::create(&ledger, &operator, name(&n)?, role(r, credit_code, region_code)?).await?;
+            let principal = grpc::convert::token_to_pb(&record.principal);
             eprintln!("created {} ({}); its token, shown this once:", principal.name, describe(&principal));
             println!("{token}");
             Ok(())
@@ -357,8 +400,17 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
             Ok(())
         }
         TokenCommand::Revoke { name: n, .. } => {
-            let principal = grpc::revoke_token(&ledger, &operator, name(&n)?).await?;
+            let principal = tokens::revoke(&ledger, &operator, name(&n)?).await?.principal;
             eprintln!("revoked {}", principal.name);
+            Ok(())
+        }
+        TokenCommand::Bind { name: n, binding, .. } => {
+            let binding = certificate_binding(binding)?;
+            let (record, bindings) = tokens::bind_certificate(&ledger, &operator, name(&n)?, binding).await?;
+            eprintln!("{} is bound to:", record.principal.name);
+            for b in bindings {
+                println!("{b}");
+            }
             Ok(())
         }
     };
@@ -401,36 +453,14 @@ async fn verify(dir: &std::path::Path) -> Result<(), ServeError> {
     print_report(&report?)
 }
 
-async fn export(args: ExportArgs) -> Result<(), ServeError> {
-    use ipledger::proto::journal_service_client::JournalServiceClient;
+async fn export(args: ExportArgs) -> Result<(), cli::ClientError> {
     use std::io::Write;
-    let mut endpoint = tonic::transport::Channel::from_shared(args.server.clone())
-        .map_err(|e| LedgerError::invalid_field("--server", e))?;
-    if let Some(ca) = &args.ca_cert {
-        let pem = std::fs::read(ca)?;
-        endpoint = endpoint.tls_config(
-            tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem)),
-        )?;
-    }
-    let channel = endpoint.connect().await?;
-    let header: tonic::metadata::MetadataValue<_> = format!("Bearer {}", args.token)
-        .parse()
-        .map_err(|_| LedgerError::invalid_field("--token", "is not a valid header value"))?;
-    let mut client = JournalServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
-        r.metadata_mut().insert("authorization", header.clone());
-        Ok(r)
-    });
-    let mut stream = client
-        .export_journal(ipledger::proto::ExportJournalRequest {})
-        .await
-        .map_err(|s| std::io::Error::other(format!("{}: {}", s.code(), s.message())))?
-        .into_inner();
+    let mut stream =
+        args.connect.journal().await?.export_journal(ipledger::proto::ExportJournalRequest {}).await?.into_inner();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut count = 0u64;
-    while let Some(entry) =
-        stream.message().await.map_err(|s| std::io::Error::other(format!("{}: {}", s.code(), s.message())))?
-    {
+    while let Some(entry) = stream.message().await? {
         writeln!(out, "{}", entry.json)?;
         count += 1;
     }
@@ -566,7 +596,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Token { command } => token(command).await,
             Command::Verify { data } => verify(&data.data_dir).await,
-            Command::Export(args) => export(args).await,
+            Command::Export(args) => client_result(export(args).await),
             Command::Restore { data, input } => restore(&data.data_dir, &input).await,
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),

@@ -1,14 +1,15 @@
 //! Wiring: opens the store, starts the writer, bootstraps the first admin token, and serves the
-//! ledger and admin services (authenticated) with health and reflection (v1 and v1alpha) under
+//! ledger and admin services (authenticated) with health and reflection (v1 and v1alpha, both
+//! without a token: they reveal only the published schema and whether the server serves) under
 //! explicit limits, over TLS when configured. Shutdown is graceful: in-flight requests finish, the
 //! writer commits everything it accepted, then the store is dropped.
 
 use crate::domain::principal::{Principal, PrincipalName, Role};
+use crate::grpc::Api;
 use crate::grpc::auth::Authenticate;
-use crate::grpc::{self, Api};
 use crate::ledger::Ledger;
 use crate::proto as pb;
-use crate::store::SledStore;
+use crate::store::{SledStore, Store};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,9 +31,9 @@ pub struct Limits {
     pub write_queue_max: usize,
     /// Calls, streams, change feeds and queued write bytes at once, for the server and for each
     /// principal; beyond them calls get RESOURCE_EXHAUSTED.
-    pub quotas: grpc::limits::Quotas,
+    pub quotas: crate::grpc::limits::Quotas,
     /// Deadlines of calls and streams, and how long an import stream may idle.
-    pub timeouts: grpc::Timeouts,
+    pub timeouts: crate::grpc::Timeouts,
     /// Concurrent HTTP/2 streams per connection.
     pub streams_per_connection_max: u32,
     /// sled's page cache.
@@ -45,16 +46,17 @@ impl Default for Limits {
             request_bytes_max: 4 * 1024 * 1024,
             response_bytes_max: 64 * 1024 * 1024,
             write_queue_max: 65_536,
-            quotas: grpc::limits::Quotas::default(),
-            timeouts: grpc::Timeouts::default(),
+            quotas: crate::grpc::limits::Quotas::default(),
+            timeouts: crate::grpc::Timeouts::default(),
             streams_per_connection_max: 1024,
             cache_bytes: 512 * 1024 * 1024,
         }
     }
 }
 
-/// PEM files for TLS; with `client_ca`, client certificates signed by it are verified and one
-/// whose subject common name is a principal's name authenticates as that principal.
+/// PEM files for TLS; with `client_ca`, client certificates signed by it are verified, and one
+/// that an admin bound to a live principal (subject or subject alternative name) authenticates as
+/// that principal.
 #[derive(Debug, Clone)]
 pub struct Tls {
     pub cert: PathBuf,
@@ -62,7 +64,7 @@ pub struct Tls {
     pub client_ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub limits: Limits,
@@ -72,8 +74,31 @@ pub struct Config {
     /// On first start, the admin's token is read from this file (a mounted secret) instead of
     /// being generated and written into the data directory.
     pub admin_token_file: Option<PathBuf>,
-    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`); `None`: not served.
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: not served. Over TLS with the
+    /// gRPC port's certificate when `tls` is set; plaintext only on loopback or with
+    /// `allow_plaintext`, like the gRPC port.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A file holding the bearer token every scrape must send (`authorization: Bearer`); required
+    /// when `metrics_listen` is not a loopback address.
+    pub metrics_token_file: Option<PathBuf>,
+    /// For embedding and tests: serve on this store instead of opening `data_dir` with sled (which
+    /// then only receives the first admin's token file).
+    pub store: Option<Arc<dyn Store>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("limits", &self.limits)
+            .field("tls", &self.tls)
+            .field("allow_plaintext", &self.allow_plaintext)
+            .field("admin_token_file", &self.admin_token_file)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("metrics_token_file", &self.metrics_token_file)
+            .field("store", &self.store.as_ref().map(|_| "given"))
+            .finish()
+    }
 }
 
 impl Config {
@@ -85,6 +110,8 @@ impl Config {
             allow_plaintext: false,
             admin_token_file: None,
             metrics_listen: None,
+            metrics_token_file: None,
+            store: None,
         }
     }
 }
@@ -109,6 +136,10 @@ pub enum ServeError {
     Pem { path: PathBuf, source: std::io::Error },
     #[error("the admin token file: {0}")]
     AdminToken(String),
+    #[error("refusing to serve metrics on non-loopback address {0} without a bearer token: give --metrics-token-file")]
+    MetricsTokenRequired(std::net::SocketAddr),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// The file the first admin token is written to, readable by its owner only.
@@ -135,10 +166,23 @@ pub async fn open_ledger(dir: &Path, limits: &Limits) -> Result<(Ledger, crate::
     Ok(Ledger::start(Arc::new(store), limits.write_queue_max)?)
 }
 
-/// Secure by default: with no principal at all, create an admin and write its token to a file
-/// only the owner can read.
+/// The standard health service's name for the writer: NOT_SERVING once writes are stopped.
+pub const WRITER_HEALTH_SERVICE: &str = "ipledger.v1.Writer";
+
+/// Secure by default: on a store that never had a principal, create an admin and write its token
+/// to a file only the owner can read. A store whose principals are all revoked is served as it is
+/// (creating `admin` again would collide with the revoked one): an operator creates one offline.
 async fn bootstrap_admin(ledger: &Ledger, data_dir: &Path, token_file: Option<&Path>) -> Result<(), ServeError> {
     if !ledger.principals().is_empty() {
+        return Ok(());
+    }
+    let (ever, _) = ledger.read(|store| crate::ledger::query::list_principals(store, 1, "")).await?;
+    if !ever.is_empty() {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            "every principal is revoked: no caller can authenticate; stop the server and run \
+             `ipledger token create --data-dir <dir> --name <name> --role admin` to create one"
+        );
         return Ok(());
     }
     let name = PrincipalName::parse("admin").expect("valid name");
@@ -156,7 +200,7 @@ async fn bootstrap_admin(ledger: &Ledger, data_dir: &Path, token_file: Option<&P
         tracing::warn!(path = %file.display(), "created the first admin with the token of this file");
         return Ok(());
     }
-    let (_, token) = grpc::create_token(ledger, &system(), name, Role::Admin).await?;
+    let (_, token) = crate::ledger::tokens::create(ledger, &system(), name, Role::Admin).await?;
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     write_secret(&path, &token)?;
     tracing::warn!(path = %path.display(), "created the first admin token; read it from this file (owner-only) and keep it safe");
@@ -186,8 +230,39 @@ pub async fn serve(
     if config.tls.is_none() && !address.ip().is_loopback() && !config.allow_plaintext {
         return Err(ServeError::PlaintextRefused(address));
     }
+    // The metrics port carries every region's exposure: the same rule, and a token off loopback.
+    let metrics_access = match config.metrics_listen {
+        Some(metrics) => {
+            if config.tls.is_none() && !metrics.ip().is_loopback() && !config.allow_plaintext {
+                return Err(ServeError::PlaintextRefused(metrics));
+            }
+            if config.metrics_token_file.is_none() && !metrics.ip().is_loopback() {
+                return Err(ServeError::MetricsTokenRequired(metrics));
+            }
+            let token_sha256 = match &config.metrics_token_file {
+                Some(path) => Some(crate::metrics::read_token(path).map_err(ServeError::Metrics)?),
+                None => None,
+            };
+            let tls = match &config.tls {
+                Some(tls) => Some(
+                    crate::metrics::tls_config(&read_pem(&tls.cert)?, &read_pem(&tls.key)?)
+                        .map_err(ServeError::Metrics)?,
+                ),
+                None => None,
+            };
+            Some((metrics, crate::metrics::Access { tls, token_sha256 }))
+        }
+        None => None,
+    };
     let limits = &config.limits;
-    let (ledger, writer) = open_ledger(&config.data_dir, limits).await?;
+    let (ledger, writer) = match &config.store {
+        Some(store) => {
+            // The directory still receives the first admin's token.
+            std::fs::create_dir_all(&config.data_dir)?;
+            Ledger::start(store.clone(), limits.write_queue_max)?
+        }
+        None => open_ledger(&config.data_dir, limits).await?,
+    };
     bootstrap_admin(&ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -196,6 +271,19 @@ pub async fn serve(
     health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::journal_service_server::JournalServiceServer<Api>>().await;
+    health_reporter.set_service_status(WRITER_HEALTH_SERVICE, tonic_health::ServingStatus::Serving).await;
+    // After a storage failure the writer refuses every write until a restart: say so, so that an
+    // orchestrator restarts the server.
+    let mut writes_stopped = ledger.writes_stopped();
+    let reporter = health_reporter.clone();
+    tokio::spawn(async move {
+        if writes_stopped.wait_for(|stopped| *stopped).await.is_ok() {
+            tracing::error!("writes are stopped after a storage failure: health says NOT_SERVING; restart the server");
+            for service in ["", WRITER_HEALTH_SERVICE] {
+                reporter.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
+            }
+        }
+    });
 
     // Both reflection versions describe everything served, each other included, so any client
     // (grpcurl, buf curl, grpcio, evans) sees the same list whichever version it speaks.
@@ -218,13 +306,18 @@ pub async fn serve(
         client_certificates: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
     };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let metrics_task = match config.metrics_listen {
-        Some(address) => {
+    let metrics_task = match metrics_access {
+        Some((address, access)) => {
             let listener = TcpListener::bind(address).await?;
-            tracing::info!(address = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+            tracing::info!(
+                address = %listener.local_addr()?,
+                tls = access.tls.is_some(),
+                bearer_token = access.token_sha256.is_some(),
+                "serving Prometheus metrics at /metrics"
+            );
             let mut stop = stopping.clone();
             let ledger = ledger.clone();
-            Some(tokio::spawn(crate::metrics::serve(listener, ledger, async move {
+            Some(tokio::spawn(crate::metrics::serve(listener, ledger, access, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })))
         }
@@ -250,8 +343,10 @@ pub async fn serve(
     let exposure = limited!(pb::exposure_service_server::ExposureServiceServer::new(api.clone()));
     let admin = limited!(pb::admin_service_server::AdminServiceServer::new(api.clone()));
     let journal = limited!(pb::journal_service_server::JournalServiceServer::new(api.clone()));
-    let reflection_v1 = InterceptedService::new(reflection_v1.build_v1()?, auth.clone());
-    let reflection_v1alpha = InterceptedService::new(reflection_v1alpha.build_v1alpha()?, auth.clone());
+    // Reflection reveals only the published schema, so it needs no token: a tool such as grpcurl
+    // or buf curl then reaches the method itself, which answers UNAUTHENTICATED without one.
+    let reflection_v1 = reflection_v1.build_v1()?;
+    let reflection_v1alpha = reflection_v1alpha.build_v1alpha()?;
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -81,10 +81,12 @@ bank=$(call -d '{"name": "bank-hz", "role": "BANK", "creditCode": "9144030019220
 buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $bank" --reflect-header "authorization: Bearer $bank" \
   -d '{"groupBy": "PLEDGEE"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
   | json 'd["total"]["securedAmount"], [r["key"] for r in d["rows"]]' | grep -x >/dev/null "15000000.00 \['914403001922038216'\]"
-# Without a token, nothing.
-if buf curl --protocol grpc --http2-prior-knowledge -d '{}' "http://$addr/ipledger.v1.ExposureService/GetExposure" >/dev/null 2>&1; then
+# Without a token, nothing: reflection answers (it shows only the published schema), so the call
+# reaches the method, which says UNAUTHENTICATED (not "failed to find service").
+if refused=$(buf curl --protocol grpc --http2-prior-knowledge -d '{}' "http://$addr/ipledger.v1.ExposureService/GetExposure" 2>&1); then
   echo "served without a token"; false
 fi
+echo "$refused" | grep >/dev/null -i unauthenticated
 
 # The dashboard's JSON API: the same answer as over gRPC, with the same token.
 grpc_total=$(call -d '{"regionCode": "330000"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" | json 'd["total"]')

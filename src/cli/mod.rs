@@ -5,11 +5,19 @@ pub mod bench;
 pub mod import;
 
 use ipledger::proto::exposure_service_client::ExposureServiceClient;
+use ipledger::proto::journal_service_client::JournalServiceClient;
 use ipledger::proto::pledge_service_client::PledgeServiceClient;
 use std::path::PathBuf;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+/// The environment variable a token-taking command reads its bearer token from, when it is given
+/// no `--token-file`. Never an argument: arguments are in every user's process list.
+pub const TOKEN_ENV: &str = "IPLEDGER_TOKEN";
+
+/// Bytes of a token file read at most: a token is 47 bytes.
+const TOKEN_FILE_BYTES_MAX: u64 = 4096;
 
 /// Where the server is and who we are.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,9 +25,10 @@ pub struct Connect {
     /// The server's address.
     #[arg(long, env = "IPLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
-    /// A bearer token (for example `$(cat ipledger-data/admin.token)`).
-    #[arg(long, env = "IPLEDGER_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// A file holding the bearer token (for example `ipledger-data/admin.token`); without it, the
+    /// token is read from the IPLEDGER_TOKEN environment variable (never from an argument).
+    #[arg(long, env = "IPLEDGER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// PEM CA that signed the server's certificate (for an https:// server).
     #[arg(long, env = "IPLEDGER_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
@@ -51,6 +60,28 @@ pub enum ClientError {
 }
 
 impl Connect {
+    /// The bearer token: the file's content when `--token-file` is given, else `IPLEDGER_TOKEN`.
+    pub fn token(&self) -> Result<String, ClientError> {
+        let token = match &self.token_file {
+            Some(path) => {
+                use std::io::Read;
+                let mut text = String::new();
+                std::fs::File::open(path)
+                    .and_then(|f| f.take(TOKEN_FILE_BYTES_MAX).read_to_string(&mut text))
+                    .map_err(|e| ClientError::Usage(format!("--token-file {}: {e}", path.display())))?;
+                text
+            }
+            None => std::env::var(TOKEN_ENV).map_err(|_| {
+                ClientError::Usage(format!("give the bearer token with --token-file <file> or in {TOKEN_ENV}"))
+            })?,
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(ClientError::Usage("the bearer token is empty".to_owned()));
+        }
+        Ok(token.to_owned())
+    }
+
     pub async fn channel(&self) -> Result<(Channel, Bearer), ClientError> {
         let mut endpoint =
             Channel::from_shared(self.server.clone()).map_err(|e| ClientError::Usage(format!("--server: {e}")))?;
@@ -58,15 +89,20 @@ impl Connect {
             endpoint = endpoint
                 .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca)?)))?;
         }
-        let header = format!("Bearer {}", self.token.trim())
+        let header = format!("Bearer {}", self.token()?)
             .parse()
-            .map_err(|_| ClientError::Usage("--token is not a valid header value".to_owned()))?;
+            .map_err(|_| ClientError::Usage("the bearer token is not a valid header value".to_owned()))?;
         Ok((endpoint.tcp_nodelay(true).connect().await?, Bearer(header)))
     }
 
     pub async fn pledges(&self) -> Result<PledgeServiceClient<Authed>, ClientError> {
         let (channel, bearer) = self.channel().await?;
         Ok(PledgeServiceClient::with_interceptor(channel, bearer))
+    }
+
+    pub async fn journal(&self) -> Result<JournalServiceClient<Authed>, ClientError> {
+        let (channel, bearer) = self.channel().await?;
+        Ok(JournalServiceClient::with_interceptor(channel, bearer))
     }
 
     pub async fn exposure(&self) -> Result<ExposureServiceClient<Authed>, ClientError> {

@@ -1,11 +1,15 @@
 //! Authentication: every request (but health checks, which orchestrators send without
-//! credentials) must carry a live bearer token, or come over mutual TLS with a client certificate
-//! whose subject common name is a principal's name. The principal found is put into the request's
-//! extensions for the handlers' scope checks.
+//! credentials, and reflection, which shows only the published schema) must carry a live bearer
+//! token, or come over mutual TLS with a verified client certificate that an admin bound to a live
+//! principal (`BindCertificate`: its exact RFC 4514 subject, or one of its subject alternative
+//! names). A name inside a certificate means nothing by itself: a certificate with `CN=admin` is
+//! nobody unless it was bound. The principal found is put into the request's extensions for the
+//! handlers' scope checks.
 
 use crate::domain::LedgerError;
-use crate::domain::principal::{Principal, PrincipalName, TOKEN_PREFIX, token_hash};
+use crate::domain::principal::{Principal, TOKEN_PREFIX, token_hash};
 use crate::ledger::Ledger;
+use crate::ledger::principals::CertificateBinding;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -21,11 +25,72 @@ fn unauthenticated(message: &str) -> Status {
     super::status::to_status(LedgerError::Unauthenticated(message.to_owned()))
 }
 
-/// The common name of a certificate's subject.
-fn common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
-    Some(cn)
+/// Subject alternative names read from one certificate at most.
+const NAMES_MAX: usize = 256;
+
+/// Everything of a certificate that a binding may match: its subject as an RFC 4514 string, and
+/// its DNS, URI and email subject alternative names. Empty when the certificate does not parse.
+pub fn certificate_bindings(der: &[u8]) -> Vec<CertificateBinding> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Vec::new() };
+    let mut found = Vec::new();
+    if let Some(subject) = rfc4514(cert.subject()) {
+        found.push(CertificateBinding::Subject(subject));
+    }
+    if let Ok(Some(names)) = cert.subject_alternative_name() {
+        for name in names.value.general_names.iter().take(NAMES_MAX) {
+            match name {
+                GeneralName::DNSName(n) => found.push(CertificateBinding::DnsName(n.to_ascii_lowercase())),
+                GeneralName::URI(u) => found.push(CertificateBinding::Uri((*u).to_owned())),
+                GeneralName::RFC822Name(e) => found.push(CertificateBinding::Email((*e).to_owned())),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// RFC 4514: the RDNs from last to first joined by ",", the attributes of one RDN by "+", each
+/// `TYPE=value` with the special characters escaped. `None` for values that are not strings.
+fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> Option<String> {
+    let mut rdns = Vec::new();
+    for rdn in name.iter() {
+        let mut attributes = Vec::new();
+        for attribute in rdn.iter() {
+            let oid = attribute.attr_type().to_id_string();
+            let short = match oid.as_str() {
+                "2.5.4.3" => "CN",
+                "2.5.4.6" => "C",
+                "2.5.4.7" => "L",
+                "2.5.4.8" => "ST",
+                "2.5.4.9" => "STREET",
+                "2.5.4.10" => "O",
+                "2.5.4.11" => "OU",
+                "0.9.2342.19200300.100.1.25" => "DC",
+                "0.9.2342.19200300.100.1.1" => "UID",
+                other => other,
+            };
+            attributes.push(format!("{short}={}", escape_rfc4514(attribute.as_str().ok()?)));
+        }
+        rdns.push(attributes.join("+"));
+    }
+    rdns.reverse();
+    Some(rdns.join(","))
+}
+
+fn escape_rfc4514(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl Interceptor for Authenticate {
@@ -41,17 +106,14 @@ impl Authenticate {
         if let Some(found) = self.bearer(request.metadata()) {
             return found;
         }
+        // The first certificate is the client's own (the rest is its chain), verified by TLS.
         if self.client_certificates
             && let Some(certs) = request.peer_certs()
-            && let Some(cn) = certs.first().and_then(|c| common_name(c.as_ref()))
+            && let Some(leaf) = certs.first()
         {
-            let name =
-                PrincipalName::parse(&cn).map_err(|_| unauthenticated("the client certificate names no principal"))?;
-            return self
-                .ledger
-                .principals()
-                .by_name(&name)
-                .ok_or_else(|| unauthenticated("the client certificate's principal is unknown or revoked"));
+            return self.ledger.principals().by_certificate(&certificate_bindings(leaf.as_ref())).ok_or_else(|| {
+                unauthenticated("the client certificate is bound to no live principal (or to more than one)")
+            });
         }
         Err(unauthenticated("missing `authorization: Bearer <token>` metadata"))
     }
@@ -83,4 +145,22 @@ impl Authenticate {
 /// The principal the interceptor authenticated.
 pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     request.extensions().get::<Principal>().cloned().ok_or_else(|| unauthenticated("no principal on the request"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(value: &str, escaped: &str) {
+        assert_eq!(escape_rfc4514(value), escaped);
+    }
+
+    #[test]
+    fn rfc4514_escapes_what_would_change_the_name() {
+        check("bank-a", "bank-a");
+        check("Bank A, Hangzhou", "Bank A\\, Hangzhou");
+        check("#1 +plus; <x> \"q\" \\", "\\#1 \\+plus\\; \\<x\\> \\\"q\\\" \\\\");
+        check(" padded ", "\\ padded\\ ");
+        check("杭州银行", "杭州银行");
+    }
 }

@@ -488,6 +488,7 @@ pub fn token_to_pb(p: &Principal) -> pb::Token {
         region_code,
         create_time: Some(timestamp(p.create_time)),
         revoke_time: optional_timestamp(p.revoke_time),
+        certificate_bindings: Vec::new(),
     }
 }
 
@@ -537,6 +538,11 @@ pub fn journal_event_to_pb(entry: &Entry) -> pb::JournalEvent {
         Event::CreditLineCreated { line } => event.credit_line = Some(credit_line_to_pb(line)),
         Event::PrincipalCreated { record } => event.token = Some(token_to_pb(&record.principal)),
         Event::PrincipalRevoked { after, .. } => event.token = Some(token_to_pb(&after.principal)),
+        Event::CertificateBound { record, binding } => {
+            let mut token = token_to_pb(&record.principal);
+            token.certificate_bindings.push(certificate_binding_to_pb(binding));
+            event.token = Some(token);
+        }
     }
     event
 }
@@ -711,4 +717,47 @@ pub fn statistics_to_pb(
         total: Some(statistics_row(String::new(), region.name().to_owned(), &current.total, Some(&previous.total), t)),
         rows,
     }
+}
+
+/// Parses a BindCertificate request: a principal's name and exactly one binding.
+pub fn bind_certificate_request(
+    request: &pb::BindCertificateRequest,
+) -> Result<(PrincipalName, crate::ledger::principals::CertificateBinding), LedgerError> {
+    use crate::ledger::principals::CertificateBinding;
+    let mut f = Fields::default();
+    let name = f.check("name", PrincipalName::parse(&request.name));
+    let given = request.binding.clone().unwrap_or_default();
+    type Kind = fn(String) -> CertificateBinding;
+    let kinds: [(&str, &str, Kind); 4] = [
+        ("binding.subject", &given.subject, CertificateBinding::Subject),
+        ("binding.dnsName", &given.dns_name, CertificateBinding::DnsName),
+        ("binding.uri", &given.uri, CertificateBinding::Uri),
+        ("binding.email", &given.email, CertificateBinding::Email),
+    ];
+    let set: Vec<_> = kinds.iter().filter(|(_, value, _)| !value.trim().is_empty()).collect();
+    let binding = match set.as_slice() {
+        [(field, value, kind)] => f.check(*field, CertificateBinding::new(*kind, value)),
+        _ => {
+            f.fail("binding", "set exactly one of subject, dnsName, uri and email");
+            None
+        }
+    };
+    f.finish()?;
+    let (Some(name), Some(binding)) = (name, binding) else {
+        unreachable!("every missing value recorded a violation");
+    };
+    Ok((name, binding))
+}
+
+pub fn certificate_binding_to_pb(binding: &crate::ledger::principals::CertificateBinding) -> pb::CertificateBinding {
+    use crate::ledger::principals::CertificateBinding;
+    let mut answer = pb::CertificateBinding::default();
+    let field = match binding {
+        CertificateBinding::Subject(_) => &mut answer.subject,
+        CertificateBinding::DnsName(_) => &mut answer.dns_name,
+        CertificateBinding::Uri(_) => &mut answer.uri,
+        CertificateBinding::Email(_) => &mut answer.email,
+    };
+    binding.value().clone_into(field);
+    answer
 }

@@ -25,7 +25,9 @@ fn visible(actor: &Principal, entry: &Entry) -> bool {
         Event::PledgeRegistered { pledge } => actor.may_read_pledge(pledge),
         Event::PledgeChanged { after, .. } | Event::PledgeReleased { after, .. } => actor.may_read_pledge(after),
         Event::CreditLineCreated { line } => actor.may_read_line(line),
-        Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } => actor.is_admin(),
+        Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. } => {
+            actor.is_admin()
+        }
     }
 }
 

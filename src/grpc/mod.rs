@@ -247,7 +247,13 @@ fn import_rejection(index: u64, request_id: String, e: &LedgerError) -> pb::Impo
             .collect(),
         _ => Vec::new(),
     };
-    pb::ImportRejection { index, request_id, reason: e.reason().to_owned(), message: e.to_string(), field_violations }
+    pb::ImportRejection {
+        index,
+        request_id,
+        reason: e.reason().to_owned(),
+        message: status::public_message(e),
+        field_violations,
+    }
 }
 
 fn record(summary: &mut pb::ImportPledgesResponse, index: u64, request_id: String, result: Result<bool, LedgerError>) {
@@ -494,8 +500,8 @@ impl pb::admin_service_server::AdminService for Api {
         let body = async {
             actor.require_admin()?;
             let (name, role) = convert::token_request(request.get_ref())?;
-            let (principal, token) = create_token(&self.ledger, &actor, name, role).await?;
-            Ok(pb::CreateTokenResponse { principal: Some(principal), token })
+            let (record, token) = crate::ledger::tokens::create(&self.ledger, &actor, name, role).await?;
+            Ok(pb::CreateTokenResponse { principal: Some(convert::token_to_pb(&record.principal)), token })
         };
         self.unary("CreateToken", &actor, body).await.map(Response::new)
     }
@@ -525,34 +531,26 @@ impl pb::admin_service_server::AdminService for Api {
             actor.require_admin()?;
             let name = crate::domain::principal::PrincipalName::parse(&request.get_ref().name)
                 .map_err(|e| LedgerError::invalid_field("name", e))?;
-            revoke_token(&self.ledger, &actor, name).await
+            let record = crate::ledger::tokens::revoke(&self.ledger, &actor, name).await?;
+            Ok(convert::token_to_pb(&record.principal))
         };
         self.unary("RevokeToken", &actor, body).await.map(Response::new)
     }
-}
 
-/// Creates a principal with a fresh random token; returns it and the token (shown once).
-pub async fn create_token(
-    ledger: &Ledger,
-    actor: &Principal,
-    name: crate::domain::principal::PrincipalName,
-    role: crate::domain::principal::Role,
-) -> Result<(pb::Token, String), LedgerError> {
-    let token = crate::domain::principal::new_token().map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-    let token_hash = crate::domain::principal::token_hash(&token);
-    match ledger.write(actor, Command::CreatePrincipal { name, role, token_hash }).await? {
-        (Outcome::Principal(record), _) => Ok((convert::token_to_pb(&record.principal), token)),
-        _ => Err(LedgerError::Internal("a token write produced another resource".to_owned())),
-    }
-}
-
-pub async fn revoke_token(
-    ledger: &Ledger,
-    actor: &Principal,
-    name: crate::domain::principal::PrincipalName,
-) -> Result<pb::Token, LedgerError> {
-    match ledger.write(actor, Command::RevokePrincipal { name }).await? {
-        (Outcome::Principal(record), _) => Ok(convert::token_to_pb(&record.principal)),
-        _ => Err(LedgerError::Internal("a token write produced another resource".to_owned())),
+    async fn bind_certificate(
+        &self,
+        request: Request<pb::BindCertificateRequest>,
+    ) -> Result<Response<pb::Token>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            actor.require_admin()?;
+            let (name, binding) = convert::bind_certificate_request(request.get_ref())?;
+            let (record, bindings) =
+                crate::ledger::tokens::bind_certificate(&self.ledger, &actor, name, binding).await?;
+            let mut token = convert::token_to_pb(&record.principal);
+            token.certificate_bindings = bindings.iter().map(convert::certificate_binding_to_pb).collect();
+            Ok(token)
+        };
+        self.unary("BindCertificate", &actor, body).await.map(Response::new)
     }
 }

@@ -1,6 +1,8 @@
 //! The one table from ledger errors to gRPC statuses. Every status carries a google.rpc.ErrorInfo
 //! (domain `ipledger.v1`) whose reason clients can branch on; malformed requests add a BadRequest
-//! with one violation per field, overload adds a RetryInfo.
+//! with one violation per field, overload adds a RetryInfo. Internal and unavailable errors carry
+//! storage or program detail that is no client's business: the client reads a generic message with
+//! an error id, and the server log carries the detail under the same id.
 
 use crate::domain::LedgerError;
 use std::collections::HashMap;
@@ -13,9 +15,31 @@ pub const ERROR_DOMAIN: &str = "ipledger.v1";
 /// How long an overloaded caller should wait before retrying.
 const OVERLOAD_RETRY_DELAY_MS: u64 = 50;
 
+/// The ErrorInfo metadata key of the id under which the server log carries a hidden detail.
+pub const ERROR_ID_KEY: &str = "errorId";
+
+/// What a client may read of `error`, and the id of the log line with the detail when it is hidden.
+fn public(error: &LedgerError) -> (String, Option<String>) {
+    let generic = match error {
+        LedgerError::Internal(_) => "internal error",
+        LedgerError::Unavailable(_) => "the service is unavailable",
+        _ => return (error.to_string(), None),
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    tracing::error!(error_id = %id, reason = error.reason(), detail = %error, "error detail withheld from the client");
+    (format!("{generic}; the server log has the detail under error id {id}"), Some(id))
+}
+
+/// The message a client may read for `error` (for answers that carry no status, such as an
+/// import's rejections): internal and storage details are logged under an id and not returned.
+pub fn public_message(error: &LedgerError) -> String {
+    public(error).0
+}
+
 pub fn to_status(error: LedgerError) -> Status {
     let reason = error.reason();
-    let message = error.to_string();
+    let (message, error_id) = public(&error);
+    let hidden = || error_id.iter().map(|id| (ERROR_ID_KEY.to_owned(), id.clone())).collect::<HashMap<_, _>>();
     let mut details = ErrorDetails::new();
     let code = match error {
         LedgerError::Invalid { violations, .. } => {
@@ -65,12 +89,11 @@ pub fn to_status(error: LedgerError) -> Status {
             Code::ResourceExhausted
         }
         LedgerError::Unavailable(_) => {
-            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+            details.set_error_info(reason, ERROR_DOMAIN, hidden());
             Code::Unavailable
         }
-        LedgerError::Internal(ref detail) => {
-            tracing::error!(%detail, "internal error");
-            details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+        LedgerError::Internal(_) => {
+            details.set_error_info(reason, ERROR_DOMAIN, hidden());
             Code::Internal
         }
     };
@@ -116,5 +139,26 @@ mod tests {
         check(LedgerError::DeadlineExceeded(1), Code::DeadlineExceeded, "DEADLINE_EXCEEDED", &[]);
         check(LedgerError::Unavailable("x".into()), Code::Unavailable, "UNAVAILABLE", &[]);
         check(LedgerError::Internal("x".into()), Code::Internal, "INTERNAL", &[]);
+    }
+
+    #[test]
+    fn internal_and_storage_details_stay_in_the_log() {
+        for error in [
+            LedgerError::Internal("index 7 out of range in keys.rs".into()),
+            LedgerError::Unavailable("storage: IO error: /var/lib/ipledger/data/db: No space left".into()),
+        ] {
+            let detail = error.to_string();
+            let message = public_message(&error);
+            let status = to_status(error);
+            for text in [status.message(), message.as_str()] {
+                assert!(!text.contains("keys.rs") && !text.contains("/var/lib"), "{detail} leaks into {text}");
+                assert!(text.contains("error id "), "{text}");
+            }
+            let info = status.get_error_details().error_info().cloned().unwrap();
+            let id = &info.metadata[ERROR_ID_KEY];
+            assert!(status.message().ends_with(id.as_str()), "{}", status.message());
+        }
+        let refused = LedgerError::refused("RIGHT_ALREADY_PLEDGED", "the right is pledged");
+        assert_eq!(public_message(&refused), refused.to_string());
     }
 }

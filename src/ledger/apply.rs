@@ -6,7 +6,7 @@
 use super::events::{Event, Outcome, RequestRecord};
 use super::journal;
 use super::keys;
-use super::principals::PrincipalRecord;
+use super::principals::{BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding, PrincipalRecord};
 use super::tx::Tx;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
 use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release};
@@ -46,6 +46,11 @@ pub enum Command {
     RevokePrincipal {
         name: PrincipalName,
     },
+    /// Binds client certificates matching `binding` to a live principal.
+    BindCertificate {
+        name: PrincipalName,
+        binding: CertificateBinding,
+    },
 }
 
 impl Command {
@@ -55,7 +60,7 @@ impl Command {
             | Command::ChangePledge { request_id, .. }
             | Command::ReleasePledge { request_id, .. }
             | Command::CreateCreditLine { request_id, .. } => Some(*request_id),
-            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } => None,
+            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
         }
     }
 
@@ -105,7 +110,9 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
             }
         }
         Command::RegisterPledge { .. } | Command::CreateCreditLine { .. } => Ok(()),
-        Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } => actor.require_admin(),
+        Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => {
+            actor.require_admin()
+        }
     }
 }
 
@@ -157,6 +164,35 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
             let mut after = before.clone();
             after.principal.revoke_time = Some(now);
             Ok(Event::PrincipalRevoked { before, after })
+        }
+        Command::BindCertificate { name, binding } => {
+            let record = tx
+                .get::<PrincipalRecord>(&keys::principal(name))?
+                .ok_or_else(|| LedgerError::NotFound { resource: "principal", id: name.to_string() })?;
+            if record.principal.revoke_time.is_some() {
+                return Err(
+                    LedgerError::refused("PRINCIPAL_ALREADY_REVOKED", format!("{name} is revoked")).with("name", name)
+                );
+            }
+            // One owner per binding, or a certificate would stand for whoever was bound last.
+            if let Some((owner, _)) =
+                tx.get::<(PrincipalName, CertificateBinding)>(&keys::certificate_binding(binding))?
+            {
+                return Err(LedgerError::refused(
+                    "CERTIFICATE_ALREADY_BOUND",
+                    format!("{binding} is already bound to {owner}"),
+                )
+                .with("name", &owner));
+            }
+            let bound = tx.get::<Vec<CertificateBinding>>(&keys::certificate_bindings_of(name))?.unwrap_or_default();
+            if bound.len() >= BINDINGS_PER_PRINCIPAL_MAX {
+                return Err(LedgerError::refused(
+                    "TOO_MANY_BINDINGS",
+                    format!("{name} has {BINDINGS_PER_PRINCIPAL_MAX} certificate bindings, the most it may have"),
+                )
+                .with("name", name));
+            }
+            Ok(Event::CertificateBound { record, binding: binding.clone() })
         }
     }
 }

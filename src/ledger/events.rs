@@ -6,7 +6,7 @@
 
 use super::journal::Entry;
 use super::keys;
-use super::principals::PrincipalRecord;
+use super::principals::{CertificateBinding, PrincipalRecord};
 use super::tx::Tx;
 use crate::domain::LedgerError;
 use crate::domain::asof;
@@ -19,12 +19,33 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
-    PledgeRegistered { pledge: Pledge },
-    PledgeChanged { before: Pledge, after: Pledge },
-    PledgeReleased { before: Pledge, after: Pledge },
-    CreditLineCreated { line: CreditLine },
-    PrincipalCreated { record: PrincipalRecord },
-    PrincipalRevoked { before: PrincipalRecord, after: PrincipalRecord },
+    PledgeRegistered {
+        pledge: Pledge,
+    },
+    PledgeChanged {
+        before: Pledge,
+        after: Pledge,
+    },
+    PledgeReleased {
+        before: Pledge,
+        after: Pledge,
+    },
+    CreditLineCreated {
+        line: CreditLine,
+    },
+    PrincipalCreated {
+        record: PrincipalRecord,
+    },
+    PrincipalRevoked {
+        before: PrincipalRecord,
+        after: PrincipalRecord,
+    },
+    /// Appended (journal entries are postcard, by variant index): client certificates matching
+    /// `binding` authenticate as `record`'s principal from now on.
+    CertificateBound {
+        record: PrincipalRecord,
+        binding: CertificateBinding,
+    },
 }
 
 /// What a write produced: the resource as it now is.
@@ -43,6 +64,7 @@ impl Event {
             Event::CreditLineCreated { line } => Outcome::CreditLine(line.clone()),
             Event::PrincipalCreated { record } => Outcome::Principal(record.clone()),
             Event::PrincipalRevoked { after, .. } => Outcome::Principal(after.clone()),
+            Event::CertificateBound { record, .. } => Outcome::Principal(record.clone()),
         }
     }
 
@@ -63,6 +85,7 @@ impl Event {
             Event::CreditLineCreated { .. } => "CREDIT_LINE_CREATED",
             Event::PrincipalCreated { .. } => "PRINCIPAL_CREATED",
             Event::PrincipalRevoked { .. } => "PRINCIPAL_REVOKED",
+            Event::CertificateBound { .. } => "CERTIFICATE_BOUND",
         }
     }
 }
@@ -166,6 +189,14 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         Event::PrincipalRevoked { after, .. } => {
             tx.put(keys::principal(&after.principal.name), after);
             tx.delete(keys::token(&after.token_hash));
+        }
+        Event::CertificateBound { record, binding } => {
+            let name = &record.principal.name;
+            tx.put(keys::certificate_binding(binding), &(name, binding));
+            tx.update::<Vec<CertificateBinding>>(keys::certificate_bindings_of(name), |bindings| {
+                bindings.push(binding.clone());
+                true
+            })?;
         }
     }
     if let Some((request_id, fingerprint)) = entry.request {

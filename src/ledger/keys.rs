@@ -16,6 +16,8 @@
 //! | `A` bucket | exposure row |
 //! | `U` principal name | principal and its token hash |
 //! | `T` token hash(32) | principal name (live tokens only) |
+//! | `Kb` kind(1) value | certificate binding: its principal's name and the binding |
+//! | `Kp` principal name | the certificate bindings of a principal |
 //! | `G` county(6) day(4) id(16) | registration fact, for statistics |
 //! | `X` bucket year(4) | as-of sums of a row for one year: the year's, its months' and its days' deltas |
 //! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
@@ -214,6 +216,18 @@ pub const PRINCIPALS: &[u8] = b"U";
 /// The name of the live principal a token hash authenticates.
 pub fn token(hash: &crate::domain::principal::TokenHash) -> Vec<u8> {
     key(&[b"T", hash])
+}
+
+/// A certificate binding: whose it is.
+pub fn certificate_binding(binding: &crate::ledger::principals::CertificateBinding) -> Vec<u8> {
+    key(&[b"Kb", &[binding.kind_byte()], binding.value().as_bytes()])
+}
+
+pub const CERTIFICATE_BINDINGS: &[u8] = b"Kb";
+
+/// The certificate bindings of a principal, in the order they were made.
+pub fn certificate_bindings_of(name: &crate::domain::principal::PrincipalName) -> Vec<u8> {
+    key(&[b"Kp", name.as_str().as_bytes()])
 }
 
 /// A journal entry by sequence number (big-endian, so keys sort by sequence).

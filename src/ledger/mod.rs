@@ -8,6 +8,7 @@ pub mod journal;
 pub mod keys;
 pub mod principals;
 pub mod query;
+pub mod tokens;
 mod tx;
 mod writer;
 
@@ -89,6 +90,7 @@ pub struct Ledger {
     store: Arc<dyn Store>,
     principals: Arc<Principals>,
     committed: tokio::sync::watch::Receiver<u64>,
+    writes_stopped: tokio::sync::watch::Receiver<bool>,
     writer: mpsc::Sender<writer::Job>,
     queue_max: usize,
     reads_in_flight: Arc<AtomicUsize>,
@@ -121,16 +123,28 @@ impl WriterGuard {
 impl Ledger {
     pub fn start(store: Arc<dyn Store>, queue_max: usize) -> Result<(Ledger, WriterGuard), LedgerError> {
         let principals = Arc::new(Principals::load(store.as_ref())?);
-        let writer::Spawned { sender, handle, committed } =
+        let writer::Spawned { sender, handle, committed, writes_stopped } =
             writer::spawn(store.clone(), principals.clone(), queue_max)?;
-        let ledger =
-            Ledger { store, principals, committed, writer: sender, queue_max, reads_in_flight: Arc::default() };
+        let ledger = Ledger {
+            store,
+            principals,
+            committed,
+            writes_stopped,
+            writer: sender,
+            queue_max,
+            reads_in_flight: Arc::default(),
+        };
         Ok((ledger, WriterGuard { handle: Mutex::new(Some(handle)) }))
     }
 
     /// Follows the sequence of the last committed journal entry.
     pub fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.committed.clone()
+    }
+
+    /// Turns true when the writer stopped accepting writes after a storage failure (fail-stop).
+    pub fn writes_stopped(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.writes_stopped.clone()
     }
 
     /// Runs `f` on the writer thread between two group commits: it sees the store with no write

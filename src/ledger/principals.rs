@@ -1,6 +1,11 @@
-//! The live principals, in memory: who a bearer token or a client certificate's name stands for.
+//! The live principals, in memory: who a bearer token or a client certificate stands for.
 //! Loaded from the store at start; the writer updates it right after committing a change and
 //! before acknowledging it, so a revoked token stops working the moment its revocation returns.
+//!
+//! A client certificate stands for a principal only through a binding an admin made (its exact
+//! subject, or one of its subject alternative names), never because a name in it happens to equal
+//! a principal's name. A binding belongs to one principal; a revoked principal's bindings stop
+//! working with its token.
 
 use super::codec;
 use super::keys;
@@ -9,6 +14,82 @@ use crate::domain::principal::{Principal, PrincipalName, TokenHash};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
+
+/// What of a verified client certificate binds it to a principal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum CertificateBinding {
+    /// The certificate's full subject as an RFC 4514 string (`CN=bank-a,O=Bank A,C=CN`), exactly.
+    Subject(String),
+    /// A DNS name among its subject alternative names (compared in lower case).
+    DnsName(String),
+    /// A URI among its subject alternative names (a SPIFFE id, for example), exactly.
+    Uri(String),
+    /// An email address (rfc822Name) among its subject alternative names, exactly.
+    Email(String),
+}
+
+/// Characters of a binding's value at most.
+pub const BINDING_CHARS_MAX: usize = 1024;
+/// Bindings of one principal at most: a few certificates rotate, not thousands.
+pub const BINDINGS_PER_PRINCIPAL_MAX: usize = 64;
+
+impl CertificateBinding {
+    /// Checks a binding's value: not empty, bounded, printable, with what its kind needs.
+    pub fn new(kind: fn(String) -> CertificateBinding, value: &str) -> Result<CertificateBinding, &'static str> {
+        let value = value.trim();
+        if value.is_empty() || value.chars().count() > BINDING_CHARS_MAX || value.chars().any(char::is_control) {
+            return Err("must be 1 to 1024 printable characters");
+        }
+        let binding = kind(value.to_owned());
+        match &binding {
+            CertificateBinding::Subject(v) if !v.contains('=') => {
+                Err("must be an RFC 4514 name such as CN=bank-a,O=Bank A")
+            }
+            CertificateBinding::DnsName(v)
+                if !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'*')) =>
+            {
+                Err("must be a DNS name")
+            }
+            CertificateBinding::DnsName(v) => Ok(CertificateBinding::DnsName(v.to_ascii_lowercase())),
+            CertificateBinding::Uri(v) | CertificateBinding::Email(v) if v.contains(char::is_whitespace) => {
+                Err("must not contain spaces")
+            }
+            CertificateBinding::Email(v) if !v.contains('@') => Err("must be an email address"),
+            _ => Ok(binding),
+        }
+    }
+
+    /// One byte naming the kind, for keys.
+    pub fn kind_byte(&self) -> u8 {
+        match self {
+            CertificateBinding::Subject(_) => b's',
+            CertificateBinding::DnsName(_) => b'd',
+            CertificateBinding::Uri(_) => b'u',
+            CertificateBinding::Email(_) => b'e',
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            CertificateBinding::Subject(v)
+            | CertificateBinding::DnsName(v)
+            | CertificateBinding::Uri(v)
+            | CertificateBinding::Email(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Display for CertificateBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            CertificateBinding::Subject(_) => "subject",
+            CertificateBinding::DnsName(_) => "dns",
+            CertificateBinding::Uri(_) => "uri",
+            CertificateBinding::Email(_) => "email",
+        };
+        write!(f, "{kind}:{}", self.value())
+    }
+}
 
 /// The stored record of a principal.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +104,8 @@ struct Maps {
     by_name: HashMap<PrincipalName, Principal>,
     /// Names whose revocation is committed: the writer refuses their queued writes.
     revoked: HashSet<PrincipalName>,
+    /// Whose a certificate binding is (live or not: `by_name` decides whether it authenticates).
+    by_binding: HashMap<CertificateBinding, PrincipalName>,
 }
 
 #[derive(Debug)]
@@ -50,7 +133,48 @@ impl Principals {
             let record: PrincipalRecord = codec::decode(&key, &value)?;
             principals.apply(&record);
         }
+        let bindings = store
+            .scan(keys::CERTIFICATE_BINDINGS, None, PRINCIPALS_MAX)
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        let mut maps = principals.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (key, value) in bindings {
+            let (name, binding): (PrincipalName, CertificateBinding) = codec::decode(&key, &value)?;
+            maps.by_binding.insert(binding, name);
+        }
+        drop(maps);
         Ok(principals)
+    }
+
+    /// Reflects a committed principal record and re-reads its certificate bindings from `store`
+    /// (the writer calls this right after the commit, before acknowledging it).
+    pub fn apply_committed(&self, store: &dyn Store, record: &PrincipalRecord) -> Result<(), LedgerError> {
+        self.apply(record);
+        let name = &record.principal.name;
+        let key = keys::certificate_bindings_of(name);
+        let stored = store.get(&key).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        let bindings: Vec<CertificateBinding> =
+            stored.map(|v| codec::decode(&key, &v)).transpose()?.unwrap_or_default();
+        let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for binding in bindings {
+            maps.by_binding.insert(binding, name.clone());
+        }
+        Ok(())
+    }
+
+    /// The live principal that the bindings among `presented` name, if they name exactly one:
+    /// bindings of two principals, or of a revoked one, authenticate nobody.
+    pub fn by_certificate(&self, presented: &[CertificateBinding]) -> Option<Principal> {
+        let maps = self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut owner: Option<&PrincipalName> = None;
+        for binding in presented {
+            if let Some(name) = maps.by_binding.get(binding) {
+                match owner {
+                    Some(other) if other != name => return None,
+                    _ => owner = Some(name),
+                }
+            }
+        }
+        maps.by_name.get(owner?).cloned()
     }
 
     /// Reflects a committed record: live principals authenticate, revoked ones no longer do.
@@ -85,6 +209,13 @@ impl Principals {
     /// Changes after every committed revocation; check `is_revoked` when it does.
     pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
         self.revocations.subscribe()
+    }
+
+    /// The bindings of the principal named `name` (live or not), for answers about it.
+    pub fn bindings(store: &dyn Store, name: &PrincipalName) -> Result<Vec<CertificateBinding>, LedgerError> {
+        let key = keys::certificate_bindings_of(name);
+        let stored = store.get(&key).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        Ok(stored.map(|v| codec::decode(&key, &v)).transpose()?.unwrap_or_default())
     }
 
     pub fn is_empty(&self) -> bool {

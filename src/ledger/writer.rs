@@ -53,6 +53,9 @@ pub struct Spawned {
     pub handle: std::thread::JoinHandle<()>,
     /// The sequence of the last committed journal entry, updated after every commit.
     pub committed: watch::Receiver<u64>,
+    /// Turns true when a commit failed and the writer refuses every write (fail-stop), so health
+    /// can say NOT_SERVING and an orchestrator restarts the server.
+    pub writes_stopped: watch::Receiver<bool>,
 }
 
 pub fn spawn(store: Arc<dyn Store>, principals: Arc<Principals>, queue_max: usize) -> Result<Spawned, LedgerError> {
@@ -60,11 +63,12 @@ pub fn spawn(store: Arc<dyn Store>, principals: Arc<Principals>, queue_max: usiz
     let last = Tx::new(store.as_ref()).get::<Micros>(keys::META_CLOCK)?.unwrap_or(0);
     let head = super::journal::stored_head(store.as_ref())?.sequence;
     let (committed_tx, committed) = watch::channel(head);
+    let (stopped_tx, writes_stopped) = watch::channel(false);
     let handle = std::thread::Builder::new()
         .name("ipledger-writer".to_owned())
-        .spawn(move || run(store, principals, receiver, Clock { last }, committed_tx))
+        .spawn(move || run(store, principals, receiver, Clock { last }, committed_tx, stopped_tx))
         .map_err(|e| LedgerError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-    Ok(Spawned { sender, handle, committed })
+    Ok(Spawned { sender, handle, committed, writes_stopped })
 }
 
 fn run(
@@ -73,6 +77,7 @@ fn run(
     mut receiver: mpsc::Receiver<Job>,
     mut clock: Clock,
     committed: watch::Sender<u64>,
+    writes_stopped: watch::Sender<bool>,
 ) {
     let mut jobs = Vec::with_capacity(GROUP_MAX);
     let mut exclusive: Option<ExclusiveTask> = None;
@@ -106,6 +111,7 @@ fn run(
             None if jobs.is_empty() => {}
             None => {
                 failed = commit_group(store.as_ref(), &principals, &mut jobs, &mut clock).err();
+                writes_stopped.send_replace(failed.is_some());
                 if failed.is_none()
                     && let Ok(head) = super::journal::stored_head(store.as_ref())
                 {
@@ -195,8 +201,10 @@ fn commit_group(
             crate::metrics::METRICS.commit_seconds.observe(started.elapsed().as_secs_f64() - executed_us as f64 / 1e6);
             // Durable now: make principal changes effective before anyone hears of them.
             for (_, result) in &replies {
-                if let Ok((Outcome::Principal(record), _)) = result {
-                    principals.apply(record);
+                if let Ok((Outcome::Principal(record), _)) = result
+                    && let Err(e) = principals.apply_committed(store, record)
+                {
+                    tracing::error!(error = %e, "cannot read the certificate bindings just committed");
                 }
             }
             tracing::debug!(
@@ -329,7 +337,7 @@ mod tests {
     #[test]
     fn replays_need_no_commit_and_a_failed_commit_stops_all_writes() {
         let store = Arc::new(FlakyStore::default());
-        let Spawned { sender, handle, .. } = spawn(store.clone(), Arc::default(), 16).unwrap();
+        let Spawned { sender, handle, writes_stopped, .. } = spawn(store.clone(), Arc::default(), 16).unwrap();
         let id = Uuid::new_v4();
         let (_, replayed) = submit(&sender, create_line(id)).unwrap();
         assert!(!replayed);
@@ -339,7 +347,16 @@ mod tests {
         assert_eq!(store.commits.load(Ordering::SeqCst), 1, "a replay of a committed write writes nothing");
 
         store.fail.store(true, Ordering::SeqCst);
+        assert!(!*writes_stopped.borrow());
         assert!(matches!(submit(&sender, create_line(Uuid::new_v4())), Err(LedgerError::Unavailable(_))));
+        // Signalled right after the failed group's callers are answered.
+        for _ in 0..1000 {
+            if *writes_stopped.borrow() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(*writes_stopped.borrow(), "health learns that writes stopped");
         store.fail.store(false, Ordering::SeqCst);
         // The store may be in any state now: the writer refuses to build on it.
         assert!(matches!(submit(&sender, create_line(Uuid::new_v4())), Err(LedgerError::Unavailable(_))));

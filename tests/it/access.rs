@@ -458,9 +458,6 @@ async fn check_unauthenticated(server: &TestServer, what: &str, bearer: Bearer) 
             String::new(),
         )),
     };
-    assert_eq!(
-        code(reflection.server_reflection_info(tokio_stream::iter([request])).await),
-        Code::Unauthenticated,
-        "{what} on reflection"
-    );
+    // Reflection shows only the published schema: it answers whatever the credentials (issue 10).
+    assert!(reflection.server_reflection_info(tokio_stream::iter([request])).await.is_ok(), "{what} on reflection");
 }

@@ -1,6 +1,7 @@
 //! The command-line clients against a real server: `ipledger import` (JSON lines and CSV, a
 //! report of rejected lines, resuming after a kill without double counting) and `ipledger
-//! exposure` (a table, or JSON for scripts).
+//! exposure` (a table, or JSON for scripts). Token-taking commands read the token from a file or
+//! the environment, never from an argument, which every user of the machine can read.
 
 use crate::helpers::*;
 use ipledger::proto::*;
@@ -13,7 +14,8 @@ fn cli(server: &TestServer, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ipledger"));
     command
         .args(args)
-        .args(["--server", &format!("http://{}", server.addr), "--token", &server.admin_token])
+        .args(["--server", &format!("http://{}", server.addr)])
+        .env("IPLEDGER_TOKEN", &server.admin_token)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
     command
@@ -155,5 +157,42 @@ async fn import_reads_csv_and_exposure_prints_tables_and_json() {
     health.args(["health", "--server", &format!("http://{}", server.addr)]);
     let output = run(health).await;
     assert!(output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "SERVING");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_come_from_a_file_or_the_environment_never_from_an_argument() {
+    let server = TestServer::start().await;
+    let address = format!("http://{}", server.addr);
+    let bare = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ipledger"));
+        command.args(args).args(["--server", &address]).env_remove("IPLEDGER_TOKEN").env_remove("IPLEDGER_TOKEN_FILE");
+        command.env("RUST_LOG", "warn").stdin(Stdio::null());
+        command
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let empty = temp.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    for args in [vec!["export"], vec!["exposure", "--json"], vec!["import", empty.to_str().unwrap()]] {
+        let with_argument = [args.clone(), vec!["--token", &server.admin_token]].concat();
+        let output = run(bare(&with_argument)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains("'--token'"), "{args:?}: {stderr}");
+
+        let output = run(bare(&args)).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains("IPLEDGER_TOKEN"), "{args:?}: {stderr}");
+
+        let token_file = server.dir.join(ipledger::server::ADMIN_TOKEN_FILE);
+        let mut command = bare(&args);
+        command.arg("--token-file").arg(&token_file);
+        let output = run(command).await;
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+
+        let mut command = bare(&args);
+        command.env("IPLEDGER_TOKEN", &server.admin_token);
+        let output = run(command).await;
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
     server.stop().await;
 }

@@ -1,5 +1,6 @@
 //! The deploy files stay honest without a Docker engine: they parse, and every flag, environment
-//! variable, port and path they use exists in the binary and matches its defaults.
+//! variable, port and path they use exists in the binary and matches its defaults, and metrics off
+//! loopback are served over TLS with a bearer token that the Prometheus example sends.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -114,6 +115,7 @@ fn the_dockerfile_parses_and_uses_only_what_the_binary_has() {
     let port = env["IPLEDGER_LISTEN"].rsplit(':').next().unwrap().to_owned();
     let metrics_port = env["IPLEDGER_METRICS_LISTEN"].rsplit(':').next().unwrap();
     assert_eq!(by_instruction["EXPOSE"], [format!("{port} {metrics_port}")]);
+    metrics_are_protected(&env);
     assert_eq!(serve["IPLEDGER_LISTEN"].rsplit(':').next().unwrap(), port, "the binary's default port");
     let volume = &by_instruction["VOLUME"][0];
     assert!(env["IPLEDGER_DATA_DIR"].starts_with(volume.as_str()), "the data directory is on the volume");
@@ -150,6 +152,14 @@ fn the_systemd_unit_parses_and_uses_only_what_the_binary_has() {
         keys.entry(format!("{section}{key}")).or_default().push(value.to_owned());
     }
     assert_eq!(keys["[Service]ExecStart"], ["/usr/local/bin/ipledger serve"]);
+    let env: BTreeMap<String, String> = keys["[Service]Environment"]
+        .iter()
+        .map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap())
+        .collect();
+    metrics_are_protected(&env);
+    // The token is a systemd credential: readable by the service's dynamic user only.
+    let token = env["IPLEDGER_METRICS_TOKEN_FILE"].strip_prefix("%d/").expect("the token is a credential");
+    assert!(keys["[Service]LoadCredential"].iter().any(|c| c.starts_with(&format!("{token}:/"))));
     assert_eq!(keys["[Service]KillSignal"], ["SIGTERM"]);
     let state = format!("/var/lib/{}/", keys["[Service]StateDirectory"][0]);
     for assignment in &keys["[Service]Environment"] {
@@ -190,12 +200,16 @@ fn the_kubernetes_manifests_parse_and_use_only_what_the_binary_has() {
     for name in env.keys() {
         assert!(serve.contains_key(name), "{name} is not a setting");
     }
+    metrics_are_protected(&env);
     let port = env["IPLEDGER_LISTEN"].rsplit(':').next().unwrap().parse::<u64>().unwrap();
     assert_eq!(container["ports"][0]["containerPort"].as_u64(), Some(port));
     let metrics_port = env["IPLEDGER_METRICS_LISTEN"].rsplit(':').next().unwrap().parse::<u64>().unwrap();
     assert_eq!(container["ports"][1]["containerPort"].as_u64(), Some(metrics_port));
     let annotations = &set["spec"]["template"]["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/port"].as_str(), Some(metrics_port.to_string().as_str()));
+    assert_eq!(annotations["prometheus.io/scheme"].as_str(), Some("https"));
+    let service_ports = kind("Service")["spec"]["ports"].as_sequence().unwrap();
+    assert!(service_ports.iter().any(|p| p["port"].as_u64() == Some(metrics_port)), "the Service exposes metrics");
     assert_eq!(kind("Service")["spec"]["ports"][0]["port"].as_u64(), Some(port));
     // Every file the server reads or writes lies on a mounted volume.
     let mounts: Vec<String> = container["volumeMounts"]
@@ -204,7 +218,13 @@ fn the_kubernetes_manifests_parse_and_use_only_what_the_binary_has() {
         .iter()
         .map(|m| m["mountPath"].as_str().unwrap().to_owned())
         .collect();
-    for name in ["IPLEDGER_DATA_DIR", "IPLEDGER_TLS_CERT", "IPLEDGER_TLS_KEY", "IPLEDGER_ADMIN_TOKEN_FILE"] {
+    for name in [
+        "IPLEDGER_DATA_DIR",
+        "IPLEDGER_TLS_CERT",
+        "IPLEDGER_TLS_KEY",
+        "IPLEDGER_ADMIN_TOKEN_FILE",
+        "IPLEDGER_METRICS_TOKEN_FILE",
+    ] {
         assert!(mounts.iter().any(|m| env[name].starts_with(&format!("{m}/"))), "{name} is not on a volume");
     }
     for probe in ["readinessProbe", "livenessProbe"] {
@@ -220,4 +240,36 @@ fn the_kubernetes_manifests_parse_and_use_only_what_the_binary_has() {
     }
     // The image's user (deploy/Dockerfile) is the pod's.
     assert!(read("Dockerfile").contains(&format!("--uid {}", pod["securityContext"]["runAsUser"].as_u64().unwrap())));
+}
+
+/// The metrics settings of a deploy file follow the server's rule: a token always, and TLS (the
+/// gRPC certificate) whenever the address is not loopback, without --allow-plaintext.
+fn metrics_are_protected(env: &BTreeMap<String, String>) {
+    let listen: std::net::SocketAddr = env["IPLEDGER_METRICS_LISTEN"].parse().unwrap();
+    assert!(env.contains_key("IPLEDGER_METRICS_TOKEN_FILE"), "metrics need a bearer token");
+    if !listen.ip().is_loopback() {
+        assert!(env.contains_key("IPLEDGER_TLS_CERT") && env.contains_key("IPLEDGER_TLS_KEY"), "metrics need TLS");
+    }
+    assert!(!env.contains_key("IPLEDGER_ALLOW_PLAINTEXT"));
+}
+
+#[test]
+fn the_prometheus_example_scrapes_over_tls_with_the_bearer_token() {
+    let config: serde_norway::Value = serde_norway::from_str(&read("prometheus.yml")).unwrap();
+    let job = &config["scrape_configs"][0];
+    assert_eq!(job["scheme"], "https");
+    assert_eq!(job["metrics_path"], "/metrics");
+    assert_eq!(job["authorization"]["type"], "Bearer");
+    assert!(job["authorization"]["credentials_file"].as_str().is_some_and(|f| f.starts_with('/')));
+    assert!(job["tls_config"]["ca_file"].as_str().is_some_and(|f| f.starts_with('/')));
+    assert!(job["tls_config"].get("insecure_skip_verify").is_none(), "the certificate is verified");
+    let target = job["static_configs"][0]["targets"][0].as_str().unwrap();
+    let manifest = read("kubernetes.yaml");
+    let port = target.rsplit(':').next().unwrap();
+    assert!(
+        manifest.contains(&format!("IPLEDGER_METRICS_LISTEN\n              value: \"0.0.0.0:{port}\"")),
+        "{target}"
+    );
+    let host = target.split(':').next().unwrap();
+    assert!(manifest.contains(&format!("kind: Service\nmetadata:\n  name: {host}\n")), "{target}");
 }

@@ -279,7 +279,8 @@ async fn export_then_restore_gives_an_identical_ledger() {
     let temp = tempfile::tempdir().unwrap();
     let dump = temp.path().join("journal.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["export", "--server", &format!("http://{}", server.addr), "--token", &server.admin_token])
+        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
+        .arg(dir.join(ipledger::server::ADMIN_TOKEN_FILE))
         .stdout(std::fs::File::create(&dump).unwrap())
         .stderr(Stdio::piped())
         .output()

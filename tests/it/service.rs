@@ -1,7 +1,15 @@
 //! The service as generic gRPC tools see it: reflection (v1 and v1alpha) lists every service and
-//! resolves the error-detail types; health answers SERVING.
+//! resolves the error-detail types without a token, so a method called without one answers
+//! UNAUTHENTICATED itself; health answers SERVING, and NOT_SERVING once a storage failure stopped
+//! writes, whose error reaches the client as a generic message with an error id.
 
 use crate::helpers::*;
+use ipledger::proto::*;
+use ipledger::server::Config;
+use ipledger::store::{Batch, Entry, MemoryStore, Store, StoreError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -10,7 +18,8 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 async fn reflect(server: &TestServer, request: MessageRequest) -> MessageResponse {
-    let mut client = ServerReflectionClient::with_interceptor(server.channel().await, Bearer::new(&server.admin_token));
+    // As grpcurl and buf curl do when given no token.
+    let mut client = ServerReflectionClient::with_interceptor(server.channel().await, Bearer::none());
     let request = ServerReflectionRequest { host: String::new(), message_request: Some(request) };
     let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
     responses.message().await.unwrap().unwrap().message_response.unwrap()
@@ -55,5 +64,116 @@ async fn health_reports_serving() {
         let response = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(response.status, 1, "{service} is SERVING");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_token_reflection_answers_and_the_method_says_unauthenticated() {
+    let server = TestServer::start().await;
+    let response = reflect(&server, MessageRequest::FileContainingSymbol("ipledger.v1.ExposureService".into())).await;
+    assert!(matches!(response, MessageResponse::FileDescriptorResponse(_)), "{response:?}");
+    let v1alpha =
+        tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await)
+            .server_reflection_info(tokio_stream::iter([tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(
+                    tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest::ListServices(
+                        String::new(),
+                    ),
+                ),
+            }]))
+            .await;
+    assert!(v1alpha.is_ok(), "{v1alpha:?}");
+    let status =
+        server.exposure_as(Bearer::none()).await.get_exposure(GetExposureRequest::default()).await.unwrap_err();
+    assert_eq!(failure(status), (Code::Unauthenticated, "UNAUTHENTICATED".to_owned(), vec![]));
+    server.stop().await;
+}
+
+/// A memory store whose commits fail once told to, as a full or failing disk does.
+#[derive(Default)]
+struct FailingStore {
+    inner: MemoryStore,
+    fail: AtomicBool,
+}
+
+impl Store for FailingStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan(prefix, after, limit)
+    }
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError("IO error: /secret/path/db.log: no space left on device".to_owned()));
+        }
+        self.inner.commit(batch)
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_makes_health_not_serving_and_its_detail_stays_in_the_log() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = Arc::new(FailingStore::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = Config { store: Some(store.clone()), ..Config::new(temp.path().join("data")) };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = TestServer::start_with(listener, config, tx, rx).await;
+    let mut pledges = server.pledges().await;
+    pledges.register_pledge(register(pledge("330108", "1"))).await.unwrap();
+    let mut health = HealthClient::new(server.channel().await);
+    let status = |service: &str| HealthCheckRequest { service: service.into() };
+    for service in ["", ipledger::server::WRITER_HEALTH_SERVICE] {
+        assert_eq!(health.check(status(service)).await.unwrap().into_inner().status, 1, "{service} SERVING");
+    }
+
+    store.fail.store(true, Ordering::SeqCst);
+    let refused = pledges.register_pledge(register(pledge("330108", "2"))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    let id = metadata(&refused, "errorId").unwrap_or_else(|| panic!("no error id: {refused:?}"));
+    assert!(!refused.message().contains("/secret") && refused.message().contains(&id), "{}", refused.message());
+    // The store is whole again, but what it holds after a failed commit is unknown: writes stay
+    // stopped, and health says so until a restart.
+    store.fail.store(false, Ordering::SeqCst);
+    let refused = pledges.register_pledge(register(pledge("330108", "3"))).await.unwrap_err();
+    assert!(!refused.message().contains("/secret"), "{}", refused.message());
+    let mut answered = Vec::new();
+    for _ in 0..200 {
+        answered.clear();
+        for service in ["", ipledger::server::WRITER_HEALTH_SERVICE] {
+            answered.push(health.check(status(service)).await.unwrap().into_inner().status);
+        }
+        if answered == [2, 2] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(answered, [2, 2], "NOT_SERVING overall and for the writer");
+    // The container health check exits non-zero.
+    let url = format!("http://{}", server.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ipledger")).args(["health", "--server", &url]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // Reads still work.
+    assert_eq!(
+        server
+            .exposure()
+            .await
+            .get_exposure(GetExposureRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .total
+            .unwrap()
+            .pledge_count,
+        1
+    );
     server.stop().await;
 }

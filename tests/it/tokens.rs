@@ -146,3 +146,49 @@ async fn the_first_admin_token_can_come_from_a_secret_file() {
     assert_eq!(listed.tokens.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["admin"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_store_whose_principals_are_all_revoked_still_starts() {
+    let server = TestServer::start().await;
+    let mut admin = server.admin().await;
+    admin.revoke_token(RevokeTokenRequest { name: "admin".into() }).await.unwrap();
+    let dir = server.dir.clone();
+    let revoked = server.admin_token.clone();
+    let temp = server.stop().await;
+    std::fs::remove_file(dir.join(ipledger::server::ADMIN_TOKEN_FILE)).unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let config = ipledger::server::Config::new(dir.clone());
+    let serving = tokio::spawn(ipledger::server::serve(listener, config, async {
+        let _ = rx.await;
+    }));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let mut served = false;
+    for _ in 0..1000 {
+        if serving.is_finished() {
+            break;
+        }
+        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        if health.check(request).await.is_ok_and(|r| r.into_inner().status == 1) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // No admin was made up, and the revoked one stays revoked: nobody authenticates until an
+    // operator creates a principal offline.
+    let mut pledges = PledgeServiceClient::with_interceptor(channel, Bearer::new(&revoked));
+    let refused = pledges.list_pledges(ListPledgesRequest::default()).await;
+    assert_eq!(refused.map(|_| ()).map_err(|s| s.code()), Err(tonic::Code::Unauthenticated));
+    let _ = tx.send(());
+    let result = serving.await.unwrap();
+    assert!(served && result.is_ok(), "{result:?}");
+    assert!(!dir.join(ipledger::server::ADMIN_TOKEN_FILE).exists(), "no new admin token");
+    let (ok, out, err) = cli(&["token", "list"], &dir);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().map(|l| l.ends_with("revoked")).collect::<Vec<_>>(), [true], "{out}");
+    drop(temp);
+}
