@@ -8,6 +8,7 @@ use super::error::LedgerError;
 use super::ident::CreditCode;
 use super::pledge::{NewPledge, Pledge};
 use super::region::Region;
+use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -146,8 +147,18 @@ impl Principal {
         }
     }
 
-    /// Importing a historical pledge: banks for their own book, offices inside their region.
-    pub fn may_import(&self, pledge: &NewPledge) -> Result<(), LedgerError> {
+    /// Importing a historical pledge: banks for their own book, offices inside their region; a
+    /// historical registration is dated no later than `today` (in China, where registrations are
+    /// dated). Which credit lines it may draw on depends on the ledger's state: the writer checks.
+    /// An office may name any pledgee (its registers hold every bank's pledges), which is why a
+    /// pledgee's name never comes from an office's write.
+    pub fn may_import(&self, pledge: &NewPledge, today: NaiveDate) -> Result<(), LedgerError> {
+        if pledge.registered_on > today {
+            return Err(LedgerError::invalid_field(
+                "pledge.registeredOn",
+                format!("an import records past registrations: must not be after today ({today}, China time)"),
+            ));
+        }
         match &self.role {
             Role::Office(region) if region.contains(pledge.county.region()) => Ok(()),
             Role::Office(region) => {
