@@ -252,6 +252,49 @@ mod tests {
     }
 
     #[test]
+    fn imports() {
+        use crate::domain::pledge::Party;
+        use crate::domain::text::{Name, parse_date};
+        let a = "91330100716105852F";
+        let party =
+            |code: &str| Party { name: Name::parse("Party").unwrap(), credit_code: CreditCode::parse(code).unwrap() };
+        let today = parse_date("2026-11-25").unwrap();
+        // (role, county, registered on, the refusal's reason or OK)
+        let check = |role: Role, county: &str, on: &str, expected: &str| {
+            let pledge = NewPledge {
+                registration_number: None,
+                pledgor: party("914403001922038216"),
+                pledgee: party(a),
+                county: crate::domain::region::CountyCode::parse(county).unwrap(),
+                secured_amount: crate::domain::money::Money::parse_positive("1").unwrap(),
+                debt_term_start: parse_date("2019-01-01").unwrap(),
+                debt_term_end: parse_date("2030-01-01").unwrap(),
+                registered_on: parse_date(on).unwrap(),
+                rights: Vec::new(),
+                credit_line_id: None,
+            };
+            let principal =
+                Principal { name: PrincipalName::parse("p").unwrap(), role, create_time: 0, revoke_time: None };
+            let got = principal.may_import(&pledge, today).map_or_else(|e| e.reason(), |()| "OK");
+            assert_eq!(got, expected, "{:?} imports {county} on {on}", principal.role);
+        };
+        let zj = || Role::Office(Region::parse("330000").unwrap());
+        check(zj(), "330108", "2026-11-25", "OK");
+        check(zj(), "330108", "2019-06-05", "OK");
+        check(zj(), "330108", "2026-11-26", "INVALID_FIELDS");
+        check(zj(), "320106", "2019-06-05", "PERMISSION_DENIED");
+        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2026-11-25", "OK");
+        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2027-01-01", "INVALID_FIELDS");
+        check(
+            Role::Bank(CreditCode::parse("914403001922038216").unwrap()),
+            "330108",
+            "2019-06-05",
+            "PERMISSION_DENIED",
+        );
+        check(Role::Admin, "330108", "2027-01-01", "INVALID_FIELDS");
+    }
+
+    #[test]
     fn scopes() {
         let principal =
             |role| Principal { name: PrincipalName::parse("p").unwrap(), role, create_time: 0, revoke_time: None };

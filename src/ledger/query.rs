@@ -649,3 +649,88 @@ pub fn statistics(
     }
     Ok(tallies)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::Money;
+    use crate::domain::region::CountyCode;
+    use crate::domain::statistics::{Fact, Grouping, Period};
+    use crate::store::{Batch, MemoryStore, StoreError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store that counts the entries its scans return: what a query read.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryStore,
+        scanned: AtomicUsize,
+    }
+
+    impl Store for Counting {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn scan(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<crate::store::Entry>, StoreError> {
+            let entries = self.inner.scan(prefix, after, limit)?;
+            self.scanned.fetch_add(entries.len(), Ordering::Relaxed);
+            Ok(entries)
+        }
+        fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+            self.inner.commit(batch)
+        }
+        fn size_on_disk(&self) -> Result<u64, StoreError> {
+            self.inner.size_on_disk()
+        }
+    }
+
+    /// `own` facts of bank A and `others` of bank B, all in one county on one day, stored under
+    /// both fact families as `events::apply_entry` stores them.
+    fn store_with_facts(own: u32, others: u32) -> (Counting, CreditCode) {
+        let a = CreditCode::parse("91330100716105852F").unwrap();
+        let b = CreditCode::parse("914403001922038216").unwrap();
+        let county = CountyCode::parse("330108").unwrap();
+        let on = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let mut batch = Batch::default();
+        for i in 0..own + others {
+            let pledgee = if i < own { a.clone() } else { b.clone() };
+            let fact = Fact {
+                county,
+                registered_on: on,
+                amount: Money::from_fen(100).unwrap(),
+                pledgor: CreditCode::complete(&format!("91330100{i:09}")).unwrap(),
+                pledgee: pledgee.clone(),
+                rights: [1, 0, 0, 0, 0],
+            };
+            let id = Uuid::from_u128(u128::from(i) + 1);
+            batch.ops.push((keys::fact(county, on, id), Some(codec::encode(&fact))));
+            batch.ops.push((keys::fact_by_pledgee(&pledgee, on, id), Some(codec::encode(&fact))));
+        }
+        let store = Counting::default();
+        store.commit(batch).unwrap();
+        (store, a)
+    }
+
+    #[test]
+    fn a_banks_statistics_read_only_its_own_facts() {
+        let check = |own: u32, others: u32| {
+            let (store, a) = store_with_facts(own, others);
+            let from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+            let period = Period::new(from, chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap()).unwrap();
+            let region = Region::parse("330000").unwrap();
+            let tallies = statistics(&store, region, period, Grouping::Pledgee, Money::ZERO, Some(&a)).unwrap();
+            assert_eq!(tallies.total.registrations, u64::from(own));
+            assert_eq!(store.scanned.load(Ordering::Relaxed), own as usize, "{own} own facts, {others} others");
+            let everyone = statistics(&store, region, period, Grouping::None, Money::ZERO, None).unwrap();
+            assert_eq!(everyone.total.registrations, u64::from(own + others));
+        };
+        check(0, 0);
+        check(3, 0);
+        check(0, 500);
+        check(2, 3000);
+    }
+}
