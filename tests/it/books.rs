@@ -102,7 +102,7 @@ fn china_day(days: i64) -> String {
 }
 
 #[tokio::test]
-async fn office_imports_are_past_registrations_on_lines_it_can_read() {
+async fn imports_are_dated_no_later_than_today_in_china() {
     let server = TestServer::start().await;
     let cast = cast(&server).await;
     let dated = |on: &str| {
@@ -119,7 +119,13 @@ async fn office_imports_are_past_registrations_on_lines_it_can_read() {
     assert_eq!(summary.rejections[0].field_violations[0].field, "pledge.registeredOn");
     assert_eq!(import_one(&server, &cast.office_binjiang, dated(&china_day(-1))).await.0, 1, "yesterday");
     assert_eq!(import_one(&server, &cast.bank_a, dated(&china_day(3))).await.1, "INVALID_FIELDS", "a bank too");
+    server.stop().await;
+}
 
+#[tokio::test]
+async fn offices_draw_only_on_lines_they_can_read() {
+    let server = TestServer::start().await;
+    let cast = cast(&server).await;
     // A line of the whole province: the province office may draw on it, the county office (which
     // cannot read it) learns nothing of it.
     let province_line =
@@ -144,16 +150,23 @@ async fn office_imports_are_past_registrations_on_lines_it_can_read() {
     server.stop().await;
 }
 
+/// Bank A's pledge with a given registration number: what it sent and what it got.
+async fn held_by_bank_a(server: &TestServer, cast: &Cast) -> (Pledge, Pledge) {
+    let mut held = pledge("330108", "10");
+    held.registration_number = "Y2022980000123".into();
+    let mut as_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
+    let got = as_a.register_pledge(register(held.clone())).await.unwrap().into_inner();
+    (held, got)
+}
+
 #[tokio::test]
-async fn refusals_reveal_only_what_the_caller_may_read() {
+async fn a_pledged_right_names_its_pledge_only_to_who_may_read_it() {
     let server = TestServer::start().await;
     let cast = cast(&server).await;
     let mut as_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
     let mut as_b = server.pledges_as(Bearer::new(&cast.bank_b)).await;
-    let mut held = pledge("330108", "10");
-    held.registration_number = "Y2022980000123".into();
+    let (held, a_pledge) = held_by_bank_a(&server, &cast).await;
     let right = held.rights[0].number.clone();
-    let a_pledge = as_a.register_pledge(register(held.clone())).await.unwrap().into_inner();
 
     // Bank B pledges the same right: it is named (B sent it), A's pledge is not.
     let mut same_right = pledge_to("330108", "10", BANK_B, "Bank B");
@@ -174,15 +187,35 @@ async fn refusals_reveal_only_what_the_caller_may_read() {
     let (_, reason, message) = import_one(&server, &cast.office_js, register(js)).await;
     assert_eq!(reason, "RIGHT_ALREADY_PLEDGED");
     assert!(!message.contains(&a_pledge.id), "{message}");
-    // The registration number: named, its pledge not.
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_registration_number_names_its_pledge_only_to_who_may_read_it() {
+    let server = TestServer::start().await;
+    let cast = cast(&server).await;
+    let mut as_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
+    let mut as_b = server.pledges_as(Bearer::new(&cast.bank_b)).await;
+    let (held, a_pledge) = held_by_bank_a(&server, &cast).await;
+    let mut mine = pledge("330108", "10");
+    mine.registration_number = held.registration_number.clone();
+    let status = as_a.register_pledge(register(mine)).await.unwrap_err();
+    assert_eq!(metadata(&status, "pledgeId"), Some(a_pledge.id.clone()));
     let mut same_number = pledge_to("330108", "10", BANK_B, "Bank B");
     same_number.registration_number = held.registration_number.clone();
     let status = as_b.register_pledge(register(same_number)).await.unwrap_err();
     assert_eq!(failure(status.clone()).1, "REGISTRATION_NUMBER_EXISTS");
     assert_eq!(metadata(&status, "pledgeId"), None);
     assert!(!status.message().contains(&a_pledge.id), "{}", status.message());
+    server.stop().await;
+}
 
-    // Credit lines: whoever may not read a line gets what a missing line gets.
+#[tokio::test]
+async fn a_line_the_caller_may_not_read_answers_as_a_missing_one() {
+    let server = TestServer::start().await;
+    let cast = cast(&server).await;
+    let mut as_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
+    let mut as_b = server.pledges_as(Bearer::new(&cast.bank_b)).await;
     let a_line = server.credit_lines().await.create_credit_line(line("330100", "100", BANK_A)).await.unwrap();
     let a_line = a_line.into_inner().id;
     let missing = uuid::Uuid::new_v4().to_string();
