@@ -172,7 +172,11 @@ fn load_line(tx: &Tx<'_>, id: Uuid) -> Result<Option<CreditLine>, LedgerError> {
 /// The pledge `holder` when `actor` may read it: only then may a refusal name it. The right or
 /// number that collided was in the caller's own request, so naming that reveals nothing.
 fn readable_holder(tx: &Tx<'_>, actor: &Principal, holder: Uuid) -> Result<Option<Uuid>, LedgerError> {
-    let pledge = load_pledge(tx, holder)?;
+    // The index names a pledge that must exist: a missing one is a broken invariant, not the
+    // caller's NOT_FOUND.
+    let pledge: Pledge = tx
+        .get(&keys::pledge(holder))?
+        .ok_or_else(|| LedgerError::Internal(format!("an index names missing pledge {holder}")))?;
     Ok(actor.may_read_pledge(&pledge).then_some(holder))
 }
 
