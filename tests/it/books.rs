@@ -92,6 +92,13 @@ async fn only_a_bank_or_an_admin_names_the_bank() {
     assert_eq!(pledgee_row_name(&rows, BANK_B).as_deref(), Some("Bank B"));
     let rows = exposure.get_statistics(statistics).await.unwrap().into_inner().rows;
     assert_eq!(rows.iter().find(|r| r.key == BANK_B).map(|r| r.name.as_str()), Some("Bank B"));
+    // The directory is derived state: a replay of the journal rebuilds it byte for byte.
+    let mut journal = ipledger::proto::journal_service_client::JournalServiceClient::with_interceptor(
+        server.channel().await,
+        Bearer::new(&server.admin_token),
+    );
+    let report = journal.verify_journal(VerifyJournalRequest {}).await.unwrap().into_inner();
+    assert!(report.ok && report.divergence.is_none(), "{report:?}");
     server.stop().await;
 }
 
