@@ -716,6 +716,43 @@ mod tests {
     }
 
     #[test]
+    fn top_rows_rank_every_row_offered() {
+        let check = |n: u64| {
+            // Amounts that repeat, so ties are broken by key, offered in key order.
+            let rows: Vec<ExposureRow> = (0..n)
+                .map(|i| ExposureRow {
+                    key: format!("{i:08}"),
+                    name: String::new(),
+                    row: Row {
+                        secured_amount: Money::from_fen(i128::from(i * 7919 % 1000)).unwrap(),
+                        ..Row::default()
+                    },
+                    has_credit: true,
+                })
+                .collect();
+            let mut top = TopRows::default();
+            rows.iter().cloned().for_each(|r| top.offer(r));
+            let (got, omitted) = top.finish();
+            let mut expected = rows;
+            expected.sort_by(by_amount);
+            expected.truncate(EXPOSURE_ROWS_MAX);
+            assert_eq!(got, expected, "{n} rows");
+            assert_eq!(omitted, n.saturating_sub(EXPOSURE_ROWS_MAX as u64), "{n} rows");
+        };
+        for n in [
+            0,
+            1,
+            999,
+            EXPOSURE_ROWS_MAX as u64,
+            EXPOSURE_ROWS_MAX as u64 + 1,
+            2 * EXPOSURE_ROWS_MAX as u64 + 5,
+            45_001,
+        ] {
+            check(n);
+        }
+    }
+
+    #[test]
     fn a_banks_statistics_read_only_its_own_facts() {
         let check = |own: u32, others: u32| {
             let (store, a) = store_with_facts(own, others);
