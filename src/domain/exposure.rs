@@ -35,8 +35,6 @@ pub struct Row {
     pub right_count: u64,
     pub credit_limit: Money,
     pub credit_drawn: Money,
-    /// The pledgee's name on pledgee rows (the latest seen), empty elsewhere.
-    pub name: String,
 }
 
 /// A signed change to a row. `enterprise` is decided by the ledger from its distinct-pledgor
@@ -67,7 +65,6 @@ impl Row {
             right_count: apply_count(self.right_count, delta.rights).ok_or_else(broken)?,
             credit_limit: self.credit_limit.checked_apply(delta.limit_fen).ok_or_else(broken)?,
             credit_drawn: self.credit_drawn.checked_apply(delta.drawn_fen).ok_or_else(broken)?,
-            name: self.name.clone(),
         })
     }
 

@@ -8,6 +8,7 @@ use super::error::LedgerError;
 use super::ident::CreditCode;
 use super::pledge::{NewPledge, Pledge};
 use super::region::Region;
+use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -146,8 +147,18 @@ impl Principal {
         }
     }
 
-    /// Importing a historical pledge: banks for their own book, offices inside their region.
-    pub fn may_import(&self, pledge: &NewPledge) -> Result<(), LedgerError> {
+    /// Importing a historical pledge: banks for their own book, offices inside their region; a
+    /// historical registration is dated no later than `today` (in China, where registrations are
+    /// dated). Which credit lines it may draw on depends on the ledger's state: the writer checks.
+    /// An office may name any pledgee (its registers hold every bank's pledges), which is why a
+    /// pledgee's name never comes from an office's write.
+    pub fn may_import(&self, pledge: &NewPledge, today: NaiveDate) -> Result<(), LedgerError> {
+        if pledge.registered_on > today {
+            return Err(LedgerError::invalid_field(
+                "pledge.registeredOn",
+                format!("an import records past registrations: must not be after today ({today}, China time)"),
+            ));
+        }
         match &self.role {
             Role::Office(region) if region.contains(pledge.county.region()) => Ok(()),
             Role::Office(region) => {
@@ -238,6 +249,49 @@ mod tests {
         assert!(parse_given_token("ipl_short").is_err());
         assert!(parse_given_token("abc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_err());
         assert!(parse_given_token("ipl_AAAAAAAAAAAAAAAAAAAAAA+A").is_err());
+    }
+
+    #[test]
+    fn imports() {
+        use crate::domain::pledge::Party;
+        use crate::domain::text::{Name, parse_date};
+        let a = "91330100716105852F";
+        let party =
+            |code: &str| Party { name: Name::parse("Party").unwrap(), credit_code: CreditCode::parse(code).unwrap() };
+        let today = parse_date("2026-11-25").unwrap();
+        // (role, county, registered on, the refusal's reason or OK)
+        let check = |role: Role, county: &str, on: &str, expected: &str| {
+            let pledge = NewPledge {
+                registration_number: None,
+                pledgor: party("914403001922038216"),
+                pledgee: party(a),
+                county: crate::domain::region::CountyCode::parse(county).unwrap(),
+                secured_amount: crate::domain::money::Money::parse_positive("1").unwrap(),
+                debt_term_start: parse_date("2019-01-01").unwrap(),
+                debt_term_end: parse_date("2030-01-01").unwrap(),
+                registered_on: parse_date(on).unwrap(),
+                rights: Vec::new(),
+                credit_line_id: None,
+            };
+            let principal =
+                Principal { name: PrincipalName::parse("p").unwrap(), role, create_time: 0, revoke_time: None };
+            let got = principal.may_import(&pledge, today).map_or_else(|e| e.reason(), |()| "OK");
+            assert_eq!(got, expected, "{:?} imports {county} on {on}", principal.role);
+        };
+        let zj = || Role::Office(Region::parse("330000").unwrap());
+        check(zj(), "330108", "2026-11-25", "OK");
+        check(zj(), "330108", "2019-06-05", "OK");
+        check(zj(), "330108", "2026-11-26", "INVALID_FIELDS");
+        check(zj(), "320106", "2019-06-05", "PERMISSION_DENIED");
+        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2026-11-25", "OK");
+        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2027-01-01", "INVALID_FIELDS");
+        check(
+            Role::Bank(CreditCode::parse("914403001922038216").unwrap()),
+            "330108",
+            "2019-06-05",
+            "PERMISSION_DENIED",
+        );
+        check(Role::Admin, "330108", "2027-01-01", "INVALID_FIELDS");
     }
 
     #[test]

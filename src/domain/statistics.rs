@@ -19,7 +19,6 @@ pub struct Fact {
     pub amount: Money,
     pub pledgor: CreditCode,
     pub pledgee: CreditCode,
-    pub pledgee_name: String,
     /// Rights by kind, in `RightKind::ALL` order.
     pub rights: [u32; 5],
 }
@@ -120,7 +119,9 @@ pub enum Grouping {
     RightKind,
 }
 
-/// The rows a fact counts in under `grouping` below `region`: (key, name).
+/// The rows a fact counts in under `grouping` below `region`: (key, name). A pledgee row is named
+/// by its credit code here: what a registration called the bank is not an authority on its name,
+/// so the ledger names the row from its bank directory.
 pub fn row_keys(fact: &Fact, region: Region, grouping: Grouping) -> Vec<(String, String)> {
     match grouping {
         Grouping::None => Vec::new(),
@@ -131,7 +132,7 @@ pub fn row_keys(fact: &Fact, region: Region, grouping: Grouping) -> Vec<(String,
             .find(|r| r.parent() == Some(region))
             .map(|child| vec![(child.code_string(), child.name().to_owned())])
             .unwrap_or_default(),
-        Grouping::Pledgee => vec![(fact.pledgee.to_string(), fact.pledgee_name.clone())],
+        Grouping::Pledgee => vec![(fact.pledgee.to_string(), fact.pledgee.to_string())],
         Grouping::RightKind => RightKind::ALL
             .iter()
             .zip(fact.rights)

@@ -468,6 +468,7 @@ pub fn exposure_to_pb(e: Exposure) -> pb::GetExposureResponse {
             .into_iter()
             .map(|ExposureRow { key, name, row, has_credit }| row_to_pb(key, name, &row, has_credit))
             .collect(),
+        rows_omitted: e.rows_omitted,
     }
 }
 

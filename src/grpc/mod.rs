@@ -177,9 +177,10 @@ impl Api {
             let Some(message) = message else { break };
             let index = summary.received;
             summary.received += 1;
+            let today = crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros());
             let command = convert::register_command(&message).and_then(|command| {
                 if let Command::RegisterPledge { pledge, .. } = &command {
-                    actor.may_import(pledge)?;
+                    actor.may_import(pledge, today)?;
                 }
                 Ok(command)
             });

@@ -85,7 +85,7 @@ pub fn execute(
     authorize(tx, actor, command)?;
     let request = command.request_id().map(|id| (id, command.fingerprint(&actor.name)));
     if let Some((request_id, fingerprint)) = request
-        && let Some(record) = tx.get::<RequestRecord>(&keys::request(request_id))?
+        && let Some(record) = tx.get::<RequestRecord>(&keys::request(&actor.name, request_id))?
     {
         if record.fingerprint != fingerprint {
             return Err(LedgerError::RequestIdReused { request_id: request_id.to_string() });
@@ -121,7 +121,7 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
     let by = actor.name.clone();
     match command {
         Command::RegisterPledge { pledge, .. } => {
-            Ok(Event::PledgeRegistered { pledge: register(tx, pledge, by, now)? })
+            Ok(Event::PledgeRegistered { pledge: register(tx, actor, pledge, now)? })
         }
         Command::ChangePledge { request_id, id, amendment } => {
             let before = load_pledge(tx, *id)?;
@@ -205,31 +205,55 @@ fn load_line(tx: &Tx<'_>, id: Uuid) -> Result<Option<CreditLine>, LedgerError> {
     tx.get(&keys::credit_line(id))
 }
 
-fn register(tx: &mut Tx<'_>, content: &NewPledge, by: PrincipalName, now: Micros) -> Result<Pledge, LedgerError> {
+/// The pledge `holder` when `actor` may read it: only then may a refusal name it. The right or
+/// number that collided was in the caller's own request, so naming that reveals nothing.
+fn readable_holder(tx: &Tx<'_>, actor: &Principal, holder: Uuid) -> Result<Option<Uuid>, LedgerError> {
+    // The index names a pledge that must exist: a missing one is a broken invariant, not the
+    // caller's NOT_FOUND.
+    let pledge: Pledge = tx
+        .get(&keys::pledge(holder))?
+        .ok_or_else(|| LedgerError::Internal(format!("an index names missing pledge {holder}")))?;
+    Ok(actor.may_read_pledge(&pledge).then_some(holder))
+}
+
+fn register(tx: &mut Tx<'_>, actor: &Principal, content: &NewPledge, now: Micros) -> Result<Pledge, LedgerError> {
     for right in &content.rights {
         if let Some(holder) = tx.get::<Uuid>(&keys::active_right(&right.number))? {
-            return Err(LedgerError::refused(
-                "RIGHT_ALREADY_PLEDGED",
-                format!("{} is already pledged in active pledge {holder}", right.number),
-            )
-            .with("right", &right.number)
-            .with("rightKind", right.kind().name())
-            .with("rightNumber", right.number.as_str())
-            .with("pledgeId", holder));
+            let holder = readable_holder(tx, actor, holder)?;
+            let message = match holder {
+                Some(id) => format!("{} is already pledged in active pledge {id}", right.number),
+                None => format!("{} is already pledged in an active pledge", right.number),
+            };
+            let error = LedgerError::refused("RIGHT_ALREADY_PLEDGED", message)
+                .with("right", &right.number)
+                .with("rightKind", right.kind().name())
+                .with("rightNumber", right.number.as_str());
+            return Err(match holder {
+                Some(id) => error.with("pledgeId", id),
+                None => error,
+            });
         }
     }
     if let Some(number) = &content.registration_number
         && let Some(holder) = tx.get::<Uuid>(&keys::registration(number))?
     {
-        return Err(LedgerError::refused(
-            "REGISTRATION_NUMBER_EXISTS",
-            format!("registration number {} belongs to pledge {holder}", number.as_str()),
-        )
-        .with("registrationNumber", number.as_str())
-        .with("pledgeId", holder));
+        let holder = readable_holder(tx, actor, holder)?;
+        let message = match holder {
+            Some(id) => format!("registration number {} belongs to pledge {id}", number.as_str()),
+            None => format!("registration number {} belongs to another pledge", number.as_str()),
+        };
+        let error =
+            LedgerError::refused("REGISTRATION_NUMBER_EXISTS", message).with("registrationNumber", number.as_str());
+        return Err(match holder {
+            Some(id) => error.with("pledgeId", id),
+            None => error,
+        });
     }
     if let Some(line_id) = content.credit_line_id {
-        let line = load_line(tx, line_id)?.ok_or_else(|| {
+        // A line the caller may not read answers as a missing one: neither its details (bank,
+        // region, dates, what is available) nor its existence reach the caller. This is also what
+        // keeps an office's imports on the lines of its own region.
+        let line = load_line(tx, line_id)?.filter(|line| actor.may_read_line(line)).ok_or_else(|| {
             LedgerError::refused("CREDIT_LINE_NOT_FOUND", format!("credit line {line_id} does not exist"))
                 .with("creditLineId", line_id)
         })?;
@@ -244,5 +268,5 @@ fn register(tx: &mut Tx<'_>, content: &NewPledge, by: PrincipalName, now: Micros
             RegistrationNumber::assigned(content.registered_on, serial)
         }
     };
-    Ok(Pledge::register(Uuid::now_v7(), registration_number, content.clone(), by, now))
+    Ok(Pledge::register(Uuid::now_v7(), registration_number, content.clone(), actor.name.clone(), now))
 }

@@ -13,7 +13,8 @@ use crate::domain::asof;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{self, Bucket, Row, RowDelta};
 use crate::domain::ident::CreditCode;
-use crate::domain::pledge::Pledge;
+use crate::domain::pledge::{Party, Pledge};
+use crate::domain::principal::Role;
 use crate::domain::statistics::Fact;
 use uuid::Uuid;
 
@@ -126,7 +127,10 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             let intervals = pledgor_intervals(tx, pledge)?;
             add_pledge_exposure(tx, pledge, 1, &intervals)?;
             add_asof(tx, pledge, asof::registration_point(pledge), Some((pledge, intervals)))?;
-            tx.put(keys::fact(c.county, c.registered_on, id), &registration_fact(pledge));
+            let fact = registration_fact(pledge);
+            tx.put(keys::fact(c.county, c.registered_on, id), &fact);
+            tx.put(keys::fact_by_pledgee(&c.pledgee.credit_code, c.registered_on, id), &fact);
+            name_bank(tx, entry, &c.pledgee)?;
             tx.put(keys::pledge(id), pledge);
             tx.put(keys::history(id, sequence), &());
         }
@@ -138,7 +142,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 }
                 let delta = RowDelta { secured_fen: delta_fen, ..RowDelta::default() };
                 for share in exposure::pledge_shares(after) {
-                    update_row(tx, &share.bucket, &delta, None)?;
+                    update_row(tx, &share.bucket, &delta)?;
                 }
             }
             if let Some(point) = asof::change_point(before, after) {
@@ -179,8 +183,9 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::line_by_bank(&c.bank.credit_code, line.id), &());
             let delta = RowDelta { limit_fen: c.limit.fen(), ..RowDelta::default() };
             for bucket in exposure::credit_line_buckets(line) {
-                update_row(tx, &bucket, &delta, Some(c.bank.name.as_str()))?;
+                update_row(tx, &bucket, &delta)?;
             }
+            name_bank(tx, entry, &c.bank)?;
         }
         Event::PrincipalCreated { record } => {
             tx.put(keys::principal(&record.principal.name), record);
@@ -200,7 +205,10 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         }
     }
     if let Some((request_id, fingerprint)) = entry.request {
-        tx.put(keys::request(request_id), &RequestRecord { fingerprint, outcome: entry.event.outcome() });
+        tx.put(
+            keys::request(&entry.principal, request_id),
+            &RequestRecord { fingerprint, outcome: entry.event.outcome() },
+        );
     }
     Ok(())
 }
@@ -349,7 +357,6 @@ fn registration_fact(pledge: &Pledge) -> Fact {
         amount: c.secured_amount,
         pledgor: c.pledgor.credit_code.clone(),
         pledgee: c.pledgee.credit_code.clone(),
-        pledgee_name: c.pledgee.name.to_string(),
         rights,
     }
 }
@@ -363,7 +370,7 @@ fn draw(tx: &mut Tx<'_>, line_id: Uuid, delta_fen: i128, at: crate::domain::Micr
     tx.put(keys::credit_line(line.id), &line);
     let delta = RowDelta { drawn_fen: delta_fen, ..RowDelta::default() };
     for bucket in exposure::credit_line_buckets(&line) {
-        update_row(tx, &bucket, &delta, None)?;
+        update_row(tx, &bucket, &delta)?;
     }
     Ok(())
 }
@@ -387,7 +394,7 @@ fn add_pledge_exposure(
             rights: sign * share.rights,
             ..RowDelta::default()
         };
-        update_row(tx, &share.bucket, &delta, Some(c.pledgee.name.as_str()))?;
+        update_row(tx, &share.bucket, &delta)?;
     }
     Ok(())
 }
@@ -414,13 +421,31 @@ fn count_enterprise(
     })
 }
 
-fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta, name: Option<&str>) -> Result<(), LedgerError> {
+/// Records the bank's name from `entry` when its principal is an authority on it: an admin, or
+/// the bank's own principal. Anyone else's write (an office importing a historical pledge, another
+/// bank) names nobody, so no caller can rename a bank in the exposure views. The principal's record
+/// is in the state replay rebuilds too (it was created by an earlier entry), so the rule gives the
+/// same directory on replay.
+fn name_bank(tx: &mut Tx<'_>, entry: &Entry, bank: &Party) -> Result<(), LedgerError> {
+    let Some(record) = tx.get::<PrincipalRecord>(&keys::principal(&entry.principal))? else {
+        return Ok(());
+    };
+    let authority = match &record.principal.role {
+        Role::Admin => true,
+        Role::Bank(code) => *code == bank.credit_code,
+        Role::Office(_) => false,
+    };
+    let key = keys::bank_name(&bank.credit_code);
+    if authority && tx.get::<String>(&key)?.as_deref() != Some(bank.name.as_str()) {
+        tx.put(key, &bank.name.to_string());
+    }
+    Ok(())
+}
+
+fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta) -> Result<(), LedgerError> {
     let mut failed = None;
     tx.update::<Row>(keys::exposure(bucket), |row| match row.apply(delta) {
-        Ok(mut next) => {
-            if let (Some(name), exposure::Dimension::Pledgee(_)) = (name, &bucket.dimension) {
-                name.clone_into(&mut next.name);
-            }
+        Ok(next) => {
             *row = next;
             !row.is_empty()
         }

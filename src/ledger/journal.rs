@@ -136,7 +136,8 @@ pub fn walk(
 }
 
 /// The key families that are derived from the journal and compared by `verify`.
-const DERIVED: &[&[u8]] = &[b"A", b"C", b"G", b"H", b"I", b"J", b"K", b"N", b"P", b"Q", b"R", b"T", b"U", b"X", b"Y"];
+const DERIVED: &[&[u8]] =
+    &[b"A", b"C", b"D", b"G", b"H", b"I", b"J", b"K", b"N", b"P", b"Q", b"R", b"T", b"U", b"X", b"Y"];
 
 fn printable(key: &[u8]) -> String {
     key.iter().map(|&b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("\\x{b:02x}") }).collect()

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `P` id(16) | pledge |
 //! | `C` id(16) | credit line |
-//! | `Q` request id(16) | idempotency record: fingerprint and response |
+//! | `Q` principal name 0x00 request id(16) | idempotency record: fingerprint and response (ids are per principal) |
 //! | `R` kind(1) number | id of the active pledge holding the right |
 //! | `N` registration number | pledge id |
 //! | `Ic` county(6 ASCII digits) id(16) | pledges by county (a province or city is a prefix) |
@@ -19,6 +19,8 @@
 //! | `Kb` kind(1) value | certificate binding: its principal's name and the binding |
 //! | `Kp` principal name | the certificate bindings of a principal |
 //! | `G` county(6) day(4) id(16) | registration fact, for statistics |
+//! | `Gb` pledgee(18) day(4) id(16) | the same fact by pledgee, so a bank's statistics read only its own |
+//! | `D` credit code(18) | a bank's name, as the bank itself or an admin last wrote it (exposure, statistics) |
 //! | `X` bucket year(4) | as-of sums of a row for one year: the year's, its months' and its days' deltas |
 //! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
 //! | `L` sequence(8, big-endian) | journal entry: the ground truth |
@@ -51,8 +53,15 @@ pub fn credit_line(id: Uuid) -> Vec<u8> {
 
 pub const CREDIT_LINES: &[u8] = b"C";
 
-pub fn request(id: Uuid) -> Vec<u8> {
-    key(&[b"Q", id.as_bytes()])
+/// A request id is scoped to the principal that sent it (as payment APIs scope idempotency keys
+/// per account): one principal's ids never collide with another's. Names hold no 0x00.
+pub fn request(principal: &crate::domain::principal::PrincipalName, id: Uuid) -> Vec<u8> {
+    key(&[b"Q", principal.as_str().as_bytes(), &[0], id.as_bytes()])
+}
+
+/// The name a bank is shown under in exposure and statistics.
+pub fn bank_name(code: &CreditCode) -> Vec<u8> {
+    key(&[b"D", code.as_str().as_bytes()])
 }
 
 pub fn active_right(number: &RightNumber) -> Vec<u8> {
@@ -260,11 +269,25 @@ pub fn fact(county: CountyCode, registered_on: chrono::NaiveDate, id: Uuid) -> V
     key(&[b"G", county.to_string().as_bytes(), &day_number(registered_on).to_be_bytes(), id.as_bytes()])
 }
 
-/// The key after which a county's facts from `from` on begin, and the county's prefix.
-pub fn facts_from(county: CountyCode, from: chrono::NaiveDate) -> (Vec<u8>, Vec<u8>) {
-    let prefix = key(&[b"G", county.to_string().as_bytes()]);
+/// The registration fact of a pledge, by pledgee and registration date (a bank's statistics).
+pub fn fact_by_pledgee(pledgee: &CreditCode, registered_on: chrono::NaiveDate, id: Uuid) -> Vec<u8> {
+    key(&[b"Gb", pledgee.as_str().as_bytes(), &day_number(registered_on).to_be_bytes(), id.as_bytes()])
+}
+
+/// The key after which the facts under `prefix` (a county's or a pledgee's) from `from` on begin.
+fn facts_after(prefix: Vec<u8>, from: chrono::NaiveDate) -> (Vec<u8>, Vec<u8>) {
     let before = day_number(from).saturating_sub(1);
     (key(&[&prefix, &before.to_be_bytes(), &[0xff; 16]]), prefix)
+}
+
+/// The key after which a county's facts from `from` on begin, and the county's prefix.
+pub fn facts_from(county: CountyCode, from: chrono::NaiveDate) -> (Vec<u8>, Vec<u8>) {
+    facts_after(key(&[b"G", county.to_string().as_bytes()]), from)
+}
+
+/// The key after which a pledgee's facts from `from` on begin, and the pledgee's prefix.
+pub fn pledgee_facts_from(pledgee: &CreditCode, from: chrono::NaiveDate) -> (Vec<u8>, Vec<u8>) {
+    facts_after(key(&[b"Gb", pledgee.as_str().as_bytes()]), from)
 }
 
 pub const META_JOURNAL_HEAD: &[u8] = b"Mjournal_head";

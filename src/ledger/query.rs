@@ -27,8 +27,13 @@ pub const SCAN_PER_PAGE_MAX: usize = 20_000;
 /// of large pledges (500 rights, 200 changes) is cut short, with a token to continue, long before
 /// its answer nears the response size limit.
 pub const PAGE_BYTES_MAX: usize = 8 << 20;
-/// Pledgee rows returned by one exposure query at most (there are a few hundred banks).
+/// Pledgee rows returned by one exposure query at most (there are a few hundred banks): the
+/// largest by secured amount; the answer counts the rows it left out (`rows_omitted`).
 pub const EXPOSURE_ROWS_MAX: usize = 10_000;
+/// Pledgee rows one exposure query examines at most. China has about 4,600 banking institutions, so
+/// a region with more pledgee rows than this is not a book any answer can rank: the query fails
+/// (EXPOSURE_TOO_LARGE) rather than rank a part of it.
+pub const EXPOSURE_ROWS_SCANNED_MAX: usize = 200_000;
 
 fn unavailable(e: crate::store::StoreError) -> LedgerError {
     LedgerError::Unavailable(e.to_string())
@@ -269,6 +274,61 @@ pub struct Exposure {
     /// False as of a date: credit figures are not kept in business time.
     pub has_credit: bool,
     pub rows: Vec<ExposureRow>,
+    /// Rows that counted but were not listed (beyond `EXPOSURE_ROWS_MAX`, the smallest).
+    pub rows_omitted: u64,
+}
+
+fn too_many_pledgees(region: Region) -> LedgerError {
+    LedgerError::refused(
+        "EXPOSURE_TOO_LARGE",
+        format!("region {region} has more than {EXPOSURE_ROWS_SCANNED_MAX} pledgee rows; ask for a smaller region"),
+    )
+    .with("regionCode", region.code_string())
+    .with("rowsMax", EXPOSURE_ROWS_SCANNED_MAX)
+}
+
+/// Largest exposure first (what a dashboard's "top pledgees" shows), then by key.
+fn by_amount(a: &ExposureRow, b: &ExposureRow) -> std::cmp::Ordering {
+    b.row.secured_amount.cmp(&a.row.secured_amount).then_with(|| a.key.cmp(&b.key))
+}
+
+/// The `EXPOSURE_ROWS_MAX` largest of any number of rows, in memory bounded by twice that, and how
+/// many it left out: every row offered is ranked, so no row is dropped for where its key sorts.
+#[derive(Debug, Default)]
+struct TopRows {
+    rows: Vec<ExposureRow>,
+    offered: u64,
+}
+
+impl TopRows {
+    fn offer(&mut self, row: ExposureRow) {
+        self.offered += 1;
+        self.rows.push(row);
+        if self.rows.len() >= 2 * EXPOSURE_ROWS_MAX {
+            self.cut();
+        }
+    }
+
+    fn cut(&mut self) {
+        self.rows.sort_by(by_amount);
+        self.rows.truncate(EXPOSURE_ROWS_MAX);
+    }
+
+    fn finish(mut self) -> (Vec<ExposureRow>, u64) {
+        self.cut();
+        let omitted = self.offered - self.rows.len() as u64;
+        (self.rows, omitted)
+    }
+}
+
+/// The name a bank is shown under: what the bank itself or an admin last wrote (the directory kept
+/// from their writes), else its credit code. Never what any other writer called it.
+fn bank_name(store: &dyn Store, code: &CreditCode) -> Result<String, LedgerError> {
+    Ok(get::<String>(store, &keys::bank_name(code))?.unwrap_or_else(|| code.to_string()))
+}
+
+fn stored_code(code: &str) -> Result<CreditCode, LedgerError> {
+    CreditCode::parse(code).map_err(|e| LedgerError::Internal(format!("stored pledgee code: {e}")))
 }
 
 fn row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerError> {
@@ -374,35 +434,40 @@ fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Res
     as_of_row(&sum, bucket)
 }
 
-/// Every pledgee row of `region` as of the end of `date`, in one pass over their year records.
+/// Every pledgee row of `region` as of the end of `date`, in one pass over their year records,
+/// handed to `each` one pledgee at a time (at most `EXPOSURE_ROWS_SCANNED_MAX` pledgees).
 fn pledgee_rows_as_of(
     store: &dyn Store,
     region: Region,
     date: chrono::NaiveDate,
-) -> Result<Vec<(CreditCode, Row)>, LedgerError> {
+    mut each: impl FnMut(CreditCode, Row),
+) -> Result<(), LedgerError> {
     let at = AsOfDate::new(date);
-    let mut sums: Vec<(String, AsOfDelta)> = Vec::new();
+    let mut current: Option<(String, AsOfDelta)> = None;
+    let mut scanned = 0usize;
+    let mut emit = |(code, sum): (String, AsOfDelta)| -> Result<(), LedgerError> {
+        let code = stored_code(&code)?;
+        let row = as_of_row(&sum, &Bucket { region, dimension: Dimension::Pledgee(code.clone()) })?;
+        each(code, row);
+        Ok(())
+    };
     scan_all(store, &keys::asof_pledgees_prefix(region), |key, value| {
         let code =
             keys::asof_pledgee_code(key).ok_or_else(|| LedgerError::Internal("as-of key without pledgee".into()))?;
-        if sums.last().is_none_or(|(last, _)| last != code) {
-            if sums.len() >= EXPOSURE_ROWS_MAX {
-                return Ok(false);
+        if current.as_ref().is_none_or(|(last, _)| last != code) {
+            scanned += 1;
+            if scanned > EXPOSURE_ROWS_SCANNED_MAX {
+                return Err(too_many_pledgees(region));
             }
-            sums.push((code.to_owned(), AsOfDelta::default()));
+            if let Some(done) = current.replace((code.to_owned(), AsOfDelta::default())) {
+                emit(done)?;
+            }
         }
-        let sum = &mut sums.last_mut().expect("pushed above").1;
+        let sum = &mut current.as_mut().expect("set above").1;
         at.fold(sum, stored_year(key)?, key, value)?;
         Ok(true)
     })?;
-    sums.into_iter()
-        .map(|(code, sum)| {
-            let code =
-                CreditCode::parse(&code).map_err(|e| LedgerError::Internal(format!("stored pledgee code: {e}")))?;
-            let row = as_of_row(&sum, &Bucket { region, dimension: Dimension::Pledgee(code.clone()) })?;
-            Ok((code, row))
-        })
-        .collect()
+    current.map_or(Ok(()), emit)
 }
 
 /// Exposure of `region`; with `bank`, of that bank's book only (its pledgee rows), so a bank never
@@ -425,6 +490,7 @@ pub fn exposure(
     };
     let has_credit = as_of.is_none();
     let total = row(store, &total_of(region))?;
+    let mut rows_omitted = 0;
     let rows = match group_by {
         GroupBy::None => Vec::new(),
         GroupBy::ChildRegion => region
@@ -455,53 +521,41 @@ pub fn exposure(
             })
             .collect::<Result<_, LedgerError>>()?,
         GroupBy::Pledgee => {
-            // (code, the row as of the date when one is asked for)
-            let listed: Vec<(CreditCode, Option<Row>)> = match (bank, as_of) {
-                (Some(code), _) => vec![(code.clone(), None)],
-                (None, None) => store
-                    .scan(&keys::exposure_pledgees_prefix(region), None, EXPOSURE_ROWS_MAX)
-                    .map_err(unavailable)?
-                    .iter()
-                    .filter_map(|(key, _)| keys::exposure_pledgee_code(key))
-                    .map(|code| {
-                        let code = CreditCode::parse(code)
-                            .map_err(|e| LedgerError::Internal(format!("stored pledgee code: {e}")))?;
-                        Ok((code, None))
-                    })
-                    .collect::<Result<_, LedgerError>>()?,
-                (None, Some(date)) => {
-                    pledgee_rows_as_of(store, region, date)?.into_iter().map(|(c, r)| (c, Some(r))).collect()
+            let mut top = TopRows::default();
+            // A pledgee that counts in nothing (as of a date, or a bank's own empty book) is no row.
+            let mut offer = |code: CreditCode, value: Row| {
+                let counts = !value.is_empty() || !value.secured_amount.is_zero();
+                if counts {
+                    top.offer(ExposureRow { key: code.to_string(), name: String::new(), row: value, has_credit });
                 }
             };
-            let mut rows = Vec::with_capacity(listed.len());
-            for (code, as_of_row) in listed {
-                let bucket = Bucket { region, dimension: Dimension::Pledgee(code.clone()) };
-                let current: Option<Row> = get(store, &keys::exposure(&bucket))?;
-                let name = current
-                    .as_ref()
-                    .map(|r| r.name.clone())
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| code.to_string());
-                let value = match (as_of, as_of_row) {
-                    (_, Some(row)) => row,
-                    (None, None) => current.unwrap_or_default(),
-                    (Some(date), None) => row_as_of(store, &bucket, date)?,
-                };
-                if value.is_empty()
-                    && value.pledge_count == 0
-                    && (as_of.is_some() || bank.is_some())
-                    && value.secured_amount.is_zero()
-                {
-                    continue;
+            match (bank, as_of) {
+                (Some(code), _) => offer(code.clone(), row(store, &total_of(region))?),
+                (None, None) => {
+                    // Every stored pledgee row is ranked: rows are deleted when they count nothing.
+                    let mut scanned = 0usize;
+                    scan_all(store, &keys::exposure_pledgees_prefix(region), |key, value| {
+                        scanned += 1;
+                        if scanned > EXPOSURE_ROWS_SCANNED_MAX {
+                            return Err(too_many_pledgees(region));
+                        }
+                        let code = keys::exposure_pledgee_code(key)
+                            .ok_or_else(|| LedgerError::Internal("pledgee row key without code".into()))?;
+                        offer(stored_code(code)?, codec::decode(key, value)?);
+                        Ok(true)
+                    })?;
                 }
-                rows.push(ExposureRow { key: code.to_string(), name, row: value, has_credit });
+                (None, Some(date)) => pledgee_rows_as_of(store, region, date, &mut offer)?,
             }
-            // Largest exposure first: what a dashboard's "top pledgees" shows.
-            rows.sort_by(|a, b| b.row.secured_amount.cmp(&a.row.secured_amount).then_with(|| a.key.cmp(&b.key)));
+            let (mut rows, omitted) = top.finish();
+            for r in &mut rows {
+                r.name = bank_name(store, &stored_code(&r.key)?)?;
+            }
+            rows_omitted = omitted;
             rows
         }
     };
-    Ok(Exposure { region, total, has_credit, rows })
+    Ok(Exposure { region, total, has_credit, rows, rows_omitted })
 }
 
 pub fn list_principals(
@@ -573,18 +627,23 @@ pub fn statistics(
     threshold: crate::domain::money::Money,
     bank: Option<&CreditCode>,
 ) -> Result<crate::domain::statistics::Tallies, LedgerError> {
-    use crate::domain::statistics::{Fact, Tallies};
+    use crate::domain::statistics::{Fact, Grouping, Tallies};
     let mut tallies = Tallies::default();
     let mut scanned = 0usize;
-    for county in counties(region) {
-        let (mut after, prefix) = keys::facts_from(county, period.from);
-        'county: loop {
+    // Filter by scope before scanning: a bank's statistics read only its own facts (by pledgee,
+    // then date), everyone else's the facts of the region's counties (by county, then date).
+    let ranges: Vec<(Vec<u8>, Vec<u8>)> = match bank {
+        Some(code) => vec![keys::pledgee_facts_from(code, period.from)],
+        None => counties(region).into_iter().map(|county| keys::facts_from(county, period.from)).collect(),
+    };
+    for (mut after, prefix) in ranges {
+        'range: loop {
             let chunk = store.scan(&prefix, Some(&after), 1000).map_err(unavailable)?;
             let done = chunk.len() < 1000;
             for (key, value) in chunk {
                 let fact: Fact = codec::decode(&key, &value)?;
                 if fact.registered_on > period.to {
-                    break 'county;
+                    break 'range;
                 }
                 scanned += 1;
                 if scanned > FACTS_MAX {
@@ -593,7 +652,7 @@ pub fn statistics(
                         format!("the period holds more than {FACTS_MAX} registrations; ask for a shorter one"),
                     ));
                 }
-                if bank.is_none_or(|b| *b == fact.pledgee) {
+                if region.contains(fact.county.region()) && bank.is_none_or(|b| *b == fact.pledgee) {
                     tallies.add(&fact, region, grouping, threshold);
                 }
                 after = key;
@@ -603,5 +662,132 @@ pub fn statistics(
             }
         }
     }
+    if grouping == Grouping::Pledgee {
+        for (code, (name, _)) in tallies.rows.iter_mut() {
+            *name = bank_name(store, &stored_code(code)?)?;
+        }
+    }
     Ok(tallies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::money::Money;
+    use crate::domain::region::CountyCode;
+    use crate::domain::statistics::{Fact, Grouping, Period};
+    use crate::store::{Batch, MemoryStore, StoreError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store that counts the entries its scans return: what a query read.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryStore,
+        scanned: AtomicUsize,
+    }
+
+    impl Store for Counting {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn scan(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<crate::store::Entry>, StoreError> {
+            let entries = self.inner.scan(prefix, after, limit)?;
+            self.scanned.fetch_add(entries.len(), Ordering::Relaxed);
+            Ok(entries)
+        }
+        fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+            self.inner.commit(batch)
+        }
+        fn size_on_disk(&self) -> Result<u64, StoreError> {
+            self.inner.size_on_disk()
+        }
+    }
+
+    /// `own` facts of bank A and `others` of bank B, all in one county on one day, stored under
+    /// both fact families as `events::apply_entry` stores them.
+    fn store_with_facts(own: u32, others: u32) -> (Counting, CreditCode) {
+        let a = CreditCode::parse("91330100716105852F").unwrap();
+        let b = CreditCode::parse("914403001922038216").unwrap();
+        let county = CountyCode::parse("330108").unwrap();
+        let on = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let mut batch = Batch::default();
+        for i in 0..own + others {
+            let pledgee = if i < own { a.clone() } else { b.clone() };
+            let fact = Fact {
+                county,
+                registered_on: on,
+                amount: Money::from_fen(100).unwrap(),
+                pledgor: CreditCode::complete(&format!("91330100{i:09}")).unwrap(),
+                pledgee: pledgee.clone(),
+                rights: [1, 0, 0, 0, 0],
+            };
+            let id = Uuid::from_u128(u128::from(i) + 1);
+            batch.ops.push((keys::fact(county, on, id), Some(codec::encode(&fact))));
+            batch.ops.push((keys::fact_by_pledgee(&pledgee, on, id), Some(codec::encode(&fact))));
+        }
+        let store = Counting::default();
+        store.commit(batch).unwrap();
+        (store, a)
+    }
+
+    #[test]
+    fn top_rows_rank_every_row_offered() {
+        let check = |n: u64| {
+            // Amounts that repeat, so ties are broken by key, offered in key order.
+            let rows: Vec<ExposureRow> = (0..n)
+                .map(|i| ExposureRow {
+                    key: format!("{i:08}"),
+                    name: String::new(),
+                    row: Row {
+                        secured_amount: Money::from_fen(i128::from(i * 7919 % 1000)).unwrap(),
+                        ..Row::default()
+                    },
+                    has_credit: true,
+                })
+                .collect();
+            let mut top = TopRows::default();
+            rows.iter().cloned().for_each(|r| top.offer(r));
+            let (got, omitted) = top.finish();
+            let mut expected = rows;
+            expected.sort_by(by_amount);
+            expected.truncate(EXPOSURE_ROWS_MAX);
+            assert_eq!(got, expected, "{n} rows");
+            assert_eq!(omitted, n.saturating_sub(EXPOSURE_ROWS_MAX as u64), "{n} rows");
+        };
+        for n in [
+            0,
+            1,
+            999,
+            EXPOSURE_ROWS_MAX as u64,
+            EXPOSURE_ROWS_MAX as u64 + 1,
+            2 * EXPOSURE_ROWS_MAX as u64 + 5,
+            45_001,
+        ] {
+            check(n);
+        }
+    }
+
+    #[test]
+    fn a_banks_statistics_read_only_its_own_facts() {
+        let check = |own: u32, others: u32| {
+            let (store, a) = store_with_facts(own, others);
+            let from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+            let period = Period::new(from, chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap()).unwrap();
+            let region = Region::parse("330000").unwrap();
+            let tallies = statistics(&store, region, period, Grouping::Pledgee, Money::ZERO, Some(&a)).unwrap();
+            assert_eq!(tallies.total.registrations, u64::from(own));
+            assert_eq!(store.scanned.load(Ordering::Relaxed), own as usize, "{own} own facts, {others} others");
+            let everyone = statistics(&store, region, period, Grouping::None, Money::ZERO, None).unwrap();
+            assert_eq!(everyone.total.registrations, u64::from(own + others));
+        };
+        check(0, 0);
+        check(3, 0);
+        check(0, 500);
+        check(2, 3000);
+    }
 }

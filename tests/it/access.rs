@@ -318,6 +318,22 @@ async fn writes_stay_inside_every_scope_and_name_their_principal() {
                 assert_eq!(summary.rejections[0].reason, "PERMISSION_DENIED");
             }
         }
+        // Drawing on a credit line: only on a line the writer may read; one it may not read
+        // answers as a missing line.
+        let (line_id, line_bank, line_region) = &book.lines[0];
+        let mut p = pledge("330108", "1");
+        p.pledgee = Some(party("Bank", line_bank));
+        p.credit_line_id = line_id.clone();
+        let summary = pledges.import_pledges(tokio_stream::iter([register(p)])).await.unwrap().into_inner();
+        let expected = match w.scope {
+            Scope::Bank(own) if own != *line_bank => "PERMISSION_DENIED",
+            Scope::Office(region) if !within(region, "330108") => "PERMISSION_DENIED",
+            scope if !scope.reads_line(line_bank, line_region) => "CREDIT_LINE_NOT_FOUND",
+            _ => "",
+        };
+        let got = summary.rejections.first().map(|r| r.reason.as_str()).unwrap_or_default();
+        assert_eq!(got, expected, "{} imports on a line of {line_bank} in {line_region}", w.name);
+        assert_eq!(summary.registered, u64::from(expected.is_empty()));
         let mut lines = server.credit_lines_as(Bearer::new(&w.token)).await;
         for region in ["330100", "320000"] {
             let got = lines.create_credit_line(line(region, "5", BANK_A)).await;

@@ -6,6 +6,7 @@
 
 mod access;
 mod asof;
+mod books;
 mod cli;
 mod credit_lines;
 mod dashboard;
