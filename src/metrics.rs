@@ -78,6 +78,9 @@ pub fn render(ledger: &Ledger, store: &dyn crate::store::Store) -> Result<String
     let queue = Gauge::<i64>::default();
     queue.set(ledger.queue_depth() as i64);
     registry.register("write_queue_depth", "Writes waiting for the writer", queue);
+    let reads = Gauge::<i64>::default();
+    reads.set(ledger.reads_in_flight() as i64);
+    registry.register("reads_in_flight", "Reads running on the blocking pool (each stops at its call's deadline)", reads);
     let size = Gauge::<i64>::default();
     size.set(store.size_on_disk().map_err(|e| e.to_string())? as i64);
     registry.register("data_bytes", "Bytes the store occupies on disk", size);
