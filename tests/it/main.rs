@@ -12,6 +12,7 @@ mod dashboard;
 mod deploy;
 mod durability;
 mod exposure;
+mod fuzz;
 mod helpers;
 mod import;
 mod journal;
