@@ -137,8 +137,9 @@ where
     let mut request = Request::new(message);
     request.extensions_mut().insert(principal);
     match handler(request).await.and_then(|response| render(response_name, response.get_ref(), RESPONSE_BYTES_MAX)) {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json)
-            .into_response(),
+        Ok(json) => {
+            ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json).into_response()
+        }
         Err(status) => error(&status),
     }
 }
