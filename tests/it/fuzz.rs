@@ -50,7 +50,7 @@ use tonic_types::StatusExt;
 
 /// Cases per target when `IPLEDGER_FUZZ_CASES` is not set: the whole harness (in-process,
 /// black-box and JSON API) stays under a minute of `cargo test` in a debug build on 2 cores.
-const CASES_DEFAULT: u32 = 48;
+const CASES_DEFAULT: u32 = 160;
 /// In-process targets are cheap (no I/O): they run this many times the cases.
 const IN_PROCESS_CASES_FACTOR: u32 = 4;
 /// Atoms (random choices) behind one generated message; fields past the last are left default.
