@@ -29,6 +29,7 @@ use ipledger::domain::principal::{PrincipalName, parse_given_token};
 use ipledger::domain::region::{CountyCode, Region};
 use ipledger::domain::text::{Name, Note, Reason, parse_date};
 use ipledger::grpc::convert;
+use ipledger::http::gateway::BODY_BYTES_MAX;
 use ipledger::ledger::query;
 use ipledger::proto as pb;
 use ipledger::protojson;
@@ -785,7 +786,8 @@ struct HttpCase {
 #[derive(Debug, Clone)]
 enum HttpMethod {
     Offered(Index),
-    Other(String, String),
+    /// Any bytes as service and method (percent-encoded: not always UTF-8 once decoded).
+    Other(Vec<u8>, Vec<u8>),
 }
 
 #[derive(Debug, Clone)]
@@ -797,10 +799,14 @@ enum HttpBody {
 
 fn http_case() -> impl Strategy<Value = HttpCase> {
     let services = ["ipledger.v1.PledgeService", "ipledger.v1.JournalService", "ipledger.v1.AdminService"];
-    let other = (
-        prop_oneof![prop::sample::select(services.map(str::to_owned).to_vec()), text()],
-        prop_oneof![Just("RegisterPledge".to_owned()), Just("WatchEvents".to_owned()), text()],
-    );
+    let name = |known: Vec<&'static str>| {
+        prop_oneof![
+            prop::sample::select(known).prop_map(|k| k.as_bytes().to_vec()),
+            text().prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..16),
+        ]
+    };
+    let other = (name(services.to_vec()), name(vec!["RegisterPledge", "WatchEvents", "GetPledge"]));
     let method = prop_oneof![4 => any::<Index>().prop_map(HttpMethod::Offered), 1 => other.prop_map(|(s, m)| HttpMethod::Other(s, m))];
     let content_type = prop_oneof![
         12 => Just(Some("application/json".to_owned())),
@@ -810,6 +816,8 @@ fn http_case() -> impl Strategy<Value = HttpCase> {
     ];
     let body = prop_oneof![
         1 => prop::collection::vec(any::<u8>(), 0..512).prop_map(HttpBody::Bytes),
+        // Past the body limit.
+        1 => (BODY_BYTES_MAX..2 * BODY_BYTES_MAX).prop_map(|n| HttpBody::Bytes(vec![b' '; n])),
         2 => json().prop_map(HttpBody::Json),
         3 => body().prop_map(HttpBody::Shaped),
     ];
@@ -821,13 +829,14 @@ fn http_case() -> impl Strategy<Value = HttpCase> {
     })
 }
 
-/// Every byte but the unreserved ones percent-encoded: any text is one path segment.
-fn segment(text: &str) -> String {
-    if text.is_empty() {
+/// Every byte but the unreserved ones percent-encoded: any bytes are one path segment.
+fn segment(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
         return "x".to_owned();
     }
-    text.bytes()
-        .map(|b| match b {
+    bytes
+        .iter()
+        .map(|&b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
             _ => format!("%{b:02X}"),
         })
@@ -852,7 +861,7 @@ async fn http_exchange(
             let (s, m) = offered[i.index(offered.len())];
             (s.to_owned(), m.to_owned())
         }
-        HttpMethod::Other(s, m) => (s.clone(), m.clone()),
+        HttpMethod::Other(s, m) => (String::from_utf8_lossy(s).into_owned(), String::from_utf8_lossy(m).into_owned()),
     };
     let body = match &case.body {
         HttpBody::Bytes(bytes) => bytes.clone(),
@@ -876,7 +885,10 @@ async fn http_exchange(
     if let Some(auth) = case.caller.authorization(tokens).and_then(header_value) {
         headers.push(("authorization", auth));
     }
-    let path = format!("/api/{}/{}", segment(&service), segment(&method));
+    let path = match &case.method {
+        HttpMethod::Offered(_) => format!("/api/{}/{}", segment(service.as_bytes()), segment(method.as_bytes())),
+        HttpMethod::Other(s, m) => format!("/api/{}/{}", segment(s), segment(m)),
+    };
     let what = format!("POST {path}");
     let (status, answer) = http_post(addr, &path, &headers, &body)
         .await
