@@ -16,7 +16,7 @@
 //!
 //! The messages come from the service's own descriptors (`protojson::pool`), so a request type or
 //! an RPC added to the proto is fuzzed without a change here. `IPLEDGER_FUZZ_CASES` sets the cases
-//! per target (default `CASES_DEFAULT`, about 40 s for the whole harness in a debug build);
+//! per target (default `CASES_DEFAULT`, 20 to 40 s for the whole harness in a debug build);
 //! a failure prints its minimal input and is kept under `tests/it/fuzz-regressions/` to be
 //! replayed first by every later run.
 
@@ -50,7 +50,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 /// Cases per target when `IPLEDGER_FUZZ_CASES` is not set: the whole harness (in-process,
-/// black-box and JSON API) takes about 40 s of `cargo test` in a debug build on 2 cores.
+/// black-box and JSON API) takes 20 to 40 s of `cargo test` in a debug build on 2 cores.
 const CASES_DEFAULT: u32 = 160;
 /// In-process targets are cheap (no I/O): they run this many times the cases.
 const IN_PROCESS_CASES_FACTOR: u32 = 4;
