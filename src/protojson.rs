@@ -15,6 +15,12 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     pool
 });
 
+/// Every descriptor the service is built from: the fuzzing harness generates requests of every
+/// method of every service from it.
+pub fn pool() -> &'static DescriptorPool {
+    &POOL
+}
+
 /// The descriptor of a message of `ipledger.v1`, by its short name (`GetExposureRequest`).
 pub fn descriptor(message: &str) -> MessageDescriptor {
     let full = format!("ipledger.v1.{message}");

@@ -330,3 +330,151 @@ pub fn report(progress: &Progress) {
     }
     println!("{} registered, {} duplicates, {} rejected", progress.registered, progress.duplicates, progress.rejected);
 }
+
+/// The parsers of `ipledger import` on arbitrary input: every file, line and record is read as a
+/// request or refused with a reason, never a panic. `IPLEDGER_FUZZ_CASES` sets the cases, as for
+/// the harness in `tests/it/fuzz.rs`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Cases per property when `IPLEDGER_FUZZ_CASES` is not set: a few seconds in a debug build.
+    const CASES_DEFAULT: u32 = 256;
+    /// Records read from one generated file at most (a file of a few KiB has fewer).
+    const RECORDS_READ_MAX: usize = 10_000;
+
+    fn cases() -> u32 {
+        std::env::var("IPLEDGER_FUZZ_CASES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(CASES_DEFAULT)
+    }
+
+    /// Reads every record of a file holding `bytes`, as the import does: Ok or Err per record.
+    fn read(name: &str, bytes: &[u8]) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        match records(&path) {
+            Ok(records) => records.take(RECORDS_READ_MAX).count(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Text near the fields' rules as well as any UTF-8.
+    fn text() -> impl Strategy<Value = String> {
+        let fragments = prop::sample::select(vec![
+            "ZL",
+            "201811564288",
+            ".X",
+            "é",
+            "中",
+            ":",
+            ";",
+            ",",
+            "\"",
+            "INVENTION_PATENT",
+            "TRADEMARK",
+            "2030-01-01",
+            "330108",
+            "91330100716105852F",
+            "100.00",
+            " ",
+            "\n",
+            "\r",
+            "\u{0}",
+        ]);
+        prop_oneof![any::<String>(), prop::collection::vec(fragments, 0..8).prop_map(|f| f.concat())]
+    }
+
+    /// A JSON line shaped like a record, every value arbitrary text, sometimes of the wrong type.
+    fn record_json() -> impl Strategy<Value = serde_json::Value> {
+        let value = prop_oneof![
+            4 => text().prop_map(serde_json::Value::from),
+            1 => any::<i64>().prop_map(serde_json::Value::from),
+            1 => Just(serde_json::Value::Null),
+        ];
+        let party = (value.clone(), value.clone()).prop_map(|(n, c)| serde_json::json!({"name": n, "creditCode": c}));
+        let right = (value.clone(), value.clone(), value.clone(), value.clone())
+            .prop_map(|(k, n, t, e)| serde_json::json!({"kind": k, "number": n, "title": t, "expiresOn": e}));
+        let dates = (value.clone(), value.clone(), value.clone());
+        let pledge = (party.clone(), party, value.clone(), value.clone(), dates, prop::collection::vec(right, 0..4))
+            .prop_map(|(pledgor, pledgee, county, amount, (start, end, on), rights)| {
+                serde_json::json!({"pledgor": pledgor, "pledgee": pledgee, "countyCode": county,
+                    "securedAmount": amount, "debtTermStart": start, "debtTermEnd": end, "registeredOn": on,
+                    "rights": rights})
+            });
+        (value, pledge).prop_map(|(id, pledge)| serde_json::json!({"requestId": id, "pledge": pledge}))
+    }
+
+    const COLUMNS: &[&str] = &[
+        "requestId",
+        "registrationNumber",
+        "pledgorName",
+        "pledgorCreditCode",
+        "pledgeeName",
+        "pledgeeCreditCode",
+        "countyCode",
+        "securedAmount",
+        "debtTermStart",
+        "debtTermEnd",
+        "registeredOn",
+        "rights",
+        "creditLineId",
+    ];
+
+    /// A CSV file: a header of known and unknown columns, rows of any length with any cells.
+    fn csv_file() -> impl Strategy<Value = Vec<u8>> {
+        let column = prop_oneof![3 => prop::sample::select(COLUMNS).prop_map(str::to_owned), 1 => text()];
+        let rows = prop::collection::vec(prop::collection::vec(text(), 0..16), 0..4);
+        (prop::collection::vec(column, 0..16), rows).prop_map(|(header, rows)| {
+            let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
+            writer.write_record(&header).unwrap();
+            for row in rows {
+                writer.write_record(&row).unwrap();
+            }
+            writer.into_inner().unwrap()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_bytes_as_json_lines_or_csv(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            read("records.jsonl", &bytes);
+            read("records.csv", &bytes);
+        }
+
+        #[test]
+        fn any_line(line in text()) {
+            let _ = from_json(&line);
+        }
+
+        #[test]
+        fn record_shaped_lines(record in record_json()) {
+            let line = record.to_string();
+            let _ = from_json(&line);
+            prop_assert_eq!(read("records.jsonl", line.as_bytes()), 1);
+        }
+
+        #[test]
+        fn record_shaped_csv(file in csv_file()) {
+            read("records.csv", &file);
+        }
+    }
+
+    #[test]
+    fn records_are_read_or_refused_line_by_line() {
+        let right = "INVENTION_PATENT:ZL201811564288.X:2038-12-01:A method";
+        let csv = format!("countyCode,rights\n330108,{right}\n330108,TRADEMARK:1\n330108,é:ZLé:é:é\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.csv");
+        std::fs::write(&path, csv).unwrap();
+        let read: Vec<(u64, Result<usize, String>)> = records(&path)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .map(|(line, request)| (line, request.map(|r| r.pledge.unwrap_or_default().rights.len())))
+            .collect();
+        let refused = "right \"TRADEMARK:1\" must be KIND:NUMBER:EXPIRES_ON[:TITLE]".to_owned();
+        assert_eq!(read, vec![(2, Ok(1)), (3, Err(refused)), (4, Ok(1))]);
+    }
+}

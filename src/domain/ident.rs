@@ -177,10 +177,12 @@ impl PatentNumber {
         }
         let upper = compact.to_ascii_uppercase();
         let body = upper.strip_prefix("ZL").or_else(|| upper.strip_prefix("CN")).unwrap_or(&upper);
-        let (digits, check) = match body.split_once('.') {
-            Some((d, c)) => (d, c),
-            None if body.len() >= 2 => body.split_at(body.len() - 1),
-            None => return Err(RightNumberError::PatentSyntax),
+        // Without a dot the check is the last character, which need not be one byte: split at a
+        // character boundary (the text is the caller's, any UTF-8).
+        let (digits, check) = match (body.split_once('.'), body.char_indices().last()) {
+            (Some((d, c)), _) => (d, c),
+            (None, Some((last, _))) if last > 0 => body.split_at(last),
+            (None, _) => return Err(RightNumberError::PatentSyntax),
         };
         if !(digits.len() == 12 || digits.len() == 8) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RightNumberError::PatentSyntax);
@@ -388,6 +390,19 @@ mod tests {
         check_right("ZL2023228654.3", InventionPatent, Err(RightNumberError::PatentSyntax));
         check_right("", DesignPatent, Err(RightNumberError::Empty));
         check_right("ZL20231012345A.7", InventionPatent, Err(RightNumberError::PatentSyntax));
+    }
+
+    #[test]
+    fn patent_numbers_ending_in_multibyte_characters_fail() {
+        use RightKind::*;
+        // Found by issue 10 and the fuzzer: the check character was split off by byte.
+        for input in ["ZLé", "é", "𛲀", "中中", "ZL201811564288中", "201811564288é", "ZL 2018 1 1564288 é"] {
+            for kind in [InventionPatent, UtilityModel, DesignPatent] {
+                check_right(input, kind, Err(RightNumberError::PatentSyntax));
+            }
+        }
+        check_right("é", Trademark, Err(RightNumberError::Trademark));
+        check_right("ZLé", Copyright, Ok("ZLé"));
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! in-process, so authentication (the same bearer tokens), scopes, limits, metrics and the error
 //! table are the gRPC API's own. Bodies, status codes and errors follow the Connect protocol's
 //! unary JSON conventions (`{"code": "permission_denied", "message": …, "details": […]}`).
-//! Only reads are offered: writes stay on gRPC, where request ids and streaming live.
+//! Only reads are offered: writes stay on gRPC, where request ids and streaming live. Every
+//! answer is 200 with JSON or a Connect error body, whatever the request's bytes: a body that is
+//! too large or not JSON, an unknown method and an answer above `RESPONSE_BYTES_MAX` included.
 
 use super::HttpState;
 use crate::domain::principal::Principal;
 use crate::grpc::Api;
 use crate::proto as pb;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,11 +21,23 @@ use pb::credit_line_service_server::CreditLineService;
 use pb::exposure_service_server::ExposureService;
 use pb::pledge_service_server::PledgeService;
 use prost::Message;
+use std::collections::HashMap;
 use std::future::Future;
 use tonic::{Code, Request, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// Largest request body: every read request is a few hundred bytes.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Largest JSON answer, in bytes: the gRPC API's response limit (`server::Limits`), so both APIs
+/// refuse the same answers (gRPC's with OUT_OF_RANGE too). A larger answer is refused with a
+/// message to ask for a smaller page, before its JSON is built when its binary encoding already
+/// exceeds the limit (proto3 JSON of these messages is larger than their binary form: names,
+/// quotes, decimal strings), and after it otherwise.
+pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The ErrorInfo reason of an answer above `RESPONSE_BYTES_MAX`.
+const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
 
 /// The methods offered (the read methods of the ledger services), each written once: the list
 /// below and the dispatch to its gRPC handler come from the same line.
@@ -56,9 +71,9 @@ offered! {
 /// `POST /api/{service}/{method}`.
 pub async fn call(
     State(state): State<HttpState>,
-    Path((service, method)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -66,18 +81,31 @@ pub async fn call(
         .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
     if !json {
         let message = "the body must be proto3 JSON with `content-type: application/json`";
-        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+        let mut response = error(&Status::invalid_argument(message));
+        *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return response;
     }
     let principal = match state.auth.bearer(&tonic::metadata::MetadataMap::from_headers(headers)) {
         Some(Ok(principal)) => principal,
         Some(Err(status)) => return error(&status),
         None => return error(&Status::unauthenticated("missing `authorization: Bearer <token>` header")),
     };
+    let offered = || METHODS.iter().map(|(s, m)| format!("{s}/{m}")).collect::<Vec<_>>().join(", ");
+    let Ok(Path((service, method))) = path else {
+        return error(&Status::unimplemented(format!("not a method offered over HTTP; these are: {}", offered())));
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            // As gRPC answers a request message above its limit.
+            return error(&Status::out_of_range(format!("the body is larger than {BODY_BYTES_MAX} bytes")));
+        }
+        Err(rejection) => return error(&Status::invalid_argument(format!("the body could not be read: {rejection}"))),
+    };
     match dispatch(state.api, &service, &method, &body, principal).await {
         Some(response) => response,
         None => {
-            let offered: Vec<String> = METHODS.iter().map(|(s, m)| format!("{s}/{m}")).collect();
-            let message = format!("{service}/{method} is not offered over HTTP; these are: {}", offered.join(", "));
+            let message = format!("{service}/{method} is not offered over HTTP; these are: {}", offered());
             error(&Status::unimplemented(message))
         }
     }
@@ -108,14 +136,34 @@ where
     };
     let mut request = Request::new(message);
     request.extensions_mut().insert(principal);
-    match handler(request).await {
-        Ok(response) => (
-            [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
-            crate::protojson::to_json(response_name, response.get_ref()),
-        )
-            .into_response(),
+    match handler(request).await.and_then(|response| render(response_name, response.get_ref(), RESPONSE_BYTES_MAX)) {
+        Ok(json) => {
+            ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json).into_response()
+        }
         Err(status) => error(&status),
     }
+}
+
+/// `message` in proto3 JSON, or OUT_OF_RANGE when that would be more than `bytes_max` bytes:
+/// refused from its encoded length before any JSON is built when that already exceeds the bound.
+fn render<A: Message>(response_name: &str, message: &A, bytes_max: usize) -> Result<String, Status> {
+    let encoded_bytes = message.encoded_len();
+    if encoded_bytes > bytes_max {
+        return Err(response_too_large(bytes_max));
+    }
+    let json = crate::protojson::to_json(response_name, message);
+    if json.len() > bytes_max {
+        return Err(response_too_large(bytes_max));
+    }
+    Ok(json)
+}
+
+fn response_too_large(bytes_max: usize) -> Status {
+    let mut details = ErrorDetails::new();
+    let metadata = HashMap::from([("bytesMax".to_owned(), bytes_max.to_string())]);
+    details.set_error_info(RESPONSE_TOO_LARGE, crate::grpc::status::ERROR_DOMAIN, metadata);
+    let message = format!("the answer would be larger than {bytes_max} bytes: ask for a smaller page (pageSize)");
+    Status::with_error_details(Code::OutOfRange, message, details)
 }
 
 /// The Connect protocol's names and HTTP statuses of the gRPC codes.
@@ -166,6 +214,31 @@ fn error(status: &Status) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_above_the_bound_are_refused_before_or_after_rendering() {
+        assert_eq!(RESPONSE_BYTES_MAX, crate::server::Limits::default().response_bytes_max);
+        let page = pb::ListPledgesResponse {
+            pledges: vec![pb::Pledge { registration_number: "R".repeat(100), ..Default::default() }],
+            next_page_token: "t".repeat(100),
+        };
+        let (encoded_bytes, json) = (page.encoded_len(), crate::protojson::to_json("ListPledgesResponse", &page));
+        assert!(encoded_bytes < json.len());
+        let check = |bytes_max: usize, expected: Result<&str, &str>| {
+            let got = render("ListPledgesResponse", &page, bytes_max).map_err(|status| {
+                assert_eq!(status.code(), Code::OutOfRange, "{bytes_max}");
+                assert!(status.message().contains("smaller page"), "{bytes_max}: {}", status.message());
+                let info = status.get_error_details().error_info().cloned().expect("an ErrorInfo");
+                assert_eq!(info.metadata.get("bytesMax"), Some(&bytes_max.to_string()));
+                info.reason
+            });
+            assert_eq!(got, expected.map(str::to_owned).map_err(str::to_owned), "{bytes_max}");
+        };
+        // Refused from the encoded length alone, from the rendered length, and just fitting.
+        check(encoded_bytes - 1, Err(RESPONSE_TOO_LARGE));
+        check(json.len() - 1, Err(RESPONSE_TOO_LARGE));
+        check(json.len(), Ok(json.as_str()));
+    }
 
     #[test]
     fn every_grpc_code_has_a_connect_name_and_an_error_status() {

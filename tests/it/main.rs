@@ -13,6 +13,7 @@ mod dashboard;
 mod deploy;
 mod durability;
 mod exposure;
+mod fuzz;
 mod helpers;
 mod import;
 mod journal;
