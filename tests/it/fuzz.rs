@@ -425,7 +425,7 @@ fn bases(ids: &Ids) -> Vec<DynamicMessage> {
             },
         ),
         dynamic("ReleasePledgeRequest", &release(id(), "2022-06-01")),
-        dynamic("GetPledgeHistoryRequest", &pb::GetPledgeHistoryRequest { id: id() }),
+        dynamic("GetPledgeHistoryRequest", &pb::GetPledgeHistoryRequest { id: id(), ..Default::default() }),
         dynamic("CreateCreditLineRequest", &line("330100", "1000000.00", BANK_A)),
         dynamic("GetCreditLineRequest", &pb::GetCreditLineRequest { id: ids.line.clone() }),
         dynamic(
