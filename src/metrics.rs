@@ -80,7 +80,11 @@ pub fn render(ledger: &Ledger, store: &dyn crate::store::Store) -> Result<String
     registry.register("write_queue_depth", "Writes waiting for the writer", queue);
     let reads = Gauge::<i64>::default();
     reads.set(ledger.reads_in_flight() as i64);
-    registry.register("reads_in_flight", "Reads running on the blocking pool (each stops at its call's deadline)", reads);
+    registry.register(
+        "reads_in_flight",
+        "Reads running on the blocking pool (each stops at its call's deadline)",
+        reads,
+    );
     let size = Gauge::<i64>::default();
     size.set(store.size_on_disk().map_err(|e| e.to_string())? as i64);
     registry.register("data_bytes", "Bytes the store occupies on disk", size);
