@@ -3,6 +3,7 @@
 //! (`status`). Every call runs under a deadline and a bound on the requests in flight.
 
 pub mod auth;
+pub mod codec;
 pub mod convert;
 mod journal;
 pub mod limits;

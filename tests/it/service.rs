@@ -177,3 +177,21 @@ async fn a_storage_failure_makes_health_not_serving_and_its_detail_stays_in_the_
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_whose_bytes_are_not_the_methods_message_is_invalid_argument() {
+    let server = TestServer::start().await;
+    // `08 05` (field 1 as a varint: a WatchEventsRequest) sent to a method whose field 1 is a
+    // string, as a hand-rolled client might.
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/ipledger.v1.AdminService/RevokeToken");
+    let mut request = tonic::Request::new(WatchEventsRequest { from_sequence: 5 });
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", server.admin_token).parse().unwrap();
+    request.metadata_mut().insert("authorization", bearer);
+    let codec = tonic_prost::ProstCodec::<WatchEventsRequest, Token>::default();
+    let status = grpc.unary(request, path, codec).await.unwrap_err();
+    let (code, reason, fields) = failure(status);
+    assert_eq!((code, reason.as_str(), fields), (Code::InvalidArgument, "INVALID_FIELDS", vec![String::new()]));
+    server.stop().await;
+}
