@@ -167,7 +167,7 @@ mod tests {
         for i in 0..2000 {
             let request =
                 pb::RegisterPledgeRequest { request_id: uuid::Uuid::new_v4().to_string(), pledge: Some(w.pledge()) };
-            if let Err(e) = crate::grpc::convert::register_command(&request) {
+            if let Err(e) = crate::grpc::convert::registration(&request) {
                 panic!("pledge {i} is invalid: {e}: {request:?}");
             }
         }

@@ -179,11 +179,9 @@ impl Api {
             let index = summary.received;
             summary.received += 1;
             let today = crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros());
-            let command = convert::register_command(&message).and_then(|command| {
-                if let Command::RegisterPledge { pledge, .. } = &command {
-                    actor.may_import(pledge, today)?;
-                }
-                Ok(command)
+            let command = convert::registration(&message).and_then(|(request_id, pledge)| {
+                actor.may_import(&pledge, today)?;
+                Ok(Command::RegisterPledge { request_id, pledge })
             });
             match command {
                 Err(e) => record(&mut summary, index, message.request_id, Err(e)),
@@ -279,10 +277,9 @@ impl pb::pledge_service_server::PledgeService for Api {
     ) -> Result<Response<pb::Pledge>, Status> {
         let actor = auth::principal(&request)?;
         let body = async {
-            let command = convert::register_command(request.get_ref())?;
-            if let Command::RegisterPledge { pledge, .. } = &command {
-                actor.may_register(pledge)?;
-            }
+            let (request_id, pledge) = convert::registration(request.get_ref())?;
+            actor.may_register(&pledge)?;
+            let command = Command::RegisterPledge { request_id, pledge };
             let ticket = self.queue_ticket(&actor, request.get_ref())?;
             self.write_pledge(&actor, command, ticket).await
         };
@@ -390,10 +387,9 @@ impl pb::credit_line_service_server::CreditLineService for Api {
     ) -> Result<Response<pb::CreditLine>, Status> {
         let actor = auth::principal(&request)?;
         let body = async {
-            let command = convert::create_credit_line_command(request.get_ref())?;
-            if let Command::CreateCreditLine { line, .. } = &command {
-                actor.may_create_line(line)?;
-            }
+            let (request_id, line) = convert::credit_line_creation(request.get_ref())?;
+            actor.may_create_line(&line)?;
+            let command = Command::CreateCreditLine { request_id, line };
             let ticket = self.queue_ticket(&actor, request.get_ref())?;
             match self.ledger.write_with(&actor, command, ticket).await? {
                 (Outcome::CreditLine(line), _) => Ok(convert::credit_line_to_pb(&line)),

@@ -516,10 +516,10 @@ fn decode<M: Message + Default>(message: &DynamicMessage) -> M {
 /// Runs the parser the handler of `message`'s type runs first.
 fn parse(message: &DynamicMessage) {
     match message.descriptor().name() {
-        "RegisterPledgeRequest" => sink(convert::register_command(&decode(message))),
+        "RegisterPledgeRequest" => sink(convert::registration(&decode(message))),
         "ChangePledgeRequest" => sink(convert::change_command(&decode(message))),
         "ReleasePledgeRequest" => sink(convert::release_command(&decode(message))),
-        "CreateCreditLineRequest" => sink(convert::create_credit_line_command(&decode(message))),
+        "CreateCreditLineRequest" => sink(convert::credit_line_creation(&decode(message))),
         "ListPledgesRequest" => sink(convert::pledge_filter(&decode(message))),
         "ListCreditLinesRequest" => sink(convert::credit_line_filter(&decode(message))),
         "GetExposureRequest" => sink(convert::exposure_query(&decode(message))),
