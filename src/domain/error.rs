@@ -49,6 +49,9 @@ pub enum LedgerError {
     /// back off and retry. `reason` names the bound (TOO_MANY_STREAMS, ...).
     #[error("{what}: at most {limit} {}; retry with backoff", if *.per_principal { "per principal" } else { "on this server" })]
     LimitReached { reason: &'static str, what: &'static str, limit: u64, per_principal: bool },
+    /// The answer would exceed the response size bound: the caller should ask for a smaller page.
+    #[error("the answer would be larger than {bytes_max} bytes: ask for a smaller page (pageSize)")]
+    ResponseTooLarge { bytes_max: usize },
     /// The write queue is full: the caller should back off and retry.
     #[error("the write queue is full ({0} requests waiting); retry with backoff")]
     Overloaded(usize),
@@ -98,6 +101,7 @@ impl LedgerError {
             LedgerError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
             LedgerError::Overloaded(_) => "WRITE_QUEUE_FULL",
             LedgerError::LimitReached { reason, .. } => reason,
+            LedgerError::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE",
             LedgerError::Unavailable(_) => "UNAVAILABLE",
             LedgerError::Internal(_) => "INTERNAL",
         }

@@ -80,6 +80,14 @@ pub fn to_status(error: LedgerError) -> Status {
             details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
             Code::ResourceExhausted
         }
+        LedgerError::ResponseTooLarge { bytes_max } => {
+            details.set_error_info(
+                reason,
+                ERROR_DOMAIN,
+                HashMap::from([("bytesMax".to_owned(), bytes_max.to_string())]),
+            );
+            Code::OutOfRange
+        }
         LedgerError::LimitReached { limit, per_principal, .. } => {
             details.set_retry_info(Some(Duration::from_millis(OVERLOAD_RETRY_DELAY_MS)));
             let scope = if per_principal { "principal" } else { "server" };
@@ -134,6 +142,10 @@ mod tests {
         );
         check(LedgerError::Overloaded(1), Code::ResourceExhausted, "WRITE_QUEUE_FULL", &[]);
         check(LedgerError::TooManyRequests(1), Code::ResourceExhausted, "TOO_MANY_REQUESTS", &[]);
+        check(LedgerError::ResponseTooLarge { bytes_max: 1 }, Code::OutOfRange, "RESPONSE_TOO_LARGE", &[]);
+        let limit =
+            LedgerError::LimitReached { reason: "TOO_MANY_STREAMS", what: "streams", limit: 2, per_principal: true };
+        check(limit, Code::ResourceExhausted, "TOO_MANY_STREAMS", &[]);
         check(LedgerError::Unauthenticated("x".into()), Code::Unauthenticated, "UNAUTHENTICATED", &[]);
         check(LedgerError::PermissionDenied("x".into()), Code::PermissionDenied, "PERMISSION_DENIED", &[]);
         check(LedgerError::DeadlineExceeded(1), Code::DeadlineExceeded, "DEADLINE_EXCEEDED", &[]);

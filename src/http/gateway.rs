@@ -21,10 +21,8 @@ use pb::credit_line_service_server::CreditLineService;
 use pb::exposure_service_server::ExposureService;
 use pb::pledge_service_server::PledgeService;
 use prost::Message;
-use std::collections::HashMap;
 use std::future::Future;
 use tonic::{Code, Request, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 /// Largest request body: every read request is a few hundred bytes.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
@@ -35,9 +33,6 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// exceeds the limit (proto3 JSON of these messages is larger than their binary form: names,
 /// quotes, decimal strings), and after it otherwise.
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// The ErrorInfo reason of an answer above `RESPONSE_BYTES_MAX`.
-const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
 
 /// The methods offered (the read methods of the ledger services), each written once: the list
 /// below and the dispatch to its gRPC handler come from the same line.
@@ -159,11 +154,7 @@ fn render<A: Message>(response_name: &str, message: &A, bytes_max: usize) -> Res
 }
 
 fn response_too_large(bytes_max: usize) -> Status {
-    let mut details = ErrorDetails::new();
-    let metadata = HashMap::from([("bytesMax".to_owned(), bytes_max.to_string())]);
-    details.set_error_info(RESPONSE_TOO_LARGE, crate::grpc::status::ERROR_DOMAIN, metadata);
-    let message = format!("the answer would be larger than {bytes_max} bytes: ask for a smaller page (pageSize)");
-    Status::with_error_details(Code::OutOfRange, message, details)
+    crate::grpc::status::to_status(crate::domain::LedgerError::ResponseTooLarge { bytes_max })
 }
 
 /// The Connect protocol's names and HTTP statuses of the gRPC codes.
@@ -214,6 +205,7 @@ fn error(status: &Status) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic_types::StatusExt;
 
     #[test]
     fn answers_above_the_bound_are_refused_before_or_after_rendering() {
@@ -235,8 +227,8 @@ mod tests {
             assert_eq!(got, expected.map(str::to_owned).map_err(str::to_owned), "{bytes_max}");
         };
         // Refused from the encoded length alone, from the rendered length, and just fitting.
-        check(encoded_bytes - 1, Err(RESPONSE_TOO_LARGE));
-        check(json.len() - 1, Err(RESPONSE_TOO_LARGE));
+        check(encoded_bytes - 1, Err("RESPONSE_TOO_LARGE"));
+        check(json.len() - 1, Err("RESPONSE_TOO_LARGE"));
         check(json.len(), Ok(json.as_str()));
     }
 
