@@ -18,7 +18,7 @@ pub use writer::GROUP_MAX;
 
 use crate::domain::LedgerError;
 use crate::domain::principal::Principal;
-use crate::store::Store;
+use crate::store::{Access, Store, StoreError};
 use principals::Principals;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,45 +42,14 @@ pub async fn with_deadline<T>(timeout: Duration, body: impl std::future::Future<
     DEADLINE.scope(Deadline { at: Instant::now() + timeout, timeout }, body).await
 }
 
-/// A store that refuses every access after `at`: how a read learns that nobody waits for it.
-struct Deadlined {
-    inner: Arc<dyn Store>,
-    at: Instant,
-}
-
-impl Deadlined {
-    fn check(&self) -> Result<(), crate::store::StoreError> {
-        if Instant::now() >= self.at {
-            return Err(crate::store::StoreError("the read's deadline passed".to_owned()));
-        }
-        Ok(())
-    }
-}
-
-impl Store for Deadlined {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-        self.check()?;
-        self.inner.get(key)
-    }
-
-    fn scan(
-        &self,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<crate::store::Entry>, crate::store::StoreError> {
-        self.check()?;
-        self.inner.scan(prefix, after, limit)
-    }
-
-    fn commit(&self, _batch: crate::store::Batch) -> Result<(), crate::store::StoreError> {
-        // Reads never commit; only the writer does, on the real store.
-        Err(crate::store::StoreError("a read may not commit".to_owned()))
-    }
-
-    fn size_on_disk(&self) -> Result<u64, crate::store::StoreError> {
-        self.inner.size_on_disk()
-    }
+/// A store that refuses every access after `at`, and every commit (only the writer commits, on the
+/// real store): how a read learns that nobody waits for it.
+fn deadlined(store: Arc<dyn Store>, at: Instant) -> crate::store::Guarded<impl Fn(Access) -> Result<(), StoreError>> {
+    crate::store::Guarded::new(store, move |access| match access {
+        Access::Commit => Err(StoreError("a read may not commit".to_owned())),
+        Access::Get | Access::Scan if Instant::now() >= at => Err(StoreError("the read's deadline passed".to_owned())),
+        Access::Get | Access::Scan => Ok(()),
+    })
 }
 
 /// Handle shared by the request handlers. Writes go to the writer thread; reads run on the
@@ -231,7 +200,7 @@ impl Ledger {
             let result = match deadline {
                 None => f(store.as_ref()),
                 Some(deadline) => {
-                    let result = f(&Deadlined { inner: store, at: deadline.at });
+                    let result = f(&deadlined(store, deadline.at));
                     match result {
                         Err(_) if Instant::now() >= deadline.at => {
                             Err(LedgerError::DeadlineExceeded(deadline.timeout.as_millis() as u64))

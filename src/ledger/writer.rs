@@ -241,35 +241,28 @@ mod tests {
     use crate::domain::principal::Role;
     use crate::domain::region::Region;
     use crate::domain::text::{Name, Note, parse_date};
-    use crate::store::{Batch, Entry, StoreError};
+    use crate::store::{Access, Guarded, MemoryStore, StoreError};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use uuid::Uuid;
 
-    /// An in-memory store whose commits can be made to fail, counting the commits it makes.
+    /// A disk whose commits can be made to fail, counting the commits it makes.
     #[derive(Default)]
-    struct FlakyStore {
-        inner: crate::store::MemoryStore,
+    struct Disk {
         fail: AtomicBool,
         commits: AtomicUsize,
     }
 
-    impl Store for FlakyStore {
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(key)
-        }
-        fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
-            self.inner.scan(prefix, after, limit)
-        }
-        fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(StoreError("disk on fire".to_owned()));
+    /// An in-memory store on `disk`.
+    fn flaky(disk: Arc<Disk>) -> Arc<dyn Store> {
+        Arc::new(Guarded::new(Arc::new(MemoryStore::default()), move |access| {
+            if access == Access::Commit {
+                if disk.fail.load(Ordering::SeqCst) {
+                    return Err(StoreError("disk on fire".to_owned()));
+                }
+                disk.commits.fetch_add(1, Ordering::SeqCst);
             }
-            self.commits.fetch_add(1, Ordering::SeqCst);
-            self.inner.commit(batch)
-        }
-        fn size_on_disk(&self) -> Result<u64, StoreError> {
-            Ok(0)
-        }
+            Ok(())
+        }))
     }
 
     fn create_line(request_id: Uuid) -> Command {
@@ -307,9 +300,8 @@ mod tests {
 
     #[test]
     fn writes_queued_before_their_principals_revocation_are_refused() {
-        let store = Arc::new(FlakyStore::default());
         let principals = Arc::new(Principals::default());
-        let Spawned { sender, handle, .. } = spawn(store.clone(), principals.clone(), 16).unwrap();
+        let Spawned { sender, handle, .. } = spawn(Arc::new(MemoryStore::default()), principals.clone(), 16).unwrap();
         let name = |n: &str| crate::domain::principal::PrincipalName::parse(n).unwrap();
         for n in ["a", "b"] {
             let command =
@@ -336,8 +328,8 @@ mod tests {
 
     #[test]
     fn replays_need_no_commit_and_a_failed_commit_stops_all_writes() {
-        let store = Arc::new(FlakyStore::default());
-        let Spawned { sender, handle, writes_stopped, .. } = spawn(store.clone(), Arc::default(), 16).unwrap();
+        let store = Arc::new(Disk::default());
+        let Spawned { sender, handle, writes_stopped, .. } = spawn(flaky(store.clone()), Arc::default(), 16).unwrap();
         let id = Uuid::new_v4();
         let (_, replayed) = submit(&sender, create_line(id)).unwrap();
         assert!(!replayed);

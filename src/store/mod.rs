@@ -43,3 +43,51 @@ pub trait Store: Send + Sync + 'static {
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 }
+
+/// What a `Guarded` store is about to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Get,
+    Scan,
+    Commit,
+}
+
+/// A store that asks `guard` before every access and fails the access when the guard does: how a
+/// read is stopped at its caller's deadline, and how tests inject a failing disk.
+pub struct Guarded<G> {
+    inner: std::sync::Arc<dyn Store>,
+    guard: G,
+}
+
+impl<G> Guarded<G> {
+    pub fn new(inner: std::sync::Arc<dyn Store>, guard: G) -> Guarded<G> {
+        Guarded { inner, guard }
+    }
+}
+
+impl<G> std::fmt::Debug for Guarded<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded").finish_non_exhaustive()
+    }
+}
+
+impl<G: Fn(Access) -> Result<(), StoreError> + Send + Sync + 'static> Store for Guarded<G> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (self.guard)(Access::Get)?;
+        self.inner.get(key)
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        (self.guard)(Access::Scan)?;
+        self.inner.scan(prefix, after, limit)
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        (self.guard)(Access::Commit)?;
+        self.inner.commit(batch)
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+}

@@ -6,7 +6,7 @@
 use crate::helpers::*;
 use ipledger::proto::*;
 use ipledger::server::Config;
-use ipledger::store::{Batch, Entry, MemoryStore, Store, StoreError};
+use ipledger::store::{Access, Guarded, MemoryStore, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::Code;
@@ -90,37 +90,20 @@ async fn without_a_token_reflection_answers_and_the_method_says_unauthenticated(
     server.stop().await;
 }
 
-/// A memory store whose commits fail once told to, as a full or failing disk does.
-#[derive(Default)]
-struct FailingStore {
-    inner: MemoryStore,
-    fail: AtomicBool,
-}
-
-impl Store for FailingStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan(prefix, after, limit)
-    }
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError("IO error: /secret/path/db.log: no space left on device".to_owned()));
-        }
-        self.inner.commit(batch)
-    }
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(0)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_failure_makes_health_not_serving_and_its_detail_stays_in_the_log() {
     let temp = tempfile::tempdir().unwrap();
-    let store = Arc::new(FailingStore::default());
+    // A memory store whose commits fail once told to, as a full or failing disk does.
+    let fail = Arc::new(AtomicBool::new(false));
+    let failing = fail.clone();
+    let store = Guarded::new(Arc::new(MemoryStore::default()), move |access| match access {
+        Access::Commit if failing.load(Ordering::SeqCst) => {
+            Err(StoreError("IO error: /secret/path/db.log: no space left on device".to_owned()))
+        }
+        _ => Ok(()),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = Config { store: Some(store.clone()), ..Config::new(temp.path().join("data")) };
+    let config = Config { store: Some(Arc::new(store)), ..Config::new(temp.path().join("data")) };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = TestServer::start_with(listener, config, tx, rx).await;
     let mut pledges = server.pledges().await;
@@ -131,14 +114,14 @@ async fn a_storage_failure_makes_health_not_serving_and_its_detail_stays_in_the_
         assert_eq!(health.check(status(service)).await.unwrap().into_inner().status, 1, "{service} SERVING");
     }
 
-    store.fail.store(true, Ordering::SeqCst);
+    fail.store(true, Ordering::SeqCst);
     let refused = pledges.register_pledge(register(pledge("330108", "2"))).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable);
     let id = metadata(&refused, "errorId").unwrap_or_else(|| panic!("no error id: {refused:?}"));
     assert!(!refused.message().contains("/secret") && refused.message().contains(&id), "{}", refused.message());
     // The store is whole again, but what it holds after a failed commit is unknown: writes stay
     // stopped, and health says so until a restart.
-    store.fail.store(false, Ordering::SeqCst);
+    fail.store(false, Ordering::SeqCst);
     let refused = pledges.register_pledge(register(pledge("330108", "3"))).await.unwrap_err();
     assert!(!refused.message().contains("/secret"), "{}", refused.message());
     let mut answered = Vec::new();
