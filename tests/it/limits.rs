@@ -266,3 +266,69 @@ async fn oversized_messages_are_refused() {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_write_bytes_are_bounded_per_principal() {
+    use ipledger::store::{Access, Guarded, MemoryStore};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // A slow disk: commits wait while `hold` is set, so writes pile up in the queue.
+    let hold = Arc::new(AtomicBool::new(false));
+    let held = hold.clone();
+    let store = Guarded::new(Arc::new(MemoryStore::default()), move |access| {
+        while access == Access::Commit && held.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    });
+    let one_write = register(pledge("330108", "1.00")).encoded_len() as u32;
+    // Room for three registrations of bank A (they differ by a few bytes), not four.
+    let quotas = Quotas {
+        queued_bytes_max: 20 * one_write,
+        principal_queued_bytes_max: 3 * one_write + 64,
+        ..Quotas::default()
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let limits = Limits { quotas, ..Limits::default() };
+    let config = Config { limits, store: Some(Arc::new(store)), ..Config::new(temp.path().join("data")) };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = TestServer::start_with(listener, config, tx, rx).await;
+    let bank_a = server.token("bank-a", TokenRole::Bank, BANK_A, "").await;
+    let bank_b = server.token("bank-b", TokenRole::Bank, BANK_B, "").await;
+
+    hold.store(true, Ordering::SeqCst);
+    // A registration by `token` to `pledgee`, sent on its own task.
+    let write = |token: &str, pledgee: &str| {
+        let mut p = pledge("330108", "1.00");
+        p.pledgee = Some(party("Bank", pledgee));
+        let client = server.pledges_as(Bearer::new(token));
+        async move {
+            let mut client = client.await;
+            tokio::spawn(async move { client.register_pledge(register(p)).await })
+        }
+    };
+    // Bank A fills its share of the queue: three writes wait behind the slow disk...
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        waiting.push(write(&bank_a, BANK_A).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...so its next write is refused at once, as its own share's...
+    let next = tokio::time::timeout(Duration::from_secs(5), write(&bank_a, BANK_A).await);
+    let refused = next.await.expect("refused at once, not queued").unwrap().unwrap_err();
+    let (code, reason, scope) = refusal(refused);
+    assert_eq!(
+        (code, reason.as_str(), scope.as_deref()),
+        (Code::ResourceExhausted, "WRITE_QUEUE_FULL", Some("principal"))
+    );
+    // ...while bank B's write is still taken.
+    let b = write(&bank_b, BANK_B).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    hold.store(false, Ordering::SeqCst);
+    b.await.unwrap().unwrap();
+    for call in waiting {
+        call.await.unwrap().unwrap();
+    }
+    server.stop().await;
+}
