@@ -564,6 +564,7 @@ fn exposure_json(e: &ipledger::proto::GetExposureResponse) -> serde_json::Value 
         "regionName": e.region_name,
         "total": e.total.as_ref().map(row),
         "rows": e.rows.iter().map(row).collect::<Vec<_>>(),
+        "rowsOmitted": e.rows_omitted,
     })
 }
 

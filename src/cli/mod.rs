@@ -152,4 +152,7 @@ pub fn print_exposure(e: &ipledger::proto::GetExposureResponse) {
     for r in &rows {
         println!("{}", line(r));
     }
+    if e.rows_omitted > 0 {
+        println!("({} smaller rows are left out; the total counts them)", e.rows_omitted);
+    }
 }
