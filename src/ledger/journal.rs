@@ -279,7 +279,9 @@ pub fn restore(
     entries: impl IntoIterator<Item = Result<Entry, String>>,
 ) -> Result<Head, LedgerError> {
     let unavailable = |e: crate::store::StoreError| LedgerError::Unavailable(e.to_string());
-    if !store.scan(b"", None, 1).map_err(unavailable)?.is_empty() {
+    // Empty but for the layout mark a new store gets when it is opened.
+    let held = store.scan(b"", None, 2).map_err(unavailable)?;
+    if held.iter().any(|(key, _)| key != keys::META_DERIVED_LAYOUT) {
         return Err(LedgerError::refused("DATA_DIR_NOT_EMPTY", "restore needs an empty data directory"));
     }
     let mut previous = Head::default();

@@ -293,3 +293,5 @@ pub fn pledgee_facts_from(pledgee: &CreditCode, from: chrono::NaiveDate) -> (Vec
 pub const META_JOURNAL_HEAD: &[u8] = b"Mjournal_head";
 pub const META_REGISTRATION_SERIAL: &[u8] = b"Mregistration_serial";
 pub const META_CLOCK: &[u8] = b"Mclock";
+/// The layout version of the derived records (`ledger::DERIVED_LAYOUT`) the store holds.
+pub const META_DERIVED_LAYOUT: &[u8] = b"Mderived_layout";

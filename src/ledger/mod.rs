@@ -25,6 +25,33 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+/// The layout of the derived records this build writes (keys, values). 2: request ids keyed by
+/// principal, banks' names in their own family, facts indexed by pledgee, certificate bindings.
+/// Derived records of another layout would be misread (a retry of an old request id would not be
+/// found, and be applied twice), so such a store must be rebuilt from its journal first.
+pub const DERIVED_LAYOUT: u32 = 2;
+
+/// Marks a new store with this build's layout; refuses a store whose derived records were written
+/// by a build with another layout.
+fn check_layout(store: &dyn Store) -> Result<(), LedgerError> {
+    let key = keys::META_DERIVED_LAYOUT;
+    let found: Option<u32> = tx::Tx::new(store).get(key)?;
+    let sequence = journal::stored_head(store)?.sequence;
+    match found {
+        Some(DERIVED_LAYOUT) => Ok(()),
+        None if sequence == 0 => {
+            let batch = crate::store::Batch { ops: vec![(key.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
+            store.commit(batch).map_err(|e| LedgerError::Unavailable(e.to_string()))
+        }
+        found => Err(LedgerError::Unavailable(format!(
+            "the data directory's derived records have layout {}, this build reads layout {DERIVED_LAYOUT}: \
+             dump its journal with the build that wrote it (`ipledger export`) and rebuild it with this one \
+             (`ipledger restore`), as the README's Upgrading section says",
+            found.map_or_else(|| "1 (unversioned)".to_owned(), |v| v.to_string())
+        ))),
+    }
+}
+
 /// When the call a read serves must be answered by, and the timeout that set it.
 #[derive(Debug, Clone, Copy)]
 struct Deadline {
@@ -91,6 +118,7 @@ impl WriterGuard {
 
 impl Ledger {
     pub fn start(store: Arc<dyn Store>, queue_max: usize) -> Result<(Ledger, WriterGuard), LedgerError> {
+        check_layout(store.as_ref())?;
         let principals = Arc::new(Principals::load(store.as_ref())?);
         let writer::Spawned { sender, handle, committed, writes_stopped } =
             writer::spawn(store.clone(), principals.clone(), queue_max)?;
@@ -228,6 +256,28 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_store_of_another_derived_layout_is_refused_and_a_new_one_marked() {
+        let store = Arc::new(MemoryStore::default());
+        let (ledger, writer) = Ledger::start(store.clone(), 16).unwrap();
+        drop(ledger);
+        writer.join();
+        assert_eq!(tx::Tx::new(store.as_ref()).get::<u32>(keys::META_DERIVED_LAYOUT).unwrap(), Some(DERIVED_LAYOUT));
+        // A journal written by a build before layouts were versioned: its head, no layout mark.
+        let head = journal::Head { sequence: 7, hash: [0; 32] };
+        let ops = vec![
+            (keys::META_DERIVED_LAYOUT.to_vec(), None),
+            (keys::META_JOURNAL_HEAD.to_vec(), Some(codec::encode(&head))),
+        ];
+        store.commit(crate::store::Batch { ops }).unwrap();
+        let refused = Ledger::start(store.clone(), 16).map(|_| ()).unwrap_err();
+        assert!(refused.to_string().contains("ipledger restore"), "{refused}");
+        store
+            .commit(crate::store::Batch { ops: vec![(keys::META_DERIVED_LAYOUT.to_vec(), Some(codec::encode(&1u32)))] })
+            .unwrap();
+        assert!(Ledger::start(store, 16).is_err());
+    }
 
     #[tokio::test]
     async fn a_read_stops_at_its_callers_deadline() {
