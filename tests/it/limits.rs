@@ -298,24 +298,14 @@ async fn queued_write_bytes_are_bounded_per_principal() {
     let bank_b = server.token("bank-b", TokenRole::Bank, BANK_B, "").await;
 
     hold.store(true, Ordering::SeqCst);
-    // A registration by `token` to `pledgee`, sent on its own task.
-    let write = |token: &str, pledgee: &str| {
-        let mut p = pledge("330108", "1.00");
-        p.pledgee = Some(party("Bank", pledgee));
-        let client = server.pledges_as(Bearer::new(token));
-        async move {
-            let mut client = client.await;
-            tokio::spawn(async move { client.register_pledge(register(p)).await })
-        }
-    };
     // Bank A fills its share of the queue: three writes wait behind the slow disk...
     let mut waiting = Vec::new();
     for _ in 0..3 {
-        waiting.push(write(&bank_a, BANK_A).await);
+        waiting.push(spawn_registration(&server, &bank_a, BANK_A).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // ...so its next write is refused at once, as its own share's...
-    let next = tokio::time::timeout(Duration::from_secs(5), write(&bank_a, BANK_A).await);
+    let next = tokio::time::timeout(Duration::from_secs(5), spawn_registration(&server, &bank_a, BANK_A).await);
     let refused = next.await.expect("refused at once, not queued").unwrap().unwrap_err();
     let (code, reason, scope) = refusal(refused);
     assert_eq!(
@@ -323,7 +313,7 @@ async fn queued_write_bytes_are_bounded_per_principal() {
         (Code::ResourceExhausted, "WRITE_QUEUE_FULL", Some("principal"))
     );
     // ...while bank B's write is still taken.
-    let b = write(&bank_b, BANK_B).await;
+    let b = spawn_registration(&server, &bank_b, BANK_B).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     hold.store(false, Ordering::SeqCst);
     b.await.unwrap().unwrap();
@@ -331,4 +321,16 @@ async fn queued_write_bytes_are_bounded_per_principal() {
         call.await.unwrap().unwrap();
     }
     server.stop().await;
+}
+
+/// A registration by `token` to `pledgee`, sent on its own task.
+async fn spawn_registration(
+    server: &TestServer,
+    token: &str,
+    pledgee: &str,
+) -> tokio::task::JoinHandle<Result<tonic::Response<Pledge>, tonic::Status>> {
+    let mut p = pledge("330108", "1.00");
+    p.pledgee = Some(party("Bank", pledgee));
+    let mut client = server.pledges_as(Bearer::new(token)).await;
+    tokio::spawn(async move { client.register_pledge(register(p)).await })
 }
