@@ -272,6 +272,43 @@ fn divergence_at(
 /// Entries restored per atomic batch (one flush each).
 const RESTORE_BATCH: usize = 1000;
 
+/// Rebuilds every derived record of `store` from its own journal, in place: deletes the derived
+/// families, then applies the entries in order, a batch at a time. Run when the derived layout
+/// changed between builds. Safe to repeat after a crash part-way: the caller marks the new layout
+/// only after this returns, so an interrupted rebuild starts over.
+pub fn rebuild_derived(store: &dyn Store) -> Result<u64, LedgerError> {
+    let unavailable = |e: crate::store::StoreError| LedgerError::Unavailable(e.to_string());
+    for family in DERIVED {
+        loop {
+            let keys = store.scan(family, None, RESTORE_BATCH).map_err(unavailable)?;
+            if keys.is_empty() {
+                break;
+            }
+            let ops = keys.into_iter().map(|(key, _)| (key, None)).collect();
+            store.commit(crate::store::Batch { ops }).map_err(unavailable)?;
+        }
+    }
+    let head = stored_head(store)?.sequence;
+    let mut after: Option<Vec<u8>> = None;
+    let mut applied = 0u64;
+    loop {
+        let chunk = store.scan(keys::JOURNAL, after.as_deref(), RESTORE_BATCH).map_err(unavailable)?;
+        let Some((last, _)) = chunk.last() else { break };
+        after = Some(last.clone());
+        let mut tx = Tx::new(store);
+        for (key, value) in &chunk {
+            let entry: Entry = codec::decode(key, value)?;
+            events::apply_entry(&mut tx, &entry)?;
+            applied += 1;
+        }
+        tx.accept();
+        store.commit(tx.into_batch()).map_err(unavailable)?;
+        tracing::info!(applied, head, "rebuilding derived records from the journal");
+    }
+    assert_eq!(applied, head, "the journal holds every entry up to its head");
+    Ok(applied)
+}
+
 /// Builds a ledger in an empty store from a journal dump: checks the chain entry by entry, applies
 /// each with the writer's own `apply_entry`, and sets the metadata (journal head, clock, serial).
 pub fn restore(

@@ -28,11 +28,11 @@ use tokio::sync::{mpsc, oneshot};
 /// The layout of the derived records this build writes (keys, values). 2: request ids keyed by
 /// principal, banks' names in their own family, facts indexed by pledgee, certificate bindings.
 /// Derived records of another layout would be misread (a retry of an old request id would not be
-/// found, and be applied twice), so such a store must be rebuilt from its journal first.
+/// found, and be applied twice), so such a store is rebuilt from its journal when it is opened.
 pub const DERIVED_LAYOUT: u32 = 2;
 
-/// Marks a new store with this build's layout; refuses a store whose derived records were written
-/// by a build with another layout.
+/// Marks a new store with this build's layout; rebuilds the derived records of a store written by
+/// a build with another layout from its journal first.
 fn check_layout(store: &dyn Store) -> Result<(), LedgerError> {
     let key = keys::META_DERIVED_LAYOUT;
     let found: Option<u32> = tx::Tx::new(store).get(key)?;
@@ -43,12 +43,21 @@ fn check_layout(store: &dyn Store) -> Result<(), LedgerError> {
             let batch = crate::store::Batch { ops: vec![(key.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
             store.commit(batch).map_err(|e| LedgerError::Unavailable(e.to_string()))
         }
-        found => Err(LedgerError::Unavailable(format!(
-            "the data directory's derived records have layout {}, this build reads layout {DERIVED_LAYOUT}: \
-             dump its journal with the build that wrote it (`ipledger export`) and rebuild it with this one \
-             (`ipledger restore`), as the README's Upgrading section says",
-            found.map_or_else(|| "1 (unversioned)".to_owned(), |v| v.to_string())
-        ))),
+        found => {
+            // Derived records of another layout would be misread: rebuild them from the journal,
+            // the ground truth, then mark the layout (an interrupted rebuild starts over).
+            let from = found.map_or_else(|| "1 (unversioned)".to_owned(), |v| v.to_string());
+            tracing::warn!(
+                from,
+                to = DERIVED_LAYOUT,
+                "derived records of another layout: rebuilding them from the journal"
+            );
+            let entries = journal::rebuild_derived(store)?;
+            let batch = crate::store::Batch { ops: vec![(key.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
+            store.commit(batch).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            tracing::warn!(entries, "derived records rebuilt from the journal");
+            Ok(())
+        }
     }
 }
 
@@ -257,26 +266,42 @@ mod tests {
     use crate::store::MemoryStore;
     use std::sync::atomic::AtomicUsize;
 
-    #[test]
-    fn a_store_of_another_derived_layout_is_refused_and_a_new_one_marked() {
+    #[tokio::test]
+    async fn a_store_of_another_derived_layout_is_rebuilt_from_its_journal_and_a_new_one_marked() {
+        use crate::domain::principal::{PrincipalName, Role};
         let store = Arc::new(MemoryStore::default());
+        let layout = |store: &MemoryStore| tx::Tx::new(store).get::<u32>(keys::META_DERIVED_LAYOUT).unwrap();
         let (ledger, writer) = Ledger::start(store.clone(), 16).unwrap();
+        assert_eq!(layout(&store), Some(DERIVED_LAYOUT), "a new store is marked");
+        let name = PrincipalName::parse("bank-a").unwrap();
+        let system = Principal {
+            name: PrincipalName::parse("system").unwrap(),
+            role: Role::Admin,
+            create_time: 0,
+            revoke_time: None,
+        };
+        let command = Command::CreatePrincipal { name: name.clone(), role: Role::Admin, token_hash: [7; 32] };
+        ledger.write(&system, command).await.unwrap();
         drop(ledger);
         writer.join();
-        assert_eq!(tx::Tx::new(store.as_ref()).get::<u32>(keys::META_DERIVED_LAYOUT).unwrap(), Some(DERIVED_LAYOUT));
-        // A journal written by a build before layouts were versioned: its head, no layout mark.
-        let head = journal::Head { sequence: 7, hash: [0; 32] };
+        // As a build before layouts were versioned left it: no mark, a derived record of its own
+        // layout, and one of this layout missing.
         let ops = vec![
             (keys::META_DERIVED_LAYOUT.to_vec(), None),
-            (keys::META_JOURNAL_HEAD.to_vec(), Some(codec::encode(&head))),
+            (keys::principal(&name), None),
+            (b"Qold-layout".to_vec(), Some(vec![1])),
         ];
         store.commit(crate::store::Batch { ops }).unwrap();
-        let refused = Ledger::start(store.clone(), 16).map(|_| ()).unwrap_err();
-        assert!(refused.to_string().contains("ipledger restore"), "{refused}");
-        store
-            .commit(crate::store::Batch { ops: vec![(keys::META_DERIVED_LAYOUT.to_vec(), Some(codec::encode(&1u32)))] })
-            .unwrap();
-        assert!(Ledger::start(store, 16).is_err());
+        assert!(journal::verify(store.as_ref()).unwrap().divergence.is_some());
+
+        let (ledger, writer) = Ledger::start(store.clone(), 16).unwrap();
+        assert_eq!(layout(&store), Some(DERIVED_LAYOUT));
+        assert!(ledger.principals().by_name(&name).is_some(), "the principal record is back");
+        assert_eq!(store.get(b"Qold-layout").unwrap(), None);
+        drop(ledger);
+        writer.join();
+        let report = journal::verify(store.as_ref()).unwrap();
+        assert!(report.divergence.is_none(), "{:?}", report.divergence);
     }
 
     #[tokio::test]
