@@ -427,6 +427,11 @@ fn count_enterprise(
 /// is in the state replay rebuilds too (it was created by an earlier entry), so the rule gives the
 /// same directory on replay.
 fn name_bank(tx: &mut Tx<'_>, entry: &Entry, bank: &Party) -> Result<(), LedgerError> {
+    let key = keys::bank_name(&bank.credit_code);
+    // Most writes repeat the name the bank already has: then whose write it is does not matter.
+    if tx.get::<String>(&key)?.as_deref() == Some(bank.name.as_str()) {
+        return Ok(());
+    }
     let Some(record) = tx.get::<PrincipalRecord>(&keys::principal(&entry.principal))? else {
         return Ok(());
     };
@@ -435,8 +440,7 @@ fn name_bank(tx: &mut Tx<'_>, entry: &Entry, bank: &Party) -> Result<(), LedgerE
         Role::Bank(code) => *code == bank.credit_code,
         Role::Office(_) => false,
     };
-    let key = keys::bank_name(&bank.credit_code);
-    if authority && tx.get::<String>(&key)?.as_deref() != Some(bank.name.as_str()) {
+    if authority {
         tx.put(key, &bank.name.to_string());
     }
     Ok(())
