@@ -6,7 +6,7 @@ use prost::Message;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["ipledger/v1/ipledger.proto"];
+    let files = ["ipledger/v1/ipledger.proto", "ipledger/journal/v1/journal.proto"];
     let fds = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("ipledger_descriptor.bin"), fds.encode_to_vec())?;

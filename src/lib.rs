@@ -4,6 +4,7 @@
 //! interface and its sled backend), `ledger` (the single writer, the state machine and the read
 //! path), `grpc` (thin handlers and the error table) and `server` (wiring, limits, shutdown).
 
+pub mod datadir;
 pub mod domain;
 pub mod grpc;
 pub mod http;

@@ -90,13 +90,23 @@ enum Command {
         #[arg(long, env = "IPLEDGER_CA_CERT")]
         ca_cert: Option<PathBuf>,
     },
-    /// Build a new data directory from a dump (`-` reads stdin), checking the chain, then verify it.
+    /// Build a new data directory from a dump (`-` reads stdin): checks every entry's bytes and
+    /// chain, decides each again under the ledger's rules, checks the dump's signed head against a
+    /// key you trust, then verifies the result. A failed restore leaves no data directory.
     Restore {
         #[command(flatten)]
         data: DataDir,
         /// The dump written by `ipledger export`.
         #[arg(long, default_value = "-")]
         input: PathBuf,
+        /// A public key (64 hex digits, or a `signing-key.pub` file) whose signature on the dump's
+        /// head you trust; repeatable.
+        #[arg(long = "trusted-key")]
+        trusted_keys: Vec<String>,
+        /// Restore a dump without a signed head (written by a release before signed heads): its
+        /// chain and rules are still checked, but nothing vouches for its head.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
 }
 
@@ -332,7 +342,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         admin_token_file: args.admin_token_file,
         metrics_listen: args.metrics_listen,
         metrics_token_file: args.metrics_token_file,
-        store: None,
+        engines: None,
     };
     server::serve(listener, config, shutdown_signal()).await
 }
@@ -419,7 +429,7 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
     result
 }
 
-fn print_report(report: &ipledger::ledger::journal::Report) -> Result<(), ServeError> {
+fn print_report(report: &ipledger::ledger::replay::Report) -> Result<(), ServeError> {
     use ipledger::ledger::journal::hex;
     match &report.divergence {
         None => {
@@ -447,7 +457,9 @@ fn print_report(report: &ipledger::ledger::journal::Report) -> Result<(), ServeE
 async fn verify(dir: &std::path::Path) -> Result<(), ServeError> {
     let limits = Limits { cache_bytes: 256 * 1024 * 1024, ..Limits::default() };
     let (ledger, writer) = server::open_ledger(dir, &limits).await?;
-    let report = ledger.exclusive(ipledger::ledger::journal::verify).await;
+    let scratch = ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
+    let report = ledger.verify(scratch.store()).await;
+    drop(scratch);
     drop(ledger);
     tokio::task::spawn_blocking(move || writer.join()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
     print_report(&report?)
@@ -469,31 +481,90 @@ async fn export(args: ExportArgs) -> Result<(), cli::ClientError> {
     Ok(())
 }
 
-async fn restore(dir: &std::path::Path, input: &std::path::Path) -> Result<(), ServeError> {
+async fn restore(
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    trusted_keys: &[String],
+    allow_unsigned: bool,
+) -> Result<(), ServeError> {
     use std::io::BufRead;
+    let usage = |what: String| ServeError::Ledger(LedgerError::invalid_field("restore", what));
+    let trusted = trusted_keys
+        .iter()
+        .map(|k| ipledger::ledger::signing::parse_public_key(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)?;
+    if trusted.is_empty() && !allow_unsigned {
+        return Err(usage(
+            "name the key that signed the dump with --trusted-key (its signing-key.pub), or give --allow-unsigned for a dump of a release before signed heads".to_owned(),
+        ));
+    }
+    let held = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if held {
+        return Err(ServeError::Ledger(LedgerError::refused("DATA_DIR_NOT_EMPTY", "restore needs a new, empty data directory")));
+    }
     let reader: Box<dyn BufRead + Send> = if input.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(std::fs::File::open(input)?))
     };
-    let limits = Limits { cache_bytes: 256 * 1024 * 1024, ..Limits::default() };
-    let (ledger, writer) = server::open_ledger(dir, &limits).await?;
-    let restored = ledger
-        .exclusive(move |store| {
-            let entries = reader.lines().filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())).map(|line| {
-                let line = line.map_err(|e| e.to_string())?;
-                serde_json::from_str::<ipledger::ledger::journal::Entry>(&line).map_err(|e| e.to_string())
-            });
-            let head = ipledger::ledger::journal::restore(store, entries)?;
-            let report = ipledger::ledger::journal::verify(store)?;
-            Ok((head, report))
-        })
-        .await;
-    drop(ledger);
-    tokio::task::spawn_blocking(move || writer.join()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-    let (head, report) = restored?;
-    eprintln!("restored {} journal entries into {}", head.sequence, dir.display());
-    print_report(&report)
+    let target = dir.to_path_buf();
+    let restored = tokio::task::spawn_blocking(move || restore_blocking(&target, reader, &trusted))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    match restored {
+        Ok((head, report)) => {
+            eprintln!("restored {} journal entries into {}", head.sequence, dir.display());
+            print_report(&report)
+        }
+        Err(e) => {
+            // Nothing half-restored is left behind to be served by mistake.
+            let _ = std::fs::remove_dir_all(dir);
+            Err(e)
+        }
+    }
+}
+
+fn restore_blocking(
+    dir: &std::path::Path,
+    reader: Box<dyn std::io::BufRead + Send>,
+    trusted: &[ipledger::ledger::signing::PublicKey],
+) -> Result<(ipledger::ledger::journal::Head, ipledger::ledger::replay::Report), ServeError> {
+    use ipledger::ledger::export::{self, Line};
+    use std::io::BufRead;
+    let opened = ipledger::datadir::open(dir, 256 << 20)?;
+    ipledger::ledger::mark_layout(opened.derived.as_ref())?;
+    let derived = ipledger::ledger::derived::Derived::new(opened.derived.clone())
+        .map_err(|e| ServeError::Ledger(LedgerError::Unavailable(e.to_string())))?;
+    let mut signed = None;
+    let entries = reader.lines().filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())).filter_map(|line| {
+        match line.map_err(|e| e.to_string()).and_then(|l| export::parse(&l)) {
+            Ok(Line::Entry(stored)) => Some(Ok(stored)),
+            Ok(Line::Head(head)) => {
+                signed = Some(head);
+                None
+            }
+            Err(e) => Some(Err(e)),
+        }
+    });
+    let head = ipledger::ledger::replay::restore(opened.journal.as_ref(), &derived, entries)?;
+    let refused = |why: String| ServeError::Ledger(LedgerError::refused("DUMP_NOT_TRUSTED", why));
+    match signed {
+        Some(signed) => {
+            signed.verify(trusted).map_err(refused)?;
+            if signed.head() != head {
+                return Err(refused(format!(
+                    "the dump's entries end at {}, its signed head is {}",
+                    head.sequence, signed.sequence
+                )));
+            }
+        }
+        None if trusted.is_empty() => eprintln!("warning: the dump has no signed head (--allow-unsigned)"),
+        None => return Err(refused("the dump has no signed head, and --trusted-key asks for one".to_owned())),
+    }
+    let scratch = ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
+    let report = ipledger::ledger::replay::verify(opened.journal.as_ref(), &derived, scratch.store())?;
+    Ok((head, report))
 }
 
 async fn health(server: String, service: String, ca_cert: Option<PathBuf>) -> Result<(), cli::ClientError> {
@@ -598,7 +669,9 @@ fn main() -> ExitCode {
             Command::Token { command } => token(command).await,
             Command::Verify { data } => verify(&data.data_dir).await,
             Command::Export(args) => client_result(export(args).await),
-            Command::Restore { data, input } => restore(&data.data_dir, &input).await,
+            Command::Restore { data, input, trusted_keys, allow_unsigned } => {
+                restore(&data.data_dir, &input, &trusted_keys, allow_unsigned).await
+            }
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),
             Command::Bench(args) => client_result(cli::bench::run(args).await),

@@ -9,7 +9,7 @@ use crate::grpc::Api;
 use crate::grpc::auth::Authenticate;
 use crate::ledger::Ledger;
 use crate::proto as pb;
-use crate::store::{SledStore, Store};
+use crate::store::Store;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,9 +81,17 @@ pub struct Config {
     /// A file holding the bearer token every scrape must send (`authorization: Bearer`); required
     /// when `metrics_listen` is not a loopback address.
     pub metrics_token_file: Option<PathBuf>,
-    /// For embedding and tests: serve on this store instead of opening `data_dir` with sled (which
-    /// then only receives the first admin's token file).
-    pub store: Option<Arc<dyn Store>>,
+    /// For embedding and tests: serve on these engines instead of opening `data_dir` (which then
+    /// only receives the first admin's token file).
+    pub engines: Option<Engines>,
+}
+
+/// A journal and a derived-state store to serve on, instead of the data directory's.
+#[derive(Clone)]
+#[allow(missing_debug_implementations, reason = "trait objects of engines")]
+pub struct Engines {
+    pub journal: Arc<dyn crate::ledger::journal::Journal>,
+    pub derived: Arc<dyn Store>,
 }
 
 impl std::fmt::Debug for Config {
@@ -96,7 +104,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token_file", &self.admin_token_file)
             .field("metrics_listen", &self.metrics_listen)
             .field("metrics_token_file", &self.metrics_token_file)
-            .field("store", &self.store.as_ref().map(|_| "given"))
+            .field("engines", &self.engines.as_ref().map(|_| "given"))
             .finish()
     }
 }
@@ -111,15 +119,15 @@ impl Config {
             admin_token_file: None,
             metrics_listen: None,
             metrics_token_file: None,
-            store: None,
+            engines: None,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot open the data directory {dir}: {source} (is another ipledger using it?)")]
-    Store { dir: PathBuf, source: crate::store::StoreError },
+    #[error(transparent)]
+    Open(#[from] crate::datadir::OpenError),
     #[error(transparent)]
     Ledger(#[from] crate::domain::LedgerError),
     #[error("reflection: {0}")]
@@ -155,15 +163,23 @@ fn system() -> Principal {
     }
 }
 
-/// Opens the store in `dir` and starts the ledger on it (also used by the offline CLI).
+/// Opens the data directory `dir` (upgrading a release's directory in place) and starts the ledger
+/// on it (also used by the offline CLI).
 pub async fn open_ledger(dir: &Path, limits: &Limits) -> Result<(Ledger, crate::ledger::WriterGuard), ServeError> {
     let open_dir = dir.to_path_buf();
     let cache = limits.cache_bytes;
-    let store = tokio::task::spawn_blocking(move || SledStore::open(&open_dir, cache))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-        .map_err(|source| ServeError::Store { dir: dir.to_path_buf(), source })?;
-    Ok(Ledger::start(Arc::new(store), limits.write_queue_max)?)
+    let queue = limits.write_queue_max;
+    let started = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
+        let opened = crate::datadir::open(&open_dir, cache)?;
+        let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
+        let (ledger, writer) = Ledger::start(opened.journal, opened.derived, opened.signer, queue)?;
+        if opened.upgraded {
+            crate::datadir::finish_upgrade(&open_dir)?;
+        }
+        tracing::info!(public_key, file = crate::ledger::signing::PUBLIC_KEY_FILE, "journal heads are signed with this key");
+        Ok((ledger, writer))
+    });
+    started.await.map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
 /// The standard health service's name for the writer: NOT_SERVING once writes are stopped.
@@ -255,11 +271,12 @@ pub async fn serve(
         None => None,
     };
     let limits = &config.limits;
-    let (ledger, writer) = match &config.store {
-        Some(store) => {
+    let (ledger, writer) = match &config.engines {
+        Some(engines) => {
             // The directory still receives the first admin's token.
             std::fs::create_dir_all(&config.data_dir)?;
-            Ledger::start(store.clone(), limits.write_queue_max)?
+            let signer = crate::ledger::signing::Signer::load_or_create(&config.data_dir).map_err(ServeError::AdminToken)?;
+            Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, limits.write_queue_max)?
         }
         None => open_ledger(&config.data_dir, limits).await?,
     };
@@ -323,7 +340,8 @@ pub async fn serve(
         }
         None => None,
     };
-    let api = Api::new(ledger.clone(), limits.quotas.clone(), limits.timeouts, stopping);
+    let scratch_dir = config.engines.is_none().then(|| config.data_dir.clone());
+    let api = Api::new(ledger.clone(), limits.quotas.clone(), limits.timeouts, stopping, scratch_dir);
     drop(ledger);
     // Size limits and compression are set on the generated service, then it is wrapped.
     macro_rules! limited {

@@ -67,6 +67,16 @@ impl RegistrationNumber {
         RegistrationNumber(format!("{ASSIGNED_REGISTRATION_PREFIX}{}-{serial:09}", registered_on.year()))
     }
 
+    /// A number as the journal recorded it: one a registering office gave, or one the ledger
+    /// assigned (which `parse` refuses in requests).
+    pub fn parse_recorded(text: &str) -> Result<RegistrationNumber, String> {
+        let assigned = RegistrationNumber(text.to_owned());
+        match assigned.assigned_serial() {
+            Some(_) if text.len() <= 40 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => Ok(assigned),
+            _ => RegistrationNumber::parse(text),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -337,8 +347,7 @@ impl Pledge {
                 format!("must not be before {earliest} (the registration or the previous change)"),
             ));
         }
-        let mut next = self.clone();
-        next.changes.push(Change {
+        Ok(self.apply_change(&Change {
             request_id,
             at: now,
             by,
@@ -346,12 +355,55 @@ impl Pledge {
             reason: amendment.reason.clone(),
             secured_amount: (c.secured_amount, amount),
             debt_term_end: (c.debt_term_end, term_end),
-        });
-        next.content.secured_amount = amount;
-        next.content.debt_term_end = term_end;
-        next.update_time = now;
+        }))
+    }
+
+    /// The pledge after a change that was accepted: how the journal's change entries are applied.
+    pub fn apply_change(&self, change: &Change) -> Pledge {
+        let mut next = self.clone();
+        next.content.secured_amount = change.secured_amount.1;
+        next.content.debt_term_end = change.debt_term_end.1;
+        next.update_time = change.at;
         next.version += 1;
-        Ok(next)
+        next.changes.push(change.clone());
+        next
+    }
+
+    /// The pledge after a release that was accepted.
+    pub fn apply_release(&self, release: &Release, by: PrincipalName, at: Micros) -> Pledge {
+        let mut next = self.clone();
+        next.release = Some(release.clone());
+        next.released_by = Some(by);
+        next.update_time = at;
+        next.version += 1;
+        next
+    }
+
+    /// This pledge as it was right after the journal entry written at `at` that touched it (its
+    /// registration, a change or its release): every version is in the record itself, since each
+    /// change keeps the values before and after. `None` before its registration.
+    pub fn as_at(&self, at: Micros) -> Option<Pledge> {
+        if at < self.create_time {
+            return None;
+        }
+        let kept = self.changes.iter().take_while(|c| c.at <= at).count();
+        let mut version = self.clone();
+        if let Some(first) = self.changes.first() {
+            version.content.secured_amount = first.secured_amount.0;
+            version.content.debt_term_end = first.debt_term_end.0;
+        }
+        version.changes.clear();
+        version.version = 1;
+        version.update_time = self.create_time;
+        version.release = None;
+        version.released_by = None;
+        let mut version = self.changes[..kept].iter().fold(version, |p, c| p.apply_change(c));
+        if let (Some(release), Some(by)) = (&self.release, &self.released_by)
+            && self.update_time <= at
+        {
+            version = version.apply_release(release, by.clone(), self.update_time);
+        }
+        Some(version)
     }
 
     /// The amount it was registered with, before any change.
@@ -376,12 +428,7 @@ impl Pledge {
                 format!("must not be before the last change took effect on {}", last.effective_on),
             ));
         }
-        let mut next = self.clone();
-        next.release = Some(release);
-        next.released_by = Some(by);
-        next.update_time = now;
-        next.version += 1;
-        Ok(next)
+        Ok(self.apply_release(&release, by, now))
     }
 }
 
@@ -441,6 +488,31 @@ mod tests {
         check(draft("2022-05-31", vec![utility]), Err(("INVALID_FIELDS", &["rights[0].expiresOn"])));
         let expired = right(RightKind::Trademark, "1234567", "2019-01-01");
         check(draft("2019-05-31", vec![expired]), Err(("INVALID_FIELDS", &["debtTermEnd", "rights[0].expiresOn"])));
+    }
+
+    #[test]
+    fn every_version_of_a_pledge_is_in_its_record() {
+        let content = draft("2022-05-31", vec![right(RightKind::Trademark, "1234567", "2030-01-01")]).unwrap();
+        let me = || PrincipalName::parse("bank").unwrap();
+        let amend = |amount: &str, end: &str| PledgeAmendment {
+            secured_amount: Some(Money::parse_positive(amount).unwrap()),
+            debt_term_end: Some(parse_date(end).unwrap()),
+            reason: Reason::parse("renegotiated").unwrap(),
+            effective_on: None,
+        };
+        let mut versions = vec![Pledge::register(Uuid::nil(), RegistrationNumber::assigned(content.registered_on, 7), content, me(), 10)];
+        for (at, amount, end) in [(20, "150", "2023-01-01"), (30, "90", "2022-06-30"), (40, "400", "2025-01-01")] {
+            let next = versions.last().unwrap().change(&amend(amount, end), Uuid::from_u128(at as u128), me(), at).unwrap();
+            versions.push(next);
+        }
+        let release = Release { released_on: parse_date("2024-01-01").unwrap(), reason: ReleaseReason::Repaid, note: Note::parse("").unwrap() };
+        versions.push(versions.last().unwrap().release(release, me(), 50).unwrap());
+        let last = versions.last().unwrap();
+        assert_eq!(last.as_at(9), None);
+        for version in &versions {
+            assert_eq!(last.as_at(version.update_time).as_ref(), Some(version), "version {}", version.version);
+            assert_eq!(last.as_at(version.update_time + 5).as_ref(), Some(version), "between entries");
+        }
     }
 
     #[test]

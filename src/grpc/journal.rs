@@ -4,8 +4,9 @@
 use super::{Api, auth, convert, status};
 use crate::domain::LedgerError;
 use crate::domain::principal::Principal;
-use crate::ledger::events::Event;
-use crate::ledger::journal::{self, Entry};
+use crate::grpc::convert::FeedPledges;
+use crate::ledger::export;
+use crate::ledger::journal::{Entry, Event};
 use crate::ledger::query;
 use crate::proto as pb;
 use std::pin::Pin;
@@ -19,16 +20,54 @@ const FEED_BUFFER: usize = 1024;
 
 type EventStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
-/// Whether `actor` may see `entry` in a feed.
-fn visible(actor: &Principal, entry: &Entry) -> bool {
-    match &entry.event {
-        Event::PledgeRegistered { pledge } => actor.may_read_pledge(pledge),
-        Event::PledgeChanged { after, .. } | Event::PledgeReleased { after, .. } => actor.may_read_pledge(after),
-        Event::CreditLineCreated { line } => actor.may_read_line(line),
-        Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. } => {
+/// An entry with what a feed shows of it.
+struct FeedItem {
+    entry: Entry,
+    shown: FeedPledges,
+}
+
+/// Whether `actor` may see an entry in a feed.
+fn visible(actor: &Principal, item: &FeedItem) -> bool {
+    match (&item.entry.event, &item.shown.after) {
+        (Event::CreditLineCreated { line }, _) => actor.may_read_line(line),
+        (Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. }, _) => {
             actor.is_admin()
         }
+        (_, Some(pledge)) => actor.may_read_pledge(pledge),
+        (_, None) => false,
     }
+}
+
+/// Reads entries `from..=to` (at most `limit`) with the pledge or principal each shows.
+fn feed_items(
+    store: &dyn crate::store::Store,
+    journal: &dyn crate::ledger::journal::Journal,
+    from: u64,
+    to: u64,
+    limit: usize,
+) -> Result<Vec<FeedItem>, LedgerError> {
+    let entries = query::journal_entries(journal, from, to, limit)?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let after = query::pledge_after(store, &entry)?;
+            let before = match (&entry.event, &after) {
+                (Event::PledgeChanged { .. } | Event::PledgeReleased { .. }, Some(p)) => p.as_at(entry.at - 1),
+                _ => None,
+            };
+            let principal = match &entry.event {
+                Event::PrincipalRevoked { name } | Event::CertificateBound { name, .. } => {
+                    query::principal(store, name)?.map(|mut p| {
+                        // As it was right after this entry: a later revocation is not shown.
+                        p.revoke_time = p.revoke_time.filter(|t| *t <= entry.at);
+                        p
+                    })
+                }
+                _ => None,
+            };
+            Ok(FeedItem { entry, shown: FeedPledges { after, before, principal } })
+        })
+        .collect()
 }
 
 /// Sends the messages `map` makes of the entries `next..=head`, in order. Returns the sequence to
@@ -38,21 +77,23 @@ async fn send_entries<T>(
     mut next: u64,
     head: u64,
     sender: &tokio::sync::mpsc::Sender<Result<T, Status>>,
-    mut map: impl FnMut(&Entry) -> Option<Result<T, Status>>,
+    mut map: impl FnMut(&FeedItem) -> Option<Result<T, Status>>,
 ) -> Option<u64> {
     while next <= head {
         let from = next;
-        let entries = match ledger.read(move |s| query::journal_entries(s, from, head, FEED_CHUNK)).await {
-            Ok(entries) if !entries.is_empty() => entries,
+        let journal = ledger.journal().clone();
+        let read = ledger.read(move |s| feed_items(s, journal.as_ref(), from, head, FEED_CHUNK)).await;
+        let items = match read {
+            Ok(items) if !items.is_empty() => items,
             Ok(_) => break,
             Err(e) => {
                 let _ = sender.send(Err(status::to_status(e))).await;
                 return None;
             }
         };
-        for entry in entries {
-            next = entry.sequence + 1;
-            if let Some(message) = map(&entry) {
+        for item in items {
+            next = item.entry.sequence + 1;
+            if let Some(message) = map(&item) {
                 // An error ends the stream (the client was told why), as does a client gone away.
                 let end = message.is_err();
                 if sender.send(message).await.is_err() || end {
@@ -88,11 +129,11 @@ impl pb::journal_service_server::JournalService for Api {
                 // Only committed (durable) entries are sent, in order, each once, and none after
                 // the watcher's revocation.
                 let head = *committed.borrow_and_update();
-                let visible_event = |entry: &Entry| {
+                let visible_event = |item: &FeedItem| {
                     if ledger.principals().is_revoked(&actor.name) {
                         return Some(Err(status::to_status(super::revoked_error(&actor.name))));
                     }
-                    visible(&actor, entry).then(|| Ok(convert::journal_event_to_pb(entry)))
+                    visible(&actor, item).then(|| Ok(convert::journal_event_to_pb(&item.entry, &item.shown)))
                 };
                 match send_entries(&ledger, next, head, &sender, visible_event).await {
                     Some(n) => next = n,
@@ -121,9 +162,10 @@ impl pb::journal_service_server::JournalService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             actor.require_admin_for("verify the journal")?;
-            // Runs on the writer thread between two group commits, under a call slot.
+            // Beside the writer (writes go on), under a call slot, rebuilding into a scratch store
+            // on disk so that memory stays bounded whatever the ledger's size.
             let _slot = self.limiter.call(&actor.name)?;
-            let report = self.ledger.exclusive(journal::verify).await?;
+            let report = self.verify().await?;
             tracing::info!(entries = report.entries, ok = report.divergence.is_none(), "journal verified");
             Ok(convert::verify_report_to_pb(&report))
         };
@@ -137,23 +179,44 @@ impl pb::journal_service_server::JournalService for Api {
         let actor = auth::principal(&request)?;
         actor.require_admin_for("export the journal").map_err(status::to_status)?;
         let permit = self.limiter.stream(&actor.name).map_err(status::to_status)?;
-        // Consistent: the journal up to the entry committed when the call began. Entries never
-        // change once written, so later writes cannot disturb the dump.
-        let head = *self.ledger.committed().borrow();
+        // Consistent: the journal up to its durable head when the call began, signed. Entries
+        // never change once written, so later writes cannot disturb the dump.
+        let signed = self.ledger.signed_head().map_err(status::to_status)?;
         let ledger = self.ledger.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(FEED_BUFFER);
         tokio::spawn(async move {
             let _permit = permit;
-            let json_line = |entry: &Entry| {
+            let mut next = 1;
+            while next <= signed.sequence {
                 if ledger.principals().is_revoked(&actor.name) {
-                    return Some(Err(status::to_status(super::revoked_error(&actor.name))));
+                    let _ = sender.send(Err(status::to_status(super::revoked_error(&actor.name)))).await;
+                    return;
                 }
-                Some(match serde_json::to_string(entry) {
-                    Ok(json) => Ok(pb::ExportedEntry { sequence: entry.sequence, json }),
-                    Err(e) => Err(status::to_status(LedgerError::Internal(format!("entry {}: {e}", entry.sequence)))),
-                })
-            };
-            send_entries(&ledger, 1, head, &sender, json_line).await;
+                let (journal, from) = (ledger.journal().clone(), next);
+                let limit = FEED_CHUNK.min((signed.sequence - next + 1) as usize);
+                let chunk = tokio::task::spawn_blocking(move || journal.read(from, limit)).await;
+                let chunk = match chunk {
+                    Ok(Ok(chunk)) if !chunk.is_empty() => chunk,
+                    Ok(Ok(_)) => break,
+                    Ok(Err(e)) => {
+                        let _ = sender.send(Err(status::to_status(e.into()))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = sender.send(Err(status::to_status(LedgerError::Internal(e.to_string())))).await;
+                        return;
+                    }
+                };
+                for stored in chunk {
+                    next = stored.sequence + 1;
+                    let line = pb::ExportedEntry { sequence: stored.sequence, json: export::line(&stored) };
+                    if sender.send(Ok(line)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let head = pb::ExportedEntry { sequence: signed.sequence, json: export::head_line(&signed) };
+            let _ = sender.send(Ok(head)).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }

@@ -57,6 +57,39 @@ pub struct Api {
     /// Turns true when the server begins to shut down: change feeds end, so shutdown can finish.
     stopping: tokio::sync::watch::Receiver<bool>,
     timeouts: Timeouts,
+    /// Where `VerifyJournal` rebuilds derived state (a directory of its own, removed after); `None`:
+    /// in memory (engines given for tests).
+    scratch_dir: Option<std::path::PathBuf>,
+}
+
+/// Response metadata with the journal sequence of a write: a read sent with
+/// `x-ipledger-min-sequence` set to it sees the write (read your writes, on any node).
+pub const SEQUENCE_HEADER: &str = "x-ipledger-sequence";
+/// Request metadata: answer only once this node's derived state reflects this journal sequence.
+pub const MIN_SEQUENCE_HEADER: &str = "x-ipledger-min-sequence";
+
+/// A write's response and the journal sequence after which it is visible.
+struct Sequenced<T>(T, u64);
+
+impl<T> Sequenced<T> {
+    fn into_response(self) -> Response<T> {
+        let mut response = Response::new(self.0);
+        response.metadata_mut().insert(SEQUENCE_HEADER, self.1.into());
+        response
+    }
+}
+
+/// The sequence a read asked to see at least (`x-ipledger-min-sequence`), if any.
+fn min_sequence<T>(request: &Request<T>) -> Result<Option<u64>, LedgerError> {
+    match request.metadata().get(MIN_SEQUENCE_HEADER) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| LedgerError::invalid_field(MIN_SEQUENCE_HEADER, "must be a journal sequence number")),
+    }
 }
 
 /// Resolves once `name`'s revocation is committed: open streams end then.
@@ -90,8 +123,22 @@ impl Api {
         quotas: Quotas,
         timeouts: Timeouts,
         stopping: tokio::sync::watch::Receiver<bool>,
+        scratch_dir: Option<std::path::PathBuf>,
     ) -> Api {
-        Api { stopping, ledger, limiter: Arc::new(Limiter::new(quotas)), timeouts }
+        Api { stopping, ledger, limiter: Arc::new(Limiter::new(quotas)), timeouts, scratch_dir }
+    }
+
+    /// Verifies the journal and derived state beside the writer, rebuilding into a scratch store.
+    async fn verify(&self) -> Result<crate::ledger::replay::Report, LedgerError> {
+        match &self.scratch_dir {
+            None => self.ledger.verify(Arc::new(crate::store::MemoryStore::default())).await,
+            Some(dir) => {
+                let scratch = crate::datadir::Scratch::create(dir).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+                let report = self.ledger.verify(scratch.store()).await;
+                drop(scratch);
+                report
+            }
+        }
     }
 
     /// One span per call (method, principal, outcome; never a token or a payload), its metrics, and
@@ -141,6 +188,25 @@ impl Api {
         .await
     }
 
+    /// `unary` for a read: first waits (within the call's timeout) until derived state reflects the
+    /// journal sequence the caller asked to see, so it reads its own writes on any node.
+    async fn read_unary<T>(
+        &self,
+        method: &'static str,
+        actor: &Principal,
+        min_sequence: Result<Option<u64>, LedgerError>,
+        body: impl Future<Output = Result<T, LedgerError>>,
+    ) -> Result<T, Status> {
+        let timeout = self.timeouts.call;
+        self.unary(method, actor, async {
+            if let Some(sequence) = min_sequence? {
+                self.ledger.wait_for(sequence, timeout).await?;
+            }
+            body.await
+        })
+        .await
+    }
+
     /// A write's room in the queue, by its request's encoded size, refused at once when full.
     fn queue_ticket(&self, actor: &Principal, request: &impl Message) -> Result<crate::ledger::Ticket, LedgerError> {
         Ok(Box::new(self.limiter.try_queue(&actor.name, request.encoded_len())?))
@@ -151,9 +217,9 @@ impl Api {
         actor: &Principal,
         command: Command,
         ticket: crate::ledger::Ticket,
-    ) -> Result<pb::Pledge, LedgerError> {
+    ) -> Result<Sequenced<pb::Pledge>, LedgerError> {
         match self.ledger.write_with(actor, command, ticket).await? {
-            (Outcome::Pledge(p), _) => Ok(convert::pledge_to_pb(&p)),
+            (Outcome::Pledge(p), _, sequence) => Ok(Sequenced(convert::pledge_to_pb(&p), sequence)),
             _ => Err(LedgerError::Internal("a pledge write produced another resource".to_owned())),
         }
     }
@@ -191,7 +257,7 @@ impl Api {
                     in_flight.push_back(answer.map(move |r| {
                         let result =
                             r.unwrap_or_else(|_| Err(LedgerError::Unavailable("the writer stopped".to_owned())));
-                        (index, message.request_id, result.map(|(_, replayed)| replayed))
+                        (index, message.request_id, result.map(|(_, replayed, _)| replayed))
                     }));
                 }
             }
@@ -283,7 +349,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             let ticket = self.queue_ticket(&actor, request.get_ref())?;
             self.write_pledge(&actor, command, ticket).await
         };
-        self.unary("RegisterPledge", &actor, body).await.map(Response::new)
+        self.unary("RegisterPledge", &actor, body).await.map(Sequenced::into_response)
     }
 
     async fn import_pledges(
@@ -311,7 +377,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             let found = self.ledger.read(move |s| query::pledge(s, id)).await;
             in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p)).map(|p| convert::pledge_to_pb(&p))
         };
-        self.unary("GetPledge", &actor, body).await.map(Response::new)
+        self.read_unary("GetPledge", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 
     async fn list_pledges(
@@ -331,7 +397,7 @@ impl pb::pledge_service_server::PledgeService for Api {
                 next_page_token,
             })
         };
-        self.unary("ListPledges", &actor, body).await.map(Response::new)
+        self.read_unary("ListPledges", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 
     async fn change_pledge(&self, request: Request<pb::ChangePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
@@ -340,7 +406,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             let command = convert::change_command(request.get_ref())?;
             self.write_pledge(&actor, command, self.queue_ticket(&actor, request.get_ref())?).await
         };
-        self.unary("ChangePledge", &actor, body).await.map(Response::new)
+        self.unary("ChangePledge", &actor, body).await.map(Sequenced::into_response)
     }
 
     async fn release_pledge(&self, request: Request<pb::ReleasePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
@@ -349,7 +415,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             let command = convert::release_command(request.get_ref())?;
             self.write_pledge(&actor, command, self.queue_ticket(&actor, request.get_ref())?).await
         };
-        self.unary("ReleasePledge", &actor, body).await.map(Response::new)
+        self.unary("ReleasePledge", &actor, body).await.map(Sequenced::into_response)
     }
 
     async fn get_pledge_history(
@@ -368,14 +434,17 @@ impl pb::pledge_service_server::PledgeService for Api {
             let found = self.ledger.read(move |s| query::pledge(s, id)).await;
             in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p))?;
             let token = request.get_ref().page_token.clone();
-            let (entries, next_page_token) =
-                self.ledger.read(move |s| query::pledge_history(s, id, page_size, &token)).await?;
+            let journal = self.ledger.journal().clone();
+            let (versions, next_page_token) = self
+                .ledger
+                .read(move |s| query::pledge_history(s, journal.as_ref(), id, page_size, &token))
+                .await?;
             Ok(pb::GetPledgeHistoryResponse {
-                versions: entries.iter().filter_map(convert::pledge_version_to_pb).collect(),
+                versions: versions.iter().map(|(entry, pledge)| convert::pledge_version_to_pb(entry, pledge)).collect(),
                 next_page_token,
             })
         };
-        self.unary("GetPledgeHistory", &actor, body).await.map(Response::new)
+        self.read_unary("GetPledgeHistory", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 }
 
@@ -392,11 +461,11 @@ impl pb::credit_line_service_server::CreditLineService for Api {
             let command = Command::CreateCreditLine { request_id, line };
             let ticket = self.queue_ticket(&actor, request.get_ref())?;
             match self.ledger.write_with(&actor, command, ticket).await? {
-                (Outcome::CreditLine(line), _) => Ok(convert::credit_line_to_pb(&line)),
+                (Outcome::CreditLine(line), _, sequence) => Ok(Sequenced(convert::credit_line_to_pb(&line), sequence)),
                 _ => Err(LedgerError::Internal("a credit-line write produced another resource".to_owned())),
             }
         };
-        self.unary("CreateCreditLine", &actor, body).await.map(Response::new)
+        self.unary("CreateCreditLine", &actor, body).await.map(Sequenced::into_response)
     }
 
     async fn get_credit_line(
@@ -410,7 +479,7 @@ impl pb::credit_line_service_server::CreditLineService for Api {
             in_scope(&actor, "credit line", id, found, |l| actor.may_read_line(l))
                 .map(|l| convert::credit_line_to_pb(&l))
         };
-        self.unary("GetCreditLine", &actor, body).await.map(Response::new)
+        self.read_unary("GetCreditLine", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 
     async fn list_credit_lines(
@@ -430,7 +499,7 @@ impl pb::credit_line_service_server::CreditLineService for Api {
                 next_page_token,
             })
         };
-        self.unary("ListCreditLines", &actor, body).await.map(Response::new)
+        self.read_unary("ListCreditLines", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 }
 
@@ -451,7 +520,7 @@ impl pb::exposure_service_server::ExposureService for Api {
                 self.ledger.read(move |s| query::exposure(s, region, group_by, bank.as_ref(), as_of)).await?;
             Ok(convert::exposure_to_pb(exposure))
         };
-        self.unary("GetExposure", &actor, body).await.map(Response::new)
+        self.read_unary("GetExposure", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 
     async fn get_statistics(
@@ -463,7 +532,7 @@ impl pb::exposure_service_server::ExposureService for Api {
             let query = convert::statistics_query(request.get_ref())?;
             self.statistics(&actor, query).await
         };
-        self.unary("GetStatistics", &actor, body).await.map(Response::new)
+        self.read_unary("GetStatistics", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 }
 
@@ -520,7 +589,7 @@ impl pb::admin_service_server::AdminService for Api {
                 next_page_token,
             })
         };
-        self.unary("ListTokens", &actor, body).await.map(Response::new)
+        self.read_unary("ListTokens", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 
     async fn revoke_token(&self, request: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {

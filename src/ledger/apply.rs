@@ -1,21 +1,21 @@
 //! The ledger's state machine: decides whether one write command is accepted against the writer's
 //! view, enforcing the rules that depend on the ledger's state (a right pledged once, credit
-//! available, idempotent request ids, the caller's scope), and turns an accepted one into an event
-//! that the journal appends and `events::apply_entry` applies.
+//! available, idempotent request ids, the caller's scope), and turns an accepted one into a journal
+//! entry (sealed after the group's head) whose derived records `projector::apply_entry` writes.
 
-use super::events::{Event, Outcome, RequestRecord};
-use super::journal;
+use super::journal::{self, Entry, Event, Head, RequestKey, Stored};
 use super::keys;
+use super::projector::{RequestRecord, Resource};
 use super::principals::{BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding, PrincipalRecord};
 use super::tx::Tx;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
 use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release};
 use crate::domain::principal::{Principal, PrincipalName, Role, TokenHash};
 use crate::domain::{LedgerError, Micros};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// A write request, parsed and valid in itself.
+/// A write request, parsed and valid in itself. Its serde shape is the form-0 request fingerprint
+/// of entries written before the journal format (`journal::legacy::fingerprint`): never change it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub enum Command {
     RegisterPledge {
@@ -64,37 +64,72 @@ impl Command {
         }
     }
 
-    /// SHA-256 of the principal's name and the canonical encoding: two requests with the same id
-    /// are the same request exactly when this matches (so `ZL 2019 1 0123456.X` and
-    /// `ZL201910123456.X` agree, and another principal can never replay someone else's request).
-    fn fingerprint(&self, actor: &PrincipalName) -> [u8; 32] {
-        let bytes = postcard::to_allocvec(&(actor, self)).expect("in-memory encoding");
-        Sha256::digest(bytes).into()
-    }
 }
 
-/// Executes `command` for `actor` at `now`; on `Ok((outcome, replayed))` the writes (the journal
-/// entry and everything derived from it) are in `tx` for the caller to accept. Rules that depend on
+/// What a write produced: the resource as it now is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pledge(Pledge),
+    CreditLine(CreditLine),
+    Principal(PrincipalRecord),
+}
+
+/// The result of an executed command.
+#[derive(Debug)]
+pub enum Executed {
+    /// A retry of a committed request: its response again, nothing written.
+    Replayed(Outcome),
+    /// Accepted: the entry to append (sealed after the head given to `execute`), its derived
+    /// records in the transaction.
+    Appended { outcome: Outcome, entry: Box<Entry>, stored: Stored },
+}
+
+/// Executes `command` for `actor` at `now` against the state after `head`. Rules that depend on
 /// the content alone (may this bank register a pledge to that pledgee) were checked before.
 pub fn execute(
     tx: &mut Tx<'_>,
     actor: &Principal,
     command: &Command,
     now: Micros,
-) -> Result<(Outcome, bool), LedgerError> {
+    head: Head,
+) -> Result<Executed, LedgerError> {
     authorize(tx, actor, command)?;
-    let request = command.request_id().map(|id| (id, command.fingerprint(&actor.name)));
-    if let Some((request_id, fingerprint)) = request
-        && let Some(record) = tx.get::<RequestRecord>(&keys::request(&actor.name, request_id))?
+    let request = match (command.request_id(), journal::format::fingerprint(&actor.name, command)) {
+        (Some(id), Some(fingerprint)) => Some(RequestKey { id, fingerprint, form: journal::format::VERSION }),
+        _ => None,
+    };
+    if let Some(request) = request
+        && let Some(record) = tx.get::<RequestRecord>(&keys::request(&actor.name, request.id))?
     {
-        if record.fingerprint != fingerprint {
-            return Err(LedgerError::RequestIdReused { request_id: request_id.to_string() });
+        let same = match record.form {
+            journal::legacy::VERSION => record.fingerprint == journal::legacy::fingerprint(&actor.name, command),
+            _ => record.fingerprint == request.fingerprint,
+        };
+        if !same {
+            return Err(LedgerError::RequestIdReused { request_id: request.id.to_string() });
         }
-        return Ok((record.outcome, true));
+        return Ok(Executed::Replayed(replayed_outcome(tx, &record)?));
     }
-    let event = decide(tx, actor, command, now)?;
-    let entry = journal::append(tx, now, &actor.name, request, event)?;
-    Ok((entry.event.outcome(), false))
+    let (event, outcome) = decide(tx, actor, command, now)?;
+    let (entry, stored) = journal::format::seal(head.sequence + 1, head.hash, now, &actor.name, request, event);
+    super::projector::apply_entry(tx, &entry)?;
+    Ok(Executed::Appended { outcome, entry: Box::new(entry), stored })
+}
+
+/// The response a committed request got: its resource as it was right after its entry.
+fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, LedgerError> {
+    let missing = |what: &str| LedgerError::Internal(format!("request record names missing {what}"));
+    match record.resource {
+        Resource::Pledge(id) => {
+            let pledge = load_pledge(tx, id)?;
+            Ok(Outcome::Pledge(pledge.as_at(record.at).ok_or_else(|| missing("pledge version"))?))
+        }
+        Resource::CreditLine(id) => {
+            let line = load_line(tx, id)?.ok_or_else(|| missing("credit line"))?;
+            // A line's content never changes; what its creation returned had nothing drawn yet.
+            Ok(Outcome::CreditLine(CreditLine { drawn: crate::domain::money::Money::ZERO, update_time: line.create_time, ..line }))
+        }
+    }
 }
 
 /// Scope checks that need the ledger's state: changes and releases touch an existing pledge.
@@ -116,12 +151,18 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
     }
 }
 
-/// Checks the state-dependent rules and builds the event; writes nothing but serial numbers.
-fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) -> Result<Event, LedgerError> {
+/// Checks the state-dependent rules and builds the event and the response; writes nothing.
+fn decide(
+    tx: &mut Tx<'_>,
+    actor: &Principal,
+    command: &Command,
+    now: Micros,
+) -> Result<(Event, Outcome), LedgerError> {
     let by = actor.name.clone();
     match command {
         Command::RegisterPledge { pledge, .. } => {
-            Ok(Event::PledgeRegistered { pledge: register(tx, actor, pledge, now)? })
+            let pledge = register(tx, actor, pledge, now)?;
+            Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge)))
         }
         Command::ChangePledge { request_id, id, amendment } => {
             let before = load_pledge(tx, *id)?;
@@ -135,15 +176,17 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
                 })?;
                 line.draw(delta_fen, now)?;
             }
-            Ok(Event::PledgeChanged { before, after })
+            let change = after.changes.last().cloned().expect("a change appends a change");
+            Ok((Event::PledgeChanged { id: *id, change }, Outcome::Pledge(after)))
         }
         Command::ReleasePledge { id, release, .. } => {
             let before = load_pledge(tx, *id)?;
             let after = before.release(release.clone(), by, now)?;
-            Ok(Event::PledgeReleased { before, after })
+            Ok((Event::PledgeReleased { id: *id, release: release.clone() }, Outcome::Pledge(after)))
         }
         Command::CreateCreditLine { line, .. } => {
-            Ok(Event::CreditLineCreated { line: CreditLine::open(Uuid::now_v7(), line.clone(), by, now) })
+            let line = CreditLine::open(Uuid::now_v7(), line.clone(), by, now);
+            Ok((Event::CreditLineCreated { line: line.clone() }, Outcome::CreditLine(line)))
         }
         Command::CreatePrincipal { name, role, token_hash } => {
             if tx.get::<PrincipalRecord>(&keys::principal(name))?.is_some() {
@@ -151,7 +194,8 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
                     .with("name", name));
             }
             let principal = Principal { name: name.clone(), role: role.clone(), create_time: now, revoke_time: None };
-            Ok(Event::PrincipalCreated { record: PrincipalRecord { principal, token_hash: *token_hash } })
+            let record = PrincipalRecord { principal, token_hash: *token_hash };
+            Ok((Event::PrincipalCreated { record: record.clone() }, Outcome::Principal(record)))
         }
         Command::RevokePrincipal { name } => {
             let before = tx
@@ -161,9 +205,9 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
                 return Err(LedgerError::refused("PRINCIPAL_ALREADY_REVOKED", format!("{name} is already revoked"))
                     .with("name", name));
             }
-            let mut after = before.clone();
+            let mut after = before;
             after.principal.revoke_time = Some(now);
-            Ok(Event::PrincipalRevoked { before, after })
+            Ok((Event::PrincipalRevoked { name: name.clone() }, Outcome::Principal(after)))
         }
         Command::BindCertificate { name, binding } => {
             let record = tx
@@ -192,7 +236,7 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
                 )
                 .with("name", name));
             }
-            Ok(Event::CertificateBound { record, binding: binding.clone() })
+            Ok((Event::CertificateBound { name: name.clone(), binding: binding.clone() }, Outcome::Principal(record)))
         }
     }
 }
@@ -263,10 +307,116 @@ fn register(tx: &mut Tx<'_>, actor: &Principal, content: &NewPledge, now: Micros
     let registration_number = match &content.registration_number {
         Some(n) => n.clone(),
         None => {
+            // The projector records the serial with the pledge, so the next one follows it.
             let serial = tx.get::<u64>(keys::META_REGISTRATION_SERIAL)?.unwrap_or(0) + 1;
-            tx.put(keys::META_REGISTRATION_SERIAL.to_vec(), &serial);
             RegistrationNumber::assigned(content.registered_on, serial)
         }
     };
     Ok(Pledge::register(Uuid::now_v7(), registration_number, content.clone(), actor.name.clone(), now))
+}
+
+/// The principal that the offline `ipledger token` commands write as (no stored record).
+pub const OPERATOR: &str = "operator";
+
+/// Decides a restored entry again under the ledger's rules, as its principal at its time, against
+/// the state the entries before it built: a dump whose entries the rules would have refused (a
+/// principal created by a bank, a pledge moved by another bank, a right pledged twice, a credit
+/// line overdrawn, content the parsers refuse) is refused entry by entry, whatever its hashes say.
+pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
+    let refused = |why: String| {
+        LedgerError::refused("ENTRY_REFUSED", format!("entry {}: {why}", entry.sequence)).with("sequence", entry.sequence)
+    };
+    let actor = match tx.get::<PrincipalRecord>(&keys::principal(&entry.principal))? {
+        Some(record) if record.principal.revoke_time.is_none() => record.principal,
+        Some(_) => return Err(refused(format!("{} was revoked before it", entry.principal))),
+        None if entry.principal.as_str() == OPERATOR => Principal {
+            name: entry.principal.clone(),
+            role: Role::Admin,
+            create_time: 0,
+            revoke_time: None,
+        },
+        None => return Err(refused(format!("{} is not a principal", entry.principal))),
+    };
+    let request_id = entry.request.map(|r| r.id);
+    let command = command_of(entry, request_id).map_err(|e| refused(e.to_string()))?;
+    match (&command, &actor.role) {
+        (Command::RegisterPledge { pledge, .. }, Role::Office(_)) => {
+            actor.may_import(pledge, crate::domain::pledge::china_date(entry.at))
+        }
+        (Command::RegisterPledge { pledge, .. }, _) => actor.may_register(pledge),
+        (Command::CreateCreditLine { line, .. }, _) => actor.may_create_line(line),
+        _ => Ok(()),
+    }
+    .and_then(|()| authorize(tx, &actor, &command))
+    .map_err(|e| refused(e.to_string()))?;
+    let (event, _) = decide(tx, &actor, &command, entry.at).map_err(|e| refused(e.to_string()))?;
+    // Ids and assigned numbers are the writer's choice: the entry's stand, if not taken.
+    let same = match (&event, &entry.event) {
+        (Event::PledgeRegistered { pledge: decided }, Event::PledgeRegistered { pledge: recorded }) => {
+            decided.content == recorded.content
+                && (recorded.content.registration_number.is_none()
+                    || decided.registration_number == recorded.registration_number)
+                && tx.get::<Uuid>(&keys::registration(&recorded.registration_number))?.is_none()
+                && tx.get::<Pledge>(&keys::pledge(recorded.id))?.is_none()
+        }
+        (Event::CreditLineCreated { line: decided }, Event::CreditLineCreated { line: recorded }) => {
+            decided.content == recorded.content && tx.get::<CreditLine>(&keys::credit_line(recorded.id))?.is_none()
+        }
+        (decided, recorded) => decided == recorded,
+    };
+    if !same {
+        return Err(refused("it is not what the rules decide for its request".to_owned()));
+    }
+    Ok(())
+}
+
+/// The request an entry answered.
+fn command_of(entry: &Entry, request_id: Option<Uuid>) -> Result<Command, LedgerError> {
+    let id = || request_id.ok_or_else(|| LedgerError::invalid_field("request", "a pledge or credit-line entry has a request id"));
+    Ok(match &entry.event {
+        Event::PledgeRegistered { pledge } => {
+            let c = pledge.content.clone();
+            // The content rules again, as a request's content is checked.
+            let content = NewPledge::new(
+                c.registration_number,
+                c.pledgor,
+                c.pledgee,
+                c.county,
+                c.secured_amount,
+                c.debt_term_start,
+                c.debt_term_end,
+                c.registered_on,
+                c.rights,
+                c.credit_line_id,
+            )?;
+            Command::RegisterPledge { request_id: id()?, pledge: content }
+        }
+        Event::PledgeChanged { id: pledge, change } => Command::ChangePledge {
+            request_id: id()?,
+            id: *pledge,
+            amendment: PledgeAmendment {
+                secured_amount: Some(change.secured_amount.1),
+                debt_term_end: Some(change.debt_term_end.1),
+                reason: change.reason.clone(),
+                effective_on: Some(change.effective_on),
+            },
+        },
+        Event::PledgeReleased { id: pledge, release } => {
+            Command::ReleasePledge { request_id: id()?, id: *pledge, release: release.clone() }
+        }
+        Event::CreditLineCreated { line } => {
+            let c = line.content.clone();
+            let content = NewCreditLine::new(c.bank, c.region, c.program, c.limit, c.valid_from, c.valid_to)?;
+            Command::CreateCreditLine { request_id: id()?, line: content }
+        }
+        Event::PrincipalCreated { record } => Command::CreatePrincipal {
+            name: record.principal.name.clone(),
+            role: record.principal.role.clone(),
+            token_hash: record.token_hash,
+        },
+        Event::PrincipalRevoked { name } => Command::RevokePrincipal { name: name.clone() },
+        Event::CertificateBound { name, binding } => {
+            Command::BindCertificate { name: name.clone(), binding: binding.clone() }
+        }
+    })
 }

@@ -1,5 +1,8 @@
-//! The key layout of the ledger inside one ordered key space. The first byte names the family;
+//! The key layout of derived state inside one ordered key space. The first byte names the family;
 //! fixed-width parts come first so that prefix scans select exactly one family and one region.
+//! Every family here is derived from the journal (which lives apart, behind `journal::Journal`)
+//! except `M`, the metadata of derived state itself. `DERIVED` lists the families `verify`
+//! compares; a test checks that it names every family the projector writes.
 //!
 //! | key | value |
 //! |---|---|
@@ -23,9 +26,8 @@
 //! | `D` credit code(18) | a bank's name, as the bank itself or an admin last wrote it (exposure, statistics) |
 //! | `X` bucket year(4) | as-of sums of a row for one year: the year's, its months' and its days' deltas |
 //! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
-//! | `L` sequence(8, big-endian) | journal entry: the ground truth |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
-//! | `M` name | metadata: serial numbers, clock, journal head |
+//! | `M` name | metadata of derived state: its layout, the journal head its checkpoint reflects, the last assigned registration serial |
 
 use crate::domain::exposure::{Bucket, Dimension};
 use crate::domain::ident::{CreditCode, RightNumber};
@@ -239,15 +241,9 @@ pub fn certificate_bindings_of(name: &crate::domain::principal::PrincipalName) -
     key(&[b"Kp", name.as_str().as_bytes()])
 }
 
-/// A journal entry by sequence number (big-endian, so keys sort by sequence).
-pub fn journal(sequence: u64) -> Vec<u8> {
-    key(&[b"L", &sequence.to_be_bytes()])
-}
-
-pub const JOURNAL: &[u8] = b"L";
-
-pub fn journal_sequence(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.get(1..9)?.try_into().ok()?))
+/// The sequence in a history key.
+pub fn history_sequence(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(17..25)?.try_into().ok()?))
 }
 
 /// The journal entries that touched a pledge, by sequence.
@@ -290,8 +286,12 @@ pub fn pledgee_facts_from(pledgee: &CreditCode, from: chrono::NaiveDate) -> (Vec
     facts_after(key(&[b"Gb", pledgee.as_str().as_bytes()]), from)
 }
 
-pub const META_JOURNAL_HEAD: &[u8] = b"Mjournal_head";
+/// The families derived from the journal, compared by `verify` and cleared by a rebuild.
+pub const DERIVED: &[&[u8]] =
+    &[b"A", b"C", b"D", b"G", b"H", b"I", b"J", b"K", b"N", b"P", b"Q", b"R", b"T", b"U", b"X", b"Y"];
+
 pub const META_REGISTRATION_SERIAL: &[u8] = b"Mregistration_serial";
-pub const META_CLOCK: &[u8] = b"Mclock";
+/// The journal head (sequence, hash) the checkpointed derived state reflects.
+pub const META_DERIVED_THROUGH: &[u8] = b"Mderived_through";
 /// The layout version of the derived records (`ledger::DERIVED_LAYOUT`) the store holds.
 pub const META_DERIVED_LAYOUT: &[u8] = b"Mderived_layout";

@@ -1,19 +1,23 @@
-//! The ledger: the one write path (a single writer committing groups of requests) and the read
-//! path (point reads, index scans and exposure rows), over any `Store`.
+//! The ledger: the journal (the ground state), the one write path (a single writer appending
+//! groups of entries), the projector that derives every other record from the entries, and the
+//! read path over derived state (point reads, index scans, exposure rows).
 
 pub mod apply;
 mod codec;
-pub mod events;
+pub mod derived;
+pub mod export;
 pub mod journal;
 pub mod keys;
 pub mod principals;
+pub mod projector;
 pub mod query;
+pub mod replay;
+pub mod signing;
 pub mod tokens;
 mod tx;
 mod writer;
 
-pub use apply::Command;
-pub use events::Outcome;
+pub use apply::{Command, Outcome};
 pub use writer::GROUP_MAX;
 
 use crate::domain::LedgerError;
@@ -25,40 +29,39 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// The layout of the derived records this build writes (keys, values). 2: request ids keyed by
-/// principal, banks' names in their own family, facts indexed by pledgee, certificate bindings.
-/// Derived records of another layout would be misread (a retry of an old request id would not be
-/// found, and be applied twice), so such a store is rebuilt from its journal when it is opened.
-pub const DERIVED_LAYOUT: u32 = 2;
+/// The layout of the derived records this build writes (keys, values). 3: derived state apart
+/// from the journal, checkpointed with the head it reflects; request records by sequence.
+/// Derived records of another layout would be misread, so such a store is cleared and rebuilt
+/// from the journal when it is opened.
+pub const DERIVED_LAYOUT: u32 = 3;
 
-/// Marks a new store with this build's layout; rebuilds the derived records of a store written by
-/// a build with another layout from its journal first.
-fn check_layout(store: &dyn Store) -> Result<(), LedgerError> {
+/// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
+/// from the journal) when it holds another layout or a state the journal does not contain.
+fn check_layout(journal: &dyn journal::Journal, base: &dyn Store) -> Result<(), LedgerError> {
     let key = keys::META_DERIVED_LAYOUT;
-    let found: Option<u32> = tx::Tx::new(store).get(key)?;
-    let sequence = journal::stored_head(store)?.sequence;
-    match found {
-        Some(DERIVED_LAYOUT) => Ok(()),
-        None if sequence == 0 => {
-            let batch = crate::store::Batch { ops: vec![(key.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
-            store.commit(batch).map_err(|e| LedgerError::Unavailable(e.to_string()))
-        }
-        found => {
-            // Derived records of another layout would be misread: rebuild them from the journal,
-            // the ground truth, then mark the layout (an interrupted rebuild starts over).
-            let from = found.map_or_else(|| "1 (unversioned)".to_owned(), |v| v.to_string());
-            tracing::warn!(
-                from,
-                to = DERIVED_LAYOUT,
-                "derived records of another layout: rebuilding them from the journal"
-            );
-            let entries = journal::rebuild_derived(store)?;
-            let batch = crate::store::Batch { ops: vec![(key.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
-            store.commit(batch).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-            tracing::warn!(entries, "derived records rebuilt from the journal");
-            Ok(())
-        }
+    let found: Option<u32> = tx::Tx::new(base).get(key)?;
+    let matches = replay::checkpoint_matches(journal, base)?;
+    if found == Some(DERIVED_LAYOUT) && matches {
+        return Ok(());
     }
+    let empty = base.scan(b"", None, 1).map_err(|e| LedgerError::Unavailable(e.to_string()))?.is_empty();
+    if !empty {
+        let from = found.map_or_else(|| "unversioned".to_owned(), |v| v.to_string());
+        tracing::warn!(
+            from,
+            to = DERIVED_LAYOUT,
+            of_this_journal = matches,
+            "derived state of another layout or journal: rebuilding it from the journal"
+        );
+        replay::clear(base)?;
+    }
+    mark_layout(base)
+}
+
+/// Marks an empty derived-state store with this build's layout (a restore fills it).
+pub fn mark_layout(base: &dyn Store) -> Result<(), LedgerError> {
+    let batch = crate::store::Batch { ops: vec![(keys::META_DERIVED_LAYOUT.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
+    base.commit(batch).map_err(|e| LedgerError::Unavailable(e.to_string()))
 }
 
 /// When the call a read serves must be answered by, and the timeout that set it.
@@ -92,6 +95,9 @@ fn deadlined(store: Arc<dyn Store>, at: Instant) -> crate::store::Guarded<impl F
 /// blocking pool, never on the async workers.
 #[derive(Clone)]
 pub struct Ledger {
+    journal: Arc<dyn journal::Journal>,
+    derived: Arc<derived::Derived>,
+    signer: Arc<signing::Signer>,
     store: Arc<dyn Store>,
     principals: Arc<Principals>,
     committed: tokio::sync::watch::Receiver<u64>,
@@ -126,12 +132,27 @@ impl WriterGuard {
 }
 
 impl Ledger {
-    pub fn start(store: Arc<dyn Store>, queue_max: usize) -> Result<(Ledger, WriterGuard), LedgerError> {
-        check_layout(store.as_ref())?;
-        let principals = Arc::new(Principals::load(store.as_ref())?);
-        let writer::Spawned { sender, handle, committed, writes_stopped } =
-            writer::spawn(store.clone(), principals.clone(), queue_max)?;
+    /// Opens the ledger on a journal and a derived-state store: derived state is checked against
+    /// the journal (rebuilt when it is of another layout), caught up by replaying the entries after
+    /// its checkpoint, and the writer starts after the journal's head.
+    pub fn start(
+        journal: Arc<dyn journal::Journal>,
+        base: Arc<dyn Store>,
+        signer: signing::Signer,
+        queue_max: usize,
+    ) -> Result<(Ledger, WriterGuard), LedgerError> {
+        check_layout(journal.as_ref(), base.as_ref())?;
+        let derived = derived::Derived::new(base).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        replay::catch_up(journal.as_ref(), &derived)?;
+        let principals = Arc::new(Principals::load(derived.as_ref())?);
+        let targets =
+            writer::Targets { journal: journal.clone(), derived: derived.clone(), principals: principals.clone() };
+        let writer::Spawned { sender, handle, committed, writes_stopped } = writer::spawn(targets, queue_max)?;
+        let store: Arc<dyn Store> = derived.clone();
         let ledger = Ledger {
+            journal,
+            derived,
+            signer: Arc::new(signer),
             store,
             principals,
             committed,
@@ -141,6 +162,46 @@ impl Ledger {
             reads_in_flight: Arc::default(),
         };
         Ok((ledger, WriterGuard { handle: Mutex::new(Some(handle)) }))
+    }
+
+    /// The journal's durable head, signed with the server's key.
+    pub fn signed_head(&self) -> Result<signing::SignedHead, LedgerError> {
+        Ok(self.signer.sign(self.journal.head()?))
+    }
+
+    /// The public half of the key that signs journal heads.
+    pub fn public_key(&self) -> signing::PublicKey {
+        self.signer.public_key()
+    }
+
+    /// The journal (entries are read from it directly: they never change once written).
+    pub fn journal(&self) -> &Arc<dyn journal::Journal> {
+        &self.journal
+    }
+
+    /// Verifies the journal's chain and the checkpointed derived state against a rebuild into
+    /// `scratch`, beside the writer (writes go on; checkpoints wait). Runs on the blocking pool.
+    pub async fn verify(&self, scratch: Arc<dyn Store>) -> Result<replay::Report, LedgerError> {
+        let (journal, derived) = (self.journal.clone(), self.derived.clone());
+        tokio::task::spawn_blocking(move || replay::verify(journal.as_ref(), &derived, scratch))
+            .await
+            .map_err(|e| LedgerError::Internal(format!("verify task failed: {e}")))?
+    }
+
+    /// Waits (up to `timeout`) until derived state reflects at least journal entry `sequence`, so
+    /// a read after a write sees it. Errors when the journal has no such entry yet.
+    pub async fn wait_for(&self, sequence: u64, timeout: Duration) -> Result<(), LedgerError> {
+        let mut committed = self.committed.clone();
+        let reached = tokio::time::timeout(timeout, committed.wait_for(|c| *c >= sequence)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(LedgerError::Unavailable("the ledger is shutting down".to_owned())),
+            Err(_) => Err(LedgerError::refused(
+                "SEQUENCE_NOT_REACHED",
+                format!("journal entry {sequence} is not committed here (committed: {})", *self.committed.borrow()),
+            )
+            .with("minSequence", sequence)),
+        }
     }
 
     /// Follows the sequence of the last committed journal entry.
@@ -153,22 +214,21 @@ impl Ledger {
         self.writes_stopped.clone()
     }
 
-    /// Runs `f` on the writer thread between two group commits: it sees the store with no write
-    /// under way (and writes wait until it returns).
+    /// Runs `f` on the writer thread between two group commits (writes wait until it returns).
     pub async fn exclusive<T, F>(&self, f: F) -> Result<T, LedgerError>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Store) -> Result<T, LedgerError> + Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let task = Box::new(move |store: &dyn Store| {
-            let _ = reply.send(f(store));
+        let task = Box::new(move || {
+            let _ = reply.send(f());
         });
         self.writer
             .send(writer::Job::Exclusive(task))
             .await
             .map_err(|_| LedgerError::Unavailable("the ledger is shutting down".to_owned()))?;
-        answer.await.map_err(|_| LedgerError::Unavailable("the writer stopped".to_owned()))?
+        answer.await.map_err(|_| LedgerError::Unavailable("the writer stopped".to_owned()))
     }
 
     /// Writes waiting for the writer now.
@@ -183,7 +243,7 @@ impl Ledger {
 
     /// Submits a write; fails at once with `Overloaded` when the queue is full, so a caller never
     /// waits unboundedly. Returns the outcome and whether it replays an earlier request.
-    pub async fn write(&self, actor: &Principal, command: Command) -> Result<(Outcome, bool), LedgerError> {
+    pub async fn write(&self, actor: &Principal, command: Command) -> Result<(Outcome, bool, u64), LedgerError> {
         self.write_with(actor, command, Box::new(())).await
     }
 
@@ -193,7 +253,7 @@ impl Ledger {
         actor: &Principal,
         command: Command,
         ticket: writer::Ticket,
-    ) -> Result<(Outcome, bool), LedgerError> {
+    ) -> Result<(Outcome, bool, u64), LedgerError> {
         let (reply, answer) = oneshot::channel();
         self.writer
             .try_send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply, ticket })))
@@ -267,46 +327,9 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     #[tokio::test]
-    async fn a_store_of_another_derived_layout_is_rebuilt_from_its_journal_and_a_new_one_marked() {
-        use crate::domain::principal::{PrincipalName, Role};
-        let store = Arc::new(MemoryStore::default());
-        let layout = |store: &MemoryStore| tx::Tx::new(store).get::<u32>(keys::META_DERIVED_LAYOUT).unwrap();
-        let (ledger, writer) = Ledger::start(store.clone(), 16).unwrap();
-        assert_eq!(layout(&store), Some(DERIVED_LAYOUT), "a new store is marked");
-        let name = PrincipalName::parse("bank-a").unwrap();
-        let system = Principal {
-            name: PrincipalName::parse("system").unwrap(),
-            role: Role::Admin,
-            create_time: 0,
-            revoke_time: None,
-        };
-        let command = Command::CreatePrincipal { name: name.clone(), role: Role::Admin, token_hash: [7; 32] };
-        ledger.write(&system, command).await.unwrap();
-        drop(ledger);
-        writer.join();
-        // As a build before layouts were versioned left it: no mark, a derived record of its own
-        // layout, and one of this layout missing.
-        let ops = vec![
-            (keys::META_DERIVED_LAYOUT.to_vec(), None),
-            (keys::principal(&name), None),
-            (b"Qold-layout".to_vec(), Some(vec![1])),
-        ];
-        store.commit(crate::store::Batch { ops }).unwrap();
-        assert!(journal::verify(store.as_ref()).unwrap().divergence.is_some());
-
-        let (ledger, writer) = Ledger::start(store.clone(), 16).unwrap();
-        assert_eq!(layout(&store), Some(DERIVED_LAYOUT));
-        assert!(ledger.principals().by_name(&name).is_some(), "the principal record is back");
-        assert_eq!(store.get(b"Qold-layout").unwrap(), None);
-        drop(ledger);
-        writer.join();
-        let report = journal::verify(store.as_ref()).unwrap();
-        assert!(report.divergence.is_none(), "{:?}", report.divergence);
-    }
-
-    #[tokio::test]
     async fn a_read_stops_at_its_callers_deadline() {
-        let (ledger, writer) = Ledger::start(Arc::new(MemoryStore::default()), 16).unwrap();
+        let (ledger, writer) =
+            Ledger::start(Arc::new(journal::MemoryJournal::default()), Arc::new(MemoryStore::default()), signing::Signer::ephemeral().unwrap(), 16).unwrap();
         let accesses = Arc::new(AtomicUsize::new(0));
         let counted = accesses.clone();
         // A read that would go on for a minute, one store access every millisecond.

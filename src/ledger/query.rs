@@ -2,8 +2,8 @@
 //! and exposure answered from the aggregate rows (never by scanning pledges).
 
 use super::codec;
-use super::events::AsOfDelta;
-use super::journal::Entry;
+use super::journal::{self, Entry, Journal};
+use super::projector::AsOfDelta;
 use super::keys;
 use super::principals::PrincipalRecord;
 use crate::domain::LedgerError;
@@ -367,7 +367,7 @@ impl AsOfDate {
             // `total` is `YearSums`' first field: the months and days of past years are not needed.
             sum.add(&codec::decode_first::<AsOfDelta>(key, value)?);
         } else if stored_year == self.year {
-            let sums: crate::ledger::events::YearSums = codec::decode(key, value)?;
+            let sums: crate::ledger::projector::YearSums = codec::decode(key, value)?;
             sums.months.iter().filter(|(m, _)| *m < self.month).for_each(|(_, d)| sum.add(d));
             let days = self.month_start..=self.day_of_year;
             sums.days.iter().filter(|(d, _)| days.contains(d)).for_each(|(_, d)| sum.add(d));
@@ -558,6 +558,14 @@ pub fn exposure(
     Ok(Exposure { region, total, has_credit, rows, rows_omitted })
 }
 
+/// A principal by name, revoked or not.
+pub fn principal(
+    store: &dyn Store,
+    name: &crate::domain::principal::PrincipalName,
+) -> Result<Option<crate::domain::principal::Principal>, LedgerError> {
+    Ok(get::<PrincipalRecord>(store, &keys::principal(name))?.map(|r| r.principal))
+}
+
 pub fn list_principals(
     store: &dyn Store,
     page_size: usize,
@@ -568,38 +576,48 @@ pub fn list_principals(
     })
 }
 
-/// Journal entries from `from` (inclusive) to `to` (inclusive), at most `limit`.
-pub fn journal_entries(store: &dyn Store, from: u64, to: u64, limit: usize) -> Result<Vec<Entry>, LedgerError> {
-    let mut entries = Vec::new();
+/// Journal entries from `from` (inclusive) to `to` (inclusive), at most `limit`, decoded.
+pub fn journal_entries(journal: &dyn Journal, from: u64, to: u64, limit: usize) -> Result<Vec<Entry>, LedgerError> {
     if from > to {
-        return Ok(entries);
+        return Ok(Vec::new());
     }
-    let after = (from > 1).then(|| keys::journal(from - 1));
-    for (key, value) in store.scan(keys::JOURNAL, after.as_deref(), limit).map_err(unavailable)? {
-        let entry: Entry = codec::decode(&key, &value)?;
-        if entry.sequence > to {
-            break;
-        }
-        entries.push(entry);
-    }
-    Ok(entries)
+    let limit = limit.min(usize::try_from(to - from + 1).unwrap_or(usize::MAX));
+    journal.read(from, limit)?.iter().map(|stored| Ok(stored.decode()?)).collect()
 }
 
-/// A page of a pledge's journal entries, oldest first (registration, every change, release).
+/// The pledge an entry is about, as it was right after the entry (from the pledge's record, which
+/// keeps every version), or `None` for other entries.
+pub fn pledge_after(store: &dyn Store, entry: &Entry) -> Result<Option<Pledge>, LedgerError> {
+    let Some(id) = entry.event.pledge_id() else { return Ok(None) };
+    let current = pledge(store, id)?;
+    current.as_at(entry.at).map(Some).ok_or_else(|| {
+        LedgerError::Internal(format!("pledge {id} has no version at entry {}", entry.sequence))
+    })
+}
+
+/// A page of a pledge's journal entries, oldest first (registration, every change, release), each
+/// with the pledge as it was right after it.
 pub fn pledge_history(
     store: &dyn Store,
+    journal: &dyn Journal,
     id: Uuid,
     page_size: usize,
     page_token: &str,
-) -> Result<(Vec<Entry>, String), LedgerError> {
+) -> Result<(Vec<(Entry, Pledge)>, String), LedgerError> {
     let prefix = keys::history_prefix(id);
     let token_filter = filter_digest(&("history", id));
+    let (current, current_bytes) = get_sized::<Pledge>(store, &keys::pledge(id))?
+        .ok_or(LedgerError::NotFound { resource: "pledge", id: id.to_string() })?;
     scan_page(store, &prefix, token_filter, page_token, page_size, |key, _| {
-        let sequence = key.get(17..25).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-        let sequence = sequence.ok_or_else(|| LedgerError::Internal("history key without sequence".to_owned()))?;
-        let entry = get_sized(store, &keys::journal(sequence))?
+        let sequence = keys::history_sequence(key)
+            .ok_or_else(|| LedgerError::Internal("history key without sequence".to_owned()))?;
+        let stored = journal::read_one(journal, sequence)?
             .ok_or_else(|| LedgerError::Internal(format!("history names missing journal entry {sequence}")))?;
-        Ok(Some(entry))
+        let entry = stored.decode()?;
+        let version = current.as_at(entry.at).ok_or_else(|| {
+            LedgerError::Internal(format!("pledge {id} has no version at entry {sequence}"))
+        })?;
+        Ok(Some(((entry, version), stored.bytes.len() + current_bytes)))
     })
 }
 

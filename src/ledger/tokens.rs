@@ -37,7 +37,7 @@ pub async fn bind_certificate(
     Ok((record, bindings))
 }
 
-fn principal((outcome, _): (Outcome, bool)) -> Result<PrincipalRecord, LedgerError> {
+fn principal((outcome, _, _): (Outcome, bool, u64)) -> Result<PrincipalRecord, LedgerError> {
     match outcome {
         Outcome::Principal(record) => Ok(record),
         _ => Err(LedgerError::Internal("a token write produced another resource".to_owned())),

@@ -1,18 +1,18 @@
 //! The single writer: one thread owns every write. It takes whatever requests are queued (up to
-//! `GROUP_MAX`), executes them one after another against one view, commits the group as one atomic
-//! batch with one flush, and only then answers each caller with its own result.
+//! `GROUP_MAX`), executes them one after another against one view of derived state, appends the
+//! group's journal entries durably in one append, and only then applies the group's derived
+//! records (in memory: readers see a group only once it is durable) and answers each caller.
 //!
 //! Because the writer is alone, a read-then-write never races: "one active pledge per right" holds
 //! under any number of concurrent clients without optimistic transactions or retries.
 
-use super::apply::{self, Command};
-use super::events::Outcome;
-use super::keys;
+use super::apply::{self, Command, Executed, Outcome};
+use super::derived::Derived;
+use super::journal::{Head, Journal, JournalError, Stored};
 use super::principals::Principals;
 use super::tx::Tx;
 use crate::domain::principal::Principal;
 use crate::domain::{LedgerError, Micros};
-use crate::store::Store;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,20 +21,21 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// first caller in the group.
 pub const GROUP_MAX: usize = 4096;
 
-pub type Reply = Result<(Outcome, bool), LedgerError>;
+/// A write's result: the outcome, whether it replays an earlier request, and the journal sequence
+/// after which the caller reads its own write.
+pub type Reply = Result<(Outcome, bool, u64), LedgerError>;
 
-/// Work for the writer: a write, or a task that must see the store with no write under way (the
-/// journal verifier), run between two group commits.
+/// Work for the writer: a write, or a task run between two groups (tests hold the writer so).
 pub enum Job {
     Write(Box<Write>),
     Exclusive(ExclusiveTask),
 }
 
 /// A task run on the writer thread with no write under way.
-pub type ExclusiveTask = Box<dyn FnOnce(&dyn Store) + Send>;
+pub type ExclusiveTask = Box<dyn FnOnce() + Send>;
 
-/// Strictly increasing microsecond timestamps, persisted so they keep increasing across restarts
-/// even if the wall clock steps back.
+/// Strictly increasing microsecond timestamps: they keep increasing across restarts (the clock
+/// starts after the journal's last entry) even if the wall clock steps back.
 struct Clock {
     last: Micros,
 }
@@ -53,77 +54,234 @@ pub struct Spawned {
     pub handle: std::thread::JoinHandle<()>,
     /// The sequence of the last committed journal entry, updated after every commit.
     pub committed: watch::Receiver<u64>,
-    /// Turns true when a commit failed and the writer refuses every write (fail-stop), so health
-    /// can say NOT_SERVING and an orchestrator restarts the server.
+    /// Turns true when the writer refuses every write (fail-stop after a failure whose outcome it
+    /// cannot establish), so health can say NOT_SERVING and an orchestrator restarts the server.
     pub writes_stopped: watch::Receiver<bool>,
 }
 
-pub fn spawn(store: Arc<dyn Store>, principals: Arc<Principals>, queue_max: usize) -> Result<Spawned, LedgerError> {
+/// What the writer writes to.
+pub struct Targets {
+    pub journal: Arc<dyn Journal>,
+    pub derived: Arc<Derived>,
+    pub principals: Arc<Principals>,
+}
+
+pub fn spawn(targets: Targets, queue_max: usize) -> Result<Spawned, LedgerError> {
     let (sender, receiver) = mpsc::channel(queue_max);
-    let last = Tx::new(store.as_ref()).get::<Micros>(keys::META_CLOCK)?.unwrap_or(0);
-    let head = super::journal::stored_head(store.as_ref())?.sequence;
-    let (committed_tx, committed) = watch::channel(head);
+    let head = targets.journal.head()?;
+    let last = match super::journal::read_one(targets.journal.as_ref(), head.sequence)? {
+        Some(stored) => stored.decode()?.at,
+        None => 0,
+    };
+    let (committed_tx, committed) = watch::channel(head.sequence);
     let (stopped_tx, writes_stopped) = watch::channel(false);
+    let writer = Writer { targets, head, clock: Clock { last }, committed: committed_tx, writes_stopped: stopped_tx };
     let handle = std::thread::Builder::new()
         .name("ipledger-writer".to_owned())
-        .spawn(move || run(store, principals, receiver, Clock { last }, committed_tx, stopped_tx))
+        .spawn(move || writer.run(receiver))
         .map_err(|e| LedgerError::Unavailable(format!("cannot start the writer thread: {e}")))?;
     Ok(Spawned { sender, handle, committed, writes_stopped })
 }
 
-fn run(
-    store: Arc<dyn Store>,
-    principals: Arc<Principals>,
-    mut receiver: mpsc::Receiver<Job>,
-    mut clock: Clock,
+struct Writer {
+    targets: Targets,
+    /// The journal's head: the last entry appended and applied.
+    head: Head,
+    clock: Clock,
     committed: watch::Sender<u64>,
     writes_stopped: watch::Sender<bool>,
-) {
-    let mut jobs = Vec::with_capacity(GROUP_MAX);
-    let mut exclusive: Option<ExclusiveTask> = None;
-    // Set when a commit failed: what the store holds is then unknown, so the writer stops writing
-    // (fail-stop) and every later write is refused until an operator restarts the server.
-    let mut failed: Option<String> = None;
-    // Ends when every sender is gone and the queue is drained: shutdown flushes all it accepted.
-    while let Some(first) = receiver.blocking_recv() {
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Write(write) => jobs.push(*write),
-                // Commit what came before it, then run it alone.
-                Job::Exclusive(task) => {
-                    exclusive = Some(task);
-                    break;
+}
+
+/// How a group ended.
+enum GroupEnd {
+    /// Durable and applied (or nothing to write).
+    Committed,
+    /// Nothing of it was written: the writer goes on with the next group.
+    NotWritten,
+    /// What the journal or derived state holds is unknown: the writer stops writing.
+    Stop(String),
+}
+
+impl Writer {
+    fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(GROUP_MAX);
+        let mut exclusive: Option<ExclusiveTask> = None;
+        // Set when the writer cannot know what the stores hold: every later write is refused
+        // until an operator restarts the server (fail-stop).
+        let mut failed: Option<String> = None;
+        // Ends when every sender is gone and the queue is drained: shutdown commits all it accepted.
+        while let Some(first) = receiver.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Write(write) => jobs.push(*write),
+                    // Commit what came before it, then run it alone.
+                    Job::Exclusive(task) => {
+                        exclusive = Some(task);
+                        break;
+                    }
+                }
+                if jobs.len() < GROUP_MAX {
+                    next = receiver.try_recv().ok();
                 }
             }
-            if jobs.len() < GROUP_MAX {
-                next = receiver.try_recv().ok();
+            match &failed {
+                Some(reason) => refuse(&mut jobs, reason),
+                None if jobs.is_empty() => {}
+                None => {
+                    if let GroupEnd::Stop(reason) = self.commit_group(&mut jobs) {
+                        failed = Some(reason);
+                        self.writes_stopped.send_replace(true);
+                    }
+                }
+            }
+            if let Some(task) = exclusive.take() {
+                task();
             }
         }
-        match &failed {
-            Some(reason) => {
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(LedgerError::Unavailable(format!(
-                        "writes are stopped after a storage failure ({reason}); restart the server"
-                    ))));
+        if failed.is_none()
+            && let Err(e) = self.targets.derived.checkpoint_and_wait()
+        {
+            tracing::error!(error = %e, "the last checkpoint failed: the next start replays the journal after the previous one");
+        }
+        tracing::info!(head = self.head.sequence, "writer stopped: queue closed and drained");
+    }
+
+    /// Executes and commits one group.
+    fn commit_group(&mut self, jobs: &mut Vec<Write>) -> GroupEnd {
+        let started = Instant::now();
+        let derived = self.targets.derived.clone();
+        let mut tx = Tx::new(derived.as_ref());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut tickets = Vec::with_capacity(jobs.len());
+        let mut appended: Vec<Stored> = Vec::new();
+        let group_start = self.head;
+        let mut head = self.head;
+        // Revocations decided in this group: a later request of the same principal is refused too.
+        let mut revoked_here: Vec<crate::domain::principal::PrincipalName> = Vec::new();
+        for job in jobs.drain(..) {
+            let now = self.clock.tick();
+            let name = &job.actor.name;
+            let result = if self.targets.principals.is_revoked(name) || revoked_here.contains(name) {
+                // Queued before its principal was revoked: a revocation stops everything after it.
+                Err(LedgerError::Unauthenticated(format!("{name} was revoked before its write was decided")))
+            } else {
+                apply::execute(&mut tx, &job.actor, &job.command, now, head)
+            };
+            let reply = match result {
+                Ok(Executed::Appended { outcome, entry, stored }) => {
+                    if let Outcome::Principal(record) = &outcome
+                        && record.principal.revoke_time.is_some()
+                    {
+                        revoked_here.push(record.principal.name.clone());
+                    }
+                    tx.accept();
+                    head = stored.head();
+                    debug_assert_eq!(entry.sequence, head.sequence);
+                    appended.push(stored);
+                    Ok((outcome, false, head.sequence))
                 }
+                // A retry reads the state of this group: it is answered with the group.
+                Ok(Executed::Replayed(outcome)) => {
+                    tx.reject();
+                    Ok((outcome, true, head.sequence))
+                }
+                Err(e) => {
+                    tx.reject();
+                    Err(e)
+                }
+            };
+            replies.push((job.reply, reply));
+            tickets.push(job.ticket);
+        }
+        let executed_us = started.elapsed().as_micros() as u64;
+        if appended.is_empty() {
+            // Only refusals and replays of committed requests: nothing to make durable.
+            answer(replies);
+            return GroupEnd::Committed;
+        }
+        let end = match self.append(group_start, &appended) {
+            Ok(()) => self.apply(tx, head, &replies),
+            Err(end) => end,
+        };
+        match &end {
+            GroupEnd::Committed => {
+                crate::metrics::METRICS.group_requests.observe(replies.len() as f64);
+                crate::metrics::METRICS.commit_seconds.observe(started.elapsed().as_secs_f64() - executed_us as f64 / 1e6);
+                tracing::debug!(requests = replies.len(), entries = appended.len(), executed_us, elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+                answer(replies);
             }
-            None if jobs.is_empty() => {}
-            None => {
-                failed = commit_group(store.as_ref(), &principals, &mut jobs, &mut clock).err();
-                writes_stopped.send_replace(failed.is_some());
-                if failed.is_none()
-                    && let Ok(head) = super::journal::stored_head(store.as_ref())
-                {
-                    committed.send_replace(head.sequence);
+            GroupEnd::NotWritten | GroupEnd::Stop(_) => {
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(LedgerError::Unavailable("the write was not committed".to_owned())));
                 }
             }
         }
-        if let Some(task) = exclusive.take() {
-            task(store.as_ref());
+        drop(tickets);
+        end
+    }
+
+    /// Appends the group durably; on a failure, learns from the journal's head what was written.
+    fn append(&mut self, expected: Head, entries: &[Stored]) -> Result<(), GroupEnd> {
+        let target = entries.last().map(Stored::head).unwrap_or(expected);
+        let error = match self.targets.journal.append(expected, entries) {
+            Ok(head) if head == target => return Ok(()),
+            Ok(head) => JournalError::OutcomeUnknown(format!("the append returned head {}, not {}", head.sequence, target.sequence)),
+            Err(e) => e,
+        };
+        tracing::error!(error = %error, entries = entries.len(), "journal append failed");
+        match error {
+            JournalError::Unavailable(_) => Err(GroupEnd::NotWritten),
+            JournalError::OutcomeUnknown(_) => match self.targets.journal.head() {
+                Ok(head) if head == expected => Err(GroupEnd::NotWritten),
+                // Everything is there: the group is committed after all.
+                Ok(head) if head == target => Ok(()),
+                Ok(head) => Err(GroupEnd::Stop(format!("the journal's head is {} after a failed append", head.sequence))),
+                Err(e) => Err(GroupEnd::Stop(format!("the journal's head is unknown after a failed append: {e}"))),
+            },
+            JournalError::HeadMoved { .. } | JournalError::Corrupt(_) => Err(GroupEnd::Stop(error.to_string())),
         }
     }
-    tracing::info!("writer stopped: queue closed and drained");
+
+    /// Makes a durable group visible: derived records, the live principals, the committed head.
+    fn apply(&mut self, tx: Tx<'_>, head: Head, replies: &[(oneshot::Sender<Reply>, Reply)]) -> GroupEnd {
+        let derived = &self.targets.derived;
+        if let Err(e) = derived.apply(tx.into_batch(), head) {
+            return GroupEnd::Stop(format!("derived state cannot take a committed group: {e}"));
+        }
+        self.head = head;
+        // Durable now: make principal changes effective before anyone hears of them.
+        for (_, result) in replies {
+            if let Ok((Outcome::Principal(record), false, _)) = result
+                && let Err(e) = self.targets.principals.apply_committed(derived.as_ref(), record)
+            {
+                tracing::error!(error = %e, "cannot read the certificate bindings just committed");
+            }
+        }
+        self.committed.send_replace(head.sequence);
+        if derived.checkpoint_due()
+            && let Err(e) = derived.checkpoint()
+        {
+            return GroupEnd::Stop(e.to_string());
+        }
+        GroupEnd::Committed
+    }
+}
+
+fn answer(replies: Vec<(oneshot::Sender<Reply>, Reply)>) {
+    for (reply, result) in replies {
+        // A caller that went away (deadline, cancel) still had its write committed; a retry with
+        // the same request id will find it.
+        let _ = reply.send(result);
+    }
+}
+
+fn refuse(jobs: &mut Vec<Write>, reason: &str) {
+    for job in jobs.drain(..) {
+        let _ = job.reply.send(Err(LedgerError::Unavailable(format!(
+            "writes are stopped after a storage failure ({reason}); restart the server"
+        ))));
+    }
 }
 
 pub struct Write {
@@ -137,99 +295,6 @@ pub struct Write {
 
 /// Whatever the caller's admission control needs held while a write is queued and decided.
 pub type Ticket = Box<dyn std::any::Any + Send>;
-
-/// Executes and commits one group; `Err` when the store failed to commit it.
-fn commit_group(
-    store: &dyn Store,
-    principals: &Principals,
-    jobs: &mut Vec<Write>,
-    clock: &mut Clock,
-) -> Result<(), String> {
-    let started = Instant::now();
-    let mut tx = Tx::new(store);
-    let mut replies = Vec::with_capacity(jobs.len());
-    let mut tickets = Vec::with_capacity(jobs.len());
-    // Revocations decided in this group: a later request of the same principal is refused too.
-    let mut revoked_here: Vec<crate::domain::principal::PrincipalName> = Vec::new();
-    for job in jobs.drain(..) {
-        let now = clock.tick();
-        let name = &job.actor.name;
-        let result = if principals.is_revoked(name) || revoked_here.contains(name) {
-            // Queued before its principal was revoked: a revocation stops everything after it.
-            Err(LedgerError::Unauthenticated(format!("{name} was revoked before its write was decided")))
-        } else {
-            apply::execute(&mut tx, &job.actor, &job.command, now)
-        };
-        match &result {
-            Ok((Outcome::Principal(record), false)) if record.principal.revoke_time.is_some() => {
-                revoked_here.push(record.principal.name.clone());
-                tx.accept();
-            }
-            Ok(_) => tx.accept(),
-            Err(_) => tx.reject(),
-        }
-        replies.push((job.reply, result));
-        tickets.push(job.ticket);
-    }
-    if tx.is_empty() {
-        // Only refusals and replays of already committed requests: nothing to make durable.
-        for (reply, result) in replies {
-            let _ = reply.send(result);
-        }
-        return Ok(());
-    }
-    tx.put(keys::META_CLOCK.to_vec(), &clock.last);
-    tx.accept();
-    let batch = tx.into_batch();
-    let ops = batch.ops.len();
-    if tracing::enabled!(tracing::Level::TRACE) {
-        // Which key families a group writes, and how many bytes: where the store's time goes.
-        let mut families = std::collections::BTreeMap::<u8, (usize, usize)>::new();
-        for (key, value) in &batch.ops {
-            let family = families.entry(key.first().copied().unwrap_or(b'?')).or_default();
-            family.0 += 1;
-            family.1 += key.len() + value.as_ref().map_or(0, Vec::len);
-        }
-        let families: Vec<String> =
-            families.iter().map(|(f, (n, bytes))| format!("{}={n}/{bytes}B", *f as char)).collect();
-        tracing::trace!(families = families.join(" "), "group keys");
-    }
-    let executed_us = started.elapsed().as_micros() as u64;
-    match store.commit(batch) {
-        Ok(()) => {
-            crate::metrics::METRICS.group_requests.observe(replies.len() as f64);
-            crate::metrics::METRICS.commit_seconds.observe(started.elapsed().as_secs_f64() - executed_us as f64 / 1e6);
-            // Durable now: make principal changes effective before anyone hears of them.
-            for (_, result) in &replies {
-                if let Ok((Outcome::Principal(record), _)) = result
-                    && let Err(e) = principals.apply_committed(store, record)
-                {
-                    tracing::error!(error = %e, "cannot read the certificate bindings just committed");
-                }
-            }
-            tracing::debug!(
-                requests = replies.len(),
-                ops,
-                executed_us,
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "group committed"
-            );
-            for (reply, result) in replies {
-                // A caller that went away (deadline, cancel) still had its write committed; a retry
-                // with the same request id will find it.
-                let _ = reply.send(result);
-            }
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, requests = replies.len(), "group commit failed; nothing of it is acknowledged");
-            for (reply, _) in replies {
-                let _ = reply.send(Err(LedgerError::Unavailable(format!("the write was not committed: {e}"))));
-            }
-            Err(e.to_string())
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

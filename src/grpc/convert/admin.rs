@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::domain::principal::{Principal, PrincipalName, Role};
-use crate::ledger::events::Event;
+use crate::ledger::journal::Event;
 use crate::ledger::journal::Entry;
 
 pub fn token_to_pb(p: &Principal) -> pb::Token {
@@ -50,35 +50,46 @@ pub fn token_request(request: &pb::CreateTokenRequest) -> Result<(PrincipalName,
     Ok((name, role))
 }
 
-pub fn journal_event_to_pb(entry: &Entry) -> pb::JournalEvent {
+/// A feed event: the entry, with the pledge it touched right after it and right before it (read
+/// from the pledge's record by the caller), and the principal's record for principal events.
+pub fn journal_event_to_pb(entry: &Entry, pledges: &FeedPledges) -> pb::JournalEvent {
     let mut event = pb::JournalEvent {
         sequence: entry.sequence,
         time: Some(timestamp(entry.at)),
         principal: entry.principal.to_string(),
-        request_id: entry.request.map(|(id, _)| id.to_string()).unwrap_or_default(),
+        request_id: entry.request.map(|r| r.id.to_string()).unwrap_or_default(),
         event: entry.event.name().to_owned(),
         hash: crate::ledger::journal::hex(&entry.hash),
         ..Default::default()
     };
+    event.pledge = pledges.after.as_ref().map(pledge_to_pb);
+    event.pledge_before = pledges.before.as_ref().map(pledge_to_pb);
     match &entry.event {
-        Event::PledgeRegistered { pledge } => event.pledge = Some(pledge_to_pb(pledge)),
-        Event::PledgeChanged { before, after } | Event::PledgeReleased { before, after } => {
-            event.pledge = Some(pledge_to_pb(after));
-            event.pledge_before = Some(pledge_to_pb(before));
-        }
         Event::CreditLineCreated { line } => event.credit_line = Some(credit_line_to_pb(line)),
         Event::PrincipalCreated { record } => event.token = Some(token_to_pb(&record.principal)),
-        Event::PrincipalRevoked { after, .. } => event.token = Some(token_to_pb(&after.principal)),
-        Event::CertificateBound { record, binding } => {
-            let mut token = token_to_pb(&record.principal);
-            token.certificate_bindings.push(certificate_binding_to_pb(binding));
-            event.token = Some(token);
+        Event::PrincipalRevoked { .. } => event.token = pledges.principal.as_ref().map(token_to_pb),
+        Event::CertificateBound { binding, .. } => {
+            event.token = pledges.principal.as_ref().map(|p| {
+                let mut token = token_to_pb(p);
+                token.certificate_bindings.push(certificate_binding_to_pb(binding));
+                token
+            });
         }
+        Event::PledgeRegistered { .. } | Event::PledgeChanged { .. } | Event::PledgeReleased { .. } => {}
     }
     event
 }
 
-pub fn verify_report_to_pb(report: &crate::ledger::journal::Report) -> pb::VerifyJournalResponse {
+/// What a feed event shows besides its entry, read from derived state.
+#[derive(Debug, Default)]
+pub struct FeedPledges {
+    pub after: Option<crate::domain::pledge::Pledge>,
+    pub before: Option<crate::domain::pledge::Pledge>,
+    /// The principal of a revocation or binding, as it was right after the entry.
+    pub principal: Option<crate::domain::principal::Principal>,
+}
+
+pub fn verify_report_to_pb(report: &crate::ledger::replay::Report) -> pb::VerifyJournalResponse {
     pb::VerifyJournalResponse {
         ok: report.divergence.is_none(),
         entries: report.entries,

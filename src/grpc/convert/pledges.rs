@@ -246,13 +246,14 @@ pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
     }
 }
 
-pub fn pledge_version_to_pb(entry: &Entry) -> Option<pb::PledgeVersion> {
-    Some(pb::PledgeVersion {
+/// One version of a pledge: the entry that made it and the pledge right after it.
+pub fn pledge_version_to_pb(entry: &Entry, pledge: &crate::domain::pledge::Pledge) -> pb::PledgeVersion {
+    pb::PledgeVersion {
         sequence: entry.sequence,
         time: Some(timestamp(entry.at)),
         principal: entry.principal.to_string(),
-        request_id: entry.request.map(|(id, _)| id.to_string()).unwrap_or_default(),
+        request_id: entry.request.map(|r| r.id.to_string()).unwrap_or_default(),
         event: entry.event.name().to_owned(),
-        pledge: Some(pledge_to_pb(entry.event.pledge()?)),
-    })
+        pledge: Some(pledge_to_pb(pledge)),
+    }
 }

@@ -1,10 +1,10 @@
-//! Events: what an accepted write changed, with the full content before and after. The journal
-//! stores them; `apply_entry` turns one into every derived record (the resource, its indexes,
-//! exposure aggregates, history and idempotency records), both when a write is accepted and when
-//! the verifier or `restore` rebuilds the ledger from the journal. One function for both is what
-//! makes "derived state equals a replay of the journal" true by construction.
+//! The projector: turns one journal entry into every record derived from it (the resource, its
+//! indexes, exposure rows, as-of sums, statistics facts, history and idempotency records), both
+//! when the writer accepts a write and when derived state is rebuilt by replaying the journal
+//! (start after a checkpoint, `verify`, `restore`, a change of layout). One function for both is
+//! what makes "derived state equals a replay of the journal" true by construction.
 
-use super::journal::Entry;
+use super::journal::{Entry, Event};
 use super::keys;
 use super::principals::{CertificateBinding, PrincipalRecord};
 use super::tx::Tx;
@@ -18,88 +18,31 @@ use crate::domain::principal::Role;
 use crate::domain::statistics::Fact;
 use uuid::Uuid;
 
+/// What a request id stands for once its write is committed: the fingerprint of the request
+/// (in the canonical form `form`), the entry it wrote, and the resource, whose state right after
+/// that entry is the response a retry gets again (`apply::replayed_outcome`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Event {
-    PledgeRegistered {
-        pledge: Pledge,
-    },
-    PledgeChanged {
-        before: Pledge,
-        after: Pledge,
-    },
-    PledgeReleased {
-        before: Pledge,
-        after: Pledge,
-    },
-    CreditLineCreated {
-        line: CreditLine,
-    },
-    PrincipalCreated {
-        record: PrincipalRecord,
-    },
-    PrincipalRevoked {
-        before: PrincipalRecord,
-        after: PrincipalRecord,
-    },
-    /// Appended (journal entries are postcard, by variant index): client certificates matching
-    /// `binding` authenticate as `record`'s principal from now on.
-    CertificateBound {
-        record: PrincipalRecord,
-        binding: CertificateBinding,
-    },
-}
-
-/// What a write produced: the resource as it now is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Outcome {
-    Pledge(Pledge),
-    CreditLine(CreditLine),
-    Principal(PrincipalRecord),
-}
-
-impl Event {
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            Event::PledgeRegistered { pledge } => Outcome::Pledge(pledge.clone()),
-            Event::PledgeChanged { after, .. } | Event::PledgeReleased { after, .. } => Outcome::Pledge(after.clone()),
-            Event::CreditLineCreated { line } => Outcome::CreditLine(line.clone()),
-            Event::PrincipalCreated { record } => Outcome::Principal(record.clone()),
-            Event::PrincipalRevoked { after, .. } => Outcome::Principal(after.clone()),
-            Event::CertificateBound { record, .. } => Outcome::Principal(record.clone()),
-        }
-    }
-
-    /// The pledge this event is about, if any.
-    pub fn pledge(&self) -> Option<&Pledge> {
-        match self {
-            Event::PledgeRegistered { pledge } => Some(pledge),
-            Event::PledgeChanged { after, .. } | Event::PledgeReleased { after, .. } => Some(after),
-            _ => None,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Event::PledgeRegistered { .. } => "PLEDGE_REGISTERED",
-            Event::PledgeChanged { .. } => "PLEDGE_CHANGED",
-            Event::PledgeReleased { .. } => "PLEDGE_RELEASED",
-            Event::CreditLineCreated { .. } => "CREDIT_LINE_CREATED",
-            Event::PrincipalCreated { .. } => "PRINCIPAL_CREATED",
-            Event::PrincipalRevoked { .. } => "PRINCIPAL_REVOKED",
-            Event::CertificateBound { .. } => "CERTIFICATE_BOUND",
-        }
-    }
-}
-
-/// The idempotency record of a request: its fingerprint and the response it got.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct RequestRecord {
     pub fingerprint: [u8; 32],
-    pub outcome: Outcome,
+    pub form: u8,
+    pub sequence: u64,
+    pub at: crate::domain::Micros,
+    pub resource: Resource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Resource {
+    Pledge(Uuid),
+    CreditLine(Uuid),
 }
 
 fn broken(what: String) -> LedgerError {
     LedgerError::Internal(what)
+}
+
+/// The pledge an entry changes: derived state holds it, or the journal is inconsistent.
+fn load_pledge(tx: &Tx<'_>, id: Uuid) -> Result<Pledge, LedgerError> {
+    tx.get(&keys::pledge(id))?.ok_or_else(|| broken(format!("an entry changes pledge {id}, which is missing")))
 }
 
 /// Writes every record derived from `entry`.
@@ -110,6 +53,11 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             let c = &pledge.content;
             let id = pledge.id;
             tx.put(keys::registration(&pledge.registration_number), &id);
+            if let Some(serial) = pledge.registration_number.assigned_serial() {
+                // The serial the next assigned number follows; derived, so replay restores it.
+                let last = tx.get::<u64>(keys::META_REGISTRATION_SERIAL)?.unwrap_or(0);
+                tx.put(keys::META_REGISTRATION_SERIAL.to_vec(), &last.max(serial));
+            }
             for right in &c.rights {
                 let key = keys::active_right(&right.number);
                 if let Some(holder) = tx.get::<Uuid>(&key)? {
@@ -134,7 +82,10 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::pledge(id), pledge);
             tx.put(keys::history(id, sequence), &());
         }
-        Event::PledgeChanged { before, after } => {
+        Event::PledgeChanged { id, change } => {
+            let before = load_pledge(tx, *id)?;
+            let after = &before.apply_change(change);
+            let before = &before;
             let delta_fen = after.content.secured_amount.fen() - before.content.secured_amount.fen();
             if delta_fen != 0 {
                 if let Some(line_id) = after.content.credit_line_id {
@@ -151,8 +102,10 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::pledge(after.id), after);
             tx.put(keys::history(after.id, sequence), &());
         }
-        Event::PledgeReleased { before, after } => {
-            let id = after.id;
+        Event::PledgeReleased { id, release } => {
+            let id = *id;
+            let before = &load_pledge(tx, id)?;
+            let after = &before.apply_release(release, entry.principal.clone(), entry.at);
             for right in &after.content.rights {
                 let key = keys::active_right(&right.number);
                 let holder = tx.get::<Uuid>(&key)?;
@@ -191,12 +144,14 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::principal(&record.principal.name), record);
             tx.put(keys::token(&record.token_hash), &record.principal.name);
         }
-        Event::PrincipalRevoked { after, .. } => {
-            tx.put(keys::principal(&after.principal.name), after);
+        Event::PrincipalRevoked { name } => {
+            let mut after: PrincipalRecord =
+                tx.get(&keys::principal(name))?.ok_or_else(|| broken(format!("revoked principal {name} is missing")))?;
+            after.principal.revoke_time = Some(entry.at);
+            tx.put(keys::principal(name), &after);
             tx.delete(keys::token(&after.token_hash));
         }
-        Event::CertificateBound { record, binding } => {
-            let name = &record.principal.name;
+        Event::CertificateBound { name, binding } => {
             tx.put(keys::certificate_binding(binding), &(name, binding));
             tx.update::<Vec<CertificateBinding>>(keys::certificate_bindings_of(name), |bindings| {
                 bindings.push(binding.clone());
@@ -204,11 +159,21 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             })?;
         }
     }
-    if let Some((request_id, fingerprint)) = entry.request {
-        tx.put(
-            keys::request(&entry.principal, request_id),
-            &RequestRecord { fingerprint, outcome: entry.event.outcome() },
-        );
+    if let Some(request) = entry.request {
+        let resource = match &entry.event {
+            Event::PledgeRegistered { pledge } => Resource::Pledge(pledge.id),
+            Event::PledgeChanged { id, .. } | Event::PledgeReleased { id, .. } => Resource::Pledge(*id),
+            Event::CreditLineCreated { line } => Resource::CreditLine(line.id),
+            other => return Err(broken(format!("a {} entry with a request id", other.name()))),
+        };
+        let record = RequestRecord {
+            fingerprint: request.fingerprint,
+            form: request.form,
+            sequence,
+            at: entry.at,
+            resource,
+        };
+        tx.put(keys::request(&entry.principal, request.id), &record);
     }
     Ok(())
 }

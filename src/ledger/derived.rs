@@ -1,0 +1,341 @@
+//! Derived state: what the projector made of the journal, readable as one ordered key space.
+//!
+//! The writer applies each committed group to an in-memory overlay (the hot state: exposure rows,
+//! as-of sums and pledgor intervals are touched by almost every write and stay there until the next
+//! checkpoint, written once however often they changed). A checkpoint freezes the overlay and a
+//! thread of its own writes it into the base store as one atomic batch together with the journal
+//! head it reflects (`META_DERIVED_THROUGH`); a start loads that and replays the journal after it.
+//! Nothing derived is flushed at acknowledgement: the journal alone is the ground state.
+//!
+//! Reads look in the active overlay, then the frozen one being checkpointed, then the base: a
+//! group becomes visible only when the writer applies it, after its journal append is durable.
+
+use super::journal::Head;
+use super::keys;
+use crate::store::{Batch, Entry, Store, StoreError};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+/// Overlay bytes (keys and values) after which the writer checkpoints: bounds the memory of derived
+/// state not yet in the base store and the replay at the next start.
+pub const CHECKPOINT_BYTES: usize = 64 << 20;
+
+/// Writes applied but not checkpointed: a value, or `None` for a deletion.
+#[derive(Debug, Default)]
+struct Overlay {
+    map: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    bytes: usize,
+    /// The journal head this overlay (with everything before it) reflects.
+    through: Head,
+}
+
+impl Overlay {
+    fn get(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        self.map.get(key).cloned()
+    }
+
+    /// Up to `limit` entries (deletions included) under `prefix`, strictly after `after`.
+    fn range(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_vec()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        self.map
+            .range((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// The checkpoint in progress, and whether the last one failed.
+#[derive(Debug, Default)]
+struct Checkpointing {
+    running: bool,
+    failed: Option<String>,
+}
+
+pub struct Derived {
+    base: Arc<dyn Store>,
+    active: RwLock<Overlay>,
+    frozen: RwLock<Option<Arc<Overlay>>>,
+    state: Mutex<Checkpointing>,
+    done: Condvar,
+    /// Held while the base store is written or pinned by `verify`: the base then reflects exactly
+    /// the head it records.
+    base_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Derived").finish_non_exhaustive()
+    }
+}
+
+fn poisoned<T>(_: T) -> StoreError {
+    StoreError("derived state lock poisoned".to_owned())
+}
+
+impl Derived {
+    pub fn new(base: Arc<dyn Store>) -> Result<Arc<Derived>, StoreError> {
+        let through = checkpointed_through(base.as_ref())?;
+        Ok(Arc::new(Derived {
+            base,
+            active: RwLock::new(Overlay { through, ..Overlay::default() }),
+            frozen: RwLock::new(None),
+            state: Mutex::default(),
+            done: Condvar::new(),
+            base_lock: Arc::default(),
+        }))
+    }
+
+    /// The journal head derived state reflects (applied, checkpointed or not).
+    pub fn through(&self) -> Result<Head, StoreError> {
+        Ok(self.active.read().map_err(poisoned)?.through)
+    }
+
+    /// Applies a committed group's derived writes (the projector's output for entries up to
+    /// `through`, whose journal append is durable).
+    pub fn apply(&self, batch: Batch, through: Head) -> Result<(), StoreError> {
+        let mut active = self.active.write().map_err(poisoned)?;
+        assert!(through.sequence >= active.through.sequence, "derived state moves forward only");
+        for (key, value) in batch.ops {
+            active.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
+            active.map.insert(key, value);
+        }
+        active.through = through;
+        Ok(())
+    }
+
+    /// Whether the overlay is large enough to checkpoint.
+    pub fn checkpoint_due(&self) -> bool {
+        self.active.read().map(|a| a.bytes >= CHECKPOINT_BYTES).unwrap_or(true)
+    }
+
+    /// Freezes the overlay and writes it into the base store on a thread of its own; waits first
+    /// for a checkpoint still running (memory stays bounded by two overlays). Fails when an
+    /// earlier checkpoint failed: derived state cannot be persisted, so the writer must stop.
+    pub fn checkpoint(self: &Arc<Self>) -> Result<(), StoreError> {
+        let mut state = self.wait_idle()?;
+        let overlay = {
+            let mut active = self.active.write().map_err(poisoned)?;
+            if active.map.is_empty() && checkpointed_through(self.base.as_ref())? == active.through {
+                return Ok(());
+            }
+            let through = active.through;
+            Arc::new(std::mem::replace(&mut *active, Overlay { through, ..Overlay::default() }))
+        };
+        *self.frozen.write().map_err(poisoned)? = Some(overlay.clone());
+        state.running = true;
+        drop(state);
+        let derived = self.clone();
+        std::thread::Builder::new()
+            .name("ipledger-checkpoint".to_owned())
+            .spawn(move || derived.write_checkpoint(&overlay))
+            .map_err(|e| StoreError(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(())
+    }
+
+    /// `checkpoint`, then waits until it is in the base store (at shutdown, and in tests).
+    pub fn checkpoint_and_wait(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.checkpoint()?;
+        drop(self.wait_idle()?);
+        Ok(())
+    }
+
+    fn wait_idle(&self) -> Result<std::sync::MutexGuard<'_, Checkpointing>, StoreError> {
+        let mut state = self.state.lock().map_err(poisoned)?;
+        while state.running {
+            state = self.done.wait(state).map_err(poisoned)?;
+        }
+        match &state.failed {
+            Some(e) => Err(StoreError(format!("a checkpoint of derived state failed: {e}"))),
+            None => Ok(state),
+        }
+    }
+
+    fn write_checkpoint(&self, overlay: &Overlay) {
+        let started = std::time::Instant::now();
+        let mut ops: Vec<_> = overlay.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        ops.push((keys::META_DERIVED_THROUGH.to_vec(), Some(super::codec::encode(&overlay.through))));
+        let keys = ops.len();
+        let result = {
+            let _base = self.base_lock.lock();
+            self.base.commit(Batch { ops })
+        };
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            Ok(()) => {
+                // Only now: a reader that misses the frozen overlay finds its writes in the base.
+                *self.frozen.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                tracing::debug!(keys, through = overlay.through.sequence, ms = started.elapsed().as_millis() as u64, "checkpoint written");
+            }
+            Err(e) => {
+                // The frozen overlay stays readable; the writer learns of it at its next checkpoint.
+                tracing::error!(error = %e, "checkpoint of derived state failed");
+                state.failed = Some(e.to_string());
+            }
+        }
+        state.running = false;
+        self.done.notify_all();
+    }
+
+    /// Holds the base store still (no checkpoint lands) and says which head it reflects: `verify`
+    /// compares it with a rebuild while writes go on into the overlay.
+    pub fn pin(&self) -> Result<(std::sync::MutexGuard<'_, ()>, Head), StoreError> {
+        let guard = self.base_lock.lock().map_err(poisoned)?;
+        let through = checkpointed_through(self.base.as_ref())?;
+        Ok((guard, through))
+    }
+
+    /// The base store (checkpointed state only).
+    pub fn base(&self) -> &dyn Store {
+        self.base.as_ref()
+    }
+}
+
+/// The head the base store's checkpoint reflects.
+pub fn checkpointed_through(base: &dyn Store) -> Result<Head, StoreError> {
+    match base.get(keys::META_DERIVED_THROUGH)? {
+        Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| StoreError(format!("derived checkpoint mark: {e}"))),
+        None => Ok(Head::default()),
+    }
+}
+
+impl Store for Derived {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(found) = self.active.read().map_err(poisoned)?.get(key) {
+            return Ok(found);
+        }
+        let frozen = self.frozen.read().map_err(poisoned)?.clone();
+        if let Some(found) = frozen.and_then(|f| f.get(key)) {
+            return Ok(found);
+        }
+        self.base.get(key)
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = after.map(<[u8]>::to_vec);
+        while out.len() < limit {
+            let want = (limit - out.len()).min(4096);
+            let active = self.active.read().map_err(poisoned)?.range(prefix, cursor.as_deref(), want);
+            let frozen = self.frozen.read().map_err(poisoned)?.clone();
+            let frozen = frozen.map(|f| f.range(prefix, cursor.as_deref(), want)).unwrap_or_default();
+            let base: Vec<_> =
+                self.base.scan(prefix, cursor.as_deref(), want)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            // A source that filled `want` may hold more keys after its last: merge only up to the
+            // smallest such last key, then continue from there.
+            let horizon = [&active, &frozen, &base]
+                .iter()
+                .filter(|s| s.len() == want)
+                .filter_map(|s| s.last().map(|(k, _)| k.clone()))
+                .min();
+            let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+            // Later inserts win: base, then frozen, then active.
+            for (k, v) in base.into_iter().chain(frozen).chain(active) {
+                if horizon.as_ref().is_none_or(|h| k <= *h) {
+                    merged.insert(k, v);
+                }
+            }
+            for (k, v) in merged {
+                if let Some(v) = v {
+                    out.push((k, v));
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            match horizon {
+                Some(h) => cursor = Some(h),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, _batch: Batch) -> Result<(), StoreError> {
+        Err(StoreError("derived state is written by the projector only".to_owned()))
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.base.size_on_disk()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn head(sequence: u64) -> Head {
+        Head { sequence, hash: [sequence as u8; 32] }
+    }
+
+    fn put(k: &str, v: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+        (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()))
+    }
+
+    fn del(k: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+        (k.as_bytes().to_vec(), None)
+    }
+
+    fn keys_of(entries: Vec<Entry>) -> Vec<String> {
+        entries.into_iter().map(|(k, v)| format!("{}={}", String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn reads_merge_overlays_over_the_checkpoint_and_scans_page_through_deletions() {
+        let base = Arc::new(MemoryStore::default());
+        base.commit(Batch { ops: (0..10).map(|i| put(&format!("a{i}"), "base")).collect() }).unwrap();
+        let derived = Derived::new(base.clone()).unwrap();
+        derived.apply(Batch { ops: vec![del("a1"), del("a2"), put("a3", "one"), put("b0", "one")] }, head(1)).unwrap();
+        derived.checkpoint_and_wait().unwrap();
+        assert_eq!(checkpointed_through(base.as_ref()).unwrap(), head(1));
+        derived.apply(Batch { ops: vec![del("a4"), put("a2", "two"), put("a45", "two")] }, head(2)).unwrap();
+        assert_eq!(derived.get(b"a1").unwrap(), None);
+        assert_eq!(derived.get(b"a2").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(derived.get(b"a5").unwrap().as_deref(), Some(&b"base"[..]));
+        let all = keys_of(derived.scan(b"a", None, 100).unwrap());
+        assert_eq!(all, ["a0=base", "a2=two", "a3=one", "a45=two", "a5=base", "a6=base", "a7=base", "a8=base", "a9=base"]);
+        // Page by page, with every page limit, the same keys in the same order.
+        for limit in 1..5 {
+            let mut paged = Vec::new();
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = derived.scan(b"a", after.as_deref(), limit).unwrap();
+                after = page.last().map(|(k, _)| k.clone());
+                let done = page.len() < limit;
+                paged.extend(keys_of(page));
+                if done {
+                    break;
+                }
+            }
+            assert_eq!(paged, all, "limit {limit}");
+        }
+        assert_eq!(derived.through().unwrap(), head(2));
+        assert!(derived.commit(Batch::default()).is_err(), "only the projector writes");
+    }
+
+    #[test]
+    fn a_failed_checkpoint_keeps_its_writes_readable_and_stops_the_next() {
+        use crate::store::{Access, Guarded};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let fail = Arc::new(AtomicBool::new(false));
+        let failing = fail.clone();
+        let base: Arc<dyn Store> = Arc::new(Guarded::new(Arc::new(MemoryStore::default()), move |access| {
+            if access == Access::Commit && failing.load(Ordering::SeqCst) {
+                return Err(StoreError("disk full".to_owned()));
+            }
+            Ok(())
+        }));
+        let derived = Derived::new(base).unwrap();
+        derived.apply(Batch { ops: vec![put("k", "v")] }, head(1)).unwrap();
+        fail.store(true, Ordering::SeqCst);
+        assert!(derived.checkpoint_and_wait().is_err());
+        assert_eq!(derived.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(derived.checkpoint().is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! The journal: the ground state of the ledger. Every accepted write appends one entry with a
+//! gapless sequence number, a strictly increasing server time, the principal, the request id and
+//! fingerprint, and the event: what the write changed, never a copy of derived records. Everything
+//! else the ledger holds (records, indexes, exposure, as-of sums, statistics facts) is derived
+//! from the journal by the projector and can be rebuilt from it.
+//!
+//! Entries are stored in a format of their own (`format`, specified in docs/journal-format.md), with
+//! a version byte per entry; entries written before that format existed (version 0) are read by
+//! `legacy`. Each entry's hash covers its version byte and its bytes, which name the previous
+//! entry's hash, so changing any byte of any entry breaks the chain from there on.
+//!
+//! The journal sits behind `Journal` (append a group durably after an expected head, read from a
+//! sequence, head), apart from the derived-state store, so that an engine other than the embedded
+//! one can hold it.
+
+pub mod format;
+pub mod legacy;
+mod memory;
+mod sled_journal;
+
+pub use memory::MemoryJournal;
+pub use sled_journal::SledJournal;
+
+use crate::domain::Micros;
+use crate::domain::credit_line::CreditLine;
+use crate::domain::pledge::{Change, Pledge, Release};
+use crate::domain::principal::PrincipalName;
+use crate::ledger::principals::{CertificateBinding, PrincipalRecord};
+use uuid::Uuid;
+
+pub type Hash = [u8; 32];
+
+/// The last entry's sequence and hash; (0, zeros) before the first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub sequence: u64,
+    pub hash: Hash,
+}
+
+/// What an accepted write changed. Changes and releases name their pledge and carry what changed;
+/// the pledge before and after is derived state (`Pledge::apply_change`, `Pledge::apply_release`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The pledge as registered (version 1, no changes).
+    PledgeRegistered { pledge: Pledge },
+    PledgeChanged { id: Uuid, change: Change },
+    /// Released by the entry's principal at the entry's time.
+    PledgeReleased { id: Uuid, release: Release },
+    CreditLineCreated { line: CreditLine },
+    PrincipalCreated { record: PrincipalRecord },
+    /// Revoked at the entry's time.
+    PrincipalRevoked { name: PrincipalName },
+    CertificateBound { name: PrincipalName, binding: CertificateBinding },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::PledgeRegistered { .. } => "PLEDGE_REGISTERED",
+            Event::PledgeChanged { .. } => "PLEDGE_CHANGED",
+            Event::PledgeReleased { .. } => "PLEDGE_RELEASED",
+            Event::CreditLineCreated { .. } => "CREDIT_LINE_CREATED",
+            Event::PrincipalCreated { .. } => "PRINCIPAL_CREATED",
+            Event::PrincipalRevoked { .. } => "PRINCIPAL_REVOKED",
+            Event::CertificateBound { .. } => "CERTIFICATE_BOUND",
+        }
+    }
+
+    /// The pledge this event is about, if any.
+    pub fn pledge_id(&self) -> Option<Uuid> {
+        match self {
+            Event::PledgeRegistered { pledge } => Some(pledge.id),
+            Event::PledgeChanged { id, .. } | Event::PledgeReleased { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// A request's id and the fingerprint of its canonical form, with the form's version (0: the
+/// fingerprint of entries written before the journal format; see `format::fingerprint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestKey {
+    pub id: Uuid,
+    pub fingerprint: Hash,
+    pub form: u8,
+}
+
+/// A decoded journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub sequence: u64,
+    pub at: Micros,
+    pub principal: PrincipalName,
+    pub request: Option<RequestKey>,
+    pub event: Event,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+/// An entry as the journal holds it: its sequence, its hash, and its bytes (version byte first).
+/// The bytes are what was hashed; they are never re-encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub sequence: u64,
+    pub hash: Hash,
+    pub bytes: Vec<u8>,
+}
+
+impl Stored {
+    pub fn head(&self) -> Head {
+        Head { sequence: self.sequence, hash: self.hash }
+    }
+
+    /// Decodes the entry (any version this build reads) and checks that its hash covers its bytes.
+    pub fn decode(&self) -> Result<Entry, JournalError> {
+        let entry = match self.bytes.first() {
+            Some(&legacy::VERSION) => legacy::decode(self)?,
+            Some(&format::VERSION) => format::decode(self)?,
+            Some(other) => {
+                return Err(JournalError::Corrupt(format!(
+                    "entry {} has format version {other}, which this build does not know (written by a newer build?)",
+                    self.sequence
+                )));
+            }
+            None => return Err(JournalError::Corrupt(format!("entry {} is empty", self.sequence))),
+        };
+        if entry.sequence != self.sequence {
+            return Err(JournalError::Corrupt(format!(
+                "entry stored at {} says it is entry {}",
+                self.sequence, entry.sequence
+            )));
+        }
+        if entry.hash != self.hash {
+            return Err(JournalError::Corrupt(format!("entry {}: its hash does not match its bytes", self.sequence)));
+        }
+        Ok(entry)
+    }
+}
+
+/// A journal engine's failure, typed by what the caller can conclude from it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// Nothing was written; trying again later may succeed.
+    #[error("journal unavailable: {0}")]
+    Unavailable(String),
+    /// The append may or may not be durable: read the head to learn which.
+    #[error("journal append outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The head is not the one the append expected: another writer appended (or this one is
+    /// stale). Nothing was written.
+    #[error("journal head moved: expected {expected}, found {found}")]
+    HeadMoved { expected: u64, found: u64 },
+    /// Stored bytes that do not decode or do not hash to what they claim.
+    #[error("journal corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<JournalError> for crate::domain::LedgerError {
+    fn from(e: JournalError) -> Self {
+        crate::domain::LedgerError::Unavailable(e.to_string())
+    }
+}
+
+/// Where the journal lives. One writer appends; any number of readers read.
+pub trait Journal: Send + Sync + 'static {
+    /// Appends `entries` (consecutive, the first right after `expected`) durably, only if the
+    /// journal's head is `expected`. Returns once every entry is durable.
+    fn append(&self, expected: Head, entries: &[Stored]) -> Result<Head, JournalError>;
+
+    /// Up to `limit` entries from sequence `from` on, in order.
+    fn read(&self, from: u64, limit: usize) -> Result<Vec<Stored>, JournalError>;
+
+    fn head(&self) -> Result<Head, JournalError>;
+
+    /// Bytes the journal occupies on disk.
+    fn size_on_disk(&self) -> Result<u64, JournalError>;
+}
+
+/// One entry by sequence.
+pub fn read_one(journal: &dyn Journal, sequence: u64) -> Result<Option<Stored>, JournalError> {
+    Ok(journal.read(sequence, 1)?.into_iter().next().filter(|s| s.sequence == sequence))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks the order of an append: consecutive sequences right after `expected`, each chained to
+/// the one before. Every engine checks this before it writes anything.
+fn check_append(expected: Head, entries: &[Stored]) -> Result<(), JournalError> {
+    for (i, entry) in entries.iter().enumerate() {
+        let want = expected.sequence + 1 + i as u64;
+        if entry.sequence != want {
+            return Err(JournalError::Unavailable(format!("append out of order: {} where {want} belongs", entry.sequence)));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod suite {
+    //! One backend test suite, run against every journal engine.
+    use super::*;
+
+    fn stored(sequence: u64, prev: Hash) -> Stored {
+        let mut bytes = vec![format::VERSION];
+        bytes.extend_from_slice(&prev);
+        bytes.extend_from_slice(&sequence.to_be_bytes());
+        let hash = sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), &bytes)).into();
+        Stored { sequence, hash, bytes }
+    }
+
+    fn chain(from: Head, n: u64) -> Vec<Stored> {
+        let mut prev = from.hash;
+        (from.sequence + 1..=from.sequence + n)
+            .map(|s| {
+                let e = stored(s, prev);
+                prev = e.hash;
+                e
+            })
+            .collect()
+    }
+
+    pub fn run(journal: &dyn Journal) {
+        assert_eq!(journal.head().unwrap(), Head::default(), "a new journal is empty");
+        assert!(journal.read(1, 10).unwrap().is_empty());
+        let first = chain(Head::default(), 3);
+        let head = journal.append(Head::default(), &first).unwrap();
+        assert_eq!(head, first[2].head());
+        assert_eq!(journal.head().unwrap(), head);
+        assert_eq!(journal.read(1, 10).unwrap(), first);
+        assert_eq!(journal.read(2, 1).unwrap(), first[1..2]);
+        assert_eq!(read_one(journal, 3).unwrap(), Some(first[2].clone()));
+        assert_eq!(read_one(journal, 4).unwrap(), None);
+        // A stale writer's append is refused and writes nothing.
+        let stale = chain(Head::default(), 1);
+        assert_eq!(
+            journal.append(Head::default(), &stale),
+            Err(JournalError::HeadMoved { expected: 0, found: 3 })
+        );
+        // An append whose sequences do not follow its expected head writes nothing.
+        let gap = chain(Head { sequence: 4, hash: head.hash }, 1);
+        assert!(journal.append(head, &gap).is_err());
+        assert_eq!(journal.head().unwrap(), head);
+        let more = chain(head, 5000);
+        let head = journal.append(head, &more).unwrap();
+        assert_eq!(head.sequence, 5003);
+        let read = journal.read(4, 100_000).unwrap();
+        assert_eq!(read.len(), 5000);
+        assert_eq!(read[4999], more[4999]);
+        assert_eq!(journal.append(head, &[]).unwrap(), head, "an empty append is a no-op");
+        assert!(journal.size_on_disk().is_ok());
+    }
+}

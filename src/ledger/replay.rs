@@ -1,0 +1,389 @@
+//! Rebuilding derived state from the journal, the ground state: catching up at start from the last
+//! checkpoint, verifying a running ledger, rebuilding after a change of layout, and restoring a
+//! dump into a new data directory.
+//!
+//! `verify` re-walks the whole chain (each entry decodes, follows the one before and hashes to what
+//! it claims), then rebuilds derived state into a scratch store up to the head of the last
+//! checkpoint and compares it key by key with that checkpoint, reporting the first divergence:
+//! sequence, key, expected and found. It streams both sides in chunks, so its memory is bounded by
+//! the chunk and the scratch store's cache, whatever the ledger's size; writes go on meanwhile
+//! (checkpoints wait until it is done).
+
+use super::derived::{self, Derived};
+use super::journal::{self, Entry, Head, Journal, Stored};
+use super::keys;
+use super::projector;
+use super::tx::Tx;
+use crate::domain::LedgerError;
+use crate::store::{Batch, Store};
+use std::sync::Arc;
+
+/// Entries read and applied per step.
+const CHUNK: usize = 2048;
+
+/// The first place where the stored ledger differs from its journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// The journal entry at fault, or the last one that wrote the diverging key (0: none did).
+    pub sequence: u64,
+    pub key: String,
+    pub expected: String,
+    pub found: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub entries: u64,
+    pub head: journal::Hash,
+    /// The head of the checkpoint the derived records were compared at.
+    pub compared_at: u64,
+    pub keys_compared: u64,
+    pub divergence: Option<Divergence>,
+}
+
+fn unavailable(e: crate::store::StoreError) -> LedgerError {
+    LedgerError::Unavailable(e.to_string())
+}
+
+fn printable(key: &[u8]) -> String {
+    key.iter().map(|&b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("\\x{b:02x}") }).collect()
+}
+
+/// Reads entries `from..=to` in chunks, decoded, calling `f` on each.
+fn walk(
+    journal: &dyn Journal,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(Stored, Result<Entry, journal::JournalError>) -> Result<bool, LedgerError>,
+) -> Result<(), LedgerError> {
+    let mut next = from.max(1);
+    while next <= to {
+        let chunk = journal.read(next, CHUNK.min((to - next + 1) as usize))?;
+        if chunk.is_empty() {
+            return Err(LedgerError::Internal(format!("the journal ends before entry {next} (head {to})")));
+        }
+        for stored in chunk {
+            next = stored.sequence + 1;
+            let entry = stored.decode();
+            if !f(stored, entry)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies the journal's entries after what `derived` reflects, up to the journal's head, in chunks
+/// (checkpointing when the overlay is full): the start of a ledger, with progress in the log.
+pub fn catch_up(journal: &dyn Journal, derived: &Arc<Derived>) -> Result<u64, LedgerError> {
+    let from = derived.through().map_err(unavailable)?;
+    let head = journal.head()?;
+    if head.sequence == from.sequence {
+        return Ok(0);
+    }
+    let started = std::time::Instant::now();
+    let mut applied = 0u64;
+    let mut next = from.sequence + 1;
+    while next <= head.sequence {
+        let chunk = journal.read(next, CHUNK)?;
+        let Some(last) = chunk.last() else { break };
+        let through = last.head();
+        let mut tx = Tx::new(derived.as_ref());
+        for stored in &chunk {
+            let entry = stored.decode()?;
+            projector::apply_entry(&mut tx, &entry)?;
+            tx.accept();
+        }
+        applied += chunk.len() as u64;
+        next = through.sequence + 1;
+        let batch = tx.into_batch();
+        derived.apply(batch, through).map_err(unavailable)?;
+        if derived.checkpoint_due() {
+            derived.checkpoint().map_err(unavailable)?;
+            tracing::info!(applied, of = head.sequence - from.sequence, "replaying the journal into derived state");
+        }
+    }
+    tracing::info!(
+        from = from.sequence,
+        to = head.sequence,
+        applied,
+        ms = started.elapsed().as_millis() as u64,
+        "derived state caught up with the journal"
+    );
+    Ok(applied)
+}
+
+/// Whether `derived`'s checkpoint is a state of this journal: the entry it names is there with the
+/// hash it recorded.
+pub fn checkpoint_matches(journal: &dyn Journal, base: &dyn Store) -> Result<bool, LedgerError> {
+    let through = derived::checkpointed_through(base).map_err(unavailable)?;
+    if through.sequence == 0 {
+        return Ok(true);
+    }
+    Ok(journal::read_one(journal, through.sequence)?.is_some_and(|s| s.hash == through.hash))
+}
+
+/// Deletes every record of a derived store (before a rebuild from the journal).
+pub fn clear(base: &dyn Store) -> Result<(), LedgerError> {
+    loop {
+        let held = base.scan(b"", None, CHUNK).map_err(unavailable)?;
+        if held.is_empty() {
+            return Ok(());
+        }
+        let ops = held.into_iter().map(|(key, _)| (key, None)).collect();
+        base.commit(Batch { ops }).map_err(unavailable)?;
+    }
+}
+
+/// Re-walks the chain and compares the checkpointed derived state with a rebuild in `scratch` (an
+/// empty store).
+pub fn verify(journal: &dyn Journal, derived: &Arc<Derived>, scratch: Arc<dyn Store>) -> Result<Report, LedgerError> {
+    let head = journal.head()?;
+    let mut report = Report { entries: 0, head: [0; 32], compared_at: 0, keys_compared: 0, divergence: None };
+    if let Some(d) = check_chain(journal, head, &mut report)? {
+        report.divergence = Some(d);
+        return Ok(report);
+    }
+    // Everything applied so far into the base store, then the base held still while compared.
+    derived.checkpoint_and_wait().map_err(unavailable)?;
+    let (_pinned, through) = derived.pin().map_err(unavailable)?;
+    report.compared_at = through.sequence;
+    let rebuilt = Derived::new(scratch.clone()).map_err(unavailable)?;
+    if let Some(d) = rebuild_into(journal, &rebuilt, through)? {
+        report.divergence = Some(d);
+        return Ok(report);
+    }
+    rebuilt.checkpoint_and_wait().map_err(unavailable)?;
+    drop(rebuilt);
+    if let Some((key, mut d)) = compare(derived.base(), scratch.as_ref(), &mut report.keys_compared)? {
+        clear(scratch.as_ref())?;
+        d.sequence = last_writer(journal, through.sequence, &key, scratch.as_ref())?;
+        report.divergence = Some(d);
+    }
+    Ok(report)
+}
+
+/// Checks every entry's bytes, order and link; `None` when the chain holds.
+fn check_chain(journal: &dyn Journal, head: Head, report: &mut Report) -> Result<Option<Divergence>, LedgerError> {
+    let mut previous = Head::default();
+    let mut divergence = None;
+    walk(journal, 1, head.sequence, |stored, entry| {
+        let expected_sequence = previous.sequence + 1;
+        let fault = match entry {
+            Err(e) => Some(("entry".to_owned(), "a decodable entry whose hash covers its bytes".to_owned(), e.to_string())),
+            Ok(entry) if entry.sequence != expected_sequence => {
+                Some(("sequence".to_owned(), expected_sequence.to_string(), entry.sequence.to_string()))
+            }
+            Ok(entry) if entry.prev_hash != previous.hash => {
+                Some(("prev_hash".to_owned(), journal::hex(&previous.hash), journal::hex(&entry.prev_hash)))
+            }
+            Ok(_) => None,
+        };
+        if let Some((field, expected, found)) = fault {
+            divergence = Some(Divergence {
+                sequence: stored.sequence,
+                key: format!("journal entry {} ({field})", stored.sequence),
+                expected,
+                found,
+            });
+            return Ok(false);
+        }
+        previous = stored.head();
+        Ok(true)
+    })?;
+    report.entries = previous.sequence;
+    report.head = previous.hash;
+    if divergence.is_none() && previous != head {
+        divergence = Some(Divergence {
+            sequence: previous.sequence,
+            key: "journal head".to_owned(),
+            expected: format!("{} {}", head.sequence, journal::hex(&head.hash)),
+            found: format!("{} {}", previous.sequence, journal::hex(&previous.hash)),
+        });
+    }
+    Ok(divergence)
+}
+
+/// Applies entries 1..=through into `rebuilt`; a divergence when one does not apply.
+fn rebuild_into(journal: &dyn Journal, rebuilt: &Arc<Derived>, through: Head) -> Result<Option<Divergence>, LedgerError> {
+    let mut next = 1;
+    while next <= through.sequence {
+        let chunk = journal.read(next, CHUNK.min((through.sequence - next + 1) as usize))?;
+        let Some(last) = chunk.last() else { break };
+        let chunk_head = last.head();
+        let mut tx = Tx::new(rebuilt.as_ref());
+        for stored in &chunk {
+            let entry = stored.decode()?;
+            if let Err(e) = projector::apply_entry(&mut tx, &entry) {
+                return Ok(Some(Divergence {
+                    sequence: entry.sequence,
+                    key: format!("journal entry {}", entry.sequence),
+                    expected: "an entry that applies to the state before it".to_owned(),
+                    found: e.to_string(),
+                }));
+            }
+            tx.accept();
+        }
+        next = chunk_head.sequence + 1;
+        rebuilt.apply(tx.into_batch(), chunk_head).map_err(unavailable)?;
+        if rebuilt.checkpoint_due() {
+            rebuilt.checkpoint().map_err(unavailable)?;
+        }
+    }
+    Ok(None)
+}
+
+/// Compares every derived family of `stored` with `expected`, streaming both in key order.
+fn compare(
+    stored: &dyn Store,
+    expected: &dyn Store,
+    compared: &mut u64,
+) -> Result<Option<(Vec<u8>, Divergence)>, LedgerError> {
+    for family in keys::DERIVED {
+        let mut left = Cursor::new(stored, family);
+        let mut right = Cursor::new(expected, family);
+        loop {
+            let (found, wanted) = (left.peek()?, right.peek()?);
+            let divergence = match (found, wanted) {
+                (None, None) => break,
+                (Some((k, v)), Some((ek, ev))) if k == ek => {
+                    *compared += 1;
+                    if v != ev {
+                        Some(at(&k, Some(&ev), Some(&v)))
+                    } else {
+                        left.next();
+                        right.next();
+                        None
+                    }
+                }
+                (Some((k, v)), Some((ek, _))) if k < ek => Some(at(&k, None, Some(&v))),
+                (Some((k, v)), None) => Some(at(&k, None, Some(&v))),
+                (_, Some((ek, ev))) => Some(at(&ek, Some(&ev), None)),
+            };
+            if divergence.is_some() {
+                return Ok(divergence);
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn at(key: &[u8], expected: Option<&[u8]>, found: Option<&[u8]>) -> (Vec<u8>, Divergence) {
+    let divergence = Divergence {
+        sequence: 0,
+        key: printable(key),
+        expected: projector::describe(expected),
+        found: projector::describe(found),
+    };
+    (key.to_vec(), divergence)
+}
+
+/// A store's records under a prefix, read a chunk at a time.
+struct Cursor<'a> {
+    store: &'a dyn Store,
+    prefix: &'a [u8],
+    buffer: std::collections::VecDeque<(Vec<u8>, Vec<u8>)>,
+    after: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(store: &'a dyn Store, prefix: &'a [u8]) -> Cursor<'a> {
+        Cursor { store, prefix, buffer: Default::default(), after: None, done: false }
+    }
+
+    fn peek(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, LedgerError> {
+        if self.buffer.is_empty() && !self.done {
+            let chunk = self.store.scan(self.prefix, self.after.as_deref(), CHUNK).map_err(unavailable)?;
+            self.done = chunk.len() < CHUNK;
+            self.after = chunk.last().map(|(k, _)| k.clone());
+            self.buffer.extend(chunk);
+        }
+        Ok(self.buffer.front().cloned())
+    }
+
+    fn next(&mut self) {
+        self.buffer.pop_front();
+    }
+}
+
+/// The last entry up to `through` whose derived writes touch `key`: a second replay into the
+/// emptied scratch store, run only when a divergence was found, so that verifying needs no memory
+/// per key.
+fn last_writer(journal: &dyn Journal, through: u64, key: &[u8], scratch: &dyn Store) -> Result<u64, LedgerError> {
+    let mut writer = 0;
+    let mut next = 1;
+    while next <= through {
+        let chunk = journal.read(next, CHUNK.min((through - next + 1) as usize))?;
+        let Some(last) = chunk.last() else { break };
+        next = last.sequence + 1;
+        for stored in &chunk {
+            let entry = stored.decode()?;
+            let mut tx = Tx::new(scratch);
+            projector::apply_entry(&mut tx, &entry)?;
+            tx.accept();
+            let batch = tx.into_batch();
+            if batch.ops.iter().any(|(k, _)| k == key) {
+                writer = entry.sequence;
+            }
+            scratch.commit(batch).map_err(unavailable)?;
+        }
+    }
+    Ok(writer)
+}
+
+
+/// Builds a ledger from a dump's entries into an empty journal and derived state: checks each
+/// entry's bytes and its link to the one before, decides it again under the ledger's rules as its
+/// principal at its time (`apply::validate`), then appends and applies it, a chunk at a time.
+pub fn restore(
+    journal: &dyn Journal,
+    derived: &Arc<Derived>,
+    entries: impl IntoIterator<Item = Result<Stored, String>>,
+) -> Result<Head, LedgerError> {
+    let empty = journal.head()? == Head::default()
+        && derived.base().scan(b"", None, 2).map_err(unavailable)?.iter().all(|(k, _)| k == keys::META_DERIVED_LAYOUT);
+    if !empty {
+        return Err(LedgerError::refused("DATA_DIR_NOT_EMPTY", "restore needs an empty data directory"));
+    }
+    let mut previous = Head::default();
+    let mut appended = Head::default();
+    let mut pending: Vec<Stored> = Vec::with_capacity(CHUNK);
+    let mut tx = Tx::new(derived.as_ref());
+    let flush = |pending: &mut Vec<Stored>, tx: Tx<'_>, appended: &mut Head, through: Head| -> Result<(), LedgerError> {
+        *appended = journal.append(*appended, pending)?;
+        pending.clear();
+        derived.apply(tx.into_batch(), through).map_err(unavailable)?;
+        if derived.checkpoint_due() {
+            derived.checkpoint().map_err(unavailable)?;
+        }
+        Ok(())
+    };
+    for (line, stored) in entries.into_iter().enumerate() {
+        let stored = stored.map_err(|e| LedgerError::invalid_field(format!("line {}", line + 1), e))?;
+        let broken = |what: &str| {
+            LedgerError::refused("JOURNAL_CHAIN_BROKEN", format!("entry {} (line {}): {what}", stored.sequence, line + 1))
+                .with("sequence", stored.sequence)
+        };
+        let entry = stored.decode().map_err(|e| broken(&e.to_string()))?;
+        if entry.sequence != previous.sequence + 1 {
+            return Err(broken(&format!("expected sequence {}", previous.sequence + 1)));
+        }
+        if entry.prev_hash != previous.hash {
+            return Err(broken("its previous hash is not the hash of the entry before it"));
+        }
+        super::apply::validate(&mut tx, &entry)?;
+        tx.reject();
+        projector::apply_entry(&mut tx, &entry)?;
+        tx.accept();
+        previous = stored.head();
+        pending.push(stored);
+        if pending.len() == CHUNK {
+            let full = std::mem::replace(&mut tx, Tx::new(derived.as_ref()));
+            flush(&mut pending, full, &mut appended, previous)?;
+        }
+    }
+    flush(&mut pending, tx, &mut appended, previous)?;
+    derived.checkpoint_and_wait().map_err(unavailable)?;
+    Ok(previous)
+}

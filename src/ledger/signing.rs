@@ -1,0 +1,181 @@
+//! Signed journal heads: the server signs (sequence, head hash) with an Ed25519 key of its own, so
+//! that a dump, a copy or a proof of the journal can be checked against the key an operator trusts,
+//! as certificate-transparency logs sign their tree heads. The key is made at the first start and
+//! kept in the data directory (`signing-key.p8`, PKCS#8, readable by the owner only); its public
+//! half is written beside it (`signing-key.pub`, hex) and printed at start.
+//!
+//! The signed message is the ASCII context `ipledger signed journal head v1`, a zero byte, the
+//! sequence (8 bytes, big-endian) and the 32-byte head hash: the context keeps a signature from
+//! ever standing for another kind of message.
+
+use super::journal::{Hash, Head, hex};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use std::path::{Path, PathBuf};
+
+const CONTEXT: &[u8] = b"ipledger signed journal head v1\0";
+pub const KEY_FILE: &str = "signing-key.p8";
+pub const PUBLIC_KEY_FILE: &str = "signing-key.pub";
+
+pub type PublicKey = [u8; 32];
+
+/// A journal head with the server's signature.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedHead {
+    pub sequence: u64,
+    #[serde(with = "hex_bytes")]
+    pub hash: Hash,
+    #[serde(with = "hex_bytes")]
+    pub public_key: PublicKey,
+    #[serde(with = "hex_bytes")]
+    pub signature: [u8; 64],
+}
+
+fn message(sequence: u64, hash: &Hash) -> Vec<u8> {
+    let mut m = CONTEXT.to_vec();
+    m.extend_from_slice(&sequence.to_be_bytes());
+    m.extend_from_slice(hash);
+    m
+}
+
+impl SignedHead {
+    pub fn head(&self) -> Head {
+        Head { sequence: self.sequence, hash: self.hash }
+    }
+
+    /// Checks the signature, and that it was made by one of `trusted`.
+    pub fn verify(&self, trusted: &[PublicKey]) -> Result<(), String> {
+        if !trusted.contains(&self.public_key) {
+            return Err(format!("the head is signed by key {}, which is not a trusted key", hex(&self.public_key)));
+        }
+        UnparsedPublicKey::new(&ED25519, &self.public_key)
+            .verify(&message(self.sequence, &self.hash), &self.signature)
+            .map_err(|_| format!("the signature of head {} does not verify", self.sequence))
+    }
+}
+
+/// The server's signing key.
+pub struct Signer {
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("public_key", &hex(&self.public_key())).finish()
+    }
+}
+
+impl Signer {
+    /// A key that lives only as long as the process (tests, scratch ledgers).
+    pub fn ephemeral() -> Result<Signer, String> {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|e| e.to_string())?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
+        Ok(Signer { pair })
+    }
+
+    /// Loads the key of the data directory `dir`, making it on the first start.
+    pub fn load_or_create(dir: &Path) -> Result<Signer, String> {
+        let path = dir.join(KEY_FILE);
+        let pkcs8 = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path)?,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| format!("{} is not an Ed25519 key: {e}", path.display()))?;
+        let signer = Signer { pair };
+        let public = dir.join(PUBLIC_KEY_FILE);
+        std::fs::write(&public, format!("{}\n", hex(&signer.public_key())))
+            .map_err(|e| format!("cannot write {}: {e}", public.display()))?;
+        Ok(signer)
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.pair.public_key().as_ref().try_into().expect("an Ed25519 public key has 32 bytes")
+    }
+
+    pub fn sign(&self, head: Head) -> SignedHead {
+        let signature = self.pair.sign(&message(head.sequence, &head.hash));
+        SignedHead {
+            sequence: head.sequence,
+            hash: head.hash,
+            public_key: self.public_key(),
+            signature: signature.as_ref().try_into().expect("an Ed25519 signature has 64 bytes"),
+        }
+    }
+}
+
+/// Writes a new key, readable by its owner only, durably, before it is used.
+fn create(path: &PathBuf) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|e| e.to_string())?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(pkcs8.as_ref()).and_then(|()| file.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tracing::info!(path = %path.display(), "made the journal signing key");
+    Ok(pkcs8.as_ref().to_vec())
+}
+
+/// A public key given as 64 hex digits, or a file holding them (`signing-key.pub`).
+pub fn parse_public_key(text_or_path: &str) -> Result<PublicKey, String> {
+    let text = match std::fs::read_to_string(text_or_path) {
+        Ok(contents) => contents,
+        Err(_) => text_or_path.to_owned(),
+    };
+    let text = text.trim();
+    let bytes = from_hex(text).ok_or_else(|| format!("{text_or_path}: not 64 hex digits or a file holding them"))?;
+    bytes.try_into().map_err(|_| format!("{text_or_path}: an Ed25519 public key has 32 bytes"))
+}
+
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        super::from_hex(&text)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| serde::de::Error::custom(format!("expected {N} bytes in hex")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_verifies_under_its_key_only_and_not_once_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Signer::load_or_create(dir.path()).unwrap();
+        let again = Signer::load_or_create(dir.path()).unwrap();
+        assert_eq!(signer.public_key(), again.public_key(), "the key is kept");
+        let published = parse_public_key(dir.path().join(PUBLIC_KEY_FILE).to_str().unwrap()).unwrap();
+        assert_eq!(published, signer.public_key());
+        let signed = signer.sign(Head { sequence: 7, hash: [3; 32] });
+        signed.verify(&[published]).unwrap();
+        let json = serde_json::to_string(&signed).unwrap();
+        assert_eq!(serde_json::from_str::<SignedHead>(&json).unwrap(), signed);
+        let other = Signer::ephemeral().unwrap();
+        assert!(signed.verify(&[other.public_key()]).is_err(), "an untrusted key");
+        let forged = SignedHead { sequence: 8, ..signed.clone() };
+        assert!(forged.verify(&[published]).is_err(), "another sequence");
+        let forged = SignedHead { public_key: other.public_key(), ..signed };
+        assert!(forged.verify(&[other.public_key()]).is_err(), "a key swapped in");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the key is private");
+        }
+    }
+}
