@@ -102,8 +102,8 @@ fn upgrade_journal(dir: &Path, cache_bytes: u64) -> Result<(), OpenError> {
         after = Some(last.clone());
         let mut entries: Vec<Stored> = Vec::with_capacity(chunk.len());
         for (key, value) in &chunk {
-            let legacy: journal::legacy::LegacyEntry = postcard::from_bytes(value)
-                .map_err(|e| fail(format!("journal record {}: {e}", journal::hex(key))))?;
+            let legacy: journal::legacy::LegacyEntry =
+                postcard::from_bytes(value).map_err(|e| fail(format!("journal record {}: {e}", journal::hex(key))))?;
             let stored = legacy.to_stored();
             let entry = stored.decode().map_err(|e| fail(e.to_string()))?;
             let previous = entries.last().map_or(head, Stored::head);
@@ -119,7 +119,10 @@ fn upgrade_journal(dir: &Path, cache_bytes: u64) -> Result<(), OpenError> {
     drop(old);
     std::fs::rename(&upgrading, dir.join(JOURNAL_DIR)).map_err(|e| fail(e.to_string()))?;
     sync_dir(dir);
-    tracing::warn!(entries = head.sequence, "upgrading: the journal is converted; derived state is rebuilt from it next");
+    tracing::warn!(
+        entries = head.sequence,
+        "upgrading: the journal is converted; derived state is rebuilt from it next"
+    );
     Ok(())
 }
 

@@ -457,7 +457,8 @@ fn print_report(report: &ipledger::ledger::replay::Report) -> Result<(), ServeEr
 async fn verify(dir: &std::path::Path) -> Result<(), ServeError> {
     let limits = Limits { cache_bytes: 256 * 1024 * 1024, ..Limits::default() };
     let (ledger, writer) = server::open_ledger(dir, &limits).await?;
-    let scratch = ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
+    let scratch =
+        ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
     let report = ledger.verify(scratch.store()).await;
     drop(scratch);
     drop(ledger);
@@ -501,7 +502,10 @@ async fn restore(
     }
     let held = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
     if held {
-        return Err(ServeError::Ledger(LedgerError::refused("DATA_DIR_NOT_EMPTY", "restore needs a new, empty data directory")));
+        return Err(ServeError::Ledger(LedgerError::refused(
+            "DATA_DIR_NOT_EMPTY",
+            "restore needs a new, empty data directory",
+        )));
     }
     let reader: Box<dyn BufRead + Send> = if input.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -562,7 +566,8 @@ fn restore_blocking(
         None if trusted.is_empty() => eprintln!("warning: the dump has no signed head (--allow-unsigned)"),
         None => return Err(refused("the dump has no signed head, and --trusted-key asks for one".to_owned())),
     }
-    let scratch = ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
+    let scratch =
+        ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
     let report = ipledger::ledger::replay::verify(opened.journal.as_ref(), &derived, scratch.store())?;
     Ok((head, report))
 }

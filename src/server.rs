@@ -176,7 +176,11 @@ pub async fn open_ledger(dir: &Path, limits: &Limits) -> Result<(Ledger, crate::
         if opened.upgraded {
             crate::datadir::finish_upgrade(&open_dir)?;
         }
-        tracing::info!(public_key, file = crate::ledger::signing::PUBLIC_KEY_FILE, "journal heads are signed with this key");
+        tracing::info!(
+            public_key,
+            file = crate::ledger::signing::PUBLIC_KEY_FILE,
+            "journal heads are signed with this key"
+        );
         Ok((ledger, writer))
     });
     started.await.map_err(|e| std::io::Error::other(e.to_string()))?
@@ -275,7 +279,8 @@ pub async fn serve(
         Some(engines) => {
             // The directory still receives the first admin's token.
             std::fs::create_dir_all(&config.data_dir)?;
-            let signer = crate::ledger::signing::Signer::load_or_create(&config.data_dir).map_err(ServeError::AdminToken)?;
+            let signer =
+                crate::ledger::signing::Signer::load_or_create(&config.data_dir).map_err(ServeError::AdminToken)?;
             Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, limits.write_queue_max)?
         }
         None => open_ledger(&config.data_dir, limits).await?,

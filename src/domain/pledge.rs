@@ -500,12 +500,23 @@ mod tests {
             reason: Reason::parse("renegotiated").unwrap(),
             effective_on: None,
         };
-        let mut versions = vec![Pledge::register(Uuid::nil(), RegistrationNumber::assigned(content.registered_on, 7), content, me(), 10)];
+        let mut versions = vec![Pledge::register(
+            Uuid::nil(),
+            RegistrationNumber::assigned(content.registered_on, 7),
+            content,
+            me(),
+            10,
+        )];
         for (at, amount, end) in [(20, "150", "2023-01-01"), (30, "90", "2022-06-30"), (40, "400", "2025-01-01")] {
-            let next = versions.last().unwrap().change(&amend(amount, end), Uuid::from_u128(at as u128), me(), at).unwrap();
+            let next =
+                versions.last().unwrap().change(&amend(amount, end), Uuid::from_u128(at as u128), me(), at).unwrap();
             versions.push(next);
         }
-        let release = Release { released_on: parse_date("2024-01-01").unwrap(), reason: ReleaseReason::Repaid, note: Note::parse("").unwrap() };
+        let release = Release {
+            released_on: parse_date("2024-01-01").unwrap(),
+            reason: ReleaseReason::Repaid,
+            note: Note::parse("").unwrap(),
+        };
         versions.push(versions.last().unwrap().release(release, me(), 50).unwrap());
         let last = versions.last().unwrap();
         assert_eq!(last.as_at(9), None);

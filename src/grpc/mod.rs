@@ -133,7 +133,8 @@ impl Api {
         match &self.scratch_dir {
             None => self.ledger.verify(Arc::new(crate::store::MemoryStore::default())).await,
             Some(dir) => {
-                let scratch = crate::datadir::Scratch::create(dir).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+                let scratch =
+                    crate::datadir::Scratch::create(dir).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
                 let report = self.ledger.verify(scratch.store()).await;
                 drop(scratch);
                 report
@@ -435,10 +436,8 @@ impl pb::pledge_service_server::PledgeService for Api {
             in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p))?;
             let token = request.get_ref().page_token.clone();
             let journal = self.ledger.journal().clone();
-            let (versions, next_page_token) = self
-                .ledger
-                .read(move |s| query::pledge_history(s, journal.as_ref(), id, page_size, &token))
-                .await?;
+            let (versions, next_page_token) =
+                self.ledger.read(move |s| query::pledge_history(s, journal.as_ref(), id, page_size, &token)).await?;
             Ok(pb::GetPledgeHistoryResponse {
                 versions: versions.iter().map(|(entry, pledge)| convert::pledge_version_to_pb(entry, pledge)).collect(),
                 next_page_token,

@@ -5,8 +5,8 @@
 
 use super::journal::{self, Entry, Event, Head, RequestKey, Stored};
 use super::keys;
-use super::projector::{RequestRecord, Resource};
 use super::principals::{BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding, PrincipalRecord};
+use super::projector::{RequestRecord, Resource};
 use super::tx::Tx;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
 use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release};
@@ -63,7 +63,6 @@ impl Command {
             Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
         }
     }
-
 }
 
 /// What a write produced: the resource as it now is.
@@ -127,7 +126,11 @@ fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, Ledg
         Resource::CreditLine(id) => {
             let line = load_line(tx, id)?.ok_or_else(|| missing("credit line"))?;
             // A line's content never changes; what its creation returned had nothing drawn yet.
-            Ok(Outcome::CreditLine(CreditLine { drawn: crate::domain::money::Money::ZERO, update_time: line.create_time, ..line }))
+            Ok(Outcome::CreditLine(CreditLine {
+                drawn: crate::domain::money::Money::ZERO,
+                update_time: line.create_time,
+                ..line
+            }))
         }
     }
 }
@@ -152,12 +155,7 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
 }
 
 /// Checks the state-dependent rules and builds the event and the response; writes nothing.
-fn decide(
-    tx: &mut Tx<'_>,
-    actor: &Principal,
-    command: &Command,
-    now: Micros,
-) -> Result<(Event, Outcome), LedgerError> {
+fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) -> Result<(Event, Outcome), LedgerError> {
     let by = actor.name.clone();
     match command {
         Command::RegisterPledge { pledge, .. } => {
@@ -315,26 +313,28 @@ fn register(tx: &mut Tx<'_>, actor: &Principal, content: &NewPledge, now: Micros
     Ok(Pledge::register(Uuid::now_v7(), registration_number, content.clone(), actor.name.clone(), now))
 }
 
-/// The principal that the offline `ipledger token` commands write as (no stored record).
-pub const OPERATOR: &str = "operator";
-
 /// Decides a restored entry again under the ledger's rules, as its principal at its time, against
 /// the state the entries before it built: a dump whose entries the rules would have refused (a
 /// principal created by a bank, a pledge moved by another bank, a right pledged twice, a credit
 /// line overdrawn, content the parsers refuse) is refused entry by entry, whatever its hashes say.
 pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     let refused = |why: String| {
-        LedgerError::refused("ENTRY_REFUSED", format!("entry {}: {why}", entry.sequence)).with("sequence", entry.sequence)
+        LedgerError::refused("ENTRY_REFUSED", format!("entry {}: {why}", entry.sequence))
+            .with("sequence", entry.sequence)
     };
     let actor = match tx.get::<PrincipalRecord>(&keys::principal(&entry.principal))? {
         Some(record) if record.principal.revoke_time.is_none() => record.principal,
         Some(_) => return Err(refused(format!("{} was revoked before it", entry.principal))),
-        None if entry.principal.as_str() == OPERATOR => Principal {
-            name: entry.principal.clone(),
-            role: Role::Admin,
-            create_time: 0,
-            revoke_time: None,
-        },
+        // The names the ledger itself writes under (the first admin's creation, the offline token
+        // commands), reserved so that no caller can hold them: they manage principals only.
+        None if crate::domain::principal::RESERVED_NAMES.contains(&entry.principal.as_str())
+            && matches!(
+                entry.event,
+                Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. }
+            ) =>
+        {
+            Principal { name: entry.principal.clone(), role: Role::Admin, create_time: 0, revoke_time: None }
+        }
         None => return Err(refused(format!("{} is not a principal", entry.principal))),
     };
     let request_id = entry.request.map(|r| r.id);
@@ -372,7 +372,10 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
 
 /// The request an entry answered.
 fn command_of(entry: &Entry, request_id: Option<Uuid>) -> Result<Command, LedgerError> {
-    let id = || request_id.ok_or_else(|| LedgerError::invalid_field("request", "a pledge or credit-line entry has a request id"));
+    let id = || {
+        request_id
+            .ok_or_else(|| LedgerError::invalid_field("request", "a pledge or credit-line entry has a request id"))
+    };
     Ok(match &entry.event {
         Event::PledgeRegistered { pledge } => {
             let c = pledge.content.clone();

@@ -24,7 +24,7 @@ pub fn decode_first<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::events::{AsOfDelta, YearSums};
+    use crate::ledger::projector::{AsOfDelta, YearSums};
 
     #[test]
     fn the_first_field_of_a_year_is_its_total() {

@@ -170,7 +170,12 @@ impl Derived {
             Ok(()) => {
                 // Only now: a reader that misses the frozen overlay finds its writes in the base.
                 *self.frozen.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-                tracing::debug!(keys, through = overlay.through.sequence, ms = started.elapsed().as_millis() as u64, "checkpoint written");
+                tracing::debug!(
+                    keys,
+                    through = overlay.through.sequence,
+                    ms = started.elapsed().as_millis() as u64,
+                    "checkpoint written"
+                );
             }
             Err(e) => {
                 // The frozen overlay stays readable; the writer learns of it at its next checkpoint.
@@ -283,7 +288,10 @@ mod tests {
     }
 
     fn keys_of(entries: Vec<Entry>) -> Vec<String> {
-        entries.into_iter().map(|(k, v)| format!("{}={}", String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect()
+        entries
+            .into_iter()
+            .map(|(k, v)| format!("{}={}", String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect()
     }
 
     #[test]
@@ -299,7 +307,10 @@ mod tests {
         assert_eq!(derived.get(b"a2").unwrap().as_deref(), Some(&b"two"[..]));
         assert_eq!(derived.get(b"a5").unwrap().as_deref(), Some(&b"base"[..]));
         let all = keys_of(derived.scan(b"a", None, 100).unwrap());
-        assert_eq!(all, ["a0=base", "a2=two", "a3=one", "a45=two", "a5=base", "a6=base", "a7=base", "a8=base", "a9=base"]);
+        assert_eq!(
+            all,
+            ["a0=base", "a2=two", "a3=one", "a45=two", "a5=base", "a6=base", "a7=base", "a8=base", "a9=base"]
+        );
         // Page by page, with every page limit, the same keys in the same order.
         for limit in 1..5 {
             let mut paged = Vec::new();

@@ -65,7 +65,9 @@ pub fn parse(text: &str) -> Result<Line, String> {
 /// The hash of an entry's bytes, computed as its version defines it (never taken on trust).
 pub fn hash_of(sequence: u64, bytes: &[u8]) -> Result<Hash, String> {
     match bytes.first() {
-        Some(&journal::format::VERSION) => Ok(sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), bytes)).into()),
+        Some(&journal::format::VERSION) => {
+            Ok(sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), bytes)).into())
+        }
         Some(&journal::legacy::VERSION) => {
             let legacy: journal::legacy::LegacyEntry =
                 postcard::from_bytes(&bytes[1..]).map_err(|e| format!("entry {sequence}: {e}"))?;

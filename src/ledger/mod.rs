@@ -60,7 +60,8 @@ fn check_layout(journal: &dyn journal::Journal, base: &dyn Store) -> Result<(), 
 
 /// Marks an empty derived-state store with this build's layout (a restore fills it).
 pub fn mark_layout(base: &dyn Store) -> Result<(), LedgerError> {
-    let batch = crate::store::Batch { ops: vec![(keys::META_DERIVED_LAYOUT.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
+    let batch =
+        crate::store::Batch { ops: vec![(keys::META_DERIVED_LAYOUT.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
     base.commit(batch).map_err(|e| LedgerError::Unavailable(e.to_string()))
 }
 
@@ -328,8 +329,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_stops_at_its_callers_deadline() {
-        let (ledger, writer) =
-            Ledger::start(Arc::new(journal::MemoryJournal::default()), Arc::new(MemoryStore::default()), signing::Signer::ephemeral().unwrap(), 16).unwrap();
+        let (ledger, writer) = Ledger::start(
+            Arc::new(journal::MemoryJournal::default()),
+            Arc::new(MemoryStore::default()),
+            signing::Signer::ephemeral().unwrap(),
+            16,
+        )
+        .unwrap();
         let accesses = Arc::new(AtomicUsize::new(0));
         let counted = accesses.clone();
         // A read that would go on for a minute, one store access every millisecond.

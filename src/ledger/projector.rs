@@ -145,8 +145,9 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::token(&record.token_hash), &record.principal.name);
         }
         Event::PrincipalRevoked { name } => {
-            let mut after: PrincipalRecord =
-                tx.get(&keys::principal(name))?.ok_or_else(|| broken(format!("revoked principal {name} is missing")))?;
+            let mut after: PrincipalRecord = tx
+                .get(&keys::principal(name))?
+                .ok_or_else(|| broken(format!("revoked principal {name} is missing")))?;
             after.principal.revoke_time = Some(entry.at);
             tx.put(keys::principal(name), &after);
             tx.delete(keys::token(&after.token_hash));
@@ -166,13 +167,8 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             Event::CreditLineCreated { line } => Resource::CreditLine(line.id),
             other => return Err(broken(format!("a {} entry with a request id", other.name()))),
         };
-        let record = RequestRecord {
-            fingerprint: request.fingerprint,
-            form: request.form,
-            sequence,
-            at: entry.at,
-            resource,
-        };
+        let record =
+            RequestRecord { fingerprint: request.fingerprint, form: request.form, sequence, at: entry.at, resource };
         tx.put(keys::request(&entry.principal, request.id), &record);
     }
     Ok(())

@@ -3,9 +3,9 @@
 
 use super::codec;
 use super::journal::{self, Entry, Journal};
-use super::projector::AsOfDelta;
 use super::keys;
 use super::principals::PrincipalRecord;
+use super::projector::AsOfDelta;
 use crate::domain::LedgerError;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{Bucket, Dimension, Row};
@@ -590,9 +590,10 @@ pub fn journal_entries(journal: &dyn Journal, from: u64, to: u64, limit: usize) 
 pub fn pledge_after(store: &dyn Store, entry: &Entry) -> Result<Option<Pledge>, LedgerError> {
     let Some(id) = entry.event.pledge_id() else { return Ok(None) };
     let current = pledge(store, id)?;
-    current.as_at(entry.at).map(Some).ok_or_else(|| {
-        LedgerError::Internal(format!("pledge {id} has no version at entry {}", entry.sequence))
-    })
+    current
+        .as_at(entry.at)
+        .map(Some)
+        .ok_or_else(|| LedgerError::Internal(format!("pledge {id} has no version at entry {}", entry.sequence)))
 }
 
 /// A page of a pledge's journal entries, oldest first (registration, every change, release), each
@@ -614,9 +615,9 @@ pub fn pledge_history(
         let stored = journal::read_one(journal, sequence)?
             .ok_or_else(|| LedgerError::Internal(format!("history names missing journal entry {sequence}")))?;
         let entry = stored.decode()?;
-        let version = current.as_at(entry.at).ok_or_else(|| {
-            LedgerError::Internal(format!("pledge {id} has no version at entry {sequence}"))
-        })?;
+        let version = current
+            .as_at(entry.at)
+            .ok_or_else(|| LedgerError::Internal(format!("pledge {id} has no version at entry {sequence}")))?;
         Ok(Some(((entry, version), stored.bytes.len() + current_bytes)))
     })
 }

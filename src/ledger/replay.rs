@@ -170,7 +170,9 @@ fn check_chain(journal: &dyn Journal, head: Head, report: &mut Report) -> Result
     walk(journal, 1, head.sequence, |stored, entry| {
         let expected_sequence = previous.sequence + 1;
         let fault = match entry {
-            Err(e) => Some(("entry".to_owned(), "a decodable entry whose hash covers its bytes".to_owned(), e.to_string())),
+            Err(e) => {
+                Some(("entry".to_owned(), "a decodable entry whose hash covers its bytes".to_owned(), e.to_string()))
+            }
             Ok(entry) if entry.sequence != expected_sequence => {
                 Some(("sequence".to_owned(), expected_sequence.to_string(), entry.sequence.to_string()))
             }
@@ -205,7 +207,11 @@ fn check_chain(journal: &dyn Journal, head: Head, report: &mut Report) -> Result
 }
 
 /// Applies entries 1..=through into `rebuilt`; a divergence when one does not apply.
-fn rebuild_into(journal: &dyn Journal, rebuilt: &Arc<Derived>, through: Head) -> Result<Option<Divergence>, LedgerError> {
+fn rebuild_into(
+    journal: &dyn Journal,
+    rebuilt: &Arc<Derived>,
+    through: Head,
+) -> Result<Option<Divergence>, LedgerError> {
     let mut next = 1;
     while next <= through.sequence {
         let chunk = journal.read(next, CHUNK.min((through.sequence - next + 1) as usize))?;
@@ -292,7 +298,7 @@ impl<'a> Cursor<'a> {
         Cursor { store, prefix, buffer: Default::default(), after: None, done: false }
     }
 
-    fn peek(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, LedgerError> {
+    fn peek(&mut self) -> Result<Option<crate::store::Entry>, LedgerError> {
         if self.buffer.is_empty() && !self.done {
             let chunk = self.store.scan(self.prefix, self.after.as_deref(), CHUNK).map_err(unavailable)?;
             self.done = chunk.len() < CHUNK;
@@ -332,7 +338,6 @@ fn last_writer(journal: &dyn Journal, through: u64, key: &[u8], scratch: &dyn St
     Ok(writer)
 }
 
-
 /// Builds a ledger from a dump's entries into an empty journal and derived state: checks each
 /// entry's bytes and its link to the one before, decides it again under the ledger's rules as its
 /// principal at its time (`apply::validate`), then appends and applies it, a chunk at a time.
@@ -350,20 +355,24 @@ pub fn restore(
     let mut appended = Head::default();
     let mut pending: Vec<Stored> = Vec::with_capacity(CHUNK);
     let mut tx = Tx::new(derived.as_ref());
-    let flush = |pending: &mut Vec<Stored>, tx: Tx<'_>, appended: &mut Head, through: Head| -> Result<(), LedgerError> {
-        *appended = journal.append(*appended, pending)?;
-        pending.clear();
-        derived.apply(tx.into_batch(), through).map_err(unavailable)?;
-        if derived.checkpoint_due() {
-            derived.checkpoint().map_err(unavailable)?;
-        }
-        Ok(())
-    };
+    let flush =
+        |pending: &mut Vec<Stored>, tx: Tx<'_>, appended: &mut Head, through: Head| -> Result<(), LedgerError> {
+            *appended = journal.append(*appended, pending)?;
+            pending.clear();
+            derived.apply(tx.into_batch(), through).map_err(unavailable)?;
+            if derived.checkpoint_due() {
+                derived.checkpoint().map_err(unavailable)?;
+            }
+            Ok(())
+        };
     for (line, stored) in entries.into_iter().enumerate() {
         let stored = stored.map_err(|e| LedgerError::invalid_field(format!("line {}", line + 1), e))?;
         let broken = |what: &str| {
-            LedgerError::refused("JOURNAL_CHAIN_BROKEN", format!("entry {} (line {}): {what}", stored.sequence, line + 1))
-                .with("sequence", stored.sequence)
+            LedgerError::refused(
+                "JOURNAL_CHAIN_BROKEN",
+                format!("entry {} (line {}): {what}", stored.sequence, line + 1),
+            )
+            .with("sequence", stored.sequence)
         };
         let entry = stored.decode().map_err(|e| broken(&e.to_string()))?;
         if entry.sequence != previous.sequence + 1 {

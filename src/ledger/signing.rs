@@ -81,7 +81,8 @@ impl Signer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path)?,
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| format!("{} is not an Ed25519 key: {e}", path.display()))?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| format!("{} is not an Ed25519 key: {e}", path.display()))?;
         let signer = Signer { pair };
         let public = dir.join(PUBLIC_KEY_FILE);
         std::fs::write(&public, format!("{}\n", hex(&signer.public_key())))
@@ -113,7 +114,9 @@ fn create(path: &PathBuf) -> Result<Vec<u8>, String> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(pkcs8.as_ref()).and_then(|()| file.sync_all()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.write_all(pkcs8.as_ref())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     tracing::info!(path = %path.display(), "made the journal signing key");
     Ok(pkcs8.as_ref().to_vec())
 }

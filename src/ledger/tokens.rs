@@ -62,7 +62,10 @@ mod tests {
     #[tokio::test]
     async fn bindings_authenticate_until_revoked_and_are_loaded_again_at_start() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-        let (ledger, writer) = Ledger::start(store.clone(), 16).unwrap();
+        let journal: Arc<dyn crate::ledger::journal::Journal> =
+            Arc::new(crate::ledger::journal::MemoryJournal::default());
+        let signer = || crate::ledger::signing::Signer::ephemeral().unwrap();
+        let (ledger, writer) = Ledger::start(journal.clone(), store.clone(), signer(), 16).unwrap();
         let subject = CertificateBinding::Subject("CN=teller,O=Bank A".to_owned());
         let dns = CertificateBinding::DnsName("teller.bank-a.example".to_owned());
         for name in ["bank-a", "bank-b"] {
@@ -81,7 +84,7 @@ mod tests {
         drop(ledger);
         writer.join();
 
-        let (ledger, writer) = Ledger::start(store, 16).unwrap();
+        let (ledger, writer) = Ledger::start(journal, store, signer(), 16).unwrap();
         assert_eq!(found(&ledger, std::slice::from_ref(&subject)).as_deref(), Some("bank-a"), "loaded at start");
         revoke(&ledger, &admin(), bank_a).await.unwrap();
         assert_eq!(found(&ledger, &[subject]), None, "revoked");

@@ -207,8 +207,16 @@ impl Writer {
         match &end {
             GroupEnd::Committed => {
                 crate::metrics::METRICS.group_requests.observe(replies.len() as f64);
-                crate::metrics::METRICS.commit_seconds.observe(started.elapsed().as_secs_f64() - executed_us as f64 / 1e6);
-                tracing::debug!(requests = replies.len(), entries = appended.len(), executed_us, elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+                crate::metrics::METRICS
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64() - executed_us as f64 / 1e6);
+                tracing::debug!(
+                    requests = replies.len(),
+                    entries = appended.len(),
+                    executed_us,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "group committed"
+                );
                 answer(replies);
             }
             GroupEnd::NotWritten | GroupEnd::Stop(_) => {
@@ -226,7 +234,10 @@ impl Writer {
         let target = entries.last().map(Stored::head).unwrap_or(expected);
         let error = match self.targets.journal.append(expected, entries) {
             Ok(head) if head == target => return Ok(()),
-            Ok(head) => JournalError::OutcomeUnknown(format!("the append returned head {}, not {}", head.sequence, target.sequence)),
+            Ok(head) => JournalError::OutcomeUnknown(format!(
+                "the append returned head {}, not {}",
+                head.sequence, target.sequence
+            )),
             Err(e) => e,
         };
         tracing::error!(error = %error, entries = entries.len(), "journal append failed");
@@ -236,7 +247,9 @@ impl Writer {
                 Ok(head) if head == expected => Err(GroupEnd::NotWritten),
                 // Everything is there: the group is committed after all.
                 Ok(head) if head == target => Ok(()),
-                Ok(head) => Err(GroupEnd::Stop(format!("the journal's head is {} after a failed append", head.sequence))),
+                Ok(head) => {
+                    Err(GroupEnd::Stop(format!("the journal's head is {} after a failed append", head.sequence)))
+                }
                 Err(e) => Err(GroupEnd::Stop(format!("the journal's head is unknown after a failed append: {e}"))),
             },
             JournalError::HeadMoved { .. } | JournalError::Corrupt(_) => Err(GroupEnd::Stop(error.to_string())),
@@ -306,28 +319,73 @@ mod tests {
     use crate::domain::principal::Role;
     use crate::domain::region::Region;
     use crate::domain::text::{Name, Note, parse_date};
-    use crate::store::{Access, Guarded, MemoryStore, StoreError};
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use crate::ledger::journal::MemoryJournal;
+    use crate::store::{MemoryStore, Store};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use uuid::Uuid;
 
-    /// A disk whose commits can be made to fail, counting the commits it makes.
-    #[derive(Default)]
-    struct Disk {
-        fail: AtomicBool,
-        commits: AtomicUsize,
+    /// How the next append of a `Flaky` journal fails.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Fault {
+        None,
+        /// Refused before anything was written.
+        Unavailable,
+        /// Lost on the way: nothing written, outcome unknown to the writer.
+        LostBeforeWrite,
+        /// Written, then the acknowledgement was lost.
+        LostAfterWrite,
+        /// Another writer appended first.
+        Fenced,
     }
 
-    /// An in-memory store on `disk`.
-    fn flaky(disk: Arc<Disk>) -> Arc<dyn Store> {
-        Arc::new(Guarded::new(Arc::new(MemoryStore::default()), move |access| {
-            if access == Access::Commit {
-                if disk.fail.load(Ordering::SeqCst) {
-                    return Err(StoreError("disk on fire".to_owned()));
+    /// A journal whose appends fail as told, counting the appends that wrote.
+    #[derive(Default)]
+    struct Flaky {
+        inner: MemoryJournal,
+        fault: Mutex<Option<Fault>>,
+        appends: AtomicUsize,
+    }
+
+    impl Flaky {
+        fn fail_next(&self, fault: Fault) {
+            *self.fault.lock().unwrap() = Some(fault);
+        }
+    }
+
+    impl Journal for Flaky {
+        fn append(&self, expected: Head, entries: &[Stored]) -> Result<Head, JournalError> {
+            let fault = self.fault.lock().unwrap().take().unwrap_or(Fault::None);
+            let unknown = || JournalError::OutcomeUnknown("connection reset".to_owned());
+            match fault {
+                Fault::None => {}
+                Fault::Unavailable => return Err(JournalError::Unavailable("disk on fire".to_owned())),
+                Fault::LostBeforeWrite => return Err(unknown()),
+                Fault::LostAfterWrite => {
+                    self.inner.append(expected, entries)?;
+                    self.appends.fetch_add(1, Ordering::SeqCst);
+                    return Err(unknown());
                 }
-                disk.commits.fetch_add(1, Ordering::SeqCst);
+                Fault::Fenced => {
+                    return Err(JournalError::HeadMoved { expected: expected.sequence, found: expected.sequence + 1 });
+                }
             }
-            Ok(())
-        }))
+            let head = self.inner.append(expected, entries)?;
+            self.appends.fetch_add(1, Ordering::SeqCst);
+            Ok(head)
+        }
+
+        fn read(&self, from: u64, limit: usize) -> Result<Vec<Stored>, JournalError> {
+            self.inner.read(from, limit)
+        }
+
+        fn head(&self) -> Result<Head, JournalError> {
+            self.inner.head()
+        }
+
+        fn size_on_disk(&self) -> Result<u64, JournalError> {
+            Ok(0)
+        }
     }
 
     fn create_line(request_id: Uuid) -> Command {
@@ -363,10 +421,18 @@ mod tests {
         send(sender, admin("admin"), command).blocking_recv().unwrap()
     }
 
+    fn start(journal: Arc<dyn Journal>) -> (Spawned, Arc<Derived>) {
+        let derived = Derived::new(Arc::new(MemoryStore::default())).unwrap();
+        let targets = Targets { journal, derived: derived.clone(), principals: Arc::default() };
+        (spawn(targets, 16).unwrap(), derived)
+    }
+
     #[test]
     fn writes_queued_before_their_principals_revocation_are_refused() {
+        let derived = Derived::new(Arc::new(MemoryStore::default())).unwrap();
         let principals = Arc::new(Principals::default());
-        let Spawned { sender, handle, .. } = spawn(Arc::new(MemoryStore::default()), principals.clone(), 16).unwrap();
+        let targets = Targets { journal: Arc::new(MemoryJournal::default()), derived, principals: principals.clone() };
+        let Spawned { sender, handle, .. } = spawn(targets, 16).unwrap();
         let name = |n: &str| crate::domain::principal::PrincipalName::parse(n).unwrap();
         for n in ["a", "b"] {
             let command =
@@ -375,7 +441,7 @@ mod tests {
         }
         // Hold the writer so that a's revocation and a's next write land in one group.
         let (release, hold) = std::sync::mpsc::channel::<()>();
-        sender.blocking_send(Job::Exclusive(Box::new(move |_| hold.recv().unwrap()))).unwrap();
+        sender.blocking_send(Job::Exclusive(Box::new(move || hold.recv().unwrap()))).unwrap();
         let revoke = send(&sender, admin("b"), Command::RevokePrincipal { name: name("a") });
         let after_in_group = send(&sender, admin("a"), create_line(Uuid::new_v4()));
         let unrelated = send(&sender, admin("b"), create_line(Uuid::new_v4()));
@@ -391,22 +457,44 @@ mod tests {
         handle.join().unwrap();
     }
 
-    #[test]
-    fn replays_need_no_commit_and_a_failed_commit_stops_all_writes() {
-        let store = Arc::new(Disk::default());
-        let Spawned { sender, handle, writes_stopped, .. } = spawn(flaky(store.clone()), Arc::default(), 16).unwrap();
-        let id = Uuid::new_v4();
-        let (_, replayed) = submit(&sender, create_line(id)).unwrap();
-        assert!(!replayed);
-        assert_eq!(store.commits.load(Ordering::SeqCst), 1);
-        let (_, replayed) = submit(&sender, create_line(id)).unwrap();
-        assert!(replayed);
-        assert_eq!(store.commits.load(Ordering::SeqCst), 1, "a replay of a committed write writes nothing");
+    /// The credit lines derived state shows.
+    fn lines(derived: &Derived) -> usize {
+        derived.scan(crate::ledger::keys::CREDIT_LINES, None, 100).unwrap().len()
+    }
 
-        store.fail.store(true, Ordering::SeqCst);
+    #[test]
+    fn a_failed_append_leaves_nothing_visible_and_the_writer_resumes_when_the_head_shows_what_was_written() {
+        let journal = Arc::new(Flaky::default());
+        let (Spawned { sender, handle, writes_stopped, committed }, derived) = start(journal.clone());
+        let id = Uuid::new_v4();
+        let (_, replayed, sequence) = submit(&sender, create_line(id)).unwrap();
+        assert_eq!((replayed, sequence, *committed.borrow()), (false, 1, 1));
+        let (_, replayed, _) = submit(&sender, create_line(id)).unwrap();
+        assert!(replayed);
+        assert_eq!(journal.appends.load(Ordering::SeqCst), 1, "a replay of a committed write writes nothing");
+
+        // Refused, or lost before it was written: the caller is told it failed, nothing of it is
+        // visible, and the next write goes through without a restart.
+        for fault in [Fault::Unavailable, Fault::LostBeforeWrite] {
+            journal.fail_next(fault);
+            let (shown, head) = (lines(&derived), *committed.borrow());
+            let id = Uuid::new_v4();
+            assert!(matches!(submit(&sender, create_line(id)), Err(LedgerError::Unavailable(_))), "{fault:?}");
+            assert_eq!(lines(&derived), shown, "{fault:?}: nothing of a failed group is visible");
+            assert_eq!(*committed.borrow(), head);
+            let (_, replayed, sequence) = submit(&sender, create_line(id)).unwrap();
+            assert!(!replayed, "{fault:?}: the retry is a new write, not a replay of a failure");
+            assert_eq!(sequence, journal.head().unwrap().sequence);
+        }
         assert!(!*writes_stopped.borrow());
+        // Written, acknowledgement lost: the head shows it, so it is committed after all.
+        journal.fail_next(Fault::LostAfterWrite);
+        let (_, replayed, sequence) = submit(&sender, create_line(Uuid::new_v4())).unwrap();
+        assert!(!replayed);
+        assert_eq!((sequence, lines(&derived)), (4, 4));
+        // Another writer appended: this one is stale and stops writing.
+        journal.fail_next(Fault::Fenced);
         assert!(matches!(submit(&sender, create_line(Uuid::new_v4())), Err(LedgerError::Unavailable(_))));
-        // Signalled right after the failed group's callers are answered.
         for _ in 0..1000 {
             if *writes_stopped.borrow() {
                 break;
@@ -414,10 +502,8 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(*writes_stopped.borrow(), "health learns that writes stopped");
-        store.fail.store(false, Ordering::SeqCst);
-        // The store may be in any state now: the writer refuses to build on it.
         assert!(matches!(submit(&sender, create_line(Uuid::new_v4())), Err(LedgerError::Unavailable(_))));
-        assert_eq!(store.commits.load(Ordering::SeqCst), 1);
+        assert_eq!(journal.head().unwrap().sequence, 4);
         drop(sender);
         handle.join().unwrap();
     }

@@ -4,7 +4,6 @@
 
 use crate::credit_lines::line;
 use crate::helpers::*;
-use ipledger::ledger::journal;
 use ipledger::proto::journal_service_client::JournalServiceClient;
 use ipledger::proto::*;
 use ipledger::store::{Batch, SledStore, Store};
@@ -97,7 +96,9 @@ async fn the_chain_verifies_after_thousands_of_writes_and_restarts() {
     drop(temp);
 }
 
-fn tamper(store: &SledStore, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
+/// Changes the value at `key` of the sled database in `dir` (the journal's or derived state's).
+fn tamper(dir: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
+    let store = SledStore::open(dir, 16 << 20).unwrap();
     let mut value = store.get(key).unwrap().expect("the key exists");
     f(&mut value);
     store.commit(Batch { ops: vec![(key.to_vec(), Some(value))] }).unwrap();
@@ -127,30 +128,28 @@ async fn a_flipped_byte_is_reported_at_its_sequence() {
     let (ok, text) = verify_cli(&dir);
     assert!(ok, "{text}");
 
-    let store = SledStore::open(&dir, 16 << 20).unwrap();
-    assert_eq!(journal::verify(&store).unwrap().divergence, None);
     // One byte of entry 17 (inside its event): the chain breaks exactly there.
-    let key = ipledger::ledger::keys::journal(17);
+    let journal_dir = dir.join(ipledger::datadir::JOURNAL_DIR);
+    let key = 17u64.to_be_bytes();
     let flip = |v: &mut Vec<u8>| {
-        let at = v.len() / 2;
+        let at = 32 + (v.len() - 32) / 2;
         v[at] ^= 0x01;
     };
-    tamper(&store, &key, flip);
-    let d = journal::verify(&store).unwrap().divergence.expect("detected");
-    assert_eq!(d.sequence, 17, "{d:?}");
-    tamper(&store, &key, flip);
-    assert_eq!(journal::verify(&store).unwrap().divergence, None, "restored byte verifies again");
+    tamper(&journal_dir, &key, flip);
+    let (ok, text) = verify_cli(&dir);
+    assert!(!ok && text.contains("DIVERGENCE at sequence 17"), "{text}");
+    tamper(&journal_dir, &key, flip);
+    let (ok, text) = verify_cli(&dir);
+    assert!(ok, "restored byte verifies again: {text}");
 
     // One byte of a derived record (the national exposure row): named by key, with the entry that
     // last wrote it.
-    let row_key = store.scan(b"A0", None, 1).unwrap()[0].0.clone();
-    tamper(&store, &row_key, |v| v[0] ^= 0x01);
-    let d = journal::verify(&store).unwrap().divergence.expect("detected");
-    assert!(d.key.starts_with('A'), "{d:?}");
-    assert!(d.sequence > 0 && d.expected != d.found, "{d:?}");
-    drop(store);
+    let derived_dir = dir.join(ipledger::datadir::DERIVED_DIR);
+    let row_key = SledStore::open(&derived_dir, 16 << 20).unwrap().scan(b"A0", None, 1).unwrap()[0].0.clone();
+    tamper(&derived_dir, &row_key, |v| v[0] ^= 0x01);
     let (ok, text) = verify_cli(&dir);
-    assert!(!ok && text.contains(&format!("DIVERGENCE at sequence {}", d.sequence)), "{text}");
+    assert!(!ok && text.contains("DIVERGENCE at sequence") && text.contains("key:      A"), "{text}");
+    assert!(!text.contains("DIVERGENCE at sequence 0"), "the entry that last wrote it is named: {text}");
     drop(temp);
 }
 
@@ -265,9 +264,30 @@ async fn a_watcher_that_reconnects_sees_every_event_exactly_once() {
     assert!(feed.message().await.map_or(true, |m| m.is_none()));
 }
 
-fn all_keys(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let store = SledStore::open(dir, 16 << 20).unwrap();
-    store.scan(b"", None, usize::MAX).unwrap().into_iter().filter(|(k, _)| k.as_slice() != b"Mclock").collect()
+/// Every record of a data directory's journal and derived state.
+fn all_keys(dir: &Path) -> BTreeMap<(String, Vec<u8>), Vec<u8>> {
+    let mut all = BTreeMap::new();
+    for part in [ipledger::datadir::JOURNAL_DIR, ipledger::datadir::DERIVED_DIR] {
+        let store = SledStore::open(&dir.join(part), 16 << 20).unwrap();
+        for (k, v) in store.scan(b"", None, usize::MAX).unwrap() {
+            all.insert((part.to_owned(), k), v);
+        }
+    }
+    all
+}
+
+/// Runs `ipledger restore` of `dump` into `into` with these extra arguments.
+fn restore_cli(dump: &Path, into: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["restore", "--input"])
+        .arg(dump)
+        .arg("--data-dir")
+        .arg(into)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
 }
 
 // The CLI is a blocking child process talking to the in-process server: two worker threads.
@@ -287,35 +307,36 @@ async fn export_then_restore_gives_an_identical_ledger() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let server_temp = server.stop().await;
+    let key = dir.join(ipledger::ledger::signing::PUBLIC_KEY_FILE);
+    let key = key.to_str().unwrap();
+    // Without a key to check the head against, nothing is restored.
     let restored = temp.path().join("restored");
-    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["restore", "--input"])
-        .arg(&dump)
-        .arg("--data-dir")
-        .arg(&restored)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (ok, text) = restore_cli(&dump, &restored, &[]);
+    assert!(!ok && text.contains("--trusted-key"), "{text}");
+    // Signed by another key than the one named: refused, and no directory is left behind.
+    let stranger = ipledger::ledger::signing::Signer::ephemeral().unwrap();
+    let stranger = ipledger::ledger::journal::hex(&stranger.public_key());
+    let (ok, text) = restore_cli(&dump, &restored, &["--trusted-key", &stranger]);
+    assert!(!ok && text.contains("not a trusted key"), "{text}");
+    assert!(!restored.exists(), "a refused restore leaves nothing to serve");
+    let (ok, text) = restore_cli(&dump, &restored, &["--trusted-key", key]);
+    assert!(ok, "{text}");
     let original = all_keys(&dir);
     let copy = all_keys(&restored);
     assert_eq!(original.len(), copy.len());
     assert!(original == copy, "the restored ledger differs");
-    // A dump with one entry's content changed does not restore.
+    // A dump with one byte of one entry changed does not restore.
     let text = std::fs::read_to_string(&dump).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let mut entry: serde_json::Value = serde_json::from_str(&lines[5]).unwrap();
-    entry["at"] = serde_json::json!(entry["at"].as_i64().unwrap() + 1);
+    let mut bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, entry["entry"].as_str().unwrap()).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    entry["entry"] = serde_json::json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes));
     lines[5] = entry.to_string();
     std::fs::write(&dump, lines.join("\n")).unwrap();
-    let again = temp.path().join("again");
-    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["restore", "--input"])
-        .arg(&dump)
-        .arg("--data-dir")
-        .arg(&again)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("entry 6"), "{err}");
+    let (ok, text) = restore_cli(&dump, &temp.path().join("again"), &["--trusted-key", key]);
+    assert!(!ok && text.contains("entry 6"), "{text}");
     drop(server_temp);
 }

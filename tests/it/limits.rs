@@ -269,14 +269,14 @@ async fn oversized_messages_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_write_bytes_are_bounded_per_principal() {
-    use ipledger::store::{Access, Guarded, MemoryStore};
+    use ipledger::ledger::journal::{Access, Guarded, MemoryJournal};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    // A slow disk: commits wait while `hold` is set, so writes pile up in the queue.
+    // A slow disk: appends wait while `hold` is set, so writes pile up in the queue.
     let hold = Arc::new(AtomicBool::new(false));
     let held = hold.clone();
-    let store = Guarded::new(Arc::new(MemoryStore::default()), move |access| {
-        while access == Access::Commit && held.load(Ordering::SeqCst) {
+    let journal = Guarded::new(Arc::new(MemoryJournal::default()), move |access| {
+        while access == Access::Append && held.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
@@ -291,7 +291,11 @@ async fn queued_write_bytes_are_bounded_per_principal() {
     let temp = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let limits = Limits { quotas, ..Limits::default() };
-    let config = Config { limits, store: Some(Arc::new(store)), ..Config::new(temp.path().join("data")) };
+    let engines = ipledger::server::Engines {
+        journal: Arc::new(journal),
+        derived: Arc::new(ipledger::store::MemoryStore::default()),
+    };
+    let config = Config { limits, engines: Some(engines), ..Config::new(temp.path().join("data")) };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = TestServer::start_with(listener, config, tx, rx).await;
     let bank_a = server.token("bank-a", TokenRole::Bank, BANK_A, "").await;

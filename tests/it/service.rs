@@ -4,9 +4,10 @@
 //! writes, whose error reaches the client as a generic message with an error id.
 
 use crate::helpers::*;
+use ipledger::ledger::journal::{Access, Guarded, JournalError, MemoryJournal};
 use ipledger::proto::*;
 use ipledger::server::Config;
-use ipledger::store::{Access, Guarded, MemoryStore, StoreError};
+use ipledger::store::MemoryStore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::Code;
@@ -93,17 +94,19 @@ async fn without_a_token_reflection_answers_and_the_method_says_unauthenticated(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_failure_makes_health_not_serving_and_its_detail_stays_in_the_log() {
     let temp = tempfile::tempdir().unwrap();
-    // A memory store whose commits fail once told to, as a full or failing disk does.
+    // A journal whose appends fail once told to, as a failing disk does: with an outcome nobody
+    // can learn (its head is unreadable too), so the writer must stop.
     let fail = Arc::new(AtomicBool::new(false));
     let failing = fail.clone();
-    let store = Guarded::new(Arc::new(MemoryStore::default()), move |access| match access {
-        Access::Commit if failing.load(Ordering::SeqCst) => {
-            Err(StoreError("IO error: /secret/path/db.log: no space left on device".to_owned()))
+    let journal = Guarded::new(Arc::new(MemoryJournal::default()), move |access| match access {
+        Access::Append | Access::Head if failing.load(Ordering::SeqCst) => {
+            Err(JournalError::OutcomeUnknown("IO error: /secret/path/db.log: no space left on device".to_owned()))
         }
         _ => Ok(()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = Config { store: Some(Arc::new(store)), ..Config::new(temp.path().join("data")) };
+    let engines = ipledger::server::Engines { journal: Arc::new(journal), derived: Arc::new(MemoryStore::default()) };
+    let config = Config { engines: Some(engines), ..Config::new(temp.path().join("data")) };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = TestServer::start_with(listener, config, tx, rx).await;
     let mut pledges = server.pledges().await;
@@ -119,8 +122,8 @@ async fn a_storage_failure_makes_health_not_serving_and_its_detail_stays_in_the_
     assert_eq!(refused.code(), Code::Unavailable);
     let id = metadata(&refused, "errorId").unwrap_or_else(|| panic!("no error id: {refused:?}"));
     assert!(!refused.message().contains("/secret") && refused.message().contains(&id), "{}", refused.message());
-    // The store is whole again, but what it holds after a failed commit is unknown: writes stay
-    // stopped, and health says so until a restart.
+    // The journal is whole again, but what it held after the failed append was unknown: writes
+    // stay stopped, and health says so until a restart.
     fail.store(false, Ordering::SeqCst);
     let refused = pledges.register_pledge(register(pledge("330108", "3"))).await.unwrap_err();
     assert!(!refused.message().contains("/secret"), "{}", refused.message());

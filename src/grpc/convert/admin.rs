@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::domain::principal::{Principal, PrincipalName, Role};
-use crate::ledger::journal::Event;
 use crate::ledger::journal::Entry;
+use crate::ledger::journal::Event;
 
 pub fn token_to_pb(p: &Principal) -> pb::Token {
     let (role, credit_code, region_code) = match &p.role {

@@ -80,13 +80,16 @@ pub fn decode(stored: &Stored) -> Result<Entry, JournalError> {
     let corrupt = |what: String| JournalError::Corrupt(format!("entry {}: {what}", stored.sequence));
     let message = pb::Entry::decode(&stored.bytes[1..]).map_err(|e| corrupt(e.to_string()))?;
     let hash: Hash = Sha256::digest(&stored.bytes).into();
-    let prev_hash: Hash = message.prev_hash.as_slice().try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".to_owned()))?;
+    let prev_hash: Hash =
+        message.prev_hash.as_slice().try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".to_owned()))?;
     let principal = PrincipalName::parse(&message.principal).map_err(|e| corrupt(format!("principal: {e}")))?;
     let request = match (message.request_id.as_slice(), message.request_fingerprint.as_slice()) {
         ([], []) => None,
         (id, fingerprint) => Some(RequestKey {
             id: Uuid::from_slice(id).map_err(|e| corrupt(format!("request_id: {e}")))?,
-            fingerprint: fingerprint.try_into().map_err(|_| corrupt("request_fingerprint is not 32 bytes".to_owned()))?,
+            fingerprint: fingerprint
+                .try_into()
+                .map_err(|_| corrupt("request_fingerprint is not 32 bytes".to_owned()))?,
             form: VERSION,
         }),
     };
@@ -236,10 +239,9 @@ fn event_to_pb(event: &Event) -> pb::entry::Event {
             token_hash: record.token_hash.to_vec(),
         }),
         Event::PrincipalRevoked { name } => E::PrincipalRevoked(pb::PrincipalRevoked { name: name.to_string() }),
-        Event::CertificateBound { name, binding } => E::CertificateBound(pb::CertificateBound {
-            name: name.to_string(),
-            binding: Some(binding_to_pb(binding)),
-        }),
+        Event::CertificateBound { name, binding } => {
+            E::CertificateBound(pb::CertificateBound { name: name.to_string(), binding: Some(binding_to_pb(binding)) })
+        }
     }
 }
 
@@ -250,7 +252,8 @@ fn field<T, E: std::fmt::Display>(name: &str, result: Result<T, E>) -> Result<T,
 }
 
 fn date(name: &str, days: i32) -> Result<NaiveDate, String> {
-    NaiveDate::from_num_days_from_ce_opt(days.saturating_add(EPOCH_DAYS_FROM_CE)).ok_or_else(|| format!("{name}: day {days} out of range"))
+    NaiveDate::from_num_days_from_ce_opt(days.saturating_add(EPOCH_DAYS_FROM_CE))
+        .ok_or_else(|| format!("{name}: day {days} out of range"))
 }
 
 fn money(name: &str, fen: i64) -> Result<Money, String> {

@@ -73,7 +73,8 @@ pub fn decode(stored: &Stored) -> Result<Entry, JournalError> {
     let event = match legacy.event {
         LegacyEvent::PledgeRegistered { pledge } => Event::PledgeRegistered { pledge },
         LegacyEvent::PledgeChanged { after, .. } => {
-            let change = after.changes.last().cloned().ok_or_else(|| corrupt("a change that lists no change".to_owned()))?;
+            let change =
+                after.changes.last().cloned().ok_or_else(|| corrupt("a change that lists no change".to_owned()))?;
             Event::PledgeChanged { id: after.id, change }
         }
         LegacyEvent::PledgeReleased { after, .. } => {

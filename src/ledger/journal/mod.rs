@@ -42,15 +42,32 @@ pub struct Head {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The pledge as registered (version 1, no changes).
-    PledgeRegistered { pledge: Pledge },
-    PledgeChanged { id: Uuid, change: Change },
+    PledgeRegistered {
+        pledge: Pledge,
+    },
+    PledgeChanged {
+        id: Uuid,
+        change: Change,
+    },
     /// Released by the entry's principal at the entry's time.
-    PledgeReleased { id: Uuid, release: Release },
-    CreditLineCreated { line: CreditLine },
-    PrincipalCreated { record: PrincipalRecord },
+    PledgeReleased {
+        id: Uuid,
+        release: Release,
+    },
+    CreditLineCreated {
+        line: CreditLine,
+    },
+    PrincipalCreated {
+        record: PrincipalRecord,
+    },
     /// Revoked at the entry's time.
-    PrincipalRevoked { name: PrincipalName },
-    CertificateBound { name: PrincipalName, binding: CertificateBinding },
+    PrincipalRevoked {
+        name: PrincipalName,
+    },
+    CertificateBound {
+        name: PrincipalName,
+        binding: CertificateBinding,
+    },
 }
 
 impl Event {
@@ -176,6 +193,54 @@ pub trait Journal: Send + Sync + 'static {
     fn size_on_disk(&self) -> Result<u64, JournalError>;
 }
 
+/// What a `Guarded` journal is about to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Append,
+    Read,
+    Head,
+}
+
+/// A journal that asks `guard` before every access and fails the access as the guard says: how
+/// tests inject a slow, failing or fenced journal.
+pub struct Guarded<G> {
+    inner: std::sync::Arc<dyn Journal>,
+    guard: G,
+}
+
+impl<G> Guarded<G> {
+    pub fn new(inner: std::sync::Arc<dyn Journal>, guard: G) -> Guarded<G> {
+        Guarded { inner, guard }
+    }
+}
+
+impl<G> std::fmt::Debug for Guarded<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded").finish_non_exhaustive()
+    }
+}
+
+impl<G: Fn(Access) -> Result<(), JournalError> + Send + Sync + 'static> Journal for Guarded<G> {
+    fn append(&self, expected: Head, entries: &[Stored]) -> Result<Head, JournalError> {
+        (self.guard)(Access::Append)?;
+        self.inner.append(expected, entries)
+    }
+
+    fn read(&self, from: u64, limit: usize) -> Result<Vec<Stored>, JournalError> {
+        (self.guard)(Access::Read)?;
+        self.inner.read(from, limit)
+    }
+
+    fn head(&self) -> Result<Head, JournalError> {
+        (self.guard)(Access::Head)?;
+        self.inner.head()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, JournalError> {
+        self.inner.size_on_disk()
+    }
+}
+
 /// One entry by sequence.
 pub fn read_one(journal: &dyn Journal, sequence: u64) -> Result<Option<Stored>, JournalError> {
     Ok(journal.read(sequence, 1)?.into_iter().next().filter(|s| s.sequence == sequence))
@@ -191,7 +256,10 @@ fn check_append(expected: Head, entries: &[Stored]) -> Result<(), JournalError> 
     for (i, entry) in entries.iter().enumerate() {
         let want = expected.sequence + 1 + i as u64;
         if entry.sequence != want {
-            return Err(JournalError::Unavailable(format!("append out of order: {} where {want} belongs", entry.sequence)));
+            return Err(JournalError::Unavailable(format!(
+                "append out of order: {} where {want} belongs",
+                entry.sequence
+            )));
         }
     }
     Ok(())
@@ -234,10 +302,7 @@ pub(crate) mod suite {
         assert_eq!(read_one(journal, 4).unwrap(), None);
         // A stale writer's append is refused and writes nothing.
         let stale = chain(Head::default(), 1);
-        assert_eq!(
-            journal.append(Head::default(), &stale),
-            Err(JournalError::HeadMoved { expected: 0, found: 3 })
-        );
+        assert_eq!(journal.append(Head::default(), &stale), Err(JournalError::HeadMoved { expected: 0, found: 3 }));
         // An append whose sequences do not follow its expected head writes nothing.
         let gap = chain(Head { sequence: 4, hash: head.hash }, 1);
         assert!(journal.append(head, &gap).is_err());

@@ -96,7 +96,10 @@ impl Journal for SledJournal {
     }
 
     fn head(&self) -> Result<Head, JournalError> {
-        self.head.lock().map_err(|_| JournalError::Unavailable("poisoned".to_owned()))?.ok_or_else(unknown_after_failure)
+        self.head
+            .lock()
+            .map_err(|_| JournalError::Unavailable("poisoned".to_owned()))?
+            .ok_or_else(unknown_after_failure)
     }
 
     fn size_on_disk(&self) -> Result<u64, JournalError> {
