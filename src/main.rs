@@ -213,6 +213,10 @@ struct ServeArgs {
     /// Page cache of the store, in MiB.
     #[arg(long, env = "IPLEDGER_CACHE_MIB", default_value_t = Limits::default().cache_bytes / (1024 * 1024))]
     cache_mib: u64,
+    /// Derived state kept in memory before a checkpoint writes it to disk, in MiB (bounds memory
+    /// and the replay at the next start).
+    #[arg(long, env = "IPLEDGER_CHECKPOINT_MIB", default_value_t = Limits::default().checkpoint_bytes / (1024 * 1024))]
+    checkpoint_mib: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -328,6 +332,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             ..Timeouts::default()
         },
         cache_bytes: args.cache_mib * 1024 * 1024,
+        checkpoint_bytes: args.checkpoint_mib.max(1) * 1024 * 1024,
         ..Limits::default()
     };
     let tls = match (args.tls_cert, args.tls_key) {
@@ -472,13 +477,14 @@ async fn export(args: ExportArgs) -> Result<(), cli::ClientError> {
         args.connect.journal().await?.export_journal(ipledger::proto::ExportJournalRequest {}).await?.into_inner();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut count = 0u64;
+    let mut last = 0u64;
     while let Some(entry) = stream.message().await? {
         writeln!(out, "{}", entry.json)?;
-        count += 1;
+        // The last line is the signed head, numbered with the head's sequence.
+        last = entry.sequence;
     }
     out.flush()?;
-    eprintln!("exported {count} journal entries");
+    eprintln!("exported {last} journal entries and their signed head");
     Ok(())
 }
 
@@ -538,8 +544,9 @@ fn restore_blocking(
     use std::io::BufRead;
     let opened = ipledger::datadir::open(dir, 256 << 20)?;
     ipledger::ledger::mark_layout(opened.derived.as_ref())?;
-    let derived = ipledger::ledger::derived::Derived::new(opened.derived.clone())
-        .map_err(|e| ServeError::Ledger(LedgerError::Unavailable(e.to_string())))?;
+    let derived =
+        ipledger::ledger::derived::Derived::new(opened.derived.clone(), ipledger::ledger::derived::CHECKPOINT_BYTES)
+            .map_err(|e| ServeError::Ledger(LedgerError::Unavailable(e.to_string())))?;
     let mut signed = None;
     let entries = reader.lines().filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())).filter_map(|line| {
         match line.map_err(|e| e.to_string()).and_then(|l| export::parse(&l)) {
@@ -557,9 +564,13 @@ fn restore_blocking(
         Some(signed) => {
             signed.verify(trusted).map_err(refused)?;
             if signed.head() != head {
+                use ipledger::ledger::journal::hex;
                 return Err(refused(format!(
-                    "the dump's entries end at {}, its signed head is {}",
-                    head.sequence, signed.sequence
+                    "the dump's entries end at {} (hash {}), its signed head is {} (hash {})",
+                    head.sequence,
+                    hex(&head.hash),
+                    signed.sequence,
+                    hex(&signed.hash)
                 )));
             }
         }

@@ -38,6 +38,9 @@ pub struct Limits {
     pub streams_per_connection_max: u32,
     /// sled's page cache.
     pub cache_bytes: u64,
+    /// Derived state held in memory before a checkpoint writes it out: bounds memory and the
+    /// replay at the next start; larger coalesces more of the hot aggregates.
+    pub checkpoint_bytes: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +53,7 @@ impl Default for Limits {
             timeouts: crate::grpc::Timeouts::default(),
             streams_per_connection_max: 1024,
             cache_bytes: 512 * 1024 * 1024,
+            checkpoint_bytes: crate::ledger::derived::CHECKPOINT_BYTES,
         }
     }
 }
@@ -168,11 +172,12 @@ fn system() -> Principal {
 pub async fn open_ledger(dir: &Path, limits: &Limits) -> Result<(Ledger, crate::ledger::WriterGuard), ServeError> {
     let open_dir = dir.to_path_buf();
     let cache = limits.cache_bytes;
-    let queue = limits.write_queue_max;
+    let options =
+        crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
     let started = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let opened = crate::datadir::open(&open_dir, cache)?;
         let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
-        let (ledger, writer) = Ledger::start(opened.journal, opened.derived, opened.signer, queue)?;
+        let (ledger, writer) = Ledger::start(opened.journal, opened.derived, opened.signer, options)?;
         if opened.upgraded {
             crate::datadir::finish_upgrade(&open_dir)?;
         }
@@ -281,7 +286,9 @@ pub async fn serve(
             std::fs::create_dir_all(&config.data_dir)?;
             let signer =
                 crate::ledger::signing::Signer::load_or_create(&config.data_dir).map_err(ServeError::AdminToken)?;
-            Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, limits.write_queue_max)?
+            let options =
+                crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
+            Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, options)?
         }
         None => open_ledger(&config.data_dir, limits).await?,
     };

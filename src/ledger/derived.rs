@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-/// Overlay bytes (keys and values) after which the writer checkpoints: bounds the memory of derived
-/// state not yet in the base store and the replay at the next start.
+/// Overlay bytes (keys and values) after which the writer checkpoints, by default: bounds the memory
+/// of derived state not yet in the base store and the replay at the next start.
 pub const CHECKPOINT_BYTES: usize = 64 << 20;
 
 /// Writes applied but not checkpointed: a value, or `None` for a deletion.
@@ -59,6 +59,7 @@ struct Checkpointing {
 
 pub struct Derived {
     base: Arc<dyn Store>,
+    checkpoint_bytes: usize,
     active: RwLock<Overlay>,
     frozen: RwLock<Option<Arc<Overlay>>>,
     state: Mutex<Checkpointing>,
@@ -79,10 +80,11 @@ fn poisoned<T>(_: T) -> StoreError {
 }
 
 impl Derived {
-    pub fn new(base: Arc<dyn Store>) -> Result<Arc<Derived>, StoreError> {
+    pub fn new(base: Arc<dyn Store>, checkpoint_bytes: usize) -> Result<Arc<Derived>, StoreError> {
         let through = checkpointed_through(base.as_ref())?;
         Ok(Arc::new(Derived {
             base,
+            checkpoint_bytes,
             active: RwLock::new(Overlay { through, ..Overlay::default() }),
             frozen: RwLock::new(None),
             state: Mutex::default(),
@@ -111,7 +113,7 @@ impl Derived {
 
     /// Whether the overlay is large enough to checkpoint.
     pub fn checkpoint_due(&self) -> bool {
-        self.active.read().map(|a| a.bytes >= CHECKPOINT_BYTES).unwrap_or(true)
+        self.active.read().map(|a| a.bytes >= self.checkpoint_bytes).unwrap_or(true)
     }
 
     /// Freezes the overlay and writes it into the base store on a thread of its own; waits first
@@ -298,7 +300,7 @@ mod tests {
     fn reads_merge_overlays_over_the_checkpoint_and_scans_page_through_deletions() {
         let base = Arc::new(MemoryStore::default());
         base.commit(Batch { ops: (0..10).map(|i| put(&format!("a{i}"), "base")).collect() }).unwrap();
-        let derived = Derived::new(base.clone()).unwrap();
+        let derived = Derived::new(base.clone(), CHECKPOINT_BYTES).unwrap();
         derived.apply(Batch { ops: vec![del("a1"), del("a2"), put("a3", "one"), put("b0", "one")] }, head(1)).unwrap();
         derived.checkpoint_and_wait().unwrap();
         assert_eq!(checkpointed_through(base.as_ref()).unwrap(), head(1));
@@ -342,7 +344,7 @@ mod tests {
             }
             Ok(())
         }));
-        let derived = Derived::new(base).unwrap();
+        let derived = Derived::new(base, CHECKPOINT_BYTES).unwrap();
         derived.apply(Batch { ops: vec![put("k", "v")] }, head(1)).unwrap();
         fail.store(true, Ordering::SeqCst);
         assert!(derived.checkpoint_and_wait().is_err());

@@ -92,6 +92,22 @@ fn deadlined(store: Arc<dyn Store>, at: Instant) -> crate::store::Guarded<impl F
     })
 }
 
+/// How a ledger runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Writes waiting for the writer at most.
+    pub queue_max: usize,
+    /// Derived state held in memory before a checkpoint.
+    pub checkpoint_bytes: usize,
+}
+
+impl Options {
+    /// For tests: a small queue and the default checkpoint size.
+    pub fn small() -> Options {
+        Options { queue_max: 16, checkpoint_bytes: derived::CHECKPOINT_BYTES }
+    }
+}
+
 /// Handle shared by the request handlers. Writes go to the writer thread; reads run on the
 /// blocking pool, never on the async workers.
 #[derive(Clone)]
@@ -140,10 +156,12 @@ impl Ledger {
         journal: Arc<dyn journal::Journal>,
         base: Arc<dyn Store>,
         signer: signing::Signer,
-        queue_max: usize,
+        options: Options,
     ) -> Result<(Ledger, WriterGuard), LedgerError> {
+        let Options { queue_max, checkpoint_bytes } = options;
         check_layout(journal.as_ref(), base.as_ref())?;
-        let derived = derived::Derived::new(base).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        let derived =
+            derived::Derived::new(base, checkpoint_bytes).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
         replay::catch_up(journal.as_ref(), &derived)?;
         let principals = Arc::new(Principals::load(derived.as_ref())?);
         let targets =
@@ -333,7 +351,7 @@ mod tests {
             Arc::new(journal::MemoryJournal::default()),
             Arc::new(MemoryStore::default()),
             signing::Signer::ephemeral().unwrap(),
-            16,
+            Options::small(),
         )
         .unwrap();
         let accesses = Arc::new(AtomicUsize::new(0));

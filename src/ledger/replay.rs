@@ -148,7 +148,7 @@ pub fn verify(journal: &dyn Journal, derived: &Arc<Derived>, scratch: Arc<dyn St
     derived.checkpoint_and_wait().map_err(unavailable)?;
     let (_pinned, through) = derived.pin().map_err(unavailable)?;
     report.compared_at = through.sequence;
-    let rebuilt = Derived::new(scratch.clone()).map_err(unavailable)?;
+    let rebuilt = Derived::new(scratch.clone(), derived::CHECKPOINT_BYTES).map_err(unavailable)?;
     if let Some(d) = rebuild_into(journal, &rebuilt, through)? {
         report.divergence = Some(d);
         return Ok(report);

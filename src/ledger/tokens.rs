@@ -65,7 +65,8 @@ mod tests {
         let journal: Arc<dyn crate::ledger::journal::Journal> =
             Arc::new(crate::ledger::journal::MemoryJournal::default());
         let signer = || crate::ledger::signing::Signer::ephemeral().unwrap();
-        let (ledger, writer) = Ledger::start(journal.clone(), store.clone(), signer(), 16).unwrap();
+        let (ledger, writer) =
+            Ledger::start(journal.clone(), store.clone(), signer(), crate::ledger::Options::small()).unwrap();
         let subject = CertificateBinding::Subject("CN=teller,O=Bank A".to_owned());
         let dns = CertificateBinding::DnsName("teller.bank-a.example".to_owned());
         for name in ["bank-a", "bank-b"] {
@@ -84,7 +85,7 @@ mod tests {
         drop(ledger);
         writer.join();
 
-        let (ledger, writer) = Ledger::start(journal, store, signer(), 16).unwrap();
+        let (ledger, writer) = Ledger::start(journal, store, signer(), crate::ledger::Options::small()).unwrap();
         assert_eq!(found(&ledger, std::slice::from_ref(&subject)).as_deref(), Some("bank-a"), "loaded at start");
         revoke(&ledger, &admin(), bank_a).await.unwrap();
         assert_eq!(found(&ledger, &[subject]), None, "revoked");

@@ -422,14 +422,14 @@ mod tests {
     }
 
     fn start(journal: Arc<dyn Journal>) -> (Spawned, Arc<Derived>) {
-        let derived = Derived::new(Arc::new(MemoryStore::default())).unwrap();
+        let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
         let targets = Targets { journal, derived: derived.clone(), principals: Arc::default() };
         (spawn(targets, 16).unwrap(), derived)
     }
 
     #[test]
     fn writes_queued_before_their_principals_revocation_are_refused() {
-        let derived = Derived::new(Arc::new(MemoryStore::default())).unwrap();
+        let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
         let principals = Arc::new(Principals::default());
         let targets = Targets { journal: Arc::new(MemoryJournal::default()), derived, principals: principals.clone() };
         let Spawned { sender, handle, .. } = spawn(targets, 16).unwrap();

@@ -660,7 +660,7 @@ impl Caller {
     }
 }
 
-fn bearer(token: &str) -> Vec<u8> {
+pub(crate) fn bearer(token: &str) -> Vec<u8> {
     format!("Bearer {token}").into_bytes()
 }
 
@@ -908,7 +908,7 @@ async fn http_exchange(
 /// One HTTP/1.1 POST on a fresh connection, written byte for byte (any header or body bytes):
 /// the status and the body as JSON (`null` when it is not JSON); an error when the connection
 /// ends without a complete answer.
-async fn http_post(
+pub(crate) async fn http_post(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, Vec<u8>)],

@@ -24,3 +24,4 @@ mod service;
 mod statistics;
 mod tls;
 mod tokens;
+mod upgrade;
