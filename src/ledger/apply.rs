@@ -338,6 +338,13 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         None => return Err(refused(format!("{} is not a principal", entry.principal))),
     };
     let request_id = entry.request.map(|r| r.id);
+    let takes_request = matches!(
+        entry.event,
+        Event::PledgeRegistered { .. } | Event::PledgeChanged { .. } | Event::PledgeReleased { .. } | Event::CreditLineCreated { .. }
+    );
+    if takes_request != request_id.is_some() {
+        return Err(refused("a request id on an entry of a kind that has none, or none where one belongs".to_owned()));
+    }
     let command = command_of(entry, request_id).map_err(|e| refused(e.to_string()))?;
     match (&command, &actor.role) {
         (Command::RegisterPledge { pledge, .. }, Role::Office(_)) => {

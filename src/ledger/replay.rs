@@ -396,3 +396,231 @@ pub fn restore(
     derived.checkpoint_and_wait().map_err(unavailable)?;
     Ok(previous)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+    use crate::domain::pledge::{Release, ReleaseReason};
+    use crate::domain::principal::Role;
+    use crate::domain::ident::CreditCode;
+    use crate::domain::text::{Note, parse_date};
+    use crate::ledger::journal::Event;
+    use uuid::Uuid;
+
+    fn restored(events: Vec<(&str, Event)>) -> Result<Head, LedgerError> {
+        restored_into(events).1
+    }
+
+    fn check(events: Vec<(&str, Event)>, refused_at: Option<u64>) {
+        let result = restored(events);
+        match refused_at {
+            None => assert!(result.is_ok(), "{result:?}"),
+            Some(sequence) => {
+                let e = result.expect_err("a crafted dump is refused");
+                assert_eq!(e.reason(), "ENTRY_REFUSED", "{e:?}");
+                assert!(e.to_string().contains(&format!("entry {sequence}:")), "{e}");
+            }
+        }
+    }
+    #[test]
+    fn a_crafted_dump_cannot_do_what_the_rules_refuse_whatever_its_hashes() {
+        let setup = || {
+            vec![
+                ("operator", created("root", Role::Admin)),
+                ("root", created("bank-a", Role::Bank(CreditCode::parse(BANK_A).unwrap()))),
+            ]
+        };
+        let with = |more: Vec<(&'static str, Event)>| setup().into_iter().chain(more).collect::<Vec<_>>();
+        check(with(vec![("root", pledge(1, BANK_B, "1234567", "root", 1002))]), None);
+        // A bank creates an admin.
+        check(with(vec![("bank-a", created("evil", Role::Admin))]), Some(3));
+        // A name nobody created writes.
+        check(with(vec![("ghost", pledge(1, BANK_A, "1234567", "ghost", 1002))]), Some(3));
+        // A bank registers a pledge into another bank's book, or opens its credit line.
+        check(with(vec![("bank-a", pledge(1, BANK_B, "1234567", "bank-a", 1002))]), Some(3));
+        check(with(vec![("bank-a", line(BANK_B, "bank-a", 1002))]), Some(3));
+        // A bank releases another bank's pledge.
+        let release = Release {
+            released_on: parse_date("2021-06-01").unwrap(),
+            reason: ReleaseReason::Repaid,
+            note: Note::parse("").unwrap(),
+        };
+        let moved = Event::PledgeReleased { id: Uuid::from_u128(1), release };
+        check(with(vec![("root", pledge(1, BANK_B, "1234567", "root", 1002)), ("bank-a", moved)]), Some(4));
+        // A right pledged twice.
+        let twice = vec![("root", pledge(1, BANK_B, "1234567", "root", 1002)), ("root", pledge(2, BANK_A, "1234567", "root", 1003))];
+        check(with(twice), Some(4));
+        // Entries of a revoked principal.
+        let revoked = vec![
+            ("root", Event::PrincipalRevoked { name: name("bank-a") }),
+            ("bank-a", pledge(1, BANK_A, "1234567", "bank-a", 1003)),
+        ];
+        check(with(revoked), Some(4));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    //! Builders of journal entries for the tests of replay.
+    use super::*;
+    use crate::domain::credit_line::{CreditLine, NewCreditLine};
+    use crate::domain::ident::{CreditCode, RightKind, RightNumber};
+    use crate::domain::money::Money;
+    use crate::domain::pledge::{NewPledge, Party, Pledge, RegistrationNumber, Release, ReleaseReason, Right};
+    use crate::domain::principal::{Principal, PrincipalName, Role};
+    use crate::domain::region::{CountyCode, Region};
+    use crate::domain::text::{Name, Note, parse_date};
+    use crate::ledger::journal::{Event, MemoryJournal, RequestKey, format};
+    use crate::ledger::principals::PrincipalRecord;
+    use crate::store::MemoryStore;
+    use uuid::Uuid;
+
+    pub const BANK_A: &str = "91330100716105852F";
+    pub const BANK_B: &str = "911100001000044477";
+
+    pub fn name(n: &str) -> PrincipalName {
+        PrincipalName::parse(n).unwrap()
+    }
+
+    pub fn created(n: &str, role: Role) -> Event {
+        let principal = Principal { name: name(n), role, create_time: 0, revoke_time: None };
+        Event::PrincipalCreated { record: PrincipalRecord { principal, token_hash: [n.len() as u8; 32] } }
+    }
+
+    pub fn party(code: &str) -> Party {
+        Party { name: Name::parse("Some Co").unwrap(), credit_code: CreditCode::parse(code).unwrap() }
+    }
+
+    pub fn pledge(id: u128, pledgee: &str, right: &str, by: &str, at: i64) -> Event {
+        let content = NewPledge::new(
+            None,
+            party("91330106MA2E00101C"),
+            party(pledgee),
+            CountyCode::parse("330106").unwrap(),
+            Money::parse_positive("100.00").unwrap(),
+            parse_date("2021-01-01").unwrap(),
+            parse_date("2022-01-01").unwrap(),
+            parse_date("2021-01-05").unwrap(),
+            vec![Right {
+                number: RightNumber::parse(right, RightKind::Trademark).unwrap(),
+                title: Note::parse("").unwrap(),
+                expires_on: parse_date("2030-01-01").unwrap(),
+            }],
+            None,
+        )
+        .unwrap();
+        let number = RegistrationNumber::assigned(content.registered_on, id as u64);
+        Event::PledgeRegistered { pledge: Pledge::register(Uuid::from_u128(id), number, content, name(by), at) }
+    }
+
+    pub fn line(bank: &str, by: &str, at: i64) -> Event {
+        let content = NewCreditLine::new(
+            party(bank),
+            Region::parse("330100").unwrap(),
+            Note::parse("").unwrap(),
+            Money::parse_positive("1000").unwrap(),
+            parse_date("2021-01-01").unwrap(),
+            parse_date("2025-01-01").unwrap(),
+        )
+        .unwrap();
+        Event::CreditLineCreated { line: CreditLine::open(Uuid::from_u128(77), content, name(by), at) }
+    }
+
+    /// Seals `(principal, event)`s into a chained dump, as a writer with a stolen key could.
+    pub fn dump(events: Vec<(&str, Event)>) -> Vec<Result<Stored, String>> {
+        let mut head = Head::default();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (by, event))| {
+                let at = 1_000 + i as i64;
+                let request = match &event {
+                    Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. } => None,
+                    _ => Some(RequestKey { id: Uuid::from_u128(i as u128 + 1), fingerprint: [0; 32], form: format::VERSION }),
+                };
+                let event = match event {
+                    // Times are the entry's: fix those the helpers could not know.
+                    Event::PledgeRegistered { mut pledge } => {
+                        pledge.create_time = at;
+                        pledge.update_time = at;
+                        Event::PledgeRegistered { pledge }
+                    }
+                    Event::CreditLineCreated { mut line } => {
+                        line.create_time = at;
+                        line.update_time = at;
+                        Event::CreditLineCreated { line }
+                    }
+                    other => other,
+                };
+                let (_, stored) = format::seal(head.sequence + 1, head.hash, at, &name(by), request, event);
+                head = stored.head();
+                Ok(stored)
+            })
+            .collect()
+    }
+
+    /// Restores `events` into a memory journal and derived state; the derived base and the result.
+    pub fn restored_into(events: Vec<(&str, Event)>) -> (Arc<MemoryStore>, Result<Head, LedgerError>) {
+        let journal = MemoryJournal::default();
+        let base = Arc::new(MemoryStore::default());
+        let derived = Derived::new(base.clone(), derived::CHECKPOINT_BYTES).unwrap();
+        let result = restore(&journal, &derived, dump(events));
+        (base, result)
+    }
+
+    /// A ledger with an entry of every kind, restored.
+    pub fn restored_everything() -> (Arc<MemoryStore>, Head) {
+        let change = crate::domain::pledge::Change {
+            request_id: Uuid::from_u128(5),
+            at: 1_004,
+            by: name("bank-a"),
+            effective_on: parse_date("2021-03-01").unwrap(),
+            reason: crate::domain::text::Reason::parse("renegotiated").unwrap(),
+            secured_amount: (Money::parse_positive("100.00").unwrap(), Money::parse_positive("90.00").unwrap()),
+            debt_term_end: (parse_date("2022-01-01").unwrap(), parse_date("2022-01-01").unwrap()),
+        };
+        let release = Release {
+            released_on: parse_date("2021-06-01").unwrap(),
+            reason: ReleaseReason::Repaid,
+            note: Note::parse("").unwrap(),
+        };
+        let binding = crate::ledger::principals::CertificateBinding::DnsName("teller.bank-a.example".to_owned());
+        let events = vec![
+            ("operator", created("root", Role::Admin)),
+            ("root", created("bank-a", Role::Bank(CreditCode::parse(BANK_A).unwrap()))),
+            ("root", line(BANK_A, "root", 1_002)),
+            ("bank-a", pledge(1, BANK_A, "1234567", "bank-a", 1_003)),
+            ("bank-a", Event::PledgeChanged { id: Uuid::from_u128(1), change }),
+            ("bank-a", Event::PledgeReleased { id: Uuid::from_u128(1), release }),
+            ("root", Event::CertificateBound { name: name("bank-a"), binding }),
+            ("root", created("office", Role::Office(Region::parse("330000").unwrap()))),
+            ("root", Event::PrincipalRevoked { name: name("office") }),
+            ("bank-a", pledge(2, BANK_A, "7654321", "bank-a", 1_009)),
+        ];
+        let (base, head) = restored_into(events);
+        (base, head.unwrap())
+    }
+}
+
+#[cfg(test)]
+mod families {
+    use super::tests_support::*;
+    use crate::store::Store;
+
+    #[test]
+    fn verify_compares_every_family_the_projector_writes() {
+        let (base, _) = restored_everything();
+        let mut families = std::collections::BTreeSet::new();
+        for (key, _) in base.scan(b"", None, usize::MAX).unwrap() {
+            families.insert(key[0]);
+        }
+        for family in &families {
+            let derived = super::keys::DERIVED.iter().any(|f| f[0] == *family);
+            assert!(derived || *family == b'M', "family {} is written but not compared by verify", *family as char);
+        }
+        for family in super::keys::DERIVED {
+            assert!(families.contains(&family[0]), "family {} is compared but never written", family[0] as char);
+        }
+    }
+}
