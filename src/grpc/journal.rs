@@ -15,6 +15,8 @@ use tonic::{Request, Response, Status};
 
 /// Entries read from the store per step of a feed or an export.
 const FEED_CHUNK: usize = 1000;
+/// Entries in one inclusion proof at most: a proof of an older entry than this is refused.
+pub const PROOF_ENTRIES_MAX: u64 = 10_000;
 /// Events buffered per watcher before the feed waits for the client.
 const FEED_BUFFER: usize = 1024;
 
@@ -170,6 +172,61 @@ impl pb::journal_service_server::JournalService for Api {
             Ok(convert::verify_report_to_pb(&report))
         };
         self.observe("VerifyJournal", &actor, body).await.map(Response::new)
+    }
+
+    async fn get_signed_head(
+        &self,
+        request: Request<pb::GetSignedHeadRequest>,
+    ) -> Result<Response<pb::SignedHead>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async { Ok(convert::signed_head_to_pb(&self.ledger.signed_head()?)) };
+        self.unary("GetSignedHead", &actor, body).await.map(Response::new)
+    }
+
+    async fn get_journal_proof(
+        &self,
+        request: Request<pb::GetJournalProofRequest>,
+    ) -> Result<Response<pb::JournalProof>, Status> {
+        let actor = auth::principal(&request)?;
+        let sequence = request.get_ref().sequence;
+        let body = async {
+            let signed = self.ledger.signed_head()?;
+            if sequence == 0 || sequence > signed.sequence {
+                return Err(LedgerError::NotFound { resource: "journal entry", id: sequence.to_string() });
+            }
+            let length = signed.sequence - sequence + 1;
+            if length > PROOF_ENTRIES_MAX {
+                return Err(LedgerError::refused(
+                    "PROOF_TOO_LONG",
+                    format!(
+                        "a proof holds at most {PROOF_ENTRIES_MAX} entries; entry {sequence} is {length} from the head"
+                    ),
+                )
+                .with("entries", length));
+            }
+            let journal = self.ledger.journal().clone();
+            let to = signed.sequence;
+            let items =
+                self.ledger.read(move |s| feed_items(s, journal.as_ref(), sequence, to, length as usize)).await?;
+            // Everything in a proof is readable by its caller: no entry reaches someone who may
+            // not see it, and the answer says nothing of what it holds.
+            if !actor.is_admin() && !items.iter().all(|item| visible(&actor, item)) {
+                return Err(LedgerError::refused(
+                    "PROOF_NOT_READABLE",
+                    format!("a proof of entry {sequence} holds later entries you may not read; ask again right after your write, or ask an admin"),
+                )
+                .with("sequence", sequence));
+            }
+            let journal = self.ledger.journal().clone();
+            let stored = tokio::task::spawn_blocking(move || journal.read(sequence, length as usize))
+                .await
+                .map_err(|e| LedgerError::Internal(e.to_string()))??;
+            Ok(pb::JournalProof {
+                entries: stored.into_iter().map(|s| s.bytes).collect(),
+                signed_head: Some(convert::signed_head_to_pb(&signed)),
+            })
+        };
+        self.unary("GetJournalProof", &actor, body).await.map(Response::new)
     }
 
     async fn export_journal(

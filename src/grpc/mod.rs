@@ -68,6 +68,10 @@ pub const SEQUENCE_HEADER: &str = "x-ipledger-sequence";
 /// Request metadata: answer only once this node's derived state reflects this journal sequence.
 pub const MIN_SEQUENCE_HEADER: &str = "x-ipledger-min-sequence";
 
+/// How long a read waits for `x-ipledger-min-sequence` at most: a node that far behind answers
+/// FAILED_PRECONDITION (SEQUENCE_NOT_REACHED), and the caller retries elsewhere or later.
+pub const SEQUENCE_WAIT_MAX: Duration = Duration::from_secs(2);
+
 /// A write's response and the journal sequence after which it is visible.
 struct Sequenced<T>(T, u64);
 
@@ -198,7 +202,8 @@ impl Api {
         min_sequence: Result<Option<u64>, LedgerError>,
         body: impl Future<Output = Result<T, LedgerError>>,
     ) -> Result<T, Status> {
-        let timeout = self.timeouts.call;
+        // Well inside the call's deadline, so the caller learns which sequence was not reached.
+        let timeout = (self.timeouts.call / 2).min(SEQUENCE_WAIT_MAX);
         self.unary(method, actor, async {
             if let Some(sequence) = min_sequence? {
                 self.ledger.wait_for(sequence, timeout).await?;

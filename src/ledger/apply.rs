@@ -340,7 +340,10 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     let request_id = entry.request.map(|r| r.id);
     let takes_request = matches!(
         entry.event,
-        Event::PledgeRegistered { .. } | Event::PledgeChanged { .. } | Event::PledgeReleased { .. } | Event::CreditLineCreated { .. }
+        Event::PledgeRegistered { .. }
+            | Event::PledgeChanged { .. }
+            | Event::PledgeReleased { .. }
+            | Event::CreditLineCreated { .. }
     );
     if takes_request != request_id.is_some() {
         return Err(refused("a request id on an entry of a kind that has none, or none where one belongs".to_owned()));

@@ -401,9 +401,9 @@ pub fn restore(
 mod tests {
     use super::tests_support::*;
     use super::*;
+    use crate::domain::ident::CreditCode;
     use crate::domain::pledge::{Release, ReleaseReason};
     use crate::domain::principal::Role;
-    use crate::domain::ident::CreditCode;
     use crate::domain::text::{Note, parse_date};
     use crate::ledger::journal::Event;
     use uuid::Uuid;
@@ -449,7 +449,10 @@ mod tests {
         let moved = Event::PledgeReleased { id: Uuid::from_u128(1), release };
         check(with(vec![("root", pledge(1, BANK_B, "1234567", "root", 1002)), ("bank-a", moved)]), Some(4));
         // A right pledged twice.
-        let twice = vec![("root", pledge(1, BANK_B, "1234567", "root", 1002)), ("root", pledge(2, BANK_A, "1234567", "root", 1003))];
+        let twice = vec![
+            ("root", pledge(1, BANK_B, "1234567", "root", 1002)),
+            ("root", pledge(2, BANK_A, "1234567", "root", 1003)),
+        ];
         check(with(twice), Some(4));
         // Entries of a revoked principal.
         let revoked = vec![
@@ -536,8 +539,14 @@ pub(crate) mod tests_support {
             .map(|(i, (by, event))| {
                 let at = 1_000 + i as i64;
                 let request = match &event {
-                    Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. } => None,
-                    _ => Some(RequestKey { id: Uuid::from_u128(i as u128 + 1), fingerprint: [0; 32], form: format::VERSION }),
+                    Event::PrincipalCreated { .. }
+                    | Event::PrincipalRevoked { .. }
+                    | Event::CertificateBound { .. } => None,
+                    _ => Some(RequestKey {
+                        id: Uuid::from_u128(i as u128 + 1),
+                        fingerprint: [0; 32],
+                        form: format::VERSION,
+                    }),
                 };
                 let event = match event {
                     // Times are the entry's: fix those the helpers could not know.

@@ -340,3 +340,58 @@ async fn export_then_restore_gives_an_identical_ledger() {
     assert!(!ok && text.contains("entry 6"), "{text}");
     drop(server_temp);
 }
+
+fn sequence_of<T>(response: &tonic::Response<T>) -> u64 {
+    response.metadata().get(ipledger::grpc::SEQUENCE_HEADER).unwrap().to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_bank_reads_its_write_and_proves_it_is_in_the_signed_history() {
+    use ipledger::ledger::{export, signing};
+    let server = TestServer::start().await;
+    let bank = server.token("bank-a", TokenRole::Bank, BANK_A, "").await;
+    let mut pledges = server.pledges_as(Bearer::new(&bank)).await;
+    let response = pledges.register_pledge(register(pledge("330108", "12.00"))).await.unwrap();
+    let sequence = sequence_of(&response);
+    let mine = response.into_inner();
+    // Read your writes: a read that asks for the write's sequence sees it.
+    let mut read = tonic::Request::new(GetPledgeRequest { id: mine.id.clone() });
+    read.metadata_mut().insert(ipledger::grpc::MIN_SEQUENCE_HEADER, sequence.into());
+    assert_eq!(pledges.get_pledge(read).await.unwrap().into_inner(), mine);
+    // A sequence not reached answers so, after a bounded wait.
+    let mut ahead = tonic::Request::new(GetPledgeRequest { id: mine.id.clone() });
+    ahead.metadata_mut().insert(ipledger::grpc::MIN_SEQUENCE_HEADER, (sequence + 1000).into());
+    let status = pledges.get_pledge(ahead).await.unwrap_err();
+    assert_eq!(failure(status).1, "SEQUENCE_NOT_REACHED");
+
+    // The proof of the bank's own write, while it is the head, checks against the server's key.
+    let trusted = signing::parse_public_key(server.dir.join(signing::PUBLIC_KEY_FILE).to_str().unwrap()).unwrap();
+    let mut journal = JournalServiceClient::with_interceptor(server.channel().await, Bearer::new(&bank));
+    let proof = journal.get_journal_proof(GetJournalProofRequest { sequence }).await.unwrap().into_inner();
+    let head = ipledger::grpc::convert::signed_head_from_pb(proof.signed_head.as_ref().unwrap()).unwrap();
+    let entry = export::verify_proof(&proof.entries, &head, &[trusted]).unwrap();
+    assert_eq!(entry.event.pledge_id().unwrap().to_string(), mine.id);
+    let signed = journal.get_signed_head(GetSignedHeadRequest {}).await.unwrap().into_inner();
+    assert_eq!(signed, *proof.signed_head.as_ref().unwrap());
+    // A changed byte, or another key, and the proof fails.
+    let mut forged = proof.entries.clone();
+    let at = forged[0].len() - 3;
+    forged[0][at] ^= 0x01;
+    assert!(export::verify_proof(&forged, &head, &[trusted]).is_err());
+    let stranger = signing::Signer::ephemeral().unwrap().public_key();
+    assert!(export::verify_proof(&proof.entries, &head, &[stranger]).is_err());
+
+    // Once another bank wrote after it, the proof would show that bank's entry: the bank is
+    // refused, an admin gets it.
+    let mut other = pledge("440305", "5.00");
+    other.pledgee = Some(party("Bank B", BANK_B));
+    server.pledges().await.register_pledge(register(other)).await.unwrap();
+    let refused = journal.get_journal_proof(GetJournalProofRequest { sequence }).await.unwrap_err();
+    assert_eq!(failure(refused).1, "PROOF_NOT_READABLE");
+    let proof = journal_client(&server).await.get_journal_proof(GetJournalProofRequest { sequence }).await.unwrap();
+    let proof = proof.into_inner();
+    let head = ipledger::grpc::convert::signed_head_from_pb(proof.signed_head.as_ref().unwrap()).unwrap();
+    assert_eq!(proof.entries.len(), 2);
+    assert_eq!(export::verify_proof(&proof.entries, &head, &[trusted]).unwrap().sequence, sequence);
+    server.stop().await;
+}

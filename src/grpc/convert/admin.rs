@@ -52,6 +52,27 @@ pub fn token_request(request: &pb::CreateTokenRequest) -> Result<(PrincipalName,
 
 /// A feed event: the entry, with the pledge it touched right after it and right before it (read
 /// from the pledge's record by the caller), and the principal's record for principal events.
+pub fn signed_head_to_pb(head: &crate::ledger::signing::SignedHead) -> pb::SignedHead {
+    use crate::ledger::journal::hex;
+    pb::SignedHead {
+        sequence: head.sequence,
+        hash: hex(&head.hash),
+        public_key: hex(&head.public_key),
+        signature: hex(&head.signature),
+    }
+}
+
+/// Parses a signed head as the API returns it (for clients checking proofs).
+pub fn signed_head_from_pb(head: &pb::SignedHead) -> Option<crate::ledger::signing::SignedHead> {
+    use crate::ledger::signing::from_hex;
+    Some(crate::ledger::signing::SignedHead {
+        sequence: head.sequence,
+        hash: from_hex(&head.hash)?.try_into().ok()?,
+        public_key: from_hex(&head.public_key)?.try_into().ok()?,
+        signature: from_hex(&head.signature)?.try_into().ok()?,
+    })
+}
+
 pub fn journal_event_to_pb(entry: &Entry, pledges: &FeedPledges) -> pb::JournalEvent {
     let mut event = pb::JournalEvent {
         sequence: entry.sequence,
