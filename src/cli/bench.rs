@@ -1,8 +1,9 @@
 //! `ipledger bench`: starts a server on its own data directory, loads it with generated realistic
 //! pledges over gRPC, and prints throughput and latency (p50/p99/max) for streaming import, unary
-//! registration at 1, 16 and 256 concurrent callers, and exposure queries at every region level
-//! and grouping (now and as of a date), then resident memory, bytes on disk per pledge and
-//! restart-to-serving time. Every write is durable, as in production.
+//! registration at each `--callers` level (1, 16 and 256 concurrent callers unless told otherwise),
+//! and exposure queries at every region level and grouping (now and as of a date), then resident
+//! memory, bytes on disk per pledge and restart-to-serving time. Every write is durable, as in
+//! production.
 
 use super::{Bearer, ClientError};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -21,9 +22,15 @@ pub struct BenchArgs {
     /// Pledges loaded by the streaming import before the other measurements.
     #[arg(long, default_value_t = 100_000)]
     pub pledges: u64,
-    /// Unary registrations per concurrency level.
+    /// Unary registrations per concurrency level (a tenth of them at 1 caller).
     #[arg(long, default_value_t = 20_000)]
     pub unary: u64,
+    /// Concurrency levels of the unary RegisterPledge measurement, comma-separated: one run per
+    /// level, in the order given (`bench/side-by-side.sh` asks for the levels it compares with
+    /// pgbench's clients).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 256],
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub callers: Vec<u64>,
     /// Exposure queries per region level, grouping and time.
     #[arg(long, default_value_t = 300)]
     pub queries: u64,
@@ -266,7 +273,13 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
         if existing {
             format!("ipledger bench on the existing ledger in {}", args.data_dir.display())
         } else {
-            format!("ipledger bench: {} pledges imported, {} unary registrations per level", args.pledges, args.unary)
+            let levels: Vec<_> = args.callers.iter().map(u64::to_string).collect();
+            format!(
+                "ipledger bench: {} pledges imported, {} unary registrations per level (callers {})",
+                args.pledges,
+                args.unary,
+                levels.join(", ")
+            )
         },
         String::new(),
         "| operation | requests | throughput | p50 ms | p99 ms | max ms |".to_owned(),
@@ -280,7 +293,7 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
             elapsed.as_secs_f64()
         ));
         eprintln!("{}", out.last().map(String::as_str).unwrap_or_default());
-        for callers in [1, 16, 256] {
+        for &callers in &args.callers {
             let total = if callers == 1 { args.unary / 10 } else { args.unary };
             out.push(unary(&channels, &token, &mut w, callers, total).await?);
             eprintln!("{}", out.last().map(String::as_str).unwrap_or_default());
