@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// Overlay bytes (keys and values) after which the writer checkpoints, by default: bounds the memory
 /// of derived state not yet in the base store and the replay at the next start.
-pub const CHECKPOINT_BYTES: usize = 64 << 20;
+pub const CHECKPOINT_BYTES: usize = 16 << 20;
 
 /// Writes applied but not checkpointed: a value, or `None` for a deletion.
 #[derive(Debug, Default)]
