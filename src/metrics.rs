@@ -85,9 +85,16 @@ pub fn render(ledger: &Ledger, store: &dyn crate::store::Store) -> Result<String
         "Reads running on the blocking pool (each stops at its call's deadline)",
         reads,
     );
+    let journal_bytes = ledger.journal().size_on_disk().map_err(|e| e.to_string())?;
     let size = Gauge::<i64>::default();
-    size.set(store.size_on_disk().map_err(|e| e.to_string())? as i64);
-    registry.register("data_bytes", "Bytes the store occupies on disk", size);
+    size.set((store.size_on_disk().map_err(|e| e.to_string())? + journal_bytes) as i64);
+    registry.register("data_bytes", "Bytes the journal and derived state occupy on disk", size);
+    let journal_size = Gauge::<i64>::default();
+    journal_size.set(journal_bytes as i64);
+    registry.register("journal_bytes", "Bytes the journal (the ground state) occupies on disk", journal_size);
+    let head = Gauge::<i64>::default();
+    head.set(*ledger.committed().borrow() as i64);
+    registry.register("journal_head_sequence", "The sequence of the last durable journal entry", head);
     let secured = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
     let pledges = Family::<RegionLabels, Gauge>::default();
     let drawn = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();

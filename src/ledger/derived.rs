@@ -163,6 +163,18 @@ impl Derived {
         let mut ops: Vec<_> = overlay.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         ops.push((keys::META_DERIVED_THROUGH.to_vec(), Some(super::codec::encode(&overlay.through))));
         let keys = ops.len();
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            // Which families a checkpoint writes, and how many bytes: where the store's time goes.
+            let mut families = BTreeMap::<u8, (usize, usize)>::new();
+            for (key, value) in &ops {
+                let family = families.entry(key.first().copied().unwrap_or(b'?')).or_default();
+                family.0 += 1;
+                family.1 += key.len() + value.as_ref().map_or(0, Vec::len);
+            }
+            let families: Vec<String> =
+                families.iter().map(|(f, (n, bytes))| format!("{}={n}/{bytes}B", *f as char)).collect();
+            tracing::debug!(families = families.join(" "), "checkpoint keys");
+        }
         let result = {
             let _base = self.base_lock.lock();
             self.base.commit(Batch { ops })
