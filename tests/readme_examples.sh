@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README's buf curl examples against the real release binary, as a new user would, and
 # checks the answers: reflection alone (no .proto files on the client), register, retry, credit
-# line, JSON-lines import, and exact exposure by county, city and province recomputed here from
-# the example files.
+# line, JSON-lines import, exact exposure by county, city and province recomputed here from the
+# example files, and the signed history (head, proof, a signed dump restored under the server's key).
 set -euo pipefail
 # grep without -q below: with pipefail, an early-exiting grep -q would fail the pipe on SIGPIPE.
 trap 'echo "README examples: 0 passed, 1 failed (line $LINENO)"' ERR
@@ -96,6 +96,17 @@ http_total=$(curl -sf -H "authorization: Bearer $token" -H 'content-type: applic
 curl -sf "http://$addr/dashboard/" | grep >/dev/null '<title>ipledger'
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' -d '{}' \
   "http://$addr/api/ipledger.v1.ExposureService/GetExposure")" = 401 ]
+
+# Signed history: the signed head and a proof of the last write, then a signed dump restored
+# under the server's key into a new directory, which verifies.
+head=$(call -d '{}' "http://$addr/ipledger.v1.JournalService/GetSignedHead")
+sequence=$(echo "$head" | json 'd["sequence"]')
+[ "$(echo "$head" | json 'd["publicKey"]')" = "$(cat "$data/ipledger-data/signing-key.pub")" ]
+call -d "{\"sequence\": $sequence}" "http://$addr/ipledger.v1.JournalService/GetJournalProof" \
+  | json 'len(d["entries"]), d["signedHead"]["sequence"]' | grep -x >/dev/null "1 $sequence"
+./target/release/ipledger export --server "http://$addr" --token-file "$data/ipledger-data/admin.token" >"$data/journal.jsonl"
+./target/release/ipledger restore --data-dir "$data/restored" --input "$data/journal.jsonl" \
+  --trusted-key "$data/ipledger-data/signing-key.pub" | grep >/dev/null "^ok: $sequence entries"
 
 kill -TERM $server
 wait $server
