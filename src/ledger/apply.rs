@@ -54,6 +54,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command as its fingerprint sees it; `None` for commands without a request id.
+    fn canonical(&self) -> Option<journal::format::Request<'_>> {
+        use journal::format::Request;
+        match self {
+            Command::RegisterPledge { pledge, .. } => Some(Request::RegisterPledge(pledge)),
+            Command::ChangePledge { id, amendment, .. } => Some(Request::ChangePledge { id: *id, amendment }),
+            Command::ReleasePledge { id, release, .. } => Some(Request::ReleasePledge { id: *id, release }),
+            Command::CreateCreditLine { line, .. } => Some(Request::CreateCreditLine(line)),
+            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
+        }
+    }
+
     fn request_id(&self) -> Option<Uuid> {
         match self {
             Command::RegisterPledge { request_id, .. }
@@ -93,8 +105,12 @@ pub fn execute(
     head: Head,
 ) -> Result<Executed, LedgerError> {
     authorize(tx, actor, command)?;
-    let request = match (command.request_id(), journal::format::fingerprint(&actor.name, command)) {
-        (Some(id), Some(fingerprint)) => Some(RequestKey { id, fingerprint, form: journal::format::VERSION }),
+    let request = match (command.request_id(), command.canonical()) {
+        (Some(id), Some(canonical)) => Some(RequestKey {
+            id,
+            fingerprint: journal::format::fingerprint(&actor.name, canonical),
+            form: journal::format::VERSION,
+        }),
         _ => None,
     };
     if let Some(request) = request

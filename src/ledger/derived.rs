@@ -76,7 +76,7 @@ impl std::fmt::Debug for Derived {
 }
 
 fn poisoned<T>(_: T) -> StoreError {
-    StoreError("derived state lock poisoned".to_owned())
+    StoreError::Unavailable("derived state lock poisoned".to_owned())
 }
 
 impl Derived {
@@ -136,7 +136,7 @@ impl Derived {
         std::thread::Builder::new()
             .name("ipledger-checkpoint".to_owned())
             .spawn(move || derived.write_checkpoint(&overlay))
-            .map_err(|e| StoreError(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(())
     }
 
@@ -153,7 +153,7 @@ impl Derived {
             state = self.done.wait(state).map_err(poisoned)?;
         }
         match &state.failed {
-            Some(e) => Err(StoreError(format!("a checkpoint of derived state failed: {e}"))),
+            Some(e) => Err(StoreError::OutcomeUnknown(format!("a checkpoint of derived state failed: {e}"))),
             None => Ok(state),
         }
     }
@@ -218,7 +218,9 @@ impl Derived {
 /// The head the base store's checkpoint reflects.
 pub fn checkpointed_through(base: &dyn Store) -> Result<Head, StoreError> {
     match base.get(keys::META_DERIVED_THROUGH)? {
-        Some(bytes) => postcard::from_bytes(&bytes).map_err(|e| StoreError(format!("derived checkpoint mark: {e}"))),
+        Some(bytes) => {
+            postcard::from_bytes(&bytes).map_err(|e| StoreError::Corrupt(format!("derived checkpoint mark: {e}")))
+        }
         None => Ok(Head::default()),
     }
 }
@@ -276,7 +278,7 @@ impl Store for Derived {
     }
 
     fn commit(&self, _batch: Batch) -> Result<(), StoreError> {
-        Err(StoreError("derived state is written by the projector only".to_owned()))
+        Err(StoreError::Unavailable("derived state is written by the projector only".to_owned()))
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -352,7 +354,7 @@ mod tests {
         let failing = fail.clone();
         let base: Arc<dyn Store> = Arc::new(Guarded::new(Arc::new(MemoryStore::default()), move |access| {
             if access == Access::Commit && failing.load(Ordering::SeqCst) {
-                return Err(StoreError("disk full".to_owned()));
+                return Err(StoreError::OutcomeUnknown("disk full".to_owned()));
             }
             Ok(())
         }));

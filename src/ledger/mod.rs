@@ -86,8 +86,10 @@ pub async fn with_deadline<T>(timeout: Duration, body: impl std::future::Future<
 /// real store): how a read learns that nobody waits for it.
 fn deadlined(store: Arc<dyn Store>, at: Instant) -> crate::store::Guarded<impl Fn(Access) -> Result<(), StoreError>> {
     crate::store::Guarded::new(store, move |access| match access {
-        Access::Commit => Err(StoreError("a read may not commit".to_owned())),
-        Access::Get | Access::Scan if Instant::now() >= at => Err(StoreError("the read's deadline passed".to_owned())),
+        Access::Commit => Err(StoreError::Unavailable("a read may not commit".to_owned())),
+        Access::Get | Access::Scan if Instant::now() >= at => {
+            Err(StoreError::Unavailable("the read's deadline passed".to_owned()))
+        }
         Access::Get | Access::Scan => Ok(()),
     })
 }

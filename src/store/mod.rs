@@ -10,10 +10,20 @@ mod sled_store;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
-/// A failure of the storage engine itself (I/O, corruption), never of a request.
+/// A failure of the storage engine itself, never of a request, typed by what the caller can
+/// conclude from it.
 #[derive(Debug, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// Nothing was read or written; trying again later may succeed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A write may or may not have taken effect.
+    #[error("storage write outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// Stored bytes that are not what was written.
+    #[error("storage corrupt: {0}")]
+    Corrupt(String),
+}
 
 pub type Entry = (Vec<u8>, Vec<u8>);
 

@@ -17,7 +17,18 @@ pub struct SledStore {
 }
 
 fn err(e: sled::Error) -> StoreError {
-    StoreError(e.to_string())
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+        e => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// A failure once a batch was handed to sled: it may be in memory, or on disk, or neither.
+fn unknown(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+        e => StoreError::OutcomeUnknown(e.to_string()),
+    }
 }
 
 impl SledStore {
@@ -83,9 +94,9 @@ impl Store for SledStore {
             }
         }
         let started = std::time::Instant::now();
-        self.db.apply_batch(b).map_err(err)?;
+        self.db.apply_batch(b).map_err(unknown)?;
         let applied_us = started.elapsed().as_micros() as u64;
-        let bytes = self.db.flush().map_err(err)?;
+        let bytes = self.db.flush().map_err(unknown)?;
         tracing::trace!(
             applied_us,
             flushed_us = started.elapsed().as_micros() as u64 - applied_us,

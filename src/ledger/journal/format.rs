@@ -19,7 +19,6 @@ use crate::domain::pledge::{Change, NewPledge, Party, Pledge, RegistrationNumber
 use crate::domain::principal::{Principal, PrincipalName, Role};
 use crate::domain::region::{CountyCode, Region};
 use crate::domain::text::{Name, Note, Reason};
-use crate::ledger::apply::Command;
 use crate::ledger::principals::{CertificateBinding, PrincipalRecord};
 use chrono::NaiveDate;
 use prost::Message;
@@ -98,33 +97,39 @@ pub fn decode(stored: &Stored) -> Result<Entry, JournalError> {
     Ok(Entry { sequence: message.sequence, at: message.at_micros, principal, request, event, prev_hash, hash })
 }
 
+/// A write request with an id, as its fingerprint sees it (the parsed command).
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'a> {
+    RegisterPledge(&'a NewPledge),
+    ChangePledge { id: Uuid, amendment: &'a crate::domain::pledge::PledgeAmendment },
+    ReleasePledge { id: Uuid, release: &'a Release },
+    CreateCreditLine(&'a NewCreditLine),
+}
+
 /// The fingerprint of a request with an id: SHA-256 of the canonical encoding of `Request` (the
 /// principal and the parsed command), stable across versions of the server.
-pub fn fingerprint(principal: &PrincipalName, command: &Command) -> Option<Hash> {
+pub fn fingerprint(principal: &PrincipalName, request: Request<'_>) -> Hash {
     use pb::request::Command as C;
-    let command = match command {
-        Command::RegisterPledge { pledge, .. } => C::RegisterPledge(new_pledge_to_pb(pledge)),
-        Command::ChangePledge { id, amendment, .. } => C::ChangePledge(pb::ChangePledge {
+    let command = match request {
+        Request::RegisterPledge(pledge) => C::RegisterPledge(new_pledge_to_pb(pledge)),
+        Request::ChangePledge { id, amendment } => C::ChangePledge(pb::ChangePledge {
             pledge_id: id.as_bytes().to_vec(),
             secured_amount_fen: amendment.secured_amount.map(fen),
             debt_term_end_days: amendment.debt_term_end.map(days),
             reason: amendment.reason.to_string(),
             effective_on_days: amendment.effective_on.map(days),
         }),
-        Command::ReleasePledge { id, release, .. } => C::ReleasePledge(pb::ReleasePledge {
+        Request::ReleasePledge { id, release } => C::ReleasePledge(pb::ReleasePledge {
             pledge_id: id.as_bytes().to_vec(),
             released_on_days: days(release.released_on),
             reason: release_reason_to_pb(release.reason) as i32,
             note: release.note.to_string(),
         }),
-        Command::CreateCreditLine { line, .. } => C::CreateCreditLine(new_line_to_pb(line)),
-        Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => {
-            return None;
-        }
+        Request::CreateCreditLine(line) => C::CreateCreditLine(new_line_to_pb(line)),
     };
     let request =
         pb::Request { form: REQUEST_FORM.to_owned(), principal: principal.to_string(), command: Some(command) };
-    Some(Sha256::digest(request.encode_to_vec()).into())
+    Sha256::digest(request.encode_to_vec()).into()
 }
 
 fn party_to_pb(p: &Party) -> pb::Party {

@@ -13,7 +13,6 @@ use crate::domain::Micros;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::pledge::Pledge;
 use crate::domain::principal::PrincipalName;
-use crate::ledger::apply::Command;
 use crate::ledger::principals::{CertificateBinding, PrincipalRecord};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -101,8 +100,8 @@ pub fn decode(stored: &Stored) -> Result<Entry, JournalError> {
 
 /// The release's request fingerprint (form 0): SHA-256 of the postcard bytes of the principal's
 /// name and the command. A retry, after the upgrade, of a request first sent to the release is
-/// recognised by it; `Command`'s serde shape is frozen for this reason.
-pub fn fingerprint(principal: &PrincipalName, command: &Command) -> Hash {
+/// recognised by it; the serde shape of `apply::Command` is frozen for this reason.
+pub fn fingerprint<C: serde::Serialize>(principal: &PrincipalName, command: &C) -> Hash {
     let bytes = postcard::to_allocvec(&(principal, command)).expect("in-memory encoding");
     Sha256::digest(bytes).into()
 }
