@@ -21,6 +21,10 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 /// of derived state not yet in the base store and the replay at the next start.
 pub const CHECKPOINT_BYTES: usize = 16 << 20;
 
+/// The active overlay may grow to this many times the checkpoint size while a checkpoint is being
+/// written; then the writer waits for it.
+pub const OVERLAY_FACTOR_MAX: usize = 4;
+
 /// Writes applied but not checkpointed: a value, or `None` for a deletion.
 #[derive(Debug, Default)]
 struct Overlay {
@@ -111,9 +115,17 @@ impl Derived {
         Ok(())
     }
 
-    /// Whether the overlay is large enough to checkpoint.
+    /// Whether the writer should checkpoint now: the overlay reached the checkpoint size and no
+    /// checkpoint is being written, or it reached `OVERLAY_FACTOR_MAX` times the size (then the
+    /// writer waits for the running one: memory stays bounded). While one is written the writer
+    /// goes on filling the overlay instead of stalling, and the next checkpoint coalesces more.
     pub fn checkpoint_due(&self) -> bool {
-        self.active.read().map(|a| a.bytes >= self.checkpoint_bytes).unwrap_or(true)
+        let bytes = self.active.read().map(|a| a.bytes).unwrap_or(usize::MAX);
+        if bytes < self.checkpoint_bytes {
+            return false;
+        }
+        let running = self.state.lock().map(|s| s.running).unwrap_or(false);
+        !running || bytes >= self.checkpoint_bytes.saturating_mul(OVERLAY_FACTOR_MAX)
     }
 
     /// Freezes the overlay and writes it into the base store on a thread of its own; waits first
