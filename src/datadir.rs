@@ -66,11 +66,25 @@ fn legacy_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Opens (or creates) the data directory `dir`, upgrading a release's directory first.
-pub fn open(dir: &Path, cache_bytes: u64) -> Result<Opened, OpenError> {
+pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<Opened, OpenError> {
     std::fs::create_dir_all(dir).map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: e.to_string() })?;
     let journal_dir = dir.join(JOURNAL_DIR);
     let legacy = legacy_files(dir);
     let upgraded = !legacy.is_empty();
+    if let Some(url) = journal_url {
+        if upgraded {
+            return Err(OpenError::Upgrade {
+                dir: dir.to_path_buf(),
+                what: "a release's directory upgrades with the embedded journal; then export it and restore into PostgreSQL".to_owned(),
+            });
+        }
+        let journal = crate::ledger::journal::PostgresJournal::connect(url)
+            .map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: format!("the PostgreSQL journal: {e}") })?;
+        let derived = SledStore::open(&dir.join(DERIVED_DIR), cache_bytes)
+            .map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: e.to_string() })?;
+        let signer = Signer::load_or_create(dir).map_err(OpenError::Key)?;
+        return Ok(Opened { journal: Arc::new(journal), derived: Arc::new(derived), signer, upgraded: false });
+    }
     if upgraded && !journal_dir.exists() {
         upgrade_journal(dir, cache_bytes)?;
     }

@@ -146,6 +146,10 @@ struct DataDir {
     /// Directory of the store; created if missing.
     #[arg(long, env = "IPLEDGER_DATA_DIR", default_value = "./ipledger-data")]
     data_dir: PathBuf,
+    /// The journal in PostgreSQL (`postgres://user@host:port/db`, for high availability); without
+    /// it, the journal is embedded in the data directory. Derived state stays in the data directory.
+    #[arg(long, env = "IPLEDGER_JOURNAL")]
+    journal: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -341,6 +345,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let config = Config {
         data_dir: args.data.data_dir,
+        journal: args.data.journal,
         limits,
         tls,
         allow_plaintext: args.allow_plaintext,
@@ -382,14 +387,14 @@ fn name(text: &str) -> Result<PrincipalName, LedgerError> {
 
 /// Runs a token command on the data directory with the same single writer the server uses.
 async fn token(command: TokenCommand) -> Result<(), ServeError> {
-    let dir = match &command {
+    let (dir, journal) = match &command {
         TokenCommand::Create { data, .. }
         | TokenCommand::List { data }
         | TokenCommand::Revoke { data, .. }
-        | TokenCommand::Bind { data, .. } => data.data_dir.clone(),
+        | TokenCommand::Bind { data, .. } => (data.data_dir.clone(), data.journal.clone()),
     };
     let limits = Limits { cache_bytes: 64 * 1024 * 1024, ..Limits::default() };
-    let (ledger, writer) = server::open_ledger(&dir, &limits).await?;
+    let (ledger, writer) = server::open_ledger(&dir, &limits, journal.as_deref()).await?;
     let operator = ipledger::domain::principal::Principal {
         name: name("operator")?,
         role: Role::Admin,
@@ -459,9 +464,9 @@ fn print_report(report: &ipledger::ledger::replay::Report) -> Result<(), ServeEr
     }
 }
 
-async fn verify(dir: &std::path::Path) -> Result<(), ServeError> {
+async fn verify(dir: &std::path::Path, journal: Option<&str>) -> Result<(), ServeError> {
     let limits = Limits { cache_bytes: 256 * 1024 * 1024, ..Limits::default() };
-    let (ledger, writer) = server::open_ledger(dir, &limits).await?;
+    let (ledger, writer) = server::open_ledger(dir, &limits, journal).await?;
     let scratch =
         ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
     let report = ledger.verify(scratch.store()).await;
@@ -490,6 +495,7 @@ async fn export(args: ExportArgs) -> Result<(), cli::ClientError> {
 
 async fn restore(
     dir: &std::path::Path,
+    journal: Option<&str>,
     input: &std::path::Path,
     trusted_keys: &[String],
     allow_unsigned: bool,
@@ -519,7 +525,8 @@ async fn restore(
         Box::new(std::io::BufReader::new(std::fs::File::open(input)?))
     };
     let target = dir.to_path_buf();
-    let restored = tokio::task::spawn_blocking(move || restore_blocking(&target, reader, &trusted))
+    let journal = journal.map(str::to_owned);
+    let restored = tokio::task::spawn_blocking(move || restore_blocking(&target, journal, reader, &trusted))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     match restored {
@@ -537,12 +544,13 @@ async fn restore(
 
 fn restore_blocking(
     dir: &std::path::Path,
+    journal: Option<String>,
     reader: Box<dyn std::io::BufRead + Send>,
     trusted: &[ipledger::ledger::signing::PublicKey],
 ) -> Result<(ipledger::ledger::journal::Head, ipledger::ledger::replay::Report), ServeError> {
     use ipledger::ledger::export::{self, Line};
     use std::io::BufRead;
-    let opened = ipledger::datadir::open(dir, 256 << 20)?;
+    let opened = ipledger::datadir::open(dir, 256 << 20, journal.as_deref())?;
     ipledger::ledger::mark_layout(opened.derived.as_ref())?;
     let derived =
         ipledger::ledger::derived::Derived::new(opened.derived.clone(), ipledger::ledger::derived::CHECKPOINT_BYTES)
@@ -683,10 +691,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Token { command } => token(command).await,
-            Command::Verify { data } => verify(&data.data_dir).await,
+            Command::Verify { data } => verify(&data.data_dir, data.journal.as_deref()).await,
             Command::Export(args) => client_result(export(args).await),
             Command::Restore { data, input, trusted_keys, allow_unsigned } => {
-                restore(&data.data_dir, &input, &trusted_keys, allow_unsigned).await
+                restore(&data.data_dir, data.journal.as_deref(), &input, &trusted_keys, allow_unsigned).await
             }
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),

@@ -71,6 +71,8 @@ pub struct Tls {
 #[derive(Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL for the journal; `None`: the journal embedded in `data_dir`.
+    pub journal: Option<String>,
     pub limits: Limits,
     pub tls: Option<Tls>,
     /// Serve without TLS on a non-loopback address (refused otherwise).
@@ -117,6 +119,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
             data_dir,
+            journal: None,
             limits: Limits::default(),
             tls: None,
             allow_plaintext: false,
@@ -169,13 +172,18 @@ fn system() -> Principal {
 
 /// Opens the data directory `dir` (upgrading a release's directory in place) and starts the ledger
 /// on it (also used by the offline CLI).
-pub async fn open_ledger(dir: &Path, limits: &Limits) -> Result<(Ledger, crate::ledger::WriterGuard), ServeError> {
+pub async fn open_ledger(
+    dir: &Path,
+    limits: &Limits,
+    journal: Option<&str>,
+) -> Result<(Ledger, crate::ledger::WriterGuard), ServeError> {
     let open_dir = dir.to_path_buf();
+    let journal = journal.map(str::to_owned);
     let cache = limits.cache_bytes;
     let options =
         crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
     let started = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-        let opened = crate::datadir::open(&open_dir, cache)?;
+        let opened = crate::datadir::open(&open_dir, cache, journal.as_deref())?;
         let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
         let (ledger, writer) = Ledger::start(opened.journal, opened.derived, opened.signer, options)?;
         if opened.upgraded {
@@ -290,7 +298,7 @@ pub async fn serve(
                 crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
             Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, options)?
         }
-        None => open_ledger(&config.data_dir, limits).await?,
+        None => open_ledger(&config.data_dir, limits, config.journal.as_deref()).await?,
     };
     bootstrap_admin(&ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
 

@@ -16,9 +16,11 @@
 pub mod format;
 pub mod legacy;
 mod memory;
+mod postgres;
 mod sled_journal;
 
 pub use memory::MemoryJournal;
+pub use postgres::PostgresJournal;
 pub use sled_journal::SledJournal;
 
 use crate::domain::Micros;
@@ -270,21 +272,16 @@ pub(crate) mod suite {
     //! One backend test suite, run against every journal engine.
     use super::*;
 
-    fn stored(sequence: u64, prev: Hash) -> Stored {
-        let mut bytes = vec![format::VERSION];
-        bytes.extend_from_slice(&prev);
-        bytes.extend_from_slice(&sequence.to_be_bytes());
-        let hash = sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), &bytes)).into();
-        Stored { sequence, hash, bytes }
-    }
-
+    /// `n` real entries (revocations, the smallest kind) after `from`.
     fn chain(from: Head, n: u64) -> Vec<Stored> {
+        let name = crate::domain::principal::PrincipalName::parse("bank-a").unwrap();
         let mut prev = from.hash;
         (from.sequence + 1..=from.sequence + n)
             .map(|s| {
-                let e = stored(s, prev);
-                prev = e.hash;
-                e
+                let event = Event::PrincipalRevoked { name: name.clone() };
+                let (_, stored) = format::seal(s, prev, s as i64 * 1000, &name, None, event);
+                prev = stored.hash;
+                stored
             })
             .collect()
     }
