@@ -14,6 +14,7 @@
 //! one can hold it.
 
 pub mod format;
+pub mod lease;
 pub mod legacy;
 mod memory;
 mod postgres;
