@@ -71,30 +71,33 @@ pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<O
     let journal_dir = dir.join(JOURNAL_DIR);
     let legacy = legacy_files(dir);
     let upgraded = !legacy.is_empty();
-    if let Some(url) = journal_url {
-        if upgraded {
+    let store_error = |what: String| OpenError::Store { dir: dir.to_path_buf(), what };
+    // The embedded journal gets a quarter of the cache (appends and recent reads); derived state
+    // the rest, or all of it when the journal lives in PostgreSQL.
+    let (journal, journal_cache): (Arc<dyn Journal>, u64) = match journal_url {
+        Some(_) if upgraded => {
             return Err(OpenError::Upgrade {
                 dir: dir.to_path_buf(),
                 what: "a release's directory upgrades with the embedded journal; then export it and restore into PostgreSQL".to_owned(),
             });
         }
-        let journal = crate::ledger::journal::PostgresJournal::connect(url)
-            .map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: format!("the PostgreSQL journal: {e}") })?;
-        let derived = SledStore::open(&dir.join(DERIVED_DIR), cache_bytes)
-            .map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: e.to_string() })?;
-        let signer = Signer::load_or_create(dir).map_err(OpenError::Key)?;
-        return Ok(Opened { journal: Arc::new(journal), derived: Arc::new(derived), signer, upgraded: false });
-    }
-    if upgraded && !journal_dir.exists() {
-        upgrade_journal(dir, cache_bytes)?;
-    }
-    let store_error = |what: String| OpenError::Store { dir: dir.to_path_buf(), what };
-    // The journal gets a quarter of the cache: appends and recent reads; derived state the rest.
-    let journal = SledJournal::open(&journal_dir, cache_bytes / 4).map_err(|e| store_error(e.to_string()))?;
-    let derived = SledStore::open(&dir.join(DERIVED_DIR), cache_bytes - cache_bytes / 4)
-        .map_err(|e| store_error(e.to_string()))?;
+        Some(url) => {
+            let journal = crate::ledger::journal::PostgresJournal::connect(url)
+                .map_err(|e| store_error(format!("the PostgreSQL journal: {e}")))?;
+            (Arc::new(journal), 0)
+        }
+        None => {
+            if upgraded && !journal_dir.exists() {
+                upgrade_journal(dir, cache_bytes)?;
+            }
+            let journal = SledJournal::open(&journal_dir, cache_bytes / 4).map_err(|e| store_error(e.to_string()))?;
+            (Arc::new(journal), cache_bytes / 4)
+        }
+    };
+    let derived =
+        SledStore::open(&dir.join(DERIVED_DIR), cache_bytes - journal_cache).map_err(|e| store_error(e.to_string()))?;
     let signer = Signer::load_or_create(dir).map_err(OpenError::Key)?;
-    Ok(Opened { journal: Arc::new(journal), derived: Arc::new(derived), signer, upgraded })
+    Ok(Opened { journal, derived: Arc::new(derived), signer, upgraded })
 }
 
 /// Copies the release's journal into `journal/`, checking every entry, then renames it into place.

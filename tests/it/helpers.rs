@@ -262,3 +262,18 @@ pub fn release(id: impl Into<String>, on: &str) -> ReleasePledgeRequest {
         note: String::new(),
     }
 }
+
+/// Runs `ipledger restore` of `dump` into `into` with these extra arguments: whether it succeeded,
+/// and what it printed.
+pub fn restore_cli(dump: &Path, into: &Path, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["restore", "--input"])
+        .arg(dump)
+        .arg("--data-dir")
+        .arg(into)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}

@@ -276,20 +276,6 @@ fn all_keys(dir: &Path) -> BTreeMap<(String, Vec<u8>), Vec<u8>> {
     all
 }
 
-/// Runs `ipledger restore` of `dump` into `into` with these extra arguments.
-fn restore_cli(dump: &Path, into: &Path, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["restore", "--input"])
-        .arg(dump)
-        .arg("--data-dir")
-        .arg(into)
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
 // The CLI is a blocking child process talking to the in-process server: two worker threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_restore_gives_an_identical_ledger() {

@@ -131,16 +131,8 @@ async fn a_data_directory_of_the_release_before_the_journal_format_is_upgraded_i
 }
 
 fn restore(dump: &Path, into: &Path, extra: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["restore", "--input"])
-        .arg(dump)
-        .arg("--data-dir")
-        .arg(into)
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = restore_cli(dump, into, extra);
+    assert!(ok, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
