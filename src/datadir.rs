@@ -35,6 +35,8 @@ pub struct Opened {
     pub journal: Arc<dyn Journal>,
     pub derived: Arc<dyn Store>,
     pub signer: Signer,
+    /// The PostgreSQL journal's lease term, which the writer's lease sets (`None`: embedded).
+    pub fence: Option<Arc<std::sync::atomic::AtomicI64>>,
     /// Release files still in the directory: remove them with `finish_upgrade` once the ledger
     /// started on the upgraded journal.
     pub upgraded: bool,
@@ -74,6 +76,7 @@ pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<O
     let store_error = |what: String| OpenError::Store { dir: dir.to_path_buf(), what };
     // The embedded journal gets a quarter of the cache (appends and recent reads); derived state
     // the rest, or all of it when the journal lives in PostgreSQL.
+    let mut fence = None;
     let (journal, journal_cache): (Arc<dyn Journal>, u64) = match journal_url {
         Some(_) if upgraded => {
             return Err(OpenError::Upgrade {
@@ -84,6 +87,7 @@ pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<O
         Some(url) => {
             let journal = crate::ledger::journal::PostgresJournal::connect(url)
                 .map_err(|e| store_error(format!("the PostgreSQL journal: {e}")))?;
+            fence = Some(journal.term());
             (Arc::new(journal), 0)
         }
         None => {
@@ -97,7 +101,7 @@ pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<O
     let derived =
         SledStore::open(&dir.join(DERIVED_DIR), cache_bytes - journal_cache).map_err(|e| store_error(e.to_string()))?;
     let signer = Signer::load_or_create(dir).map_err(OpenError::Key)?;
-    Ok(Opened { journal, derived: Arc::new(derived), signer, upgraded })
+    Ok(Opened { journal, derived: Arc::new(derived), signer, fence, upgraded })
 }
 
 /// Copies the release's journal into `journal/`, checking every entry, then renames it into place.

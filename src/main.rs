@@ -159,6 +159,14 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataDir,
+    /// With --journal: the address clients and the other nodes reach this node at (`host:port`),
+    /// its name in the writer's lease and in NOT_WRITER answers. Default: the listen address.
+    #[arg(long, env = "IPLEDGER_ADVERTISE")]
+    advertise: Option<String>,
+    /// With --journal: how long the writer's lease lasts without renewal (renewed every quarter
+    /// of it); a writer that died is replaced after about this long.
+    #[arg(long, env = "IPLEDGER_LEASE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1000..=600_000))]
+    lease_ms: u64,
     /// PEM certificate chain for TLS.
     #[arg(long, env = "IPLEDGER_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -346,6 +354,8 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let config = Config {
         data_dir: args.data.data_dir,
         journal: args.data.journal,
+        advertise: args.advertise,
+        lease: Duration::from_millis(args.lease_ms),
         limits,
         tls,
         allow_plaintext: args.allow_plaintext,
@@ -394,7 +404,21 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
         | TokenCommand::Bind { data, .. } => (data.data_dir.clone(), data.journal.clone()),
     };
     let limits = Limits { cache_bytes: 64 * 1024 * 1024, ..Limits::default() };
-    let (ledger, writer) = server::open_ledger(&dir, &limits, journal.as_deref()).await?;
+    let (ledger, writer) = server::open_ledger(&dir, &limits, journal.as_deref(), &server::Node::offline()).await?;
+    if journal.is_some() && !matches!(command, TokenCommand::List { .. }) {
+        // In a cluster this tool writes only when no server holds the writer's lease.
+        let mut role = ledger.role();
+        let writes = tokio::time::timeout(server::LEASE_DEFAULT * 2, role.wait_for(|r| r.is_writer()))
+            .await
+            .is_ok_and(|waited| waited.is_ok());
+        if !writes {
+            let writer = match &*role.borrow() {
+                ipledger::ledger::role::Role::Follower { writer } => writer.clone(),
+                ipledger::ledger::role::Role::Writer { .. } => None,
+            };
+            return Err(LedgerError::NotWriter { writer }.into());
+        }
+    }
     let operator = ipledger::domain::principal::Principal {
         name: name("operator")?,
         role: Role::Admin,
@@ -466,7 +490,7 @@ fn print_report(report: &ipledger::ledger::replay::Report) -> Result<(), ServeEr
 
 async fn verify(dir: &std::path::Path, journal: Option<&str>) -> Result<(), ServeError> {
     let limits = Limits { cache_bytes: 256 * 1024 * 1024, ..Limits::default() };
-    let (ledger, writer) = server::open_ledger(dir, &limits, journal).await?;
+    let (ledger, writer) = server::open_ledger(dir, &limits, journal, &server::Node::offline()).await?;
     let scratch =
         ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
     let report = ledger.verify(scratch.store()).await;

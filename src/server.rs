@@ -68,11 +68,37 @@ pub struct Tls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// How this node takes part in the writer's lease when the journal is in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// This node's name in the lease: the address clients and other nodes reach it at, which a
+    /// follower names in NOT_WRITER answers.
+    pub name: String,
+    /// How long the lease lasts without renewal: a dead writer is replaced after about this long.
+    pub lease: Duration,
+}
+
+/// The writer's lease lasts this long by default: a dead writer is replaced within about 1.5×.
+pub const LEASE_DEFAULT: Duration = Duration::from_secs(5);
+
+impl Node {
+    /// A command-line tool's part: it writes only when no server holds the lease.
+    pub fn offline() -> Node {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        Node { name: format!("offline:{}@{}", std::process::id(), host.trim()), lease: LEASE_DEFAULT }
+    }
+}
+
 #[derive(Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     /// A PostgreSQL URL for the journal; `None`: the journal embedded in `data_dir`.
     pub journal: Option<String>,
+    /// The address this node is reached at (its name in the writer's lease); `None`: the listen
+    /// address.
+    pub advertise: Option<String>,
+    /// How long the writer's lease lasts without renewal.
+    pub lease: Duration,
     pub limits: Limits,
     pub tls: Option<Tls>,
     /// Serve without TLS on a non-loopback address (refused otherwise).
@@ -120,6 +146,8 @@ impl Config {
         Config {
             data_dir,
             journal: None,
+            advertise: None,
+            lease: LEASE_DEFAULT,
             limits: Limits::default(),
             tls: None,
             allow_plaintext: false,
@@ -171,21 +199,31 @@ fn system() -> Principal {
 }
 
 /// Opens the data directory `dir` (upgrading a release's directory in place) and starts the ledger
-/// on it (also used by the offline CLI).
+/// on it (also used by the offline CLI). With the journal in PostgreSQL, the ledger takes part in
+/// the writer's lease as `node`: it writes only while it holds the lease.
 pub async fn open_ledger(
     dir: &Path,
     limits: &Limits,
     journal: Option<&str>,
+    node: &Node,
 ) -> Result<(Ledger, crate::ledger::WriterGuard), ServeError> {
     let open_dir = dir.to_path_buf();
     let journal = journal.map(str::to_owned);
+    let node = node.clone();
     let cache = limits.cache_bytes;
     let options =
         crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
     let started = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let opened = crate::datadir::open(&open_dir, cache, journal.as_deref())?;
         let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
-        let (ledger, writer) = Ledger::start(opened.journal, opened.derived, opened.signer, options)?;
+        let lease = match (&journal, opened.fence) {
+            (Some(url), Some(fence)) => Some(Arc::new(
+                crate::ledger::journal::lease::Lease::connect(url, &node.name, node.lease, fence)
+                    .map_err(crate::domain::LedgerError::from)?,
+            )),
+            _ => None,
+        };
+        let (ledger, writer) = Ledger::start_node(opened.journal, opened.derived, opened.signer, options, lease)?;
         if opened.upgraded {
             crate::datadir::finish_upgrade(&open_dir)?;
         }
@@ -201,6 +239,70 @@ pub async fn open_ledger(
 
 /// The standard health service's name for the writer: NOT_SERVING once writes are stopped.
 pub const WRITER_HEALTH_SERVICE: &str = "ipledger.v1.Writer";
+
+/// Keeps the health service true: the writer's service is SERVING only on the node that writes
+/// (orchestrators and HAProxy route writes by it); after a storage failure the writer refuses
+/// every write until a restart, and the whole server says NOT_SERVING so that an orchestrator
+/// restarts it.
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    mut role: tokio::sync::watch::Receiver<crate::ledger::role::Role>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    loop {
+        let writes_stopped = *stopped.borrow_and_update();
+        let writer = role.borrow_and_update().is_writer();
+        if writes_stopped {
+            tracing::error!("writes are stopped after a storage failure: health says NOT_SERVING; restart the server");
+        }
+        let overall = if writes_stopped { NotServing } else { Serving };
+        let writes = if writer && !writes_stopped { Serving } else { NotServing };
+        reporter.set_service_status("", overall).await;
+        reporter.set_service_status(WRITER_HEALTH_SERVICE, writes).await;
+        tokio::select! {
+            changed = role.changed() => if changed.is_err() { return },
+            changed = stopped.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Unauthenticated HTTP health for load balancers that cannot speak gRPC health (HAProxy's
+/// `option httpchk`): `/healthz` answers 200 while the node serves, `/healthz/writer` 200 only on
+/// the node that writes (503 elsewhere, naming the writer when known).
+fn health_routes(ledger: &Ledger) -> axum::Router {
+    use axum::http::StatusCode;
+    let (role, stopped) = (ledger.role(), ledger.writes_stopped());
+    let serving = stopped.clone();
+    axum::Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(move || {
+                let stopped = *serving.borrow();
+                async move {
+                    if stopped {
+                        (StatusCode::SERVICE_UNAVAILABLE, "writes stopped\n")
+                    } else {
+                        (StatusCode::OK, "serving\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/healthz/writer",
+            axum::routing::get(move || {
+                let answer = match (&*role.borrow(), *stopped.borrow()) {
+                    (_, true) => (StatusCode::SERVICE_UNAVAILABLE, "writes stopped\n".to_owned()),
+                    (crate::ledger::role::Role::Writer { .. }, false) => (StatusCode::OK, "writer\n".to_owned()),
+                    (crate::ledger::role::Role::Follower { writer }, false) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("follower; the writer is {}\n", writer.as_deref().unwrap_or("being elected")),
+                    ),
+                };
+                async move { answer }
+            }),
+        )
+}
 
 /// Secure by default: on a store that never had a principal, create an admin and write its token
 /// to a file only the owner can read. A store whose principals are all revoked is served as it is
@@ -298,9 +400,26 @@ pub async fn serve(
                 crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
             Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, options)?
         }
-        None => open_ledger(&config.data_dir, limits, config.journal.as_deref()).await?,
+        None => {
+            let name = config.advertise.clone().unwrap_or_else(|| address.to_string());
+            let node = Node { name, lease: config.lease };
+            open_ledger(&config.data_dir, limits, config.journal.as_deref(), &node).await?
+        }
     };
-    bootstrap_admin(&ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
+    if ledger.role().borrow().is_writer() {
+        bootstrap_admin(&ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
+    } else {
+        // In a cluster, the node that first holds the lease creates the first admin.
+        let (ledger, dir, file) = (ledger.clone(), config.data_dir.clone(), config.admin_token_file.clone());
+        tokio::spawn(async move {
+            let mut role = ledger.role();
+            if role.wait_for(|r| r.is_writer()).await.is_ok()
+                && let Err(e) = bootstrap_admin(&ledger, &dir, file.as_deref()).await
+            {
+                tracing::error!(error = %e, "cannot create the first admin");
+            }
+        });
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<pb::pledge_service_server::PledgeServiceServer<Api>>().await;
@@ -308,19 +427,7 @@ pub async fn serve(
     health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::journal_service_server::JournalServiceServer<Api>>().await;
-    health_reporter.set_service_status(WRITER_HEALTH_SERVICE, tonic_health::ServingStatus::Serving).await;
-    // After a storage failure the writer refuses every write until a restart: say so, so that an
-    // orchestrator restarts the server.
-    let mut writes_stopped = ledger.writes_stopped();
-    let reporter = health_reporter.clone();
-    tokio::spawn(async move {
-        if writes_stopped.wait_for(|stopped| *stopped).await.is_ok() {
-            tracing::error!("writes are stopped after a storage failure: health says NOT_SERVING; restart the server");
-            for service in ["", WRITER_HEALTH_SERVICE] {
-                reporter.set_service_status(service, tonic_health::ServingStatus::NotServing).await;
-            }
-        }
-    });
+    tokio::spawn(report_health(health_reporter.clone(), ledger.role(), ledger.writes_stopped()));
 
     // Both reflection versions describe everything served, each other included, so any client
     // (grpcurl, buf curl, grpcio, evans) sees the same list whichever version it speaks.
@@ -362,6 +469,7 @@ pub async fn serve(
     };
     let scratch_dir = config.engines.is_none().then(|| config.data_dir.clone());
     let api = Api::new(ledger.clone(), limits.quotas.clone(), limits.timeouts, stopping, scratch_dir);
+    let health = health_routes(&ledger);
     drop(ledger);
     // Size limits and compression are set on the generated service, then it is wrapped.
     macro_rules! limited {
@@ -395,7 +503,7 @@ pub async fn serve(
         .add_service(journal);
     // The dashboard page and its JSON API share the port (and so its TLS) with gRPC.
     let routes = tonic::service::Routes::from(
-        routes.into_axum_router().merge(crate::http::router(crate::http::HttpState { api, auth })),
+        routes.into_axum_router().merge(crate::http::router(crate::http::HttpState { api, auth })).merge(health),
     );
 
     let mut builder = tonic::transport::Server::builder();

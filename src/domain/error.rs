@@ -58,6 +58,15 @@ pub enum LedgerError {
     /// The server is shutting down or the store failed; nothing was written.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// This node follows another node's journal and does not write: send writes to the writer
+    /// (its advertised address when known).
+    #[error("this node does not write; send writes to {}", .writer.as_deref().unwrap_or("the writer (being elected)"))]
+    NotWriter { writer: Option<String> },
+    /// The journal could not tell whether the write was committed (the connection to it was lost
+    /// during the commit and it stayed unreachable): retry with the same request id, which is
+    /// answered with the committed result if there is one and decided anew if there is none.
+    #[error("the write's outcome is unknown ({0}); retry with the same request id")]
+    OutcomeUnknown(String),
     /// A broken invariant or unreadable record: a bug or corruption, never the caller's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -103,6 +112,8 @@ impl LedgerError {
             LedgerError::LimitReached { reason, .. } => reason,
             LedgerError::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE",
             LedgerError::Unavailable(_) => "UNAVAILABLE",
+            LedgerError::NotWriter { .. } => "NOT_WRITER",
+            LedgerError::OutcomeUnknown(_) => "OUTCOME_UNKNOWN",
             LedgerError::Internal(_) => "INTERNAL",
         }
     }

@@ -23,6 +23,9 @@ fn public(error: &LedgerError) -> (String, Option<String>) {
     let generic = match error {
         LedgerError::Internal(_) => "internal error",
         LedgerError::Unavailable(_) => "the service is unavailable",
+        LedgerError::OutcomeUnknown(_) => {
+            "the write's outcome is unknown (the journal was unreachable during its commit); retry with the same request id"
+        }
         _ => return (error.to_string(), None),
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -100,6 +103,20 @@ pub fn to_status(error: LedgerError) -> Status {
             details.set_error_info(reason, ERROR_DOMAIN, hidden());
             Code::Unavailable
         }
+        LedgerError::NotWriter { writer } => {
+            // Retry at once, at the writer when it is named.
+            details.set_retry_info(Some(Duration::from_millis(OVERLOAD_RETRY_DELAY_MS)));
+            details.set_error_info(
+                reason,
+                ERROR_DOMAIN,
+                writer.map(|w| ("writer".to_owned(), w)).into_iter().collect::<HashMap<_, _>>(),
+            );
+            Code::Unavailable
+        }
+        LedgerError::OutcomeUnknown(_) => {
+            details.set_error_info(reason, ERROR_DOMAIN, hidden());
+            Code::Unavailable
+        }
         LedgerError::Internal(_) => {
             details.set_error_info(reason, ERROR_DOMAIN, hidden());
             Code::Internal
@@ -151,6 +168,8 @@ mod tests {
         check(LedgerError::DeadlineExceeded(1), Code::DeadlineExceeded, "DEADLINE_EXCEEDED", &[]);
         check(LedgerError::Unavailable("x".into()), Code::Unavailable, "UNAVAILABLE", &[]);
         check(LedgerError::Internal("x".into()), Code::Internal, "INTERNAL", &[]);
+        check(LedgerError::NotWriter { writer: Some("n2:50051".into()) }, Code::Unavailable, "NOT_WRITER", &[]);
+        check(LedgerError::OutcomeUnknown("x".into()), Code::Unavailable, "OUTCOME_UNKNOWN", &[]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod principals;
 pub mod projector;
 pub mod query;
 pub mod replay;
+pub mod role;
 pub mod signing;
 pub mod tokens;
 mod tx;
@@ -121,6 +122,7 @@ pub struct Ledger {
     principals: Arc<Principals>,
     committed: tokio::sync::watch::Receiver<u64>,
     writes_stopped: tokio::sync::watch::Receiver<bool>,
+    role: tokio::sync::watch::Receiver<role::Role>,
     writer: mpsc::Sender<writer::Job>,
     queue_max: usize,
     reads_in_flight: Arc<AtomicUsize>,
@@ -160,6 +162,18 @@ impl Ledger {
         signer: signing::Signer,
         options: Options,
     ) -> Result<(Ledger, WriterGuard), LedgerError> {
+        Ledger::start_node(journal, base, signer, options, None)
+    }
+
+    /// `start`, as one node of a cluster when `lease` is given: the node writes while it holds
+    /// the writer's lease and follows the journal (serving reads) while another node does.
+    pub fn start_node(
+        journal: Arc<dyn journal::Journal>,
+        base: Arc<dyn Store>,
+        signer: signing::Signer,
+        options: Options,
+        lease: Option<Arc<journal::lease::Lease>>,
+    ) -> Result<(Ledger, WriterGuard), LedgerError> {
         let Options { queue_max, checkpoint_bytes } = options;
         check_layout(journal.as_ref(), base.as_ref())?;
         let derived =
@@ -168,7 +182,8 @@ impl Ledger {
         let principals = Arc::new(Principals::load(derived.as_ref())?);
         let targets =
             writer::Targets { journal: journal.clone(), derived: derived.clone(), principals: principals.clone() };
-        let writer::Spawned { sender, handle, committed, writes_stopped } = writer::spawn(targets, queue_max)?;
+        let writer::Spawned { sender, handle, committed, writes_stopped, role } =
+            writer::spawn(targets, queue_max, lease)?;
         let store: Arc<dyn Store> = derived.clone();
         let ledger = Ledger {
             journal,
@@ -178,6 +193,7 @@ impl Ledger {
             principals,
             committed,
             writes_stopped,
+            role,
             writer: sender,
             queue_max,
             reads_in_flight: Arc::default(),
@@ -252,6 +268,11 @@ impl Ledger {
         answer.await.map_err(|_| LedgerError::Unavailable("the writer stopped".to_owned()))
     }
 
+    /// Follows whether this node writes or follows another node's journal.
+    pub fn role(&self) -> tokio::sync::watch::Receiver<role::Role> {
+        self.role.clone()
+    }
+
     /// Writes waiting for the writer now.
     pub fn queue_depth(&self) -> usize {
         self.writer.max_capacity() - self.writer.capacity()
@@ -275,6 +296,9 @@ impl Ledger {
         command: Command,
         ticket: writer::Ticket,
     ) -> Result<(Outcome, bool, u64), LedgerError> {
+        if let role::Role::Follower { writer } = &*self.role.borrow() {
+            return Err(LedgerError::NotWriter { writer: writer.clone() });
+        }
         let (reply, answer) = oneshot::channel();
         self.writer
             .try_send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply, ticket })))
@@ -295,6 +319,9 @@ impl Ledger {
         command: Command,
         ticket: writer::Ticket,
     ) -> Result<oneshot::Receiver<writer::Reply>, LedgerError> {
+        if let role::Role::Follower { writer } = &*self.role.borrow() {
+            return Err(LedgerError::NotWriter { writer: writer.clone() });
+        }
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(writer::Job::Write(Box::new(writer::Write { actor: actor.clone(), command, reply, ticket })))

@@ -161,6 +161,17 @@ impl Principals {
         Ok(())
     }
 
+    /// Reflects the record of `name` as `store` now holds it (a follower, after applying journal
+    /// entries that created or changed it).
+    pub fn refresh(&self, store: &dyn Store, name: &PrincipalName) -> Result<(), LedgerError> {
+        let key = keys::principal(name);
+        let Some(value) = store.get(&key).map_err(|e| LedgerError::Unavailable(e.to_string()))? else {
+            return Err(LedgerError::Internal(format!("principal {name} is missing from derived state")));
+        };
+        let record: PrincipalRecord = codec::decode(&key, &value)?;
+        self.apply_committed(store, &record)
+    }
+
     /// The live principal that the bindings among `presented` name, if they name exactly one:
     /// bindings of two principals, or of a revoked one, authenticate nobody.
     pub fn by_certificate(&self, presented: &[CertificateBinding]) -> Option<Principal> {

@@ -8,13 +8,15 @@
 
 use super::apply::{self, Command, Executed, Outcome};
 use super::derived::Derived;
+use super::journal::lease::Lease;
 use super::journal::{Head, Journal, JournalError, Stored};
 use super::principals::Principals;
+use super::role::{self, Role};
 use super::tx::Tx;
 use crate::domain::principal::Principal;
 use crate::domain::{LedgerError, Micros};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Requests taken into one group commit at most: bounds the batch's memory and the latency of the
@@ -25,14 +27,25 @@ pub const GROUP_MAX: usize = 4096;
 /// after which the caller reads its own write.
 pub type Reply = Result<(Outcome, bool, u64), LedgerError>;
 
-/// Work for the writer: a write, or a task run between two groups (tests hold the writer so).
+/// Work for the writer: a write, a task run between two groups (tests hold the writer so), or a
+/// wake-up after the node's role changed.
 pub enum Job {
     Write(Box<Write>),
     Exclusive(ExclusiveTask),
+    Wake,
 }
 
 /// A task run on the writer thread with no write under way.
 pub type ExclusiveTask = Box<dyn FnOnce() + Send>;
+
+/// Journal entries a follower applies in one derived-state batch at most.
+const FOLLOW_CHUNK: usize = 1024;
+
+/// How long a follower waits for news of an append before it reads the journal anyway.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
+/// How long a failing follower or takeover waits before it tries again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Strictly increasing microsecond timestamps: they keep increasing across restarts (the clock
 /// starts after the journal's last entry) even if the wall clock steps back.
@@ -57,6 +70,8 @@ pub struct Spawned {
     /// Turns true when the writer refuses every write (fail-stop after a failure whose outcome it
     /// cannot establish), so health can say NOT_SERVING and an orchestrator restarts the server.
     pub writes_stopped: watch::Receiver<bool>,
+    /// Whether this node writes or follows.
+    pub role: watch::Receiver<Role>,
 }
 
 /// What the writer writes to.
@@ -66,78 +81,120 @@ pub struct Targets {
     pub principals: Arc<Principals>,
 }
 
-pub fn spawn(targets: Targets, queue_max: usize) -> Result<Spawned, LedgerError> {
+/// Starts the writer thread on derived state caught up with the journal. With `lease`, the node
+/// writes only while it holds the lease and follows the journal otherwise; without, it always
+/// writes (the embedded journal).
+pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> Result<Spawned, LedgerError> {
     let (sender, receiver) = mpsc::channel(queue_max);
-    let head = targets.journal.head()?;
+    // Where derived state is: in a cluster, the journal may already be further.
+    let head = targets.derived.through().map_err(|e| LedgerError::Unavailable(e.to_string()))?;
     let last = match super::journal::read_one(targets.journal.as_ref(), head.sequence)? {
         Some(stored) => stored.decode()?.at,
         None => 0,
     };
     let (committed_tx, committed) = watch::channel(head.sequence);
     let (stopped_tx, writes_stopped) = watch::channel(false);
-    let writer = Writer { targets, head, clock: Clock { last }, committed: committed_tx, writes_stopped: stopped_tx };
+    let (role_tx, role) = match &lease {
+        None => watch::channel(Role::Writer { term: 0 }),
+        Some(_) => watch::channel(Role::Follower { writer: None }),
+    };
+    let (settle_max, role_tx, controller) = match lease {
+        None => (Duration::ZERO, Some(role_tx), None),
+        Some(lease) => {
+            let (requests_tx, requests) = std::sync::mpsc::channel();
+            let wake = sender.downgrade();
+            // Long enough for PostgreSQL to fail over (Patroni's election) and answer again.
+            let settle_max = lease.ttl() * 12;
+            std::thread::Builder::new()
+                .name("ipledger-lease".to_owned())
+                .spawn(move || role::run_lease(lease, role_tx, requests, wake))
+                .map_err(|e| LedgerError::Unavailable(format!("cannot start the lease thread: {e}")))?;
+            (settle_max, None, Some(requests_tx))
+        }
+    };
+    let writer = Writer {
+        targets,
+        head,
+        clock: Clock { last },
+        committed: committed_tx,
+        writes_stopped: stopped_tx,
+        role: role.clone(),
+        _role: role_tx,
+        controller,
+        leading: None,
+        settle_max,
+    };
     let handle = std::thread::Builder::new()
         .name("ipledger-writer".to_owned())
         .spawn(move || writer.run(receiver))
         .map_err(|e| LedgerError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-    Ok(Spawned { sender, handle, committed, writes_stopped })
+    Ok(Spawned { sender, handle, committed, writes_stopped, role })
 }
 
 struct Writer {
     targets: Targets,
-    /// The journal's head: the last entry appended and applied.
+    /// The journal's head as derived state reflects it: the last entry appended or followed, and
+    /// applied.
     head: Head,
     clock: Clock,
     committed: watch::Sender<u64>,
     writes_stopped: watch::Sender<bool>,
+    role: watch::Receiver<Role>,
+    /// The role's sender when nobody else sets it (the embedded journal: always the writer).
+    _role: Option<watch::Sender<Role>>,
+    /// The lease thread, in a cluster.
+    controller: Option<std::sync::mpsc::Sender<role::Request>>,
+    /// The term this writer caught up for and appends under.
+    leading: Option<i64>,
+    /// How long an append of unknown outcome is retried against the journal before the callers
+    /// are told the outcome is unknown.
+    settle_max: Duration,
 }
 
 /// How a group ended.
 enum GroupEnd {
     /// Durable and applied (or nothing to write).
     Committed,
-    /// Nothing of it was written: the writer goes on with the next group.
-    NotWritten,
-    /// What the journal or derived state holds is unknown: the writer stops writing.
-    Stop(String),
+    /// Nothing of it was written: each caller gets this error, and the writer goes on.
+    NotWritten(LedgerError),
+    /// This node must not write now (fenced, or the outcome is unknown): each caller gets this
+    /// error and, in a cluster, the node gives up its lease and follows the journal.
+    StepDown(LedgerError),
+    /// Derived state or the journal is in a state the writer cannot go on from: it stops writing.
+    /// Each caller gets the error, or its result when the group was committed before (`None`).
+    Stop(String, Option<LedgerError>),
+}
+
+/// What the writer loop does next.
+#[derive(PartialEq)]
+enum Turn {
+    Continue,
+    /// The queue is closed and drained: shut down.
+    Closed,
+}
+
+fn not_committed() -> LedgerError {
+    LedgerError::Unavailable("the write was not committed".to_owned())
 }
 
 impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(GROUP_MAX);
-        let mut exclusive: Option<ExclusiveTask> = None;
         // Set when the writer cannot know what the stores hold: every later write is refused
         // until an operator restarts the server (fail-stop).
         let mut failed: Option<String> = None;
-        // Ends when every sender is gone and the queue is drained: shutdown commits all it accepted.
-        while let Some(first) = receiver.blocking_recv() {
-            let mut next = Some(first);
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Write(write) => jobs.push(*write),
-                    // Commit what came before it, then run it alone.
-                    Job::Exclusive(task) => {
-                        exclusive = Some(task);
-                        break;
-                    }
-                }
-                if jobs.len() < GROUP_MAX {
-                    next = receiver.try_recv().ok();
-                }
+        loop {
+            let role = self.role.borrow().clone();
+            let turn = match role {
+                Role::Writer { term } => self.write_turn(term, &mut receiver, &mut jobs, &mut failed),
+                Role::Follower { writer } => self.follow_turn(writer, &mut receiver, failed.is_some()),
+            };
+            if turn == Turn::Closed {
+                break;
             }
-            match &failed {
-                Some(reason) => refuse(&mut jobs, reason),
-                None if jobs.is_empty() => {}
-                None => {
-                    if let GroupEnd::Stop(reason) = self.commit_group(&mut jobs) {
-                        failed = Some(reason);
-                        self.writes_stopped.send_replace(true);
-                    }
-                }
-            }
-            if let Some(task) = exclusive.take() {
-                task();
-            }
+        }
+        if let Some(controller) = &self.controller {
+            let _ = controller.send(role::Request::Stop);
         }
         if failed.is_none()
             && let Err(e) = self.targets.derived.checkpoint_and_wait()
@@ -145,6 +202,158 @@ impl Writer {
             tracing::error!(error = %e, "the last checkpoint failed: the next start replays the journal after the previous one");
         }
         tracing::info!(head = self.head.sequence, "writer stopped: queue closed and drained");
+    }
+
+    /// One group as the writer (catching up first when the term is new to it). Ends when every
+    /// sender is gone and the queue is drained: shutdown commits all it accepted.
+    fn write_turn(
+        &mut self,
+        term: i64,
+        receiver: &mut mpsc::Receiver<Job>,
+        jobs: &mut Vec<Write>,
+        failed: &mut Option<String>,
+    ) -> Turn {
+        if self.leading != Some(term) && failed.is_none() {
+            if let Err(e) = self.take_over() {
+                tracing::warn!(error = %e, term, "cannot catch up with the journal before writing; trying again");
+                std::thread::sleep(RETRY_PAUSE);
+                return Turn::Continue;
+            }
+            self.leading = Some(term);
+            if term > 0 {
+                tracing::warn!(term, head = self.head.sequence, "this node writes");
+            }
+        }
+        let Some(first) = receiver.blocking_recv() else { return Turn::Closed };
+        let mut exclusive: Option<ExclusiveTask> = None;
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write(write) => jobs.push(*write),
+                // Commit what came before it, then run it alone.
+                Job::Exclusive(task) => {
+                    exclusive = Some(task);
+                    break;
+                }
+                Job::Wake => {}
+            }
+            if jobs.len() < GROUP_MAX {
+                next = receiver.try_recv().ok();
+            }
+        }
+        let still = *self.role.borrow() == Role::Writer { term };
+        match &failed {
+            Some(reason) => refuse(jobs, reason),
+            None if jobs.is_empty() => {}
+            // The lease was lost while these waited: another node decides them.
+            None if !still => refuse_not_writer(jobs, None),
+            None => match self.commit_group(jobs) {
+                GroupEnd::Stop(reason, _) => {
+                    *failed = Some(reason);
+                    self.writes_stopped.send_replace(true);
+                    if let Some(controller) = &self.controller {
+                        let _ = controller.send(role::Request::Stop);
+                    }
+                }
+                GroupEnd::StepDown(answer) => match &self.controller {
+                    Some(controller) => {
+                        self.leading = None;
+                        let _ = controller.send(role::Request::StepDown);
+                    }
+                    // Nobody else can write the embedded journal: stop.
+                    None => {
+                        *failed = Some(answer.to_string());
+                        self.writes_stopped.send_replace(true);
+                    }
+                },
+                GroupEnd::Committed | GroupEnd::NotWritten(_) => {}
+            },
+        }
+        if let Some(task) = exclusive.take() {
+            task();
+        }
+        Turn::Continue
+    }
+
+    /// One round as a follower: refuse what was queued (it raced the role change), wait for news
+    /// of an append, apply what the journal has.
+    fn follow_turn(&mut self, writer: Option<String>, receiver: &mut mpsc::Receiver<Job>, failed: bool) -> Turn {
+        self.leading = None;
+        loop {
+            match receiver.try_recv() {
+                Ok(Job::Write(write)) => {
+                    let _ = write.reply.send(Err(LedgerError::NotWriter { writer: writer.clone() }));
+                }
+                Ok(Job::Exclusive(task)) => task(),
+                Ok(Job::Wake) => {}
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Turn::Closed,
+            }
+        }
+        self.targets.journal.wait_for_append(self.head.sequence, FOLLOW_POLL);
+        // Derived state of a stopped writer may be behind what it acknowledged: leave it alone.
+        if !failed && let Err(e) = self.follow() {
+            tracing::warn!(error = %e, "cannot follow the journal; trying again");
+            std::thread::sleep(RETRY_PAUSE);
+        }
+        Turn::Continue
+    }
+
+    /// Before writing under a new term: apply every entry the journal has (the lease is held, so
+    /// nobody appends meanwhile) and continue its clock.
+    fn take_over(&mut self) -> Result<(), LedgerError> {
+        self.follow()?;
+        let head = self.targets.journal.head()?;
+        if head != self.head {
+            return Err(LedgerError::Unavailable(format!(
+                "the journal's head is {} after catching up to {}",
+                head.sequence, self.head.sequence
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies the journal's entries after `self.head` into derived state, chunk by chunk, until
+    /// there are none: what a follower does, and a new writer before it writes.
+    fn follow(&mut self) -> Result<u64, LedgerError> {
+        let mut applied = 0;
+        loop {
+            let chunk = self.targets.journal.read(self.head.sequence + 1, FOLLOW_CHUNK)?;
+            if chunk.is_empty() {
+                return Ok(applied);
+            }
+            let derived = self.targets.derived.clone();
+            let mut tx = Tx::new(derived.as_ref());
+            let mut head = self.head;
+            let mut principals = Vec::new();
+            for stored in &chunk {
+                let entry = stored.decode()?;
+                // The chain continues exactly where derived state is.
+                if entry.sequence != head.sequence + 1 || entry.prev_hash != head.hash {
+                    return Err(LedgerError::Internal(format!(
+                        "journal entry {} does not follow entry {} that derived state reflects",
+                        entry.sequence, head.sequence
+                    )));
+                }
+                super::projector::apply_entry(&mut tx, &entry)?;
+                tx.accept();
+                if let Some(name) = entry.event.principal() {
+                    principals.push(name.clone());
+                }
+                self.clock.last = self.clock.last.max(entry.at);
+                head = stored.head();
+            }
+            derived.apply(tx.into_batch(), head).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            self.head = head;
+            for name in &principals {
+                self.targets.principals.refresh(derived.as_ref(), name)?;
+            }
+            self.committed.send_replace(head.sequence);
+            applied += chunk.len() as u64;
+            if derived.checkpoint_due() {
+                derived.checkpoint().map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            }
+        }
     }
 
     /// Executes and commits one group.
@@ -205,7 +414,7 @@ impl Writer {
             Err(end) => end,
         };
         match &end {
-            GroupEnd::Committed => {
+            GroupEnd::Committed | GroupEnd::Stop(_, None) => {
                 crate::metrics::METRICS.group_requests.observe(replies.len() as f64);
                 crate::metrics::METRICS
                     .commit_seconds
@@ -219,9 +428,9 @@ impl Writer {
                 );
                 answer(replies);
             }
-            GroupEnd::NotWritten | GroupEnd::Stop(_) => {
+            GroupEnd::NotWritten(answer) | GroupEnd::StepDown(answer) | GroupEnd::Stop(_, Some(answer)) => {
                 for (reply, _) in replies {
-                    let _ = reply.send(Err(LedgerError::Unavailable("the write was not committed".to_owned())));
+                    let _ = reply.send(Err(answer.clone()));
                 }
             }
         }
@@ -229,7 +438,7 @@ impl Writer {
         end
     }
 
-    /// Appends the group durably; on a failure, learns from the journal's head what was written.
+    /// Appends the group durably; on a failure, learns from the journal what was written.
     fn append(&mut self, expected: Head, entries: &[Stored]) -> Result<(), GroupEnd> {
         let target = entries.last().map(Stored::head).unwrap_or(expected);
         let error = match self.targets.journal.append(expected, entries) {
@@ -242,17 +451,48 @@ impl Writer {
         };
         tracing::error!(error = %error, entries = entries.len(), "journal append failed");
         match error {
-            JournalError::Unavailable(_) => Err(GroupEnd::NotWritten),
-            JournalError::OutcomeUnknown(_) => match self.targets.journal.head() {
-                Ok(head) if head == expected => Err(GroupEnd::NotWritten),
+            JournalError::Unavailable(_) => Err(GroupEnd::NotWritten(not_committed())),
+            JournalError::Fenced { .. } => Err(GroupEnd::StepDown(LedgerError::NotWriter { writer: None })),
+            JournalError::OutcomeUnknown(_) => self.settle(expected, target),
+            // Another writer appended: in a cluster this one is stale and follows; alone, the
+            // journal changed under it and it stops.
+            JournalError::HeadMoved { .. } if self.controller.is_some() => {
+                Err(GroupEnd::StepDown(LedgerError::NotWriter { writer: None }))
+            }
+            JournalError::HeadMoved { .. } | JournalError::Corrupt(_) => {
+                Err(GroupEnd::Stop(error.to_string(), Some(not_committed())))
+            }
+        }
+    }
+
+    /// After an append of unknown outcome: asks the journal (for up to `settle_max`, through a
+    /// failover) whether the group is there, and never assumes it is not.
+    fn settle(&mut self, expected: Head, target: Head) -> Result<(), GroupEnd> {
+        let started = Instant::now();
+        loop {
+            match self.targets.journal.durable_head() {
+                Ok(head) if head == expected => return Err(GroupEnd::NotWritten(not_committed())),
                 // Everything is there: the group is committed after all.
-                Ok(head) if head == target => Ok(()),
+                Ok(head) if head == target => return Ok(()),
                 Ok(head) => {
-                    Err(GroupEnd::Stop(format!("the journal's head is {} after a failed append", head.sequence)))
+                    let reason = format!("the journal's head is {} after a failed append", head.sequence);
+                    return Err(match self.controller {
+                        Some(_) => GroupEnd::StepDown(LedgerError::OutcomeUnknown(reason)),
+                        None => GroupEnd::Stop(reason.clone(), Some(LedgerError::OutcomeUnknown(reason))),
+                    });
                 }
-                Err(e) => Err(GroupEnd::Stop(format!("the journal's head is unknown after a failed append: {e}"))),
-            },
-            JournalError::HeadMoved { .. } | JournalError::Corrupt(_) => Err(GroupEnd::Stop(error.to_string())),
+                Err(e) if started.elapsed() < self.settle_max => {
+                    tracing::warn!(error = %e, "the journal is unreachable after an append of unknown outcome; asking again");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(e) => {
+                    let reason = format!("the journal's head is unknown after a failed append: {e}");
+                    return Err(match self.controller {
+                        Some(_) => GroupEnd::StepDown(LedgerError::OutcomeUnknown(reason)),
+                        None => GroupEnd::Stop(reason.clone(), Some(LedgerError::OutcomeUnknown(reason))),
+                    });
+                }
+            }
         }
     }
 
@@ -260,7 +500,9 @@ impl Writer {
     fn apply(&mut self, tx: Tx<'_>, head: Head, replies: &[(oneshot::Sender<Reply>, Reply)]) -> GroupEnd {
         let derived = &self.targets.derived;
         if let Err(e) = derived.apply(tx.into_batch(), head) {
-            return GroupEnd::Stop(format!("derived state cannot take a committed group: {e}"));
+            let reason = format!("derived state cannot take a committed group: {e}");
+            // Durable, so committed: the callers learn it by retrying with their request ids.
+            return GroupEnd::Stop(reason.clone(), Some(LedgerError::OutcomeUnknown(reason)));
         }
         self.head = head;
         // Durable now: make principal changes effective before anyone hears of them.
@@ -275,7 +517,9 @@ impl Writer {
         if derived.checkpoint_due()
             && let Err(e) = derived.checkpoint()
         {
-            return GroupEnd::Stop(e.to_string());
+            // The group is durable and applied: its callers are answered; later writes stop.
+            tracing::error!(error = %e, "a checkpoint failed: writes stop");
+            return GroupEnd::Stop(e.to_string(), None);
         }
         GroupEnd::Committed
     }
@@ -286,6 +530,12 @@ fn answer(replies: Vec<(oneshot::Sender<Reply>, Reply)>) {
         // A caller that went away (deadline, cancel) still had its write committed; a retry with
         // the same request id will find it.
         let _ = reply.send(result);
+    }
+}
+
+fn refuse_not_writer(jobs: &mut Vec<Write>, writer: Option<String>) {
+    for job in jobs.drain(..) {
+        let _ = job.reply.send(Err(LedgerError::NotWriter { writer: writer.clone() }));
     }
 }
 
@@ -424,7 +674,7 @@ mod tests {
     fn start(journal: Arc<dyn Journal>) -> (Spawned, Arc<Derived>) {
         let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
         let targets = Targets { journal, derived: derived.clone(), principals: Arc::default() };
-        (spawn(targets, 16).unwrap(), derived)
+        (spawn(targets, 16, None).unwrap(), derived)
     }
 
     #[test]
@@ -432,7 +682,7 @@ mod tests {
         let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
         let principals = Arc::new(Principals::default());
         let targets = Targets { journal: Arc::new(MemoryJournal::default()), derived, principals: principals.clone() };
-        let Spawned { sender, handle, .. } = spawn(targets, 16).unwrap();
+        let Spawned { sender, handle, .. } = spawn(targets, 16, None).unwrap();
         let name = |n: &str| crate::domain::principal::PrincipalName::parse(n).unwrap();
         for n in ["a", "b"] {
             let command =
@@ -465,7 +715,7 @@ mod tests {
     #[test]
     fn a_failed_append_leaves_nothing_visible_and_the_writer_resumes_when_the_head_shows_what_was_written() {
         let journal = Arc::new(Flaky::default());
-        let (Spawned { sender, handle, writes_stopped, committed }, derived) = start(journal.clone());
+        let (Spawned { sender, handle, writes_stopped, committed, .. }, derived) = start(journal.clone());
         let id = Uuid::new_v4();
         let (_, replayed, sequence) = submit(&sender, create_line(id)).unwrap();
         assert_eq!((replayed, sequence, *committed.borrow()), (false, 1, 1));

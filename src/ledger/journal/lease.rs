@@ -5,27 +5,22 @@
 //! append in any case; the lease decides who should be writing at all.
 
 use super::JournalError;
-use postgres::{Client, NoTls};
-use std::sync::Mutex;
+use super::postgres::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS ipledger_lease (
-    id int PRIMARY KEY CHECK (id = 1),
-    holder text NOT NULL,
-    term bigint NOT NULL,
-    expires_at timestamptz NOT NULL
-);
-INSERT INTO ipledger_lease VALUES (1, '', 0, 'epoch') ON CONFLICT DO NOTHING";
 
 /// A held lease: the term this node writes under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Term(pub i64);
 
 pub struct Lease {
-    client: Mutex<Client>,
+    connection: Connection,
     node: String,
     ttl: Duration,
+    /// The journal's term (`PostgresJournal::term`): set on acquiring, so that every append of
+    /// this node checks it.
+    fence: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -39,55 +34,87 @@ fn unavailable(e: postgres::Error) -> JournalError {
 }
 
 impl Lease {
-    /// Connects as `node` (a name unique among the nodes: its address), creating the row when missing.
-    pub fn connect(url: &str, node: &str, ttl: Duration) -> Result<Lease, JournalError> {
-        let mut client = Client::connect(url, NoTls).map_err(unavailable)?;
-        client.batch_execute(SCHEMA).map_err(unavailable)?;
-        Ok(Lease { client: Mutex::new(client), node: node.to_owned(), ttl })
+    /// Connects as `node` (a name unique among the nodes: its address), creating the tables when
+    /// missing; `fence` is the journal's term, set whenever this node acquires the lease.
+    pub fn connect(url: &str, node: &str, ttl: Duration, fence: Arc<AtomicI64>) -> Result<Lease, JournalError> {
+        let connection = Connection::new(url, "");
+        connection.with(|client| client.batch_execute(super::postgres::SCHEMA).map_err(unavailable))?;
+        Ok(Lease { connection, node: node.to_owned(), ttl, fence })
+    }
+
+    /// This node's name in the lease.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// How long a lease lasts without renewal.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     fn ttl_ms(&self) -> f64 {
         self.ttl.as_secs_f64() * 1000.0
     }
 
-    /// Takes the lease when nobody holds it or its holder let it expire: a new term. `None` while
-    /// another node holds it.
+    /// Takes the lease when nobody holds it or its holder let it expire: a new term, which this
+    /// node's appends carry from now on. `None` while another node holds it.
     pub fn acquire(&self) -> Result<Option<Term>, JournalError> {
-        let mut client = self.client.lock().map_err(|_| JournalError::Unavailable("poisoned".to_owned()))?;
-        let row = client
-            .query_opt(
-                "UPDATE ipledger_lease SET holder = $1, term = term + 1,
-                        expires_at = now() + $2 * interval '1 millisecond'
-                 WHERE id = 1 AND (expires_at < now() OR holder = '')
-                 RETURNING term",
-                &[&self.node, &self.ttl_ms()],
-            )
-            .map_err(unavailable)?;
-        Ok(row.map(|r| Term(r.get(0))))
+        let row = self.connection.with(|client| {
+            client
+                .query_opt(
+                    "UPDATE ipledger_lease SET holder = $1, term = term + 1,
+                            expires_at = now() + $2 * interval '1 millisecond'
+                     WHERE id = 1 AND (expires_at < now() OR holder = '')
+                     RETURNING term",
+                    &[&self.node, &self.ttl_ms()],
+                )
+                .map_err(unavailable)
+        })?;
+        let term = row.map(|r| Term(r.get(0)));
+        if let Some(Term(term)) = term {
+            self.fence.store(term, Ordering::SeqCst);
+        }
+        Ok(term)
     }
 
     /// Extends the lease of `term`; `false` when it is no longer this node's (another took over).
     pub fn renew(&self, term: Term) -> Result<bool, JournalError> {
-        let mut client = self.client.lock().map_err(|_| JournalError::Unavailable("poisoned".to_owned()))?;
-        let renewed = client
-            .execute(
-                "UPDATE ipledger_lease SET expires_at = now() + $3 * interval '1 millisecond'
-                 WHERE id = 1 AND holder = $1 AND term = $2 AND expires_at >= now()",
-                &[&self.node, &term.0, &self.ttl_ms()],
-            )
-            .map_err(unavailable)?;
+        let renewed = self.connection.with(|client| {
+            client
+                .execute(
+                    "UPDATE ipledger_lease SET expires_at = now() + $3 * interval '1 millisecond'
+                     WHERE id = 1 AND holder = $1 AND term = $2 AND expires_at >= now()",
+                    &[&self.node, &term.0, &self.ttl_ms()],
+                )
+                .map_err(unavailable)
+        })?;
         Ok(renewed == 1)
+    }
+
+    /// Gives the lease of `term` up at once (a planned stop), so that another node need not wait
+    /// for it to expire.
+    pub fn release(&self, term: Term) -> Result<(), JournalError> {
+        self.connection.with(|client| {
+            client
+                .execute(
+                    "UPDATE ipledger_lease SET expires_at = 'epoch' WHERE id = 1 AND holder = $1 AND term = $2",
+                    &[&self.node, &term.0],
+                )
+                .map_err(unavailable)
+        })?;
+        Ok(())
     }
 
     /// Who holds the lease, and under which term (`None`: nobody, or it expired).
     pub fn holder(&self) -> Result<Option<(String, Term)>, JournalError> {
-        let mut client = self.client.lock().map_err(|_| JournalError::Unavailable("poisoned".to_owned()))?;
-        let row = client
-            .query_opt(
-                "SELECT holder, term FROM ipledger_lease WHERE id = 1 AND expires_at >= now() AND holder <> ''",
-                &[],
-            )
-            .map_err(unavailable)?;
+        let row = self.connection.with(|client| {
+            client
+                .query_opt(
+                    "SELECT holder, term FROM ipledger_lease WHERE id = 1 AND expires_at >= now() AND holder <> ''",
+                    &[],
+                )
+                .map_err(unavailable)
+        })?;
         Ok(row.map(|r| (r.get(0), Term(r.get(1)))))
     }
 }
@@ -100,8 +127,8 @@ mod tests {
     fn one_node_holds_the_lease_until_it_expires_and_a_takeover_has_a_new_term() {
         let cluster = super::super::postgres::cluster::Cluster::start();
         let ttl = Duration::from_millis(400);
-        let a = Lease::connect(&cluster.url, "node-a:50051", ttl).unwrap();
-        let b = Lease::connect(&cluster.url, "node-b:50051", ttl).unwrap();
+        let a = Lease::connect(&cluster.url, "node-a:50051", ttl, Arc::default()).unwrap();
+        let b = Lease::connect(&cluster.url, "node-b:50051", ttl, Arc::default()).unwrap();
         let term = a.acquire().unwrap().expect("free");
         assert_eq!(term, Term(1));
         assert_eq!(b.acquire().unwrap(), None, "held by a");
@@ -113,5 +140,29 @@ mod tests {
         assert_eq!(taken, Term(2));
         assert!(!a.renew(term).unwrap(), "a learns it lost the lease");
         assert_eq!(a.acquire().unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod fencing {
+    use super::*;
+    use crate::ledger::journal::{Head, Journal, PostgresJournal, suite::chain};
+
+    #[test]
+    fn an_append_under_a_term_that_was_taken_over_is_refused_and_writes_nothing() {
+        let cluster = super::super::postgres::cluster::Cluster::start();
+        let ttl = Duration::from_millis(300);
+        let (a, b) = (PostgresJournal::connect(&cluster.url).unwrap(), PostgresJournal::connect(&cluster.url).unwrap());
+        let a_lease = Lease::connect(&cluster.url, "a:1", ttl, a.term()).unwrap();
+        let b_lease = Lease::connect(&cluster.url, "b:1", ttl, b.term()).unwrap();
+        assert_eq!(a_lease.acquire().unwrap(), Some(Term(1)));
+        let first = chain(Head::default(), 2);
+        let head = a.append(Head::default(), &first[..1]).unwrap();
+        // a pauses past its lease; b takes over and has not written yet.
+        std::thread::sleep(ttl + Duration::from_millis(100));
+        assert_eq!(b_lease.acquire().unwrap(), Some(Term(2)));
+        assert_eq!(a.append(head, &first[1..]), Err(JournalError::Fenced { held: 1, found: 2 }));
+        assert_eq!(b.head().unwrap(), head, "nothing of the fenced append is there");
+        assert_eq!(b.append(head, &first[1..]).unwrap(), first[1].head());
     }
 }

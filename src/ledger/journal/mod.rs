@@ -17,7 +17,7 @@ pub mod format;
 pub mod lease;
 pub mod legacy;
 mod memory;
-mod postgres;
+pub(crate) mod postgres;
 mod sled_journal;
 
 pub use memory::MemoryJournal;
@@ -71,6 +71,20 @@ pub enum Event {
         name: PrincipalName,
         binding: CertificateBinding,
     },
+}
+
+impl Event {
+    /// The principal an event creates or changes (whose authentication may change with it).
+    pub fn principal(&self) -> Option<&PrincipalName> {
+        match self {
+            Event::PrincipalCreated { record } => Some(&record.principal.name),
+            Event::PrincipalRevoked { name } | Event::CertificateBound { name, .. } => Some(name),
+            Event::PledgeRegistered { .. }
+            | Event::PledgeChanged { .. }
+            | Event::PledgeReleased { .. }
+            | Event::CreditLineCreated { .. } => None,
+        }
+    }
 }
 
 impl Event {
@@ -173,6 +187,10 @@ pub enum JournalError {
     /// Stored bytes that do not decode or do not hash to what they claim.
     #[error("journal corrupt: {0}")]
     Corrupt(String),
+    /// Another node holds the writer's lease under a newer term than this writer's: nothing was
+    /// written, and this node must stop writing (it follows the journal instead).
+    #[error("another node took the writer's lease (term {found}; this writer's term is {held})")]
+    Fenced { held: i64, found: i64 },
 }
 
 impl From<JournalError> for crate::domain::LedgerError {
@@ -191,6 +209,21 @@ pub trait Journal: Send + Sync + 'static {
     fn read(&self, from: u64, limit: usize) -> Result<Vec<Stored>, JournalError>;
 
     fn head(&self) -> Result<Head, JournalError>;
+
+    /// The head, once every entry up to it is as durable as an acknowledged append: what the
+    /// writer answers from after an append whose outcome it could not learn. An engine that can
+    /// show an entry before it is durable (PostgreSQL shows a commit whose wait for the
+    /// synchronous standby was cancelled) waits here until it is.
+    fn durable_head(&self) -> Result<Head, JournalError> {
+        self.head()
+    }
+
+    /// Waits up to `timeout` for an entry after `after` to be appended (by another node): how a
+    /// follower learns of new entries without polling hard. May return early; the caller reads.
+    fn wait_for_append(&self, after: u64, timeout: std::time::Duration) {
+        let _ = after;
+        std::thread::sleep(timeout);
+    }
 
     /// Bytes the journal occupies on disk.
     fn size_on_disk(&self) -> Result<u64, JournalError>;
@@ -239,6 +272,15 @@ impl<G: Fn(Access) -> Result<(), JournalError> + Send + Sync + 'static> Journal 
         self.inner.head()
     }
 
+    fn durable_head(&self) -> Result<Head, JournalError> {
+        (self.guard)(Access::Head)?;
+        self.inner.durable_head()
+    }
+
+    fn wait_for_append(&self, after: u64, timeout: std::time::Duration) {
+        self.inner.wait_for_append(after, timeout)
+    }
+
     fn size_on_disk(&self) -> Result<u64, JournalError> {
         self.inner.size_on_disk()
     }
@@ -274,7 +316,7 @@ pub(crate) mod suite {
     use super::*;
 
     /// `n` real entries (revocations, the smallest kind) after `from`.
-    fn chain(from: Head, n: u64) -> Vec<Stored> {
+    pub(crate) fn chain(from: Head, n: u64) -> Vec<Stored> {
         let name = crate::domain::principal::PrincipalName::parse("bank-a").unwrap();
         let mut prev = from.hash;
         (from.sequence + 1..=from.sequence + n)

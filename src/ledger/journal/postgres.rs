@@ -11,10 +11,14 @@
 //! thread of its own and the `Journal` trait is synchronous.
 
 use super::{Hash, Head, Journal, JournalError, Stored, check_append};
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-/// The table and its constraints; created when missing.
+/// The tables and their constraints; created when missing. The lease row lives beside the journal
+/// because every append checks it (`lease.rs`).
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ipledger_journal (
     sequence bigint PRIMARY KEY CHECK (sequence > 0),
@@ -26,21 +30,88 @@ CREATE TABLE IF NOT EXISTS ipledger_journal (
     entry bytea NOT NULL,
     event jsonb NOT NULL,
     UNIQUE (principal, request_id)
-)";
+);
+CREATE TABLE IF NOT EXISTS ipledger_lease (
+    id int PRIMARY KEY CHECK (id = 1),
+    holder text NOT NULL,
+    term bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+INSERT INTO ipledger_lease VALUES (1, '', 0, 'epoch') ON CONFLICT DO NOTHING";
+
+/// The channel an append notifies (with its last sequence) when it commits.
+pub const CHANNEL: &str = "ipledger_journal";
+
+/// How long a connection attempt may take: a node whose primary is gone learns it within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a connection to `url` that notices a dead peer (TCP keepalives) instead of waiting on it
+/// for ever. No statement timeout: a commit waiting for the synchronous standby must never be
+/// cancelled, since PostgreSQL then shows a commit that the standby may not have.
+pub(crate) fn connect(url: &str) -> Result<Client, JournalError> {
+    let mut config: postgres::Config = url.parse().map_err(unavailable)?;
+    config
+        .application_name("ipledger")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .options("-c statement_timeout=0 -c idle_in_transaction_session_timeout=0");
+    config.connect(NoTls).map_err(unavailable)
+}
+
+/// A connection opened on first use and again after it broke.
+pub(crate) struct Connection {
+    url: String,
+    client: Mutex<Option<Client>>,
+    /// Statements run on every new connection (`LISTEN`).
+    setup: &'static str,
+}
+
+impl Connection {
+    pub(crate) fn new(url: &str, setup: &'static str) -> Connection {
+        Connection { url: url.to_owned(), client: Mutex::new(None), setup }
+    }
+
+    /// Runs `f` on the connection, reconnecting first when it is closed, and drops it when `f`
+    /// left it closed (the next call reconnects).
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, JournalError>) -> Result<T, JournalError> {
+        let mut slot: MutexGuard<'_, Option<Client>> = self.client.lock().map_err(poisoned)?;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            let mut client = connect(&self.url)?;
+            if !self.setup.is_empty() {
+                client.batch_execute(self.setup).map_err(unavailable)?;
+            }
+            *slot = Some(client);
+        }
+        let client = slot.as_mut().expect("connected above");
+        let result = f(client);
+        if client.is_closed() {
+            *slot = None;
+        }
+        result
+    }
+}
 
 pub struct PostgresJournal {
-    /// The writer's connection (appends) and the readers' (reads, head).
-    writer: Mutex<Client>,
-    reader: Mutex<Client>,
+    /// The writer's connection (appends), the readers' (reads, head), and the follower's wake-ups.
+    writer: Connection,
+    reader: Connection,
+    listener: Connection,
+    /// The lease term this node appends under (0: no lease, one node alone). Every append checks
+    /// it against the lease row in its own transaction, so an append of a writer whose lease was
+    /// taken over fails however late it arrives.
+    term: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for PostgresJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresJournal").finish_non_exhaustive()
+        f.debug_struct("PostgresJournal").field("term", &self.term).finish_non_exhaustive()
     }
 }
 
-fn unavailable(e: postgres::Error) -> JournalError {
+fn unavailable(e: impl std::fmt::Display) -> JournalError {
     JournalError::Unavailable(e.to_string())
 }
 
@@ -58,14 +129,64 @@ fn head_of(row: Option<postgres::Row>) -> Result<Head, JournalError> {
 
 const HEAD: &str = "SELECT sequence, hash FROM ipledger_journal ORDER BY sequence DESC LIMIT 1";
 
+/// The rows of `entries`, column by column, for one multi-row insert.
+struct Columns {
+    sequences: Vec<i64>,
+    prevs: Vec<Vec<u8>>,
+    hashes: Vec<Vec<u8>>,
+    principals: Vec<String>,
+    requests: Vec<String>,
+    ats: Vec<i64>,
+    bytes: Vec<Vec<u8>>,
+    events: Vec<String>,
+}
+
+impl Columns {
+    fn of(entries: &[Stored]) -> Result<Columns, JournalError> {
+        let mut c = Columns {
+            sequences: vec![],
+            prevs: vec![],
+            hashes: vec![],
+            principals: vec![],
+            requests: vec![],
+            ats: vec![],
+            bytes: vec![],
+            events: vec![],
+        };
+        for stored in entries {
+            let entry = stored.decode()?;
+            let event = crate::protojson::any_to_json("ipledger.journal.v1.Entry", &stored.bytes[1..])
+                .unwrap_or(serde_json::Value::Null);
+            c.sequences.push(stored.sequence as i64);
+            c.prevs.push(entry.prev_hash.to_vec());
+            c.hashes.push(stored.hash.to_vec());
+            c.principals.push(entry.principal.to_string());
+            c.requests.push(entry.request.map(|r| r.id.to_string()).unwrap_or_default());
+            c.ats.push(entry.at);
+            c.bytes.push(stored.bytes.clone());
+            c.events.push(event.to_string());
+        }
+        Ok(c)
+    }
+}
+
 impl PostgresJournal {
-    /// Connects to `url` (`postgres://user@host:port/db` or key=value form), creating the table
+    /// Connects to `url` (`postgres://user@host:port/db` or key=value form), creating the tables
     /// when missing.
     pub fn connect(url: &str) -> Result<PostgresJournal, JournalError> {
-        let mut writer = Client::connect(url, NoTls).map_err(unavailable)?;
-        writer.batch_execute(SCHEMA).map_err(unavailable)?;
-        let reader = Client::connect(url, NoTls).map_err(unavailable)?;
-        Ok(PostgresJournal { writer: Mutex::new(writer), reader: Mutex::new(reader) })
+        let writer = Connection::new(url, "");
+        writer.with(|client| client.batch_execute(SCHEMA).map_err(unavailable))?;
+        Ok(PostgresJournal {
+            writer,
+            reader: Connection::new(url, ""),
+            listener: Connection::new(url, "LISTEN ipledger_journal"),
+            term: Arc::default(),
+        })
+    }
+
+    /// The term this journal appends under, shared with the lease that sets it.
+    pub fn term(&self) -> Arc<AtomicI64> {
+        self.term.clone()
     }
 }
 
@@ -73,54 +194,56 @@ impl Journal for PostgresJournal {
     fn append(&self, expected: Head, entries: &[Stored]) -> Result<Head, JournalError> {
         check_append(expected, entries)?;
         let Some(last) = entries.last() else { return Ok(expected) };
-        let (mut sequences, mut prevs, mut hashes, mut principals, mut requests, mut ats, mut bytes, mut events) =
-            (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-        for stored in entries {
-            let entry = stored.decode()?;
-            let event = crate::protojson::any_to_json("ipledger.journal.v1.Entry", &stored.bytes[1..])
-                .unwrap_or(serde_json::Value::Null);
-            sequences.push(stored.sequence as i64);
-            prevs.push(entry.prev_hash.to_vec());
-            hashes.push(stored.hash.to_vec());
-            principals.push(entry.principal.to_string());
-            requests.push(entry.request.map(|r| r.id.to_string()).unwrap_or_default());
-            ats.push(entry.at);
-            bytes.push(stored.bytes.clone());
-            events.push(event.to_string());
-        }
-        let mut client = self.writer.lock().map_err(poisoned)?;
-        let mut tx = client.transaction().map_err(unavailable)?;
-        let head = head_of(tx.query_opt(HEAD, &[]).map_err(unavailable)?)?;
-        if head != expected {
-            return Err(JournalError::HeadMoved { expected: expected.sequence, found: head.sequence });
-        }
-        let inserted = tx.execute(
-            "INSERT INTO ipledger_journal (sequence, prev_hash, hash, principal, request_id, at, entry, event)
-             SELECT s, p, h, pr, NULLIF(r, '')::uuid, timestamptz 'epoch' + a * interval '1 microsecond', e, ev::jsonb
-             FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
-                  AS t(s, p, h, pr, r, a, e, ev)",
-            &[&sequences, &prevs, &hashes, &principals, &requests, &ats, &bytes, &events],
-        );
-        if let Err(e) = inserted {
-            // Another writer took the sequence first: this one is stale.
-            if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-                return Err(JournalError::HeadMoved { expected: expected.sequence, found: expected.sequence + 1 });
+        let c = Columns::of(entries)?;
+        let held = self.term.load(Ordering::SeqCst);
+        self.writer.with(|client| {
+            let mut tx = client.transaction().map_err(unavailable)?;
+            if held > 0 {
+                // Shared lock: a takeover (an update of the row) waits until this append is
+                // committed or rolled back, and the new writer reads the journal only after it.
+                let found: i64 = tx
+                    .query_one("SELECT term FROM ipledger_lease WHERE id = 1 FOR SHARE", &[])
+                    .map_err(unavailable)?
+                    .get(0);
+                if found != held {
+                    return Err(JournalError::Fenced { held, found });
+                }
             }
-            return Err(unavailable(e));
-        }
-        // A failure of the commit itself leaves the outcome unknown: the head tells.
-        tx.commit().map_err(|e| JournalError::OutcomeUnknown(e.to_string()))?;
-        Ok(last.head())
+            let head = head_of(tx.query_opt(HEAD, &[]).map_err(unavailable)?)?;
+            if head != expected {
+                return Err(JournalError::HeadMoved { expected: expected.sequence, found: head.sequence });
+            }
+            let inserted = tx.execute(
+                "INSERT INTO ipledger_journal (sequence, prev_hash, hash, principal, request_id, at, entry, event)
+                 SELECT s, p, h, pr, NULLIF(r, '')::uuid, timestamptz 'epoch' + a * interval '1 microsecond', e, ev::jsonb
+                 FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
+                      AS t(s, p, h, pr, r, a, e, ev)",
+                &[&c.sequences, &c.prevs, &c.hashes, &c.principals, &c.requests, &c.ats, &c.bytes, &c.events],
+            );
+            if let Err(e) = inserted {
+                // Another writer took the sequence first: this one is stale.
+                if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    return Err(JournalError::HeadMoved { expected: expected.sequence, found: expected.sequence + 1 });
+                }
+                return Err(unavailable(e));
+            }
+            // Followers wake on the commit (a notification is delivered only if it commits).
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last.sequence.to_string()]).map_err(unavailable)?;
+            // A failure of the commit itself leaves the outcome unknown: the head tells.
+            tx.commit().map_err(|e| JournalError::OutcomeUnknown(e.to_string()))?;
+            Ok(last.head())
+        })
     }
 
     fn read(&self, from: u64, limit: usize) -> Result<Vec<Stored>, JournalError> {
-        let mut client = self.reader.lock().map_err(poisoned)?;
-        let rows = client
-            .query(
-                "SELECT sequence, hash, entry FROM ipledger_journal WHERE sequence >= $1 ORDER BY sequence LIMIT $2",
-                &[&(from as i64), &(limit.min(i64::MAX as usize) as i64)],
-            )
-            .map_err(unavailable)?;
+        let rows = self.reader.with(|client| {
+            client
+                .query(
+                    "SELECT sequence, hash, entry FROM ipledger_journal WHERE sequence >= $1 ORDER BY sequence LIMIT $2",
+                    &[&(from as i64), &(limit.min(i64::MAX as usize) as i64)],
+                )
+                .map_err(unavailable)
+        })?;
         rows.into_iter()
             .map(|row| {
                 let sequence: i64 = row.get(0);
@@ -133,14 +256,48 @@ impl Journal for PostgresJournal {
     }
 
     fn head(&self) -> Result<Head, JournalError> {
-        let mut client = self.reader.lock().map_err(poisoned)?;
-        head_of(client.query_opt(HEAD, &[]).map_err(unavailable)?)
+        self.reader.with(|client| head_of(client.query_opt(HEAD, &[]).map_err(unavailable)?))
+    }
+
+    /// Commits a write of its own first: it is acknowledged only once the synchronous standby has
+    /// it, and so everything before it in the primary's log (write-ahead logs are sequential).
+    /// Without it, an append whose commit lost its connection while waiting for the standby
+    /// would be visible here, and answered as committed, before any standby had it.
+    fn durable_head(&self) -> Result<Head, JournalError> {
+        self.writer.with(|client| {
+            client.execute("UPDATE ipledger_lease SET term = term WHERE id = 1", &[]).map_err(unavailable)?;
+            head_of(client.query_opt(HEAD, &[]).map_err(unavailable)?)
+        })
+    }
+
+    fn wait_for_append(&self, after: u64, timeout: Duration) {
+        let started = std::time::Instant::now();
+        let waited = self.listener.with(|client| {
+            let mut notifications = client.notifications();
+            loop {
+                let remaining = timeout.saturating_sub(started.elapsed());
+                if remaining.is_zero() {
+                    return Ok(());
+                }
+                match notifications.timeout_iter(remaining).next().map_err(unavailable)? {
+                    Some(n) if n.payload().parse::<u64>().is_ok_and(|sequence| sequence > after) => return Ok(()),
+                    Some(_) => {}
+                    None => return Ok(()),
+                }
+            }
+        });
+        // Without a listening connection, wait as long as asked: the caller polls.
+        if waited.is_err() {
+            std::thread::sleep(timeout.saturating_sub(started.elapsed()));
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64, JournalError> {
-        let mut client = self.reader.lock().map_err(poisoned)?;
-        let row = client.query_one("SELECT pg_total_relation_size('ipledger_journal')", &[]).map_err(unavailable)?;
-        Ok(row.get::<_, i64>(0) as u64)
+        self.reader.with(|client| {
+            let row =
+                client.query_one("SELECT pg_total_relation_size('ipledger_journal')", &[]).map_err(unavailable)?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
     }
 }
 

@@ -1,0 +1,248 @@
+//! Which node writes. With the embedded journal this node always does. With the journal in
+//! PostgreSQL, one node at a time holds the writer's lease (`journal::lease`): a thread here renews
+//! it while this node writes and, while another node writes, watches for the lease to expire and
+//! takes it over. The writer thread follows the role: it appends under the held term, or applies
+//! the journal's new entries as a follower.
+//!
+//! The lease decides who should write; it is not what keeps two writers apart. Every append checks
+//! the term inside its own transaction (`PostgresJournal::append`), so a writer that lost the lease
+//! without noticing (a pause, a partition) has its next append refused, whatever the clocks say.
+
+use super::journal::JournalError;
+use super::journal::lease::{Lease, Term};
+use super::writer::Job;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// What this node does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// This node appends, under this lease term (0: the embedded journal, no lease).
+    Writer { term: i64 },
+    /// Another node appends (named by its advertised address when known); this one applies the
+    /// journal's entries into its derived state and serves reads.
+    Follower { writer: Option<String> },
+}
+
+impl Role {
+    pub fn is_writer(&self) -> bool {
+        matches!(self, Role::Writer { .. })
+    }
+}
+
+/// What the writer thread asks of the lease thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Give the term up: an append was fenced, or its outcome could not be learnt. Another node
+    /// (or this one, later, under a new term) takes over after catching up from the journal.
+    StepDown,
+    /// The writer stopped (shutdown, or a failure that stops writes): release the lease and end.
+    Stop,
+}
+
+/// How long a node that stepped down leaves the lease to the others before it competes again.
+fn backoff(ttl: Duration) -> Duration {
+    ttl
+}
+
+/// Runs the lease for this node until the writer thread says `Stop` (or is gone). `role` is what
+/// the writer thread and the health service follow; `wake` reaches the writer thread when it
+/// waits for a write, so that it notices a lost lease at once (weak: it must not keep the queue
+/// open at shutdown).
+pub(crate) fn run_lease(
+    lease: Arc<Lease>,
+    role: watch::Sender<Role>,
+    requests: Receiver<Request>,
+    wake: mpsc::WeakSender<Job>,
+) {
+    let ttl = lease.ttl();
+    // Renew well inside the expiry: three renewals may fail before the lease lapses.
+    let period = ttl / 4;
+    let mut renewed_at = Instant::now();
+    let mut compete_after = Instant::now();
+    let mut last_error: Option<String> = None;
+    let set = |next: Role| {
+        let changed = role.send_if_modified(|current| {
+            let changed = *current != next;
+            *current = next.clone();
+            changed
+        });
+        if changed {
+            tracing::warn!(role = ?next, node = lease.node(), "role changed");
+            if let Some(sender) = wake.upgrade() {
+                let _ = sender.try_send(Job::Wake);
+            }
+        }
+    };
+    loop {
+        match requests.recv_timeout(period) {
+            Ok(Request::StepDown) => {
+                if let Role::Writer { term } = *role.borrow() {
+                    let _ = lease.release(Term(term));
+                }
+                compete_after = Instant::now() + backoff(ttl);
+                set(Role::Follower { writer: None });
+            }
+            Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                if let Role::Writer { term } = *role.borrow()
+                    && let Err(e) = lease.release(Term(term))
+                {
+                    tracing::warn!(error = %e, "could not release the writer's lease: it expires on its own");
+                }
+                set(Role::Follower { writer: None });
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let current = role.borrow().clone();
+        let result = match current {
+            Role::Writer { term } => renew(&lease, term, &mut renewed_at).map(|lost| {
+                if lost {
+                    set(Role::Follower { writer: None });
+                }
+            }),
+            Role::Follower { .. } if Instant::now() < compete_after => Ok(()),
+            Role::Follower { .. } => compete(&lease).map(|(next, acquired)| {
+                if acquired {
+                    renewed_at = Instant::now();
+                }
+                set(next);
+            }),
+        };
+        match result {
+            Ok(()) => last_error = None,
+            Err(e) => {
+                let message = e.to_string();
+                // One line per distinct failure, not one per period.
+                if last_error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(error = %message, "the writer's lease is unreachable");
+                    last_error = Some(message);
+                }
+                // A writer that cannot renew for a whole lease must assume another took over.
+                if role.borrow().is_writer() && renewed_at.elapsed() >= ttl {
+                    set(Role::Follower { writer: None });
+                }
+            }
+        }
+    }
+}
+
+/// Renews `term`; `Ok(true)` when the lease turned out to be lost.
+fn renew(lease: &Lease, term: i64, renewed_at: &mut Instant) -> Result<bool, JournalError> {
+    if lease.renew(Term(term))? {
+        *renewed_at = Instant::now();
+        return Ok(false);
+    }
+    tracing::warn!(term, "the writer's lease was taken over: this node follows the journal");
+    Ok(true)
+}
+
+/// A follower's turn: learn who writes, or take the lease when nobody holds it. Returns the role
+/// and whether it was just acquired.
+fn compete(lease: &Lease) -> Result<(Role, bool), JournalError> {
+    if let Some((holder, _)) = lease.holder()? {
+        return Ok((Role::Follower { writer: Some(holder) }, false));
+    }
+    Ok(match lease.acquire()? {
+        Some(Term(term)) => {
+            tracing::warn!(term, node = lease.node(), "took the writer's lease: catching up, then writing");
+            (Role::Writer { term }, true)
+        }
+        None => (Role::Follower { writer: None }, false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::principal::{Principal, PrincipalName, Role as Access};
+    use crate::ledger::journal::PostgresJournal;
+    use crate::ledger::{Command, Ledger, Options, signing::Signer};
+    use crate::store::MemoryStore;
+
+    fn node(url: &str, name: &str) -> (Ledger, crate::ledger::WriterGuard) {
+        tokio::task::block_in_place(|| node_blocking(url, name))
+    }
+
+    fn node_blocking(url: &str, name: &str) -> (Ledger, crate::ledger::WriterGuard) {
+        let journal = PostgresJournal::connect(url).unwrap();
+        let lease = Lease::connect(url, name, Duration::from_millis(1000), journal.term()).unwrap();
+        let store = Arc::new(MemoryStore::default());
+        Ledger::start_node(
+            Arc::new(journal),
+            store,
+            Signer::ephemeral().unwrap(),
+            Options::small(),
+            Some(Arc::new(lease)),
+        )
+        .unwrap()
+    }
+
+    fn admin() -> Principal {
+        Principal {
+            name: PrincipalName::parse("admin").unwrap(),
+            role: Access::Admin,
+            create_time: 0,
+            revoke_time: None,
+        }
+    }
+
+    fn create(n: u8) -> Command {
+        let name = PrincipalName::parse(&format!("bank-{n}")).unwrap();
+        Command::CreatePrincipal { name, role: Access::Admin, token_hash: [n; 32] }
+    }
+
+    async fn until(ledger: &Ledger, check: impl Fn(&Role) -> bool) {
+        let mut role = ledger.role();
+        tokio::time::timeout(Duration::from_secs(10), role.wait_for(check)).await.expect("role in time").unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_node_writes_others_follow_a_stale_writer_is_fenced_and_a_stopped_writer_hands_over_at_once() {
+        let cluster = crate::ledger::journal::postgres::cluster::Cluster::start();
+        let (a, a_writer) = node(&cluster.url, "a:1");
+        until(&a, Role::is_writer).await;
+        let (b, b_writer) = node(&cluster.url, "b:1");
+        until(&b, |r| *r == Role::Follower { writer: Some("a:1".to_owned()) }).await;
+
+        // Writes go to the writer; a follower names it, and applies what it wrote.
+        let (_, _, sequence) = a.write(&admin(), create(1)).await.unwrap();
+        let refused = b.write(&admin(), create(2)).await.unwrap_err();
+        assert_eq!(refused, crate::domain::LedgerError::NotWriter { writer: Some("a:1".to_owned()) });
+        b.wait_for(sequence, Duration::from_secs(5)).await.unwrap();
+        let bank = PrincipalName::parse("bank-1").unwrap();
+        assert!(b.principals().by_name(&bank).is_some(), "the follower authenticates principals it followed");
+
+        // The lease is taken from a behind its back (as after a pause longer than the lease): b
+        // takes over, and a's next append is refused by the term, whatever a believes.
+        let sql = |statement: &'static str| {
+            tokio::task::block_in_place(|| {
+                let mut client = postgres::Client::connect(&cluster.url, postgres::NoTls).unwrap();
+                client.query(statement, &[]).unwrap()
+            })
+        };
+        sql("UPDATE ipledger_lease SET expires_at = 'epoch' RETURNING term");
+        until(&b, Role::is_writer).await;
+        let stale = a.write(&admin(), create(3)).await.unwrap_err();
+        assert!(matches!(stale, crate::domain::LedgerError::NotWriter { .. }), "{stale:?}");
+        let (_, _, sequence) = b.write(&admin(), create(4)).await.unwrap();
+        until(&a, |r| *r == Role::Follower { writer: Some("b:1".to_owned()) }).await;
+        a.wait_for(sequence, Duration::from_secs(5)).await.unwrap();
+        let rows: i64 = sql("SELECT count(*) FROM ipledger_journal")[0].get(0);
+        assert_eq!(rows as u64, sequence, "the fenced write is not in the journal");
+
+        // A writer that stops releases the lease: the other node writes without waiting for it
+        // to expire.
+        drop(b);
+        tokio::task::spawn_blocking(move || b_writer.join()).await.unwrap();
+        let stopped = std::time::Instant::now();
+        until(&a, Role::is_writer).await;
+        assert!(stopped.elapsed() < Duration::from_millis(1000), "{:?}", stopped.elapsed());
+        let (_, _, after) = a.write(&admin(), create(5)).await.unwrap();
+        assert_eq!(after, sequence + 1);
+        drop(a);
+        tokio::task::spawn_blocking(move || a_writer.join()).await.unwrap();
+    }
+}
