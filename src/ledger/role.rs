@@ -76,26 +76,8 @@ pub(crate) fn run_lease(
             }
         }
     };
+    // Compete at once: a node alone (or the first) writes without waiting a period.
     loop {
-        match requests.recv_timeout(period) {
-            Ok(Request::StepDown) => {
-                if let Role::Writer { term } = *role.borrow() {
-                    let _ = lease.release(Term(term));
-                }
-                compete_after = Instant::now() + backoff(ttl);
-                set(Role::Follower { writer: None });
-            }
-            Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                if let Role::Writer { term } = *role.borrow()
-                    && let Err(e) = lease.release(Term(term))
-                {
-                    tracing::warn!(error = %e, "could not release the writer's lease: it expires on its own");
-                }
-                set(Role::Follower { writer: None });
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-        }
         let current = role.borrow().clone();
         let result = match current {
             Role::Writer { term } => renew(&lease, term, &mut renewed_at).map(|lost| {
@@ -121,10 +103,29 @@ pub(crate) fn run_lease(
                     last_error = Some(message);
                 }
                 // A writer that cannot renew for a whole lease must assume another took over.
-                if role.borrow().is_writer() && renewed_at.elapsed() >= ttl {
+                if role.borrow().is_writer() && renewed_at.elapsed() >= ttl * 3 / 4 {
                     set(Role::Follower { writer: None });
                 }
             }
+        }
+        match requests.recv_timeout(period) {
+            Ok(Request::StepDown) => {
+                if let Role::Writer { term } = *role.borrow() {
+                    let _ = lease.release(Term(term));
+                }
+                compete_after = Instant::now() + backoff(ttl);
+                set(Role::Follower { writer: None });
+            }
+            Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                if let Role::Writer { term } = *role.borrow()
+                    && let Err(e) = lease.release(Term(term))
+                {
+                    tracing::warn!(error = %e, "could not release the writer's lease: it expires on its own");
+                }
+                set(Role::Follower { writer: None });
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
         }
     }
 }

@@ -70,6 +70,7 @@ fn spawn_binary(dir: &std::path::Path, port: u16) -> Process {
         .env("RUST_LOG", "warn")
         // Checkpoints every few hundred writes: a kill lands before, during or after one.
         .env("IPLEDGER_CHECKPOINT_MIB", "1")
+        .envs(crate::helpers::journal_for(dir).map(|url| ("IPLEDGER_JOURNAL", url)))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -178,7 +179,12 @@ async fn kill_9_after_acknowledgement_loses_nothing() {
     // from the journal alone.
     drop(restarted);
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_ipledger")).args(["verify", "--data-dir"]).arg(&dir).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_ipledger"))
+            .args(["verify", "--data-dir"])
+            .arg(&dir)
+            .envs(crate::helpers::journal_for(&dir).map(|url| ("IPLEDGER_JOURNAL", url)))
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();

@@ -61,6 +61,30 @@ pub async fn admin_token(dir: &Path) -> String {
     panic!("no admin token at {}", path.display());
 }
 
+/// The journal the tests of `dir` run on: embedded in the data directory, or, when
+/// `IPLEDGER_TEST_JOURNAL` holds a libpq base (`host=… port=… user=…`, set by
+/// `tests/with-postgres.sh`), a PostgreSQL database of its own for each data directory (the same
+/// one again when a test restarts on it).
+pub fn journal_for(dir: &Path) -> Option<String> {
+    let base = std::env::var("IPLEDGER_TEST_JOURNAL").ok()?;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
+    let name: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!("t_{name}");
+    // The blocking client may not run on the test's runtime.
+    let admin = format!("{base} dbname=postgres");
+    let create = format!("CREATE DATABASE {name}");
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("the test PostgreSQL");
+        if let Err(e) = client.batch_execute(&create) {
+            assert_eq!(e.code(), Some(&postgres::error::SqlState::DUPLICATE_DATABASE), "{e}");
+        }
+    })
+    .join()
+    .unwrap();
+    Some(format!("{base} dbname={name}"))
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: PathBuf,
@@ -85,7 +109,8 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let data_dir = dir.to_path_buf();
         let limits = Limits { cache_bytes: 16 * 1024 * 1024, ..Limits::default() };
-        let config = Config { limits, ..Config::new(data_dir) };
+        let journal = journal_for(&data_dir);
+        let config = Config { limits, journal, ..Config::new(data_dir) };
         TestServer::start_with(listener, config, tx, rx).await
     }
 
