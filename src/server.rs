@@ -406,6 +406,10 @@ pub async fn serve(
             open_ledger(&config.data_dir, limits, config.journal.as_deref(), &node).await?
         }
     };
+    // A node of a cluster competes for the writer's lease at once: give it a moment, so that a
+    // lone node (or the first) has created the first admin before it serves.
+    let mut role = ledger.role();
+    let _ = tokio::time::timeout(Duration::from_secs(2), role.wait_for(|r| r.is_writer())).await;
     if ledger.role().borrow().is_writer() {
         bootstrap_admin(&ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
     } else {
