@@ -14,6 +14,7 @@ mod deploy;
 mod durability;
 mod exposure;
 mod fuzz;
+mod ha;
 mod ha_cluster;
 mod helpers;
 mod import;

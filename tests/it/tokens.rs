@@ -13,6 +13,7 @@ fn cli(args: &[&str], dir: &std::path::Path) -> (bool, String, String) {
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
+        .envs(crate::helpers::journal_for(dir).map(|url| ("IPLEDGER_JOURNAL", url)))
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -160,7 +161,10 @@ async fn a_store_whose_principals_are_all_revoked_still_starts() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let config = ipledger::server::Config::new(dir.clone());
+    let config = ipledger::server::Config {
+        journal: crate::helpers::journal_for(&dir),
+        ..ipledger::server::Config::new(dir.clone())
+    };
     let serving = tokio::spawn(ipledger::server::serve(listener, config, async {
         let _ = rx.await;
     }));
