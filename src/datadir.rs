@@ -85,8 +85,7 @@ pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<O
             });
         }
         Some(url) => {
-            let journal = crate::ledger::journal::PostgresJournal::connect(url)
-                .map_err(|e| store_error(format!("the PostgreSQL journal: {e}")))?;
+            let journal = connect_postgres(url).map_err(|e| store_error(format!("the PostgreSQL journal: {e}")))?;
             fence = Some(journal.term());
             (Arc::new(journal), 0)
         }
@@ -102,6 +101,23 @@ pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<O
         SledStore::open(&dir.join(DERIVED_DIR), cache_bytes - journal_cache).map_err(|e| store_error(e.to_string()))?;
     let signer = Signer::load_or_create(dir).map_err(OpenError::Key)?;
     Ok(Opened { journal, derived: Arc::new(derived), signer, fence, upgraded })
+}
+
+/// How long a node waits at start for PostgreSQL to answer (a failover under way, or the whole
+/// cluster starting at once) before it gives up.
+const POSTGRES_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn connect_postgres(url: &str) -> Result<crate::ledger::journal::PostgresJournal, journal::JournalError> {
+    let started = std::time::Instant::now();
+    loop {
+        match crate::ledger::journal::PostgresJournal::connect(url) {
+            Err(journal::JournalError::Unavailable(e)) if started.elapsed() < POSTGRES_WAIT => {
+                tracing::warn!(error = %e, "the PostgreSQL journal does not answer yet; trying again");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Copies the release's journal into `journal/`, checking every entry, then renames it into place.

@@ -86,10 +86,15 @@ impl Drop for Node {
 }
 
 fn channel(address: SocketAddr) -> Channel {
+    channel_with(address, CALL_TIMEOUT)
+}
+
+/// A channel whose calls may take `timeout` (the checks: a verify rebuilds derived state).
+fn channel_with(address: SocketAddr, timeout: Duration) -> Channel {
     Channel::from_shared(format!("http://{address}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(2))
-        .timeout(CALL_TIMEOUT)
+        .timeout(timeout)
         .connect_lazy()
 }
 
@@ -232,7 +237,8 @@ async fn check(pg: &PgHa, nodes: &[Node], admin: &str, acks: &[Ack], all_reads: 
             }
         }
         exposures.push((address, answer.unwrap_or_else(|| panic!("{address} did not reach sequence {head}"))));
-        let mut journal = JournalServiceClient::with_interceptor(channel(address), Bearer::new(admin));
+        let mut journal =
+            JournalServiceClient::with_interceptor(channel_with(address, Duration::from_secs(300)), Bearer::new(admin));
         let verified = journal.verify_journal(VerifyJournalRequest {}).await.unwrap().into_inner();
         assert!(verified.ok, "{address}: the chain and derived state verify against a rebuild: {verified:?}");
         let mut pledges = PledgeServiceClient::with_interceptor(channel(address), Bearer::new(admin));
@@ -300,13 +306,16 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     writes_flow(&acks, 200, Duration::from_secs(60)).await;
     let mut report = Vec::new();
 
+    eprintln!("ha: cluster up, load running");
     // 1. A planned switchover of the PostgreSQL primary.
     let from = Instant::now();
     let took = tokio::task::block_in_place(|| pg.switchover());
     writes_flow(&acks, 100, Duration::from_secs(120)).await;
     report.push(("Patroni switchover", outage(&acks.lock().unwrap(), from), format!("switchover took {took:?}")));
-    check(&pg, &nodes, &admin, &acks.lock().unwrap().clone(), false).await;
+    let snapshot = acks.lock().unwrap().clone();
+    check(&pg, &nodes, &admin, &snapshot, false).await;
 
+    eprintln!("ha: switchover done");
     // 2. The primary's host dies: its Patroni and postmaster killed together.
     let from = Instant::now();
     let killed = tokio::task::block_in_place(|| pg.kill_leader());
@@ -320,8 +329,10 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         pg.restart_member(&killed);
         pg.wait_healthy(Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}\n{}", pg.log_tail()));
     });
-    check(&pg, &nodes, &admin, &acks.lock().unwrap().clone(), false).await;
+    let snapshot = acks.lock().unwrap().clone();
+    check(&pg, &nodes, &admin, &snapshot, false).await;
 
+    eprintln!("ha: primary kill done");
     // 3. The ipledger writer dies; another node takes over within 15 s.
     let writer = writer_of(&nodes, Duration::from_secs(30)).await;
     let from = Instant::now();
@@ -335,10 +346,12 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         format!("node {next} wrote after {took_over:?}"),
     ));
     assert!(took_over < Duration::from_secs(15), "a killed writer is replaced within 15 s: {took_over:?}");
-    check(&pg, &nodes, &admin, &acks.lock().unwrap().clone(), false).await;
+    let snapshot = acks.lock().unwrap().clone();
+    check(&pg, &nodes, &admin, &snapshot, false).await;
     // It comes back as a follower and catches up.
     nodes[writer].start(&url, &token_file);
 
+    eprintln!("ha: writer kill done");
     // 4. One etcd member stopped: writes go on. Then a second: Patroni can no longer hold the
     // leader key and demotes the primary, writes fail cleanly; both back, writes resume.
     let from = Instant::now();

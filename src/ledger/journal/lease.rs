@@ -30,7 +30,7 @@ impl std::fmt::Debug for Lease {
 }
 
 fn unavailable(e: postgres::Error) -> JournalError {
-    JournalError::Unavailable(e.to_string())
+    JournalError::Unavailable(super::postgres::describe(&e))
 }
 
 impl Lease {
@@ -38,7 +38,7 @@ impl Lease {
     /// missing; `fence` is the journal's term, set whenever this node acquires the lease.
     pub fn connect(url: &str, node: &str, ttl: Duration, fence: Arc<AtomicI64>) -> Result<Lease, JournalError> {
         let connection = Connection::new(url, "");
-        connection.with(|client| client.batch_execute(super::postgres::SCHEMA).map_err(unavailable))?;
+        connection.with(super::postgres::create_schema)?;
         Ok(Lease { connection, node: node.to_owned(), ttl, fence })
     }
 

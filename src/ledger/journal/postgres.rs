@@ -111,8 +111,32 @@ impl std::fmt::Debug for PostgresJournal {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> JournalError {
-    JournalError::Unavailable(e.to_string())
+fn unavailable(e: postgres::Error) -> JournalError {
+    JournalError::Unavailable(describe(&e))
+}
+
+/// A PostgreSQL error with the server's own message (the client's says only "db error").
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}: {})", e, db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// Creates the tables when missing. Nodes starting together race to create them (PostgreSQL
+/// then refuses all but one with a unique violation on its catalogue): try again while it does.
+pub(crate) fn create_schema(client: &mut Client) -> Result<(), JournalError> {
+    let mut attempts = 0;
+    loop {
+        match client.batch_execute(SCHEMA) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempts < 10 && e.as_db_error().is_some() => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(100 * attempts));
+            }
+            Err(e) => return Err(JournalError::Unavailable(describe(&e))),
+        }
+    }
 }
 
 fn poisoned<T>(_: T) -> JournalError {
@@ -175,7 +199,7 @@ impl PostgresJournal {
     /// when missing.
     pub fn connect(url: &str) -> Result<PostgresJournal, JournalError> {
         let writer = Connection::new(url, "");
-        writer.with(|client| client.batch_execute(SCHEMA).map_err(unavailable))?;
+        writer.with(create_schema)?;
         Ok(PostgresJournal {
             writer,
             reader: Connection::new(url, ""),
