@@ -163,6 +163,33 @@ async fn load(address: SocketAddr, token: String, acks: Arc<Mutex<Vec<Ack>>>, st
     }
 }
 
+/// The bank systems' load: running until paused for a check.
+struct Load {
+    address: SocketAddr,
+    token: String,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    stop: Arc<AtomicBool>,
+    loaders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(&mut self) {
+        self.stop.store(false, Ordering::Relaxed);
+        self.loaders = (0..LOADERS)
+            .map(|_| tokio::spawn(load(self.address, self.token.clone(), self.acks.clone(), self.stop.clone())))
+            .collect();
+    }
+
+    /// Lets every registration under way be answered, then stops; returns what was acknowledged.
+    async fn pause(&mut self) -> Vec<Ack> {
+        self.stop.store(true, Ordering::Relaxed);
+        for loader in self.loaders.drain(..) {
+            loader.await.unwrap();
+        }
+        self.acks.lock().unwrap().clone()
+    }
+}
+
 /// The longest time without an acknowledgement from `from` until now (the write outage of a
 /// fault injected at `from`).
 fn outage(acks: &[Ack], from: Instant) -> Duration {
@@ -218,7 +245,12 @@ async fn check(pg: &PgHa, nodes: &[Node], admin: &str, acks: &[Ack], all_reads: 
     .await;
     assert_eq!(found, count, "every acknowledged registration is in the journal");
     assert_eq!(twice, 0, "no request id appears twice");
-    let head = acks.iter().map(|a| a.sequence).max().unwrap_or(0);
+    // The load is paused: every node must reach the journal's head, and then answer alike.
+    let head: i64 =
+        sql(&pg.url(), |c| c.query_one("SELECT coalesce(max(sequence), 0) FROM ipledger_journal", &[]).unwrap().get(0))
+            .await;
+    let head = head as u64;
+    assert!(acks.iter().all(|a| a.sequence <= head));
     let mut exposures = Vec::new();
     for node in nodes.iter().filter(|n| n.child.is_some()) {
         let address = node.address();
@@ -300,9 +332,14 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     };
 
     let acks = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let loaders: Vec<_> =
-        (0..LOADERS).map(|_| tokio::spawn(load(write, bank.clone(), acks.clone(), stop.clone()))).collect();
+    let mut load = Load {
+        address: write,
+        token: bank,
+        acks: acks.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+        loaders: Vec::new(),
+    };
+    load.start();
     writes_flow(&acks, 200, Duration::from_secs(60)).await;
     let mut report = Vec::new();
 
@@ -312,8 +349,8 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     let took = tokio::task::block_in_place(|| pg.switchover());
     writes_flow(&acks, 100, Duration::from_secs(120)).await;
     report.push(("Patroni switchover", outage(&acks.lock().unwrap(), from), format!("switchover took {took:?}")));
-    let snapshot = acks.lock().unwrap().clone();
-    check(&pg, &nodes, &admin, &snapshot, false).await;
+    check(&pg, &nodes, &admin, &load.pause().await, false).await;
+    load.start();
 
     eprintln!("ha: switchover done");
     // 2. The primary's host dies: its Patroni and postmaster killed together.
@@ -329,8 +366,8 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         pg.restart_member(&killed);
         pg.wait_healthy(Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}\n{}", pg.log_tail()));
     });
-    let snapshot = acks.lock().unwrap().clone();
-    check(&pg, &nodes, &admin, &snapshot, false).await;
+    check(&pg, &nodes, &admin, &load.pause().await, false).await;
+    load.start();
 
     eprintln!("ha: primary kill done");
     // 3. The ipledger writer dies; another node takes over within 15 s.
@@ -346,8 +383,8 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         format!("node {next} wrote after {took_over:?}"),
     ));
     assert!(took_over < Duration::from_secs(15), "a killed writer is replaced within 15 s: {took_over:?}");
-    let snapshot = acks.lock().unwrap().clone();
-    check(&pg, &nodes, &admin, &snapshot, false).await;
+    check(&pg, &nodes, &admin, &load.pause().await, false).await;
+    load.start();
     // It comes back as a follower and catches up.
     nodes[writer].start(&url, &token_file);
 
@@ -375,11 +412,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         pg.wait_healthy(Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}\n{}", pg.log_tail()))
     });
 
-    stop.store(true, Ordering::Relaxed);
-    for loader in loaders {
-        loader.await.unwrap();
-    }
-    let acks = acks.lock().unwrap().clone();
+    let acks = load.pause().await;
     check(&pg, &nodes, &admin, &acks, true).await;
     println!("\nHA test: {} registrations acknowledged, none lost; write outage per fault:", acks.len());
     for (fault, outage, note) in &report {
