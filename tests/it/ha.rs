@@ -348,7 +348,9 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     let from = Instant::now();
     let took = tokio::task::block_in_place(|| pg.switchover());
     writes_flow(&acks, 100, Duration::from_secs(120)).await;
-    report.push(("Patroni switchover", outage(&acks.lock().unwrap(), from), format!("switchover took {took:?}")));
+    let switched = outage(&acks.lock().unwrap(), from);
+    report.push(("Patroni switchover", switched, format!("switchover took {took:?}")));
+    assert!(switched < Duration::from_secs(15), "writes resumed {switched:?} after a switchover");
     check(&pg, &nodes, &admin, &load.pause().await, false).await;
     load.start();
 
@@ -357,11 +359,12 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     let from = Instant::now();
     let killed = tokio::task::block_in_place(|| pg.kill_leader());
     writes_flow(&acks, 100, Duration::from_secs(180)).await;
-    report.push((
-        "kill -9 of the primary's Patroni and postmaster",
-        outage(&acks.lock().unwrap(), from),
-        killed.clone(),
-    ));
+    let failover = outage(&acks.lock().unwrap(), from);
+    report.push(("kill -9 of the primary's Patroni and postmaster", failover, killed.clone()));
+    // Patroni's election (the leader key's expiry and a loop), then the surviving standby
+    // streaming from the new primary, which strict synchronous mode waits for.
+    let election = Duration::from_secs(crate::ha_cluster::TTL_SECS + crate::ha_cluster::LOOP_WAIT_SECS + 8);
+    assert!(failover < election, "writes resumed {failover:?} after the primary died (bound {election:?})");
     tokio::task::block_in_place(|| {
         pg.restart_member(&killed);
         pg.wait_healthy(Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}\n{}", pg.log_tail()));
