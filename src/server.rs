@@ -410,19 +410,21 @@ pub async fn serve(
     // lone node (or the first) has created the first admin before it serves.
     let mut role = ledger.role();
     let _ = tokio::time::timeout(Duration::from_secs(2), role.wait_for(|r| r.is_writer())).await;
+    let mut bootstrap = None;
     if ledger.role().borrow().is_writer() {
         bootstrap_admin(&ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
     } else {
-        // In a cluster, the node that first holds the lease creates the first admin.
+        // In a cluster, the node that first holds the lease creates the first admin. The task
+        // holds a handle of the ledger: it is aborted at shutdown, or the writer would wait for it.
         let (ledger, dir, file) = (ledger.clone(), config.data_dir.clone(), config.admin_token_file.clone());
-        tokio::spawn(async move {
+        bootstrap = Some(tokio::spawn(async move {
             let mut role = ledger.role();
             if role.wait_for(|r| r.is_writer()).await.is_ok()
                 && let Err(e) = bootstrap_admin(&ledger, &dir, file.as_deref()).await
             {
                 tracing::error!(error = %e, "cannot create the first admin");
             }
-        });
+        }));
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -543,6 +545,10 @@ pub async fn serve(
         .await?;
     if let Some(task) = metrics_task {
         task.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    if let Some(task) = bootstrap {
+        task.abort();
+        let _ = task.await;
     }
     // Every service (and so every `Ledger` clone) is dropped with the router: the writer drains.
     tokio::task::spawn_blocking(move || writer.join()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
