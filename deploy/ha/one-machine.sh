@@ -96,7 +96,10 @@ pid_of() {
   [ -r "/proc/$pid/cmdline" ] || return 1
   # A zombie has exited already.
   [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$DIR/" >/dev/null || return 1
+  # An empty command line: the process is between its shell and exec (launch), still ours.
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+  [ -z "$cmdline" ] || grep -F -- "$DIR/" <<<"$cmdline" >/dev/null || return 1
   echo "$pid"
 }
 

@@ -74,6 +74,18 @@ impl Node {
         }
     }
 
+    /// SIGTERM, as an orchestrator stops a node: how long it took to exit.
+    fn terminate(&mut self) -> Duration {
+        let mut child = self.child.take().expect("running");
+        let started = Instant::now();
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        while child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(15), "a node did not stop within 15 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        started.elapsed()
+    }
+
     fn address(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -417,6 +429,12 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
 
     let acks = load.pause().await;
     check(&pg, &nodes, &admin, &acks, true).await;
+    // Nodes stop gracefully on SIGTERM, followers as well as the writer.
+    let writer = writer_of(&nodes, Duration::from_secs(30)).await;
+    for i in (0..nodes.len()).filter(|&i| i != writer).chain([writer]) {
+        let took = tokio::task::block_in_place(|| nodes[i].terminate());
+        eprintln!("ha: node {i} stopped {took:?} after SIGTERM");
+    }
     println!("\nHA test: {} registrations acknowledged, none lost; write outage per fault:", acks.len());
     for (fault, outage, note) in &report {
         println!("  {fault:<50} {:>6.1} s   {note}", outage.as_secs_f64());
