@@ -68,7 +68,11 @@ fn legacy_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Opens (or creates) the data directory `dir`, upgrading a release's directory first.
-pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<Opened, OpenError> {
+pub fn open(
+    dir: &Path,
+    cache_bytes: u64,
+    journal_url: Option<&crate::ledger::journal::PostgresTarget>,
+) -> Result<Opened, OpenError> {
     std::fs::create_dir_all(dir).map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: e.to_string() })?;
     let journal_dir = dir.join(JOURNAL_DIR);
     let legacy = legacy_files(dir);
@@ -107,10 +111,12 @@ pub fn open(dir: &Path, cache_bytes: u64, journal_url: Option<&str>) -> Result<O
 /// cluster starting at once) before it gives up.
 const POSTGRES_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn connect_postgres(url: &str) -> Result<crate::ledger::journal::PostgresJournal, journal::JournalError> {
+fn connect_postgres(
+    target: &crate::ledger::journal::PostgresTarget,
+) -> Result<crate::ledger::journal::PostgresJournal, journal::JournalError> {
     let started = std::time::Instant::now();
     loop {
-        match crate::ledger::journal::PostgresJournal::connect(url) {
+        match crate::ledger::journal::PostgresJournal::connect(target.clone()) {
             Err(journal::JournalError::Unavailable(e)) if started.elapsed() < POSTGRES_WAIT => {
                 tracing::warn!(error = %e, "the PostgreSQL journal does not answer yet; trying again");
                 std::thread::sleep(std::time::Duration::from_secs(1));

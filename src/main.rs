@@ -150,6 +150,17 @@ struct DataDir {
     /// it, the journal is embedded in the data directory. Derived state stays in the data directory.
     #[arg(long, env = "IPLEDGER_JOURNAL")]
     journal: Option<String>,
+    /// With --journal: PEM CA certificates that PostgreSQL's certificate must chain to; the
+    /// journal's connections then use TLS and verify the host name. Without it: plaintext
+    /// (loopback or a private network).
+    #[arg(long, env = "IPLEDGER_JOURNAL_CA", requires = "journal")]
+    journal_ca: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn target(&self) -> Result<Option<ipledger::ledger::journal::PostgresTarget>, ServeError> {
+        server::journal_target(self.journal.as_deref(), self.journal_ca.as_deref())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -354,6 +365,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let config = Config {
         data_dir: args.data.data_dir,
         journal: args.data.journal,
+        journal_ca: args.data.journal_ca,
         advertise: args.advertise,
         lease: Duration::from_millis(args.lease_ms),
         limits,
@@ -401,10 +413,10 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
         TokenCommand::Create { data, .. }
         | TokenCommand::List { data }
         | TokenCommand::Revoke { data, .. }
-        | TokenCommand::Bind { data, .. } => (data.data_dir.clone(), data.journal.clone()),
+        | TokenCommand::Bind { data, .. } => (data.data_dir.clone(), data.target()?),
     };
     let limits = Limits { cache_bytes: 64 * 1024 * 1024, ..Limits::default() };
-    let (ledger, writer) = server::open_ledger(&dir, &limits, journal.as_deref(), &server::Node::offline()).await?;
+    let (ledger, writer) = server::open_ledger(&dir, &limits, journal.as_ref(), &server::Node::offline()).await?;
     if journal.is_some() && !matches!(command, TokenCommand::List { .. }) {
         // In a cluster this tool writes only when no server holds the writer's lease.
         let mut role = ledger.role();
@@ -488,7 +500,10 @@ fn print_report(report: &ipledger::ledger::replay::Report) -> Result<(), ServeEr
     }
 }
 
-async fn verify(dir: &std::path::Path, journal: Option<&str>) -> Result<(), ServeError> {
+async fn verify(
+    dir: &std::path::Path,
+    journal: Option<&ipledger::ledger::journal::PostgresTarget>,
+) -> Result<(), ServeError> {
     let limits = Limits { cache_bytes: 256 * 1024 * 1024, ..Limits::default() };
     let (ledger, writer) = server::open_ledger(dir, &limits, journal, &server::Node::offline()).await?;
     let scratch =
@@ -519,7 +534,7 @@ async fn export(args: ExportArgs) -> Result<(), cli::ClientError> {
 
 async fn restore(
     dir: &std::path::Path,
-    journal: Option<&str>,
+    journal: Option<ipledger::ledger::journal::PostgresTarget>,
     input: &std::path::Path,
     trusted_keys: &[String],
     allow_unsigned: bool,
@@ -549,7 +564,6 @@ async fn restore(
         Box::new(std::io::BufReader::new(std::fs::File::open(input)?))
     };
     let target = dir.to_path_buf();
-    let journal = journal.map(str::to_owned);
     let restored = tokio::task::spawn_blocking(move || restore_blocking(&target, journal, reader, &trusted))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -568,13 +582,13 @@ async fn restore(
 
 fn restore_blocking(
     dir: &std::path::Path,
-    journal: Option<String>,
+    journal: Option<ipledger::ledger::journal::PostgresTarget>,
     reader: Box<dyn std::io::BufRead + Send>,
     trusted: &[ipledger::ledger::signing::PublicKey],
 ) -> Result<(ipledger::ledger::journal::Head, ipledger::ledger::replay::Report), ServeError> {
     use ipledger::ledger::export::{self, Line};
     use std::io::BufRead;
-    let opened = ipledger::datadir::open(dir, 256 << 20, journal.as_deref())?;
+    let opened = ipledger::datadir::open(dir, 256 << 20, journal.as_ref())?;
     ipledger::ledger::mark_layout(opened.derived.as_ref())?;
     let derived =
         ipledger::ledger::derived::Derived::new(opened.derived.clone(), ipledger::ledger::derived::CHECKPOINT_BYTES)
@@ -715,11 +729,15 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Token { command } => token(command).await,
-            Command::Verify { data } => verify(&data.data_dir, data.journal.as_deref()).await,
+            Command::Verify { data } => match data.target() {
+                Ok(target) => verify(&data.data_dir, target.as_ref()).await,
+                Err(e) => Err(e),
+            },
             Command::Export(args) => client_result(export(args).await),
-            Command::Restore { data, input, trusted_keys, allow_unsigned } => {
-                restore(&data.data_dir, data.journal.as_deref(), &input, &trusted_keys, allow_unsigned).await
-            }
+            Command::Restore { data, input, trusted_keys, allow_unsigned } => match data.target() {
+                Ok(target) => restore(&data.data_dir, target, &input, &trusted_keys, allow_unsigned).await,
+                Err(e) => Err(e),
+            },
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),
             Command::Bench(args) => client_result(cli::bench::run(args).await),

@@ -94,6 +94,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A PostgreSQL URL for the journal; `None`: the journal embedded in `data_dir`.
     pub journal: Option<String>,
+    /// PEM CA certificates PostgreSQL's certificate must chain to: the journal's connections then
+    /// use TLS. `None`: plaintext (loopback or a private network).
+    pub journal_ca: Option<PathBuf>,
     /// The address this node is reached at (its name in the writer's lease); `None`: the listen
     /// address.
     pub advertise: Option<String>,
@@ -146,6 +149,7 @@ impl Config {
         Config {
             data_dir,
             journal: None,
+            journal_ca: None,
             advertise: None,
             lease: LEASE_DEFAULT,
             limits: Limits::default(),
@@ -204,21 +208,21 @@ fn system() -> Principal {
 pub async fn open_ledger(
     dir: &Path,
     limits: &Limits,
-    journal: Option<&str>,
+    journal: Option<&crate::ledger::journal::PostgresTarget>,
     node: &Node,
 ) -> Result<(Ledger, crate::ledger::WriterGuard), ServeError> {
     let open_dir = dir.to_path_buf();
-    let journal = journal.map(str::to_owned);
+    let journal = journal.cloned();
     let node = node.clone();
     let cache = limits.cache_bytes;
     let options =
         crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
     let started = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-        let opened = crate::datadir::open(&open_dir, cache, journal.as_deref())?;
+        let opened = crate::datadir::open(&open_dir, cache, journal.as_ref())?;
         let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
         let lease = match (&journal, opened.fence) {
-            (Some(url), Some(fence)) => Some(Arc::new(
-                crate::ledger::journal::lease::Lease::connect(url, &node.name, node.lease, fence)
+            (Some(target), Some(fence)) => Some(Arc::new(
+                crate::ledger::journal::lease::Lease::connect(target.clone(), &node.name, node.lease, fence)
                     .map_err(crate::domain::LedgerError::from)?,
             )),
             _ => None,
@@ -235,6 +239,19 @@ pub async fn open_ledger(
         Ok((ledger, writer))
     });
     started.await.map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
+/// The journal's PostgreSQL target: `url`, over TLS verified against the CA certificates in the
+/// PEM file `ca` when given.
+pub fn journal_target(
+    url: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<Option<crate::ledger::journal::PostgresTarget>, ServeError> {
+    use crate::ledger::journal::PostgresTarget;
+    let Some(url) = url else { return Ok(None) };
+    let Some(ca) = ca else { return Ok(Some(PostgresTarget::plain(url))) };
+    let pem = read_pem(ca)?;
+    Ok(Some(PostgresTarget::with_ca(url, &pem).map_err(crate::domain::LedgerError::from)?))
 }
 
 /// The standard health service's name for the writer: NOT_SERVING once writes are stopped.
@@ -403,7 +420,8 @@ pub async fn serve(
         None => {
             let name = config.advertise.clone().unwrap_or_else(|| address.to_string());
             let node = Node { name, lease: config.lease };
-            open_ledger(&config.data_dir, limits, config.journal.as_deref(), &node).await?
+            let target = journal_target(config.journal.as_deref(), config.journal_ca.as_deref())?;
+            open_ledger(&config.data_dir, limits, target.as_ref(), &node).await?
         }
     };
     // A node of a cluster competes for the writer's lease at once: give it a moment, so that a

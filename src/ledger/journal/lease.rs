@@ -36,8 +36,13 @@ fn unavailable(e: postgres::Error) -> JournalError {
 impl Lease {
     /// Connects as `node` (a name unique among the nodes: its address), creating the tables when
     /// missing; `fence` is the journal's term, set whenever this node acquires the lease.
-    pub fn connect(url: &str, node: &str, ttl: Duration, fence: Arc<AtomicI64>) -> Result<Lease, JournalError> {
-        let connection = Connection::new(url, "");
+    pub fn connect(
+        target: impl Into<super::postgres::Target>,
+        node: &str,
+        ttl: Duration,
+        fence: Arc<AtomicI64>,
+    ) -> Result<Lease, JournalError> {
+        let connection = Connection::new(&target.into(), "");
         connection.with(super::postgres::create_schema)?;
         Ok(Lease { connection, node: node.to_owned(), ttl, fence })
     }

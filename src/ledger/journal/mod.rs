@@ -21,7 +21,7 @@ pub(crate) mod postgres;
 mod sled_journal;
 
 pub use memory::MemoryJournal;
-pub use postgres::PostgresJournal;
+pub use postgres::{PostgresJournal, Target as PostgresTarget};
 pub use sled_journal::SledJournal;
 
 use crate::domain::Micros;

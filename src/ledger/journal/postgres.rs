@@ -45,11 +45,67 @@ pub const CHANNEL: &str = "ipledger_journal";
 /// How long a connection attempt may take: a node whose primary is gone learns it within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens a connection to `url` that notices a dead peer (TCP keepalives) instead of waiting on it
-/// for ever. No statement timeout: a commit waiting for the synchronous standby must never be
+/// Where the journal lives: a libpq connection string (`postgres://user@host:port/db` or
+/// `key=value` pairs) and, for TLS, the certificate authority PostgreSQL's certificate must chain
+/// to (rustls with ring, as the gRPC side; the host name in the string is verified).
+#[derive(Clone)]
+pub struct Target {
+    url: String,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The string may carry a password.
+        f.debug_struct("Target").field("tls", &self.tls.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// Plaintext: loopback or a private network only.
+    pub fn plain(url: &str) -> Target {
+        Target { url: url.to_owned(), tls: None }
+    }
+
+    /// TLS required, PostgreSQL's certificate verified against the CA certificates in `ca_pem`.
+    pub fn with_ca(url: &str, ca_pem: &[u8]) -> Result<Target, JournalError> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        let bad = |e: String| JournalError::Unavailable(format!("the journal's CA certificates: {e}"));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(bad("no certificate in the file".to_owned()));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Target { url: url.to_owned(), tls: Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)) })
+    }
+}
+
+impl From<&str> for Target {
+    fn from(url: &str) -> Target {
+        Target::plain(url)
+    }
+}
+
+impl From<&String> for Target {
+    fn from(url: &String) -> Target {
+        Target::plain(url)
+    }
+}
+
+/// Opens a connection to `target` that notices a dead peer (TCP keepalives) instead of waiting on
+/// it for ever. No statement timeout: a commit waiting for the synchronous standby must never be
 /// cancelled, since PostgreSQL then shows a commit that the standby may not have.
-pub(crate) fn connect(url: &str) -> Result<Client, JournalError> {
-    let mut config: postgres::Config = url.parse().map_err(unavailable)?;
+pub(crate) fn connect(target: &Target) -> Result<Client, JournalError> {
+    let mut config: postgres::Config = target.url.parse().map_err(unavailable)?;
     config
         .application_name("ipledger")
         .connect_timeout(CONNECT_TIMEOUT)
@@ -58,20 +114,24 @@ pub(crate) fn connect(url: &str) -> Result<Client, JournalError> {
         .keepalives_interval(Duration::from_secs(2))
         .keepalives_retries(3)
         .options("-c statement_timeout=0 -c idle_in_transaction_session_timeout=0");
-    config.connect(NoTls).map_err(unavailable)
+    match &target.tls {
+        None => config.connect(NoTls),
+        Some(tls) => config.ssl_mode(postgres::config::SslMode::Require).connect(tls.clone()),
+    }
+    .map_err(unavailable)
 }
 
 /// A connection opened on first use and again after it broke.
 pub(crate) struct Connection {
-    url: String,
+    target: Target,
     client: Mutex<Option<Client>>,
     /// Statements run on every new connection (`LISTEN`).
     setup: &'static str,
 }
 
 impl Connection {
-    pub(crate) fn new(url: &str, setup: &'static str) -> Connection {
-        Connection { url: url.to_owned(), client: Mutex::new(None), setup }
+    pub(crate) fn new(target: &Target, setup: &'static str) -> Connection {
+        Connection { target: target.clone(), client: Mutex::new(None), setup }
     }
 
     /// Runs `f` on the connection, reconnecting first when it is closed, and drops it when `f`
@@ -79,7 +139,7 @@ impl Connection {
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, JournalError>) -> Result<T, JournalError> {
         let mut slot: MutexGuard<'_, Option<Client>> = self.client.lock().map_err(poisoned)?;
         if slot.as_ref().is_none_or(Client::is_closed) {
-            let mut client = connect(&self.url)?;
+            let mut client = connect(&self.target)?;
             if !self.setup.is_empty() {
                 client.batch_execute(self.setup).map_err(unavailable)?;
             }
@@ -195,9 +255,10 @@ impl Columns {
 }
 
 impl PostgresJournal {
-    /// Connects to `url` (`postgres://user@host:port/db` or key=value form), creating the tables
-    /// when missing.
-    pub fn connect(url: &str) -> Result<PostgresJournal, JournalError> {
+    /// Connects to `target`, creating the tables when missing.
+    pub fn connect(target: impl Into<Target>) -> Result<PostgresJournal, JournalError> {
+        let target = target.into();
+        let url = &target;
         let writer = Connection::new(url, "");
         writer.with(create_schema)?;
         Ok(PostgresJournal {
@@ -352,6 +413,15 @@ pub(crate) mod cluster {
 
     impl Cluster {
         pub fn start() -> Cluster {
+            Cluster::start_with(None)
+        }
+
+        /// A cluster that also accepts TLS, with this certificate and key (PEM).
+        pub fn start_tls(cert_pem: &str, key_pem: &str) -> Cluster {
+            Cluster::start_with(Some((cert_pem, key_pem)))
+        }
+
+        fn start_with(tls: Option<(&str, &str)>) -> Cluster {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let dir = std::env::temp_dir().join(format!("ipledger-pg-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
@@ -362,7 +432,21 @@ pub(crate) mod cluster {
                 .output()
                 .unwrap();
             assert!(ok.status.success(), "initdb: {}", String::from_utf8_lossy(&ok.stderr));
-            let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", dir.display());
+            let mut options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", dir.display());
+            if let Some((cert, key)) = tls {
+                use std::os::unix::fs::PermissionsExt;
+                let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+                std::fs::write(&cert_file, cert).unwrap();
+                std::fs::write(&key_file, key).unwrap();
+                // PostgreSQL refuses a key others may read.
+                std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+                let _ = Command::new("chown").args(["postgres:postgres"]).arg(&cert_file).arg(&key_file).status();
+                options.push_str(&format!(
+                    " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                    cert_file.display(),
+                    key_file.display()
+                ));
+            }
             let ok = as_postgres("pg_ctl")
                 .args([
                     "-D",
@@ -392,6 +476,38 @@ pub(crate) mod cluster {
 
 #[cfg(test)]
 mod tests {
+    /// A CA and a server certificate for 127.0.0.1 it signed (PEM): (CA, certificate, key).
+    fn pki() -> (String, String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "journal test ca");
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        (ca_pem, server.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn with_a_ca_the_journal_speaks_tls_to_a_verified_server_only() {
+        let (ca, cert, key) = pki();
+        let cluster = super::cluster::Cluster::start_tls(&cert, &key);
+        let target = super::Target::with_ca(&cluster.url, ca.as_bytes()).unwrap();
+        let journal = super::PostgresJournal::connect(target.clone()).unwrap();
+        assert_eq!(super::Journal::head(&journal).unwrap(), super::Head::default());
+        let mut client = super::connect(&target).unwrap();
+        let ssl: bool =
+            client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).unwrap().get(0);
+        assert!(ssl, "the connection is encrypted");
+        // A server whose certificate another CA signed is refused.
+        let (other_ca, _, _) = pki();
+        let refused = super::connect(&super::Target::with_ca(&cluster.url, other_ca.as_bytes()).unwrap());
+        assert!(refused.is_err());
+        assert!(super::Target::with_ca(&cluster.url, b"not a certificate").is_err());
+    }
+
     #[test]
     fn the_postgres_journal_passes_the_backend_suite_and_stores_events_readable_with_sql() {
         let cluster = super::cluster::Cluster::start();
