@@ -94,7 +94,19 @@ pub fn render(ledger: &Ledger, store: &dyn crate::store::Store) -> Result<String
     registry.register("journal_bytes", "Bytes the journal (the ground state) occupies on disk", journal_size);
     let head = Gauge::<i64>::default();
     head.set(*ledger.committed().borrow() as i64);
-    registry.register("journal_head_sequence", "The sequence of the last durable journal entry", head);
+    registry.register(
+        "journal_head_sequence",
+        "The sequence of the last journal entry this node applied (and serves reads from)",
+        head,
+    );
+    // In a cluster: which node writes, and how far a follower is behind the journal.
+    let writer = Gauge::<i64>::default();
+    writer.set(i64::from(ledger.role().borrow().is_writer()));
+    registry.register("writer", "1 on the node that writes (holds the writer's lease), 0 on a follower", writer);
+    let durable = ledger.journal().head().map_err(|e| e.to_string())?.sequence;
+    let lag = Gauge::<i64>::default();
+    lag.set(durable.saturating_sub(*ledger.committed().borrow()) as i64);
+    registry.register("journal_lag_entries", "Journal entries durable but not yet applied on this node", lag);
     let secured = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
     let pledges = Family::<RegionLabels, Gauge>::default();
     let drawn = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();

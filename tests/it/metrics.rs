@@ -54,6 +54,9 @@ async fn a_scrape_parses_and_carries_requests_and_exposure() {
     assert_eq!(value("ipledger_exposure_pledges", &[("region", "320000")]), 0.0);
     assert!(value("ipledger_data_bytes", &[]) > 0.0);
     assert_eq!(value("ipledger_write_queue_depth", &[]), 0.0);
+    // A lone node writes, and has applied everything durable.
+    assert_eq!(value("ipledger_writer", &[]), 1.0);
+    assert_eq!(value("ipledger_journal_lag_entries", &[]), 0.0);
     // The scrape itself is the one read running.
     assert_eq!(value("ipledger_reads_in_flight", &[]), 1.0);
     assert!(body.contains("ipledger_request_latency_seconds_bucket"));
