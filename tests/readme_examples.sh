@@ -34,6 +34,10 @@ first=$(call -d @tests/examples/register.json "http://$addr/ipledger.v1.PledgeSe
 echo "$first" | json 'd["status"], d["rights"][0]["number"]' | grep -x >/dev/null "ACTIVE ZL201811564288.X"
 again=$(call -d @tests/examples/register.json "http://$addr/ipledger.v1.PledgeService/RegisterPledge")
 [ "$(echo "$first" | json 'd["id"]')" = "$(echo "$again" | json 'd["id"]')" ]
+# The public register: the right is pledged, with its registration, and nothing of the amount.
+call -d '{"rightNumber": "ZL201811564288.X"}' "http://$addr/ipledger.v1.PledgeService/LookupRight" \
+  | json 'd["pledged"], d["registrationNumber"], d["registeredOn"], "securedAmount" in d' \
+  | grep -x >/dev/null "True IPL-2019-000000001 2019-06-05 False"
 
 call -d @tests/examples/credit-line.json "http://$addr/ipledger.v1.CreditLineService/CreateCreditLine" \
   | json 'd["available"]' | grep -x >/dev/null 2600000000.00

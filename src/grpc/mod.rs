@@ -424,6 +424,21 @@ impl pb::pledge_service_server::PledgeService for Api {
         self.unary("ReleasePledge", &actor, body).await.map(Sequenced::into_response)
     }
 
+    async fn lookup_right(
+        &self,
+        request: Request<pb::LookupRightRequest>,
+    ) -> Result<Response<pb::LookupRightResponse>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            // Every principal may ask: the answer holds only what the public register shows.
+            let number = convert::right_lookup(request.get_ref())?;
+            let key = number.clone();
+            let active = self.ledger.read(move |s| query::active_pledge_of(s, &key)).await?;
+            Ok(convert::right_lookup_to_pb(&number, active.as_ref()))
+        };
+        self.read_unary("LookupRight", &actor, min_sequence(&request), body).await.map(Response::new)
+    }
+
     async fn get_pledge_history(
         &self,
         request: Request<pb::GetPledgeHistoryRequest>,

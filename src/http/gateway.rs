@@ -61,6 +61,7 @@ offered! {
     ("ipledger.v1.PledgeService", "GetPledge", "GetPledgeRequest", "Pledge", get_pledge),
     ("ipledger.v1.PledgeService", "ListPledges", "ListPledgesRequest", "ListPledgesResponse", list_pledges),
     ("ipledger.v1.PledgeService", "GetPledgeHistory", "GetPledgeHistoryRequest", "GetPledgeHistoryResponse", get_pledge_history),
+    ("ipledger.v1.PledgeService", "LookupRight", "LookupRightRequest", "LookupRightResponse", lookup_right),
 }
 
 /// `POST /api/{service}/{method}`.

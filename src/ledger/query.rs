@@ -52,6 +52,14 @@ pub fn pledge(store: &dyn Store, id: Uuid) -> Result<Pledge, LedgerError> {
     get(store, &keys::pledge(id))?.ok_or(LedgerError::NotFound { resource: "pledge", id: id.to_string() })
 }
 
+/// The active pledge holding `number`, if any (the index behind "one active pledge per right").
+pub fn active_pledge_of(store: &dyn Store, number: &RightNumber) -> Result<Option<Pledge>, LedgerError> {
+    match get::<Uuid>(store, &keys::active_right(number))? {
+        Some(id) => pledge(store, id).map(Some),
+        None => Ok(None),
+    }
+}
+
 pub fn credit_line(store: &dyn Store, id: Uuid) -> Result<CreditLine, LedgerError> {
     get(store, &keys::credit_line(id))?.ok_or(LedgerError::NotFound { resource: "credit line", id: id.to_string() })
 }

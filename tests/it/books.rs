@@ -307,3 +307,59 @@ async fn no_pledgee_grouping_is_cut_short() {
     }
     server.stop().await;
 }
+
+/// The public register (LookupRight): a pledged right shows its registration, date and parties to
+/// every principal, and nothing of the book (the answer has no field for an amount, a credit line
+/// or an id); a released or unknown right shows as not pledged.
+#[tokio::test]
+async fn the_public_register_shows_a_pledged_right_to_everyone_and_nothing_of_the_book() {
+    let server = TestServer::start().await;
+    let cast = cast(&server).await;
+    let given = pledge("330106", "1234567.89");
+    let asked = given.rights[0].number.clone();
+    let mut bank_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
+    let registered = bank_a.register_pledge(register(given)).await.unwrap().into_inner();
+    let lookup =
+        |number: &str, kind: RightKind| LookupRightRequest { right_number: number.into(), right_kind: kind as i32 };
+    let shown = LookupRightResponse {
+        right_kind: RightKind::InventionPatent as i32,
+        right_number: registered.rights[0].number.clone(),
+        pledged: true,
+        registration_number: registered.registration_number.clone(),
+        registered_on: registered.registered_on.clone(),
+        pledgor: registered.pledgor.clone(),
+        pledgee: registered.pledgee.clone(),
+    };
+    // Another bank, an office of another province, the pledgee and the admin: the same answer,
+    // whichever spelling of the number they give.
+    for token in [&cast.bank_b, &cast.office_js, &cast.bank_a, &server.admin_token] {
+        let mut client = server.pledges_as(Bearer::new(token)).await;
+        for request in
+            [lookup(&asked, RightKind::Unspecified), lookup(&registered.rights[0].number, RightKind::InventionPatent)]
+        {
+            assert_eq!(client.lookup_right(request).await.unwrap().into_inner(), shown);
+        }
+    }
+    // Released: free to be pledged again, and the register says nothing more of it.
+    bank_a.release_pledge(release(registered.id.clone(), "2021-01-04")).await.unwrap();
+    let mut bank_b = server.pledges_as(Bearer::new(&cast.bank_b)).await;
+    let free = bank_b.lookup_right(lookup(&asked, RightKind::Unspecified)).await.unwrap().into_inner();
+    let not_pledged = LookupRightResponse {
+        right_kind: shown.right_kind,
+        right_number: shown.right_number.clone(),
+        ..Default::default()
+    };
+    assert_eq!(free, not_pledged);
+    // A right the ledger never saw, too.
+    let unknown = invention_patent(unique());
+    let answer = bank_b.lookup_right(lookup(&unknown, RightKind::Unspecified)).await.unwrap().into_inner();
+    assert!(!answer.pledged && answer.registration_number.is_empty() && answer.pledgee.is_none());
+    // Malformed: the field is named; no token: refused.
+    let status = bank_b.lookup_right(lookup("ZL2019101234", RightKind::InventionPatent)).await.unwrap_err();
+    assert_eq!(failure(status), (Code::InvalidArgument, "INVALID_FIELDS".to_owned(), vec!["rightNumber".to_owned()]));
+    let status = bank_b.lookup_right(lookup("", RightKind::Unspecified)).await.unwrap_err();
+    assert_eq!(failure(status).2, vec!["rightNumber".to_owned()]);
+    let mut anonymous = server.pledges_as(Bearer::none()).await;
+    let status = anonymous.lookup_right(lookup(&asked, RightKind::Unspecified)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}

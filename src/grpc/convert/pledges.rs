@@ -165,17 +165,8 @@ pub fn pledge_filter(request: &pb::ListPledgesRequest) -> Result<(PledgeFilter, 
             f.fail("rightNumber", "is required with rightKind");
         }
         Some(None)
-    } else if request.right_kind == 0 {
-        f.check(
-            "rightNumber",
-            query::right_number_any_kind(&request.right_number).ok_or("is not a right number of any kind"),
-        )
-        .map(Some)
     } else {
-        right_kind(request.right_kind)
-            .map_err(|e| f.fail("rightKind", e))
-            .ok()
-            .and_then(|k| f.check("rightNumber", RightNumber::parse(&request.right_number, k)).map(Some))
+        right_number(&mut f, &request.right_number, request.right_kind).map(Some)
     };
     let status = match pb::PledgeStatus::try_from(request.status) {
         Ok(pb::PledgeStatus::Unspecified) => Some(None),
@@ -193,6 +184,48 @@ pub fn pledge_filter(request: &pb::ListPledgesRequest) -> Result<(PledgeFilter, 
         unreachable!("every missing value recorded a violation");
     };
     Ok((PledgeFilter { region, pledgee, pledgor, right, status }, page_size))
+}
+
+/// A right number with an optional kind (unspecified: the kind the number itself says).
+fn right_number(f: &mut Fields, number: &str, kind: i32) -> Option<RightNumber> {
+    if kind == 0 {
+        return f.check("rightNumber", query::right_number_any_kind(number).ok_or("is not a right number of any kind"));
+    }
+    right_kind(kind)
+        .map_err(|e| f.fail("rightKind", e))
+        .ok()
+        .and_then(|k| f.check("rightNumber", RightNumber::parse(number, k)))
+}
+
+/// The right a public register lookup asks about.
+pub fn right_lookup(request: &pb::LookupRightRequest) -> Result<RightNumber, LedgerError> {
+    let mut f = Fields::default();
+    let number = if request.right_number.trim().is_empty() {
+        f.fail("rightNumber", "is required");
+        None
+    } else {
+        right_number(&mut f, &request.right_number, request.right_kind)
+    };
+    f.finish()?;
+    number.ok_or_else(|| LedgerError::Internal("a right number neither parsed nor refused".to_owned()))
+}
+
+/// What the public register shows of `number`: its active pledge's registration, date and
+/// parties, nothing of amounts, credit lines or ids.
+pub fn right_lookup_to_pb(number: &RightNumber, active: Option<&Pledge>) -> pb::LookupRightResponse {
+    let mut answer = pb::LookupRightResponse {
+        right_kind: kind_to_pb(number.kind()) as i32,
+        right_number: number.as_str().to_owned(),
+        ..Default::default()
+    };
+    if let Some(p) = active {
+        answer.pledged = true;
+        answer.registration_number = p.registration_number.as_str().to_owned();
+        answer.registered_on = p.content.registered_on.to_string();
+        answer.pledgor = Some(party_to_pb(&p.content.pledgor));
+        answer.pledgee = Some(party_to_pb(&p.content.pledgee));
+    }
+    answer
 }
 
 pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
