@@ -729,15 +729,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Token { command } => token(command).await,
-            Command::Verify { data } => match data.target() {
-                Ok(target) => verify(&data.data_dir, target.as_ref()).await,
-                Err(e) => Err(e),
-            },
+            Command::Verify { data } => async { verify(&data.data_dir, data.target()?.as_ref()).await }.await,
             Command::Export(args) => client_result(export(args).await),
-            Command::Restore { data, input, trusted_keys, allow_unsigned } => match data.target() {
-                Ok(target) => restore(&data.data_dir, target, &input, &trusted_keys, allow_unsigned).await,
-                Err(e) => Err(e),
-            },
+            Command::Restore { data, input, trusted_keys, allow_unsigned } => {
+                async { restore(&data.data_dir, data.target()?, &input, &trusted_keys, allow_unsigned).await }.await
+            }
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),
             Command::Bench(args) => client_result(cli::bench::run(args).await),

@@ -13,7 +13,7 @@ use super::journal::lease::{Lease, Term};
 use super::writer::Job;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 /// What this node does.
@@ -40,11 +40,6 @@ pub enum Request {
     StepDown,
     /// The writer stopped (shutdown, or a failure that stops writes): release the lease and end.
     Stop,
-}
-
-/// How long a node that stepped down leaves the lease to the others before it competes again.
-fn backoff(ttl: Duration) -> Duration {
-    ttl
 }
 
 /// Runs the lease for this node until the writer thread says `Stop` (or is gone). `role` is what
@@ -113,7 +108,8 @@ pub(crate) fn run_lease(
                 if let Role::Writer { term } = *role.borrow() {
                     let _ = lease.release(Term(term));
                 }
-                compete_after = Instant::now() + backoff(ttl);
+                // Leave the lease to the others for one lease before competing again.
+                compete_after = Instant::now() + ttl;
                 set(Role::Follower { writer: None });
             }
             Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
@@ -162,6 +158,7 @@ mod tests {
     use crate::ledger::journal::PostgresJournal;
     use crate::ledger::{Command, Ledger, Options, signing::Signer};
     use crate::store::MemoryStore;
+    use std::time::Duration;
 
     fn node(url: &str, name: &str) -> (Ledger, crate::ledger::WriterGuard) {
         tokio::task::block_in_place(|| node_blocking(url, name))

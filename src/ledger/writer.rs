@@ -475,24 +475,23 @@ impl Writer {
                 // Everything is there: the group is committed after all.
                 Ok(head) if head == target => return Ok(()),
                 Ok(head) => {
-                    let reason = format!("the journal's head is {} after a failed append", head.sequence);
-                    return Err(match self.controller {
-                        Some(_) => GroupEnd::StepDown(LedgerError::OutcomeUnknown(reason)),
-                        None => GroupEnd::Stop(reason.clone(), Some(LedgerError::OutcomeUnknown(reason))),
-                    });
+                    return Err(self.unknown(format!("the journal's head is {} after a failed append", head.sequence)));
                 }
                 Err(e) if started.elapsed() < self.settle_max => {
                     tracing::warn!(error = %e, "the journal is unreachable after an append of unknown outcome; asking again");
                     std::thread::sleep(RETRY_PAUSE);
                 }
-                Err(e) => {
-                    let reason = format!("the journal's head is unknown after a failed append: {e}");
-                    return Err(match self.controller {
-                        Some(_) => GroupEnd::StepDown(LedgerError::OutcomeUnknown(reason)),
-                        None => GroupEnd::Stop(reason.clone(), Some(LedgerError::OutcomeUnknown(reason))),
-                    });
-                }
+                Err(e) => return Err(self.unknown(format!("the journal's head is unknown after a failed append: {e}"))),
             }
+        }
+    }
+
+    /// A group whose outcome stays unknown: its callers are told so; in a cluster the node gives
+    /// up writing (another decides from the journal), alone it stops.
+    fn unknown(&self, reason: String) -> GroupEnd {
+        match self.controller {
+            Some(_) => GroupEnd::StepDown(LedgerError::OutcomeUnknown(reason)),
+            None => GroupEnd::Stop(reason.clone(), Some(LedgerError::OutcomeUnknown(reason))),
         }
     }
 

@@ -217,21 +217,7 @@ fn the_kubernetes_manifests_parse_and_use_only_what_the_binary_has() {
     assert!(service_ports.iter().any(|p| p["port"].as_u64() == Some(metrics_port)), "the Service exposes metrics");
     assert_eq!(kind("Service")["spec"]["ports"][0]["port"].as_u64(), Some(port));
     // Every file the server reads or writes lies on a mounted volume.
-    let mounts: Vec<String> = container["volumeMounts"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|m| m["mountPath"].as_str().unwrap().to_owned())
-        .collect();
-    for name in [
-        "IPLEDGER_DATA_DIR",
-        "IPLEDGER_TLS_CERT",
-        "IPLEDGER_TLS_KEY",
-        "IPLEDGER_ADMIN_TOKEN_FILE",
-        "IPLEDGER_METRICS_TOKEN_FILE",
-    ] {
-        assert!(mounts.iter().any(|m| env[name].starts_with(&format!("{m}/"))), "{name} is not on a volume");
-    }
+    let mounts = files_on_volumes(container, &env);
     for probe in ["readinessProbe", "livenessProbe"] {
         let command: Vec<&str> =
             container[probe]["exec"]["command"].as_sequence().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
@@ -954,21 +940,7 @@ fn the_ha_kubernetes_manifests_run_three_nodes_on_a_synchronous_cloudnativepg_cl
     }
     // The TLS and token conventions of deploy/kubernetes.yaml.
     metrics_are_protected(&env);
-    let mounts: Vec<String> = container["volumeMounts"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|m| m["mountPath"].as_str().unwrap().to_owned())
-        .collect();
-    for name in [
-        "IPLEDGER_DATA_DIR",
-        "IPLEDGER_TLS_CERT",
-        "IPLEDGER_TLS_KEY",
-        "IPLEDGER_ADMIN_TOKEN_FILE",
-        "IPLEDGER_METRICS_TOKEN_FILE",
-    ] {
-        assert!(mounts.iter().any(|m| env[name].starts_with(&format!("{m}/"))), "{name} is not on a volume");
-    }
+    files_on_volumes(container, &env);
     assert!(read("Dockerfile").contains(&format!("--uid {}", pod["securityContext"]["runAsUser"].as_u64().unwrap())));
     let tls_mount = container["volumeMounts"]
         .as_sequence()
@@ -1054,4 +1026,25 @@ fn the_ha_kubernetes_manifests_run_three_nodes_on_a_synchronous_cloudnativepg_cl
     }
     haproxy_accepts(&format!("the {config_map} ConfigMap"), &proxy_config_text, &[(namespace_var, "ledger")]);
     missing.assert_none();
+}
+
+/// Every file the server reads or writes (by its setting in `env`) lies on a volume the container
+/// mounts; returns the mount paths.
+fn files_on_volumes(container: &serde_norway::Value, env: &BTreeMap<String, String>) -> Vec<String> {
+    let mounts: Vec<String> = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_owned())
+        .collect();
+    for name in [
+        "IPLEDGER_DATA_DIR",
+        "IPLEDGER_TLS_CERT",
+        "IPLEDGER_TLS_KEY",
+        "IPLEDGER_ADMIN_TOKEN_FILE",
+        "IPLEDGER_METRICS_TOKEN_FILE",
+    ] {
+        assert!(mounts.iter().any(|m| env[name].starts_with(&format!("{m}/"))), "{name} is not on a volume");
+    }
+    mounts
 }

@@ -127,6 +127,7 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::journal::{Head, Journal, PostgresJournal, suite::chain};
 
     #[test]
     fn one_node_holds_the_lease_until_it_expires_and_a_takeover_has_a_new_term() {
@@ -146,12 +147,6 @@ mod tests {
         assert!(!a.renew(term).unwrap(), "a learns it lost the lease");
         assert_eq!(a.acquire().unwrap(), None);
     }
-}
-
-#[cfg(test)]
-mod fencing {
-    use super::*;
-    use crate::ledger::journal::{Head, Journal, PostgresJournal, suite::chain};
 
     #[test]
     fn an_append_under_a_term_that_was_taken_over_is_refused_and_writes_nothing() {

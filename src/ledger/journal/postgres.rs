@@ -258,13 +258,12 @@ impl PostgresJournal {
     /// Connects to `target`, creating the tables when missing.
     pub fn connect(target: impl Into<Target>) -> Result<PostgresJournal, JournalError> {
         let target = target.into();
-        let url = &target;
-        let writer = Connection::new(url, "");
+        let writer = Connection::new(&target, "");
         writer.with(create_schema)?;
         Ok(PostgresJournal {
             writer,
-            reader: Connection::new(url, ""),
-            listener: Connection::new(url, "LISTEN ipledger_journal"),
+            reader: Connection::new(&target, ""),
+            listener: Connection::new(&target, "LISTEN ipledger_journal"),
             term: Arc::default(),
         })
     }
