@@ -451,6 +451,7 @@ pub async fn serve(
     health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::journal_service_server::JournalServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::risk_service_server::RiskServiceServer<Api>>().await;
     tokio::spawn(report_health(health_reporter.clone(), ledger.role(), ledger.writes_stopped()));
 
     // Both reflection versions describe everything served, each other included, so any client
@@ -513,6 +514,7 @@ pub async fn serve(
     let exposure = limited!(pb::exposure_service_server::ExposureServiceServer::new(api.clone()));
     let admin = limited!(pb::admin_service_server::AdminServiceServer::new(api.clone()));
     let journal = limited!(pb::journal_service_server::JournalServiceServer::new(api.clone()));
+    let risk = limited!(pb::risk_service_server::RiskServiceServer::new(api.clone()));
     // Reflection reveals only the published schema, so it needs no token: a tool such as grpcurl
     // or buf curl then reaches the method itself, which answers UNAUTHENTICATED without one.
     let reflection_v1 = reflection_v1.build_v1()?;
@@ -524,7 +526,8 @@ pub async fn serve(
         .add_service(credit_lines)
         .add_service(exposure)
         .add_service(admin)
-        .add_service(journal);
+        .add_service(journal)
+        .add_service(risk);
     // The dashboard page and its JSON API share the port (and so its TLS) with gRPC.
     let routes = tonic::service::Routes::from(
         routes.into_axum_router().merge(crate::http::router(crate::http::HttpState { api, auth })).merge(health),

@@ -121,6 +121,7 @@ impl Workload {
                     number: PatentNumber::complete(&digits).expect("12 digits"),
                     title: format!("{label} {n}-{r}"),
                     expires_on: format!("{}-12-31", year + term),
+                    ..Default::default()
                 }
             };
             let right = match self.rng.below(10) {
@@ -131,12 +132,14 @@ impl Workload {
                     number: format!("{}", 10_000_000 + (n * 10 + r) % 90_000_000),
                     title: format!("Mark {n}-{r}"),
                     expires_on: format!("{}-12-31", year + 10),
+                    ..Default::default()
                 },
                 _ => pb::Right {
                     kind: pb::RightKind::Copyright as i32,
                     number: format!("{year}SR{:09}", n * 10 + r),
                     title: format!("Software {n}-{r}"),
                     expires_on: format!("{}-12-31", year + 50),
+                    ..Default::default()
                 },
             };
             rights.push(right);

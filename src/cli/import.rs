@@ -124,7 +124,13 @@ fn from_json(line: &str) -> Result<pb::RegisterPledgeRequest, String> {
             rights: p
                 .rights
                 .into_iter()
-                .map(|r| pb::Right { kind: kind(&r.kind), number: r.number, title: r.title, expires_on: r.expires_on })
+                .map(|r| pb::Right {
+                    kind: kind(&r.kind),
+                    number: r.number,
+                    title: r.title,
+                    expires_on: r.expires_on,
+                    ..Default::default()
+                })
                 .collect(),
             credit_line_id: p.credit_line_id,
             ..Default::default()
@@ -134,7 +140,8 @@ fn from_json(line: &str) -> Result<pb::RegisterPledgeRequest, String> {
 
 /// CSV columns (by header name): requestId, registrationNumber, pledgorName, pledgorCreditCode,
 /// pledgeeName, pledgeeCreditCode, countyCode, securedAmount, debtTermStart, debtTermEnd,
-/// registeredOn, rights (`KIND:NUMBER:EXPIRES_ON[:TITLE]` separated by `;`), creditLineId.
+/// registeredOn, rights (`KIND:NUMBER[:EXPIRES_ON[:TITLE]]` separated by `;`; an empty or missing
+/// EXPIRES_ON leaves the expiry to the ledger), creditLineId.
 fn from_csv(headers: &csv::StringRecord, record: &csv::StringRecord) -> Result<pb::RegisterPledgeRequest, String> {
     let field = |name: &str| -> String {
         headers.iter().position(|h| h.trim() == name).and_then(|i| record.get(i)).unwrap_or_default().trim().to_owned()
@@ -142,14 +149,15 @@ fn from_csv(headers: &csv::StringRecord, record: &csv::StringRecord) -> Result<p
     let mut rights = Vec::new();
     for spec in field("rights").split(';').filter(|s| !s.trim().is_empty()) {
         let parts: Vec<&str> = spec.splitn(4, ':').collect();
-        if parts.len() < 3 {
-            return Err(format!("right {spec:?} must be KIND:NUMBER:EXPIRES_ON[:TITLE]"));
+        if parts.len() < 2 {
+            return Err(format!("right {spec:?} must be KIND:NUMBER[:EXPIRES_ON[:TITLE]]"));
         }
         rights.push(pb::Right {
             kind: kind(parts[0]),
             number: parts[1].to_owned(),
-            expires_on: parts[2].to_owned(),
+            expires_on: parts.get(2).map(|t| (*t).to_owned()).unwrap_or_default(),
             title: parts.get(3).map(|t| (*t).to_owned()).unwrap_or_default(),
+            ..Default::default()
         });
     }
     Ok(pb::RegisterPledgeRequest {

@@ -35,6 +35,20 @@ pub struct Row {
     pub right_count: u64,
     pub credit_limit: Money,
     pub credit_drawn: Money,
+    /// Active pledges with a right that lost force or is frozen (`right::RiskFlag`).
+    pub at_risk_amount: Money,
+    pub at_risk_count: u64,
+    /// Outstanding principal of active pledges in default, not yet resolved.
+    pub defaulted_amount: Money,
+    pub defaulted_count: u64,
+    /// Latest appraised value of the active pledges that have one, and their secured amount
+    /// (loan-to-value is the one over the other).
+    pub appraised_value: Money,
+    pub appraised_secured: Money,
+    /// Compensation computed for claims not rejected, and paid: flows that stay when the pledge
+    /// is released.
+    pub compensation_claimed: Money,
+    pub compensation_paid: Money,
 }
 
 /// A signed change to a row. `enterprise` is decided by the ledger from its distinct-pledgor
@@ -47,6 +61,40 @@ pub struct RowDelta {
     pub rights: i64,
     pub limit_fen: i128,
     pub drawn_fen: i128,
+    pub at_risk_fen: i128,
+    pub at_risk_pledges: i64,
+    pub defaulted_fen: i128,
+    pub defaulted_pledges: i64,
+    pub appraised_fen: i128,
+    pub appraised_secured_fen: i128,
+    pub claimed_fen: i128,
+    pub paid_fen: i128,
+}
+
+impl RowDelta {
+    /// `self - other`, field by field: the change from one contribution to another.
+    pub fn minus(&self, other: &RowDelta) -> RowDelta {
+        RowDelta {
+            secured_fen: self.secured_fen - other.secured_fen,
+            pledges: self.pledges - other.pledges,
+            enterprises: self.enterprises - other.enterprises,
+            rights: self.rights - other.rights,
+            limit_fen: self.limit_fen - other.limit_fen,
+            drawn_fen: self.drawn_fen - other.drawn_fen,
+            at_risk_fen: self.at_risk_fen - other.at_risk_fen,
+            at_risk_pledges: self.at_risk_pledges - other.at_risk_pledges,
+            defaulted_fen: self.defaulted_fen - other.defaulted_fen,
+            defaulted_pledges: self.defaulted_pledges - other.defaulted_pledges,
+            appraised_fen: self.appraised_fen - other.appraised_fen,
+            appraised_secured_fen: self.appraised_secured_fen - other.appraised_secured_fen,
+            claimed_fen: self.claimed_fen - other.claimed_fen,
+            paid_fen: self.paid_fen - other.paid_fen,
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == RowDelta::default()
+    }
 }
 
 fn apply_count(value: u64, delta: i64) -> Option<u64> {
@@ -65,11 +113,19 @@ impl Row {
             right_count: apply_count(self.right_count, delta.rights).ok_or_else(broken)?,
             credit_limit: self.credit_limit.checked_apply(delta.limit_fen).ok_or_else(broken)?,
             credit_drawn: self.credit_drawn.checked_apply(delta.drawn_fen).ok_or_else(broken)?,
+            at_risk_amount: self.at_risk_amount.checked_apply(delta.at_risk_fen).ok_or_else(broken)?,
+            at_risk_count: apply_count(self.at_risk_count, delta.at_risk_pledges).ok_or_else(broken)?,
+            defaulted_amount: self.defaulted_amount.checked_apply(delta.defaulted_fen).ok_or_else(broken)?,
+            defaulted_count: apply_count(self.defaulted_count, delta.defaulted_pledges).ok_or_else(broken)?,
+            appraised_value: self.appraised_value.checked_apply(delta.appraised_fen).ok_or_else(broken)?,
+            appraised_secured: self.appraised_secured.checked_apply(delta.appraised_secured_fen).ok_or_else(broken)?,
+            compensation_claimed: self.compensation_claimed.checked_apply(delta.claimed_fen).ok_or_else(broken)?,
+            compensation_paid: self.compensation_paid.checked_apply(delta.paid_fen).ok_or_else(broken)?,
         })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pledge_count == 0 && self.credit_limit.is_zero() && self.credit_drawn.is_zero()
+        *self == Row::default()
     }
 }
 

@@ -9,7 +9,10 @@ pub mod ident;
 pub mod money;
 pub mod pledge;
 pub mod principal;
+pub mod programme;
 pub mod region;
+pub mod right;
+pub mod risk;
 pub mod statistics;
 pub mod text;
 

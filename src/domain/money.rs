@@ -68,6 +68,14 @@ impl Money {
         Ok(Money::from_decimal(value).expect("bounded above"))
     }
 
+    /// `parse_positive`, but zero is an amount too (a loss recovered in full).
+    pub fn parse_non_negative(text: &str) -> Result<Money, MoneyError> {
+        match Money::parse_positive(text) {
+            Err(MoneyError::NotPositive) => Ok(Money::ZERO),
+            other => other,
+        }
+    }
+
     /// Builds from fen (1/100 yuan); `None` when out of range.
     pub fn from_fen(fen: i128) -> Option<Money> {
         if !(0..=MONEY_MAX_YUAN * 100).contains(&fen) {

@@ -29,17 +29,70 @@ pub struct Party {
     pub credit_code: CreditCode,
 }
 
+/// When a pledged right lapses, and how the ledger knows it. Register extracts rarely carry each
+/// right's expiry, so a request may leave it out; the ledger then records what the law bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Expiry {
+    /// The date the request gave (from the register or the certificate).
+    Given(NaiveDate),
+    /// None given: the last day the statutory term allows for a patent filed in the year its
+    /// application number names (Patent Law art. 42: inventions 20 years, utility models 10,
+    /// designs 10, or 15 for applications from 2021-06-01). The term runs from the filing day,
+    /// which the number does not hold, so the bound is the end of the term's last year.
+    StatutoryBound { last_day: NaiveDate, term_years: u8 },
+    /// None given and none follows from the number: trademarks (renewable every 10 years),
+    /// copyrights (the author's life and 50 years) and patent numbers without a filing year.
+    Unknown,
+}
+
+impl Expiry {
+    /// The last day the right is in force at the latest, when known or bounded.
+    pub fn last_day(self) -> Option<NaiveDate> {
+        match self {
+            Expiry::Given(day) | Expiry::StatutoryBound { last_day: day, .. } => Some(day),
+            Expiry::Unknown => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Right {
     pub number: RightNumber,
     pub title: Note,
-    pub expires_on: NaiveDate,
+    pub expiry: Expiry,
 }
 
 impl Right {
+    /// A right as a request lists it; without a date its expiry is bounded by the statutory term
+    /// when the number names a patent's filing year.
+    pub fn new(number: RightNumber, title: Note, expires_on: Option<NaiveDate>) -> Right {
+        let expiry = match expires_on {
+            Some(day) => Expiry::Given(day),
+            None => statutory_bound(&number)
+                .map_or(Expiry::Unknown, |(last_day, term_years)| Expiry::StatutoryBound { last_day, term_years }),
+        };
+        Right { number, title, expiry }
+    }
+
     pub fn kind(&self) -> RightKind {
         self.number.kind()
     }
+}
+
+/// The statutory bound of a patent's expiry from its number: (last day, term in years).
+fn statutory_bound(number: &RightNumber) -> Option<(NaiveDate, u8)> {
+    let year = number.filing_year()?;
+    let term = match number.kind() {
+        RightKind::InventionPatent => 20,
+        RightKind::UtilityModel => 10,
+        // 15 years for applications from 2021-06-01; the number holds only the year, so 2021 is
+        // bounded by the longer term.
+        RightKind::DesignPatent if year >= 2021 => 15,
+        RightKind::DesignPatent => 10,
+        RightKind::Trademark | RightKind::Copyright => return None,
+    };
+    let last_day = NaiveDate::from_ymd_opt(i32::from(year) + i32::from(term), 12, 31)?;
+    Some((last_day, term))
 }
 
 /// A registration number as given by the registering office: 1 to 40 characters of letters,
@@ -154,33 +207,36 @@ impl NewPledge {
                     format!("{} is listed twice (also rights[{first}])", right.number),
                 ));
             }
-            if right.expires_on < registered_on {
-                violations.push(FieldViolation::new(
-                    format!("rights[{i}].expiresOn"),
-                    format!("the right expired on {} before registration on {registered_on}", right.expires_on),
-                ));
+            let Some(last_day) = right.expiry.last_day() else { continue };
+            if last_day < registered_on {
+                let why = match right.expiry {
+                    Expiry::StatutoryBound { term_years, .. } => format!(
+                        "the {term_years}-year term of {} ended by {last_day}, before registration on {registered_on}",
+                        right.number
+                    ),
+                    _ => format!("the right expired on {last_day} before registration on {registered_on}"),
+                };
+                violations.push(FieldViolation::new(format!("rights[{i}].expiresOn"), why));
                 continue;
             }
-            if let (Some(year), Some(term)) = (
+            if let (Expiry::Given(_), Some(year), Some(term)) = (
+                right.expiry,
                 right.number.filing_year(),
                 right.number.filing_year().and_then(|y| statutory_term_years(right.kind(), y)),
             ) {
                 let last_year = i32::from(year) + term;
-                if right.expires_on.year() > last_year {
+                if last_day.year() > last_year {
                     violations.push(FieldViolation::new(
                         format!("rights[{i}].expiresOn"),
                         format!("a {} filed in {year} lapses by {last_year} at the latest", right.kind().name()),
                     ));
                 }
             }
-            if debt_term_end > right.expires_on {
+            if debt_term_end > last_day {
                 reason = "TERM_EXCEEDS_RIGHT_EXPIRY";
                 violations.push(FieldViolation::new(
                     format!("rights[{i}].expiresOn"),
-                    format!(
-                        "the debt term ends {debt_term_end}, after {} expires on {}",
-                        right.number, right.expires_on
-                    ),
+                    format!("the debt term ends {debt_term_end}, after {} expires on {last_day}", right.number),
                 ));
             }
         }
@@ -324,13 +380,15 @@ impl Pledge {
                 format!("must not be before the debt term start {}", c.debt_term_start),
             ));
         }
-        if let Some(right) = c.rights.iter().find(|r| term_end > r.expires_on) {
+        if let Some((right, last_day)) =
+            c.rights.iter().find_map(|r| r.expiry.last_day().filter(|d| term_end > *d).map(|d| (r, d)))
+        {
             return Err(LedgerError::refused(
                 "TERM_EXCEEDS_RIGHT_EXPIRY",
-                format!("the debt term would end {term_end}, after {} expires on {}", right.number, right.expires_on),
+                format!("the debt term would end {term_end}, after {} expires on {last_day}", right.number),
             )
             .with("right", &right.number)
-            .with("expiresOn", right.expires_on));
+            .with("expiresOn", last_day));
         }
         if self.changes.len() >= CHANGES_PER_PLEDGE_MAX {
             return Err(LedgerError::refused(
@@ -442,11 +500,8 @@ mod tests {
     }
 
     fn right(kind: RightKind, number: &str, expires: &str) -> Right {
-        Right {
-            number: RightNumber::parse(number, kind).unwrap(),
-            title: Note::parse("").unwrap(),
-            expires_on: parse_date(expires).unwrap(),
-        }
+        let expires = (!expires.is_empty()).then(|| parse_date(expires).unwrap());
+        Right::new(RightNumber::parse(number, kind).unwrap(), Note::parse("").unwrap(), expires)
     }
 
     fn draft(term_end: &str, rights: Vec<Right>) -> Result<NewPledge, LedgerError> {
@@ -488,6 +543,33 @@ mod tests {
         check(draft("2022-05-31", vec![utility]), Err(("INVALID_FIELDS", &["rights[0].expiresOn"])));
         let expired = right(RightKind::Trademark, "1234567", "2019-01-01");
         check(draft("2019-05-31", vec![expired]), Err(("INVALID_FIELDS", &["debtTermEnd", "rights[0].expiresOn"])));
+        // Without a date: a patent is bounded by its statutory term from the filing year.
+        check(draft("2038-12-31", vec![right(RightKind::InventionPatent, "ZL201811564288.X", "")]), Ok(()));
+        check(
+            draft("2039-01-01", vec![right(RightKind::InventionPatent, "ZL201811564288.X", "")]),
+            Err(("TERM_EXCEEDS_RIGHT_EXPIRY", &["rights[0].expiresOn"])),
+        );
+        let old_utility = right(RightKind::UtilityModel, "ZL200820012345.9", "");
+        check(draft("2022-05-31", vec![old_utility]), Err(("INVALID_FIELDS", &["rights[0].expiresOn"])));
+        // A trademark without a date: no term check applies.
+        check(draft("2099-05-31", vec![right(RightKind::Trademark, "1234567", "")]), Ok(()));
+    }
+
+    #[test]
+    fn an_expiry_left_out_is_bounded_by_the_statute_when_the_number_allows() {
+        let check = |kind, number: &str, expected: Option<(&str, u8)>| {
+            let got = right(kind, number, "").expiry;
+            let expected = expected.map_or(Expiry::Unknown, |(day, term_years)| Expiry::StatutoryBound {
+                last_day: parse_date(day).unwrap(),
+                term_years,
+            });
+            assert_eq!(got, expected, "{number}");
+        };
+        check(RightKind::InventionPatent, "ZL201811564288.X", Some(("2038-12-31", 20)));
+        check(RightKind::UtilityModel, "ZL202322865413.3", Some(("2033-12-31", 10)));
+        check(RightKind::DesignPatent, "ZL202030123456.3", Some(("2030-12-31", 10)));
+        check(RightKind::DesignPatent, "ZL202130123456.8", Some(("2036-12-31", 15)));
+        check(RightKind::Trademark, "1234567", None);
     }
 
     #[test]

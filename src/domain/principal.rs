@@ -207,6 +207,36 @@ impl Principal {
         }
     }
 
+    /// Recording a right's state from a register: offices (registers are national, and an office
+    /// records what CNIPA's gazette says of any right) and admins; a bank's word is no register.
+    pub fn may_record_right(&self) -> Result<(), LedgerError> {
+        match &self.role {
+            Role::Admin | Role::Office(_) => Ok(()),
+            Role::Bank(_) => Err(denied(format!("bank {} may not record rights; an IP office does", self.name))),
+        }
+    }
+
+    /// Creating and running (deciding claims, paying) a programme of `region`: the offices whose
+    /// region contains it, and admins.
+    pub fn may_run_programme(&self, region: Region) -> Result<(), LedgerError> {
+        match &self.role {
+            Role::Admin => Ok(()),
+            Role::Office(scope) if scope.contains(region) => Ok(()),
+            _ => Err(denied(format!("{} may not run programmes of region {region}", self.name))),
+        }
+    }
+
+    /// Reading a claim: the bank that filed it, the offices whose region holds the pledge's county
+    /// (which lies inside the programme's region, so the programme's offices are among them),
+    /// admins.
+    pub fn may_read_claim(&self, bank: &CreditCode, county: Region) -> bool {
+        match &self.role {
+            Role::Admin => true,
+            Role::Bank(code) => code == bank,
+            Role::Office(scope) => scope.contains(county),
+        }
+    }
+
     /// The region a listing or exposure query may cover: `requested` if it lies inside the
     /// principal's scope, the scope itself when nothing was requested.
     pub fn scope_region(&self, requested: Option<Region>) -> Result<Option<Region>, LedgerError> {

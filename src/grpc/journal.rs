@@ -31,6 +31,12 @@ struct FeedItem {
 /// Whether `actor` may see an entry in a feed.
 fn visible(actor: &Principal, item: &FeedItem) -> bool {
     match (&item.entry.event, &item.shown.after) {
+        // The registers and the programmes are public.
+        (Event::RightRecorded { .. } | Event::ProgrammeCreated { .. }, _) => true,
+        (Event::ClaimDecided { .. } | Event::ClaimPaid { .. }, _) => match &item.shown.risk {
+            Some(crate::ledger::Outcome::Claim(c)) => actor.may_read_claim(&c.basis.bank, c.basis.county.region()),
+            _ => false,
+        },
         (Event::CreditLineCreated { line }, _) => actor.may_read_line(line),
         (Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. }, _) => {
             actor.is_admin()
@@ -67,7 +73,8 @@ fn feed_items(
                 }
                 _ => None,
             };
-            Ok(FeedItem { entry, shown: FeedPledges { after, before, principal } })
+            let risk = crate::ledger::risk::outcome_after(store, &entry)?;
+            Ok(FeedItem { entry, shown: FeedPledges { after, before, principal, risk } })
         })
         .collect()
 }
@@ -137,7 +144,7 @@ impl pb::journal_service_server::JournalService for Api {
                     }
                     visible(&actor, item).then(|| Ok(convert::journal_event_to_pb(&item.entry, &item.shown)))
                 };
-                match send_entries(&ledger, next, head, &sender, visible_event).await {
+                match Box::pin(send_entries(&ledger, next, head, &sender, visible_event)).await {
                     Some(n) => next = n,
                     None => return,
                 }

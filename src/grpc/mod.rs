@@ -7,6 +7,7 @@ pub mod codec;
 pub mod convert;
 mod journal;
 pub mod limits;
+mod risk;
 pub mod status;
 
 use crate::domain::LedgerError;
@@ -225,7 +226,13 @@ impl Api {
         ticket: crate::ledger::Ticket,
     ) -> Result<Sequenced<pb::Pledge>, LedgerError> {
         match self.ledger.write_with(actor, command, ticket).await? {
-            (Outcome::Pledge(p), _, sequence) => Ok(Sequenced(convert::pledge_to_pb(&p), sequence)),
+            (Outcome::Pledge(p), _, sequence) => {
+                // The resource as it now is, risk side included (derived state holds the write).
+                let id = p.id;
+                let risk = self.ledger.read(move |s| query::pledge_risk(s, id)).await?;
+                let shown = convert::with_risk(convert::pledge_to_pb(&p), p.content.secured_amount, &risk);
+                Ok(Sequenced(shown, sequence))
+            }
             _ => Err(LedgerError::Internal("a pledge write produced another resource".to_owned())),
         }
     }
@@ -355,7 +362,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             let ticket = self.queue_ticket(&actor, request.get_ref())?;
             self.write_pledge(&actor, command, ticket).await
         };
-        self.unary("RegisterPledge", &actor, body).await.map(Sequenced::into_response)
+        Box::pin(self.unary("RegisterPledge", &actor, body)).await.map(Sequenced::into_response)
     }
 
     async fn import_pledges(
@@ -380,8 +387,9 @@ impl pb::pledge_service_server::PledgeService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let id = convert::id("id", &request.get_ref().id)?;
-            let found = self.ledger.read(move |s| query::pledge(s, id)).await;
-            in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p)).map(|p| convert::pledge_to_pb(&p))
+            let found = self.ledger.read(move |s| Ok((query::pledge(s, id)?, query::pledge_risk(s, id)?))).await;
+            in_scope(&actor, "pledge", id, found, |(p, _)| actor.may_read_pledge(p))
+                .map(|(p, risk)| convert::with_risk(convert::pledge_to_pb(&p), p.content.secured_amount, &risk))
         };
         self.read_unary("GetPledge", &actor, min_sequence(&request), body).await.map(Response::new)
     }
@@ -396,12 +404,21 @@ impl pb::pledge_service_server::PledgeService for Api {
             filter.region = actor.scope_region(filter.region)?;
             filter.pledgee = actor.scope_bank(filter.pledgee)?;
             let token = request.get_ref().page_token.clone();
-            let (pledges, next_page_token) =
-                self.ledger.read(move |s| query::list_pledges(s, &filter, page_size, &token)).await?;
-            Ok(pb::ListPledgesResponse {
-                pledges: pledges.iter().map(convert::pledge_to_pb).collect(),
-                next_page_token,
-            })
+            let (pledges, next_page_token) = self
+                .ledger
+                .read(move |s| {
+                    let (pledges, token) = query::list_pledges(s, &filter, page_size, &token)?;
+                    let shown = pledges
+                        .iter()
+                        .map(|p| {
+                            let risk = query::pledge_risk(s, p.id)?;
+                            Ok(convert::with_risk(convert::pledge_to_pb(p), p.content.secured_amount, &risk))
+                        })
+                        .collect::<Result<Vec<_>, LedgerError>>()?;
+                    Ok((shown, token))
+                })
+                .await?;
+            Ok(pb::ListPledgesResponse { pledges, next_page_token })
         };
         self.read_unary("ListPledges", &actor, min_sequence(&request), body).await.map(Response::new)
     }
@@ -412,7 +429,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             let command = convert::change_command(request.get_ref())?;
             self.write_pledge(&actor, command, self.queue_ticket(&actor, request.get_ref())?).await
         };
-        self.unary("ChangePledge", &actor, body).await.map(Sequenced::into_response)
+        Box::pin(self.unary("ChangePledge", &actor, body)).await.map(Sequenced::into_response)
     }
 
     async fn release_pledge(&self, request: Request<pb::ReleasePledgeRequest>) -> Result<Response<pb::Pledge>, Status> {
@@ -421,7 +438,7 @@ impl pb::pledge_service_server::PledgeService for Api {
             let command = convert::release_command(request.get_ref())?;
             self.write_pledge(&actor, command, self.queue_ticket(&actor, request.get_ref())?).await
         };
-        self.unary("ReleasePledge", &actor, body).await.map(Sequenced::into_response)
+        Box::pin(self.unary("ReleasePledge", &actor, body)).await.map(Sequenced::into_response)
     }
 
     async fn lookup_right(

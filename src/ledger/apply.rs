@@ -9,9 +9,16 @@ use super::principals::{BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding, Principa
 use super::projector::{RequestRecord, Resource};
 use super::tx::Tx;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
+use crate::domain::ident::RightNumber;
+use crate::domain::money::Money;
 use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release};
 use crate::domain::principal::{Principal, PrincipalName, Role, TokenHash};
+use crate::domain::programme::{Claim, NewProgramme, Programme};
+use crate::domain::right::{RightRecord, RightState};
+use crate::domain::risk::{NewDefault, NewResolution, NewValuation, PledgeDefault, Valuation};
+use crate::domain::text::Note;
 use crate::domain::{LedgerError, Micros};
+use chrono::NaiveDate;
 use uuid::Uuid;
 
 /// A write request, parsed and valid in itself. Its serde shape is the form-0 request fingerprint
@@ -51,6 +58,47 @@ pub enum Command {
         name: PrincipalName,
         binding: CertificateBinding,
     },
+    /// The risk side (`ledger::risk`): rights' states, defaults, valuations, programmes, claims.
+    #[serde(skip)]
+    Risk {
+        request_id: Uuid,
+        command: RiskCommand,
+    },
+}
+
+/// A risk-side write, parsed and valid in itself; each is idempotent by its request id.
+#[derive(Debug, Clone)]
+pub enum RiskCommand {
+    RecordRight { number: RightNumber, state: RightState },
+    RecordDefault { id: Uuid, default: NewDefault },
+    ResolveDefault { id: Uuid, resolution: NewResolution },
+    RecordValuation { id: Uuid, valuation: NewValuation },
+    CreateProgramme { programme: NewProgramme },
+    FileClaim { programme_id: Uuid, pledge_id: Uuid, filed_on: NaiveDate },
+    DecideClaim { id: Uuid, approved: bool, decided_on: NaiveDate, note: Note },
+    PayClaim { id: Uuid, paid_on: NaiveDate, amount: Money },
+}
+
+impl RiskCommand {
+    fn canonical(&self) -> journal::format::Request<'_> {
+        use journal::format::Request as R;
+        match self {
+            RiskCommand::RecordRight { number, state } => R::RecordRight { number, state },
+            RiskCommand::RecordDefault { id, default } => R::RecordDefault { id: *id, default },
+            RiskCommand::ResolveDefault { id, resolution } => R::ResolveDefault { id: *id, resolution },
+            RiskCommand::RecordValuation { id, valuation } => R::RecordValuation { id: *id, valuation },
+            RiskCommand::CreateProgramme { programme } => R::CreateProgramme(programme),
+            RiskCommand::FileClaim { programme_id, pledge_id, filed_on } => {
+                R::FileClaim { programme_id: *programme_id, pledge_id: *pledge_id, filed_on: *filed_on }
+            }
+            RiskCommand::DecideClaim { id, approved, decided_on, note } => {
+                R::DecideClaim { id: *id, approved: *approved, decided_on: *decided_on, note }
+            }
+            RiskCommand::PayClaim { id, paid_on, amount } => {
+                R::PayClaim { id: *id, paid_on: *paid_on, amount: *amount }
+            }
+        }
+    }
 }
 
 impl Command {
@@ -62,6 +110,7 @@ impl Command {
             Command::ChangePledge { id, amendment, .. } => Some(Request::ChangePledge { id: *id, amendment }),
             Command::ReleasePledge { id, release, .. } => Some(Request::ReleasePledge { id: *id, release }),
             Command::CreateCreditLine { line, .. } => Some(Request::CreateCreditLine(line)),
+            Command::Risk { command, .. } => Some(command.canonical()),
             Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
         }
     }
@@ -71,7 +120,8 @@ impl Command {
             Command::RegisterPledge { request_id, .. }
             | Command::ChangePledge { request_id, .. }
             | Command::ReleasePledge { request_id, .. }
-            | Command::CreateCreditLine { request_id, .. } => Some(*request_id),
+            | Command::CreateCreditLine { request_id, .. }
+            | Command::Risk { request_id, .. } => Some(*request_id),
             Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
         }
     }
@@ -83,6 +133,11 @@ pub enum Outcome {
     Pledge(Pledge),
     CreditLine(CreditLine),
     Principal(PrincipalRecord),
+    Right(RightRecord),
+    Default(PledgeDefault),
+    Valuation(Valuation),
+    Programme(Programme),
+    Claim(Claim),
 }
 
 /// The result of an executed command.
@@ -134,12 +189,12 @@ pub fn execute(
 /// The response a committed request got: its resource as it was right after its entry.
 fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, LedgerError> {
     let missing = |what: &str| LedgerError::Internal(format!("request record names missing {what}"));
-    match record.resource {
-        Resource::Pledge(id) => {
+    match &record.resource {
+        &Resource::Pledge(id) => {
             let pledge = load_pledge(tx, id)?;
             Ok(Outcome::Pledge(pledge.as_at(record.at).ok_or_else(|| missing("pledge version"))?))
         }
-        Resource::CreditLine(id) => {
+        &Resource::CreditLine(id) => {
             let line = load_line(tx, id)?.ok_or_else(|| missing("credit line"))?;
             // A line's content never changes; what its creation returned had nothing drawn yet.
             Ok(Outcome::CreditLine(CreditLine {
@@ -148,6 +203,7 @@ fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, Ledg
                 ..line
             }))
         }
+        other => super::risk::replayed_outcome(tx, other, record.at),
     }
 }
 
@@ -164,6 +220,7 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
             }
         }
         Command::RegisterPledge { .. } | Command::CreateCreditLine { .. } => Ok(()),
+        Command::Risk { command, .. } => super::risk::authorize(tx, actor, command),
         Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => {
             actor.require_admin()
         }
@@ -174,6 +231,7 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
 fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) -> Result<(Event, Outcome), LedgerError> {
     let by = actor.name.clone();
     match command {
+        Command::Risk { command, .. } => super::risk::decide(tx, actor, command, now),
         Command::RegisterPledge { pledge, .. } => {
             let pledge = register(tx, actor, pledge, now)?;
             Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge)))
@@ -255,7 +313,7 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
     }
 }
 
-fn load_pledge(tx: &Tx<'_>, id: Uuid) -> Result<Pledge, LedgerError> {
+pub(super) fn load_pledge(tx: &Tx<'_>, id: Uuid) -> Result<Pledge, LedgerError> {
     tx.get(&keys::pledge(id))?.ok_or(LedgerError::NotFound { resource: "pledge", id: id.to_string() })
 }
 
@@ -276,6 +334,12 @@ fn readable_holder(tx: &Tx<'_>, actor: &Principal, holder: Uuid) -> Result<Optio
 
 fn register(tx: &mut Tx<'_>, actor: &Principal, content: &NewPledge, now: Micros) -> Result<Pledge, LedgerError> {
     for right in &content.rights {
+        // A right the register has told the ledger of must be the pledgor's, in force, not frozen.
+        if let Some(record) = tx.get::<RightRecord>(&keys::right_record(&right.number))?
+            && let Some(refusal) = record.refuses(content)
+        {
+            return Err(refusal);
+        }
         if let Some(holder) = tx.get::<Uuid>(&keys::active_right(&right.number))? {
             let holder = readable_holder(tx, actor, holder)?;
             let message = match holder {
@@ -354,12 +418,9 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         None => return Err(refused(format!("{} is not a principal", entry.principal))),
     };
     let request_id = entry.request.map(|r| r.id);
-    let takes_request = matches!(
+    let takes_request = !matches!(
         entry.event,
-        Event::PledgeRegistered { .. }
-            | Event::PledgeChanged { .. }
-            | Event::PledgeReleased { .. }
-            | Event::CreditLineCreated { .. }
+        Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. }
     );
     if takes_request != request_id.is_some() {
         return Err(refused("a request id on an entry of a kind that has none, or none where one belongs".to_owned()));
@@ -388,6 +449,7 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         (Event::CreditLineCreated { line: decided }, Event::CreditLineCreated { line: recorded }) => {
             decided.content == recorded.content && tx.get::<CreditLine>(&keys::credit_line(recorded.id))?.is_none()
         }
+        (decided, recorded) if super::risk::assigns_id(recorded) => super::risk::same_but_ids(tx, decided, recorded)?,
         (decided, recorded) => decided == recorded,
     };
     if !same {
@@ -447,5 +509,6 @@ fn command_of(entry: &Entry, request_id: Option<Uuid>) -> Result<Command, Ledger
         Event::CertificateBound { name, binding } => {
             Command::BindCertificate { name: name.clone(), binding: binding.clone() }
         }
+        risk => Command::Risk { request_id: id()?, command: super::risk::command_of(risk)? },
     })
 }

@@ -27,6 +27,16 @@
 //! | `X` bucket year(4) | as-of sums of a row for one year: the year's, its months' and its days' deltas |
 //! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
+//! | `Vr` kind(1) number | a right's record: every state an office recorded |
+//! | `Vp` pledge id(16) | the pledge's risk: at-risk flags of its rights, default, valuations, claims |
+//! | `Vl` bank(18) region(6) year(4) | what the bank registered that year in the region (programmes' stop lines) |
+//! | `Vg` id(16) | risk-compensation programme |
+//! | `Vi` region(6) id(16) | programmes by region (a province or city is a prefix) |
+//! | `Vn` region(6) | how many programmes the region runs |
+//! | `Vy` programme(16) year(4) | a programme's year: compensation committed and paid |
+//! | `Vb` programme(16) bank(18) year(4) | losses of a bank's claims under a programme in a year |
+//! | `Vc` id(16) | claim |
+//! | `Vd` programme(16) id(16) / `Ve` bank(18) id(16) | claims by programme / by bank |
 //! | `M` name | metadata of derived state: its layout, the journal head its checkpoint reflects, the last assigned registration serial |
 
 use crate::domain::exposure::{Bucket, Dimension};
@@ -288,7 +298,73 @@ pub fn pledgee_facts_from(pledgee: &CreditCode, from: chrono::NaiveDate) -> (Vec
 
 /// The families derived from the journal, compared by `verify` and cleared by a rebuild.
 pub const DERIVED: &[&[u8]] =
-    &[b"A", b"C", b"D", b"G", b"H", b"I", b"J", b"K", b"N", b"P", b"Q", b"R", b"T", b"U", b"X", b"Y"];
+    &[b"A", b"C", b"D", b"G", b"H", b"I", b"J", b"K", b"N", b"P", b"Q", b"R", b"T", b"U", b"V", b"X", b"Y"];
+
+pub fn right_record(number: &RightNumber) -> Vec<u8> {
+    key(&[b"Vr", &[number.kind().tag()], number.as_str().as_bytes()])
+}
+
+pub fn pledge_risk(id: Uuid) -> Vec<u8> {
+    key(&[b"Vp", id.as_bytes()])
+}
+
+fn year_bytes(year: i32) -> [u8; 4] {
+    // Years are 1985..=2200 (text::DATE_YEAR_MIN..MAX): big-endian keeps them in order.
+    u32::try_from(year).expect("a date's year is positive").to_be_bytes()
+}
+
+pub fn lending(bank: &CreditCode, region: Region, year: i32) -> Vec<u8> {
+    key(&[b"Vl", bank.as_str().as_bytes(), format!("{:06}", region.code()).as_bytes(), &year_bytes(year)])
+}
+
+pub fn programme(id: Uuid) -> Vec<u8> {
+    key(&[b"Vg", id.as_bytes()])
+}
+
+pub fn programme_by_region(region: Region, id: Uuid) -> Vec<u8> {
+    key(&[b"Vi", format!("{:06}", region.code()).as_bytes(), id.as_bytes()])
+}
+
+/// How many programmes a region runs (exactly that region).
+pub fn programme_count(region: Region) -> Vec<u8> {
+    key(&[b"Vn", format!("{:06}", region.code()).as_bytes()])
+}
+
+/// Programmes of `region` and every region inside it.
+pub fn programmes_in(region: Region) -> Vec<u8> {
+    key(&[b"Vi", region_prefix(region).as_bytes()])
+}
+
+pub fn programme_year(id: Uuid, year: i32) -> Vec<u8> {
+    key(&[b"Vy", id.as_bytes(), &year_bytes(year)])
+}
+
+pub fn programme_bank_year(id: Uuid, bank: &CreditCode, year: i32) -> Vec<u8> {
+    key(&[b"Vb", id.as_bytes(), bank.as_str().as_bytes(), &year_bytes(year)])
+}
+
+pub fn claim(id: Uuid) -> Vec<u8> {
+    key(&[b"Vc", id.as_bytes()])
+}
+
+pub fn claim_by_programme(programme: Uuid, id: Uuid) -> Vec<u8> {
+    key(&[b"Vd", programme.as_bytes(), id.as_bytes()])
+}
+
+/// Every claim, by programme.
+pub const CLAIMS_BY_PROGRAMME: &[u8] = b"Vd";
+
+pub fn claims_of_programme(programme: Uuid) -> Vec<u8> {
+    key(&[b"Vd", programme.as_bytes()])
+}
+
+pub fn claim_by_bank(bank: &CreditCode, id: Uuid) -> Vec<u8> {
+    key(&[b"Ve", bank.as_str().as_bytes(), id.as_bytes()])
+}
+
+pub fn claims_of_bank(bank: &CreditCode) -> Vec<u8> {
+    key(&[b"Ve", bank.as_str().as_bytes()])
+}
 
 pub const META_REGISTRATION_SERIAL: &[u8] = b"Mregistration_serial";
 /// The journal head (sequence, hash) the checkpointed derived state reflects.

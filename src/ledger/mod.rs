@@ -12,6 +12,7 @@ pub mod principals;
 pub mod projector;
 pub mod query;
 pub mod replay;
+pub mod risk;
 pub mod role;
 pub mod signing;
 pub mod tokens;
@@ -31,10 +32,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// The layout of the derived records this build writes (keys, values). 3: derived state apart
-/// from the journal, checkpointed with the head it reflects; request records by sequence.
+/// from the journal, checkpointed with the head it reflects; request records by sequence. 4: the
+/// risk side (rights' records, pledges' risk, programmes, claims, the risk columns of the rows)
+/// and rights whose expiry may be bounded or unknown.
 /// Derived records of another layout would be misread, so such a store is cleared and rebuilt
 /// from the journal when it is opened.
-pub const DERIVED_LAYOUT: u32 = 3;
+pub const DERIVED_LAYOUT: u32 = 4;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.

@@ -30,10 +30,19 @@ pub struct RequestRecord {
     pub resource: Resource,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Resource {
     Pledge(Uuid),
     CreditLine(Uuid),
+    Right(crate::domain::ident::RightNumber),
+    /// The default of a pledge.
+    Default(Uuid),
+    Valuation {
+        pledge: Uuid,
+        id: Uuid,
+    },
+    Programme(Uuid),
+    Claim(Uuid),
 }
 
 fn broken(what: String) -> LedgerError {
@@ -79,6 +88,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::fact(c.county, c.registered_on, id), &fact);
             tx.put(keys::fact_by_pledgee(&c.pledgee.credit_code, c.registered_on, id), &fact);
             name_bank(tx, entry, &c.pledgee)?;
+            super::risk::pledge_registered(tx, pledge)?;
             tx.put(keys::pledge(id), pledge);
             tx.put(keys::history(id, sequence), &());
         }
@@ -99,6 +109,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             if let Some(point) = asof::change_point(before, after) {
                 add_asof(tx, after, point, None)?;
             }
+            super::risk::pledge_moved(tx, before, after)?;
             tx.put(keys::pledge(after.id), after);
             tx.put(keys::history(after.id, sequence), &());
         }
@@ -126,6 +137,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             if let Some(point) = asof::release_point(after) {
                 add_asof(tx, after, point, Some((after, intervals)))?;
             }
+            super::risk::pledge_moved(tx, before, after)?;
             tx.put(keys::pledge(id), after);
             tx.put(keys::history(id, sequence), &());
         }
@@ -159,13 +171,15 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 true
             })?;
         }
+        _ => super::risk::apply(tx, entry)?,
     }
     if let Some(request) = entry.request {
         let resource = match &entry.event {
             Event::PledgeRegistered { pledge } => Resource::Pledge(pledge.id),
             Event::PledgeChanged { id, .. } | Event::PledgeReleased { id, .. } => Resource::Pledge(*id),
             Event::CreditLineCreated { line } => Resource::CreditLine(line.id),
-            other => return Err(broken(format!("a {} entry with a request id", other.name()))),
+            other => super::risk::resource(other)
+                .ok_or_else(|| broken(format!("a {} entry with a request id", other.name())))?,
         };
         let record =
             RequestRecord { fingerprint: request.fingerprint, form: request.form, sequence, at: entry.at, resource };
@@ -407,7 +421,7 @@ fn name_bank(tx: &mut Tx<'_>, entry: &Entry, bank: &Party) -> Result<(), LedgerE
     Ok(())
 }
 
-fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta) -> Result<(), LedgerError> {
+pub(crate) fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta) -> Result<(), LedgerError> {
     let mut failed = None;
     tx.update::<Row>(keys::exposure(bucket), |row| match row.apply(delta) {
         Ok(next) => {

@@ -6,14 +6,19 @@ use super::journal::{self, Entry, Journal};
 use super::keys;
 use super::principals::PrincipalRecord;
 use super::projector::AsOfDelta;
+use super::risk::{PledgeRisk, ProgrammeYear};
 use crate::domain::LedgerError;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{Bucket, Dimension, Row};
 use crate::domain::ident::{CreditCode, RightKind, RightNumber};
+use crate::domain::money::Money;
 use crate::domain::pledge::Pledge;
+use crate::domain::programme::{Claim, Programme};
 use crate::domain::region::Region;
+use crate::domain::right::RightRecord;
 use crate::store::Store;
 use base64::Engine;
+use chrono::Datelike;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -39,7 +44,7 @@ fn unavailable(e: crate::store::StoreError) -> LedgerError {
     LedgerError::Unavailable(e.to_string())
 }
 
-fn get<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Result<Option<T>, LedgerError> {
+pub(crate) fn get<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &[u8]) -> Result<Option<T>, LedgerError> {
     store.get(key).map_err(unavailable)?.map(|bytes| codec::decode(key, &bytes)).transpose()
 }
 
@@ -273,14 +278,18 @@ pub struct ExposureRow {
     pub row: Row,
     /// False on right-kind rows: credit lines are not split by kind.
     pub has_credit: bool,
+    /// Total and child-region rows now, for offices and admins: the yearly budget of the
+    /// programmes of the region and those inside it, valid this year, and what is left of it.
+    pub budget: Option<(Money, Money)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposure {
     pub region: Region,
     pub total: Row,
-    /// False as of a date: credit figures are not kept in business time.
+    /// False as of a date: credit figures (and the risk columns) are not kept in business time.
     pub has_credit: bool,
+    pub budget: Option<(Money, Money)>,
     pub rows: Vec<ExposureRow>,
     /// Rows that counted but were not listed (beyond `EXPOSURE_ROWS_MAX`, the smallest).
     pub rows_omitted: u64,
@@ -497,6 +506,11 @@ pub fn exposure(
         Some(date) => row_as_of(store, bucket, date),
     };
     let has_credit = as_of.is_none();
+    let year = chrono::Datelike::year(&crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros()));
+    let budget = |region: Region| match (as_of, bank) {
+        (None, None) => super::risk::budget_left(store, region, year).map(Some),
+        _ => Ok(None),
+    };
     let total = row(store, &total_of(region))?;
     let mut rows_omitted = 0;
     let rows = match group_by {
@@ -510,6 +524,7 @@ pub fn exposure(
                     name: child.name().to_owned(),
                     row: row(store, &total_of(*child))?,
                     has_credit,
+                    budget: budget(*child)?,
                 })
             })
             .collect::<Result<_, LedgerError>>()?,
@@ -525,6 +540,7 @@ pub fn exposure(
                     name: kind.name().to_owned(),
                     row: row(store, &Bucket { region, dimension })?,
                     has_credit: false,
+                    budget: None,
                 })
             })
             .collect::<Result<_, LedgerError>>()?,
@@ -534,7 +550,13 @@ pub fn exposure(
             let mut offer = |code: CreditCode, value: Row| {
                 let counts = !value.is_empty() || !value.secured_amount.is_zero();
                 if counts {
-                    top.offer(ExposureRow { key: code.to_string(), name: String::new(), row: value, has_credit });
+                    top.offer(ExposureRow {
+                        key: code.to_string(),
+                        name: String::new(),
+                        row: value,
+                        has_credit,
+                        budget: None,
+                    });
                 }
             };
             match (bank, as_of) {
@@ -563,7 +585,7 @@ pub fn exposure(
             rows
         }
     };
-    Ok(Exposure { region, total, has_credit, rows, rows_omitted })
+    Ok(Exposure { region, total, has_credit, budget: budget(region)?, rows, rows_omitted })
 }
 
 /// A principal by name, revoked or not.
@@ -775,6 +797,7 @@ mod tests {
                         ..Row::default()
                     },
                     has_credit: true,
+                    budget: None,
                 })
                 .collect();
             let mut top = TopRows::default();
@@ -817,4 +840,82 @@ mod tests {
         check(0, 500);
         check(2, 3000);
     }
+}
+
+// The risk side's reads.
+
+/// A right's record, if an office recorded the right.
+pub fn right_record(store: &dyn Store, number: &RightNumber) -> Result<RightRecord, LedgerError> {
+    get(store, &keys::right_record(number))?
+        .ok_or_else(|| LedgerError::NotFound { resource: "right", id: number.to_string() })
+}
+
+/// The risk record of a pledge (empty when nothing was recorded).
+pub fn pledge_risk(store: &dyn Store, id: Uuid) -> Result<PledgeRisk, LedgerError> {
+    Ok(get(store, &keys::pledge_risk(id))?.unwrap_or_default())
+}
+
+/// A programme with its figures of a year: committed, paid, and the budget left.
+pub type ProgrammeFigures = (Programme, ProgrammeYear, Money);
+
+/// A programme with its figures of `year`.
+pub fn programme(store: &dyn Store, id: Uuid, year: i32) -> Result<ProgrammeFigures, LedgerError> {
+    let programme: Programme =
+        get(store, &keys::programme(id))?.ok_or(LedgerError::NotFound { resource: "programme", id: id.to_string() })?;
+    let figures: ProgrammeYear = get(store, &keys::programme_year(id, year))?.unwrap_or_default();
+    let c = &programme.content;
+    let valid = c.valid_from.year() <= year && year <= c.valid_to.year();
+    let budget = if valid { c.budget_per_year.fen() } else { 0 };
+    let left = Money::from_fen((budget - figures.committed.fen()).max(0)).unwrap_or(Money::ZERO);
+    Ok((programme, figures, left))
+}
+
+/// A page of the programmes of `region` and the regions inside it (all: the country).
+pub fn list_programmes(
+    store: &dyn Store,
+    region: Region,
+    year: i32,
+    page_size: usize,
+    page_token: &str,
+) -> Result<(Vec<ProgrammeFigures>, String), LedgerError> {
+    let prefix = keys::programmes_in(region);
+    scan_page(store, &prefix, filter_digest(&("programmes", region.code())), page_token, page_size, |key, _| {
+        let id = keys::trailing_id(key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
+        Ok(Some((programme(store, id, year)?, 256)))
+    })
+}
+
+pub fn claim(store: &dyn Store, id: Uuid) -> Result<Claim, LedgerError> {
+    get(store, &keys::claim(id))?.ok_or(LedgerError::NotFound { resource: "claim", id: id.to_string() })
+}
+
+/// Which claims a listing walks: one programme's, one bank's, or all.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClaimFilter {
+    pub programme: Option<Uuid>,
+    pub bank: Option<CreditCode>,
+}
+
+/// A page of claims under `filter`, kept by `keep` (the caller's scope).
+pub fn list_claims(
+    store: &dyn Store,
+    filter: &ClaimFilter,
+    page_size: usize,
+    page_token: &str,
+    keep: impl Fn(&Claim) -> bool,
+) -> Result<(Vec<Claim>, String), LedgerError> {
+    let prefix = match (&filter.programme, &filter.bank) {
+        (Some(programme), _) => keys::claims_of_programme(*programme),
+        (None, Some(bank)) => keys::claims_of_bank(bank),
+        (None, None) => keys::CLAIMS_BY_PROGRAMME.to_vec(),
+    };
+    scan_page(store, &prefix, filter_digest(filter), page_token, page_size, |key, _| {
+        let id = keys::trailing_id(key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
+        let (c, bytes) = get_sized::<Claim>(store, &keys::claim(id))?
+            .ok_or_else(|| LedgerError::Internal(format!("index names missing claim {id}")))?;
+        let matches = filter.programme.is_none_or(|p| p == c.programme_id)
+            && filter.bank.as_ref().is_none_or(|b| *b == c.basis.bank)
+            && keep(&c);
+        Ok(matches.then_some((c, bytes)))
+    })
 }

@@ -508,7 +508,7 @@ pub(crate) mod tests_support {
             vec![Right {
                 number: RightNumber::parse(right, RightKind::Trademark).unwrap(),
                 title: Note::parse("").unwrap(),
-                expires_on: parse_date("2030-01-01").unwrap(),
+                expiry: crate::domain::pledge::Expiry::Given(parse_date("2030-01-01").unwrap()),
             }],
             None,
         )

@@ -50,6 +50,7 @@ async fn exposure_is_exact_at_every_level() {
         number: format!("{}", 10_000_000 + unique()),
         title: "Mark".into(),
         expires_on: "2030-01-01".into(),
+        ..Default::default()
     });
     send.push(p);
     // Ningbo and Nanjing.

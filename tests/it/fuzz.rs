@@ -395,6 +395,7 @@ fn bases(ids: &Ids) -> Vec<DynamicMessage> {
         number: format!("{}", 1_000_000 + unique()),
         title: "A mark".into(),
         expires_on: "2030-01-01".into(),
+        ..Default::default()
     };
     on_line.rights.push(trademark);
     let id = || ids.pledge.clone();

@@ -241,6 +241,7 @@ pub fn patent_right(number: &str) -> Right {
         number: number.to_owned(),
         title: "A method".to_owned(),
         expires_on: "2039-05-31".to_owned(),
+        ..Default::default()
     }
 }
 

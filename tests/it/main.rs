@@ -22,6 +22,7 @@ mod journal;
 mod limits;
 mod metrics;
 mod pledges;
+mod risk;
 mod service;
 mod statistics;
 mod tls;

@@ -47,6 +47,7 @@ async fn reflection_lists_every_service_and_error_detail() {
             "ipledger.v1.ExposureService",
             "ipledger.v1.JournalService",
             "ipledger.v1.PledgeService",
+            "ipledger.v1.RiskService",
         ]
     );
     for symbol in ["google.rpc.BadRequest", "google.rpc.ErrorInfo", "ipledger.v1.Pledge"] {

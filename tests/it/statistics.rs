@@ -47,6 +47,7 @@ pub async fn random_history(server: &TestServer, rng: &mut Rng, n: usize) -> Vec
                 number: format!("{}", 10_000_000 + unique()),
                 title: String::new(),
                 expires_on: "2030-01-01".into(),
+                ..Default::default()
             });
         }
         if rng.below(5) == 0 {
@@ -55,6 +56,7 @@ pub async fn random_history(server: &TestServer, rng: &mut Rng, n: usize) -> Vec
                 number: format!("2019SR{:07}", unique()),
                 title: String::new(),
                 expires_on: "2060-01-01".into(),
+                ..Default::default()
             });
         }
         let got = client.register_pledge(register(p)).await.unwrap().into_inner();

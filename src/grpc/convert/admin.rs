@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::domain::principal::{Principal, PrincipalName, Role};
+use crate::ledger::Outcome;
 use crate::ledger::journal::Entry;
 use crate::ledger::journal::Event;
 
@@ -96,7 +97,15 @@ pub fn journal_event_to_pb(entry: &Entry, pledges: &FeedPledges) -> pb::JournalE
                 token
             });
         }
-        Event::PledgeRegistered { .. } | Event::PledgeChanged { .. } | Event::PledgeReleased { .. } => {}
+        _ => {}
+    }
+    match &pledges.risk {
+        Some(Outcome::Right(r)) => event.right = Some(right_record_to_pb(r)),
+        Some(Outcome::Default(d)) => event.default = Some(default_to_pb(d)),
+        Some(Outcome::Valuation(v)) => event.valuation = Some(valuation_to_pb(v)),
+        Some(Outcome::Programme(p)) => event.programme = Some(programme_to_pb(p, None)),
+        Some(Outcome::Claim(c)) => event.claim = Some(claim_to_pb(c)),
+        Some(Outcome::Pledge(_) | Outcome::CreditLine(_) | Outcome::Principal(_)) | None => {}
     }
     event
 }
@@ -108,6 +117,8 @@ pub struct FeedPledges {
     pub before: Option<crate::domain::pledge::Pledge>,
     /// The principal of a revocation or binding, as it was right after the entry.
     pub principal: Option<crate::domain::principal::Principal>,
+    /// The risk side's resource of a risk entry, as it was right after the entry.
+    pub risk: Option<crate::ledger::Outcome>,
 }
 
 pub fn verify_report_to_pb(report: &crate::ledger::replay::Report) -> pb::VerifyJournalResponse {

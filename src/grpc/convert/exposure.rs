@@ -32,7 +32,21 @@ pub fn exposure_query(
     Ok((region, group_by, as_of))
 }
 
-fn row_to_pb(key: String, name: String, row: &crate::domain::exposure::Row, has_credit: bool) -> pb::ExposureRow {
+/// `part` over `whole` in percent, 2 decimals (half away from zero); empty without a whole.
+fn percent_of(part: Money, whole: Money) -> String {
+    crate::domain::risk::loan_to_value_percent(part, whole).map(|p| p.to_string()).unwrap_or_default()
+}
+
+fn row_to_pb(
+    key: String,
+    name: String,
+    row: &crate::domain::exposure::Row,
+    now: bool,
+    has_credit: bool,
+    budget: Option<(Money, Money)>,
+) -> pb::ExposureRow {
+    let money = |m: Money| if now { m.to_string() } else { String::new() };
+    let count = |n: u64| if now { n } else { 0 };
     pb::ExposureRow {
         key,
         name,
@@ -42,6 +56,17 @@ fn row_to_pb(key: String, name: String, row: &crate::domain::exposure::Row, has_
         right_count: row.right_count,
         credit_limit: if has_credit { row.credit_limit.to_string() } else { String::new() },
         credit_drawn: if has_credit { row.credit_drawn.to_string() } else { String::new() },
+        at_risk_amount: money(row.at_risk_amount),
+        at_risk_count: count(row.at_risk_count),
+        defaulted_amount: money(row.defaulted_amount),
+        defaulted_count: count(row.defaulted_count),
+        non_performing_percent: if now { percent_of(row.defaulted_amount, row.secured_amount) } else { String::new() },
+        appraised_value: money(row.appraised_value),
+        loan_to_value_percent: if now { percent_of(row.appraised_secured, row.appraised_value) } else { String::new() },
+        compensation_claimed: money(row.compensation_claimed),
+        compensation_paid: money(row.compensation_paid),
+        programme_budget: budget.map(|(b, _)| b.to_string()).unwrap_or_default(),
+        programme_budget_left: budget.map(|(_, left)| left.to_string()).unwrap_or_default(),
     }
 }
 
@@ -49,11 +74,20 @@ pub fn exposure_to_pb(e: Exposure) -> pb::GetExposureResponse {
     pb::GetExposureResponse {
         region_code: e.region.code_string(),
         region_name: e.region.name().to_owned(),
-        total: Some(row_to_pb(String::new(), e.region.name().to_owned(), &e.total, e.has_credit)),
+        total: Some(row_to_pb(
+            String::new(),
+            e.region.name().to_owned(),
+            &e.total,
+            e.has_credit,
+            e.has_credit,
+            e.budget,
+        )),
         rows: e
             .rows
             .into_iter()
-            .map(|ExposureRow { key, name, row, has_credit }| row_to_pb(key, name, &row, has_credit))
+            .map(|ExposureRow { key, name, row, has_credit, budget }| {
+                row_to_pb(key, name, &row, e.has_credit, has_credit, budget)
+            })
             .collect(),
         rows_omitted: e.rows_omitted,
     }

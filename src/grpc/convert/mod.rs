@@ -8,11 +8,13 @@ mod admin;
 mod credit_lines;
 mod exposure;
 mod pledges;
+mod risk;
 
 pub use admin::*;
 pub use credit_lines::*;
 pub use exposure::*;
 pub use pledges::*;
+pub use risk::*;
 
 use crate::domain::ident::{CreditCode, RightKind};
 use crate::domain::pledge::Party;

@@ -5,7 +5,7 @@ use super::*;
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
 use crate::domain::pledge::{
-    self, NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right,
+    self, Expiry, NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right,
 };
 use crate::domain::region::CountyCode;
 use crate::domain::text::{Note, Reason, parse_date};
@@ -48,9 +48,13 @@ pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPle
         let kind = f.check(format!("{path}.kind"), right_kind(r.kind));
         let number = kind.and_then(|k| f.check(format!("{path}.number"), RightNumber::parse(&r.number, k)));
         let title = f.check(format!("{path}.title"), Note::parse(&r.title));
-        let expires_on = f.check(format!("{path}.expiresOn"), parse_date(&r.expires_on));
+        let expires_on = if r.expires_on.trim().is_empty() {
+            Some(None)
+        } else {
+            f.check(format!("{path}.expiresOn"), parse_date(&r.expires_on)).map(Some)
+        };
         if let (Some(number), Some(title), Some(expires_on)) = (number, title, expires_on) {
-            rights.push(Right { number, title, expires_on });
+            rights.push(Right::new(number, title, expires_on));
         }
     }
     let parsed_all_rights = rights.len() == p.rights.len();
@@ -243,11 +247,20 @@ pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
         rights: c
             .rights
             .iter()
-            .map(|r| pb::Right {
-                kind: kind_to_pb(r.kind()) as i32,
-                number: r.number.as_str().to_owned(),
-                title: r.title.to_string(),
-                expires_on: r.expires_on.to_string(),
+            .map(|r| {
+                let (basis, term_years) = match r.expiry {
+                    Expiry::Given(_) => (pb::ExpiryBasis::Given, 0),
+                    Expiry::StatutoryBound { term_years, .. } => (pb::ExpiryBasis::StatutoryBound, term_years),
+                    Expiry::Unknown => (pb::ExpiryBasis::Unknown, 0),
+                };
+                pb::Right {
+                    kind: kind_to_pb(r.kind()) as i32,
+                    number: r.number.as_str().to_owned(),
+                    title: r.title.to_string(),
+                    expires_on: r.expiry.last_day().map(|d| d.to_string()).unwrap_or_default(),
+                    expiry_basis: basis as i32,
+                    statutory_term_years: u32::from(term_years),
+                }
             })
             .collect(),
         credit_line_id: c.credit_line_id.map(|id| id.to_string()).unwrap_or_default(),
@@ -276,6 +289,7 @@ pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
         version: p.version,
         created_by: p.created_by.to_string(),
         released_by: p.released_by.as_ref().map(|b| b.to_string()).unwrap_or_default(),
+        ..Default::default()
     }
 }
 

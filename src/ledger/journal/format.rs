@@ -15,9 +15,16 @@ use crate::domain::Micros;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
 use crate::domain::ident::{CreditCode, RightKind, RightNumber};
 use crate::domain::money::Money;
-use crate::domain::pledge::{Change, NewPledge, Party, Pledge, RegistrationNumber, Release, ReleaseReason, Right};
+use crate::domain::pledge::{
+    Change, Expiry, NewPledge, Party, Pledge, RegistrationNumber, Release, ReleaseReason, Right,
+};
 use crate::domain::principal::{Principal, PrincipalName, Role};
+use crate::domain::programme::{
+    Bp, Claim, ClaimBasis, ClaimStatus, Compensation, Decision, NewProgramme, Payment, Programme, Tier,
+};
 use crate::domain::region::{CountyCode, Region};
+use crate::domain::right::{Freeze, RightState, RightStatus};
+use crate::domain::risk::{Method, NewDefault, NewResolution, NewValuation, Resolution, Valuation};
 use crate::domain::text::{Name, Note, Reason};
 use crate::ledger::principals::{CertificateBinding, PrincipalRecord};
 use chrono::NaiveDate;
@@ -104,6 +111,14 @@ pub enum Request<'a> {
     ChangePledge { id: Uuid, amendment: &'a crate::domain::pledge::PledgeAmendment },
     ReleasePledge { id: Uuid, release: &'a Release },
     CreateCreditLine(&'a NewCreditLine),
+    RecordRight { number: &'a RightNumber, state: &'a RightState },
+    RecordDefault { id: Uuid, default: &'a NewDefault },
+    ResolveDefault { id: Uuid, resolution: &'a NewResolution },
+    RecordValuation { id: Uuid, valuation: &'a NewValuation },
+    CreateProgramme(&'a NewProgramme),
+    FileClaim { programme_id: Uuid, pledge_id: Uuid, filed_on: NaiveDate },
+    DecideClaim { id: Uuid, approved: bool, decided_on: NaiveDate, note: &'a Note },
+    PayClaim { id: Uuid, paid_on: NaiveDate, amount: Money },
 }
 
 /// The fingerprint of a request with an id: SHA-256 of the canonical encoding of `Request` (the
@@ -126,6 +141,27 @@ pub fn fingerprint(principal: &PrincipalName, request: Request<'_>) -> Hash {
             note: release.note.to_string(),
         }),
         Request::CreateCreditLine(line) => C::CreateCreditLine(new_line_to_pb(line)),
+        Request::RecordRight { number, state } => C::RecordRight(right_state_to_pb(number, state)),
+        Request::RecordDefault { id, default } => C::RecordDefault(new_default_to_pb(id, default)),
+        Request::ResolveDefault { id, resolution } => C::ResolveDefault(resolution_to_pb(id, resolution)),
+        Request::RecordValuation { id, valuation } => C::RecordValuation(new_valuation_to_pb(id, valuation)),
+        Request::CreateProgramme(programme) => C::CreateProgramme(new_programme_to_pb(programme)),
+        Request::FileClaim { programme_id, pledge_id, filed_on } => C::FileClaim(pb::FileClaim {
+            programme_id: programme_id.as_bytes().to_vec(),
+            pledge_id: pledge_id.as_bytes().to_vec(),
+            filed_on_days: days(filed_on),
+        }),
+        Request::DecideClaim { id, approved, decided_on, note } => C::DecideClaim(pb::DecideClaim {
+            claim_id: id.as_bytes().to_vec(),
+            approved,
+            decided_on_days: days(decided_on),
+            note: note.to_string(),
+        }),
+        Request::PayClaim { id, paid_on, amount } => C::PayClaim(pb::PayClaim {
+            claim_id: id.as_bytes().to_vec(),
+            paid_on_days: days(paid_on),
+            amount_fen: fen(amount),
+        }),
     };
     let request =
         pb::Request { form: REQUEST_FORM.to_owned(), principal: principal.to_string(), command: Some(command) };
@@ -169,11 +205,22 @@ fn new_pledge_to_pb(c: &NewPledge) -> pb::NewPledge {
         rights: c
             .rights
             .iter()
-            .map(|r| pb::Right {
-                kind: kind_to_pb(r.kind()) as i32,
-                number: r.number.as_str().to_owned(),
-                title: r.title.to_string(),
-                expires_on_days: days(r.expires_on),
+            .map(|r| {
+                let (expires_on_days, expiry_basis, statutory_term_years) = match r.expiry {
+                    Expiry::Given(day) => (days(day), pb::ExpiryBasis::Given, 0),
+                    Expiry::StatutoryBound { last_day, term_years } => {
+                        (days(last_day), pb::ExpiryBasis::StatutoryBound, u32::from(term_years))
+                    }
+                    Expiry::Unknown => (0, pb::ExpiryBasis::Unknown, 0),
+                };
+                pb::Right {
+                    kind: kind_to_pb(r.kind()) as i32,
+                    number: r.number.as_str().to_owned(),
+                    title: r.title.to_string(),
+                    expires_on_days,
+                    expiry_basis: expiry_basis as i32,
+                    statutory_term_years,
+                }
             })
             .collect(),
         credit_line_id: c.credit_line_id.map(|id| id.as_bytes().to_vec()).unwrap_or_default(),
@@ -209,6 +256,117 @@ fn binding_to_pb(binding: &CertificateBinding) -> pb::CertificateBinding {
         CertificateBinding::Email(v) => B::Email(v.clone()),
     };
     pb::CertificateBinding { binding: Some(binding) }
+}
+
+fn right_status_to_pb(status: RightStatus) -> pb::RightStatus {
+    match status {
+        RightStatus::InForce => pb::RightStatus::InForce,
+        RightStatus::Lapsed => pb::RightStatus::Lapsed,
+        RightStatus::Invalidated => pb::RightStatus::Invalidated,
+        RightStatus::Expired => pb::RightStatus::Expired,
+    }
+}
+
+fn right_state_to_pb(number: &RightNumber, s: &RightState) -> pb::RightState {
+    pb::RightState {
+        kind: kind_to_pb(number.kind()) as i32,
+        number: number.as_str().to_owned(),
+        holder: Some(party_to_pb(&s.holder)),
+        status: right_status_to_pb(s.status) as i32,
+        status_since_days: days(s.status_since),
+        freeze: s.freeze.as_ref().map(|f| pb::Freeze {
+            case_number: f.case_number.to_string(),
+            court: f.court.to_string(),
+            from_days: days(f.from),
+            until_days: f.until.map(days),
+        }),
+        expires_on_days: s.expires_on.map(days),
+        note: s.note.to_string(),
+    }
+}
+
+fn new_default_to_pb(id: Uuid, d: &NewDefault) -> pb::NewDefault {
+    pb::NewDefault {
+        pledge_id: id.as_bytes().to_vec(),
+        defaulted_on_days: days(d.defaulted_on),
+        outstanding_principal_fen: fen(d.outstanding_principal),
+        loss_fen: d.loss.map(fen),
+    }
+}
+
+fn resolution_to_pb(id: Uuid, r: &NewResolution) -> pb::ResolveDefault {
+    let resolution = match r.resolution {
+        Resolution::Recovered => pb::Resolution::Recovered,
+        Resolution::WrittenOff => pb::Resolution::WrittenOff,
+    };
+    pb::ResolveDefault {
+        pledge_id: id.as_bytes().to_vec(),
+        resolved_on_days: days(r.resolved_on),
+        resolution: resolution as i32,
+        loss_fen: fen(r.loss),
+        note: r.note.to_string(),
+    }
+}
+
+fn new_valuation_to_pb(id: Uuid, v: &NewValuation) -> pb::NewValuation {
+    let method = match v.method {
+        Method::Income => pb::ValuationMethod::Income,
+        Method::Market => pb::ValuationMethod::Market,
+        Method::Cost => pb::ValuationMethod::Cost,
+        Method::Other => pb::ValuationMethod::OtherMethod,
+    };
+    pb::NewValuation {
+        pledge_id: id.as_bytes().to_vec(),
+        appraiser: v.appraiser.to_string(),
+        method: method as i32,
+        value_fen: fen(v.value),
+        valued_on_days: days(v.valued_on),
+    }
+}
+
+fn new_programme_to_pb(p: &NewProgramme) -> pb::NewProgramme {
+    pb::NewProgramme {
+        name: p.name.to_string(),
+        region: p.region.code(),
+        budget_per_year_fen: fen(p.budget_per_year),
+        tiers: p
+            .tiers
+            .iter()
+            .map(|t| pb::Tier { loan_up_to_fen: fen(t.loan_up_to), fund_share_bp: u32::from(t.fund_share.get()) })
+            .collect(),
+        insurer_share_bp: u32::from(p.insurer_share.get()),
+        guarantor_share_bp: u32::from(p.guarantor_share.get()),
+        stop_line_bp: p.stop_line.map(|b| u32::from(b.get())),
+        eligible_banks: p.eligible_banks.iter().map(|c| c.as_str().to_owned()).collect(),
+        valid_from_days: days(p.valid_from),
+        valid_to_days: days(p.valid_to),
+    }
+}
+
+fn claim_filed_to_pb(c: &Claim) -> pb::ClaimFiled {
+    let (b, m) = (&c.basis, &c.compensation);
+    pb::ClaimFiled {
+        claim_id: c.id.as_bytes().to_vec(),
+        claim: Some(pb::FileClaim {
+            programme_id: c.programme_id.as_bytes().to_vec(),
+            pledge_id: c.pledge_id.as_bytes().to_vec(),
+            filed_on_days: days(b.filed_on),
+        }),
+        bank: b.bank.as_str().to_owned(),
+        loan_amount_fen: fen(b.loan_amount),
+        loss_fen: fen(b.loss),
+        committed_this_year_fen: fen(b.committed_this_year),
+        bank_losses_this_year_fen: fen(b.bank_losses_this_year),
+        bank_lending_this_year_fen: fen(b.bank_lending_this_year),
+        fund_share_bp: u32::from(m.fund_share.get()),
+        fund_fen: fen(m.fund),
+        insurer_fen: fen(m.insurer),
+        guarantor_fen: fen(m.guarantor),
+        bank_fen: fen(m.bank),
+        capped_by_budget: m.capped_by_budget,
+        county: b.county.region().code(),
+        registered_on_days: days(b.registered_on),
+    }
 }
 
 fn event_to_pb(event: &Event) -> pb::entry::Event {
@@ -247,6 +405,39 @@ fn event_to_pb(event: &Event) -> pb::entry::Event {
         Event::CertificateBound { name, binding } => {
             E::CertificateBound(pb::CertificateBound { name: name.to_string(), binding: Some(binding_to_pb(binding)) })
         }
+        Event::RightRecorded { number, state } => {
+            E::RightRecorded(pb::RightRecorded { state: Some(right_state_to_pb(number, state)) })
+        }
+        Event::DefaultRecorded { id, default } => {
+            E::DefaultRecorded(pb::DefaultRecorded { default: Some(new_default_to_pb(*id, default)) })
+        }
+        Event::DefaultResolved { id, resolution } => {
+            E::DefaultResolved(pb::DefaultResolved { resolution: Some(resolution_to_pb(*id, resolution)) })
+        }
+        Event::ValuationRecorded { valuation } => E::ValuationRecorded(pb::ValuationRecorded {
+            valuation_id: valuation.id.as_bytes().to_vec(),
+            valuation: Some(new_valuation_to_pb(valuation.pledge_id, &valuation.content)),
+        }),
+        Event::ProgrammeCreated { programme } => E::ProgrammeCreated(pb::ProgrammeCreated {
+            programme_id: programme.id.as_bytes().to_vec(),
+            programme: Some(new_programme_to_pb(&programme.content)),
+        }),
+        Event::ClaimFiled { claim } => E::ClaimFiled(claim_filed_to_pb(claim)),
+        Event::ClaimDecided { id, approved, decision } => E::ClaimDecided(pb::ClaimDecided {
+            decision: Some(pb::DecideClaim {
+                claim_id: id.as_bytes().to_vec(),
+                approved: *approved,
+                decided_on_days: days(decision.decided_on),
+                note: decision.note.to_string(),
+            }),
+        }),
+        Event::ClaimPaid { id, payment } => E::ClaimPaid(pb::ClaimPaid {
+            payment: Some(pb::PayClaim {
+                claim_id: id.as_bytes().to_vec(),
+                paid_on_days: days(payment.paid_on),
+                amount_fen: fen(payment.amount),
+            }),
+        }),
     }
 }
 
@@ -263,6 +454,14 @@ fn date(name: &str, days: i32) -> Result<NaiveDate, String> {
 
 fn money(name: &str, fen: i64) -> Result<Money, String> {
     Money::from_fen(i128::from(fen)).ok_or_else(|| format!("{name}: {fen} fen is not an amount"))
+}
+
+/// A region code as entries hold it: six digits, 0 for the country.
+fn region(name: &str, code: u32) -> Result<Region, String> {
+    if code == 0 {
+        return Ok(Region::COUNTRY);
+    }
+    field(name, Region::parse(&format!("{code:06}")))
 }
 
 fn uuid(name: &str, bytes: &[u8]) -> Result<Uuid, String> {
@@ -306,10 +505,19 @@ fn new_pledge_from_pb(c: Option<pb::NewPledge>) -> Result<NewPledge, String> {
         .into_iter()
         .map(|r| {
             let kind = kind_from_pb(r.kind)?;
+            let expiry = match pb::ExpiryBasis::try_from(r.expiry_basis) {
+                Ok(pb::ExpiryBasis::Given) => Expiry::Given(date("right.expires_on", r.expires_on_days)?),
+                Ok(pb::ExpiryBasis::StatutoryBound) => Expiry::StatutoryBound {
+                    last_day: date("right.expires_on", r.expires_on_days)?,
+                    term_years: field("right.statutory_term_years", u8::try_from(r.statutory_term_years))?,
+                },
+                Ok(pb::ExpiryBasis::Unknown) => Expiry::Unknown,
+                Err(_) => return Err(format!("right.expiry_basis {} unknown", r.expiry_basis)),
+            };
             Ok(Right {
                 number: field("right.number", RightNumber::parse(&r.number, kind))?,
                 title: field("right.title", Note::parse(&r.title))?,
-                expires_on: date("right.expires_on", r.expires_on_days)?,
+                expiry,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -337,7 +545,7 @@ fn new_line_from_pb(c: Option<pb::NewCreditLine>) -> Result<NewCreditLine, Strin
     let c = c.ok_or("content: missing")?;
     Ok(NewCreditLine {
         bank: party_from_pb("bank", c.bank)?,
-        region: field("region", Region::parse(&format!("{:06}", c.region)))?,
+        region: region("region", c.region)?,
         program: field("program", Note::parse(&c.program))?,
         limit: money("limit", c.limit_fen)?,
         valid_from: date("valid_from", c.valid_from_days)?,
@@ -363,6 +571,164 @@ fn binding_from_pb(binding: Option<pb::CertificateBinding>) -> Result<Certificat
             B::Email(v) => (CertificateBinding::Email, v),
         };
     field("binding", CertificateBinding::new(kind, &value))
+}
+
+fn right_state_from_pb(s: Option<pb::RightState>) -> Result<(RightNumber, RightState), String> {
+    let s = s.ok_or("state: missing")?;
+    let number = field("number", RightNumber::parse(&s.number, kind_from_pb(s.kind)?))?;
+    let status = match pb::RightStatus::try_from(s.status) {
+        Ok(pb::RightStatus::InForce) => RightStatus::InForce,
+        Ok(pb::RightStatus::Lapsed) => RightStatus::Lapsed,
+        Ok(pb::RightStatus::Invalidated) => RightStatus::Invalidated,
+        Ok(pb::RightStatus::Expired) => RightStatus::Expired,
+        _ => return Err(format!("right status {} unknown", s.status)),
+    };
+    let freeze = match s.freeze {
+        None => None,
+        Some(f) => Some(Freeze {
+            case_number: field("freeze.case_number", Name::parse(&f.case_number))?,
+            court: field("freeze.court", Name::parse(&f.court))?,
+            from: date("freeze.from", f.from_days)?,
+            until: f.until_days.map(|d| date("freeze.until", d)).transpose()?,
+        }),
+    };
+    let state = RightState::new(
+        party_from_pb("holder", s.holder)?,
+        status,
+        date("status_since", s.status_since_days)?,
+        freeze,
+        s.expires_on_days.map(|d| date("expires_on", d)).transpose()?,
+        field("note", Note::parse(&s.note))?,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((number, state))
+}
+
+fn new_default_from_pb(d: Option<pb::NewDefault>) -> Result<(Uuid, NewDefault), String> {
+    let d = d.ok_or("default: missing")?;
+    Ok((
+        uuid("pledge_id", &d.pledge_id)?,
+        NewDefault {
+            defaulted_on: date("defaulted_on", d.defaulted_on_days)?,
+            outstanding_principal: money("outstanding_principal", d.outstanding_principal_fen)?,
+            loss: d.loss_fen.map(|f| money("loss", f)).transpose()?,
+        },
+    ))
+}
+
+fn resolution_from_pb(r: Option<pb::ResolveDefault>) -> Result<(Uuid, NewResolution), String> {
+    let r = r.ok_or("resolution: missing")?;
+    let resolution = match pb::Resolution::try_from(r.resolution) {
+        Ok(pb::Resolution::Recovered) => Resolution::Recovered,
+        Ok(pb::Resolution::WrittenOff) => Resolution::WrittenOff,
+        _ => return Err(format!("resolution {} unknown", r.resolution)),
+    };
+    Ok((
+        uuid("pledge_id", &r.pledge_id)?,
+        NewResolution {
+            resolved_on: date("resolved_on", r.resolved_on_days)?,
+            resolution,
+            loss: money("loss", r.loss_fen)?,
+            note: field("note", Note::parse(&r.note))?,
+        },
+    ))
+}
+
+fn new_valuation_from_pb(v: Option<pb::NewValuation>) -> Result<(Uuid, NewValuation), String> {
+    let v = v.ok_or("valuation: missing")?;
+    let method = match pb::ValuationMethod::try_from(v.method) {
+        Ok(pb::ValuationMethod::Income) => Method::Income,
+        Ok(pb::ValuationMethod::Market) => Method::Market,
+        Ok(pb::ValuationMethod::Cost) => Method::Cost,
+        Ok(pb::ValuationMethod::OtherMethod) => Method::Other,
+        _ => return Err(format!("valuation method {} unknown", v.method)),
+    };
+    Ok((
+        uuid("pledge_id", &v.pledge_id)?,
+        NewValuation {
+            appraiser: field("appraiser", Name::parse(&v.appraiser))?,
+            method,
+            value: money("value", v.value_fen)?,
+            valued_on: date("valued_on", v.valued_on_days)?,
+        },
+    ))
+}
+
+fn bp(name: &str, value: u32) -> Result<Bp, String> {
+    field(name, u16::try_from(value).map_err(|e| e.to_string()).and_then(Bp::new))
+}
+
+fn new_programme_from_pb(p: Option<pb::NewProgramme>) -> Result<NewProgramme, String> {
+    let p = p.ok_or("programme: missing")?;
+    let tiers = p
+        .tiers
+        .iter()
+        .map(|t| {
+            Ok(Tier {
+                loan_up_to: money("tier.loan_up_to", t.loan_up_to_fen)?,
+                fund_share: bp("tier.fund_share", t.fund_share_bp)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let banks = p
+        .eligible_banks
+        .iter()
+        .map(|c| field("eligible_banks", CreditCode::parse(c)))
+        .collect::<Result<Vec<_>, String>>()?;
+    NewProgramme::new(
+        field("name", Name::parse(&p.name))?,
+        region("region", p.region)?,
+        money("budget_per_year", p.budget_per_year_fen)?,
+        tiers,
+        bp("insurer_share", p.insurer_share_bp)?,
+        bp("guarantor_share", p.guarantor_share_bp)?,
+        p.stop_line_bp.map(|b| bp("stop_line", b)).transpose()?,
+        banks,
+        date("valid_from", p.valid_from_days)?,
+        date("valid_to", p.valid_to_days)?,
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn claim_from_pb(c: pb::ClaimFiled, principal: &PrincipalName, at: Micros) -> Result<Claim, String> {
+    let filed = c.claim.ok_or("claim: missing")?;
+    let basis = ClaimBasis {
+        bank: field("bank", CreditCode::parse(&c.bank))?,
+        county: field("county", CountyCode::parse(&format!("{:06}", c.county)))?,
+        registered_on: date("registered_on", c.registered_on_days)?,
+        loan_amount: money("loan_amount", c.loan_amount_fen)?,
+        loss: money("loss", c.loss_fen)?,
+        filed_on: date("filed_on", filed.filed_on_days)?,
+        committed_this_year: money("committed_this_year", c.committed_this_year_fen)?,
+        bank_losses_this_year: money("bank_losses_this_year", c.bank_losses_this_year_fen)?,
+        bank_lending_this_year: money("bank_lending_this_year", c.bank_lending_this_year_fen)?,
+    };
+    let compensation = Compensation {
+        fund_share: bp("fund_share", c.fund_share_bp)?,
+        fund: money("fund", c.fund_fen)?,
+        insurer: money("insurer", c.insurer_fen)?,
+        guarantor: money("guarantor", c.guarantor_fen)?,
+        bank: money("bank", c.bank_fen)?,
+        capped_by_budget: c.capped_by_budget,
+    };
+    let parts = [compensation.fund, compensation.insurer, compensation.guarantor, compensation.bank];
+    if parts.iter().map(|m| m.fen()).sum::<i128>() != basis.loss.fen() {
+        return Err("the parts of the claim's split do not add up to its loss".to_owned());
+    }
+    Ok(Claim {
+        id: uuid("claim_id", &c.claim_id)?,
+        programme_id: uuid("programme_id", &filed.programme_id)?,
+        pledge_id: uuid("pledge_id", &filed.pledge_id)?,
+        basis,
+        compensation,
+        status: ClaimStatus::Filed,
+        decision: None,
+        payments: Vec::new(),
+        filed_by: principal.clone(),
+        create_time: at,
+        update_time: at,
+        version: 1,
+    })
 }
 
 fn name(label: &str, text: &str) -> Result<PrincipalName, String> {
@@ -436,6 +802,64 @@ fn event_from_pb(
         E::PrincipalRevoked(e) => Event::PrincipalRevoked { name: name("name", &e.name)? },
         E::CertificateBound(e) => {
             Event::CertificateBound { name: name("name", &e.name)?, binding: binding_from_pb(e.binding)? }
+        }
+        E::RightRecorded(e) => {
+            let (number, state) = right_state_from_pb(e.state)?;
+            Event::RightRecorded { number, state }
+        }
+        E::DefaultRecorded(e) => {
+            let (id, default) = new_default_from_pb(e.default)?;
+            Event::DefaultRecorded { id, default }
+        }
+        E::DefaultResolved(e) => {
+            let (id, resolution) = resolution_from_pb(e.resolution)?;
+            Event::DefaultResolved { id, resolution }
+        }
+        E::ValuationRecorded(e) => {
+            let (pledge_id, content) = new_valuation_from_pb(e.valuation)?;
+            Event::ValuationRecorded {
+                valuation: Valuation {
+                    id: uuid("valuation_id", &e.valuation_id)?,
+                    pledge_id,
+                    content,
+                    recorded_by: principal.clone(),
+                    create_time: at,
+                },
+            }
+        }
+        E::ProgrammeCreated(e) => Event::ProgrammeCreated {
+            programme: Programme {
+                id: uuid("programme_id", &e.programme_id)?,
+                content: new_programme_from_pb(e.programme)?,
+                created_by: principal.clone(),
+                create_time: at,
+            },
+        },
+        E::ClaimFiled(e) => Event::ClaimFiled { claim: claim_from_pb(e, principal, at)? },
+        E::ClaimDecided(e) => {
+            let d = e.decision.ok_or("decision: missing")?;
+            Event::ClaimDecided {
+                id: uuid("claim_id", &d.claim_id)?,
+                approved: d.approved,
+                decision: Decision {
+                    decided_on: date("decided_on", d.decided_on_days)?,
+                    by: principal.clone(),
+                    at,
+                    note: field("note", Note::parse(&d.note))?,
+                },
+            }
+        }
+        E::ClaimPaid(e) => {
+            let p = e.payment.ok_or("payment: missing")?;
+            Event::ClaimPaid {
+                id: uuid("claim_id", &p.claim_id)?,
+                payment: Payment {
+                    paid_on: date("paid_on", p.paid_on_days)?,
+                    amount: money("amount", p.amount_fen)?,
+                    by: principal.clone(),
+                    at,
+                },
+            }
         }
     })
 }

@@ -26,8 +26,12 @@ pub use sled_journal::SledJournal;
 
 use crate::domain::Micros;
 use crate::domain::credit_line::CreditLine;
+use crate::domain::ident::RightNumber;
 use crate::domain::pledge::{Change, Pledge, Release};
 use crate::domain::principal::PrincipalName;
+use crate::domain::programme::{Claim, Decision, Payment, Programme};
+use crate::domain::right::RightState;
+use crate::domain::risk::{NewDefault, NewResolution, Valuation};
 use crate::ledger::principals::{CertificateBinding, PrincipalRecord};
 use uuid::Uuid;
 
@@ -71,6 +75,40 @@ pub enum Event {
         name: PrincipalName,
         binding: CertificateBinding,
     },
+    /// A new state of a right's record, from an office's register.
+    RightRecorded {
+        number: RightNumber,
+        state: RightState,
+    },
+    /// A default on pledge `id`, recorded by its bank.
+    DefaultRecorded {
+        id: Uuid,
+        default: NewDefault,
+    },
+    DefaultResolved {
+        id: Uuid,
+        resolution: NewResolution,
+    },
+    /// An appraisal of a pledge; recorded by the entry's principal at the entry's time.
+    ValuationRecorded {
+        valuation: Valuation,
+    },
+    ProgrammeCreated {
+        programme: Programme,
+    },
+    /// A claim as filed, with the compensation the programme's rules computed for it.
+    ClaimFiled {
+        claim: Claim,
+    },
+    ClaimDecided {
+        id: Uuid,
+        approved: bool,
+        decision: Decision,
+    },
+    ClaimPaid {
+        id: Uuid,
+        payment: Payment,
+    },
 }
 
 impl Event {
@@ -79,10 +117,7 @@ impl Event {
         match self {
             Event::PrincipalCreated { record } => Some(&record.principal.name),
             Event::PrincipalRevoked { name } | Event::CertificateBound { name, .. } => Some(name),
-            Event::PledgeRegistered { .. }
-            | Event::PledgeChanged { .. }
-            | Event::PledgeReleased { .. }
-            | Event::CreditLineCreated { .. } => None,
+            _ => None,
         }
     }
 }
@@ -97,16 +132,35 @@ impl Event {
             Event::PrincipalCreated { .. } => "PRINCIPAL_CREATED",
             Event::PrincipalRevoked { .. } => "PRINCIPAL_REVOKED",
             Event::CertificateBound { .. } => "CERTIFICATE_BOUND",
+            Event::RightRecorded { .. } => "RIGHT_RECORDED",
+            Event::DefaultRecorded { .. } => "DEFAULT_RECORDED",
+            Event::DefaultResolved { .. } => "DEFAULT_RESOLVED",
+            Event::ValuationRecorded { .. } => "VALUATION_RECORDED",
+            Event::ProgrammeCreated { .. } => "PROGRAMME_CREATED",
+            Event::ClaimFiled { .. } => "CLAIM_FILED",
+            Event::ClaimDecided { .. } => "CLAIM_DECIDED",
+            Event::ClaimPaid { .. } => "CLAIM_PAID",
         }
     }
 
-    /// The pledge this event is about, if any.
+    /// The pledge this event is about, if any (claims' decisions and payments name their claim).
     pub fn pledge_id(&self) -> Option<Uuid> {
         match self {
             Event::PledgeRegistered { pledge } => Some(pledge.id),
-            Event::PledgeChanged { id, .. } | Event::PledgeReleased { id, .. } => Some(*id),
+            Event::PledgeChanged { id, .. }
+            | Event::PledgeReleased { id, .. }
+            | Event::DefaultRecorded { id, .. }
+            | Event::DefaultResolved { id, .. } => Some(*id),
+            Event::ValuationRecorded { valuation } => Some(valuation.pledge_id),
+            Event::ClaimFiled { claim } => Some(claim.pledge_id),
             _ => None,
         }
+    }
+
+    /// Whether the event is a pledge's own version (registration, change, release): only those
+    /// are versions in the pledge's history.
+    pub fn versions_pledge(&self) -> bool {
+        matches!(self, Event::PledgeRegistered { .. } | Event::PledgeChanged { .. } | Event::PledgeReleased { .. })
     }
 }
 

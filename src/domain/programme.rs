@@ -1,0 +1,1093 @@
+//! Risk-compensation programmes for IP-pledge loans and the claims filed under them.
+//!
+//! Chinese cities and provinces run public funds that compensate part of a bank's principal loss on
+//! a defaulted IP-pledge loan (Guangzhou 2025: 40% of the loss for loans up to 5 M yuan, 30% up to
+//! 15 M, 20% up to 30 M, within a yearly budget, and no more for a bank whose yearly losses pass 3%
+//! of its yearly lending). Some share the loss with an insurer or a guarantor as well. These are the
+//! pure rules: what a programme may hold, how a loss is split, and the life of a claim. The ledger
+//! computes a claim's `ClaimBasis` from its state; nothing here reads it.
+//!
+//! All shares are basis points and all amounts fen, so every split is exact; every part is rounded
+//! down, because a public fund never pays more than its rule, and the bank bears the remainder, so
+//! the parts always add up to the loss.
+
+use super::error::LedgerError;
+use super::ident::CreditCode;
+use super::money::Money;
+use super::principal::PrincipalName;
+use super::region::{CountyCode, Region};
+use super::text::{Name, Note};
+use super::{FieldViolation, Micros};
+use chrono::{Datelike, NaiveDate};
+use std::fmt;
+use uuid::Uuid;
+
+/// Published programmes have three or four tiers; ten leaves room and bounds the record.
+pub const TIERS_MAX: usize = 10;
+
+/// A programme lists the banks that signed its cooperation agreement: dozens in a city, a few
+/// hundred in a province. The list is searched on every claim, so it is bounded.
+pub const ELIGIBLE_BANKS_MAX: usize = 500;
+
+/// A fund pays a claim in one or a few instalments; every payment is kept inside the claim record,
+/// so this bounds the record's size.
+pub const PAYMENTS_PER_CLAIM_MAX: usize = 20;
+
+/// Basis points in the whole: 10000 bp = 100%.
+const BP_WHOLE: u16 = 10_000;
+
+/// Share in basis points (1/100 of a percent): 4000 = 40%. Only `0..=10000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u16")]
+pub struct Bp(u16);
+
+impl Bp {
+    pub const ZERO: Bp = Bp(0);
+
+    pub fn new(bp: u16) -> Result<Bp, String> {
+        if bp > BP_WHOLE {
+            return Err(format!("must be at most {BP_WHOLE} basis points (100%), got {bp}"));
+        }
+        Ok(Bp(bp))
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// `amount × self`, rounded down to the fen.
+    fn of_floor(self, amount: Money) -> Money {
+        let fen = amount.fen() * i128::from(self.0) / i128::from(BP_WHOLE);
+        Money::from_fen(fen).expect("a share of at most 100% of an amount is an amount")
+    }
+}
+
+// Read back through `new`, so a stored share is checked like a requested one.
+impl TryFrom<u16> for Bp {
+    type Error = String;
+
+    fn try_from(bp: u16) -> Result<Bp, String> {
+        Bp::new(bp)
+    }
+}
+
+impl fmt::Display for Bp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02}%", self.0 / 100, self.0 % 100)
+    }
+}
+
+/// One step of a programme's scale: the fund's share of the loss on loans up to `loan_up_to`
+/// (inclusive) and above the previous tier's bound.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tier {
+    pub loan_up_to: Money,
+    pub fund_share: Bp,
+}
+
+/// The content of a programme, checked in itself: build it with `NewProgramme::new`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewProgramme {
+    pub name: Name,
+    /// Loans of pledges whose county lies in it are covered; any level.
+    pub region: Region,
+    pub budget_per_year: Money,
+    /// Ascending by `loan_up_to`; the first tier that holds a loan's amount applies.
+    pub tiers: Vec<Tier>,
+    /// Of the loss, borne by an insurer (0: none).
+    pub insurer_share: Bp,
+    /// Of the loss, borne by a guarantor (0: none).
+    pub guarantor_share: Bp,
+    /// A bank's yearly losses under the programme over its yearly lending in the region, above
+    /// which the fund stops compensating it; `None`: no stop line.
+    pub stop_line: Option<Bp>,
+    /// Empty: every bank.
+    pub eligible_banks: Vec<CreditCode>,
+    /// Loans registered from `valid_from` to `valid_to` (inclusive) are covered.
+    pub valid_from: NaiveDate,
+    pub valid_to: NaiveDate,
+}
+
+impl NewProgramme {
+    /// Checks the rules that concern the content alone and collects every violation; `field`
+    /// paths are relative to the programme (`tiers[1].loanUpTo`), for the transport to prefix.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: Name,
+        region: Region,
+        budget_per_year: Money,
+        tiers: Vec<Tier>,
+        insurer_share: Bp,
+        guarantor_share: Bp,
+        stop_line: Option<Bp>,
+        eligible_banks: Vec<CreditCode>,
+        valid_from: NaiveDate,
+        valid_to: NaiveDate,
+    ) -> Result<NewProgramme, LedgerError> {
+        let mut violations = Vec::new();
+        if budget_per_year.is_zero() {
+            violations.push(FieldViolation::new("budgetPerYear", "must be positive"));
+        }
+        if tiers.is_empty() {
+            violations.push(FieldViolation::new("tiers", "a programme needs at least one tier"));
+        }
+        if tiers.len() > TIERS_MAX {
+            violations.push(FieldViolation::new("tiers", format!("at most {TIERS_MAX} tiers per programme")));
+        }
+        // Checked once here rather than in every tier, so that ten tiers do not repeat one mistake.
+        let others = insurer_share.get() + guarantor_share.get();
+        if others > BP_WHOLE {
+            violations.push(FieldViolation::new(
+                "guarantorShare",
+                format!(
+                    "insurerShare {insurer_share} and guarantorShare {guarantor_share} add up to more than the loss"
+                ),
+            ));
+        }
+        for (i, tier) in tiers.iter().enumerate() {
+            if tier.loan_up_to.is_zero() {
+                violations.push(FieldViolation::new(format!("tiers[{i}].loanUpTo"), "must be positive"));
+            }
+            if let Some(previous) = i.checked_sub(1).map(|p| &tiers[p])
+                && tier.loan_up_to <= previous.loan_up_to
+            {
+                violations.push(FieldViolation::new(
+                    format!("tiers[{i}].loanUpTo"),
+                    format!("must be above the previous tier's {}", previous.loan_up_to),
+                ));
+            }
+            if tier.fund_share == Bp::ZERO {
+                violations.push(FieldViolation::new(format!("tiers[{i}].fundShare"), "must be positive"));
+            } else if others <= BP_WHOLE && tier.fund_share.get() + others > BP_WHOLE {
+                violations.push(FieldViolation::new(
+                    format!("tiers[{i}].fundShare"),
+                    format!(
+                        "the shares of tier {i} add up to more than the loss: fund {}, insurer {insurer_share}, \
+                         guarantor {guarantor_share}",
+                        tier.fund_share
+                    ),
+                ));
+            }
+        }
+        if stop_line == Some(Bp::ZERO) {
+            // A zero line would refuse every claim; a programme without one leaves it unset.
+            violations.push(FieldViolation::new("stopLine", "must be positive; leave it unset for no stop line"));
+        }
+        if eligible_banks.len() > ELIGIBLE_BANKS_MAX {
+            violations.push(FieldViolation::new(
+                "eligibleBanks",
+                format!("at most {ELIGIBLE_BANKS_MAX} banks; leave it empty to admit every bank"),
+            ));
+        } else {
+            let mut seen = std::collections::HashMap::with_capacity(eligible_banks.len());
+            for (i, bank) in eligible_banks.iter().enumerate() {
+                if let Some(first) = seen.insert(bank, i) {
+                    violations.push(FieldViolation::new(
+                        format!("eligibleBanks[{i}]"),
+                        format!("{bank} is listed twice (also eligibleBanks[{first}])"),
+                    ));
+                }
+            }
+        }
+        if valid_to < valid_from {
+            violations.push(FieldViolation::new("validTo", "must not be before validFrom"));
+        }
+        if !violations.is_empty() {
+            return Err(LedgerError::invalid(violations));
+        }
+        Ok(NewProgramme {
+            name,
+            region,
+            budget_per_year,
+            tiers,
+            insurer_share,
+            guarantor_share,
+            stop_line,
+            eligible_banks,
+            valid_from,
+            valid_to,
+        })
+    }
+
+    /// The tier that covers a loan of `loan_amount`; `None` above the last one.
+    pub fn tier_for(&self, loan_amount: Money) -> Option<&Tier> {
+        self.tiers.iter().find(|t| loan_amount <= t.loan_up_to)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Programme {
+    pub id: Uuid,
+    pub content: NewProgramme,
+    pub created_by: PrincipalName,
+    pub create_time: Micros,
+}
+
+/// What a claim is decided against: the ledger computes these from its state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClaimBasis {
+    /// The pledgee filing.
+    pub bank: CreditCode,
+    /// The pledge's county.
+    pub county: CountyCode,
+    /// The loan's (pledge's) registration date.
+    pub registered_on: NaiveDate,
+    /// The pledge's secured amount: picks the tier.
+    pub loan_amount: Money,
+    /// Principal loss after disposal of the pledged rights.
+    pub loss: Money,
+    /// Business date of the claim; its year is the budget year.
+    pub filed_on: NaiveDate,
+    /// Fund amounts of the programme's claims of that year that were not rejected.
+    pub committed_this_year: Money,
+    /// Losses of this bank's claims under the programme that year, not rejected, before this one.
+    pub bank_losses_this_year: Money,
+    /// Secured amounts this bank registered that year within the programme's region.
+    pub bank_lending_this_year: Money,
+}
+
+/// How a loss is split; `fund + insurer + guarantor + bank == loss` always.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Compensation {
+    /// The share of the tier that applied (before any budget cap).
+    pub fund_share: Bp,
+    pub fund: Money,
+    pub insurer: Money,
+    pub guarantor: Money,
+    pub bank: Money,
+    /// The fund paid less than its share because the year's budget ran out.
+    pub capped_by_budget: bool,
+}
+
+impl Programme {
+    /// How the fund, insurer, guarantor and bank share `basis.loss`, or why the programme does not
+    /// compensate it.
+    pub fn compensate(&self, basis: &ClaimBasis) -> Result<Compensation, LedgerError> {
+        let c = &self.content;
+        if !c.eligible_banks.is_empty() && !c.eligible_banks.contains(&basis.bank) {
+            return Err(LedgerError::refused(
+                "BANK_NOT_ELIGIBLE",
+                format!("bank {} is not among the banks of programme {}", basis.bank, self.id),
+            )
+            .with("programmeId", self.id)
+            .with("bankCreditCode", &basis.bank));
+        }
+        if !c.region.contains(basis.county.region()) {
+            return Err(LedgerError::refused(
+                "OUTSIDE_PROGRAMME_REGION",
+                format!("county {} lies outside programme {}'s region {}", basis.county, self.id, c.region),
+            )
+            .with("programmeId", self.id)
+            .with("countyCode", basis.county)
+            .with("regionCode", c.region.code_string()));
+        }
+        if basis.registered_on < c.valid_from || basis.registered_on > c.valid_to {
+            return Err(LedgerError::refused(
+                "LOAN_OUTSIDE_PROGRAMME_VALIDITY",
+                format!(
+                    "programme {} covers loans registered from {} to {}, not on {}",
+                    self.id, c.valid_from, c.valid_to, basis.registered_on
+                ),
+            )
+            .with("programmeId", self.id)
+            .with("registeredOn", basis.registered_on)
+            .with("validFrom", c.valid_from)
+            .with("validTo", c.valid_to));
+        }
+        if basis.filed_on < c.valid_from {
+            return Err(LedgerError::refused(
+                "PROGRAMME_NOT_YET_IN_FORCE",
+                format!("programme {} is in force from {}, not on {}", self.id, c.valid_from, basis.filed_on),
+            )
+            .with("programmeId", self.id)
+            .with("filedOn", basis.filed_on)
+            .with("validFrom", c.valid_from));
+        }
+        let Some(tier) = c.tier_for(basis.loan_amount) else {
+            let largest = c.tiers.last().expect("a programme has at least one tier").loan_up_to;
+            return Err(LedgerError::refused(
+                "LOAN_ABOVE_TIERS",
+                format!("programme {} covers loans up to {largest}, not {}", self.id, basis.loan_amount),
+            )
+            .with("programmeId", self.id)
+            .with("loanAmount", basis.loan_amount)
+            .with("largestLoan", largest));
+        };
+        if basis.loss.is_zero() {
+            return Err(LedgerError::invalid_field("loss", "must be positive"));
+        }
+        if basis.loss > basis.loan_amount {
+            return Err(LedgerError::refused(
+                "LOSS_EXCEEDS_LOAN",
+                format!("the principal loss {} is above the loan of {}", basis.loss, basis.loan_amount),
+            )
+            .with("loss", basis.loss)
+            .with("loanAmount", basis.loan_amount));
+        }
+        let year = basis.filed_on.year();
+        if let Some(line) = c.stop_line {
+            // losses / lending > line, multiplied out in fen so it stays exact; with no lending
+            // every loss crosses the line. Both sides stay below 10^27, far inside i128.
+            let losses_fen = basis.bank_losses_this_year.fen() + basis.loss.fen();
+            let line_fen = basis.bank_lending_this_year.fen() * i128::from(line.get());
+            if losses_fen * i128::from(BP_WHOLE) > line_fen {
+                let losses = Money::from_fen(losses_fen).expect("a sum of two amounts");
+                return Err(LedgerError::refused(
+                    "STOP_LINE_REACHED",
+                    format!(
+                        "bank {}'s losses under programme {} in {year} would reach {losses}, above {line} of the \
+                         {} it lent in the region that year",
+                        basis.bank, self.id, basis.bank_lending_this_year
+                    ),
+                )
+                .with("programmeId", self.id)
+                .with("bankCreditCode", &basis.bank)
+                .with("year", year)
+                .with("bankLosses", losses)
+                .with("bankLending", basis.bank_lending_this_year)
+                .with("stopLine", line));
+            }
+        }
+        // This rule never commits more than the budget, but the basis comes from the caller: above
+        // the budget, nothing is available either.
+        let available_fen = c.budget_per_year.fen() - basis.committed_this_year.fen();
+        if available_fen <= 0 {
+            return Err(LedgerError::refused(
+                "BUDGET_EXHAUSTED",
+                format!(
+                    "programme {} has committed {} of its {year} budget of {}",
+                    self.id, basis.committed_this_year, c.budget_per_year
+                ),
+            )
+            .with("programmeId", self.id)
+            .with("year", year)
+            .with("budgetPerYear", c.budget_per_year)
+            .with("committed", basis.committed_this_year));
+        }
+        let by_rule = tier.fund_share.of_floor(basis.loss);
+        let fund = by_rule.min(Money::from_fen(available_fen).expect("positive and at most the budget"));
+        let insurer = c.insurer_share.of_floor(basis.loss);
+        let guarantor = c.guarantor_share.of_floor(basis.loss);
+        // The shares add up to at most 10000 bp and each part is rounded down, so the bank's part
+        // is never negative.
+        let bank = Money::from_fen(basis.loss.fen() - fund.fen() - insurer.fen() - guarantor.fen())
+            .expect("invariant: the parts of a loss are at most the loss");
+        assert_eq!(fund.fen() + insurer.fen() + guarantor.fen() + bank.fen(), basis.loss.fen());
+        Ok(Compensation {
+            fund_share: tier.fund_share,
+            fund,
+            insurer,
+            guarantor,
+            bank,
+            capped_by_budget: fund < by_rule,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ClaimStatus {
+    Filed,
+    Approved,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Decision {
+    /// Business date of the decision.
+    pub decided_on: NaiveDate,
+    pub by: PrincipalName,
+    /// Server time of the journal entry.
+    pub at: Micros,
+    pub note: Note,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Payment {
+    pub paid_on: NaiveDate,
+    pub amount: Money,
+    pub by: PrincipalName,
+    pub at: Micros,
+}
+
+/// A bank's claim on a programme for one pledge, as recorded: the split it was filed with, the
+/// decision on it and the fund's payments.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    pub id: Uuid,
+    pub programme_id: Uuid,
+    pub pledge_id: Uuid,
+    pub basis: ClaimBasis,
+    pub compensation: Compensation,
+    pub status: ClaimStatus,
+    pub decision: Option<Decision>,
+    pub payments: Vec<Payment>,
+    pub filed_by: PrincipalName,
+    pub create_time: Micros,
+    pub update_time: Micros,
+    pub version: u32,
+}
+
+impl Claim {
+    /// A new claim with the split `programme` gives, or why the programme does not compensate it.
+    pub fn file(
+        id: Uuid,
+        programme: &Programme,
+        pledge_id: Uuid,
+        basis: ClaimBasis,
+        by: PrincipalName,
+        now: Micros,
+    ) -> Result<Claim, LedgerError> {
+        let compensation = programme.compensate(&basis)?;
+        Ok(Claim {
+            id,
+            programme_id: programme.id,
+            pledge_id,
+            basis,
+            compensation,
+            status: ClaimStatus::Filed,
+            decision: None,
+            payments: Vec::new(),
+            filed_by: by,
+            create_time: now,
+            update_time: now,
+            version: 1,
+        })
+    }
+
+    pub fn approve(&self, decision: Decision) -> Result<Claim, LedgerError> {
+        self.check_decision(&decision)?;
+        Ok(self.apply_decision(ClaimStatus::Approved, decision))
+    }
+
+    pub fn reject(&self, decision: Decision) -> Result<Claim, LedgerError> {
+        self.check_decision(&decision)?;
+        Ok(self.apply_decision(ClaimStatus::Rejected, decision))
+    }
+
+    fn check_decision(&self, decision: &Decision) -> Result<(), LedgerError> {
+        if let Some(earlier) = &self.decision {
+            return Err(LedgerError::refused(
+                "CLAIM_ALREADY_DECIDED",
+                format!("claim {} was {:?} on {}", self.id, self.status, earlier.decided_on),
+            )
+            .with("claimId", self.id)
+            .with("status", format!("{:?}", self.status))
+            .with("decidedOn", earlier.decided_on));
+        }
+        if decision.decided_on < self.basis.filed_on {
+            return Err(LedgerError::invalid_field(
+                "decidedOn",
+                format!("must not be before the claim was filed on {}", self.basis.filed_on),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The claim after a decision that was accepted: how the journal's decision entries are applied.
+    pub fn apply_decision(&self, status: ClaimStatus, decision: Decision) -> Claim {
+        debug_assert!(self.status == ClaimStatus::Filed && status != ClaimStatus::Filed);
+        let mut next = self.clone();
+        next.status = status;
+        next.update_time = decision.at;
+        next.decision = Some(decision);
+        next.version += 1;
+        next
+    }
+
+    pub fn pay(&self, payment: Payment) -> Result<Claim, LedgerError> {
+        let decision = match (&self.status, &self.decision) {
+            (ClaimStatus::Approved, Some(decision)) => decision,
+            _ => {
+                return Err(LedgerError::refused(
+                    "CLAIM_NOT_APPROVED",
+                    format!("claim {} is {:?}; only an approved claim is paid", self.id, self.status),
+                )
+                .with("claimId", self.id)
+                .with("status", format!("{:?}", self.status)));
+            }
+        };
+        if self.payments.len() >= PAYMENTS_PER_CLAIM_MAX {
+            return Err(LedgerError::refused(
+                "PAYMENTS_LIMIT_REACHED",
+                format!("a claim is paid in at most {PAYMENTS_PER_CLAIM_MAX} payments"),
+            )
+            .with("claimId", self.id));
+        }
+        if payment.amount.is_zero() {
+            return Err(LedgerError::invalid_field("amount", "must be positive"));
+        }
+        if payment.paid_on < decision.decided_on {
+            return Err(LedgerError::invalid_field(
+                "paidOn",
+                format!("must not be before the claim was approved on {}", decision.decided_on),
+            ));
+        }
+        let paid = self.paid();
+        let total = paid.checked_add(payment.amount);
+        if total.is_none_or(|t| t > self.compensation.fund) {
+            let remaining = self.compensation.fund.checked_sub(paid).expect("invariant: paid <= fund");
+            return Err(LedgerError::refused(
+                "PAYMENT_EXCEEDS_COMPENSATION",
+                format!(
+                    "claim {} has {remaining} left to pay of {}, not {}",
+                    self.id, self.compensation.fund, payment.amount
+                ),
+            )
+            .with("claimId", self.id)
+            .with("fund", self.compensation.fund)
+            .with("paid", paid)
+            .with("amount", payment.amount));
+        }
+        Ok(self.apply_payment(payment))
+    }
+
+    /// The claim after a payment that was accepted.
+    pub fn apply_payment(&self, payment: Payment) -> Claim {
+        let mut next = self.clone();
+        next.update_time = payment.at;
+        next.payments.push(payment);
+        next.version += 1;
+        next
+    }
+
+    pub fn paid(&self) -> Money {
+        self.payments.iter().fold(Money::ZERO, |sum, p| sum.checked_add(p.amount).expect("invariant: paid <= fund"))
+    }
+
+    /// What counts against the programme's budget: the fund's part unless the claim was rejected.
+    pub fn committed(&self) -> Money {
+        match self.status {
+            ClaimStatus::Rejected => Money::ZERO,
+            ClaimStatus::Filed | ClaimStatus::Approved => self.compensation.fund,
+        }
+    }
+
+    /// This claim as it was right after the journal entry written at `at` that touched it (its
+    /// filing, its decision or a payment): every version is in the record, since a decision and
+    /// payments only add to it. `None` before it was filed.
+    pub fn as_at(&self, at: Micros) -> Option<Claim> {
+        if at < self.create_time {
+            return None;
+        }
+        let mut version = self.clone();
+        version.status = ClaimStatus::Filed;
+        version.decision = None;
+        version.payments.clear();
+        version.update_time = self.create_time;
+        version.version = 1;
+        if let Some(decision) = self.decision.as_ref().filter(|d| d.at <= at) {
+            version = version.apply_decision(self.status, decision.clone());
+        }
+        Some(self.payments.iter().take_while(|p| p.at <= at).fold(version, |c, p| c.apply_payment(p.clone())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::text::parse_date;
+
+    /// An amount as written in the tables, zero included (which requests cannot give).
+    fn money(yuan: &str) -> Money {
+        if yuan.bytes().all(|b| b == b'0' || b == b'.') { Money::ZERO } else { Money::parse_positive(yuan).unwrap() }
+    }
+
+    fn date(text: &str) -> NaiveDate {
+        parse_date(text).unwrap()
+    }
+
+    fn bp(bp: u16) -> Bp {
+        Bp::new(bp).unwrap()
+    }
+
+    fn bank(n: u32) -> CreditCode {
+        CreditCode::complete(&format!("914401{n:011}")).unwrap()
+    }
+
+    fn me() -> PrincipalName {
+        PrincipalName::parse("fund").unwrap()
+    }
+
+    /// What a result comes to, as one line: an accepted value as `show` writes it, a refusal as
+    /// its reason, an invalid request as its reason and the fields it names.
+    fn check<T>(case: &str, got: Result<T, LedgerError>, show: impl Fn(&T) -> String, expected: &str) {
+        let got = match got {
+            Ok(value) => show(&value),
+            Err(LedgerError::Invalid { reason, violations }) => std::iter::once(reason.to_owned())
+                .chain(violations.into_iter().map(|v| v.field))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Err(e) => e.reason().to_owned(),
+        };
+        assert_eq!(got, expected, "{case}");
+    }
+
+    fn split(c: &Compensation) -> String {
+        let capped = if c.capped_by_budget { " capped" } else { "" };
+        format!(
+            "{} fund {} insurer {} guarantor {} bank {}{capped}",
+            c.fund_share, c.fund, c.insurer, c.guarantor, c.bank
+        )
+    }
+
+    /// The parts of Guangzhou's 2025 mechanism: 40% up to 5 M, 30% up to 15 M, 20% up to 30 M.
+    const GUANGZHOU_TIERS: &[(&str, u16)] = &[("5000000.00", 4000), ("15000000.00", 3000), ("30000000.00", 2000)];
+
+    #[allow(clippy::too_many_arguments)]
+    fn draft(
+        region: &str,
+        budget: &str,
+        tiers: &[(&str, u16)],
+        insurer: u16,
+        guarantor: u16,
+        stop_line: Option<u16>,
+        banks: Vec<CreditCode>,
+        valid: (&str, &str),
+    ) -> Result<NewProgramme, LedgerError> {
+        NewProgramme::new(
+            Name::parse("IP pledge risk compensation").unwrap(),
+            Region::parse(region).unwrap(),
+            money(budget),
+            tiers.iter().map(|&(up_to, share)| Tier { loan_up_to: money(up_to), fund_share: bp(share) }).collect(),
+            bp(insurer),
+            bp(guarantor),
+            stop_line.map(bp),
+            banks,
+            date(valid.0),
+            date(valid.1),
+        )
+    }
+
+    fn programme(content: NewProgramme) -> Programme {
+        Programme { id: Uuid::from_u128(7), content, created_by: me(), create_time: 1 }
+    }
+
+    fn guangzhou() -> Programme {
+        let content =
+            draft("440100", "1500000000.00", GUANGZHOU_TIERS, 0, 0, Some(300), vec![], ("2025-01-01", "2027-12-31"));
+        programme(content.unwrap())
+    }
+
+    /// A claim of bank 1 in Tianhe, Guangzhou, well inside every limit unless a case says otherwise.
+    fn basis(loan: &str, loss: &str) -> ClaimBasis {
+        ClaimBasis {
+            bank: bank(1),
+            county: CountyCode::parse("440106").unwrap(),
+            registered_on: date("2025-03-01"),
+            loan_amount: money(loan),
+            loss: money(loss),
+            filed_on: date("2025-09-01"),
+            committed_this_year: Money::ZERO,
+            bank_losses_this_year: Money::ZERO,
+            bank_lending_this_year: money("1000000000.00"),
+        }
+    }
+
+    #[test]
+    fn shares_are_basis_points() {
+        assert_eq!(Bp::new(0), Ok(Bp::ZERO));
+        assert_eq!(Bp::new(10_000).map(Bp::get), Ok(10_000));
+        assert!(Bp::new(10_001).is_err());
+        assert_eq!(bp(4000).to_string(), "40.00%");
+        assert_eq!(bp(250).to_string(), "2.50%");
+        assert_eq!(serde_json::from_str::<Bp>("10000").unwrap(), bp(10_000));
+        assert!(serde_json::from_str::<Bp>("10001").is_err(), "a stored share is checked when read back");
+    }
+
+    #[test]
+    fn guangzhou_tiers() {
+        let gz = guangzhou();
+        let cases = [
+            (
+                "40% of a 4 M loan",
+                "4000000.00",
+                "1000000.00",
+                "40.00% fund 400000.00 insurer 0.00 guarantor 0.00 bank 600000.00",
+            ),
+            (
+                "30% of a 10 M loan",
+                "10000000.00",
+                "3000000.00",
+                "30.00% fund 900000.00 insurer 0.00 guarantor 0.00 bank 2100000.00",
+            ),
+            (
+                "the bound is in its tier",
+                "5000000.00",
+                "5000000.00",
+                "40.00% fund 2000000.00 insurer 0.00 guarantor 0.00 bank 3000000.00",
+            ),
+            (
+                "one fen above is the next",
+                "5000000.01",
+                "1000000.00",
+                "30.00% fund 300000.00 insurer 0.00 guarantor 0.00 bank 700000.00",
+            ),
+            (
+                "the last tier's bound",
+                "30000000.00",
+                "30000000.00",
+                "20.00% fund 6000000.00 insurer 0.00 guarantor 0.00 bank 24000000.00",
+            ),
+            ("above the last tier", "30000000.01", "1.00", "LOAN_ABOVE_TIERS"),
+            ("31 M", "31000000.00", "1000000.00", "LOAN_ABOVE_TIERS"),
+            (
+                "rounded down to the fen",
+                "4000000.00",
+                "1234567.89",
+                "40.00% fund 493827.15 insurer 0.00 guarantor 0.00 bank 740740.74",
+            ),
+            ("a fen's 40% is nothing", "4000000.00", "0.01", "40.00% fund 0.00 insurer 0.00 guarantor 0.00 bank 0.01"),
+            (
+                "the whole loan lost",
+                "4000000.00",
+                "4000000.00",
+                "40.00% fund 1600000.00 insurer 0.00 guarantor 0.00 bank 2400000.00",
+            ),
+            ("more lost than lent", "4000000.00", "4000000.01", "LOSS_EXCEEDS_LOAN"),
+            ("nothing lost", "4000000.00", "0", "INVALID_FIELDS loss"),
+        ];
+        for (case, loan, loss, expected) in cases {
+            check(case, gz.compensate(&basis(loan, loss)), split, expected);
+        }
+    }
+
+    #[test]
+    fn three_and_four_way_splits() {
+        let qingdao = |guarantor| {
+            let content = draft(
+                "370200",
+                "100000000.00",
+                &[("10000000.00", 4000)],
+                3000,
+                guarantor,
+                None,
+                vec![],
+                ("2024-01-01", "2026-12-31"),
+            );
+            programme(content.unwrap())
+        };
+        let in_laoshan =
+            |loss| ClaimBasis { county: CountyCode::parse("370212").unwrap(), ..basis("8000000.00", loss) };
+        let cases = [
+            (0, "1000000.00", "40.00% fund 400000.00 insurer 300000.00 guarantor 0.00 bank 300000.00"),
+            (0, "1234567.89", "40.00% fund 493827.15 insurer 370370.36 guarantor 0.00 bank 370370.38"),
+            (0, "0.03", "40.00% fund 0.01 insurer 0.00 guarantor 0.00 bank 0.02"),
+            (2000, "0.99", "40.00% fund 0.39 insurer 0.29 guarantor 0.19 bank 0.12"),
+            (3000, "7654321.07", "40.00% fund 3061728.42 insurer 2296296.32 guarantor 2296296.32 bank 0.01"),
+        ];
+        for (guarantor, loss, expected) in cases {
+            check(
+                &format!("guarantor {guarantor} loss {loss}"),
+                qingdao(guarantor).compensate(&in_laoshan(loss)),
+                split,
+                expected,
+            );
+        }
+    }
+
+    #[test]
+    fn budget_and_stop_line() {
+        let gz = guangzhou();
+        let with = |committed: &str, losses: &str, lending: &str, loss: &str| ClaimBasis {
+            committed_this_year: money(committed),
+            bank_losses_this_year: money(losses),
+            bank_lending_this_year: money(lending),
+            ..basis("4000000.00", loss)
+        };
+        let cases = [
+            (
+                "200,000 left of the budget",
+                with("1499800000.00", "0", "1000000000", "1000000.00"),
+                "40.00% fund 200000.00 insurer 0.00 guarantor 0.00 bank 800000.00 capped",
+            ),
+            (
+                "0.01 left",
+                with("1499999999.99", "0", "1000000000", "1000000.00"),
+                "40.00% fund 0.01 insurer 0.00 guarantor 0.00 bank 999999.99 capped",
+            ),
+            (
+                "exactly the fund left",
+                with("1499600000.00", "0", "1000000000", "1000000.00"),
+                "40.00% fund 400000.00 insurer 0.00 guarantor 0.00 bank 600000.00",
+            ),
+            ("budget spent", with("1500000000.00", "0", "1000000000", "1000000.00"), "BUDGET_EXHAUSTED"),
+            ("budget overspent", with("1500000000.01", "0", "1000000000", "1000000.00"), "BUDGET_EXHAUSTED"),
+            // 3% of 100 M is 3 M.
+            (
+                "just at the stop line",
+                with("0", "2000000.00", "100000000.00", "1000000.00"),
+                "40.00% fund 400000.00 insurer 0.00 guarantor 0.00 bank 600000.00",
+            ),
+            ("1 fen over the stop line", with("0", "2000000.01", "100000000.00", "1000000.00"), "STOP_LINE_REACHED"),
+            // 3% of 3,333,333.33 is 99,999.9999: a line between two fen.
+            (
+                "just under a line between fen",
+                with("0", "0", "3333333.33", "99999.99"),
+                "40.00% fund 39999.99 insurer 0.00 guarantor 0.00 bank 60000.00",
+            ),
+            ("just over a line between fen", with("0", "0", "3333333.33", "100000.00"), "STOP_LINE_REACHED"),
+            ("no lending", with("0", "0", "0", "0.01"), "STOP_LINE_REACHED"),
+            ("the stop line before the budget", with("1500000000.00", "0", "0", "0.01"), "STOP_LINE_REACHED"),
+        ];
+        for (case, claim, expected) in cases {
+            check(case, gz.compensate(&claim), split, expected);
+        }
+        let mut no_line = guangzhou();
+        no_line.content.stop_line = None;
+        check(
+            "no stop line",
+            no_line.compensate(&with("0", "0", "0", "0.01")),
+            split,
+            "40.00% fund 0.00 insurer 0.00 guarantor 0.00 bank 0.01",
+        );
+    }
+
+    #[test]
+    fn who_where_and_when() {
+        let mut only_bank_2 = guangzhou();
+        only_bank_2.content.eligible_banks = vec![bank(2), bank(3)];
+        let at = |county: &str, registered: &str, filed: &str| ClaimBasis {
+            county: CountyCode::parse(county).unwrap(),
+            registered_on: date(registered),
+            filed_on: date(filed),
+            ..basis("4000000.00", "1000000.00")
+        };
+        let allowed = "40.00% fund 400000.00 insurer 0.00 guarantor 0.00 bank 600000.00";
+        let cases = [
+            ("bank 1 is not listed", &only_bank_2, &at("440106", "2025-03-01", "2025-09-01"), "BANK_NOT_ELIGIBLE"),
+            (
+                "bank 3 is",
+                &only_bank_2,
+                &ClaimBasis { bank: bank(3), ..at("440106", "2025-03-01", "2025-09-01") },
+                allowed,
+            ),
+            ("an empty list admits every bank", &guangzhou(), &at("440106", "2025-03-01", "2025-09-01"), allowed),
+            ("Hangzhou", &guangzhou(), &at("330108", "2025-03-01", "2025-09-01"), "OUTSIDE_PROGRAMME_REGION"),
+            (
+                "Dongguan, next door",
+                &guangzhou(),
+                &at("441900", "2025-03-01", "2025-09-01"),
+                "OUTSIDE_PROGRAMME_REGION",
+            ),
+            ("registered the first day", &guangzhou(), &at("440106", "2025-01-01", "2025-09-01"), allowed),
+            ("registered the last day", &guangzhou(), &at("440106", "2027-12-31", "2028-03-01"), allowed),
+            (
+                "registered the day before",
+                &guangzhou(),
+                &at("440106", "2024-12-31", "2025-09-01"),
+                "LOAN_OUTSIDE_PROGRAMME_VALIDITY",
+            ),
+            (
+                "registered the day after",
+                &guangzhou(),
+                &at("440106", "2028-01-01", "2028-03-01"),
+                "LOAN_OUTSIDE_PROGRAMME_VALIDITY",
+            ),
+            (
+                "filed before the programme",
+                &guangzhou(),
+                &at("440106", "2025-01-01", "2024-12-31"),
+                "PROGRAMME_NOT_YET_IN_FORCE",
+            ),
+        ];
+        for (case, programme, claim, expected) in cases {
+            check(case, programme.compensate(claim), split, expected);
+        }
+    }
+
+    #[test]
+    fn programme_content_rules() {
+        let gz = |tiers, insurer, guarantor, stop_line, banks| {
+            draft("440100", "1500000000.00", tiers, insurer, guarantor, stop_line, banks, ("2025-01-01", "2027-12-31"))
+        };
+        let many_banks: Vec<CreditCode> = (0..=ELIGIBLE_BANKS_MAX as u32).map(bank).collect();
+        let eleven: Vec<(String, u16)> = (1..=11).map(|m| (format!("{m}000000.00"), 1000)).collect();
+        let eleven: Vec<(&str, u16)> = eleven.iter().map(|(up_to, share)| (up_to.as_str(), *share)).collect();
+        let shown = |p: &NewProgramme| format!("tiers: {}", p.tiers.len());
+        let cases = [
+            ("Guangzhou", gz(GUANGZHOU_TIERS, 0, 0, Some(300), vec![]), "tiers: 3"),
+            ("the whole loss shared", gz(&[("1.00", 4000)], 3000, 3000, None, vec![bank(1)]), "tiers: 1"),
+            ("the fund bears everything", gz(&[("1.00", 10_000)], 0, 0, None, vec![]), "tiers: 1"),
+            ("ten tiers", gz(&eleven[..TIERS_MAX], 0, 0, None, vec![]), "tiers: 10"),
+            (
+                "no budget",
+                draft("440100", "0", GUANGZHOU_TIERS, 0, 0, None, vec![], ("2025-01-01", "2025-01-01")),
+                "INVALID_FIELDS budgetPerYear",
+            ),
+            ("no tiers", gz(&[], 0, 0, None, vec![]), "INVALID_FIELDS tiers"),
+            ("eleven tiers", gz(&eleven, 0, 0, None, vec![]), "INVALID_FIELDS tiers"),
+            ("a tier of nothing", gz(&[("0.00", 4000)], 0, 0, None, vec![]), "INVALID_FIELDS tiers[0].loanUpTo"),
+            (
+                "a repeated bound",
+                gz(&[("5000000.00", 4000), ("5000000.00", 3000)], 0, 0, None, vec![]),
+                "INVALID_FIELDS tiers[1].loanUpTo",
+            ),
+            (
+                "bounds descending",
+                gz(&[("15000000.00", 3000), ("5000000.00", 4000), ("30000000.00", 2000)], 0, 0, None, vec![]),
+                "INVALID_FIELDS tiers[1].loanUpTo",
+            ),
+            (
+                "a tier without a share",
+                gz(&[("5000000.00", 4000), ("15000000.00", 0)], 0, 0, None, vec![]),
+                "INVALID_FIELDS tiers[1].fundShare",
+            ),
+            ("40% + 30% + 30.01%", gz(GUANGZHOU_TIERS, 3000, 3001, None, vec![]), "INVALID_FIELDS tiers[0].fundShare"),
+            (
+                "every tier over",
+                gz(GUANGZHOU_TIERS, 8001, 0, None, vec![]),
+                "INVALID_FIELDS tiers[0].fundShare tiers[1].fundShare tiers[2].fundShare",
+            ),
+            (
+                "insurer and guarantor alone over",
+                gz(GUANGZHOU_TIERS, 6000, 4001, None, vec![]),
+                "INVALID_FIELDS guarantorShare",
+            ),
+            ("a stop line of zero", gz(GUANGZHOU_TIERS, 0, 0, Some(0), vec![]), "INVALID_FIELDS stopLine"),
+            (
+                "a bank listed twice",
+                gz(GUANGZHOU_TIERS, 0, 0, None, vec![bank(1), bank(2), bank(1)]),
+                "INVALID_FIELDS eligibleBanks[2]",
+            ),
+            ("too many banks", gz(GUANGZHOU_TIERS, 0, 0, None, many_banks.clone()), "INVALID_FIELDS eligibleBanks"),
+            (
+                "as many banks as allowed",
+                gz(GUANGZHOU_TIERS, 0, 0, None, many_banks[..ELIGIBLE_BANKS_MAX].to_vec()),
+                "tiers: 3",
+            ),
+            (
+                "ends before it starts",
+                draft("440100", "1.00", GUANGZHOU_TIERS, 0, 0, None, vec![], ("2025-01-01", "2024-12-31")),
+                "INVALID_FIELDS validTo",
+            ),
+            (
+                "everything at once",
+                draft(
+                    "440100",
+                    "0",
+                    &[("5000000.00", 0), ("1.00", 4000)],
+                    7000,
+                    0,
+                    Some(0),
+                    vec![bank(1), bank(1)],
+                    ("2025-01-01", "2024-12-31"),
+                ),
+                "INVALID_FIELDS budgetPerYear tiers[0].fundShare tiers[1].loanUpTo tiers[1].fundShare stopLine eligibleBanks[1] validTo",
+            ),
+        ];
+        for (case, got, expected) in cases {
+            check(case, got, shown, expected);
+        }
+    }
+
+    #[test]
+    fn refusals_name_what_is_involved() {
+        let claim = ClaimBasis {
+            bank_losses_this_year: money("2000000.01"),
+            bank_lending_this_year: money("100000000.00"),
+            ..basis("4000000.00", "1000000.00")
+        };
+        let LedgerError::Refused { message, metadata, .. } = guangzhou().compensate(&claim).unwrap_err() else {
+            panic!("a refusal")
+        };
+        assert!(message.contains("3000000.01, above 3.00% of the 100000000.00"), "{message}");
+        let keys: Vec<_> = metadata.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["programmeId", "bankCreditCode", "year", "bankLosses", "bankLending", "stopLine"]);
+        let claim = ClaimBasis { committed_this_year: money("1500000000.00"), ..basis("4000000.00", "1.00") };
+        let LedgerError::Refused { metadata, .. } = guangzhou().compensate(&claim).unwrap_err() else {
+            panic!("a refusal")
+        };
+        assert_eq!(metadata[1], ("year", "2025".to_owned()));
+    }
+
+    fn decision(on: &str, at: Micros) -> Decision {
+        Decision { decided_on: date(on), by: me(), at, note: Note::parse("checked the disposal").unwrap() }
+    }
+
+    fn payment(on: &str, amount: &str, at: Micros) -> Payment {
+        Payment { paid_on: date(on), amount: money(amount), by: me(), at }
+    }
+
+    fn state(c: &Claim) -> String {
+        format!("v{} {:?} paid {} committed {} at {}", c.version, c.status, c.paid(), c.committed(), c.update_time)
+    }
+
+    #[test]
+    fn life_of_a_claim() {
+        let gz = guangzhou();
+        let file = |basis| Claim::file(Uuid::from_u128(1), &gz, Uuid::from_u128(2), basis, me(), 10);
+        check("over the tiers", file(basis("40000000.00", "1.00")), state, "LOAN_ABOVE_TIERS");
+        let filed = file(basis("4000000.00", "1000000.00")).unwrap();
+        check("filed", Ok(filed.clone()), state, "v1 Filed paid 0.00 committed 400000.00 at 10");
+        check("paid before approval", filed.pay(payment("2025-10-01", "1.00", 20)), state, "CLAIM_NOT_APPROVED");
+        check("decided before filing", filed.approve(decision("2025-08-31", 20)), state, "INVALID_FIELDS decidedOn");
+        let approved = filed.approve(decision("2025-09-01", 20)).unwrap();
+        check("approved", Ok(approved.clone()), state, "v2 Approved paid 0.00 committed 400000.00 at 20");
+        check("approved twice", approved.approve(decision("2025-09-02", 30)), state, "CLAIM_ALREADY_DECIDED");
+        check("rejected after approval", approved.reject(decision("2025-09-02", 30)), state, "CLAIM_ALREADY_DECIDED");
+        check(
+            "paid before the decision",
+            approved.pay(payment("2025-08-31", "1.00", 30)),
+            state,
+            "INVALID_FIELDS paidOn",
+        );
+        check(
+            "paid nothing",
+            approved.pay(Payment { amount: Money::ZERO, ..payment("2025-10-01", "1.00", 30) }),
+            state,
+            "INVALID_FIELDS amount",
+        );
+        check(
+            "paid more than the fund's part",
+            approved.pay(payment("2025-10-01", "400000.01", 30)),
+            state,
+            "PAYMENT_EXCEEDS_COMPENSATION",
+        );
+        let once = approved.pay(payment("2025-10-01", "150000.00", 30)).unwrap();
+        check("paid once", Ok(once.clone()), state, "v3 Approved paid 150000.00 committed 400000.00 at 30");
+        check("overpaid", once.pay(payment("2025-11-01", "250000.01", 40)), state, "PAYMENT_EXCEEDS_COMPENSATION");
+        let twice = once.pay(payment("2025-11-01", "250000.00", 40)).unwrap();
+        check("paid in full", Ok(twice.clone()), state, "v4 Approved paid 400000.00 committed 400000.00 at 40");
+        check(
+            "paid beyond the full",
+            twice.pay(payment("2025-11-02", "0.01", 50)),
+            state,
+            "PAYMENT_EXCEEDS_COMPENSATION",
+        );
+
+        let rejected = filed.reject(decision("2025-09-03", 20)).unwrap();
+        check("rejected", Ok(rejected.clone()), state, "v2 Rejected paid 0.00 committed 0.00 at 20");
+        check("approved after rejection", rejected.approve(decision("2025-09-04", 30)), state, "CLAIM_ALREADY_DECIDED");
+        check("paid after rejection", rejected.pay(payment("2025-10-01", "1.00", 30)), state, "CLAIM_NOT_APPROVED");
+
+        let mut many = approved.clone();
+        for i in 0..PAYMENTS_PER_CLAIM_MAX as i64 {
+            many = many.pay(payment("2025-10-01", "1.00", 30 + i)).unwrap();
+        }
+        check("one payment too many", many.pay(payment("2025-10-01", "1.00", 100)), state, "PAYMENTS_LIMIT_REACHED");
+
+        let stored: Claim = postcard::from_bytes(&postcard::to_allocvec(&twice).unwrap()).unwrap();
+        assert_eq!(stored, twice);
+    }
+
+    #[test]
+    fn every_version_of_a_claim_is_in_its_record() {
+        let filed =
+            Claim::file(Uuid::nil(), &guangzhou(), Uuid::nil(), basis("10000000.00", "3000000.00"), me(), 10).unwrap();
+        let approved = filed.approve(decision("2025-09-10", 20)).unwrap();
+        let mut paid = vec![filed, approved];
+        for (at, amount) in [(30, "500000.00"), (40, "300000.00"), (50, "100000.00")] {
+            let next = paid.last().unwrap().pay(payment("2025-10-01", amount, at)).unwrap();
+            paid.push(next);
+        }
+        let rejected = paid[0].reject(decision("2025-09-10", 20)).unwrap();
+        for versions in [&paid[..], &[paid[0].clone(), rejected]] {
+            let last = versions.last().unwrap();
+            assert_eq!(last.as_at(9), None, "before the filing");
+            for version in versions {
+                assert_eq!(last.as_at(version.update_time).as_ref(), Some(version), "version {}", version.version);
+                assert_eq!(last.as_at(version.update_time + 5).as_ref(), Some(version), "between entries");
+            }
+        }
+    }
+}

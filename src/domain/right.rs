@@ -1,0 +1,232 @@
+//! Rights as records of their own: what an IP office's register says of a right today (holder,
+//! legal status, a court's freeze, expiry). Offices and the admin record them from their registers;
+//! registration then refuses a pledge the register contradicts, and an active pledge whose right
+//! loses force or is frozen is flagged at risk (`RiskFlag`).
+//!
+//! A right the ledger has no record of is accepted as before: the register is the authority, and
+//! the ledger knows only what an office has told it.
+
+use super::error::LedgerError;
+use super::ident::RightNumber;
+use super::pledge::{NewPledge, Party};
+use super::principal::PrincipalName;
+use super::text::{Name, Note};
+use super::{FieldViolation, Micros};
+use chrono::NaiveDate;
+
+/// A right's record keeps every state it had, so a retry gets the state its request recorded and
+/// the history can be shown; this bounds the record. A right changes status a handful of times.
+pub const STATES_PER_RIGHT_MAX: usize = 100;
+
+/// The legal status of a right in its register (CNIPA's patent and trademark registers, the
+/// copyright registration of the Copyright Protection Center).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RightStatus {
+    /// Valid (有效).
+    InForce,
+    /// Lapsed: an annual fee not paid (patents), no renewal (trademarks) (终止 / 注销).
+    Lapsed,
+    /// Declared invalid, or a trademark revoked (宣告无效 / 撤销).
+    Invalidated,
+    /// The statutory term ran out (期限届满).
+    Expired,
+}
+
+impl RightStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RightStatus::InForce => "IN_FORCE",
+            RightStatus::Lapsed => "LAPSED",
+            RightStatus::Invalidated => "INVALIDATED",
+            RightStatus::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// A court's preservation order on the right (财产保全 / 冻结): the right cannot be disposed of,
+/// so the pledgee cannot enforce on it while it holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Freeze {
+    /// The court's case number, e.g. (2024)粤0106财保123号.
+    pub case_number: Name,
+    pub court: Name,
+    pub from: NaiveDate,
+    /// The end of the preservation period (patents: 6 months, renewable), when the order names one.
+    /// The flag follows the record: an office lifts a freeze by recording the right without it.
+    pub until: Option<NaiveDate>,
+}
+
+/// What a register says of a right at one time: the content of one recording.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RightState {
+    pub holder: Party,
+    pub status: RightStatus,
+    /// The day the status took effect (the gazette's date).
+    pub status_since: NaiveDate,
+    pub freeze: Option<Freeze>,
+    /// The register's expiry date, when it gives one.
+    pub expires_on: Option<NaiveDate>,
+    pub note: Note,
+}
+
+impl RightState {
+    /// Checks the state in itself; field paths are relative to the right (`freeze.until`).
+    pub fn new(
+        holder: Party,
+        status: RightStatus,
+        status_since: NaiveDate,
+        freeze: Option<Freeze>,
+        expires_on: Option<NaiveDate>,
+        note: Note,
+    ) -> Result<RightState, LedgerError> {
+        let mut violations = Vec::new();
+        if let Some(f) = &freeze
+            && f.until.is_some_and(|until| until < f.from)
+        {
+            violations.push(FieldViolation::new("freeze.until", "must not be before freeze.from"));
+        }
+        if status == RightStatus::InForce && expires_on.is_some_and(|d| d < status_since) {
+            violations.push(FieldViolation::new("expiresOn", "a right in force cannot have expired before its status"));
+        }
+        if !violations.is_empty() {
+            return Err(LedgerError::invalid(violations));
+        }
+        Ok(RightState { holder, status, status_since, freeze, expires_on, note })
+    }
+
+    /// Why an active pledge of this right is at risk, if it is.
+    pub fn risk(&self) -> Option<RiskFlag> {
+        match (self.status, &self.freeze) {
+            (RightStatus::InForce, None) => None,
+            (RightStatus::InForce, Some(_)) => Some(RiskFlag::Frozen),
+            (status, _) => Some(RiskFlag::NotInForce(status)),
+        }
+    }
+}
+
+/// Why a pledge's collateral is gone or blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RiskFlag {
+    NotInForce(RightStatus),
+    Frozen,
+}
+
+impl RiskFlag {
+    pub fn name(self) -> &'static str {
+        match self {
+            RiskFlag::NotInForce(status) => status.name(),
+            RiskFlag::Frozen => "FROZEN",
+        }
+    }
+}
+
+/// One recording of a right's state: by whom and when (the journal entry's principal and time).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Recorded {
+    pub state: RightState,
+    pub by: PrincipalName,
+    pub at: Micros,
+}
+
+/// A right's record: its current state and every earlier one, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RightRecord {
+    pub number: RightNumber,
+    pub states: Vec<Recorded>,
+}
+
+impl RightRecord {
+    /// The record after `state` is recorded, or why it cannot be.
+    pub fn record(
+        before: Option<&RightRecord>,
+        number: &RightNumber,
+        state: RightState,
+        by: PrincipalName,
+        now: Micros,
+    ) -> Result<RightRecord, LedgerError> {
+        let mut states = before.map(|r| r.states.clone()).unwrap_or_default();
+        if let Some(last) = states.last() {
+            if last.state == state {
+                return Err(LedgerError::refused("NOTHING_TO_CHANGE", "the register already says this of the right")
+                    .with("right", number));
+            }
+            if state.status_since < last.state.status_since {
+                return Err(LedgerError::invalid_field(
+                    "right.statusSince",
+                    format!("must not be before the status recorded last, from {}", last.state.status_since),
+                ));
+            }
+        }
+        if states.len() >= STATES_PER_RIGHT_MAX {
+            return Err(LedgerError::refused(
+                "RIGHT_STATES_LIMIT_REACHED",
+                format!("a right keeps at most {STATES_PER_RIGHT_MAX} recorded states"),
+            )
+            .with("right", number));
+        }
+        states.push(Recorded { state, by, at: now });
+        Ok(RightRecord { number: number.clone(), states })
+    }
+
+    pub fn current(&self) -> &Recorded {
+        self.states.last().expect("a right's record holds at least one state")
+    }
+
+    /// The record as it was right after the entry written at `at`; `None` before its first.
+    pub fn as_at(&self, at: Micros) -> Option<RightRecord> {
+        let kept = self.states.iter().take_while(|s| s.at <= at).count();
+        (kept > 0).then(|| RightRecord { number: self.number.clone(), states: self.states[..kept].to_vec() })
+    }
+
+    /// The register's objection to pledging this right in `pledge`, if it has one: the pledgor is
+    /// not the holder, the right is not in force or is frozen, or it expires before the debt term.
+    pub fn refuses(&self, pledge: &NewPledge) -> Option<LedgerError> {
+        let state = &self.current().state;
+        let refused = |reason, message: String| {
+            LedgerError::refused(reason, message)
+                .with("right", &self.number)
+                .with("rightKind", self.number.kind().name())
+                .with("rightNumber", self.number.as_str())
+        };
+        if state.holder.credit_code != pledge.pledgor.credit_code {
+            return Some(refused(
+                "PLEDGOR_NOT_HOLDER",
+                format!("the register names another holder of {} than the pledgor", self.number),
+            ));
+        }
+        match state.risk() {
+            Some(RiskFlag::NotInForce(status)) => {
+                return Some(
+                    refused(
+                        "RIGHT_NOT_IN_FORCE",
+                        format!("{} is {} since {}", self.number, status.name(), state.status_since),
+                    )
+                    .with("status", status.name()),
+                );
+            }
+            Some(RiskFlag::Frozen) => {
+                let freeze = state.freeze.as_ref().expect("a frozen right has a freeze");
+                return Some(
+                    refused("RIGHT_FROZEN", format!("{} is frozen by court order {}", self.number, freeze.case_number))
+                        .with("caseNumber", &freeze.case_number),
+                );
+            }
+            None => {}
+        }
+        if let Some(expires_on) = state.expires_on
+            && pledge.debt_term_end > expires_on
+        {
+            return Some(
+                refused(
+                    "TERM_EXCEEDS_RIGHT_EXPIRY",
+                    format!(
+                        "the debt term ends {}, after {} expires on {expires_on}",
+                        pledge.debt_term_end, self.number
+                    ),
+                )
+                .with("expiresOn", expires_on),
+            );
+        }
+        None
+    }
+}

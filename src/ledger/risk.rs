@@ -1,0 +1,540 @@
+//! The risk side in the ledger: the writer's decisions on rights' states, defaults, valuations,
+//! programmes and claims (`authorize`, `decide`), and what the projector derives from their entries
+//! (`apply`): the records, and the risk columns of the exposure rows, which move with the entry
+//! that moves them so that reading them never scans.
+//!
+//! A pledge's risk columns are a function of the pledge and its `PledgeRisk` (`contribution`);
+//! every event that touches either adds the difference of that function before and after to each
+//! row the pledge counts in. Claims' compensation is a flow: it stays in the rows when the pledge
+//! is released.
+
+use super::apply::{Outcome, RiskCommand, load_pledge};
+use super::journal::{Entry, Event};
+use super::keys;
+use super::projector::Resource;
+use super::tx::Tx;
+use crate::domain::exposure::{self, RowDelta};
+use crate::domain::ident::RightNumber;
+use crate::domain::money::Money;
+use crate::domain::pledge::Pledge;
+use crate::domain::principal::Principal;
+use crate::domain::programme::{Claim, ClaimBasis, ClaimStatus, Decision, Payment, Programme};
+use crate::domain::region::Region;
+use crate::domain::right::{Recorded, RightRecord, RiskFlag};
+use crate::domain::risk::{self, PledgeDefault, Valuation};
+use crate::domain::{LedgerError, Micros};
+use chrono::Datelike;
+use uuid::Uuid;
+
+/// Programmes one region runs at most: budget-left reads list them.
+pub const PROGRAMMES_PER_REGION_MAX: usize = 100;
+/// Programmes one budget read adds up at most (the country's: every region's).
+pub const PROGRAMMES_SCANNED_MAX: usize = 20_000;
+/// Claims one pledge has at most (one per programme it may fall under).
+pub const CLAIMS_PER_PLEDGE_MAX: usize = 10;
+
+/// A pledge's risk record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PledgeRisk {
+    /// The pledge's rights whose records say they lost force or are frozen, while it is active.
+    pub flags: Vec<(RightNumber, RiskFlag)>,
+    pub default: Option<PledgeDefault>,
+    pub valuations: Vec<Valuation>,
+    pub claims: Vec<Uuid>,
+}
+
+/// A programme's figures for one year.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProgrammeYear {
+    /// Fund amounts of the year's claims not rejected: what counts against the budget.
+    pub committed: Money,
+    pub paid: Money,
+}
+
+pub fn pledge_risk(tx: &Tx<'_>, id: Uuid) -> Result<PledgeRisk, LedgerError> {
+    Ok(tx.get(&keys::pledge_risk(id))?.unwrap_or_default())
+}
+
+/// What one pledge adds to the risk columns of each row it counts in. Stocks (at risk, defaulted,
+/// appraised) count active pledges only, as the secured amount does.
+pub fn contribution(pledge: &Pledge, risk: &PledgeRisk) -> RowDelta {
+    if !pledge.is_active() {
+        return RowDelta::default();
+    }
+    let secured = pledge.content.secured_amount.fen();
+    let at_risk = !risk.flags.is_empty();
+    let open_default = risk.default.as_ref().filter(|d| d.is_open());
+    let latest = risk::latest(&risk.valuations);
+    RowDelta {
+        at_risk_fen: if at_risk { secured } else { 0 },
+        at_risk_pledges: i64::from(at_risk),
+        defaulted_fen: open_default.map_or(0, |d| d.content.outstanding_principal.fen()),
+        defaulted_pledges: i64::from(open_default.is_some()),
+        appraised_fen: latest.map_or(0, |v| v.content.value.fen()),
+        appraised_secured_fen: if latest.is_some() { secured } else { 0 },
+        ..RowDelta::default()
+    }
+}
+
+/// Adds `delta` to every row `pledge` counts in.
+pub fn add_to_rows(tx: &mut Tx<'_>, pledge: &Pledge, delta: &RowDelta) -> Result<(), LedgerError> {
+    if delta.is_zero() {
+        return Ok(());
+    }
+    for share in exposure::pledge_shares(pledge) {
+        super::projector::update_row(tx, &share.bucket, delta)?;
+    }
+    Ok(())
+}
+
+/// Moves the rows from the pledge's contribution before to after, and stores its risk record.
+fn move_pledge(
+    tx: &mut Tx<'_>,
+    before: (&Pledge, &PledgeRisk),
+    after: (&Pledge, &PledgeRisk),
+) -> Result<(), LedgerError> {
+    let delta = contribution(after.0, after.1).minus(&contribution(before.0, before.1));
+    add_to_rows(tx, after.0, &delta)?;
+    tx.put(keys::pledge_risk(after.0.id), after.1);
+    Ok(())
+}
+
+/// The pledge's contribution moves with a change of its amount or its release; the projector
+/// calls this for those entries with the pledge before and after.
+pub fn pledge_moved(tx: &mut Tx<'_>, before: &Pledge, after: &Pledge) -> Result<(), LedgerError> {
+    let Some(risk) = tx.get::<PledgeRisk>(&keys::pledge_risk(after.id))? else { return Ok(()) };
+    let mut kept = risk.clone();
+    if !after.is_active() {
+        // A released pledge's collateral is no longer the ledger's concern: its flags go.
+        kept.flags.clear();
+    }
+    move_pledge(tx, (before, &risk), (after, &kept))
+}
+
+/// A new registration adds to its bank's lending of the year in each of its regions (stop lines).
+pub fn pledge_registered(tx: &mut Tx<'_>, pledge: &Pledge) -> Result<(), LedgerError> {
+    let c = &pledge.content;
+    let year = c.registered_on.year();
+    for region in c.county.region().with_ancestors() {
+        let key = keys::lending(&c.pledgee.credit_code, region, year);
+        let lent = tx.get::<Money>(&key)?.unwrap_or(Money::ZERO);
+        let lent = lent.checked_add(c.secured_amount).ok_or_else(|| broken("lending beyond range".to_owned()))?;
+        tx.put(key, &lent);
+    }
+    Ok(())
+}
+
+fn broken(what: String) -> LedgerError {
+    LedgerError::Internal(what)
+}
+
+fn denied(actor: &Principal, what: String) -> LedgerError {
+    LedgerError::PermissionDenied(format!("{} may not {what}", actor.name))
+}
+
+fn load_programme(tx: &Tx<'_>, id: Uuid) -> Result<Programme, LedgerError> {
+    tx.get(&keys::programme(id))?.ok_or(LedgerError::NotFound { resource: "programme", id: id.to_string() })
+}
+
+fn load_claim(tx: &Tx<'_>, id: Uuid) -> Result<Claim, LedgerError> {
+    tx.get(&keys::claim(id))?.ok_or(LedgerError::NotFound { resource: "claim", id: id.to_string() })
+}
+
+/// Scope checks that need state: a pledge's bank records its default, valuations and claims; an
+/// office of the programme's region decides and pays its claims. As for changes (AIP-211), a
+/// caller outside the scope learns nothing of the resource's existence.
+pub fn authorize(tx: &Tx<'_>, actor: &Principal, command: &RiskCommand) -> Result<(), LedgerError> {
+    let pledge_of_bank = |id: Uuid| match tx.get::<Pledge>(&keys::pledge(id))? {
+        Some(pledge) => actor.may_amend(&pledge),
+        None if actor.is_admin() => Ok(()),
+        None => Err(denied(actor, format!("record risk of pledge {id}"))),
+    };
+    match command {
+        RiskCommand::RecordRight { .. } => actor.may_record_right(),
+        RiskCommand::RecordDefault { id, .. }
+        | RiskCommand::ResolveDefault { id, .. }
+        | RiskCommand::RecordValuation { id, .. } => pledge_of_bank(*id),
+        RiskCommand::FileClaim { pledge_id, .. } => pledge_of_bank(*pledge_id),
+        RiskCommand::CreateProgramme { programme } => actor.may_run_programme(programme.region),
+        RiskCommand::DecideClaim { id, .. } | RiskCommand::PayClaim { id, .. } => {
+            let claim = tx.get::<Claim>(&keys::claim(*id))?;
+            match claim.map(|c| load_programme(tx, c.programme_id)).transpose()? {
+                Some(programme) => actor.may_run_programme(programme.content.region),
+                None if actor.is_admin() => Ok(()),
+                None => Err(denied(actor, format!("decide claim {id}"))),
+            }
+        }
+    }
+}
+
+/// Checks the rules that need state and builds the event and the response; writes nothing.
+pub fn decide(
+    tx: &mut Tx<'_>,
+    actor: &Principal,
+    command: &RiskCommand,
+    now: Micros,
+) -> Result<(Event, Outcome), LedgerError> {
+    let by = actor.name.clone();
+    Ok(match command {
+        RiskCommand::RecordRight { number, state } => {
+            let before = tx.get::<RightRecord>(&keys::right_record(number))?;
+            let after = RightRecord::record(before.as_ref(), number, state.clone(), by, now)?;
+            (Event::RightRecorded { number: number.clone(), state: state.clone() }, Outcome::Right(after))
+        }
+        RiskCommand::RecordDefault { id, default } => {
+            let pledge = load_pledge(tx, *id)?;
+            let risk = pledge_risk(tx, *id)?;
+            let recorded = PledgeDefault::record(&pledge, risk.default.as_ref(), default.clone(), by, now)?;
+            (Event::DefaultRecorded { id: *id, default: recorded.content.clone() }, Outcome::Default(recorded))
+        }
+        RiskCommand::ResolveDefault { id, resolution } => {
+            let risk = pledge_risk(tx, *id)?;
+            let default = risk.default.ok_or_else(|| {
+                LedgerError::refused("PLEDGE_NOT_DEFAULTED", format!("pledge {id} has no default recorded"))
+                    .with("pledgeId", id)
+            })?;
+            let resolved = default.resolve(resolution.clone(), by, now)?;
+            (Event::DefaultResolved { id: *id, resolution: resolution.clone() }, Outcome::Default(resolved))
+        }
+        RiskCommand::RecordValuation { id, valuation } => {
+            let pledge = load_pledge(tx, *id)?;
+            let risk = pledge_risk(tx, *id)?;
+            let v = Valuation::record(Uuid::now_v7(), &pledge, risk.valuations.len(), valuation.clone(), by, now)?;
+            (Event::ValuationRecorded { valuation: v.clone() }, Outcome::Valuation(v))
+        }
+        RiskCommand::CreateProgramme { programme } => {
+            let count = tx.get::<u64>(&keys::programme_count(programme.region))?.unwrap_or(0);
+            if count >= PROGRAMMES_PER_REGION_MAX as u64 {
+                return Err(LedgerError::refused(
+                    "PROGRAMMES_LIMIT_REACHED",
+                    format!("a region runs at most {PROGRAMMES_PER_REGION_MAX} programmes"),
+                )
+                .with("regionCode", programme.region));
+            }
+            let p = Programme { id: Uuid::now_v7(), content: programme.clone(), created_by: by, create_time: now };
+            (Event::ProgrammeCreated { programme: p.clone() }, Outcome::Programme(p))
+        }
+        RiskCommand::FileClaim { programme_id, pledge_id, filed_on } => {
+            let claim = file_claim(tx, *programme_id, *pledge_id, *filed_on, actor, now)?;
+            (Event::ClaimFiled { claim: claim.clone() }, Outcome::Claim(claim))
+        }
+        RiskCommand::DecideClaim { id, approved, decided_on, note } => {
+            let claim = load_claim(tx, *id)?;
+            let decision = Decision { decided_on: *decided_on, by, at: now, note: note.clone() };
+            let after = if *approved { claim.approve(decision.clone())? } else { claim.reject(decision.clone())? };
+            (Event::ClaimDecided { id: *id, approved: *approved, decision }, Outcome::Claim(after))
+        }
+        RiskCommand::PayClaim { id, paid_on, amount } => {
+            let claim = load_claim(tx, *id)?;
+            let payment = Payment { paid_on: *paid_on, amount: *amount, by, at: now };
+            let after = claim.pay(payment.clone())?;
+            (Event::ClaimPaid { id: *id, payment }, Outcome::Claim(after))
+        }
+    })
+}
+
+/// A claim for a defaulted pledge under a programme, with the compensation its rules give.
+fn file_claim(
+    tx: &Tx<'_>,
+    programme_id: Uuid,
+    pledge_id: Uuid,
+    filed_on: chrono::NaiveDate,
+    actor: &Principal,
+    now: Micros,
+) -> Result<Claim, LedgerError> {
+    let programme = load_programme(tx, programme_id)?;
+    let pledge = load_pledge(tx, pledge_id)?;
+    let risk = pledge_risk(tx, pledge_id)?;
+    let refused = |reason, message: String| LedgerError::refused(reason, message).with("pledgeId", pledge_id);
+    let default = risk
+        .default
+        .as_ref()
+        .ok_or_else(|| refused("PLEDGE_NOT_DEFAULTED", format!("pledge {pledge_id} has no default recorded")))?;
+    let loss = default.loss().ok_or_else(|| {
+        refused("LOSS_NOT_DETERMINED", "the default's loss is not known yet: record it, or resolve the default".into())
+    })?;
+    if loss.is_zero() {
+        return Err(refused("NO_LOSS", "the default was recovered in full: there is no loss to compensate".into()));
+    }
+    if filed_on < default.content.defaulted_on {
+        return Err(LedgerError::invalid_field(
+            "filedOn",
+            format!("must not be before the default on {}", default.content.defaulted_on),
+        ));
+    }
+    for id in &risk.claims {
+        let existing = load_claim(tx, *id)?;
+        if existing.programme_id == programme_id && existing.status != ClaimStatus::Rejected {
+            return Err(refused("CLAIM_EXISTS", format!("claim {id} is already filed under this programme"))
+                .with("claimId", id));
+        }
+    }
+    if risk.claims.len() >= CLAIMS_PER_PLEDGE_MAX {
+        return Err(refused("CLAIMS_LIMIT_REACHED", format!("a pledge has at most {CLAIMS_PER_PLEDGE_MAX} claims")));
+    }
+    let c = &pledge.content;
+    let year = filed_on.year();
+    let bank = c.pledgee.credit_code.clone();
+    let region = programme.content.region;
+    let basis = ClaimBasis {
+        county: c.county,
+        registered_on: c.registered_on,
+        loan_amount: c.secured_amount,
+        loss,
+        filed_on,
+        committed_this_year: tx
+            .get::<ProgrammeYear>(&keys::programme_year(programme_id, year))?
+            .unwrap_or_default()
+            .committed,
+        bank_losses_this_year: tx
+            .get::<Money>(&keys::programme_bank_year(programme_id, &bank, year))?
+            .unwrap_or(Money::ZERO),
+        bank_lending_this_year: tx.get::<Money>(&keys::lending(&bank, region, year))?.unwrap_or(Money::ZERO),
+        bank,
+    };
+    Claim::file(Uuid::now_v7(), &programme, pledge_id, basis, actor.name.clone(), now)
+}
+
+/// Writes every record derived from a risk entry.
+pub fn apply(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
+    match &entry.event {
+        Event::RightRecorded { number, state } => {
+            let mut record = tx
+                .get::<RightRecord>(&keys::right_record(number))?
+                .unwrap_or_else(|| RightRecord { number: number.clone(), states: Vec::new() });
+            record.states.push(Recorded { state: state.clone(), by: entry.principal.clone(), at: entry.at });
+            tx.put(keys::right_record(number), &record);
+            if let Some(id) = tx.get::<Uuid>(&keys::active_right(number))? {
+                let pledge = load_pledge(tx, id)?;
+                let before = pledge_risk(tx, id)?;
+                let mut after = before.clone();
+                after.flags.retain(|(n, _)| n != number);
+                if let Some(flag) = state.risk() {
+                    after.flags.push((number.clone(), flag));
+                }
+                move_pledge(tx, (&pledge, &before), (&pledge, &after))?;
+            }
+        }
+        Event::DefaultRecorded { id, default } => {
+            let pledge = load_pledge(tx, *id)?;
+            let before = pledge_risk(tx, *id)?;
+            let recorded = PledgeDefault {
+                pledge_id: *id,
+                content: default.clone(),
+                recorded_by: entry.principal.clone(),
+                create_time: entry.at,
+                resolution: None,
+            };
+            let after = PledgeRisk { default: Some(recorded), ..before.clone() };
+            move_pledge(tx, (&pledge, &before), (&pledge, &after))?;
+        }
+        Event::DefaultResolved { id, resolution } => {
+            let pledge = load_pledge(tx, *id)?;
+            let before = pledge_risk(tx, *id)?;
+            let default = before.default.as_ref().ok_or_else(|| broken(format!("pledge {id} resolves no default")))?;
+            let resolved = default.apply_resolution(resolution.clone(), entry.principal.clone(), entry.at);
+            let after = PledgeRisk { default: Some(resolved), ..before.clone() };
+            move_pledge(tx, (&pledge, &before), (&pledge, &after))?;
+        }
+        Event::ValuationRecorded { valuation } => {
+            let id = valuation.pledge_id;
+            let pledge = load_pledge(tx, id)?;
+            let before = pledge_risk(tx, id)?;
+            let mut after = before.clone();
+            after.valuations.push(valuation.clone());
+            move_pledge(tx, (&pledge, &before), (&pledge, &after))?;
+        }
+        Event::ProgrammeCreated { programme } => {
+            tx.put(keys::programme(programme.id), programme);
+            tx.put(keys::programme_by_region(programme.content.region, programme.id), &());
+            let count = tx.get::<u64>(&keys::programme_count(programme.content.region))?.unwrap_or(0);
+            tx.put(keys::programme_count(programme.content.region), &(count + 1));
+        }
+        Event::ClaimFiled { claim } => claim_filed(tx, claim)?,
+        Event::ClaimDecided { id, approved, decision } => {
+            let claim = load_claim(tx, *id)?;
+            let status = if *approved { ClaimStatus::Approved } else { ClaimStatus::Rejected };
+            let after = claim.apply_decision(status, decision.clone());
+            if !approved {
+                // A rejected claim no longer counts against the budget, the stop line or the rows.
+                claim_counts(tx, &claim, -1)?;
+            }
+            tx.put(keys::claim(*id), &after);
+        }
+        Event::ClaimPaid { id, payment } => {
+            let claim = load_claim(tx, *id)?;
+            let after = claim.apply_payment(payment.clone());
+            let year = claim.basis.filed_on.year();
+            update_year(tx, claim.programme_id, year, |y| {
+                y.paid.checked_add(payment.amount).map(|paid| ProgrammeYear { paid, ..y })
+            })?;
+            let pledge = load_pledge(tx, claim.pledge_id)?;
+            add_to_rows(tx, &pledge, &RowDelta { paid_fen: payment.amount.fen(), ..RowDelta::default() })?;
+            tx.put(keys::claim(*id), &after);
+        }
+        other => return Err(broken(format!("{} is not a risk entry", other.name()))),
+    }
+    Ok(())
+}
+
+fn claim_filed(tx: &mut Tx<'_>, claim: &Claim) -> Result<(), LedgerError> {
+    tx.put(keys::claim(claim.id), claim);
+    tx.put(keys::claim_by_programme(claim.programme_id, claim.id), &());
+    tx.put(keys::claim_by_bank(&claim.basis.bank, claim.id), &());
+    let mut risk = pledge_risk(tx, claim.pledge_id)?;
+    risk.claims.push(claim.id);
+    tx.put(keys::pledge_risk(claim.pledge_id), &risk);
+    claim_counts(tx, claim, 1)
+}
+
+/// Adds (`sign` 1) or removes (-1) a claim from its programme's year, its bank's losses and the
+/// compensation claimed in the rows of its pledge.
+fn claim_counts(tx: &mut Tx<'_>, claim: &Claim, sign: i128) -> Result<(), LedgerError> {
+    let year = claim.basis.filed_on.year();
+    let fund = sign * claim.compensation.fund.fen();
+    update_year(tx, claim.programme_id, year, |y| {
+        y.committed.checked_apply(fund).map(|committed| ProgrammeYear { committed, ..y })
+    })?;
+    let key = keys::programme_bank_year(claim.programme_id, &claim.basis.bank, year);
+    let losses = tx.get::<Money>(&key)?.unwrap_or(Money::ZERO);
+    let losses = losses
+        .checked_apply(sign * claim.basis.loss.fen())
+        .ok_or_else(|| broken(format!("bank losses of claim {} out of range", claim.id)))?;
+    tx.put(key, &losses);
+    let pledge = load_pledge(tx, claim.pledge_id)?;
+    add_to_rows(tx, &pledge, &RowDelta { claimed_fen: fund, ..RowDelta::default() })
+}
+
+fn update_year(
+    tx: &mut Tx<'_>,
+    programme: Uuid,
+    year: i32,
+    change: impl FnOnce(ProgrammeYear) -> Option<ProgrammeYear>,
+) -> Result<(), LedgerError> {
+    let key = keys::programme_year(programme, year);
+    let before = tx.get::<ProgrammeYear>(&key)?.unwrap_or_default();
+    let after = change(before).ok_or_else(|| broken(format!("programme {programme}'s year {year} out of range")))?;
+    tx.put(key, &after);
+    Ok(())
+}
+
+/// The response a committed risk request got: its resource right after its entry.
+pub fn replayed_outcome(tx: &Tx<'_>, resource: &Resource, at: Micros) -> Result<Outcome, LedgerError> {
+    let missing = |what: &str| LedgerError::Internal(format!("request record names missing {what}"));
+    Ok(match resource {
+        Resource::Pledge(_) | Resource::CreditLine(_) => unreachable!("answered by apply::replayed_outcome"),
+        Resource::Right(number) => {
+            let record = tx.get::<RightRecord>(&keys::right_record(number))?.ok_or_else(|| missing("right"))?;
+            Outcome::Right(record.as_at(at).ok_or_else(|| missing("right state"))?)
+        }
+        Resource::Default(id) => {
+            let default = pledge_risk(tx, *id)?.default.ok_or_else(|| missing("default"))?;
+            Outcome::Default(default.as_at(at).ok_or_else(|| missing("default version"))?)
+        }
+        Resource::Valuation { pledge, id } => {
+            let risk = pledge_risk(tx, *pledge)?;
+            Outcome::Valuation(risk.valuations.into_iter().find(|v| v.id == *id).ok_or_else(|| missing("valuation"))?)
+        }
+        Resource::Programme(id) => Outcome::Programme(load_programme(tx, *id)?),
+        Resource::Claim(id) => Outcome::Claim(load_claim(tx, *id)?.as_at(at).ok_or_else(|| missing("claim version"))?),
+    })
+}
+
+/// The resource a risk entry's request id stands for.
+pub fn resource(event: &Event) -> Option<Resource> {
+    Some(match event {
+        Event::RightRecorded { number, .. } => Resource::Right(number.clone()),
+        Event::DefaultRecorded { id, .. } | Event::DefaultResolved { id, .. } => Resource::Default(*id),
+        Event::ValuationRecorded { valuation } => Resource::Valuation { pledge: valuation.pledge_id, id: valuation.id },
+        Event::ProgrammeCreated { programme } => Resource::Programme(programme.id),
+        Event::ClaimFiled { claim } => Resource::Claim(claim.id),
+        Event::ClaimDecided { id, .. } | Event::ClaimPaid { id, .. } => Resource::Claim(*id),
+        _ => return None,
+    })
+}
+
+/// The request a restored risk entry answered (`apply::validate` decides it again).
+pub fn command_of(event: &Event) -> Result<RiskCommand, LedgerError> {
+    Ok(match event {
+        Event::RightRecorded { number, state } => {
+            RiskCommand::RecordRight { number: number.clone(), state: state.clone() }
+        }
+        Event::DefaultRecorded { id, default } => RiskCommand::RecordDefault { id: *id, default: default.clone() },
+        Event::DefaultResolved { id, resolution } => {
+            RiskCommand::ResolveDefault { id: *id, resolution: resolution.clone() }
+        }
+        Event::ValuationRecorded { valuation } => {
+            RiskCommand::RecordValuation { id: valuation.pledge_id, valuation: valuation.content.clone() }
+        }
+        Event::ProgrammeCreated { programme } => RiskCommand::CreateProgramme { programme: programme.content.clone() },
+        Event::ClaimFiled { claim } => RiskCommand::FileClaim {
+            programme_id: claim.programme_id,
+            pledge_id: claim.pledge_id,
+            filed_on: claim.basis.filed_on,
+        },
+        Event::ClaimDecided { id, approved, decision } => RiskCommand::DecideClaim {
+            id: *id,
+            approved: *approved,
+            decided_on: decision.decided_on,
+            note: decision.note.clone(),
+        },
+        Event::ClaimPaid { id, payment } => {
+            RiskCommand::PayClaim { id: *id, paid_on: payment.paid_on, amount: payment.amount }
+        }
+        other => return Err(broken(format!("{} is not a risk entry", other.name()))),
+    })
+}
+
+/// Whether the writer chose an id in this entry (valuations, programmes, claims).
+pub fn assigns_id(event: &Event) -> bool {
+    matches!(event, Event::ValuationRecorded { .. } | Event::ProgrammeCreated { .. } | Event::ClaimFiled { .. })
+}
+
+/// Whether a re-decided entry equals the recorded one but for the ids the writer chose, and the
+/// recorded id is not taken.
+pub fn same_but_ids(tx: &Tx<'_>, decided: &Event, recorded: &Event) -> Result<bool, LedgerError> {
+    Ok(match (decided, recorded) {
+        (Event::ValuationRecorded { valuation: d }, Event::ValuationRecorded { valuation: r }) => {
+            d.content == r.content
+                && d.pledge_id == r.pledge_id
+                && !pledge_risk(tx, r.pledge_id)?.valuations.iter().any(|v| v.id == r.id)
+        }
+        (Event::ProgrammeCreated { programme: d }, Event::ProgrammeCreated { programme: r }) => {
+            d.content == r.content && tx.get::<Programme>(&keys::programme(r.id))?.is_none()
+        }
+        (Event::ClaimFiled { claim: d }, Event::ClaimFiled { claim: r }) => {
+            Claim { id: r.id, ..d.clone() } == *r && tx.get::<Claim>(&keys::claim(r.id))?.is_none()
+        }
+        _ => false,
+    })
+}
+
+/// The budget a region's programmes have left in `year`: the sum over programmes of the region
+/// and those inside it that are valid in that year, of the budget less what is committed.
+pub fn budget_left(store: &dyn crate::store::Store, region: Region, year: i32) -> Result<(Money, Money), LedgerError> {
+    let mut budget = 0i128;
+    let mut committed = 0i128;
+    let scan = store
+        .scan(&keys::programmes_in(region), None, PROGRAMMES_SCANNED_MAX)
+        .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+    for (key, _) in scan {
+        let id = Uuid::from_slice(&key[key.len() - 16..]).map_err(|e| broken(e.to_string()))?;
+        let programme: Programme = super::query::get(store, &keys::programme(id))?
+            .ok_or_else(|| broken(format!("programme index names missing {id}")))?;
+        let c = &programme.content;
+        if c.valid_from.year() > year || c.valid_to.year() < year {
+            continue;
+        }
+        budget += c.budget_per_year.fen();
+        let y: ProgrammeYear = super::query::get(store, &keys::programme_year(id, year))?.unwrap_or_default();
+        committed += y.committed.fen();
+    }
+    let money = |fen: i128| Money::from_fen(fen).ok_or_else(|| broken("budget out of range".to_owned()));
+    Ok((money(budget)?, money(budget - committed)?))
+}
+
+/// The risk resource an entry wrote, as it was right after it (the change feed shows it).
+pub fn outcome_after(store: &dyn crate::store::Store, entry: &Entry) -> Result<Option<Outcome>, LedgerError> {
+    let Some(resource) = resource(&entry.event) else { return Ok(None) };
+    replayed_outcome(&Tx::new(store), &resource, entry.at).map(Some)
+}
