@@ -21,9 +21,9 @@ use crate::domain::{LedgerError, Micros};
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-/// A write request, parsed and valid in itself. Its serde shape is the form-0 request fingerprint
-/// of entries written before the journal format (`journal::legacy::fingerprint`): never change it.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A write request, parsed and valid in itself. The form-0 request fingerprint of entries written
+/// before the journal format is computed over a frozen copy of its shape in `journal::legacy`.
+#[derive(Debug, Clone)]
 pub enum Command {
     RegisterPledge {
         request_id: Uuid,
@@ -172,7 +172,7 @@ pub fn execute(
         && let Some(record) = tx.get::<RequestRecord>(&keys::request(&actor.name, request.id))?
     {
         let same = match record.form {
-            journal::legacy::VERSION => record.fingerprint == journal::legacy::fingerprint(&actor.name, command),
+            journal::legacy::VERSION => journal::legacy::fingerprint(&actor.name, command) == Some(record.fingerprint),
             _ => record.fingerprint == request.fingerprint,
         };
         if !same {
