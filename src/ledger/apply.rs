@@ -59,7 +59,6 @@ pub enum Command {
         binding: CertificateBinding,
     },
     /// The risk side (`ledger::risk`): rights' states, defaults, valuations, programmes, claims.
-    #[serde(skip)]
     Risk {
         request_id: Uuid,
         command: RiskCommand,

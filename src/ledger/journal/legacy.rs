@@ -27,7 +27,7 @@ use crate::domain::credit_line::{CreditLine, NewCreditLine};
 use crate::domain::ident::{CreditCode, RightKind, RightNumber};
 use crate::domain::money::Money;
 use crate::domain::pledge::{
-    Change, NewPledge, Party, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right,
+    Change, Expiry, NewPledge, Party, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right,
 };
 use crate::domain::principal::{Principal, PrincipalName, Role, TokenHash};
 use crate::domain::region::{CountyCode, Level, Region};
@@ -360,12 +360,15 @@ impl V0Party {
 impl V0Right {
     fn into_domain(self) -> Result<Right, String> {
         let V0Right { number, title, expires_on } = self;
-        Ok(Right { number: number.into_domain()?, title, expires_on })
+        Ok(Right { number: number.into_domain()?, title, expiry: Expiry::Given(expires_on) })
     }
 
-    fn of(right: &Right) -> V0Right {
-        let Right { number, title, expires_on } = right;
-        V0Right { number: V0RightNumber::of(number), title: title.clone(), expires_on: *expires_on }
+    /// `None` for a right without a given expiry: the release required one, so no request of the
+    /// release holds such a right.
+    fn of(right: &Right) -> Option<V0Right> {
+        let Right { number, title, expiry } = right;
+        let Expiry::Given(expires_on) = *expiry else { return None };
+        Some(V0Right { number: V0RightNumber::of(number), title: title.clone(), expires_on })
     }
 }
 
@@ -397,7 +400,7 @@ impl V0NewPledge {
         })
     }
 
-    fn of(pledge: &NewPledge) -> V0NewPledge {
+    fn of(pledge: &NewPledge) -> Option<V0NewPledge> {
         let NewPledge {
             registration_number,
             pledgor,
@@ -410,7 +413,7 @@ impl V0NewPledge {
             rights,
             credit_line_id,
         } = pledge;
-        V0NewPledge {
+        Some(V0NewPledge {
             registration_number: registration_number.clone(),
             pledgor: V0Party::of(pledgor),
             pledgee: V0Party::of(pledgee),
@@ -419,9 +422,9 @@ impl V0NewPledge {
             debt_term_start: *debt_term_start,
             debt_term_end: *debt_term_end,
             registered_on: *registered_on,
-            rights: rights.iter().map(V0Right::of).collect(),
+            rights: rights.iter().map(V0Right::of).collect::<Option<_>>()?,
             credit_line_id: *credit_line_id,
-        }
+        })
     }
 }
 
@@ -576,7 +579,7 @@ impl V0Command {
     fn of(command: &Command) -> Option<V0Command> {
         match command {
             Command::RegisterPledge { request_id, pledge } => {
-                Some(V0Command::RegisterPledge { request_id: *request_id, pledge: V0NewPledge::of(pledge) })
+                Some(V0Command::RegisterPledge { request_id: *request_id, pledge: V0NewPledge::of(pledge)? })
             }
             Command::ChangePledge { request_id, id, amendment } => Some(V0Command::ChangePledge {
                 request_id: *request_id,
@@ -589,7 +592,10 @@ impl V0Command {
             Command::CreateCreditLine { request_id, line } => {
                 Some(V0Command::CreateCreditLine { request_id: *request_id, line: V0NewCreditLine::of(line) })
             }
-            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
+            Command::CreatePrincipal { .. }
+            | Command::RevokePrincipal { .. }
+            | Command::BindCertificate { .. }
+            | Command::Risk { .. } => None,
         }
     }
 }
@@ -946,7 +952,7 @@ mod tests {
             decode(&entry.to_stored()).unwrap();
         }
         // Back and forth through today's types, a registration keeps every byte.
-        assert_eq!(V0NewPledge::of(&new_pledge().into_domain().unwrap()), new_pledge());
+        assert_eq!(V0NewPledge::of(&new_pledge().into_domain().unwrap()), Some(new_pledge()));
     }
 
     #[test]
