@@ -20,6 +20,7 @@ use base64::Engine;
 use pb::credit_line_service_server::CreditLineService;
 use pb::exposure_service_server::ExposureService;
 use pb::pledge_service_server::PledgeService;
+use pb::risk_service_server::RiskService;
 use prost::Message;
 use std::future::Future;
 use tonic::{Code, Request, Status};
@@ -62,6 +63,11 @@ offered! {
     ("ipledger.v1.PledgeService", "ListPledges", "ListPledgesRequest", "ListPledgesResponse", list_pledges),
     ("ipledger.v1.PledgeService", "GetPledgeHistory", "GetPledgeHistoryRequest", "GetPledgeHistoryResponse", get_pledge_history),
     ("ipledger.v1.PledgeService", "LookupRight", "LookupRightRequest", "LookupRightResponse", lookup_right),
+    ("ipledger.v1.RiskService", "GetRight", "GetRightRequest", "RightRecord", get_right),
+    ("ipledger.v1.RiskService", "GetProgramme", "GetProgrammeRequest", "Programme", get_programme),
+    ("ipledger.v1.RiskService", "ListProgrammes", "ListProgrammesRequest", "ListProgrammesResponse", list_programmes),
+    ("ipledger.v1.RiskService", "GetClaim", "GetClaimRequest", "Claim", get_claim),
+    ("ipledger.v1.RiskService", "ListClaims", "ListClaimsRequest", "ListClaimsResponse", list_claims),
 }
 
 /// `POST /api/{service}/{method}`.

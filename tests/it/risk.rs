@@ -841,3 +841,166 @@ async fn risk_columns_equal_a_brute_force_recomputation_at_every_level() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn every_limit_and_the_remaining_refusals_of_the_risk_side() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token.clone();
+    let mut risk = risk_as(&server, &admin).await;
+    let mut pledges = server.pledges().await;
+    let year = chrono::Utc::now().year();
+
+    // A right keeps at most 100 recorded states.
+    let p = pledge("330108", "100");
+    let number = p.rights[0].number.clone();
+    for i in 0..100 {
+        let mut state = right_state(&number, &pledgor_code(&p), RightStatus::InForce, None);
+        state.state.as_mut().unwrap().note = format!("gazette {i}");
+        risk.record_right(state).await.unwrap();
+    }
+    let one_more = right_state(&number, &pledgor_code(&p), RightStatus::Lapsed, None);
+    assert_eq!(failure(risk.record_right(one_more).await.unwrap_err()).1, "RIGHT_STATES_LIMIT_REACHED");
+    // A status may not go back in time.
+    let p = pledge("330108", "100");
+    let mut later = right_state(&p.rights[0].number, &pledgor_code(&p), RightStatus::InForce, None);
+    later.state.as_mut().unwrap().status_since = "2024-05-01".to_owned();
+    risk.record_right(later).await.unwrap();
+    let earlier = right_state(&p.rights[0].number, &pledgor_code(&p), RightStatus::Lapsed, None);
+    assert_eq!(failure(risk.record_right(earlier).await.unwrap_err()).2, ["right.statusSince"]);
+
+    // A pledge keeps at most 50 valuations.
+    let id = pledges.register_pledge(register(pledge("330108", "1000"))).await.unwrap().into_inner().id;
+    let valuation = || RecordValuationRequest {
+        request_id: request_id(),
+        valuation: Some(Valuation {
+            pledge_id: id.clone(),
+            appraiser: "A".to_owned(),
+            method: ValuationMethod::Cost as i32,
+            value: "5000".to_owned(),
+            valued_on: "2024-01-01".to_owned(),
+            ..Default::default()
+        }),
+    };
+    for _ in 0..50 {
+        risk.record_valuation(valuation()).await.unwrap();
+    }
+    assert_eq!(failure(risk.record_valuation(valuation()).await.unwrap_err()).1, "VALUATIONS_LIMIT_REACHED");
+
+    // A region runs at most 100 programmes; a pledge has at most 10 claims.
+    let programme = |region: &str, from: i32| CreateProgrammeRequest {
+        request_id: request_id(),
+        programme: Some(Programme {
+            name: "补偿".to_owned(),
+            region_code: region.to_owned(),
+            budget_per_year: "100000000".to_owned(),
+            tiers: vec![Tier { loan_up_to: "10000000".to_owned(), fund_share_percent: "10".to_owned() }],
+            valid_from: format!("{from}-01-01"),
+            valid_to: format!("{}-12-31", year + 1),
+            ..Default::default()
+        }),
+    };
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(risk.create_programme(programme("330108", year - 1)).await.unwrap().into_inner().id);
+    }
+    let refused = risk.create_programme(programme("330108", year - 1)).await.unwrap_err();
+    assert_eq!(failure(refused).1, "PROGRAMMES_LIMIT_REACHED");
+    let listed = risk
+        .list_programmes(ListProgrammesRequest {
+            region_code: "330100".to_owned(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((listed.programmes.len(), listed.next_page_token.is_empty()), (100, true), "a page size is lowered");
+
+    let mut loan = pledge("330108", "1000000");
+    loan.registered_on = format!("{year}-01-02");
+    loan.debt_term_start = format!("{year}-01-01");
+    loan.debt_term_end = format!("{}-12-31", year + 1);
+    let loan_id = pledges.register_pledge(register(loan)).await.unwrap().into_inner().id;
+    let default = |pledge_id: &str, loss: &str| RecordDefaultRequest {
+        request_id: request_id(),
+        pledge_id: pledge_id.to_owned(),
+        defaulted_on: format!("{year}-02-01"),
+        outstanding_principal: "1000000".to_owned(),
+        loss: loss.to_owned(),
+    };
+    risk.record_default(default(&loan_id, "500000")).await.unwrap();
+    let file = |programme_id: &str, pledge_id: &str, on: &str| FileClaimRequest {
+        request_id: request_id(),
+        programme_id: programme_id.to_owned(),
+        pledge_id: pledge_id.to_owned(),
+        filed_on: on.to_owned(),
+    };
+    // Filed before the default: malformed.
+    let early = risk.file_claim(file(&ids[0], &loan_id, &format!("{year}-01-15"))).await.unwrap_err();
+    assert_eq!(failure(early).2, ["filedOn"]);
+    let on = format!("{year}-03-01");
+    let mut claims = Vec::new();
+    for programme_id in &ids[..10] {
+        claims.push(risk.file_claim(file(programme_id, &loan_id, &on)).await.unwrap().into_inner());
+    }
+    assert_eq!(failure(risk.file_claim(file(&ids[10], &loan_id, &on)).await.unwrap_err()).1, "CLAIMS_LIMIT_REACHED");
+
+    // At most 20 payments per claim.
+    let claim = &claims[0];
+    assert_eq!(claim.fund_amount, "50000.00");
+    let decide = DecideClaimRequest {
+        request_id: request_id(),
+        id: claim.id.clone(),
+        approve: true,
+        decided_on: on.clone(),
+        note: String::new(),
+    };
+    risk.decide_claim(decide).await.unwrap();
+    let pay = || RecordPaymentRequest {
+        request_id: request_id(),
+        id: claim.id.clone(),
+        paid_on: on.clone(),
+        amount: "1".to_owned(),
+    };
+    for _ in 0..20 {
+        risk.record_payment(pay()).await.unwrap();
+    }
+    assert_eq!(failure(risk.record_payment(pay()).await.unwrap_err()).1, "PAYMENTS_LIMIT_REACHED");
+
+    // A loan registered before the programme's validity; a default recovered in full.
+    let recent = risk.create_programme(programme("330100", year)).await.unwrap().into_inner().id;
+    let mut old = pledge("330108", "1000000");
+    old.registered_on = format!("{}-06-01", year - 1);
+    old.debt_term_start = format!("{}-06-01", year - 1);
+    old.debt_term_end = format!("{}-12-31", year + 1);
+    let old_id = pledges.register_pledge(register(old)).await.unwrap().into_inner().id;
+    risk.record_default(default(&old_id, "100")).await.unwrap();
+    let refused = risk.file_claim(file(&recent, &old_id, &on)).await.unwrap_err();
+    assert_eq!(failure(refused).1, "LOAN_OUTSIDE_PROGRAMME_VALIDITY");
+    let mut recovered = pledge("330108", "1000000");
+    recovered.registered_on = format!("{year}-01-02");
+    recovered.debt_term_start = format!("{year}-01-01");
+    recovered.debt_term_end = format!("{}-12-31", year + 1);
+    let recovered_id = pledges.register_pledge(register(recovered)).await.unwrap().into_inner().id;
+    risk.record_default(default(&recovered_id, "")).await.unwrap();
+    let resolve = ResolveDefaultRequest {
+        request_id: request_id(),
+        pledge_id: recovered_id.clone(),
+        resolved_on: format!("{year}-02-10"),
+        resolution: Resolution::Recovered as i32,
+        loss: "0".to_owned(),
+        note: String::new(),
+    };
+    risk.resolve_default(resolve).await.unwrap();
+    assert_eq!(failure(risk.file_claim(file(&recent, &recovered_id, &on)).await.unwrap_err()).1, "NO_LOSS");
+
+    // Claims' scopes: an office elsewhere reads none; an office lists one programme's.
+    let office_js = server.token("office-js", TokenRole::Office, "", "320000").await;
+    let mut js = risk_as(&server, &office_js).await;
+    let denied = js.get_claim(GetClaimRequest { id: claim.id.clone() }).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let unscoped = js.list_claims(ListClaimsRequest::default()).await.unwrap_err();
+    assert_eq!(failure(unscoped).2, ["programmeId"]);
+    let none = js.list_claims(ListClaimsRequest { programme_id: ids[0].clone(), ..Default::default() }).await;
+    assert!(none.unwrap().into_inner().claims.is_empty(), "the claim's county lies outside Jiangsu");
+}
