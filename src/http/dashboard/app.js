@@ -10,6 +10,21 @@ const TOP_PLEDGEES_MAX = 10;
 /// Year-ends shown in the trend, before today.
 const TREND_YEARS = 9;
 
+/// The risk side's labels, each in this one place: the totals and both tables take theirs from
+/// here (the rest of the page's text is in index.html), so a translation changes one line each.
+const LABELS = {
+  risk: 'Risk',
+  atRisk: 'At risk (yuan)',
+  atRiskCount: 'Pledges at risk',
+  defaulted: 'Defaulted (yuan)',
+  nonPerforming: 'Non-performing ratio',
+  appraised: 'Appraised value (yuan)',
+  loanToValue: 'Loan-to-value',
+  compensation: 'Compensation claimed / paid (yuan)',
+  budget: 'Programme budget left / budget (yuan)',
+  budgetLeft: 'Programme budget left (yuan)',
+};
+
 const $ = (id) => document.getElementById(id);
 /// Region code -> name, from every answer seen (the breadcrumb needs the names of ancestors).
 const regionNames = new Map();
@@ -61,6 +76,62 @@ const count = (n) => groupDigits(n || '0');
 // Bars and percentages only need to be approximately right; the figures beside them are exact.
 const approx = (value) => Number(value || 0);
 
+// Risk figures are empty where they do not apply (no appraisal, no secured amount, a bank's
+// programme budget): shown as a dash, never as a zero that would claim something.
+const optional = (amount) => (amount ? groupDigits(amount) : '–');
+const percent = (value) => (value ? `${value} %` : '–');
+const pair = (a, b) => (a || b ? `${optional(a)} / ${optional(b)}` : '–');
+const nonZero = (amount) => approx(amount) !== 0;
+
+/// The risk columns of both tables, in order; `warn` marks a cell that needs attention.
+const RISK_COLUMNS = [
+  {
+    label: LABELS.atRisk,
+    className: 'at-risk',
+    cell: (r) => optional(r.atRiskAmount),
+    warn: (r) => nonZero(r.atRiskAmount),
+  },
+  {
+    label: LABELS.defaulted,
+    className: 'defaulted',
+    cell: (r) => optional(r.defaultedAmount),
+    warn: (r) => nonZero(r.defaultedAmount),
+  },
+  { label: LABELS.nonPerforming, className: 'npl', cell: (r) => percent(r.nonPerformingPercent) },
+  { label: LABELS.loanToValue, className: 'ltv', cell: (r) => percent(r.loanToValuePercent) },
+  {
+    label: LABELS.compensation,
+    className: 'compensation',
+    cell: (r) => pair(r.compensationClaimed, r.compensationPaid),
+  },
+];
+/// Programmes belong to regions: the region table only.
+const REGION_RISK_COLUMNS = [
+  ...RISK_COLUMNS,
+  { label: LABELS.budgetLeft, className: 'budget-left', cell: (r) => optional(r.programmeBudgetLeft) },
+];
+
+/// The risk cards of the totals; a card whose figure is `undefined` does not apply and is hidden.
+const RISK_CARDS = [
+  { id: 'total-at-risk', label: LABELS.atRisk, value: (t) => optional(t.atRiskAmount) },
+  { id: 'total-at-risk-count', label: LABELS.atRiskCount, value: (t) => count(t.atRiskCount) },
+  { id: 'total-defaulted', label: LABELS.defaulted, value: (t) => optional(t.defaultedAmount) },
+  { id: 'total-npl', label: LABELS.nonPerforming, value: (t) => percent(t.nonPerformingPercent) },
+  { id: 'total-appraised', label: LABELS.appraised, value: (t) => optional(t.appraisedValue) },
+  { id: 'total-ltv', label: LABELS.loanToValue, value: (t) => percent(t.loanToValuePercent) },
+  {
+    id: 'total-compensation',
+    label: LABELS.compensation,
+    value: (t) => pair(t.compensationClaimed, t.compensationPaid),
+  },
+  // Offices and admins only: a bank's answer has no budget.
+  {
+    id: 'total-budget',
+    label: LABELS.budget,
+    value: (t) => (t.programmeBudget ? pair(t.programmeBudgetLeft, t.programmeBudget) : undefined),
+  },
+];
+
 function utilisation(row) {
   const limit = approx(row.creditLimit);
   if (!row.creditLimit || limit === 0) return '–';
@@ -87,6 +158,34 @@ function barCell(label, value, max, className) {
   return cell;
 }
 
+/// The risk cells of a row, one per column.
+const riskCells = (row, columns) =>
+  columns.map((c) => {
+    const warn = c.warn && c.warn(row) ? ' warn' : '';
+    return element('td', c.cell(row), `number risk ${c.className}${warn}`);
+  });
+
+/// Builds the parts of the page whose labels live in LABELS: the risk headers and cards.
+function buildRiskParts() {
+  const headers = (table, columns) => {
+    const tr = $(table).querySelector('thead tr');
+    for (const c of columns) tr.append(element('th', c.label, `number risk ${c.className}`));
+  };
+  headers('regions', REGION_RISK_COLUMNS);
+  headers('pledgees', RISK_COLUMNS);
+  $('risk-heading').textContent = LABELS.risk;
+  $('risk-cards').replaceChildren(
+    ...RISK_CARDS.map((c) => {
+      const card = element('div', undefined, 'card');
+      card.id = `${c.id}-card`;
+      const figure = element('p');
+      figure.id = c.id;
+      card.append(element('h3', c.label), figure);
+      return card;
+    }),
+  );
+}
+
 const isCounty = (code) => /^\d{4}(?!00)\d{2}$/.test(code);
 
 /// The drill-down path from the URL: `#/330000/330100` (regions below the token's scope root).
@@ -109,6 +208,11 @@ function renderTotals(total) {
   $('total-rights').textContent = count(total.rightCount);
   $('total-credit').textContent = `${yuan(total.creditDrawn)} / ${yuan(total.creditLimit)}`;
   $('total-utilisation').textContent = utilisation(total);
+  for (const c of RISK_CARDS) {
+    const value = c.value(total);
+    $(`${c.id}-card`).hidden = value === undefined;
+    $(c.id).textContent = value === undefined ? '' : value;
+  }
 }
 
 function renderCrumbs(rootName, path) {
@@ -152,6 +256,7 @@ function renderRegions(answer, path) {
       barCell(count(row.pledgeCount), approx(row.pledgeCount), maxCount, 'pledges'),
       element('td', count(row.enterpriseCount), 'number enterprises'),
       element('td', utilisation(row), 'number utilisation'),
+      ...riskCells(row, REGION_RISK_COLUMNS),
     );
     body.append(tr);
   }
@@ -174,6 +279,7 @@ function renderPledgees(answer) {
       element('td', count(row.pledgeCount), 'number pledges'),
       element('td', `${yuan(row.creditDrawn)} / ${yuan(row.creditLimit)}`, 'number credit'),
       element('td', utilisation(row), 'number utilisation'),
+      ...riskCells(row, RISK_COLUMNS),
     );
     body.append(tr);
   }
@@ -273,6 +379,7 @@ window.addEventListener('hashchange', () => {
   if (sessionStorage.getItem(TOKEN_KEY)) show();
 });
 
+buildRiskParts();
 if (sessionStorage.getItem(TOKEN_KEY)) {
   signedIn(true);
   show();
