@@ -2,7 +2,10 @@
 # Runs the README's buf curl examples against the real release binary, as a new user would, and
 # checks the answers: reflection alone (no .proto files on the client), register, retry, credit
 # line, JSON-lines import, exact exposure by county, city and province recomputed here from the
-# example files, and the signed history (head, proof, a signed dump restored under the server's key).
+# example files, the risk side in the README's order (a right recorded, a pledge on it, a valuation,
+# a court's freeze, a programme, a default, a claim computed, decided and paid, the risk columns of
+# exposure, the freeze lifted, the default written off), and the signed history (head, proof, a
+# signed dump restored under the server's key, which decides every risk entry again).
 set -euo pipefail
 # grep without -q below: with pipefail, an early-exiting grep -q would fail the pipe on SIGPIPE.
 trap 'echo "README examples: 0 passed, 1 failed (line $LINENO)"' ERR
@@ -10,10 +13,12 @@ cd "$(dirname "$0")/.."
 
 command -v buf >/dev/null || { echo "buf is not installed (npm install -g @bufbuild/buf)"; exit 1; }
 cargo build --release --locked --quiet
+# Where cargo put it: CARGO_TARGET_DIR when set (relative to the repository root, as for cargo).
+ipledger="${CARGO_TARGET_DIR:-target}/release/ipledger"
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 addr="127.0.0.1:$port"
-./target/release/ipledger serve --listen "$addr" --data-dir "$data/ipledger-data" >"$data/server.log" 2>&1 &
+"$ipledger" serve --listen "$addr" --data-dir "$data/ipledger-data" >"$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 300); do
@@ -101,6 +106,120 @@ curl -sf "http://$addr/dashboard/" | grep >/dev/null '<title>ipledger'
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' -d '{}' \
   "http://$addr/api/ipledger.v1.ExposureService/GetExposure")" = 401 ]
 
+# The risk side (the README's "The risk side"), in its order: a Guangzhou office and bank.
+call_as() {
+  local t=$1
+  shift
+  buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer $t" --reflect-header "authorization: Bearer $t" "$@"
+}
+office=$(call -d '{"name": "guangzhou-ip-office", "role": "OFFICE", "regionCode": "440100"}' \
+  "http://$addr/ipledger.v1.AdminService/CreateToken" | json 'd["token"]')
+gzbank=$(call -d '{"name": "bank-gz", "role": "BANK", "creditCode": "914401011905123458"}' \
+  "http://$addr/ipledger.v1.AdminService/CreateToken" | json 'd["token"]')
+risk="http://$addr/ipledger.v1.RiskService"
+# The ids the server assigned, put into the example files' placeholders as the README does.
+ids() { sed "s/PLEDGE_ID/${pledge:-}/; s/PROGRAMME_ID/${programme:-}/; s/CLAIM_ID/${claim:-}/" "$1"; }
+# A call that must be refused with PERMISSION_DENIED.
+denied() {
+  local out
+  if out=$(call_as "$@" 2>&1); then
+    echo "allowed: $*"
+    false
+  fi
+  echo "$out" | grep >/dev/null -i permission_denied
+}
+
+# The office records the register's word on the patent; a bank reads it (registers are public)
+# but may not write it.
+call_as "$office" -d @tests/examples/risk-right.json "$risk/RecordRight" \
+  | json 'd["rightNumber"], d["state"]["status"], repr(d.get("risk", ""))' | grep -x >/dev/null "ZL202210345678.8 IN_FORCE ''"
+call_as "$gzbank" -d '{"rightKind": "INVENTION_PATENT", "rightNumber": "ZL202210345678.8"}' "$risk/GetRight" \
+  | json 'd["state"]["holder"]["creditCode"], d["state"]["recordedBy"]' | grep -x >/dev/null "91440106MA59C3K2XE guangzhou-ip-office"
+denied "$gzbank" -d @tests/examples/risk-right-lifted.json "$risk/RecordRight"
+
+# The bank pledges it without expiry dates: the patent's is bounded by its 20-year term from its
+# filing year 2022, the trademark's stays unknown.
+registered=$(call_as "$gzbank" -d @tests/examples/risk-register.json "http://$addr/ipledger.v1.PledgeService/RegisterPledge")
+echo "$registered" \
+  | json '[(r["number"], r.get("expiresOn", ""), r["expiryBasis"], r.get("statutoryTermYears", 0)) for r in d["rights"]]' \
+  | grep -xF >/dev/null "[('ZL202210345678.8', '2042-12-31', 'STATUTORY_BOUND', 20), ('41234567', '', 'UNKNOWN', 0)]"
+pledge=$(echo "$registered" | json 'd["id"]')
+
+ids tests/examples/risk-valuation.json | call_as "$gzbank" -d @- "$risk/RecordValuation" \
+  | json 'd["value"], d["method"]' | grep -x >/dev/null "12000000.00 INCOME"
+call_as "$gzbank" -d "{\"id\": \"$pledge\"}" "http://$addr/ipledger.v1.PledgeService/GetPledge" \
+  | json 'd["loanToValuePercent"], d.get("atRisk", False)' | grep -x >/dev/null "40.00 False"
+
+# A court freezes the patent: the pledge is flagged at risk.
+call_as "$office" -d @tests/examples/risk-right-frozen.json "$risk/RecordRight" \
+  | json 'd["risk"], len(d["history"])' | grep -x >/dev/null "FROZEN 1"
+call_as "$gzbank" -d "{\"id\": \"$pledge\"}" "http://$addr/ipledger.v1.PledgeService/GetPledge" \
+  | json 'd["atRisk"], [(f["rightNumber"], f["reason"]) for f in d["riskFlags"]]' \
+  | grep -xF >/dev/null "True [('ZL202210345678.8', 'FROZEN')]"
+
+# The office's programme (Guangzhou's tiers, budget and stop line); a bank may not create one.
+denied "$gzbank" -d @tests/examples/risk-programme.json "$risk/CreateProgramme"
+created=$(call_as "$office" -d @tests/examples/risk-programme.json "$risk/CreateProgramme")
+echo "$created" | json '[(t["loanUpTo"], t["fundSharePercent"]) for t in d["tiers"]], d["stopLinePercent"]' \
+  | grep -xF >/dev/null "[('5000000.00', '40'), ('15000000.00', '30'), ('30000000.00', '20')] 3"
+programme=$(echo "$created" | json 'd["id"]')
+call_as "$gzbank" -d '{"regionCode": "440000"}' "$risk/ListProgrammes" \
+  | json '[p["id"] for p in d["programmes"]]' | grep -xF >/dev/null "['$programme']"
+call_as "$gzbank" -d "{\"id\": \"$programme\"}" "$risk/GetProgramme" | json 'd["budgetPerYear"]' | grep -x >/dev/null 1500000000.00
+
+# The default with its loss after disposal, and the claim the ledger computes from it: tier 1 (the
+# loan of 4.8 M is at most 5 M), 40% of 123,456.79 is 49,382.716, rounded down to the fen; the
+# bank bears the rest. The stop line holds: 123,456.79 is 2.57% of the 4.8 M the bank lent in
+# Guangzhou in 2026, the claim's year.
+ids tests/examples/risk-default.json | call_as "$gzbank" -d @- "$risk/RecordDefault" \
+  | json 'd["outstandingPrincipal"], d["loss"]' | grep -x >/dev/null "3600000.00 123456.79"
+filed=$(ids tests/examples/risk-claim.json | call_as "$gzbank" -d @- "$risk/FileClaim")
+echo "$filed" \
+  | json 'd["status"], d["loanAmount"], d["loss"], d["fundSharePercent"], d["fundAmount"], d["insurerAmount"], d["guarantorAmount"], d["bankAmount"], d["bankLending"], d.get("cappedByBudget", False)' \
+  | grep -x >/dev/null "FILED 4800000.00 123456.79 40 49382.71 0.00 0.00 74074.08 4800000.00 False"
+claim=$(echo "$filed" | json 'd["id"]')
+# Filed again with the same request id: the same claim, nothing new.
+[ "$(ids tests/examples/risk-claim.json | call_as "$gzbank" -d @- "$risk/FileClaim" | json 'd["id"]')" = "$claim" ]
+
+# The office decides and pays; the bank may do neither.
+ids tests/examples/risk-decision.json >"$data/decision.json"
+denied "$gzbank" -d @"$data/decision.json" "$risk/DecideClaim"
+call_as "$office" -d @"$data/decision.json" "$risk/DecideClaim" \
+  | json 'd["status"], d["decidedBy"]' | grep -x >/dev/null "APPROVED guangzhou-ip-office"
+ids tests/examples/risk-payment.json | call_as "$office" -d @- "$risk/RecordPayment" \
+  | json 'd["paidAmount"], len(d["payments"])' | grep -x >/dev/null "49382.71 1"
+call_as "$gzbank" -d "{\"id\": \"$claim\"}" "$risk/GetClaim" | json 'd["status"], d["version"]' | grep -x >/dev/null "APPROVED 3"
+call_as "$gzbank" -d '{}' "$risk/ListClaims" | json '[c["id"] for c in d["claims"]]' | grep -xF >/dev/null "['$claim']"
+call_as "$office" -d "{\"programmeId\": \"$programme\"}" "$risk/ListClaims" | json 'len(d["claims"])' | grep -x >/dev/null 1
+
+# The risk columns of Guangzhou as its office sees them. The budget columns are this year's (China
+# time): the programme runs 2025-2027, and only its 2026 budget carries the claim filed in 2026.
+year=$(python3 -c 'import datetime as t; print((t.datetime.now(t.timezone.utc) + t.timedelta(hours=8)).year)')
+budget=0.00
+if [ "$year" -ge 2025 ] && [ "$year" -le 2027 ]; then budget=1500000000.00; fi
+left=$budget
+if [ "$year" = 2026 ]; then left=1499950617.29; fi
+columns='secured atRisk defaulted nonPerforming appraised loanToValue claimed paid budget left'
+echo "exposure 440100 ($columns):"
+call_as "$office" -d '{"regionCode": "440100"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
+  | json '" ".join(d["total"][k] for k in ["securedAmount", "atRiskAmount", "defaultedAmount", "nonPerformingPercent", "appraisedValue", "loanToValuePercent", "compensationClaimed", "compensationPaid", "programmeBudget", "programmeBudgetLeft"])' \
+  | tee /dev/stderr | grep -x >/dev/null "4800000.00 4800000.00 3600000.00 75.00 12000000.00 40.00 49382.71 49382.71 $budget $left"
+# A bank sees the risk columns of its own book, and no budget.
+call_as "$gzbank" -d '{"regionCode": "440000"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
+  | json 'd["total"]["atRiskCount"], d["total"]["defaultedCount"], "programmeBudget" in d["total"]' | grep -x >/dev/null "1 1 False"
+# As of a date the risk columns are empty (they are kept for now only).
+call_as "$office" -d '{"regionCode": "440100", "asOf": "2026-06-30"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
+  | json '"atRiskAmount" in d["total"], d["total"]["pledgeCount"]' | grep -x >/dev/null "False 1"
+
+# The freeze lifted by recording the right without it; the default written off.
+call_as "$office" -d @tests/examples/risk-right-lifted.json "$risk/RecordRight" \
+  | json 'repr(d.get("risk", "")), len(d["history"])' | grep -x >/dev/null "'' 2"
+ids tests/examples/risk-resolve.json | call_as "$gzbank" -d @- "$risk/ResolveDefault" \
+  | json 'd["resolution"], d["loss"]' | grep -x >/dev/null "WRITTEN_OFF 123456.79"
+call_as "$office" -d '{"regionCode": "440100"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
+  | json 'd["total"]["atRiskAmount"], d["total"]["defaultedAmount"], d["total"]["compensationPaid"]' \
+  | grep -x >/dev/null "0.00 0.00 49382.71"
+
 # Signed history: the signed head and a proof of the last write, then a signed dump restored
 # under the server's key into a new directory, which verifies.
 head=$(call -d '{}' "http://$addr/ipledger.v1.JournalService/GetSignedHead")
@@ -108,8 +227,8 @@ sequence=$(echo "$head" | json 'd["sequence"]')
 [ "$(echo "$head" | json 'd["publicKey"]')" = "$(cat "$data/ipledger-data/signing-key.pub")" ]
 call -d "{\"sequence\": $sequence}" "http://$addr/ipledger.v1.JournalService/GetJournalProof" \
   | json 'len(d["entries"]), d["signedHead"]["sequence"]' | grep -x >/dev/null "1 $sequence"
-./target/release/ipledger export --server "http://$addr" --token-file "$data/ipledger-data/admin.token" >"$data/journal.jsonl"
-./target/release/ipledger restore --data-dir "$data/restored" --input "$data/journal.jsonl" \
+"$ipledger" export --server "http://$addr" --token-file "$data/ipledger-data/admin.token" >"$data/journal.jsonl"
+"$ipledger" restore --data-dir "$data/restored" --input "$data/journal.jsonl" \
   --trusted-key "$data/ipledger-data/signing-key.pub" | grep >/dev/null "^ok: $sequence entries"
 
 kill -TERM $server
