@@ -138,7 +138,7 @@ impl NewProgramme {
         let others = insurer_share.get() + guarantor_share.get();
         if others > BP_WHOLE {
             violations.push(FieldViolation::new(
-                "guarantorShare",
+                "guarantorSharePercent",
                 format!(
                     "insurerShare {insurer_share} and guarantorShare {guarantor_share} add up to more than the loss"
                 ),
@@ -157,10 +157,10 @@ impl NewProgramme {
                 ));
             }
             if tier.fund_share == Bp::ZERO {
-                violations.push(FieldViolation::new(format!("tiers[{i}].fundShare"), "must be positive"));
+                violations.push(FieldViolation::new(format!("tiers[{i}].fundSharePercent"), "must be positive"));
             } else if others <= BP_WHOLE && tier.fund_share.get() + others > BP_WHOLE {
                 violations.push(FieldViolation::new(
-                    format!("tiers[{i}].fundShare"),
+                    format!("tiers[{i}].fundSharePercent"),
                     format!(
                         "the shares of tier {i} add up to more than the loss: fund {}, insurer {insurer_share}, \
                          guarantor {guarantor_share}",
@@ -171,7 +171,8 @@ impl NewProgramme {
         }
         if stop_line == Some(Bp::ZERO) {
             // A zero line would refuse every claim; a programme without one leaves it unset.
-            violations.push(FieldViolation::new("stopLine", "must be positive; leave it unset for no stop line"));
+            violations
+                .push(FieldViolation::new("stopLinePercent", "must be positive; leave it unset for no stop line"));
         }
         if eligible_banks.len() > ELIGIBLE_BANKS_MAX {
             violations.push(FieldViolation::new(
@@ -930,20 +931,24 @@ mod tests {
             (
                 "a tier without a share",
                 gz(&[("5000000.00", 4000), ("15000000.00", 0)], 0, 0, None, vec![]),
-                "INVALID_FIELDS tiers[1].fundShare",
+                "INVALID_FIELDS tiers[1].fundSharePercent",
             ),
-            ("40% + 30% + 30.01%", gz(GUANGZHOU_TIERS, 3000, 3001, None, vec![]), "INVALID_FIELDS tiers[0].fundShare"),
+            (
+                "40% + 30% + 30.01%",
+                gz(GUANGZHOU_TIERS, 3000, 3001, None, vec![]),
+                "INVALID_FIELDS tiers[0].fundSharePercent",
+            ),
             (
                 "every tier over",
                 gz(GUANGZHOU_TIERS, 8001, 0, None, vec![]),
-                "INVALID_FIELDS tiers[0].fundShare tiers[1].fundShare tiers[2].fundShare",
+                "INVALID_FIELDS tiers[0].fundSharePercent tiers[1].fundSharePercent tiers[2].fundSharePercent",
             ),
             (
                 "insurer and guarantor alone over",
                 gz(GUANGZHOU_TIERS, 6000, 4001, None, vec![]),
                 "INVALID_FIELDS guarantorShare",
             ),
-            ("a stop line of zero", gz(GUANGZHOU_TIERS, 0, 0, Some(0), vec![]), "INVALID_FIELDS stopLine"),
+            ("a stop line of zero", gz(GUANGZHOU_TIERS, 0, 0, Some(0), vec![]), "INVALID_FIELDS stopLinePercent"),
             (
                 "a bank listed twice",
                 gz(GUANGZHOU_TIERS, 0, 0, None, vec![bank(1), bank(2), bank(1)]),
@@ -972,7 +977,7 @@ mod tests {
                     vec![bank(1), bank(1)],
                     ("2025-01-01", "2024-12-31"),
                 ),
-                "INVALID_FIELDS budgetPerYear tiers[0].fundShare tiers[1].loanUpTo tiers[1].fundShare stopLine eligibleBanks[1] validTo",
+                "INVALID_FIELDS budgetPerYear tiers[0].fundSharePercent tiers[1].loanUpTo tiers[1].fundSharePercent stopLinePercent eligibleBanks[1] validTo",
             ),
         ];
         for (case, got, expected) in cases {

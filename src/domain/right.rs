@@ -152,7 +152,7 @@ impl RightRecord {
             }
             if state.status_since < last.state.status_since {
                 return Err(LedgerError::invalid_field(
-                    "right.statusSince",
+                    "state.statusSince",
                     format!("must not be before the status recorded last, from {}", last.state.status_since),
                 ));
             }

@@ -866,7 +866,7 @@ async fn every_limit_and_the_remaining_refusals_of_the_risk_side() {
     later.state.as_mut().unwrap().status_since = "2024-05-01".to_owned();
     risk.record_right(later).await.unwrap();
     let earlier = right_state(&p.rights[0].number, &pledgor_code(&p), RightStatus::Lapsed, None);
-    assert_eq!(failure(risk.record_right(earlier).await.unwrap_err()).2, ["right.statusSince"]);
+    assert_eq!(failure(risk.record_right(earlier).await.unwrap_err()).2, ["state.statusSince"]);
 
     // A pledge keeps at most 50 valuations.
     let id = pledges.register_pledge(register(pledge("330108", "1000"))).await.unwrap().into_inner().id;
