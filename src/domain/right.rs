@@ -178,10 +178,18 @@ impl RightRecord {
         (kept > 0).then(|| RightRecord { number: self.number.clone(), states: self.states[..kept].to_vec() })
     }
 
-    /// The register's objection to pledging this right in `pledge`, if it has one: the pledgor is
-    /// not the holder, the right is not in force or is frozen, or it expires before the debt term.
+    /// What the register said of the right on `date`: the last state recorded with a status from
+    /// `date` or before (statuses are recorded in business order); `None` before the first.
+    pub fn state_on(&self, date: NaiveDate) -> Option<&RightState> {
+        self.states.iter().rev().map(|r| &r.state).find(|s| s.status_since <= date)
+    }
+
+    /// The register's objection to pledging this right in `pledge`, if it has one, judged by what
+    /// the register said on the registration date (a historical import is judged by its day, not
+    /// by today's record): the pledgor is not the holder, the right is not in force or is frozen,
+    /// or it expires before the debt term.
     pub fn refuses(&self, pledge: &NewPledge) -> Option<LedgerError> {
-        let state = &self.current().state;
+        let state = self.state_on(pledge.registered_on)?;
         let refused = |reason, message: String| {
             LedgerError::refused(reason, message)
                 .with("right", &self.number)

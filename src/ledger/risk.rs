@@ -111,8 +111,22 @@ pub fn pledge_moved(tx: &mut Tx<'_>, before: &Pledge, after: &Pledge) -> Result<
     move_pledge(tx, (before, &risk), (after, &kept))
 }
 
-/// A new registration adds to its bank's lending of the year in each of its regions (stop lines).
+/// A new registration adds to its bank's lending of the year in each of its regions (stop lines),
+/// and is at risk at once when a right's record says it lost force or is frozen since (a
+/// historical import is judged by its registration day, so a later status flags it).
 pub fn pledge_registered(tx: &mut Tx<'_>, pledge: &Pledge) -> Result<(), LedgerError> {
+    let mut flags = Vec::new();
+    for right in &pledge.content.rights {
+        if let Some(record) = tx.get::<RightRecord>(&keys::right_record(&right.number))?
+            && let Some(flag) = record.current().state.risk()
+        {
+            flags.push((right.number.clone(), flag));
+        }
+    }
+    if !flags.is_empty() {
+        let after = PledgeRisk { flags, ..PledgeRisk::default() };
+        move_pledge(tx, (pledge, &PledgeRisk::default()), (pledge, &after))?;
+    }
     let c = &pledge.content;
     let year = c.registered_on.year();
     for region in c.county.region().with_ancestors() {

@@ -14,7 +14,8 @@ async fn risk_as(server: &TestServer, token: &str) -> RiskServiceClient<Authed> 
     RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(token))
 }
 
-/// What an office records of a patent held by `holder`.
+/// What an office records of a patent held by `holder`, in effect from 2019-01-01 (before the
+/// helpers' registrations of 2019-06-05).
 fn right_state(number: &str, holder: &str, status: RightStatus, freeze: Option<Freeze>) -> RecordRightRequest {
     RecordRightRequest {
         request_id: request_id(),
@@ -23,7 +24,7 @@ fn right_state(number: &str, holder: &str, status: RightStatus, freeze: Option<F
         state: Some(RightState {
             holder: Some(party("Holder", holder)),
             status: status as i32,
-            status_since: "2024-01-01".to_owned(),
+            status_since: "2019-01-01".to_owned(),
             freeze,
             ..Default::default()
         }),
@@ -1003,4 +1004,41 @@ async fn every_limit_and_the_remaining_refusals_of_the_risk_side() {
     assert_eq!(failure(unscoped).2, ["programmeId"]);
     let none = js.list_claims(ListClaimsRequest { programme_id: ids[0].clone(), ..Default::default() }).await;
     assert!(none.unwrap().into_inner().claims.is_empty(), "the claim's county lies outside Jiangsu");
+}
+
+#[tokio::test]
+async fn a_historical_import_is_judged_by_what_the_register_said_on_its_day() {
+    let server = TestServer::start().await;
+    let office = server.token("office-zj", TokenRole::Office, "", "330000").await;
+    let mut risk = risk_as(&server, &office).await;
+    let record = |p: &Pledge, status: RightStatus, since: &str| {
+        let mut state = right_state(&p.rights[0].number, &pledgor_code(p), status, None);
+        state.state.as_mut().unwrap().status_since = since.to_owned();
+        state
+    };
+    // Registered 2019-06-05 (helpers' pledge): in force then, lapsed since 2024.
+    let lapsed_later = pledge("330108", "800000");
+    risk.record_right(record(&lapsed_later, RightStatus::InForce, "2015-01-01")).await.unwrap();
+    risk.record_right(record(&lapsed_later, RightStatus::Lapsed, "2024-03-01")).await.unwrap();
+    // Lapsed before the registration: the register would have refused it then.
+    let lapsed_before = pledge("330108", "800000");
+    risk.record_right(record(&lapsed_before, RightStatus::Lapsed, "2018-03-01")).await.unwrap();
+    // Recorded only from after the registration: nothing was said of it on the day.
+    let recorded_after = pledge("330108", "800000");
+    risk.record_right(record(&recorded_after, RightStatus::Invalidated, "2023-01-01")).await.unwrap();
+
+    let requests = [lapsed_later, lapsed_before, recorded_after].map(register);
+    let mut client = server.pledges_as(Bearer::new(&office)).await;
+    let summary = client.import_pledges(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    assert_eq!((summary.registered, summary.rejected), (2, 1));
+    assert_eq!((summary.rejections[0].index, summary.rejections[0].reason.as_str()), (1, "RIGHT_NOT_IN_FORCE"));
+    // Both imported pledges are at risk at once: the register says so today.
+    let row = total(&server, &office, "330108").await;
+    assert_eq!((row.at_risk_amount.as_str(), row.at_risk_count), ("1600000.00", 2));
+    let report = JournalServiceClient::with_interceptor(server.channel().await, Bearer::new(&server.admin_token))
+        .verify_journal(VerifyJournalRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.ok, "{:?}", report.divergence);
 }
