@@ -110,6 +110,10 @@ pub fn render(ledger: &Ledger, store: &dyn crate::store::Store) -> Result<String
     let secured = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
     let pledges = Family::<RegionLabels, Gauge>::default();
     let drawn = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
+    let at_risk = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
+    let defaulted = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
+    let paid = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
+    let yuan = |m: crate::domain::money::Money| m.fen() as f64 / 100.0;
     for province in Region::COUNTRY.children() {
         for (level, region) in
             std::iter::once(("province", *province)).chain(province.children().iter().map(|c| ("city", *c)))
@@ -117,14 +121,32 @@ pub fn render(ledger: &Ledger, store: &dyn crate::store::Store) -> Result<String
             let row = query::exposure_row(store, &Bucket { region, dimension: Dimension::Total })
                 .map_err(|e| e.to_string())?;
             let labels = RegionLabels { level, region: region.code_string(), name: region.name().to_owned() };
-            secured.get_or_create(&labels).set(row.secured_amount.fen() as f64 / 100.0);
+            secured.get_or_create(&labels).set(yuan(row.secured_amount));
             pledges.get_or_create(&labels).set(row.pledge_count as i64);
-            drawn.get_or_create(&labels).set(row.credit_drawn.fen() as f64 / 100.0);
+            drawn.get_or_create(&labels).set(yuan(row.credit_drawn));
+            at_risk.get_or_create(&labels).set(yuan(row.at_risk_amount));
+            defaulted.get_or_create(&labels).set(yuan(row.defaulted_amount));
+            paid.get_or_create(&labels).set(yuan(row.compensation_paid));
         }
     }
     registry.register("exposure_secured_amount_yuan", "Secured amount of active pledges by region", secured);
     registry.register("exposure_pledges", "Active pledges by region", pledges);
     registry.register("exposure_credit_drawn_yuan", "Credit drawn on lines signed in the region", drawn);
+    registry.register(
+        "exposure_at_risk_amount_yuan",
+        "Secured amount of active pledges whose right lost force or is frozen, by region",
+        at_risk,
+    );
+    registry.register(
+        "exposure_defaulted_amount_yuan",
+        "Outstanding principal of active pledges in default, not resolved, by region",
+        defaulted,
+    );
+    registry.register(
+        "exposure_compensation_paid_yuan",
+        "Risk compensation paid on claims for pledges of the region",
+        paid,
+    );
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| e.to_string())?;
     Ok(text)
 }

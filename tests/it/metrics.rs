@@ -28,8 +28,20 @@ async fn a_scrape_parses_and_carries_requests_and_exposure() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = TestServer::start_with(listener, config, tx, rx).await;
     let mut pledges = server.pledges().await;
-    pledges.register_pledge(register(pledge("330108", "1234.50"))).await.unwrap();
+    let id = pledges.register_pledge(register(pledge("330108", "1234.50"))).await.unwrap().into_inner().id;
     assert!(pledges.get_pledge(GetPledgeRequest { id: "x".into() }).await.is_err());
+    let default = RecordDefaultRequest {
+        request_id: request_id(),
+        pledge_id: id,
+        defaulted_on: "2024-01-01".into(),
+        outstanding_principal: "1000".into(),
+        loss: String::new(),
+    };
+    let mut risk = ipledger::proto::risk_service_client::RiskServiceClient::with_interceptor(
+        server.channel().await,
+        Bearer::new(&server.admin_token),
+    );
+    risk.record_default(default).await.unwrap();
 
     let body = scrape(metrics_addr).await;
     let lines = body.lines().map(|l| Ok(l.to_owned()));
@@ -52,6 +64,8 @@ async fn a_scrape_parses_and_carries_requests_and_exposure() {
     assert_eq!(value("ipledger_exposure_secured_amount_yuan", &[("region", "330000"), ("level", "province")]), 1234.5);
     assert_eq!(value("ipledger_exposure_pledges", &[("region", "330100"), ("level", "city")]), 1.0);
     assert_eq!(value("ipledger_exposure_pledges", &[("region", "320000")]), 0.0);
+    assert_eq!(value("ipledger_exposure_defaulted_amount_yuan", &[("region", "330100"), ("level", "city")]), 1000.0);
+    assert_eq!(value("ipledger_exposure_at_risk_amount_yuan", &[("region", "330000")]), 0.0);
     assert!(value("ipledger_data_bytes", &[]) > 0.0);
     assert_eq!(value("ipledger_write_queue_depth", &[]), 0.0);
     // A lone node writes, and has applied everything durable.
