@@ -946,7 +946,7 @@ mod tests {
             (
                 "insurer and guarantor alone over",
                 gz(GUANGZHOU_TIERS, 6000, 4001, None, vec![]),
-                "INVALID_FIELDS guarantorShare",
+                "INVALID_FIELDS guarantorSharePercent",
             ),
             ("a stop line of zero", gz(GUANGZHOU_TIERS, 0, 0, Some(0), vec![]), "INVALID_FIELDS stopLinePercent"),
             (
