@@ -226,10 +226,8 @@ impl Api {
         ticket: crate::ledger::Ticket,
     ) -> Result<Sequenced<pb::Pledge>, LedgerError> {
         match self.ledger.write_with(actor, command, ticket).await? {
-            (Outcome::Pledge(p), _, sequence) => {
-                // The resource as it now is, risk side included (derived state holds the write).
-                let id = p.id;
-                let risk = self.ledger.read(move |s| query::pledge_risk(s, id)).await?;
+            (Outcome::Pledge(p, risk), _, sequence) => {
+                // The resource as it now is, risk side included.
                 let shown = convert::with_risk(convert::pledge_to_pb(&p), p.content.secured_amount, &risk);
                 Ok(Sequenced(shown, sequence))
             }

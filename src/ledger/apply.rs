@@ -129,7 +129,8 @@ impl Command {
 /// What a write produced: the resource as it now is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Pledge(Pledge),
+    /// The pledge with its risk record (flags, default, valuations) as the write left them.
+    Pledge(Pledge, Box<super::risk::PledgeRisk>),
     CreditLine(CreditLine),
     Principal(PrincipalRecord),
     Right(RightRecord),
@@ -179,9 +180,13 @@ pub fn execute(
         }
         return Ok(Executed::Replayed(replayed_outcome(tx, &record)?));
     }
-    let (event, outcome) = decide(tx, actor, command, now)?;
+    let (event, mut outcome) = decide(tx, actor, command, now)?;
     let (entry, stored) = journal::format::seal(head.sequence + 1, head.hash, now, &actor.name, request, event);
     super::projector::apply_entry(tx, &entry)?;
+    if let Outcome::Pledge(pledge, risk) = &mut outcome {
+        // The answer shows the pledge's risk as the entry left it (a registration may be flagged).
+        **risk = super::risk::pledge_risk(tx, pledge.id)?;
+    }
     Ok(Executed::Appended { outcome, entry: Box::new(entry), stored })
 }
 
@@ -191,7 +196,8 @@ fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, Ledg
     match &record.resource {
         &Resource::Pledge(id) => {
             let pledge = load_pledge(tx, id)?;
-            Ok(Outcome::Pledge(pledge.as_at(record.at).ok_or_else(|| missing("pledge version"))?))
+            let version = pledge.as_at(record.at).ok_or_else(|| missing("pledge version"))?;
+            Ok(Outcome::Pledge(version, Box::new(super::risk::pledge_risk(tx, id)?)))
         }
         &Resource::CreditLine(id) => {
             let line = load_line(tx, id)?.ok_or_else(|| missing("credit line"))?;
@@ -233,7 +239,7 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
         Command::Risk { command, .. } => super::risk::decide(tx, actor, command, now),
         Command::RegisterPledge { pledge, .. } => {
             let pledge = register(tx, actor, pledge, now)?;
-            Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge)))
+            Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge, Box::default())))
         }
         Command::ChangePledge { request_id, id, amendment } => {
             let before = load_pledge(tx, *id)?;
@@ -248,12 +254,12 @@ fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) ->
                 line.draw(delta_fen, now)?;
             }
             let change = after.changes.last().cloned().expect("a change appends a change");
-            Ok((Event::PledgeChanged { id: *id, change }, Outcome::Pledge(after)))
+            Ok((Event::PledgeChanged { id: *id, change }, Outcome::Pledge(after, Box::default())))
         }
         Command::ReleasePledge { id, release, .. } => {
             let before = load_pledge(tx, *id)?;
             let after = before.release(release.clone(), by, now)?;
-            Ok((Event::PledgeReleased { id: *id, release: release.clone() }, Outcome::Pledge(after)))
+            Ok((Event::PledgeReleased { id: *id, release: release.clone() }, Outcome::Pledge(after, Box::default())))
         }
         Command::CreateCreditLine { line, .. } => {
             let line = CreditLine::open(Uuid::now_v7(), line.clone(), by, now);
