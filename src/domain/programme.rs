@@ -261,6 +261,12 @@ pub struct Compensation {
 }
 
 impl Programme {
+    /// The budget of `year`: the yearly budget when the programme is valid in some of that year.
+    pub fn budget_in(&self, year: i32) -> Money {
+        let c = &self.content;
+        if c.valid_from.year() <= year && year <= c.valid_to.year() { c.budget_per_year } else { Money::ZERO }
+    }
+
     /// How the fund, insurer, guarantor and bank share `basis.loss`, or why the programme does not
     /// compensate it.
     pub fn compensate(&self, basis: &ClaimBasis) -> Result<Compensation, LedgerError> {

@@ -250,15 +250,10 @@ pub fn latest(valuations: &[Valuation]) -> Option<&Valuation> {
     valuations.iter().max_by_key(|v| (v.content.valued_on, v.create_time))
 }
 
-/// Loan-to-value in percent, 2 decimals (rounded half up): secured amount over appraised value.
+/// Loan-to-value in percent, 2 decimals (rounded half away from zero): secured amount over
+/// appraised value, as every percentage the ledger publishes.
 pub fn loan_to_value_percent(secured: Money, value: Money) -> Option<Decimal> {
-    if value.is_zero() {
-        return None;
-    }
-    let ratio = Decimal::from_i128_with_scale(secured.fen() * 100, 0) / Decimal::from_i128_with_scale(value.fen(), 0);
-    let mut ratio = ratio.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-    ratio.rescale(2);
-    Some(ratio)
+    super::statistics::percent(secured.fen(), value.fen())
 }
 
 #[cfg(test)]

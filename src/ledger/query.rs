@@ -18,7 +18,6 @@ use crate::domain::region::Region;
 use crate::domain::right::RightRecord;
 use crate::store::Store;
 use base64::Engine;
-use chrono::Datelike;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -863,9 +862,7 @@ pub fn programme(store: &dyn Store, id: Uuid, year: i32) -> Result<ProgrammeFigu
     let programme: Programme =
         get(store, &keys::programme(id))?.ok_or(LedgerError::NotFound { resource: "programme", id: id.to_string() })?;
     let figures: ProgrammeYear = get(store, &keys::programme_year(id, year))?.unwrap_or_default();
-    let c = &programme.content;
-    let valid = c.valid_from.year() <= year && year <= c.valid_to.year();
-    let budget = if valid { c.budget_per_year.fen() } else { 0 };
+    let budget = programme.budget_in(year).fen();
     let left = Money::from_fen((budget - figures.committed.fen()).max(0)).unwrap_or(Money::ZERO);
     Ok((programme, figures, left))
 }

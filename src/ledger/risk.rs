@@ -531,28 +531,22 @@ pub fn same_but_ids(tx: &Tx<'_>, decided: &Event, recorded: &Event) -> Result<bo
     })
 }
 
-/// The budget a region's programmes have left in `year`: the sum over programmes of the region
-/// and those inside it that are valid in that year, of the budget less what is committed.
+/// The budget a region's programmes have in `year`, and what is left of it: the sums over the
+/// programmes of the region and those inside it (`query::programme` of each).
 pub fn budget_left(store: &dyn crate::store::Store, region: Region, year: i32) -> Result<(Money, Money), LedgerError> {
-    let mut budget = 0i128;
-    let mut committed = 0i128;
+    let mut budget = Money::ZERO;
+    let mut left = Money::ZERO;
     let scan = store
         .scan(&keys::programmes_in(region), None, PROGRAMMES_SCANNED_MAX)
         .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
     for (key, _) in scan {
-        let id = Uuid::from_slice(&key[key.len() - 16..]).map_err(|e| broken(e.to_string()))?;
-        let programme: Programme = super::query::get(store, &keys::programme(id))?
-            .ok_or_else(|| broken(format!("programme index names missing {id}")))?;
-        let c = &programme.content;
-        if c.valid_from.year() > year || c.valid_to.year() < year {
-            continue;
-        }
-        budget += c.budget_per_year.fen();
-        let y: ProgrammeYear = super::query::get(store, &keys::programme_year(id, year))?.unwrap_or_default();
-        committed += y.committed.fen();
+        let id = keys::trailing_id(&key).ok_or_else(|| broken("programme index key without id".to_owned()))?;
+        let (programme, _, programme_left) = super::query::programme(store, id, year)?;
+        let sum = |a: Money, b: Money| a.checked_add(b).ok_or_else(|| broken("budget out of range".to_owned()));
+        budget = sum(budget, programme.budget_in(year))?;
+        left = sum(left, programme_left)?;
     }
-    let money = |fen: i128| Money::from_fen(fen).ok_or_else(|| broken("budget out of range".to_owned()));
-    Ok((money(budget)?, money(budget - committed)?))
+    Ok((budget, left))
 }
 
 /// The risk resource an entry wrote, as it was right after it (the change feed shows it).

@@ -34,7 +34,7 @@ pub fn exposure_query(
 
 /// `part` over `whole` in percent, 2 decimals (half away from zero); empty without a whole.
 fn percent_of(part: Money, whole: Money) -> String {
-    crate::domain::risk::loan_to_value_percent(part, whole).map(|p| p.to_string()).unwrap_or_default()
+    crate::domain::statistics::percent(part.fen(), whole.fen()).map(|p| p.to_string()).unwrap_or_default()
 }
 
 fn row_to_pb(
