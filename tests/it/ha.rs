@@ -283,7 +283,22 @@ async fn check(pg: &PgHa, nodes: &[Node], admin: &str, acks: &[Ack], all_reads: 
         exposures.push((address, answer.unwrap_or_else(|| panic!("{address} did not reach sequence {head}"))));
         let mut journal =
             JournalServiceClient::with_interceptor(channel_with(address, Duration::from_secs(300)), Bearer::new(admin));
-        let verified = journal.verify_journal(VerifyJournalRequest {}).await.unwrap().into_inner();
+        // UNAVAILABLE is the one status a client retries (a fault may still be settling).
+        let mut verified = None;
+        for _ in 0..30 {
+            match journal.verify_journal(VerifyJournalRequest {}).await {
+                Ok(answer) => {
+                    verified = Some(answer.into_inner());
+                    break;
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    eprintln!("ha: {address} verify: {status:?}, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(status) => panic!("{address} verify: {status:?}"),
+            }
+        }
+        let verified = verified.unwrap_or_else(|| panic!("{address}: verify stayed unavailable for 30 s"));
         assert!(verified.ok, "{address}: the chain and derived state verify against a rebuild: {verified:?}");
         let mut pledges = PledgeServiceClient::with_interceptor(channel(address), Bearer::new(admin));
         let step = if all_reads { 1 } else { (acks.len() / 200).max(1) };

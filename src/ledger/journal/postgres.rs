@@ -152,6 +152,21 @@ impl Connection {
         }
         result
     }
+
+    /// Runs an idempotent read `f`, once more on a new connection when the first attempt found
+    /// the connection broken (the server restarted, a switchover, HAProxy moved the primary): a
+    /// connection idle since before the fault fails on its first use however healthy the cluster
+    /// is now, and a read may safely be repeated. Writes use `with`, whose outcome a retry could
+    /// blur.
+    pub(crate) fn read<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T, JournalError>) -> Result<T, JournalError> {
+        let connected = self.client.lock().map_err(poisoned)?.as_ref().is_some_and(|c| !c.is_closed());
+        match self.with(&mut f) {
+            Err(JournalError::Unavailable(_)) if connected && self.client.lock().map_err(poisoned)?.is_none() => {
+                self.with(f)
+            }
+            result => result,
+        }
+    }
 }
 
 pub struct PostgresJournal {
@@ -320,7 +335,7 @@ impl Journal for PostgresJournal {
     }
 
     fn read(&self, from: u64, limit: usize) -> Result<Vec<Stored>, JournalError> {
-        let rows = self.reader.with(|client| {
+        let rows = self.reader.read(|client| {
             client
                 .query(
                     "SELECT sequence, hash, entry FROM ipledger_journal WHERE sequence >= $1 ORDER BY sequence LIMIT $2",
@@ -340,7 +355,7 @@ impl Journal for PostgresJournal {
     }
 
     fn head(&self) -> Result<Head, JournalError> {
-        self.reader.with(|client| head_of(client.query_opt(HEAD, &[]).map_err(unavailable)?))
+        self.reader.read(|client| head_of(client.query_opt(HEAD, &[]).map_err(unavailable)?))
     }
 
     /// Commits a write of its own first: it is acknowledged only once the synchronous standby has
@@ -377,7 +392,7 @@ impl Journal for PostgresJournal {
     }
 
     fn size_on_disk(&self) -> Result<u64, JournalError> {
-        self.reader.with(|client| {
+        self.reader.read(|client| {
             let row =
                 client.query_one("SELECT pg_total_relation_size('ipledger_journal')", &[]).map_err(unavailable)?;
             Ok(row.get::<_, i64>(0) as u64)
@@ -505,6 +520,27 @@ mod tests {
         let refused = super::connect(&super::Target::with_ca(&cluster.url, other_ca.as_bytes()).unwrap());
         assert!(refused.is_err());
         assert!(super::Target::with_ca(&cluster.url, b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn a_read_on_a_connection_the_server_closed_is_answered_on_a_new_one() {
+        let cluster = super::cluster::Cluster::start();
+        let journal = super::PostgresJournal::connect(&cluster.url).unwrap();
+        let journal: &dyn super::Journal = &journal;
+        assert_eq!(journal.head().unwrap(), super::Head::default());
+        // What a switchover or a restart does to every open connection.
+        let mut sql = postgres::Client::connect(&cluster.url, postgres::NoTls).unwrap();
+        let closed: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = 'ipledger') AS t",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(closed >= 1, "the reader's connection was open");
+        assert_eq!(journal.head().unwrap(), super::Head::default());
+        assert!(journal.read(1, 10).unwrap().is_empty());
     }
 
     #[test]
