@@ -74,21 +74,33 @@ pub struct RowDelta {
 impl RowDelta {
     /// `self - other`, field by field: the change from one contribution to another.
     pub fn minus(&self, other: &RowDelta) -> RowDelta {
+        self.combine(other, -1)
+    }
+
+    /// `self + other`, field by field.
+    pub fn plus(&self, other: &RowDelta) -> RowDelta {
+        self.combine(other, 1)
+    }
+
+    /// `self + sign * other`, field by field.
+    fn combine(&self, other: &RowDelta, sign: i64) -> RowDelta {
+        let fen = |a: i128, b: i128| a + i128::from(sign) * b;
+        let n = |a: i64, b: i64| a + sign * b;
         RowDelta {
-            secured_fen: self.secured_fen - other.secured_fen,
-            pledges: self.pledges - other.pledges,
-            enterprises: self.enterprises - other.enterprises,
-            rights: self.rights - other.rights,
-            limit_fen: self.limit_fen - other.limit_fen,
-            drawn_fen: self.drawn_fen - other.drawn_fen,
-            at_risk_fen: self.at_risk_fen - other.at_risk_fen,
-            at_risk_pledges: self.at_risk_pledges - other.at_risk_pledges,
-            defaulted_fen: self.defaulted_fen - other.defaulted_fen,
-            defaulted_pledges: self.defaulted_pledges - other.defaulted_pledges,
-            appraised_fen: self.appraised_fen - other.appraised_fen,
-            appraised_secured_fen: self.appraised_secured_fen - other.appraised_secured_fen,
-            claimed_fen: self.claimed_fen - other.claimed_fen,
-            paid_fen: self.paid_fen - other.paid_fen,
+            secured_fen: fen(self.secured_fen, other.secured_fen),
+            pledges: n(self.pledges, other.pledges),
+            enterprises: n(self.enterprises, other.enterprises),
+            rights: n(self.rights, other.rights),
+            limit_fen: fen(self.limit_fen, other.limit_fen),
+            drawn_fen: fen(self.drawn_fen, other.drawn_fen),
+            at_risk_fen: fen(self.at_risk_fen, other.at_risk_fen),
+            at_risk_pledges: n(self.at_risk_pledges, other.at_risk_pledges),
+            defaulted_fen: fen(self.defaulted_fen, other.defaulted_fen),
+            defaulted_pledges: n(self.defaulted_pledges, other.defaulted_pledges),
+            appraised_fen: fen(self.appraised_fen, other.appraised_fen),
+            appraised_secured_fen: fen(self.appraised_secured_fen, other.appraised_secured_fen),
+            claimed_fen: fen(self.claimed_fen, other.claimed_fen),
+            paid_fen: fen(self.paid_fen, other.paid_fen),
         }
     }
 

@@ -24,7 +24,7 @@
 //! | `G` county(6) day(4) id(16) | registration fact, for statistics |
 //! | `Gb` pledgee(18) day(4) id(16) | the same fact by pledgee, so a bank's statistics read only its own |
 //! | `D` credit code(18) | a bank's name, as the bank itself or an admin last wrote it (exposure, statistics) |
-//! | `X` bucket year(4) | as-of sums of a row for one year: the year's, its months' and its days' deltas |
+//! | `X` bucket year(4) | as-of sums of a row for one year (pledges in force and risk columns): the year's, its months' and its days' deltas |
 //! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
 //! | `Vr` kind(1) number | a right's record: every state an office recorded |
@@ -35,6 +35,7 @@
 //! | `Vn` region(6) | how many programmes the region runs |
 //! | `Vy` programme(16) year(4) | a programme's year: compensation committed and paid |
 //! | `Vb` programme(16) bank(18) year(4) | losses of a bank's claims under a programme in a year |
+//! | `Vk` programme(16) year(4) | compensation committed that year as dated deltas (budget left as of a date) |
 //! | `Vc` id(16) | claim |
 //! | `Vd` programme(16) id(16) / `Ve` bank(18) id(16) | claims by programme / by bank |
 //! | `M` name | metadata of derived state: its layout, the journal head its checkpoint reflects, the last assigned registration serial |
@@ -337,6 +338,12 @@ pub fn programmes_in(region: Region) -> Vec<u8> {
 
 pub fn programme_year(id: Uuid, year: i32) -> Vec<u8> {
     key(&[b"Vy", id.as_bytes(), &year_bytes(year)])
+}
+
+/// A programme's compensation committed (claims filed and not rejected) as dated deltas in the
+/// year sums of `projector::YearSums` (its `claimed_fen`), for the budget left as of a date.
+pub fn programme_asof(id: Uuid, year: u32) -> Vec<u8> {
+    key(&[b"Vk", id.as_bytes(), &year.to_be_bytes()])
 }
 
 pub fn programme_bank_year(id: Uuid, bank: &CreditCode, year: i32) -> Vec<u8> {

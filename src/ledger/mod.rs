@@ -34,10 +34,11 @@ use tokio::sync::{mpsc, oneshot};
 /// The layout of the derived records this build writes (keys, values). 3: derived state apart
 /// from the journal, checkpointed with the head it reflects; request records by sequence. 4: the
 /// risk side (rights' records, pledges' risk, programmes, claims, the risk columns of the rows)
-/// and rights whose expiry may be bounded or unknown.
+/// and rights whose expiry may be bounded or unknown. 5: the risk columns as of a date in the
+/// as-of sums, and programmes' commitments by date.
 /// Derived records of another layout would be misread, so such a store is cleared and rebuilt
 /// from the journal when it is opened.
-pub const DERIVED_LAYOUT: u32 = 4;
+pub const DERIVED_LAYOUT: u32 = 5;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.

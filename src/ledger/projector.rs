@@ -56,6 +56,30 @@ fn load_pledge(tx: &Tx<'_>, id: Uuid) -> Result<Pledge, LedgerError> {
 
 /// Writes every record derived from `entry`.
 pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
+    // The risk columns as of a date: each pledge's function before the entry, to subtract after.
+    let touched = super::risk::touched_pledges(tx, &entry.event)?;
+    let before = touched.iter().map(|id| super::risk::asof_points(tx, *id)).collect::<Result<Vec<_>, _>>()?;
+    apply_event(tx, entry)?;
+    for (id, before) in touched.into_iter().zip(before) {
+        super::risk::move_asof(tx, id, &before)?;
+    }
+    if let Some(request) = entry.request {
+        let resource = match &entry.event {
+            Event::PledgeRegistered { pledge } => Resource::Pledge(pledge.id),
+            Event::PledgeChanged { id, .. } | Event::PledgeReleased { id, .. } => Resource::Pledge(*id),
+            Event::CreditLineCreated { line } => Resource::CreditLine(line.id),
+            other => super::risk::resource(other)
+                .ok_or_else(|| broken(format!("a {} entry with a request id", other.name())))?,
+        };
+        let record =
+            RequestRecord { fingerprint: request.fingerprint, form: request.form, sequence: entry.sequence, at: entry.at, resource };
+        tx.put(keys::request(&entry.principal, request.id), &record);
+    }
+    Ok(())
+}
+
+/// Writes the records `entry`'s event derives.
+fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     let sequence = entry.sequence;
     match &entry.event {
         Event::PledgeRegistered { pledge } => {
@@ -173,40 +197,82 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         }
         _ => super::risk::apply(tx, entry)?,
     }
-    if let Some(request) = entry.request {
-        let resource = match &entry.event {
-            Event::PledgeRegistered { pledge } => Resource::Pledge(pledge.id),
-            Event::PledgeChanged { id, .. } | Event::PledgeReleased { id, .. } => Resource::Pledge(*id),
-            Event::CreditLineCreated { line } => Resource::CreditLine(line.id),
-            other => super::risk::resource(other)
-                .ok_or_else(|| broken(format!("a {} entry with a request id", other.name())))?,
-        };
-        let record =
-            RequestRecord { fingerprint: request.fingerprint, form: request.form, sequence, at: entry.at, resource };
-        tx.put(keys::request(&entry.principal, request.id), &record);
-    }
     Ok(())
 }
 
-/// A dated delta of an as-of row, summed per year, month and day.
+/// A dated delta of an as-of row, summed per year, month and day: the pledges in force, and the
+/// risk columns (`asof_risk`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AsOfDelta {
     pub secured_fen: i128,
     pub pledges: i64,
     pub rights: i64,
     pub enterprises: i64,
+    pub at_risk_fen: i128,
+    pub at_risk_pledges: i64,
+    pub defaulted_fen: i128,
+    pub defaulted_pledges: i64,
+    pub appraised_fen: i128,
+    pub appraised_secured_fen: i128,
+    pub claimed_fen: i128,
+    pub paid_fen: i128,
 }
 
 impl AsOfDelta {
+    /// Field by field, in place: queries fold many of these per answer.
     pub fn add(&mut self, other: &AsOfDelta) {
         self.secured_fen += other.secured_fen;
         self.pledges += other.pledges;
         self.rights += other.rights;
         self.enterprises += other.enterprises;
+        self.at_risk_fen += other.at_risk_fen;
+        self.at_risk_pledges += other.at_risk_pledges;
+        self.defaulted_fen += other.defaulted_fen;
+        self.defaulted_pledges += other.defaulted_pledges;
+        self.appraised_fen += other.appraised_fen;
+        self.appraised_secured_fen += other.appraised_secured_fen;
+        self.claimed_fen += other.claimed_fen;
+        self.paid_fen += other.paid_fen;
     }
 
     fn is_zero(&self) -> bool {
         *self == AsOfDelta::default()
+    }
+
+    /// The delta of the fields an as-of row has (no credit lines: they are not dated).
+    pub fn of(d: &RowDelta) -> AsOfDelta {
+        AsOfDelta {
+            secured_fen: d.secured_fen,
+            pledges: d.pledges,
+            rights: d.rights,
+            enterprises: d.enterprises,
+            at_risk_fen: d.at_risk_fen,
+            at_risk_pledges: d.at_risk_pledges,
+            defaulted_fen: d.defaulted_fen,
+            defaulted_pledges: d.defaulted_pledges,
+            appraised_fen: d.appraised_fen,
+            appraised_secured_fen: d.appraised_secured_fen,
+            claimed_fen: d.claimed_fen,
+            paid_fen: d.paid_fen,
+        }
+    }
+
+    pub fn row_delta(&self) -> RowDelta {
+        RowDelta {
+            secured_fen: self.secured_fen,
+            pledges: self.pledges,
+            rights: self.rights,
+            enterprises: self.enterprises,
+            at_risk_fen: self.at_risk_fen,
+            at_risk_pledges: self.at_risk_pledges,
+            defaulted_fen: self.defaulted_fen,
+            defaulted_pledges: self.defaulted_pledges,
+            appraised_fen: self.appraised_fen,
+            appraised_secured_fen: self.appraised_secured_fen,
+            claimed_fen: self.claimed_fen,
+            paid_fen: self.paid_fen,
+            ..RowDelta::default()
+        }
     }
 }
 
@@ -278,7 +344,7 @@ fn add_asof(
             secured_fen: point.secured_fen,
             pledges: point.pledges,
             rights: point.rights_sign * share.rights,
-            enterprises: 0,
+            ..AsOfDelta::default()
         };
         add_asof_delta(tx, &share.bucket, point.day, &delta)?;
         if let Some((p, all)) = interval_of.as_mut() {
@@ -311,9 +377,19 @@ fn add_asof(
     Ok(())
 }
 
-fn add_asof_delta(tx: &mut Tx<'_>, bucket: &Bucket, day: asof::Day, delta: &AsOfDelta) -> Result<(), LedgerError> {
+pub(crate) fn add_asof_delta(tx: &mut Tx<'_>, bucket: &Bucket, day: asof::Day, delta: &AsOfDelta) -> Result<(), LedgerError> {
+    add_dated(tx, |year| keys::asof(bucket, year), day, delta)
+}
+
+/// Adds `delta` on `day` to the year sums at `key_of(year)`.
+pub(crate) fn add_dated(
+    tx: &mut Tx<'_>,
+    key_of: impl FnOnce(u32) -> Vec<u8>,
+    day: asof::Day,
+    delta: &AsOfDelta,
+) -> Result<(), LedgerError> {
     let (year, month, day_of_year) = asof::calendar(day);
-    tx.update::<YearSums>(keys::asof(bucket, year), |sums| {
+    tx.update::<YearSums>(key_of(year), |sums| {
         sums.add(month, day_of_year, delta);
         !sums.is_zero()
     })

@@ -425,16 +425,9 @@ fn scan_all(
 }
 
 fn as_of_row(sum: &AsOfDelta, bucket: &Bucket) -> Result<Row, LedgerError> {
-    let count =
-        |v: i64| u64::try_from(v).map_err(|_| LedgerError::Internal(format!("as-of count below zero in {bucket:?}")));
-    Ok(Row {
-        secured_amount: crate::domain::money::Money::from_fen(sum.secured_fen)
-            .ok_or_else(|| LedgerError::Internal(format!("as-of amount out of range in {bucket:?}")))?,
-        pledge_count: count(sum.pledges)?,
-        enterprise_count: count(sum.enterprises)?,
-        right_count: count(sum.rights)?,
-        ..Row::default()
-    })
+    Row::default()
+        .apply(&sum.row_delta())
+        .map_err(|_| LedgerError::Internal(format!("as-of sums out of range in {bucket:?}: {sum:?}")))
 }
 
 /// A row as of the end of `date`: the totals of the years before, then from `date`'s year the
@@ -486,6 +479,33 @@ fn pledgee_rows_as_of(
     current.map_or(Ok(()), emit)
 }
 
+/// The budget of `region`'s programmes in `date`'s year and what was left of it at the end of
+/// `date`: the programmes' commitments of that year by the dates of their claims (`keys::
+/// programme_asof`), as `risk::budget_left` computes them now.
+fn budget_left_as_of(store: &dyn Store, region: Region, date: chrono::NaiveDate) -> Result<(Money, Money), LedgerError> {
+    let at = AsOfDate::new(date);
+    let year = chrono::Datelike::year(&date);
+    let (mut budget, mut left) = (0i128, 0i128);
+    let scan = store
+        .scan(&keys::programmes_in(region), None, super::risk::PROGRAMMES_SCANNED_MAX)
+        .map_err(unavailable)?;
+    for (key, _) in scan {
+        let id = keys::trailing_id(&key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
+        let programme: Programme = get(store, &keys::programme(id))?
+            .ok_or_else(|| LedgerError::Internal(format!("indexed programme {id} is missing")))?;
+        let mut committed = AsOfDelta::default();
+        let sums_key = keys::programme_asof(id, at.year);
+        if let Some(value) = store.get(&sums_key).map_err(unavailable)? {
+            at.fold(&mut committed, at.year, &sums_key, &value)?;
+        }
+        let programme_budget = programme.budget_in(year).fen();
+        budget += programme_budget;
+        left += (programme_budget - committed.claimed_fen).max(0);
+    }
+    let money = |fen: i128| Money::from_fen(fen).ok_or_else(|| LedgerError::Internal("budget out of range".to_owned()));
+    Ok((money(budget)?, money(left)?))
+}
+
 /// Exposure of `region`; with `bank`, of that bank's book only (its pledgee rows), so a bank never
 /// sees another bank's figures.
 pub fn exposure(
@@ -508,7 +528,8 @@ pub fn exposure(
     let year = chrono::Datelike::year(&crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros()));
     let budget = |region: Region| match (as_of, bank) {
         (None, None) => super::risk::budget_left(store, region, year).map(Some),
-        _ => Ok(None),
+        (Some(date), None) => budget_left_as_of(store, region, date).map(Some),
+        (_, Some(_)) => Ok(None),
     };
     let total = row(store, &total_of(region))?;
     let mut rows_omitted = 0;

@@ -11,9 +11,11 @@
 use super::apply::{Outcome, RiskCommand, load_pledge};
 use super::journal::{Entry, Event};
 use super::keys;
-use super::projector::Resource;
+use super::projector::{AsOfDelta, Resource, add_asof_delta, add_dated};
 use super::tx::Tx;
+use crate::domain::asof_risk::{self, RiskInputs};
 use crate::domain::exposure::{self, RowDelta};
+use crate::domain::asof;
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
 use crate::domain::pledge::Pledge;
@@ -144,6 +146,93 @@ pub fn pledge_registered(tx: &mut Tx<'_>, pledge: &Pledge) -> Result<(), LedgerE
         }
     }
     Ok(())
+}
+
+/// The pledges whose risk columns as of a date `event` may move: the pledge it names, or, for a
+/// right's status, every pledge that ever held the right (its status may be dated back into their
+/// time in force). A registration counts only when a right of it has a record: without one, and
+/// with no risk recorded yet, its columns are zero on every day.
+pub fn touched_pledges(tx: &Tx<'_>, event: &Event) -> Result<Vec<Uuid>, LedgerError> {
+    Ok(match event {
+        Event::PledgeRegistered { pledge } => {
+            let mut recorded = false;
+            for right in &pledge.content.rights {
+                recorded |= tx.get_raw(&keys::right_record(&right.number))?.is_some();
+            }
+            if recorded { vec![pledge.id] } else { Vec::new() }
+        }
+        Event::PledgeChanged { id, .. }
+        | Event::PledgeReleased { id, .. }
+        | Event::DefaultRecorded { id, .. }
+        | Event::DefaultResolved { id, .. } => vec![*id],
+        Event::ValuationRecorded { valuation } => vec![valuation.pledge_id],
+        Event::ClaimFiled { claim } => vec![claim.pledge_id],
+        Event::ClaimDecided { id, .. } | Event::ClaimPaid { id, .. } => vec![load_claim(tx, *id)?.pledge_id],
+        Event::RightRecorded { number, .. } => tx
+            .keys_with_prefix(&keys::by_right_prefix(number))?
+            .iter()
+            .map(|key| keys::trailing_id(key).ok_or_else(|| broken("right index key without id".to_owned())))
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    })
+}
+
+/// The pledge's risk columns as dated deltas (`asof_risk::points`), from what `tx` holds now;
+/// none for a pledge not registered yet.
+pub fn asof_points(tx: &Tx<'_>, id: Uuid) -> Result<Vec<(chrono::NaiveDate, RowDelta)>, LedgerError> {
+    Ok(asof_inputs(tx, id)?.map(|(_, points)| points).unwrap_or_default())
+}
+
+fn asof_inputs(tx: &Tx<'_>, id: Uuid) -> Result<Option<(Pledge, Vec<(chrono::NaiveDate, RowDelta)>)>, LedgerError> {
+    let Some(pledge) = tx.get::<Pledge>(&keys::pledge(id))? else { return Ok(None) };
+    let risk = pledge_risk(tx, id)?;
+    let mut rights = Vec::new();
+    for right in &pledge.content.rights {
+        rights.extend(tx.get::<RightRecord>(&keys::right_record(&right.number))?);
+    }
+    let claims = risk.claims.iter().map(|c| load_claim(tx, *c)).collect::<Result<Vec<_>, _>>()?;
+    let inputs = RiskInputs {
+        pledge: &pledge,
+        rights: &rights,
+        default: risk.default.as_ref(),
+        valuations: &risk.valuations,
+        claims: &claims,
+    };
+    let points = asof_risk::points(&inputs);
+    Ok(Some((pledge, points)))
+}
+
+/// Adds to the pledge's as-of rows the difference between its risk columns now (after the entry)
+/// and `before`.
+pub fn move_asof(tx: &mut Tx<'_>, id: Uuid, before: &[(chrono::NaiveDate, RowDelta)]) -> Result<(), LedgerError> {
+    let (pledge, after) = asof_inputs(tx, id)?.ok_or_else(|| broken(format!("pledge {id} is missing")))?;
+    let moved = asof_risk::diff(before, &after);
+    if moved.is_empty() {
+        return Ok(());
+    }
+    for share in exposure::pledge_shares(&pledge) {
+        for (day, delta) in &moved {
+            add_asof_delta(tx, &share.bucket, asof::day(*day), &AsOfDelta::of(delta))?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves a programme's compensation committed as of a date by `fund_fen` from `day` on, within
+/// the year `committed_in` whose budget the claim counts against (a claim rejected in a later
+/// year stays committed in its filing year, whose dates are all before the rejection).
+fn commit_asof(
+    tx: &mut Tx<'_>,
+    programme: Uuid,
+    committed_in: i32,
+    day: chrono::NaiveDate,
+    fund_fen: i128,
+) -> Result<(), LedgerError> {
+    if day.year() != committed_in {
+        return Ok(());
+    }
+    let delta = AsOfDelta { claimed_fen: fund_fen, ..AsOfDelta::default() };
+    add_dated(tx, |year| keys::programme_asof(programme, year), asof::day(day), &delta)
 }
 
 fn broken(what: String) -> LedgerError {
@@ -380,6 +469,8 @@ pub fn apply(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             if !approved {
                 // A rejected claim no longer counts against the budget, the stop line or the rows.
                 claim_counts(tx, &claim, -1)?;
+                let fund = -claim.compensation.fund.fen();
+                commit_asof(tx, claim.programme_id, claim.basis.filed_on.year(), decision.decided_on, fund)?;
             }
             tx.put(keys::claim(*id), &after);
         }
@@ -406,6 +497,8 @@ fn claim_filed(tx: &mut Tx<'_>, claim: &Claim) -> Result<(), LedgerError> {
     let mut risk = pledge_risk(tx, claim.pledge_id)?;
     risk.claims.push(claim.id);
     tx.put(keys::pledge_risk(claim.pledge_id), &risk);
+    let filed_on = claim.basis.filed_on;
+    commit_asof(tx, claim.programme_id, filed_on.year(), filed_on, claim.compensation.fund.fen())?;
     claim_counts(tx, claim, 1)
 }
 

@@ -127,6 +127,38 @@ impl<'s> Tx<'s> {
         Ok(())
     }
 
+    /// Every key under `prefix` as this command sees it (the store, then the group's and the
+    /// command's writes over it), in key order. Scans the overlay too, so it is for the rare
+    /// events that must find every record of a kind (a right's status reaches each pledge that
+    /// ever held the right), not for the write path of every command.
+    pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, LedgerError> {
+        const CHUNK: usize = 1024;
+        let mut keys = std::collections::BTreeSet::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let chunk = self
+                .store
+                .scan(prefix, after.as_deref(), CHUNK)
+                .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            let done = chunk.len() < CHUNK;
+            after = chunk.last().map(|(key, _)| key.clone());
+            keys.extend(chunk.into_iter().map(|(key, _)| key));
+            if done {
+                break;
+            }
+        }
+        // The command's writes override the group's, which override the store's.
+        for layer in [&self.group, &self.command] {
+            for (key, slot) in layer.iter().filter(|(key, _)| key.starts_with(prefix)) {
+                match slot {
+                    Slot::Deleted => keys.remove(key),
+                    Slot::Encoded(_) | Slot::Decoded(_) => keys.insert(key.clone()),
+                };
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// Keeps the current command's writes in the group.
     pub fn accept(&mut self) {
         let command = std::mem::take(&mut self.command);
@@ -182,5 +214,23 @@ mod tests {
         tx.accept();
         let batch = tx.into_batch();
         assert_eq!(batch.ops, [(b"gone".to_vec(), None), (b"k".to_vec(), Some(codec::encode(&vec![1u32])))]);
+    }
+
+    #[test]
+    fn a_prefix_scan_sees_the_store_under_the_group_and_the_command() {
+        let store = MemoryStore::default();
+        let ops = [b"p1", b"p2", b"p3", b"q1"].iter().map(|k| (k.to_vec(), Some(vec![0]))).collect();
+        store.commit(Batch { ops }).unwrap();
+        let mut tx = Tx::new(&store);
+        tx.delete(b"p2".to_vec());
+        tx.put(b"p4".to_vec(), &1u8);
+        tx.accept();
+        tx.put(b"p2".to_vec(), &1u8);
+        tx.delete(b"p3".to_vec());
+        tx.put(b"p0".to_vec(), &1u8);
+        let keys = |tx: &Tx<'_>| tx.keys_with_prefix(b"p").unwrap();
+        assert_eq!(keys(&tx), [&b"p0"[..], b"p1", b"p2", b"p4"]);
+        tx.reject();
+        assert_eq!(keys(&tx), [&b"p1"[..], b"p3", b"p4"]);
     }
 }

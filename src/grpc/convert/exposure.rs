@@ -41,12 +41,9 @@ fn row_to_pb(
     key: String,
     name: String,
     row: &crate::domain::exposure::Row,
-    now: bool,
     has_credit: bool,
     budget: Option<(Money, Money)>,
 ) -> pb::ExposureRow {
-    let money = |m: Money| if now { m.to_string() } else { String::new() };
-    let count = |n: u64| if now { n } else { 0 };
     pb::ExposureRow {
         key,
         name,
@@ -56,15 +53,15 @@ fn row_to_pb(
         right_count: row.right_count,
         credit_limit: if has_credit { row.credit_limit.to_string() } else { String::new() },
         credit_drawn: if has_credit { row.credit_drawn.to_string() } else { String::new() },
-        at_risk_amount: money(row.at_risk_amount),
-        at_risk_count: count(row.at_risk_count),
-        defaulted_amount: money(row.defaulted_amount),
-        defaulted_count: count(row.defaulted_count),
-        non_performing_percent: if now { percent_of(row.defaulted_amount, row.secured_amount) } else { String::new() },
-        appraised_value: money(row.appraised_value),
-        loan_to_value_percent: if now { percent_of(row.appraised_secured, row.appraised_value) } else { String::new() },
-        compensation_claimed: money(row.compensation_claimed),
-        compensation_paid: money(row.compensation_paid),
+        at_risk_amount: row.at_risk_amount.to_string(),
+        at_risk_count: row.at_risk_count,
+        defaulted_amount: row.defaulted_amount.to_string(),
+        defaulted_count: row.defaulted_count,
+        non_performing_percent: percent_of(row.defaulted_amount, row.secured_amount),
+        appraised_value: row.appraised_value.to_string(),
+        loan_to_value_percent: percent_of(row.appraised_secured, row.appraised_value),
+        compensation_claimed: row.compensation_claimed.to_string(),
+        compensation_paid: row.compensation_paid.to_string(),
         programme_budget: budget.map(|(b, _)| b.to_string()).unwrap_or_default(),
         programme_budget_left: budget.map(|(_, left)| left.to_string()).unwrap_or_default(),
     }
@@ -74,20 +71,11 @@ pub fn exposure_to_pb(e: Exposure) -> pb::GetExposureResponse {
     pb::GetExposureResponse {
         region_code: e.region.code_string(),
         region_name: e.region.name().to_owned(),
-        total: Some(row_to_pb(
-            String::new(),
-            e.region.name().to_owned(),
-            &e.total,
-            e.has_credit,
-            e.has_credit,
-            e.budget,
-        )),
+        total: Some(row_to_pb(String::new(), e.region.name().to_owned(), &e.total, e.has_credit, e.budget)),
         rows: e
             .rows
             .into_iter()
-            .map(|ExposureRow { key, name, row, has_credit, budget }| {
-                row_to_pb(key, name, &row, e.has_credit, has_credit, budget)
-            })
+            .map(|ExposureRow { key, name, row, has_credit, budget }| row_to_pb(key, name, &row, has_credit, budget))
             .collect(),
         rows_omitted: e.rows_omitted,
     }
