@@ -21,6 +21,9 @@ use super::risk::{PledgeDefault, Valuation};
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
+/// A pledge's risk columns as dated deltas, by day.
+pub type Points = Vec<(NaiveDate, RowDelta)>;
+
 /// Everything the risk columns of one pledge depend on.
 #[derive(Debug, Clone, Copy)]
 pub struct RiskInputs<'a> {
@@ -61,7 +64,13 @@ impl RiskInputs<'_> {
     pub fn value_on(&self, day: NaiveDate) -> RowDelta {
         let mut value = RowDelta {
             claimed_fen: self.claimed_fen(day),
-            paid_fen: self.claims.iter().flat_map(|c| &c.payments).filter(|p| p.paid_on <= day).map(|p| p.amount.fen()).sum(),
+            paid_fen: self
+                .claims
+                .iter()
+                .flat_map(|c| &c.payments)
+                .filter(|p| p.paid_on <= day)
+                .map(|p| p.amount.fen())
+                .sum(),
             ..RowDelta::default()
         };
         if !self.in_force(day) {
@@ -91,7 +100,8 @@ impl RiskInputs<'_> {
     /// The fund's share of the claims filed by `day` and not rejected by then.
     fn claimed_fen(&self, day: NaiveDate) -> i128 {
         let counts = |c: &&Claim| {
-            let rejected = c.status == ClaimStatus::Rejected && c.decision.as_ref().is_some_and(|d| d.decided_on <= day);
+            let rejected =
+                c.status == ClaimStatus::Rejected && c.decision.as_ref().is_some_and(|d| d.decided_on <= day);
             c.basis.filed_on <= day && !rejected
         };
         self.claims.iter().filter(counts).map(|c| c.compensation.fund.fen()).sum()
@@ -121,7 +131,7 @@ impl RiskInputs<'_> {
 }
 
 /// The pledge's risk columns as dated deltas: summed up to a day, they give `value_on` that day.
-pub fn points(inputs: &RiskInputs<'_>) -> Vec<(NaiveDate, RowDelta)> {
+pub fn points(inputs: &RiskInputs<'_>) -> Points {
     if inputs.is_blank() {
         return Vec::new();
     }
@@ -139,7 +149,7 @@ pub fn points(inputs: &RiskInputs<'_>) -> Vec<(NaiveDate, RowDelta)> {
 }
 
 /// The dated deltas that turn `before`'s function into `after`'s, by day, without zeros.
-pub fn diff(before: &[(NaiveDate, RowDelta)], after: &[(NaiveDate, RowDelta)]) -> Vec<(NaiveDate, RowDelta)> {
+pub fn diff(before: &[(NaiveDate, RowDelta)], after: &[(NaiveDate, RowDelta)]) -> Points {
     let mut by_day: BTreeMap<NaiveDate, RowDelta> = BTreeMap::new();
     for (day, delta) in after {
         let sum = by_day.entry(*day).or_default();
@@ -181,10 +191,11 @@ mod tests {
         // Nothing to move.
         check(&[(on(3), at_risk(5))], &[(on(3), at_risk(5))], &[]);
         // A flag dated back: the same amount from an earlier day.
-        check(&[(on(10), at_risk(5)), (on(20), at_risk(-5))], &[(on(4), at_risk(5)), (on(20), at_risk(-5))], &[
-            (on(4), at_risk(5)),
-            (on(10), at_risk(-5)),
-        ]);
+        check(
+            &[(on(10), at_risk(5)), (on(20), at_risk(-5))],
+            &[(on(4), at_risk(5)), (on(20), at_risk(-5))],
+            &[(on(4), at_risk(5)), (on(10), at_risk(-5))],
+        );
         // From nothing, and back to nothing.
         check(&[], &[(on(2), at_risk(7))], &[(on(2), at_risk(7))]);
         check(&[(on(2), at_risk(7))], &[], &[(on(2), at_risk(-7))]);

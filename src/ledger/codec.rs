@@ -28,7 +28,14 @@ mod tests {
 
     #[test]
     fn the_first_field_of_a_year_is_its_total() {
-        let total = AsOfDelta { secured_fen: -12_345, pledges: 3, rights: 7, enterprises: 2, paid_fen: 9, ..AsOfDelta::default() };
+        let total = AsOfDelta {
+            secured_fen: -12_345,
+            pledges: 3,
+            rights: 7,
+            enterprises: 2,
+            paid_fen: 9,
+            ..AsOfDelta::default()
+        };
         let other = AsOfDelta { secured_fen: 1, ..AsOfDelta::default() };
         let sums = YearSums { total, months: vec![(4, other)], days: vec![(130, other), (131, total)] };
         assert_eq!(decode_first::<AsOfDelta>(b"X", &encode(&sums)).unwrap(), total);

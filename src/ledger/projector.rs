@@ -71,8 +71,13 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             other => super::risk::resource(other)
                 .ok_or_else(|| broken(format!("a {} entry with a request id", other.name())))?,
         };
-        let record =
-            RequestRecord { fingerprint: request.fingerprint, form: request.form, sequence: entry.sequence, at: entry.at, resource };
+        let record = RequestRecord {
+            fingerprint: request.fingerprint,
+            form: request.form,
+            sequence: entry.sequence,
+            at: entry.at,
+            resource,
+        };
         tx.put(keys::request(&entry.principal, request.id), &record);
     }
     Ok(())
@@ -377,7 +382,12 @@ fn add_asof(
     Ok(())
 }
 
-pub(crate) fn add_asof_delta(tx: &mut Tx<'_>, bucket: &Bucket, day: asof::Day, delta: &AsOfDelta) -> Result<(), LedgerError> {
+pub(crate) fn add_asof_delta(
+    tx: &mut Tx<'_>,
+    bucket: &Bucket,
+    day: asof::Day,
+    delta: &AsOfDelta,
+) -> Result<(), LedgerError> {
     add_dated(tx, |year| keys::asof(bucket, year), day, delta)
 }
 

@@ -482,13 +482,16 @@ fn pledgee_rows_as_of(
 /// The budget of `region`'s programmes in `date`'s year and what was left of it at the end of
 /// `date`: the programmes' commitments of that year by the dates of their claims (`keys::
 /// programme_asof`), as `risk::budget_left` computes them now.
-fn budget_left_as_of(store: &dyn Store, region: Region, date: chrono::NaiveDate) -> Result<(Money, Money), LedgerError> {
+fn budget_left_as_of(
+    store: &dyn Store,
+    region: Region,
+    date: chrono::NaiveDate,
+) -> Result<(Money, Money), LedgerError> {
     let at = AsOfDate::new(date);
     let year = chrono::Datelike::year(&date);
     let (mut budget, mut left) = (0i128, 0i128);
-    let scan = store
-        .scan(&keys::programmes_in(region), None, super::risk::PROGRAMMES_SCANNED_MAX)
-        .map_err(unavailable)?;
+    let scan =
+        store.scan(&keys::programmes_in(region), None, super::risk::PROGRAMMES_SCANNED_MAX).map_err(unavailable)?;
     for (key, _) in scan {
         let id = keys::trailing_id(&key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
         let programme: Programme = get(store, &keys::programme(id))?

@@ -13,9 +13,9 @@ use super::journal::{Entry, Event};
 use super::keys;
 use super::projector::{AsOfDelta, Resource, add_asof_delta, add_dated};
 use super::tx::Tx;
+use crate::domain::asof;
 use crate::domain::asof_risk::{self, RiskInputs};
 use crate::domain::exposure::{self, RowDelta};
-use crate::domain::asof;
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
 use crate::domain::pledge::Pledge;
@@ -179,11 +179,11 @@ pub fn touched_pledges(tx: &Tx<'_>, event: &Event) -> Result<Vec<Uuid>, LedgerEr
 
 /// The pledge's risk columns as dated deltas (`asof_risk::points`), from what `tx` holds now;
 /// none for a pledge not registered yet.
-pub fn asof_points(tx: &Tx<'_>, id: Uuid) -> Result<Vec<(chrono::NaiveDate, RowDelta)>, LedgerError> {
+pub fn asof_points(tx: &Tx<'_>, id: Uuid) -> Result<asof_risk::Points, LedgerError> {
     Ok(asof_inputs(tx, id)?.map(|(_, points)| points).unwrap_or_default())
 }
 
-fn asof_inputs(tx: &Tx<'_>, id: Uuid) -> Result<Option<(Pledge, Vec<(chrono::NaiveDate, RowDelta)>)>, LedgerError> {
+fn asof_inputs(tx: &Tx<'_>, id: Uuid) -> Result<Option<(Pledge, asof_risk::Points)>, LedgerError> {
     let Some(pledge) = tx.get::<Pledge>(&keys::pledge(id))? else { return Ok(None) };
     let risk = pledge_risk(tx, id)?;
     let mut rights = Vec::new();

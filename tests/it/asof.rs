@@ -7,7 +7,7 @@ use ipledger::proto::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The secured amount in force at the end of `d`, if the pledge is in force then.
-fn amount_on(p: &Pledge, d: &str) -> Option<i128> {
+pub fn amount_on(p: &Pledge, d: &str) -> Option<i128> {
     if p.registered_on.as_str() > d || (!p.released_on.is_empty() && p.released_on.as_str() <= d) {
         return None;
     }

@@ -561,17 +561,36 @@ async fn child_rows(server: &TestServer, token: &str, region: &str) -> Vec<Expos
     server.exposure_as(Bearer::new(token)).await.get_exposure(request).await.unwrap().into_inner().rows
 }
 
-/// What the test itself knows of one pledge's risk, to recompute the columns by brute force.
+/// What the test itself knows of one pledge's risk, with its business dates, to recompute the
+/// columns by brute force on any day (`NOW`: the columns now).
 #[derive(Debug, Default, Clone)]
 struct Known {
-    flagged: bool,
-    /// Outstanding principal while the default is open.
-    open_default_fen: Option<i128>,
+    /// (defaulted on, outstanding principal, resolved on)
+    default: Option<(String, i128, Option<String>)>,
     /// (valued on, order recorded, value): the latest by date, then by order, counts.
     valuations: Vec<(String, usize, i128)>,
-    claimed_fen: i128,
-    paid_fen: i128,
+    claims: Vec<KnownClaim>,
 }
+
+#[derive(Debug, Clone)]
+struct KnownClaim {
+    filed_on: String,
+    fund: i128,
+    rejected_on: Option<String>,
+    payments: Vec<(String, i128)>,
+}
+
+impl KnownClaim {
+    fn counts_on(&self, day: &str) -> bool {
+        self.filed_on.as_str() <= day && self.rejected_on.as_deref().is_none_or(|r| r > day)
+    }
+}
+
+/// The register as the test recorded it: each right's statuses (from, whether it flags a pledge).
+type Register = BTreeMap<String, Vec<(String, bool)>>;
+
+/// A day after every business date: the brute force of the columns now.
+const NOW: &str = "9999-12-31";
 
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Columns {
@@ -586,22 +605,32 @@ struct Columns {
 }
 
 impl Columns {
-    fn add(&mut self, p: &Pledge, k: &Known) {
-        self.claimed_fen += k.claimed_fen;
-        self.paid_fen += k.paid_fen;
-        if p.status() != PledgeStatus::Active {
-            return;
+    /// Adds what `p` counts at the end of `day`: flows of every claim filed by then, and the
+    /// stocks of a pledge in force then, by the register's status in effect then.
+    fn add(&mut self, p: &Pledge, k: &Known, register: &Register, day: &str) {
+        for claim in &k.claims {
+            if claim.counts_on(day) {
+                self.claimed_fen += claim.fund;
+            }
+            self.paid_fen += claim.payments.iter().filter(|(on, _)| on.as_str() <= day).map(|(_, a)| a).sum::<i128>();
         }
-        let secured = crate::statistics::fen(&p.secured_amount);
-        if k.flagged {
+        let Some(secured) = crate::asof::amount_on(p, day) else { return };
+        let in_effect = |number: &String| {
+            register.get(number).and_then(|states| states.iter().rfind(|(since, _)| since.as_str() <= day))
+        };
+        if p.rights.iter().any(|r| in_effect(&r.number).is_some_and(|(_, flags)| *flags)) {
             self.at_risk_fen += secured;
             self.at_risk += 1;
         }
-        if let Some(outstanding) = k.open_default_fen {
+        if let Some((on, outstanding, resolved)) = &k.default
+            && on.as_str() <= day
+            && resolved.as_ref().is_none_or(|r| day < r.as_str())
+        {
             self.defaulted_fen += outstanding;
             self.defaulted += 1;
         }
-        if let Some((.., value)) = k.valuations.iter().max_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1))) {
+        let known = k.valuations.iter().filter(|(on, ..)| on.as_str() <= day);
+        if let Some((.., value)) = known.max_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1))) {
             self.appraised_fen += value;
             self.appraised_secured_fen += secured;
         }
@@ -633,13 +662,75 @@ fn ltv(secured_fen: i128, value_fen: i128) -> String {
     format!("{}.{:02}", hundredths / 100, hundredths % 100)
 }
 
+/// A business date `0..days` after `from`, never after `LAST_DAY` (dates must not be in the future).
+fn later(rng: &mut crate::statistics::Rng, from: &str, days: u64) -> String {
+    const LAST_DAY: &str = "2026-06-30";
+    let from = chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").unwrap();
+    (from + chrono::Days::new(rng.below(days))).to_string().min(LAST_DAY.to_owned())
+}
+
+/// Pledges again the patent of some released pledges, from their release on: a right's status
+/// then reaches both, each in its own time in force.
+async fn pledge_again(server: &TestServer, rng: &mut crate::statistics::Rng, pledges: &mut Vec<Pledge>) {
+    let mut client = server.pledges().await;
+    let released: Vec<Pledge> = pledges.iter().filter(|p| p.status() != PledgeStatus::Active).cloned().collect();
+    for old in &released {
+        if rng.below(2) == 0 {
+            continue;
+        }
+        let mut p = pledge(&old.county_code, &format!("{}.00", 1 + rng.below(20_000_000)));
+        p.pledgor = old.pledgor.clone();
+        p.registered_on = later(rng, &old.released_on, 400);
+        p.debt_term_start = p.registered_on.clone();
+        p.debt_term_end = "2026-12-31".into();
+        p.rights = vec![Right {
+            kind: old.rights[0].kind,
+            number: old.rights[0].number.clone(),
+            expires_on: old.rights[0].expires_on.clone(),
+            ..Default::default()
+        }];
+        pledges.push(client.register_pledge(register(p)).await.unwrap().into_inner());
+    }
+}
+
+/// Records what the register says of `p`'s patent, the first time the patent comes up: up to three
+/// statuses from random days, in business order.
+async fn record_statuses(
+    risk: &mut RiskServiceClient<Authed>,
+    rng: &mut crate::statistics::Rng,
+    p: &Pledge,
+    register: &mut Register,
+) {
+    let number = &p.rights[0].number;
+    if register.contains_key(number) {
+        return;
+    }
+    let mut days: Vec<String> = (0..rng.below(4)).map(|_| later(rng, "2019-01-01", 365 * 8)).collect();
+    days.sort();
+    days.dedup();
+    let states = register.entry(number.clone()).or_default();
+    for since in days {
+        let (status, frozen) = match rng.below(4) {
+            0 => (RightStatus::InForce, false),
+            1 => (RightStatus::Lapsed, false),
+            2 => (RightStatus::Invalidated, false),
+            _ => (RightStatus::InForce, true),
+        };
+        let mut state = right_state(number, &pledgor_code(p), status, frozen.then(freeze));
+        state.state.as_mut().unwrap().status_since = since.clone();
+        risk.record_right(state).await.unwrap();
+        states.push((since, status != RightStatus::InForce || frozen));
+    }
+}
+
 #[tokio::test]
-async fn risk_columns_equal_a_brute_force_recomputation_at_every_level() {
+async fn risk_columns_now_and_as_of_any_date_equal_a_brute_force_recomputation_at_every_level() {
     use crate::statistics::{Rng, random_history, within};
     for seed in [0x2545_f491_4f6c_dd1du64, 0x9e37_79b9_7f4a_7c15] {
         let server = TestServer::start().await;
         let mut rng = Rng(seed);
-        let mut pledges = random_history(&server, &mut rng, 120).await;
+        let mut pledges = random_history(&server, &mut rng, 100).await;
+        pledge_again(&server, &mut rng, &mut pledges).await;
         let admin = server.admin_token.clone();
         let mut risk = risk_as(&server, &admin).await;
         let mut client = server.pledges().await;
@@ -655,29 +746,18 @@ async fn risk_columns_equal_a_brute_force_recomputation_at_every_level() {
         let create = CreateProgrammeRequest { request_id: request_id(), programme: Some(programme) };
         let programme_id = risk.create_programme(create).await.unwrap().into_inner().id;
         let mut known: Vec<Known> = vec![Known::default(); pledges.len()];
+        let mut register = Register::new();
         let mut order = 0usize;
+        let yuan = |fen: i128| format!("{}.{:02}", fen / 100, fen % 100);
         for (i, p) in pledges.iter_mut().enumerate() {
-            let active = p.status() == PledgeStatus::Active;
-            let secured = crate::statistics::fen(&p.secured_amount);
-            // The register: a status for the pledge's patent, sometimes twice (flag then clear).
-            for round in 0..rng.below(3) {
-                let (status, frozen) = match rng.below(4) {
-                    0 => (RightStatus::InForce, false),
-                    1 => (RightStatus::Lapsed, false),
-                    2 => (RightStatus::Invalidated, false),
-                    _ => (RightStatus::InForce, true),
-                };
-                let mut state = right_state(&p.rights[0].number, &pledgor_code(p), status, frozen.then(freeze));
-                state.state.as_mut().unwrap().status_since = format!("2024-0{}-01", round + 1);
-                risk.record_right(state).await.unwrap();
-                known[i].flagged = active && (status != RightStatus::InForce || frozen);
-            }
-            if !active {
+            record_statuses(&mut risk, &mut rng, p, &mut register).await;
+            if p.status() != PledgeStatus::Active {
                 continue;
             }
+            let secured = crate::statistics::fen(&p.secured_amount);
             for _ in 0..rng.below(3) {
                 let value = 1 + rng.below(50_000_000);
-                let valued_on = rng.date(2020, 4);
+                let valued_on = later(&mut rng, "2019-01-01", 365 * 8);
                 let request = RecordValuationRequest {
                     request_id: request_id(),
                     valuation: Some(Valuation {
@@ -696,66 +776,76 @@ async fn risk_columns_equal_a_brute_force_recomputation_at_every_level() {
             if rng.below(3) == 0 {
                 let outstanding = 1 + i128::from(rng.below(u64::try_from(secured).unwrap()));
                 let loss = (rng.below(2) == 0).then(|| i128::from(rng.below(u64::try_from(outstanding).unwrap())) + 1);
-                let yuan = |fen: i128| format!("{}.{:02}", fen / 100, fen % 100);
+                let defaulted_on = later(&mut rng, &p.registered_on, 365 * 5);
                 let default = RecordDefaultRequest {
                     request_id: request_id(),
                     pledge_id: p.id.clone(),
-                    defaulted_on: "2024-01-01".to_owned(),
+                    defaulted_on: defaulted_on.clone(),
                     outstanding_principal: yuan(outstanding),
                     loss: loss.map(yuan).unwrap_or_default(),
                 };
                 risk.record_default(default).await.unwrap();
-                known[i].open_default_fen = Some(outstanding);
+                let mut last = defaulted_on.clone();
                 if let Some(loss) = loss {
+                    let filed_on = later(&mut rng, &defaulted_on, 200);
                     let file = FileClaimRequest {
                         request_id: request_id(),
                         programme_id: programme_id.clone(),
                         pledge_id: p.id.clone(),
-                        filed_on: "2024-02-01".to_owned(),
+                        filed_on: filed_on.clone(),
                     };
                     let claim = risk.file_claim(file).await.unwrap().into_inner();
                     let fund = loss / 2;
                     assert_eq!(crate::statistics::fen(&claim.fund_amount), fund);
-                    known[i].claimed_fen = fund;
+                    let mut known_claim =
+                        KnownClaim { filed_on: filed_on.clone(), fund, rejected_on: None, payments: vec![] };
+                    let decided_on = later(&mut rng, &filed_on, 200);
+                    last = decided_on.clone();
                     let decide = |approve| DecideClaimRequest {
                         request_id: request_id(),
                         id: claim.id.clone(),
                         approve,
-                        decided_on: "2024-03-01".to_owned(),
+                        decided_on: decided_on.clone(),
                         note: String::new(),
                     };
                     match rng.below(3) {
                         0 => {
                             risk.decide_claim(decide(false)).await.unwrap();
-                            known[i].claimed_fen = 0;
+                            known_claim.rejected_on = Some(decided_on.clone());
                         }
                         1 if fund > 0 => {
                             risk.decide_claim(decide(true)).await.unwrap();
                             let paid = 1 + i128::from(rng.below(u64::try_from(fund).unwrap()));
+                            let paid_on = later(&mut rng, &decided_on, 200);
                             let pay = RecordPaymentRequest {
                                 request_id: request_id(),
                                 id: claim.id.clone(),
-                                paid_on: "2024-04-01".to_owned(),
+                                paid_on: paid_on.clone(),
                                 amount: yuan(paid),
                             };
                             risk.record_payment(pay).await.unwrap();
-                            known[i].paid_fen = paid;
+                            known_claim.payments.push((paid_on.clone(), paid));
+                            last = paid_on;
                         }
                         _ => {}
                     }
+                    known[i].claims.push(known_claim);
                 }
+                let mut resolved = None;
                 if rng.below(3) == 0 {
+                    let resolved_on = later(&mut rng, &last, 300);
                     let resolve = ResolveDefaultRequest {
                         request_id: request_id(),
                         pledge_id: p.id.clone(),
-                        resolved_on: "2024-06-01".to_owned(),
+                        resolved_on: resolved_on.clone(),
                         resolution: Resolution::Recovered as i32,
                         loss: "0".to_owned(),
                         note: String::new(),
                     };
                     risk.resolve_default(resolve).await.unwrap();
-                    known[i].open_default_fen = None;
+                    resolved = Some(resolved_on);
                 }
+                known[i].default = Some((defaulted_on, outstanding, resolved));
             }
             // Afterwards: some pledges change amount (at-risk and appraised amounts follow), and
             // some are released (their stocks leave the rows, their compensation stays).
@@ -769,67 +859,94 @@ async fn risk_columns_equal_a_brute_force_recomputation_at_every_level() {
                         id: p.id.clone(),
                         secured_amount: format!("{}.00", 1 + rng.below(5_000_000)),
                         reason: "x".into(),
-                        effective_on: after_last("2024-07-01"),
+                        effective_on: after_last(&later(&mut rng, &p.registered_on, 365 * 5)),
                         ..Default::default()
                     };
                     *p = client.change_pledge(change).await.unwrap().into_inner();
                 }
                 1 => {
-                    let on = after_last("2024-08-01");
+                    let on = after_last(&later(&mut rng, &p.registered_on, 365 * 5));
                     *p = client.release_pledge(release(p.id.clone(), &on)).await.unwrap().into_inner();
                 }
                 _ => {}
             }
         }
+        // Now, random days, and the days around the risk events' dates.
+        let mut days: Vec<String> = vec![NOW.to_owned()];
+        days.extend((0..6).map(|_| later(&mut rng, "2019-01-01", 365 * 8)));
+        for k in known.iter().filter(|k| !k.claims.is_empty()).take(3) {
+            let filed = chrono::NaiveDate::parse_from_str(&k.claims[0].filed_on, "%Y-%m-%d").unwrap();
+            days.extend([filed.pred_opt().unwrap().to_string(), filed.to_string()]);
+        }
         let mut exposure = server.exposure().await;
-        for region in ["", "330000", "330100", "330108", "320000", "441900", "110105"] {
-            for group_by in [
-                ExposureGroupBy::Unspecified,
-                ExposureGroupBy::ChildRegion,
-                ExposureGroupBy::Pledgee,
-                ExposureGroupBy::RightKind,
-            ] {
-                let request =
-                    GetExposureRequest { region_code: region.into(), group_by: group_by as i32, ..Default::default() };
-                let got = exposure.get_exposure(request.clone()).await.unwrap().into_inner();
-                let context = format!("seed {seed:x} {request:?}");
-                let mut total = Columns::default();
-                let mut rows: BTreeMap<String, Columns> = BTreeMap::new();
-                for (p, k) in pledges.iter().zip(&known).filter(|(p, _)| within(region, &p.county_code)) {
-                    total.add(p, k);
-                    let keys: Vec<String> = match group_by {
-                        ExposureGroupBy::Pledgee => vec![p.pledgee.as_ref().unwrap().credit_code.clone()],
-                        ExposureGroupBy::RightKind => p
-                            .rights
-                            .iter()
-                            .map(|r| RightKind::try_from(r.kind).unwrap().as_str_name().to_owned())
-                            .collect::<BTreeSet<_>>()
-                            .into_iter()
-                            .collect(),
-                        ExposureGroupBy::ChildRegion => {
-                            let c = &p.county_code;
-                            match region {
-                                "" => vec![format!("{}0000", &c[..2])],
-                                r if r.ends_with("0000") => vec![format!("{}00", &c[..4])],
-                                r if r.ends_with("00") => vec![c.clone()],
-                                _ => vec![],
+        for day in &days {
+            for region in ["", "330000", "330100", "330108", "320000", "441900", "110105"] {
+                for group_by in [
+                    ExposureGroupBy::Unspecified,
+                    ExposureGroupBy::ChildRegion,
+                    ExposureGroupBy::Pledgee,
+                    ExposureGroupBy::RightKind,
+                ] {
+                    let as_of = if day == NOW { String::new() } else { day.clone() };
+                    let request = GetExposureRequest { region_code: region.into(), group_by: group_by as i32, as_of };
+                    let got = exposure.get_exposure(request.clone()).await.unwrap().into_inner();
+                    let context = format!("seed {seed:x} {request:?}");
+                    let mut total = Columns::default();
+                    let mut rows: BTreeMap<String, Columns> = BTreeMap::new();
+                    for (p, k) in pledges.iter().zip(&known).filter(|(p, _)| within(region, &p.county_code)) {
+                        total.add(p, k, &register, day);
+                        let keys: Vec<String> = match group_by {
+                            ExposureGroupBy::Pledgee => vec![p.pledgee.as_ref().unwrap().credit_code.clone()],
+                            ExposureGroupBy::RightKind => p
+                                .rights
+                                .iter()
+                                .map(|r| RightKind::try_from(r.kind).unwrap().as_str_name().to_owned())
+                                .collect::<BTreeSet<_>>()
+                                .into_iter()
+                                .collect(),
+                            ExposureGroupBy::ChildRegion => {
+                                let c = &p.county_code;
+                                match region {
+                                    "" => vec![format!("{}0000", &c[..2])],
+                                    r if r.ends_with("0000") => vec![format!("{}00", &c[..4])],
+                                    r if r.ends_with("00") => vec![c.clone()],
+                                    _ => vec![],
+                                }
                             }
+                            _ => vec![],
+                        };
+                        for key in keys {
+                            rows.entry(key).or_default().add(p, k, &register, day);
                         }
-                        _ => vec![],
-                    };
-                    for key in keys {
-                        rows.entry(key).or_default().add(p, k);
                     }
-                }
-                let check = |row: &ExposureRow, expected: &Columns, what: &str| {
-                    let secured = expected.appraised_secured_fen;
-                    let expected = Columns { appraised_secured_fen: 0, ..*expected };
-                    assert_eq!(Columns::of(row), expected, "{context} {what}");
-                    assert_eq!(row.loan_to_value_percent, ltv(secured, expected.appraised_fen), "{context} {what}");
-                };
-                check(got.total.as_ref().unwrap(), &total, "total");
-                for row in &got.rows {
-                    check(row, rows.get(&row.key).unwrap_or(&Columns::default()), &format!("row {}", row.key));
+                    let check = |row: &ExposureRow, expected: &Columns, what: &str| {
+                        let secured = expected.appraised_secured_fen;
+                        let expected = Columns { appraised_secured_fen: 0, ..*expected };
+                        assert_eq!(Columns::of(row), expected, "{context} {what}");
+                        assert_eq!(row.loan_to_value_percent, ltv(secured, expected.appraised_fen), "{context} {what}");
+                    };
+                    check(got.total.as_ref().unwrap(), &total, "total");
+                    for row in &got.rows {
+                        check(row, rows.get(&row.key).unwrap_or(&Columns::default()), &format!("row {}", row.key));
+                    }
+                    if region.is_empty() {
+                        // The country's programme: its budget of the day's year, less the claims
+                        // of that year filed by then and not rejected by then.
+                        // The server's year now: China time.
+                        let this_year = || (chrono::Utc::now() + chrono::Duration::hours(8)).format("%Y").to_string();
+                        let year = if day == NOW { this_year() } else { day[..4].to_owned() };
+                        let committed: i128 = known
+                            .iter()
+                            .flat_map(|k| &k.claims)
+                            .filter(|c| c.filed_on.starts_with(&year) && c.counts_on(day))
+                            .map(|c| c.fund)
+                            .sum();
+                        let total = got.total.as_ref().unwrap();
+                        let budget = crate::statistics::fen(&total.programme_budget);
+                        assert_eq!(budget, 10_000_000_000_000, "{context}");
+                        let left = crate::statistics::fen(&total.programme_budget_left);
+                        assert_eq!(left, budget - committed, "{context}: budget left");
+                    }
                 }
             }
         }
