@@ -154,7 +154,10 @@ class Bank:
                     raise
                 # The ledger may or may not have recorded the pledge: only a retry with the same
                 # request id can tell, and it cannot record it twice.
-                print(f"attempt {attempt + 1} {err.code().name}: outcome unknown, retrying with request id {request.request_id}")
+                print(
+                    f"attempt {attempt + 1} {err.code().name}: outcome unknown,"
+                    f" retrying with request id {request.request_id}"
+                )
                 time.sleep(retry_delay(err, attempt))
                 continue
             self.note_sequence(call)
@@ -222,7 +225,9 @@ def print_exposure(bank: Bank) -> None:
     )
     for row in answer.rows:
         if row.pledge_count:
-            print(f"exposure {row.key} secured={row.secured_amount} pledges={row.pledge_count} rights={row.right_count}")
+            print(
+                f"exposure {row.key} secured={row.secured_amount} pledges={row.pledge_count} rights={row.right_count}"
+            )
 
 
 def provoke_errors(bank: Bank, loan: pb.Pledge) -> None:
