@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("address", help="host:port of the ipledger server")
     parser.add_argument("--admin-token-file", required=True, help="the admin token (the server writes admin.token)")
     parser.add_argument("--bank-token-out", required=True, help="where to write the bank's new token (mode 0600)")
+    parser.add_argument("--ca-cert", help="PEM of the CA that signed the server's certificate (TLS); none: plaintext")
     parser.add_argument("--bank-name", default="bank-hz", help="the bank principal's name")
     parser.add_argument("--bank-credit-code", default="914403001922038216")
     parser.add_argument("--bank-display-name", default="某某银行杭州分行")
@@ -48,7 +49,13 @@ def main() -> int:
 
     admin_token = Path(args.admin_token_file).read_text().strip()
     auth = (("authorization", f"Bearer {admin_token}"),)
-    with grpc.insecure_channel(args.address) as channel:
+    if args.ca_cert:
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(args.ca_cert).read_bytes())
+        channel = grpc.secure_channel(args.address, credentials)
+    else:
+        # Plaintext: only for a server on loopback (it refuses plaintext on other addresses).
+        channel = grpc.insecure_channel(args.address)
+    with channel:
         token = rpc.AdminServiceStub(channel).CreateToken(
             pb.CreateTokenRequest(name=args.bank_name, role=pb.BANK, credit_code=args.bank_credit_code),
             metadata=auth,

@@ -4,11 +4,14 @@ What it does, in the order a bank's loan system would:
   1. connects with the bank's bearer token (`authorization: Bearer ipl_…` metadata on every call);
   2. registers a pledge for a loan (the pledge read from a JSON file in the proto's JSON form, as in
      README "Register a pledge"), with a request id the client chooses and a deadline;
-  3. retries safely: the first attempt gets a deliberately tiny deadline, so it ends in
-     DEADLINE_EXCEEDED with its outcome unknown (the server may have committed it or not); the
-     retry sends the same request with the same request id, and the ledger answers with the pledge
-     it recorded, never a second one. The identical request is sent once more to show the answer
-     is the same pledge, and the bank's pledge count is checked before and after;
+  3. retries safely: the first attempt gets a deliberately tiny deadline (1 ms), so it nearly always
+     ends in DEADLINE_EXCEEDED (or CANCELLED "Timeout expired" when the server's side of the deadline
+     ends it first) with its outcome unknown: the server may have committed it or not. The retry
+     sends the same request with the same request id, and the ledger answers with the pledge it
+     recorded, never a second one. (When the first attempt does answer in time, the output says
+     "after 1 attempts"; `--first-deadline-ms 0` makes the timeout certain, the deadline being over
+     before the request leaves.) The identical request is then sent once more, as after a lost
+     answer, to show it returns the same pledge, and the bank's pledge count is checked throughout;
   4. reads the exposure of the bank's own book (ExposureService/GetExposure);
   5. follows the change feed (JournalService/WatchEvents) from the sequence saved by the previous
      run, saving the last sequence seen, so a second run resumes after it and sees only newer events;
@@ -52,7 +55,15 @@ DEADLINE_S = 10.0
 ATTEMPTS = 5
 # Codes after which the write's outcome is unknown or nothing was written: safe to resend with the
 # same request id. Any other code is an answer (the ledger decided) and resending cannot change it.
-RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+# CANCELLED is among them: the server's gRPC library (tonic) honours the client's deadline itself
+# and, when it runs out there first, answers CANCELLED "Timeout expired" instead of
+# DEADLINE_EXCEEDED; the write may still commit then, exactly as after DEADLINE_EXCEEDED.
+RETRYABLE = (
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)
 
 
 def read_token(token_file: str | None) -> str:
@@ -293,8 +304,9 @@ def follow_feed(bank: Bank, state_dir: Path, follow_s: float) -> None:
             if event.sequence >= head:
                 break
     except grpc.RpcError as err:
-        # The follow window ended before an event of the bank's at or past the head arrived.
-        if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+        # The follow window ended before an event of the bank's at or past the head arrived (ended
+        # by the client's timer, or by the server's side of the deadline: see RETRYABLE).
+        if err.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
             raise
     finally:
         feed.cancel()
@@ -324,7 +336,8 @@ def main() -> int:
         "--first-deadline-ms",
         type=float,
         default=1.0,
-        help="deadline of the first attempt, tiny so that the retry path is shown (a real system uses its normal one)",
+        help="deadline of the first attempt, tiny so that the retry path is shown (0: always times out);"
+        " a real system uses its normal deadline on every attempt",
     )
     parser.add_argument("--follow-seconds", type=float, default=5.0, help="how long to follow the feed at most")
     args = parser.parse_args()
