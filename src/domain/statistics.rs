@@ -23,6 +23,34 @@ pub struct Fact {
     pub rights: [u32; 5],
 }
 
+/// Which registrations a statistics request counts, by the kinds of right they involve: every
+/// registration, or those with at least one right of a listed kind. A registration pledging a
+/// patent and a trademark counts under "patents" and under "trademarks" alike, as the published
+/// tables count the registrations involving each kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindFilter {
+    /// By kind, in `RightKind::ALL` order; all `false`: no filter.
+    listed: [bool; 5],
+}
+
+impl KindFilter {
+    /// Every registration.
+    pub const ALL: KindFilter = KindFilter { listed: [false; 5] };
+
+    /// Registrations involving at least one right of any of `kinds`; empty: every registration.
+    pub fn of(kinds: &[RightKind]) -> KindFilter {
+        let mut listed = [false; 5];
+        for (slot, kind) in listed.iter_mut().zip(RightKind::ALL) {
+            *slot = kinds.contains(&kind);
+        }
+        KindFilter { listed }
+    }
+
+    pub fn keeps(&self, fact: &Fact) -> bool {
+        !self.listed.contains(&true) || self.listed.iter().zip(fact.rights).any(|(listed, n)| *listed && n > 0)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
     pub amount_fen: i128,
@@ -170,6 +198,33 @@ mod tests {
         assert_eq!(percent(1, 0), None);
         assert_eq!(growth_percent(1680, 1000).unwrap().to_string(), "68.00");
         assert_eq!(growth_percent(500, 1000).unwrap().to_string(), "-50.00");
+    }
+
+    #[test]
+    fn a_kind_filter_keeps_registrations_involving_a_listed_kind() {
+        let fact = |rights: [u32; 5]| Fact {
+            county: CountyCode::parse("330106").unwrap(),
+            registered_on: NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+            amount: Money::parse_positive("1.00").unwrap(),
+            pledgor: CreditCode::parse("91330100716105852F").unwrap(),
+            pledgee: CreditCode::parse("914403001922038216").unwrap(),
+            rights,
+        };
+        let (patent, design, trademark, mixed) =
+            (fact([2, 0, 0, 0, 0]), fact([0, 0, 1, 0, 0]), fact([0, 0, 0, 3, 0]), fact([0, 1, 0, 1, 0]));
+        let patents = KindFilter::of(&[RightKind::InventionPatent, RightKind::UtilityModel, RightKind::DesignPatent]);
+        let trademarks = KindFilter::of(&[RightKind::Trademark]);
+        let copyrights = KindFilter::of(&[RightKind::Copyright]);
+        let keeps = |filter: KindFilter| [&patent, &design, &trademark, &mixed].map(|f| filter.keeps(f));
+        assert_eq!(keeps(KindFilter::ALL), [true; 4]);
+        assert_eq!(keeps(KindFilter::of(&[])), [true; 4], "no kind listed: no filter");
+        assert_eq!(keeps(patents), [true, true, false, true]);
+        assert_eq!(keeps(trademarks), [false, false, true, true], "a mixed pledge counts under each kind");
+        assert_eq!(keeps(copyrights), [false; 4]);
+        assert_eq!(
+            keeps(KindFilter::of(&[RightKind::InventionPatent, RightKind::Trademark])),
+            [true, false, true, true]
+        );
     }
 
     #[test]

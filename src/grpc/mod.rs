@@ -578,12 +578,13 @@ impl Api {
     ) -> Result<pb::GetStatisticsResponse, LedgerError> {
         let region = actor.scope_region(query.region)?.unwrap_or(crate::domain::region::Region::COUNTRY);
         let bank = actor.scope_bank(None)?;
-        let (period, grouping, threshold) = (query.period, query.grouping, query.threshold);
+        let (period, grouping, threshold, kinds) = (query.period, query.grouping, query.threshold, query.kinds);
         let (current, previous) = self
             .ledger
             .read(move |s| {
-                let current = query::statistics(s, region, period, grouping, threshold, bank.as_ref())?;
-                let previous = query::statistics(s, region, period.previous(), grouping, threshold, bank.as_ref())?;
+                let current = query::statistics(s, region, period, grouping, threshold, kinds, bank.as_ref())?;
+                let previous =
+                    query::statistics(s, region, period.previous(), grouping, threshold, kinds, bank.as_ref())?;
                 Ok((current, previous))
             })
             .await?;

@@ -697,6 +697,7 @@ pub fn statistics(
     period: crate::domain::statistics::Period,
     grouping: crate::domain::statistics::Grouping,
     threshold: crate::domain::money::Money,
+    kinds: crate::domain::statistics::KindFilter,
     bank: Option<&CreditCode>,
 ) -> Result<crate::domain::statistics::Tallies, LedgerError> {
     use crate::domain::statistics::{Fact, Grouping, Tallies};
@@ -724,7 +725,11 @@ pub fn statistics(
                         format!("the period holds more than {FACTS_MAX} registrations; ask for a shorter one"),
                     ));
                 }
-                if region.contains(fact.county.region()) && bank.is_none_or(|b| *b == fact.pledgee) {
+                // The kind filter after the scan limit: it narrows what is counted, not what is read.
+                if region.contains(fact.county.region())
+                    && bank.is_none_or(|b| *b == fact.pledgee)
+                    && kinds.keeps(&fact)
+                {
                     tallies.add(&fact, region, grouping, threshold);
                 }
                 after = key;
@@ -747,7 +752,7 @@ mod tests {
     use super::*;
     use crate::domain::money::Money;
     use crate::domain::region::CountyCode;
-    use crate::domain::statistics::{Fact, Grouping, Period};
+    use crate::domain::statistics::{Fact, Grouping, KindFilter, Period};
     use crate::store::{Batch, MemoryStore, StoreError};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -852,10 +857,12 @@ mod tests {
             let from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
             let period = Period::new(from, chrono::NaiveDate::from_ymd_opt(2024, 12, 31).unwrap()).unwrap();
             let region = Region::parse("330000").unwrap();
-            let tallies = statistics(&store, region, period, Grouping::Pledgee, Money::ZERO, Some(&a)).unwrap();
+            let tallies =
+                statistics(&store, region, period, Grouping::Pledgee, Money::ZERO, KindFilter::ALL, Some(&a)).unwrap();
             assert_eq!(tallies.total.registrations, u64::from(own));
             assert_eq!(store.scanned.load(Ordering::Relaxed), own as usize, "{own} own facts, {others} others");
-            let everyone = statistics(&store, region, period, Grouping::None, Money::ZERO, None).unwrap();
+            let everyone =
+                statistics(&store, region, period, Grouping::None, Money::ZERO, KindFilter::ALL, None).unwrap();
             assert_eq!(everyone.total.registrations, u64::from(own + others));
         };
         check(0, 0);

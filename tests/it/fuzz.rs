@@ -455,6 +455,7 @@ fn bases(ids: &Ids) -> Vec<DynamicMessage> {
                 group_by: pb::ExposureGroupBy::ChildRegion as i32,
                 inclusive_threshold: "20000000.00".into(),
                 unit: pb::AmountUnit::TenThousandYuan as i32,
+                right_kinds: vec![pb::RightKind::Trademark as i32],
             },
         ),
         dynamic(

@@ -90,6 +90,7 @@ pub struct StatisticsQuery {
     pub grouping: crate::domain::statistics::Grouping,
     pub threshold: Money,
     pub ten_thousands: bool,
+    pub kinds: crate::domain::statistics::KindFilter,
 }
 
 /// The inclusive-finance threshold used when a request names none: 10 million yuan.
@@ -129,13 +130,20 @@ pub fn statistics_query(request: &pb::GetStatisticsRequest) -> Result<Statistics
             None
         }
     };
+    let kinds: Vec<_> = request
+        .right_kinds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, kind)| f.check(format!("rightKinds[{i}]"), right_kind(*kind)))
+        .collect();
     f.finish()?;
     let (Some(region), Some(period), Some(grouping), Some(threshold), Some(ten_thousands)) =
         (region, period, grouping, threshold, ten_thousands)
     else {
         unreachable!("every missing value recorded a violation");
     };
-    Ok(StatisticsQuery { region, period, grouping, threshold, ten_thousands })
+    let kinds = crate::domain::statistics::KindFilter::of(&kinds);
+    Ok(StatisticsQuery { region, period, grouping, threshold, ten_thousands, kinds })
 }
 
 /// Formats fen as yuan (2 decimals) or as 10,000 yuan (6 decimals): both exact.
