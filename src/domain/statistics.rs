@@ -1,7 +1,8 @@
 //! Regulator statistics: what was registered in a period, per region, pledgee or right kind, with
 //! year-on-year growth and the share of "inclusive" (small) registrations at or below a threshold.
-//! The ledger keeps one registration fact per pledge, indexed by county and date; this module
-//! tallies facts exactly (decimal sums, distinct enterprises).
+//! The ledger keeps one registration fact per pledge, indexed by county and date, and one risk
+//! fact per default, claim and payment (the risk side's flows of the period); this module tallies
+//! facts exactly (decimal sums, distinct enterprises).
 
 use super::ident::{CreditCode, RightKind};
 use super::money::Money;
@@ -21,6 +22,26 @@ pub struct Fact {
     pub pledgee: CreditCode,
     /// Rights by kind, in `RightKind::ALL` order.
     pub rights: [u32; 5],
+}
+
+/// A risk event of a pledge, counted in the period of its business date under the pledge's own
+/// rows (its county, pledgee and kinds of right): a default on its `defaultedOn`, a claim on its
+/// `filedOn` (while not rejected), a payment on its `paidOn`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RiskFact {
+    pub on: NaiveDate,
+    /// The pledge's registration fact: where and under which rows it counts.
+    pub pledge: Fact,
+    pub flow: RiskFlow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RiskFlow {
+    /// The outstanding principal when the loan defaulted.
+    Default(Money),
+    /// The fund's share of a claim.
+    Claim(Money),
+    Payment(Money),
 }
 
 /// Which registrations a statistics request counts, by the kinds of right they involve: every
@@ -58,6 +79,11 @@ pub struct Tally {
     pub enterprises: BTreeSet<CreditCode>,
     pub rights: [u64; 5],
     pub inclusive: u64,
+    /// The risk side's flows of the period (`RiskFact`).
+    pub defaults: u64,
+    pub defaulted_fen: i128,
+    pub claimed_fen: i128,
+    pub paid_fen: i128,
 }
 
 impl Tally {
@@ -70,6 +96,17 @@ impl Tally {
         }
         if fact.amount <= inclusive_threshold {
             self.inclusive += 1;
+        }
+    }
+
+    pub fn add_risk(&mut self, fact: &RiskFact) {
+        match fact.flow {
+            RiskFlow::Default(outstanding) => {
+                self.defaults += 1;
+                self.defaulted_fen += outstanding.fen();
+            }
+            RiskFlow::Claim(fund) => self.claimed_fen += fund.fen(),
+            RiskFlow::Payment(amount) => self.paid_fen += amount.fen(),
         }
     }
 
@@ -182,6 +219,13 @@ impl Tallies {
         self.total.add(fact, threshold);
         for (key, name) in row_keys(fact, region, grouping) {
             self.rows.entry(key).or_insert_with(|| (name, Tally::default())).1.add(fact, threshold);
+        }
+    }
+
+    pub fn add_risk(&mut self, fact: &RiskFact, region: Region, grouping: Grouping) {
+        self.total.add_risk(fact);
+        for (key, name) in row_keys(&fact.pledge, region, grouping) {
+            self.rows.entry(key).or_insert_with(|| (name, Tally::default())).1.add_risk(fact);
         }
     }
 }

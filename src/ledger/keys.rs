@@ -23,6 +23,7 @@
 //! | `Kp` principal name | the certificate bindings of a principal |
 //! | `G` county(6) day(4) id(16) | registration fact, for statistics |
 //! | `Gb` pledgee(18) day(4) id(16) | the same fact by pledgee, so a bank's statistics read only its own |
+//! | `Gr` county(6) day(4) tag(1) id(16) n(4) | risk fact: a default, claim or payment on its business day, for statistics |
 //! | `D` credit code(18) | a bank's name, as the bank itself or an admin last wrote it (exposure, statistics) |
 //! | `X` bucket year(4) | as-of sums of a row for one year (pledges in force and risk columns): the year's, its months' and its days' deltas |
 //! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
@@ -295,6 +296,17 @@ pub fn facts_from(county: CountyCode, from: chrono::NaiveDate) -> (Vec<u8>, Vec<
 /// The key after which a pledgee's facts from `from` on begin, and the pledgee's prefix.
 pub fn pledgee_facts_from(pledgee: &CreditCode, from: chrono::NaiveDate) -> (Vec<u8>, Vec<u8>) {
     facts_after(key(&[b"Gb", pledgee.as_str().as_bytes()]), from)
+}
+
+/// A risk fact (`statistics::RiskFact`): `tag` b'd' a pledge's default (`id` the pledge), b'c' a
+/// claim, b'p' the claim's payment number `n`.
+pub fn risk_fact(county: CountyCode, on: chrono::NaiveDate, tag: u8, id: Uuid, n: u32) -> Vec<u8> {
+    key(&[b"Gr", county.to_string().as_bytes(), &day_number(on).to_be_bytes(), &[tag], id.as_bytes(), &n.to_be_bytes()])
+}
+
+/// The key after which a county's risk facts from `from` on begin, and the county's prefix.
+pub fn risk_facts_from(county: CountyCode, from: chrono::NaiveDate) -> (Vec<u8>, Vec<u8>) {
+    facts_after(key(&[b"Gr", county.to_string().as_bytes()]), from)
 }
 
 /// The families derived from the journal, compared by `verify` and cleared by a rebuild.

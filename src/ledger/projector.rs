@@ -405,7 +405,7 @@ pub(crate) fn add_dated(
     })
 }
 
-fn registration_fact(pledge: &Pledge) -> Fact {
+pub(crate) fn registration_fact(pledge: &Pledge) -> Fact {
     let c = &pledge.content;
     let mut rights = [0u32; 5];
     for right in &c.rights {

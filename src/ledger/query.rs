@@ -690,7 +690,8 @@ fn counties(region: Region) -> Vec<crate::domain::region::CountyCode> {
 /// Facts scanned per statistics request at most: a country's registrations over ten years.
 pub const FACTS_MAX: usize = 5_000_000;
 
-/// Tallies the registrations in `period` inside `region` (of `bank`'s book only, when given).
+/// Tallies the registrations in `period` inside `region` (of `bank`'s book only, when given), and
+/// the risk side's flows of the period (defaults, claims, payments on their business days).
 pub fn statistics(
     store: &dyn Store,
     region: Region,
@@ -700,38 +701,83 @@ pub fn statistics(
     kinds: crate::domain::statistics::KindFilter,
     bank: Option<&CreditCode>,
 ) -> Result<crate::domain::statistics::Tallies, LedgerError> {
-    use crate::domain::statistics::{Fact, Grouping, Tallies};
+    use crate::domain::statistics::{Fact, Grouping, RiskFact, Tallies};
     let mut tallies = Tallies::default();
     let mut scanned = 0usize;
+    // The kind filter after the scan limit: it narrows what is counted, not what is read.
+    let counts = |fact: &Fact| {
+        region.contains(fact.county.region()) && bank.is_none_or(|b| *b == fact.pledgee) && kinds.keeps(fact)
+    };
     // Filter by scope before scanning: a bank's statistics read only its own facts (by pledgee,
     // then date), everyone else's the facts of the region's counties (by county, then date).
     let ranges: Vec<(Vec<u8>, Vec<u8>)> = match bank {
         Some(code) => vec![keys::pledgee_facts_from(code, period.from)],
         None => counties(region).into_iter().map(|county| keys::facts_from(county, period.from)).collect(),
     };
+    scan_facts(
+        store,
+        ranges,
+        period,
+        &mut scanned,
+        |fact: &Fact| fact.registered_on,
+        |fact| {
+            if counts(&fact) {
+                tallies.add(&fact, region, grouping, threshold);
+            }
+        },
+    )?;
+    // Risk facts are few (defaults are rare): a bank's are read by county too, then filtered.
+    let ranges = counties(region).into_iter().map(|county| keys::risk_facts_from(county, period.from)).collect();
+    scan_facts(
+        store,
+        ranges,
+        period,
+        &mut scanned,
+        |fact: &RiskFact| fact.on,
+        |fact| {
+            if counts(&fact.pledge) {
+                tallies.add_risk(&fact, region, grouping);
+            }
+        },
+    )?;
+    if grouping == Grouping::Pledgee {
+        for (code, (name, _)) in tallies.rows.iter_mut() {
+            *name = bank_name(store, &stored_code(code)?)?;
+        }
+    }
+    Ok(tallies)
+}
+
+/// Hands every fact of `ranges` (each: the key after which to start, and its prefix) dated
+/// (`date_of`) up to the end of `period` to `each`; `scanned` counts them against `FACTS_MAX`
+/// across calls.
+fn scan_facts<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    period: crate::domain::statistics::Period,
+    scanned: &mut usize,
+    date_of: impl Fn(&T) -> chrono::NaiveDate,
+    mut each: impl FnMut(T),
+) -> Result<(), LedgerError> {
+    const CHUNK: usize = 1000;
     for (mut after, prefix) in ranges {
         'range: loop {
-            let chunk = store.scan(&prefix, Some(&after), 1000).map_err(unavailable)?;
-            let done = chunk.len() < 1000;
+            let chunk = store.scan(&prefix, Some(&after), CHUNK).map_err(unavailable)?;
+            let done = chunk.len() < CHUNK;
             for (key, value) in chunk {
-                let fact: Fact = codec::decode(&key, &value)?;
-                if fact.registered_on > period.to {
+                let fact: T = codec::decode(&key, &value)?;
+                // Facts are in date order under their prefix: the first one after the period ends it.
+                if date_of(&fact) > period.to {
                     break 'range;
                 }
-                scanned += 1;
-                if scanned > FACTS_MAX {
+                *scanned += 1;
+                if *scanned > FACTS_MAX {
                     return Err(LedgerError::invalid_field(
                         "from",
                         format!("the period holds more than {FACTS_MAX} registrations; ask for a shorter one"),
                     ));
                 }
-                // The kind filter after the scan limit: it narrows what is counted, not what is read.
-                if region.contains(fact.county.region())
-                    && bank.is_none_or(|b| *b == fact.pledgee)
-                    && kinds.keeps(&fact)
-                {
-                    tallies.add(&fact, region, grouping, threshold);
-                }
+                each(fact);
                 after = key;
             }
             if done {
@@ -739,12 +785,7 @@ pub fn statistics(
             }
         }
     }
-    if grouping == Grouping::Pledgee {
-        for (code, (name, _)) in tallies.rows.iter_mut() {
-            *name = bank_name(store, &stored_code(code)?)?;
-        }
-    }
-    Ok(tallies)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::domain::programme::{Claim, ClaimBasis, ClaimStatus, Decision, Payment
 use crate::domain::region::Region;
 use crate::domain::right::{Recorded, RightRecord, RiskFlag};
 use crate::domain::risk::{self, PledgeDefault, Valuation};
+use crate::domain::statistics::{RiskFact, RiskFlow};
 use crate::domain::{LedgerError, Micros};
 use chrono::Datelike;
 use uuid::Uuid;
@@ -235,6 +236,19 @@ fn commit_asof(
     add_dated(tx, |year| keys::programme_asof(programme, year), asof::day(day), &delta)
 }
 
+/// Records a risk event of `pledge` on its business day for statistics, under the pledge's county
+/// (`keys::risk_fact`: tag, id, number).
+fn put_risk_fact(
+    tx: &mut Tx<'_>,
+    pledge: &Pledge,
+    on: chrono::NaiveDate,
+    (tag, id, n): (u8, Uuid, u32),
+    flow: RiskFlow,
+) {
+    let fact = RiskFact { on, pledge: super::projector::registration_fact(pledge), flow };
+    tx.put(keys::risk_fact(pledge.content.county, on, tag, id, n), &fact);
+}
+
 fn broken(what: String) -> LedgerError {
     LedgerError::Internal(what)
 }
@@ -438,6 +452,8 @@ pub fn apply(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             };
             let after = PledgeRisk { default: Some(recorded), ..before.clone() };
             move_pledge(tx, (&pledge, &before), (&pledge, &after))?;
+            let flow = RiskFlow::Default(default.outstanding_principal);
+            put_risk_fact(tx, &pledge, default.defaulted_on, (b'd', *id, 0), flow);
         }
         Event::DefaultResolved { id, resolution } => {
             let pledge = load_pledge(tx, *id)?;
@@ -471,6 +487,7 @@ pub fn apply(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 claim_counts(tx, &claim, -1)?;
                 let fund = -claim.compensation.fund.fen();
                 commit_asof(tx, claim.programme_id, claim.basis.filed_on.year(), decision.decided_on, fund)?;
+                tx.delete(keys::risk_fact(claim.basis.county, claim.basis.filed_on, b'c', claim.id, 0));
             }
             tx.put(keys::claim(*id), &after);
         }
@@ -483,6 +500,8 @@ pub fn apply(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             })?;
             let pledge = load_pledge(tx, claim.pledge_id)?;
             add_to_rows(tx, &pledge, &RowDelta { paid_fen: payment.amount.fen(), ..RowDelta::default() })?;
+            let n = u32::try_from(claim.payments.len()).map_err(|_| broken(format!("claim {id}'s payments")))?;
+            put_risk_fact(tx, &pledge, payment.paid_on, (b'p', *id, n), RiskFlow::Payment(payment.amount));
             tx.put(keys::claim(*id), &after);
         }
         other => return Err(broken(format!("{} is not a risk entry", other.name()))),
@@ -499,6 +518,8 @@ fn claim_filed(tx: &mut Tx<'_>, claim: &Claim) -> Result<(), LedgerError> {
     tx.put(keys::pledge_risk(claim.pledge_id), &risk);
     let filed_on = claim.basis.filed_on;
     commit_asof(tx, claim.programme_id, filed_on.year(), filed_on, claim.compensation.fund.fen())?;
+    let pledge = load_pledge(tx, claim.pledge_id)?;
+    put_risk_fact(tx, &pledge, filed_on, (b'c', claim.id, 0), RiskFlow::Claim(claim.compensation.fund));
     claim_counts(tx, claim, 1)
 }
 

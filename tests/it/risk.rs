@@ -724,7 +724,7 @@ async fn record_statuses(
 }
 
 #[tokio::test]
-async fn risk_columns_now_and_as_of_any_date_equal_a_brute_force_recomputation_at_every_level() {
+async fn risk_columns_now_as_of_any_date_and_in_statistics_equal_a_brute_force_recomputation() {
     use crate::statistics::{Rng, random_history, within};
     for seed in [0x2545_f491_4f6c_dd1du64, 0x9e37_79b9_7f4a_7c15] {
         let server = TestServer::start().await;
@@ -950,6 +950,7 @@ async fn risk_columns_now_and_as_of_any_date_equal_a_brute_force_recomputation_a
                 }
             }
         }
+        check_statistics(&server, &mut rng, &pledges, &known, seed).await;
         let report = JournalServiceClient::with_interceptor(server.channel().await, Bearer::new(&admin))
             .verify_journal(VerifyJournalRequest {})
             .await
@@ -957,6 +958,106 @@ async fn risk_columns_now_and_as_of_any_date_equal_a_brute_force_recomputation_a
             .into_inner();
         assert!(report.ok, "{:?}", report.divergence);
         server.stop().await;
+    }
+}
+
+/// The risk side's flows of a period in statistics: (defaults, defaulted, claimed, paid) in fen.
+type Flows = (u64, i128, i128, i128);
+
+fn flows_in(k: &Known, from: &str, to: &str) -> Flows {
+    let within = |day: &str| from <= day && day <= to;
+    let mut flows = Flows::default();
+    if let Some((on, outstanding, _)) = &k.default
+        && within(on)
+    {
+        flows.0 += 1;
+        flows.1 += outstanding;
+    }
+    for claim in &k.claims {
+        if within(&claim.filed_on) && claim.counts_on(NOW) {
+            flows.2 += claim.fund;
+        }
+        flows.3 += claim.payments.iter().filter(|(on, _)| within(on)).map(|(_, a)| a).sum::<i128>();
+    }
+    flows
+}
+
+fn add_flows(sum: &mut Flows, more: Flows) {
+    *sum = (sum.0 + more.0, sum.1 + more.1, sum.2 + more.2, sum.3 + more.3);
+}
+
+/// `GetStatistics`' risk columns for every year and a random period, at every level and grouping,
+/// against the flows the test recorded, attributed to each pledge's rows.
+async fn check_statistics(
+    server: &TestServer,
+    rng: &mut crate::statistics::Rng,
+    pledges: &[Pledge],
+    known: &[Known],
+    seed: u64,
+) {
+    use crate::statistics::{fen, within};
+    let mut exposure = server.exposure().await;
+    let mut periods: Vec<(String, String)> =
+        (2019..=2026).map(|y| (format!("{y}-01-01"), format!("{y}-12-31"))).collect();
+    let from = later(rng, "2019-01-01", 365 * 4);
+    periods.push((from.clone(), later(rng, &from, 365 * 3)));
+    for (from, to) in &periods {
+        for region in ["", "330000", "330100", "330108", "441900"] {
+            for group_by in [ExposureGroupBy::ChildRegion, ExposureGroupBy::Pledgee, ExposureGroupBy::RightKind] {
+                let request = GetStatisticsRequest {
+                    region_code: region.into(),
+                    from: from.clone(),
+                    to: to.clone(),
+                    group_by: group_by as i32,
+                    ..Default::default()
+                };
+                let got = exposure.get_statistics(request.clone()).await.unwrap().into_inner();
+                let context = format!("seed {seed:x} {request:?}");
+                let mut total = Flows::default();
+                let mut rows: BTreeMap<String, Flows> = BTreeMap::new();
+                for (p, k) in pledges.iter().zip(known).filter(|(p, _)| within(region, &p.county_code)) {
+                    let flows = flows_in(k, from, to);
+                    add_flows(&mut total, flows);
+                    let keys: Vec<String> = match group_by {
+                        ExposureGroupBy::Pledgee => vec![p.pledgee.as_ref().unwrap().credit_code.clone()],
+                        ExposureGroupBy::RightKind => p
+                            .rights
+                            .iter()
+                            .map(|r| RightKind::try_from(r.kind).unwrap().as_str_name().to_owned())
+                            .collect::<BTreeSet<_>>()
+                            .into_iter()
+                            .collect(),
+                        _ => {
+                            let c = &p.county_code;
+                            match region {
+                                "" => vec![format!("{}0000", &c[..2])],
+                                r if r.ends_with("0000") => vec![format!("{}00", &c[..4])],
+                                r if r.ends_with("00") => vec![c.clone()],
+                                _ => vec![],
+                            }
+                        }
+                    };
+                    for key in keys {
+                        add_flows(rows.entry(key).or_default(), flows);
+                    }
+                }
+                let of = |row: &StatisticsRow| {
+                    (
+                        row.defaults,
+                        fen(&row.defaulted_amount),
+                        fen(&row.compensation_claimed),
+                        fen(&row.compensation_paid),
+                    )
+                };
+                assert_eq!(of(got.total.as_ref().unwrap()), total, "{context} total");
+                for row in &got.rows {
+                    assert_eq!(of(row), rows.get(&row.key).copied().unwrap_or_default(), "{context} row {}", row.key);
+                }
+                for (key, flows) in rows.iter().filter(|(_, f)| **f != Flows::default()) {
+                    assert!(got.rows.iter().any(|r| &r.key == key), "{context}: missing row {key} with {flows:?}");
+                }
+            }
+        }
     }
 }
 

@@ -180,6 +180,10 @@ fn statistics_row(
         amount_growth_percent: growth_percent(current.amount_fen, previous_fen)
             .map(|p| p.to_string())
             .unwrap_or_default(),
+        defaults: current.defaults,
+        defaulted_amount: amount(current.defaulted_fen, ten_thousands),
+        compensation_claimed: amount(current.claimed_fen, ten_thousands),
+        compensation_paid: amount(current.paid_fen, ten_thousands),
     }
 }
 
