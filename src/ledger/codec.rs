@@ -24,7 +24,7 @@ pub fn decode_first<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::projector::{AsOfDelta, YearSums};
+    use crate::ledger::projector::{AsOfDelta, RiskAsOf, YearSums};
 
     #[test]
     fn the_first_field_of_a_year_is_its_total() {
@@ -33,8 +33,7 @@ mod tests {
             pledges: 3,
             rights: 7,
             enterprises: 2,
-            paid_fen: 9,
-            ..AsOfDelta::default()
+            risk: Some(RiskAsOf { paid_fen: 9, ..RiskAsOf::default() }),
         };
         let other = AsOfDelta { secured_fen: 1, ..AsOfDelta::default() };
         let sums = YearSums { total, months: vec![(4, other)], days: vec![(130, other), (131, total)] };

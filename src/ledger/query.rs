@@ -503,7 +503,7 @@ fn budget_left_as_of(
         }
         let programme_budget = programme.budget_in(year).fen();
         budget += programme_budget;
-        left += (programme_budget - committed.claimed_fen).max(0);
+        left += (programme_budget - committed.row_delta().claimed_fen).max(0);
     }
     let money = |fen: i128| Money::from_fen(fen).ok_or_else(|| LedgerError::Internal("budget out of range".to_owned()));
     Ok((money(budget)?, money(left)?))

@@ -232,7 +232,7 @@ fn commit_asof(
     if day.year() != committed_in {
         return Ok(());
     }
-    let delta = AsOfDelta { claimed_fen: fund_fen, ..AsOfDelta::default() };
+    let delta = AsOfDelta::of(&RowDelta { claimed_fen: fund_fen, ..RowDelta::default() });
     add_dated(tx, |year| keys::programme_asof(programme, year), asof::day(day), &delta)
 }
 
