@@ -657,7 +657,8 @@ function renderReportForm(query) {
 }
 
 function renderReportTable(answer, query) {
-  const threshold = `${money(answer.inclusiveThreshold).text} ${unitName()}`;
+  // The threshold is set in yuan: its header says it in yuan, whatever the unit of the figures.
+  const threshold = exactYuan(answer.inclusiveThreshold);
   const columns = REPORT_COLUMNS.map((c) =>
     c.label === 'inclusiveShare' ? { ...c, label: undefined, text: t('inclusiveShare', { threshold }) } : c,
   );
@@ -864,6 +865,8 @@ function signOut() {
   shown.overview = undefined;
   shown.report = undefined;
   scopeRegions = undefined;
+  lastHash.overview = '#/';
+  lastHash.report = undefined;
   signedIn(false);
 }
 
