@@ -813,6 +813,7 @@ async fn dashboard_speaks_chinese_or_english_and_remembers_the_choice() {
     assert_eq!(browser.headers("report-table").await[..3], ["Region", "Registered amount (yuan)", "Registrations"]);
     // And back to Chinese, remembered as well.
     browser.choose("#lang", "zh-CN").await;
+    assert_eq!(browser.text("#who").await, "权限范围：全国");
     assert_eq!(browser.headers("report-table").await[..3], ["地区", "担保债权数额（元）", "质押登记（笔）"]);
     assert_eq!(browser.text("#report-table tr.total td").await, "合计");
     browser.click("#tab-overview").await;
@@ -932,6 +933,12 @@ async fn dashboard_report_equals_get_statistics_cell_by_cell() {
     browser.click("#report-form button[type=submit]").await;
     browser.report_ready("330000", "patents").await;
     browser.choose("#unit", "wan").await;
+    // A redraw keeps what the form holds and has not been submitted yet.
+    browser.choose("#report-kind", "copyrights").await;
+    browser.choose("#lang", "zh-CN").await;
+    browser.choose("#lang", "en").await;
+    assert_eq!(browser.eval::<String>("document.getElementById('report-kind').value").await, "copyrights");
+    browser.choose("#report-kind", "patents").await;
     let request = statistics_request("330000", "2019-01-01", "2020-12-31", &PATENTS, "250000.00");
     let got = check_report(&browser, &mut exposure, request, (4, " %", "Total")).await;
     assert_eq!(got.total.as_ref().unwrap().registrations, 3, "Xihu twice and Binjiang in 2019-2020");

@@ -46,6 +46,8 @@ let navigation = 0;
 const shown = { overview: undefined, report: undefined };
 /// The token's scope root and its children (the report's region choices), asked once per sign-in.
 let scopeRegions;
+/// The name of the token's scope root, shown beside the sign-out button in either view.
+let scopeName;
 
 // --- Settings: language and unit, remembered in localStorage -------------------------------------
 
@@ -413,8 +415,7 @@ function reportHash(query) {
 const lastHash = { overview: '#/', report: undefined };
 function renderTabs(route) {
   lastHash[route.view] = location.hash || '#/';
-  const region = route.path.length ? route.path[route.path.length - 1] : '';
-  const firstReport = reportHash(reportQuery({ path: region ? [region] : [], params: new URLSearchParams() }));
+  const firstReport = reportHash(reportQuery({ path: route.path.slice(-1), params: new URLSearchParams() }));
   $('tab-overview').href = lastHash.overview;
   $('tab-report').href = lastHash.report || firstReport;
   $('tab-overview').toggleAttribute('aria-current', route.view === 'overview');
@@ -479,8 +480,9 @@ function regionNameCell(row, hash) {
 
 const REGION_COLUMNS = [
   { label: 'region', className: 'name' },
-  { label: 'securedAmount', className: 'number secured' },
-  { label: 'pledges', className: 'number pledges' },
+  // Bar columns keep their headers at the left, above the figure and its bar.
+  { label: 'securedAmount', className: 'secured' },
+  { label: 'pledges', className: 'pledges' },
   { label: 'enterprises', className: 'number enterprises' },
   { label: 'creditUtilisation', className: 'number utilisation' },
   ...REGION_RISK_COLUMNS,
@@ -512,7 +514,7 @@ function renderRegions(answer, path) {
 
 const PLEDGEE_COLUMNS = [
   { label: 'pledgee', className: 'name' },
-  { label: 'securedAmount', className: 'number secured' },
+  { label: 'securedAmount', className: 'secured' },
   { label: 'pledges', className: 'number pledges' },
   { label: 'creditDrawnLimit', className: 'number credit' },
   { label: 'creditUtilisation', className: 'number utilisation' },
@@ -542,7 +544,7 @@ function renderPledgees(answer) {
 
 const TREND_COLUMNS = [
   { label: 'asOf', className: 'date' },
-  { label: 'securedAmount', className: 'number secured' },
+  { label: 'securedAmount', className: 'secured' },
   { label: 'pledges', className: 'number pledges' },
 ];
 
@@ -574,7 +576,7 @@ function trendDates() {
 }
 
 function renderOverview(data) {
-  $('who').textContent = t('scope', { name: data.root.regionName });
+  scopeName = data.root.regionName;
   renderCrumbs(data.root.regionName, data.path);
   renderTotals(data.byRegion.total || {});
   renderRegions(data.byRegion, data.path);
@@ -642,11 +644,16 @@ function renderRegionChoices(answer, query) {
     return o;
   };
   const options = [option('', scopeRegions.name), ...scopeRegions.children.map((c) => option(c.key, c.name))];
-  if (query.region && !scopeRegions.children.some((c) => c.key === query.region)) {
-    options.push(option(query.region, answer.regionName));
+  // The scope root by its code is the first choice; a deeper region is added as a last one.
+  const region = query.region === scopeRegions.code ? '' : query.region;
+  if (region && !scopeRegions.children.some((c) => c.key === region)) {
+    options.push(option(region, answer.regionName));
   }
+  // A redraw (language, unit) keeps what the viewer chose and has not submitted yet; a new
+  // report starts from an emptied list, so from its own region.
+  const chosen = select.options.length ? select.value : region;
   select.replaceChildren(...options);
-  select.value = query.region;
+  select.value = chosen;
 }
 
 function renderReportForm(query) {
@@ -742,7 +749,6 @@ function caption(answer, query) {
 
 function renderReport(data) {
   renderRegionChoices(data.answer, data.query);
-  renderReportForm(data.query);
   $('report-caption').textContent = caption(data.answer, data.query);
   renderReportTable(data.answer, data.query);
   renderReportChart(data.answer);
@@ -753,7 +759,9 @@ async function loadReport(route) {
   if (!scopeRegions) {
     const root = await exposure('', 'CHILD_REGION');
     const children = (root.rows || []).map((r) => ({ key: r.key, name: r.name }));
-    scopeRegions = { name: root.regionName, children: children.sort((a, b) => a.key.localeCompare(b.key)) };
+    children.sort((a, b) => a.key.localeCompare(b.key));
+    scopeRegions = { code: root.regionCode || '', name: root.regionName, children };
+    scopeName = root.regionName;
   }
   const answer = await statistics(query);
   return { query, answer };
@@ -824,6 +832,7 @@ function render() {
   const route = currentRoute();
   if (route.view === 'overview' && shown.overview) renderOverview(shown.overview);
   if (route.view === 'report' && shown.report) renderReport(shown.report);
+  $('who').textContent = scopeName === undefined ? '' : t('scope', { name: scopeName });
 }
 
 async function show() {
@@ -838,6 +847,11 @@ async function show() {
     shown[route.view] = data;
     const region = route.view === 'report' ? data.answer.regionCode : data.byRegion.regionCode;
     renderTabs(route);
+    if (route.view === 'report') {
+      // The form shows the report's parameters once, when it arrives: redraws leave it alone.
+      $('report-region').replaceChildren();
+      renderReportForm(data.query);
+    }
     render();
     $('main').hidden = false;
     document.body.dataset.view = route.view;
@@ -865,6 +879,7 @@ function signOut() {
   shown.overview = undefined;
   shown.report = undefined;
   scopeRegions = undefined;
+  scopeName = undefined;
   lastHash.overview = '#/';
   lastHash.report = undefined;
   signedIn(false);
@@ -904,13 +919,16 @@ $('unit').addEventListener('change', () => {
 // The report's form only changes the URL: the URL is the report (bookmarkable, printable).
 $('report-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  location.hash = reportHash({
+  const hash = reportHash({
     region: $('report-region').value,
     from: $('report-from').value,
     to: $('report-to').value,
     kind: $('report-kind').value,
     threshold: $('report-threshold').value.replace(/[,\s]/g, ''),
   });
+  // The same report again asks again: the ledger may have new registrations.
+  if (hash === location.hash) show();
+  else location.hash = hash;
 });
 $('report-print').addEventListener('click', () => window.print());
 for (const button of document.querySelectorAll('button.export')) {
