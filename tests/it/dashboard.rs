@@ -837,25 +837,26 @@ async fn dashboard_speaks_chinese_or_english_and_remembers_the_choice() {
 async fn dashboard_shows_amounts_in_yuan_wan_and_yi_with_the_exact_yuan_on_hover() {
     let server = TestServer::start().await;
     seed(&server).await;
-    // 123,500,000.00 in Beijing: 1.235 亿元, a half that a float would round down (1.2349999…).
-    server.pledges().await.register_pledge(register(pledge("110105", "123500000.00"))).await.unwrap();
+    // 100,500,000.00 in Beijing: 1.005 亿元, a half that a float rounds down (100500000 / 1e8 is
+    // 1.00499999…, and toFixed(2) gives 1.00); exactly, half up, it is 1.01.
+    server.pledges().await.register_pledge(register(pledge("110105", "100500000.00"))).await.unwrap();
     let browser = Browser::start(&[]).await;
     browser.sign_in(&server, &server.admin_token).await;
     browser.ready("").await;
     let figure = |key: &str| format!("#regions tr[data-key='{key}'] td.secured .figure");
     // (unit, its name, total, Beijing, Zhejiang)
     let expected = [
-        ("yuan", "yuan", "124,500,000.00", "123,500,000.00", "500,000.00"),
-        ("wan", "10,000 yuan", "12,450.00", "12,350.00", "50.00"),
-        ("yi", "100 million yuan", "1.25", "1.24", "0.01"),
+        ("yuan", "yuan", "101,500,000.00", "100,500,000.00", "500,000.00"),
+        ("wan", "10,000 yuan", "10,150.00", "10,050.00", "50.00"),
+        ("yi", "100 million yuan", "1.02", "1.01", "0.01"),
     ];
     for (unit, name, total, beijing, zhejiang) in expected {
         browser.choose("#unit", unit).await;
         assert_eq!(browser.text("#summary .card h3").await, format!("Secured amount ({name})"));
         assert_eq!(browser.text("#total-secured").await, total, "{unit}");
-        assert_eq!(browser.title("#total-secured").await, "124,500,000.00 yuan", "{unit}: the exact figure on hover");
+        assert_eq!(browser.title("#total-secured").await, "101,500,000.00 yuan", "{unit}: the exact figure on hover");
         assert_eq!(browser.text(&figure("110000")).await, beijing, "{unit}");
-        assert_eq!(browser.title(&figure("110000")).await, "123,500,000.00 yuan", "{unit}");
+        assert_eq!(browser.title(&figure("110000")).await, "100,500,000.00 yuan", "{unit}");
         assert_eq!(browser.text(&figure("330000")).await, zhejiang, "{unit}");
         assert_eq!(browser.title(&figure("330000")).await, "500,000.00 yuan", "{unit}");
         assert_eq!(browser.title("#total-credit").await, "300,000.00 yuan / 1,000,000.00 yuan", "{unit}");
@@ -867,13 +868,13 @@ async fn dashboard_shows_amounts_in_yuan_wan_and_yi_with_the_exact_yuan_on_hover
     // The unit is remembered, and names itself in Chinese as 亿元.
     browser.client.refresh().await.unwrap();
     browser.ready("").await;
-    assert_eq!(browser.text("#total-secured").await, "1.25");
+    assert_eq!(browser.text("#total-secured").await, "1.02");
     browser.choose("#lang", "zh-CN").await;
     assert_eq!(browser.text("#summary .card h3").await, "被担保债权数额（亿元）");
-    assert_eq!(browser.title("#total-secured").await, "124,500,000.00 元");
+    assert_eq!(browser.title("#total-secured").await, "101,500,000.00 元");
     browser.choose("#unit", "wan").await;
     assert_eq!(browser.headers("regions").await[1], "被担保债权数额（万元）");
-    assert_eq!(browser.text(&figure("110000")).await, "12,350.00");
+    assert_eq!(browser.text(&figure("110000")).await, "10,050.00");
     browser.close().await;
     server.stop().await;
 }
