@@ -650,12 +650,12 @@ fn count_text(n: u64) -> String {
 }
 
 /// Pledges for the report, besides `seed`'s invention patents of 2019 and 2021 (returns this
-/// year, China time): in Zhejiang a trademark alone (Ningbo, 2019), a copyright alone (Wenzhou,
+/// year by the local clock, which is the browser's, so its default period is this year around New
+/// Year too): in Zhejiang a trademark alone (Ningbo, 2019), a copyright alone (Wenzhou,
 /// 2020), a patent with a trademark (Xihu, 2020); last year a small patent in Ningbo; this year a
 /// 35,000,000.00 trademark in Ningbo (above the default inclusive threshold) and a design in Binjiang.
 async fn seed_report(server: &TestServer) -> i32 {
-    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive();
-    let year = chrono::Datelike::year(&today);
+    let year = chrono::Datelike::year(&chrono::Local::now().date_naive());
     let right = |kind: RightKind, number: String| Right {
         kind: kind as i32,
         number,
