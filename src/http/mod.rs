@@ -20,6 +20,7 @@ pub struct HttpState {
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
+const I18N_JS: &str = include_str!("dashboard/i18n.js");
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
 
 /// Only our own files and calls: no inline script, no third party, no framing.
@@ -47,6 +48,7 @@ pub fn router(state: HttpState) -> axum::Router {
         .route("/dashboard", get(|| async { Redirect::to("/dashboard/") }))
         .route("/dashboard/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
         .route("/dashboard/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/dashboard/i18n.js", get(|| async { asset("text/javascript; charset=utf-8", I18N_JS) }))
         .route("/dashboard/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
         .route("/api/{service}/{method}", post(gateway::call))
         .layer(axum::extract::DefaultBodyLimit::max(gateway::BODY_BYTES_MAX))

@@ -3,7 +3,11 @@
 //! county, lists pledgees with their credit utilisation and a trend, and shows only what the
 //! viewer's token may see; the risk side (at risk, defaults, valuations, compensation, programme
 //! budgets) of seeded risk data in the totals and both tables, at every level of the drill-down.
-//! Also the JSON API's refusals, called by the page's own `fetch`.
+//! Also the JSON API's refusals, called by the page's own `fetch`. Then what Chinese IP offices
+//! need: the page in Chinese for a browser that prefers it and in English otherwise, switched and
+//! remembered; amounts in 元, 万元 and 亿元 (exactly rounded, the exact yuan in the title); the
+//! regulator's report compared cell by cell with `GetStatistics` called over gRPC (right-kind
+//! filter, threshold, drill-down and units included); and CSV downloads whose figures are the API's.
 
 use crate::credit_lines::line;
 use crate::helpers::*;
@@ -24,7 +28,14 @@ struct Browser {
 }
 
 impl Browser {
+    /// A browser preferring US English, as the tests before the Chinese page assumed.
     async fn start(extra_args: &[&str]) -> Browser {
+        Browser::launch(extra_args, "en-US,en", None).await
+    }
+
+    /// A browser whose preferred languages are `languages` (Accept-Language form, e.g.
+    /// "zh-CN,zh"), downloading into `downloads` when given.
+    async fn launch(extra_args: &[&str], languages: &str, downloads: Option<&std::path::Path>) -> Browser {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -52,9 +63,17 @@ impl Browser {
         ];
         let profile_arg = format!("--user-data-dir={}", profile.path().display());
         args.push(&profile_arg);
+        // navigator.languages comes from the profile's accept_languages; --lang sets the UI's.
+        let lang_arg = format!("--lang={}", languages.split(',').next().unwrap_or("en-US"));
+        args.push(&lang_arg);
         args.extend_from_slice(extra_args);
+        let mut prefs = serde_json::json!({"intl": {"accept_languages": languages}});
+        if let Some(dir) = downloads {
+            prefs["download"] = serde_json::json!({"default_directory": dir, "prompt_for_download": false});
+        }
         let mut capabilities = serde_json::Map::new();
-        capabilities.insert("goog:chromeOptions".into(), serde_json::json!({"binary": chromium, "args": args}));
+        capabilities
+            .insert("goog:chromeOptions".into(), serde_json::json!({"binary": chromium, "args": args, "prefs": prefs}));
         let mut attempt = 0;
         let client = loop {
             match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -87,6 +106,46 @@ impl Browser {
             let error = self.text("#error").await;
             panic!("the page never showed {selector}: {e}; error box: {error:?}");
         }
+    }
+
+    /// Waits until the report view has rendered `region` with right kind `kind`.
+    async fn report_ready(&self, region: &str, kind: &str) {
+        let selector =
+            format!("body[data-state='ready'][data-view='report'][data-region='{region}'][data-kind='{kind}']");
+        if let Err(e) =
+            self.client.wait().at_most(Duration::from_secs(WAIT_S_MAX)).for_element(Locator::Css(&selector)).await
+        {
+            let error = self.text("#error").await;
+            panic!("the page never showed {selector}: {e}; error box: {error:?}");
+        }
+    }
+
+    /// The value of a script expression over the page.
+    async fn eval<T: serde::de::DeserializeOwned>(&self, expression: &str) -> T {
+        let value = self.client.execute(&format!("return {expression};"), vec![]).await.unwrap();
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{expression}: {e}"))
+    }
+
+    async fn title(&self, css: &str) -> String {
+        let element = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        element.attr("title").await.unwrap().unwrap_or_default()
+    }
+
+    /// Chooses `value` in a `<select>`, as a viewer does.
+    async fn choose(&self, css: &str, value: &str) {
+        let select = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        select.select_by_value(value).await.unwrap();
+    }
+
+    /// Types into an input by setting its value (date inputs take keys in the browser's locale).
+    async fn set_value(&self, css: &str, value: &str) {
+        let script = "document.querySelector(arguments[0]).value = arguments[1];";
+        self.client.execute(script, vec![css.into(), value.into()]).await.unwrap();
+    }
+
+    /// The texts of a table's header cells.
+    async fn headers(&self, table: &str) -> Vec<String> {
+        self.eval(&format!("[...document.querySelectorAll('#{table} thead th')].map(th => th.textContent)")).await
     }
 
     async fn text(&self, css: &str) -> String {
@@ -544,4 +603,583 @@ async fn dashboard_works_over_tls() {
     assert_eq!(protocol.await.unwrap(), "h2", "over TLS the page comes over HTTP/2");
     browser.close().await;
     s.server.stop().await;
+}
+
+// --- Languages, units, the regulator's report and CSV exports ------------------------------------
+
+/// Digits grouped by thousands, as both the zh-CN and the English number formats write them.
+fn grouped(digits: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What the page must show for `amount` yuan in units of 10^`exponent` yuan: 2 decimals, rounded
+/// half away from zero, grouped by thousands. Computed in fen, exactly.
+fn in_unit(amount: &str, exponent: u32) -> String {
+    let fen = crate::statistics::fen(if amount.is_empty() { "0" } else { amount });
+    let divisor = 10i128.pow(exponent);
+    let mut hundredths = fen / divisor;
+    if 2 * (fen % divisor).abs() >= divisor && exponent > 0 {
+        hundredths += fen.signum();
+    }
+    let sign = if hundredths < 0 { "-" } else { "" };
+    let h = hundredths.abs();
+    format!("{sign}{}.{:02}", grouped(&(h / 100).to_string()), h % 100)
+}
+
+/// A percentage of the API as the page shows it: its own digits, grouped, with the language's
+/// suffix (" %" in English, "%" in Chinese); a dash when there is none.
+fn percent_text(value: &str, suffix: &str) -> String {
+    if value.is_empty() {
+        return "–".to_owned();
+    }
+    let (sign, digits) = value.strip_prefix('-').map_or(("", value), |d| ("-", d));
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let fraction = if fraction.is_empty() { String::new() } else { format!(".{fraction}") };
+    format!("{sign}{}{fraction}{suffix}", grouped(whole))
+}
+
+fn count_text(n: u64) -> String {
+    grouped(&n.to_string())
+}
+
+/// Pledges for the report, besides `seed`'s invention patents of 2019 and 2021 (returns this
+/// year by the local clock, which is the browser's, so its default period is this year around New
+/// Year too): in Zhejiang a trademark alone (Ningbo, 2019), a copyright alone (Wenzhou,
+/// 2020), a patent with a trademark (Xihu, 2020); last year a small patent in Ningbo; this year a
+/// 35,000,000.00 trademark in Ningbo (above the default inclusive threshold) and a design in Binjiang.
+async fn seed_report(server: &TestServer) -> i32 {
+    let year = chrono::Datelike::year(&chrono::Local::now().date_naive());
+    let right = |kind: RightKind, number: String| Right {
+        kind: kind as i32,
+        number,
+        title: "R".to_owned(),
+        expires_on: "2060-01-01".to_owned(),
+        ..Default::default()
+    };
+    // Filed last year, in force for five more years: valid for every kind of patent.
+    let patent = |kind: RightKind, code: u32, n: u64| {
+        let filed = format!("{}{code}{n:07}", year - 1);
+        let number = ipledger::domain::ident::PatentNumber::complete(&filed).unwrap();
+        Right { expires_on: format!("{}-01-01", year + 5), ..right(kind, number) }
+    };
+    let trademark = |n: u64| right(RightKind::Trademark, format!("{}", 30_000_000 + n));
+    let copyright = |n: u64| right(RightKind::Copyright, format!("2019SR{n:07}"));
+    let mut pledges = server.pledges().await;
+    let this_year = format!("{year}-01-01");
+    let last_year = format!("{}-03-01", year - 1);
+    let extra: [(&str, &str, &str, Vec<Right>); 6] = [
+        ("330205", "250000.00", "2019-08-01", vec![trademark(unique())]),
+        ("330302", "80000.00", "2020-03-01", vec![copyright(unique())]),
+        (
+            "330106",
+            "1200000.00",
+            "2020-05-01",
+            vec![patent(RightKind::InventionPatent, 1, unique()), trademark(unique())],
+        ),
+        ("330205", "12345.67", &last_year, vec![patent(RightKind::UtilityModel, 2, unique())]),
+        ("330205", "35000000.00", &this_year, vec![trademark(unique())]),
+        ("330108", "4500000.00", &this_year, vec![patent(RightKind::DesignPatent, 3, unique())]),
+    ];
+    for (county, amount, on, rights) in extra {
+        let mut p = pledge(county, amount);
+        p.registered_on = on.to_owned();
+        p.debt_term_start = on.to_owned();
+        p.debt_term_end = format!("{}-12-31", year + 1);
+        p.rights = rights;
+        pledges.register_pledge(register(p)).await.unwrap();
+    }
+    year
+}
+
+/// The report table's cells of a statistics row, as the page must show them.
+fn report_cells(name: &str, r: &StatisticsRow, exponent: u32, suffix: &str) -> Vec<String> {
+    vec![
+        name.to_owned(),
+        in_unit(&r.registered_amount, exponent),
+        count_text(r.registrations),
+        count_text(r.enterprises),
+        count_text(r.patents),
+        count_text(r.trademarks),
+        count_text(r.copyrights),
+        in_unit(&r.previous_registered_amount, exponent),
+        percent_text(&r.amount_growth_percent, suffix),
+        percent_text(&r.inclusive_share_percent, suffix),
+    ]
+}
+
+/// Asks `request` over gRPC and compares every cell of the page's report table with the answer:
+/// child regions in code order, then the total row named `total`.
+async fn check_report(
+    browser: &Browser,
+    exposure: &mut ipledger::proto::exposure_service_client::ExposureServiceClient<Authed>,
+    request: GetStatisticsRequest,
+    (exponent, suffix, total): (u32, &str, &str),
+) -> GetStatisticsResponse {
+    let got = exposure.get_statistics(request.clone()).await.unwrap().into_inner();
+    let mut expected: Vec<(String, Vec<String>)> =
+        got.rows.iter().map(|r| (r.key.clone(), report_cells(&r.name, r, exponent, suffix))).collect();
+    expected.push(("total".to_owned(), report_cells(total, got.total.as_ref().unwrap(), exponent, suffix)));
+    assert_eq!(browser.rows("report-table").await, expected, "{request:?}");
+    got
+}
+
+fn statistics_request(
+    region: &str,
+    from: &str,
+    to: &str,
+    kinds: &[RightKind],
+    threshold: &str,
+) -> GetStatisticsRequest {
+    GetStatisticsRequest {
+        region_code: region.to_owned(),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        group_by: ExposureGroupBy::ChildRegion as i32,
+        inclusive_threshold: threshold.to_owned(),
+        unit: AmountUnit::Yuan as i32,
+        right_kinds: kinds.iter().map(|k| *k as i32).collect(),
+    }
+}
+
+const PATENTS: [RightKind; 3] = [RightKind::InventionPatent, RightKind::UtilityModel, RightKind::DesignPatent];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_speaks_chinese_or_english_and_remembers_the_choice() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    let browser = Browser::launch(&[], "zh-CN,zh", None).await;
+    browser.sign_in(&server, &server.admin_token).await;
+    browser.ready("").await;
+    assert_eq!(browser.eval::<String>("navigator.languages[0]").await, "zh-CN");
+    let page_in_chinese = || async {
+        assert_eq!(browser.eval::<String>("document.documentElement.lang").await, "zh-CN");
+        assert_eq!(browser.text("h1").await, "知识产权质押融资监测");
+        assert_eq!(browser.text("#who").await, "权限范围：全国");
+        assert_eq!(browser.text("#tab-report").await, "统计报表");
+        assert_eq!(browser.text("#summary .card h3").await, "被担保债权数额（元）");
+        assert_eq!(browser.text("#total-secured").await, "1,000,000.00");
+        // Chinese writes a percentage without a space.
+        assert_eq!(browser.text("#total-utilisation").await, "30.0%");
+        let headers = browser.headers("regions").await;
+        assert_eq!(headers[..5], ["地区", "被担保债权数额（元）", "质押登记（笔）", "出质企业（家）", "授信使用率"]);
+        assert_eq!(
+            headers[5..],
+            [
+                "风险敞口（元）",
+                "违约金额（元）",
+                "不良率",
+                "质押率",
+                "风险补偿 申请 / 已付（元）",
+                "风险补偿资金余额（元）"
+            ]
+        );
+        assert_eq!(browser.rows("regions").await[0].1[..5], ["浙江省", "500,000.00", "2", "2", "30.0%"]);
+        let trend = browser.rows("trend").await;
+        let year_end = trend.iter().find(|(d, _)| d == "2020-12-31").unwrap();
+        assert_eq!(year_end.1, ["2020年12月31日", "900,000.00", "3"]);
+        assert_eq!(browser.text("button[data-export='regions']").await, "导出 CSV");
+    };
+    page_in_chinese().await;
+
+    // The switch: English, every label and format at once, without asking the server again.
+    browser.choose("#lang", "en").await;
+    let page_in_english = || async {
+        assert_eq!(browser.eval::<String>("document.documentElement.lang").await, "en");
+        assert_eq!(browser.text("h1").await, "IP pledge exposure");
+        assert_eq!(browser.text("#who").await, "Scope: 全国", "region names stay as the API gives them");
+        assert_eq!(browser.text("#tab-report").await, "Regulator report");
+        assert_eq!(browser.text("#summary .card h3").await, "Secured amount (yuan)");
+        assert_eq!(browser.text("#total-utilisation").await, "30.0 %");
+        assert_eq!(browser.headers("regions").await[..3], ["Region", "Secured amount (yuan)", "Pledges"]);
+        let trend = browser.rows("trend").await;
+        let year_end = trend.iter().find(|(d, _)| d == "2020-12-31").unwrap();
+        assert_eq!(year_end.1, ["Dec 31, 2020", "900,000.00", "3"]);
+    };
+    page_in_english().await;
+    // Remembered: a reload (the token stays in the tab) is still in English, and so is the
+    // report view.
+    browser.client.refresh().await.unwrap();
+    browser.ready("").await;
+    page_in_english().await;
+    browser.click("#tab-report").await;
+    browser.report_ready("", "all").await;
+    assert_eq!(browser.headers("report-table").await[..3], ["Region", "Registered amount (yuan)", "Registrations"]);
+    // And back to Chinese, remembered as well.
+    browser.choose("#lang", "zh-CN").await;
+    assert_eq!(browser.text("#who").await, "权限范围：全国");
+    assert_eq!(browser.headers("report-table").await[..3], ["地区", "担保债权数额（元）", "质押登记（笔）"]);
+    assert_eq!(browser.text("#report-table tr.total td").await, "合计");
+    browser.click("#tab-overview").await;
+    browser.ready("").await;
+    browser.client.refresh().await.unwrap();
+    browser.ready("").await;
+    page_in_chinese().await;
+    browser.close().await;
+
+    // A browser preferring English starts in English.
+    let english = Browser::launch(&[], "en-US,en", None).await;
+    english.sign_in(&server, &server.admin_token).await;
+    english.ready("").await;
+    assert_eq!(english.eval::<String>("document.documentElement.lang").await, "en");
+    assert_eq!(english.text("#who").await, "Scope: 全国");
+    english.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_amounts_in_yuan_wan_and_yi_with_the_exact_yuan_on_hover() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    // 100,500,000.00 in Beijing: 1.005 亿元, a half that a float rounds down (100500000 / 1e8 is
+    // 1.00499999…, and toFixed(2) gives 1.00); exactly, half up, it is 1.01.
+    server.pledges().await.register_pledge(register(pledge("110105", "100500000.00"))).await.unwrap();
+    let browser = Browser::start(&[]).await;
+    browser.sign_in(&server, &server.admin_token).await;
+    browser.ready("").await;
+    let figure = |key: &str| format!("#regions tr[data-key='{key}'] td.secured .figure");
+    // (unit, its name, total, Beijing, Zhejiang)
+    let expected = [
+        ("yuan", "yuan", "101,500,000.00", "100,500,000.00", "500,000.00"),
+        ("wan", "10,000 yuan", "10,150.00", "10,050.00", "50.00"),
+        ("yi", "100 million yuan", "1.02", "1.01", "0.01"),
+    ];
+    for (unit, name, total, beijing, zhejiang) in expected {
+        browser.choose("#unit", unit).await;
+        assert_eq!(browser.text("#summary .card h3").await, format!("Secured amount ({name})"));
+        assert_eq!(browser.text("#total-secured").await, total, "{unit}");
+        assert_eq!(browser.title("#total-secured").await, "101,500,000.00 yuan", "{unit}: the exact figure on hover");
+        assert_eq!(browser.text(&figure("110000")).await, beijing, "{unit}");
+        assert_eq!(browser.title(&figure("110000")).await, "100,500,000.00 yuan", "{unit}");
+        assert_eq!(browser.text(&figure("330000")).await, zhejiang, "{unit}");
+        assert_eq!(browser.title(&figure("330000")).await, "500,000.00 yuan", "{unit}");
+        assert_eq!(browser.title("#total-credit").await, "300,000.00 yuan / 1,000,000.00 yuan", "{unit}");
+        assert_eq!(browser.rows("trend").await.last().unwrap().1[1], total, "{unit}");
+        let headers = browser.headers("regions").await;
+        assert_eq!(headers[1], format!("Secured amount ({name})"));
+        assert_eq!(headers[5], format!("At risk ({name})"));
+    }
+    // The unit is remembered, and names itself in Chinese as 亿元.
+    browser.client.refresh().await.unwrap();
+    browser.ready("").await;
+    assert_eq!(browser.text("#total-secured").await, "1.02");
+    browser.choose("#lang", "zh-CN").await;
+    assert_eq!(browser.text("#summary .card h3").await, "被担保债权数额（亿元）");
+    assert_eq!(browser.title("#total-secured").await, "101,500,000.00 元");
+    browser.choose("#unit", "wan").await;
+    assert_eq!(browser.headers("regions").await[1], "被担保债权数额（万元）");
+    assert_eq!(browser.text(&figure("110000")).await, "10,050.00");
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_report_equals_get_statistics_cell_by_cell() {
+    let server = TestServer::start().await;
+    seed(&server).await;
+    let year = seed_report(&server).await;
+    let mut exposure = server.exposure().await;
+    let browser = Browser::start(&[]).await;
+    browser.sign_in(&server, &server.admin_token).await;
+    browser.ready("").await;
+
+    // The tab opens the report of the region in view: this calendar year, every right, the
+    // default threshold.
+    browser.click("#tab-report").await;
+    browser.report_ready("", "all").await;
+    let (from, to) = (format!("{year}-01-01"), format!("{year}-12-31"));
+    assert_eq!(browser.eval::<String>("document.getElementById('report-from').value").await, from);
+    assert_eq!(browser.eval::<String>("document.getElementById('report-to').value").await, to);
+    assert_eq!(browser.eval::<String>("document.getElementById('report-threshold').value").await, "10000000.00");
+    assert_eq!(browser.eval::<String>("document.getElementById('report-kind').value").await, "all");
+    let en = (0, " %", "Total");
+    let got = check_report(&browser, &mut exposure, statistics_request("", &from, &to, &[], "10000000.00"), en).await;
+    assert_eq!(got.rows.len(), 31, "every province");
+    assert_eq!(got.total.as_ref().unwrap().registered_amount, "39500000.00", "this year's two pledges");
+    assert_eq!(got.total.as_ref().unwrap().inclusive_share_percent, "50.00", "35,000,000.00 is above 10,000,000.00");
+    let headers = browser.headers("report-table").await;
+    assert_eq!(headers[9], "Inclusive share (≤ 10,000,000.00 yuan)");
+    // The chart: a bar per child region, labelled with the table's figure.
+    let bars: usize = browser.eval("document.querySelectorAll('#report-chart svg rect.chart-bar').length").await;
+    assert_eq!(bars, 31);
+    let labels: Vec<String> = browser
+        .eval("[...document.querySelectorAll('#report-chart svg text.chart-value')].map(t => t.textContent)")
+        .await;
+    let zhejiang = got.rows.iter().position(|r| r.key == "330000").unwrap();
+    assert!(labels[zhejiang].starts_with("39,500,000.00"), "{labels:?}");
+
+    // The form: Zhejiang, 2019-2020, trademarks.
+    browser.choose("#report-region", "330000").await;
+    browser.set_value("#report-from", "2019-01-01").await;
+    browser.set_value("#report-to", "2020-12-31").await;
+    browser.choose("#report-kind", "trademarks").await;
+    browser.click("#report-form button[type=submit]").await;
+    browser.report_ready("330000", "trademarks").await;
+    let request = statistics_request("330000", "2019-01-01", "2020-12-31", &[RightKind::Trademark], "10000000.00");
+    let got = check_report(&browser, &mut exposure, request, en).await;
+    // Ningbo's trademark and Xihu's patent with a trademark; not the patents alone nor Wenzhou's copyright.
+    assert_eq!(got.total.as_ref().unwrap().registered_amount, "1450000.00");
+    assert_eq!(got.total.as_ref().unwrap().registrations, 2);
+    assert!(browser.text("#report-caption").await.contains("Trademarks"));
+
+    // Patents, at a threshold of 250,000.00, in 万元: the unit changes the display only.
+    browser.choose("#report-kind", "patents").await;
+    browser.set_value("#report-threshold", "250,000.00").await;
+    browser.click("#report-form button[type=submit]").await;
+    browser.report_ready("330000", "patents").await;
+    browser.choose("#unit", "wan").await;
+    // A redraw keeps what the form holds and has not been submitted yet.
+    browser.choose("#report-kind", "copyrights").await;
+    browser.choose("#lang", "zh-CN").await;
+    browser.choose("#lang", "en").await;
+    assert_eq!(browser.eval::<String>("document.getElementById('report-kind').value").await, "copyrights");
+    browser.choose("#report-kind", "patents").await;
+    let request = statistics_request("330000", "2019-01-01", "2020-12-31", &PATENTS, "250000.00");
+    let got = check_report(&browser, &mut exposure, request, (4, " %", "Total")).await;
+    assert_eq!(got.total.as_ref().unwrap().registrations, 3, "Xihu twice and Binjiang in 2019-2020");
+    assert_eq!(browser.headers("report-table").await[9], "Inclusive share (≤ 250,000.00 yuan)");
+    assert_eq!(browser.title("#report-table tr.total td.amount").await, "1,700,000.00 yuan");
+
+    // Drill down to Hangzhou from the table; the filter and period stay.
+    browser.click("#report-table a[data-key='330100']").await;
+    browser.report_ready("330100", "patents").await;
+    let request = statistics_request("330100", "2019-01-01", "2020-12-31", &PATENTS, "250000.00");
+    check_report(&browser, &mut exposure, request, (4, " %", "Total")).await;
+    assert!(
+        browser.client.find(Locator::Css("#report-table a[data-key='330106']")).await.is_err(),
+        "counties are leaves"
+    );
+
+    // In Chinese, with growth over the previous year (2019 → 2020 for copyrights in Zhejiang).
+    browser.choose("#unit", "yuan").await;
+    browser.choose("#lang", "zh-CN").await;
+    browser
+        .client
+        .goto(&format!(
+            "http://{}/dashboard/#/report/330000?from=2020-01-01&to=2020-12-31&kind=all&threshold=10000000.00",
+            server.addr
+        ))
+        .await
+        .unwrap();
+    browser.report_ready("330000", "all").await;
+    let request = statistics_request("330000", "2020-01-01", "2020-12-31", &[], "10000000.00");
+    let got = check_report(&browser, &mut exposure, request, (0, "%", "合计")).await;
+    assert_eq!(got.total.as_ref().unwrap().amount_growth_percent, "70.67", "1,280,000 over 2019's 750,000");
+    assert_eq!(browser.headers("report-table").await[8..], ["同比增长", "普惠占比（≤10,000,000.00 元）"]);
+    let request = statistics_request("330000", "2020-01-01", "2020-12-31", &[RightKind::Copyright], "10000000.00");
+    browser.choose("#report-kind", "copyrights").await;
+    browser.click("#report-form button[type=submit]").await;
+    browser.report_ready("330000", "copyrights").await;
+    check_report(&browser, &mut exposure, request, (0, "%", "合计")).await;
+
+    // An office sees its own region and children to choose from, nothing else.
+    let office = server.token("zj-office", TokenRole::Office, "", "330000").await;
+    browser.sign_in(&server, &office).await;
+    browser.ready("330000").await;
+    browser.click("#tab-report").await;
+    browser.report_ready("330000", "all").await;
+    let choices: Vec<String> =
+        browser.eval("[...document.querySelectorAll('#report-region option')].map(o => o.value)").await;
+    assert_eq!(choices[0], "", "the scope itself");
+    assert!(choices[1..].iter().all(|c| c.starts_with("33")) && choices.len() == 12, "{choices:?}");
+    let request = statistics_request("", &from, &to, &[], "10000000.00");
+    check_report(&browser, &mut server.exposure_as(Bearer::new(&office)).await, request, (0, "%", "合计")).await;
+    browser.close().await;
+    server.stop().await;
+}
+
+/// RFC 4180: fields separated by commas, lines ended by CRLF, quoted fields with doubled quotes.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    field.push('"');
+                    chars.next();
+                }
+                '"' => quoted = false,
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            ',' => row.push(std::mem::take(&mut field)),
+            '\r' => {
+                assert_eq!(chars.next(), Some('\n'), "CRLF line ends");
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            '\n' => panic!("a bare LF: RFC 4180 ends lines with CRLF"),
+            _ => field.push(c),
+        }
+    }
+    assert!(field.is_empty() && row.is_empty(), "the last line ends with CRLF");
+    rows
+}
+
+/// Waits for the download named `name` in `dir`, checks its byte-order mark and parses it.
+async fn downloaded_csv(dir: &std::path::Path, name: &str) -> (String, Vec<Vec<String>>) {
+    let path = dir.join(name);
+    for _ in 0..(WAIT_S_MAX * 10) {
+        // Chromium writes into a .crdownload file and renames it when done.
+        if path.exists() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes[..3], [0xEF, 0xBB, 0xBF], "{name}: UTF-8 with a BOM, for Excel and WPS");
+            let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+            return (text.clone(), parse_csv(&text));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    panic!("no download {name} in {dir:?}: {found:?}");
+}
+
+/// An exposure row as the CSV exports of the region and pledgee tables must give it: the API's
+/// own strings.
+fn exposure_csv_row(r: &ExposureRow) -> Vec<String> {
+    vec![
+        r.key.clone(),
+        if r.name.is_empty() { r.key.clone() } else { r.name.clone() },
+        r.secured_amount.clone(),
+        r.pledge_count.to_string(),
+        r.enterprise_count.to_string(),
+        r.right_count.to_string(),
+        r.credit_drawn.clone(),
+        r.credit_limit.clone(),
+        r.at_risk_amount.clone(),
+        r.at_risk_count.to_string(),
+        r.defaulted_amount.clone(),
+        r.non_performing_percent.clone(),
+        r.appraised_value.clone(),
+        r.loan_to_value_percent.clone(),
+        r.compensation_claimed.clone(),
+        r.compensation_paid.clone(),
+    ]
+}
+
+/// Rows of a table without their header, in key order.
+fn by_key(mut rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_exports_csv_with_the_apis_exact_figures() {
+    let server = TestServer::start().await;
+    let seeded = seed(&server).await;
+    seed_risk(&server, &seeded).await;
+    seed_report(&server).await;
+    // A bank whose name needs quoting in CSV.
+    let bank_c = credit_code(unique());
+    let mut quoted = pledge("330108", "1234.56");
+    quoted.pledgee = Some(party("Bank \"C\", Hangzhou", &bank_c));
+    server.pledges().await.register_pledge(register(quoted)).await.unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = Browser::launch(&[], "zh-CN,zh", Some(downloads.path())).await;
+    browser.sign_in(&server, &server.admin_token).await;
+    browser.ready("").await;
+    // Displayed in 亿元, exported in exact yuan.
+    browser.choose("#unit", "yi").await;
+    let today = chrono::Local::now().date_naive();
+    let mut exposure = server.exposure().await;
+    let api = |group_by: ExposureGroupBy| GetExposureRequest { group_by: group_by as i32, ..Default::default() };
+
+    browser.click("button[data-export='regions']").await;
+    let (_, csv) = downloaded_csv(downloads.path(), &format!("exposure-regions-all-{today}.csv")).await;
+    assert_eq!(
+        csv[0][..8],
+        [
+            "地区代码",
+            "地区",
+            "被担保债权数额（元）",
+            "质押登记（笔）",
+            "出质企业（家）",
+            "质押知识产权（件）",
+            "授信已用（元）",
+            "授信额度（元）"
+        ]
+    );
+    assert_eq!(csv[0][11], "不良率（%）");
+    let provinces = exposure.get_exposure(api(ExposureGroupBy::ChildRegion)).await.unwrap().into_inner();
+    assert_eq!(by_key(csv[1..].to_vec()), by_key(provinces.rows.iter().map(exposure_csv_row).collect()));
+    assert!(csv.iter().any(|r| r[0] == "330000" && r[2] == "41543580.23"), "exact yuan, not 亿元");
+
+    browser.click("button[data-export='pledgees']").await;
+    let (raw, csv) = downloaded_csv(downloads.path(), &format!("exposure-pledgees-all-{today}.csv")).await;
+    assert_eq!(csv[0][..2], ["统一社会信用代码", "质权人"]);
+    let pledgees = exposure.get_exposure(api(ExposureGroupBy::Pledgee)).await.unwrap().into_inner();
+    assert_eq!(by_key(csv[1..].to_vec()), by_key(pledgees.rows.iter().map(exposure_csv_row).collect()));
+    let name = &pledgees.rows.iter().find(|r| r.key == bank_c).unwrap().name;
+    assert!(name.contains(',') && raw.contains(&format!("\"{}\"", name.replace('"', "\"\""))), "{name} quoted");
+
+    browser.click("button[data-export='trend']").await;
+    let (_, csv) = downloaded_csv(downloads.path(), &format!("exposure-trend-all-{today}.csv")).await;
+    assert_eq!(csv[0], ["截至", "被担保债权数额（元）", "质押登记（笔）", "出质企业（家）"]);
+    assert_eq!(csv.len(), 11);
+    for row in &csv[1..] {
+        let request = GetExposureRequest { as_of: row[0].clone(), ..Default::default() };
+        let total = exposure.get_exposure(request).await.unwrap().into_inner().total.unwrap();
+        let expected = [total.secured_amount, total.pledge_count.to_string(), total.enterprise_count.to_string()];
+        assert_eq!(row[1..], expected, "as of {}", row[0]);
+    }
+
+    // The report: Zhejiang, 2019-2020, patents, threshold 250,000.00.
+    let hash = "#/report/330000?from=2019-01-01&to=2020-12-31&kind=patents&threshold=250000.00";
+    browser.client.goto(&format!("http://{}/dashboard/{hash}", server.addr)).await.unwrap();
+    browser.report_ready("330000", "patents").await;
+    browser.click("#report button[data-export='report']").await;
+    let (_, csv) = downloaded_csv(downloads.path(), "statistics-330000-2019-01-01-2020-12-31-patents.csv").await;
+    assert_eq!(
+        csv[0],
+        [
+            "地区代码",
+            "地区",
+            "担保债权数额（元）",
+            "质押登记（笔）",
+            "出质企业（家）",
+            "涉及专利（件）",
+            "涉及商标（件）",
+            "涉及著作权（件）",
+            "普惠质押登记（笔）",
+            "普惠占比（%，担保债权数额≤250000.00 元）",
+            "上年同期担保债权数额（元）",
+            "上年同期质押登记（笔）",
+            "同比增长（%）"
+        ]
+    );
+    let request = statistics_request("330000", "2019-01-01", "2020-12-31", &PATENTS, "250000.00");
+    let got = exposure.get_statistics(request).await.unwrap().into_inner();
+    let line = |key: &str, name: &str, r: &StatisticsRow| {
+        vec![
+            key.to_owned(),
+            name.to_owned(),
+            r.registered_amount.clone(),
+            r.registrations.to_string(),
+            r.enterprises.to_string(),
+            r.patents.to_string(),
+            r.trademarks.to_string(),
+            r.copyrights.to_string(),
+            r.inclusive_registrations.to_string(),
+            r.inclusive_share_percent.clone(),
+            r.previous_registered_amount.clone(),
+            r.previous_registrations.to_string(),
+            r.amount_growth_percent.clone(),
+        ]
+    };
+    let mut expected: Vec<Vec<String>> = got.rows.iter().map(|r| line(&r.key, &r.name, r)).collect();
+    expected.push(line("330000", "合计", got.total.as_ref().unwrap()));
+    assert_eq!(csv[1..], expected);
+    assert!(csv.iter().any(|r| r[0] == "330100" && r[2] == "1701234.56" && r[9] == "50.00"), "{csv:?}");
+    browser.close().await;
+    server.stop().await;
 }
