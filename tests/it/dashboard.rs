@@ -7,7 +7,8 @@
 //! need: the page in Chinese for a browser that prefers it and in English otherwise, switched and
 //! remembered; amounts in 元, 万元 and 亿元 (exactly rounded, the exact yuan in the title); the
 //! regulator's report compared cell by cell with `GetStatistics` called over gRPC (right-kind
-//! filter, threshold, drill-down and units included); and CSV downloads whose figures are the API's.
+//! filter, threshold, drill-down, units and the risk side's flows of the period included); and CSV
+//! downloads whose figures are the API's.
 
 use crate::credit_lines::line;
 use crate::helpers::*;
@@ -654,7 +655,8 @@ fn count_text(n: u64) -> String {
 /// Year too): in Zhejiang a trademark alone (Ningbo, 2019), a copyright alone (Wenzhou,
 /// 2020), a patent with a trademark (Xihu, 2020); last year a small patent in Ningbo; this year a
 /// 35,000,000.00 trademark in Ningbo (above the default inclusive threshold) and a design in Binjiang.
-async fn seed_report(server: &TestServer) -> i32 {
+/// Also returns these pledges as registered.
+async fn seed_report(server: &TestServer) -> (i32, Vec<Pledge>) {
     let year = chrono::Datelike::year(&chrono::Local::now().date_naive());
     let right = |kind: RightKind, number: String| Right {
         kind: kind as i32,
@@ -687,15 +689,110 @@ async fn seed_report(server: &TestServer) -> i32 {
         ("330205", "35000000.00", &this_year, vec![trademark(unique())]),
         ("330108", "4500000.00", &this_year, vec![patent(RightKind::DesignPatent, 3, unique())]),
     ];
+    let mut registered = Vec::new();
     for (county, amount, on, rights) in extra {
         let mut p = pledge(county, amount);
         p.registered_on = on.to_owned();
         p.debt_term_start = on.to_owned();
         p.debt_term_end = format!("{}-12-31", year + 1);
         p.rights = rights;
-        pledges.register_pledge(register(p)).await.unwrap();
+        registered.push(pledges.register_pledge(register(p)).await.unwrap().into_inner());
     }
-    year
+    (year, registered)
+}
+
+/// The risk side's flows on `seed_report`'s pledges, under a Zhejiang programme (every bank, 50% of
+/// the loss on loans up to 5,000,000.00), through the gRPC API with the admin token:
+/// - Wenzhou's copyright of 2020 defaults on 2020-09-01 with 60,000.00 outstanding and 40,000.00
+///   lost; its claim (20,000.00) is filed in 2020, approved, paid 10,000.00 in 2020 and 5,000.00 on
+///   1 January this year: a payment counts in the period of its own date;
+/// - Ningbo's small patent of last year defaults on 1 January this year with 12,345.67 outstanding
+///   and 10,000.01 lost; its claim (5,000.00, the half rounded down) is filed, approved and paid
+///   4,321.09 that day: flows of this year on a pledge registered before it;
+/// - Binjiang's design of this year defaults that day with 3,000,000.50 outstanding, the loss not
+///   known yet (no claim).
+///
+/// This year, by the local clock as `seed_report`'s: 2 defaults, 3,012,346.17 outstanding, 5,000.00
+/// claimed, 9,321.09 paid; in 2020: 1 default, 60,000.00, 20,000.00 claimed, 10,000.00 paid.
+async fn seed_report_risk(server: &TestServer, year: i32, seeded: &[Pledge]) {
+    let find = |county: &str, amount: &str| {
+        seeded.iter().find(|p| p.county_code == county && p.secured_amount == amount).unwrap()
+    };
+    let (wenzhou, ningbo, binjiang) =
+        (find("330302", "80000.00"), find("330205", "12345.67"), find("330108", "4500000.00"));
+    let mut risk = RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(&server.admin_token));
+    let programme = Programme {
+        name: "浙江省知识产权质押融资风险补偿".to_owned(),
+        region_code: "330000".to_owned(),
+        budget_per_year: "2000000".to_owned(),
+        tiers: vec![Tier { loan_up_to: "5000000".to_owned(), fund_share_percent: "50".to_owned() }],
+        valid_from: "2019-01-01".to_owned(),
+        valid_to: format!("{}-12-31", year + 1),
+        ..Default::default()
+    };
+    let create = CreateProgrammeRequest { request_id: request_id(), programme: Some(programme) };
+    let programme_id = risk.create_programme(create).await.unwrap().into_inner().id;
+    let january = format!("{year}-01-01");
+    let january = january.as_str();
+    // (pledge, defaulted on, outstanding, loss, the fund's share expected, filed on, decided on,
+    // payments)
+    type Flows<'a> = (&'a Pledge, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let flows: [Flows; 2] = [
+        (
+            wenzhou,
+            "2020-09-01",
+            "60000.00",
+            "40000.00",
+            "20000.00",
+            "2020-10-01",
+            "2020-11-01",
+            vec![("2020-12-01", "10000.00"), (january, "5000.00")],
+        ),
+        (ningbo, january, "12345.67", "10000.01", "5000.00", january, january, vec![(january, "4321.09")]),
+    ];
+    for (p, defaulted_on, outstanding, loss, fund, filed_on, decided_on, payments) in flows {
+        let default = RecordDefaultRequest {
+            request_id: request_id(),
+            pledge_id: p.id.clone(),
+            defaulted_on: defaulted_on.to_owned(),
+            outstanding_principal: outstanding.to_owned(),
+            loss: loss.to_owned(),
+        };
+        risk.record_default(default).await.unwrap();
+        let file = FileClaimRequest {
+            request_id: request_id(),
+            programme_id: programme_id.clone(),
+            pledge_id: p.id.clone(),
+            filed_on: filed_on.to_owned(),
+        };
+        let claim = risk.file_claim(file).await.unwrap().into_inner();
+        assert_eq!(claim.fund_amount, fund);
+        let decide = DecideClaimRequest {
+            request_id: request_id(),
+            id: claim.id.clone(),
+            approve: true,
+            decided_on: decided_on.to_owned(),
+            note: String::new(),
+        };
+        risk.decide_claim(decide).await.unwrap();
+        for (paid_on, amount) in payments {
+            let pay = RecordPaymentRequest {
+                request_id: request_id(),
+                id: claim.id.clone(),
+                paid_on: paid_on.to_owned(),
+                amount: amount.to_owned(),
+            };
+            risk.record_payment(pay).await.unwrap();
+        }
+    }
+    let default = RecordDefaultRequest {
+        request_id: request_id(),
+        pledge_id: binjiang.id.clone(),
+        defaulted_on: january.to_owned(),
+        outstanding_principal: "3000000.50".to_owned(),
+        loss: String::new(),
+    };
+    risk.record_default(default).await.unwrap();
 }
 
 /// The report table's cells of a statistics row, as the page must show them.
@@ -711,6 +808,10 @@ fn report_cells(name: &str, r: &StatisticsRow, exponent: u32, suffix: &str) -> V
         in_unit(&r.previous_registered_amount, exponent),
         percent_text(&r.amount_growth_percent, suffix),
         percent_text(&r.inclusive_share_percent, suffix),
+        count_text(r.defaults),
+        in_unit(&r.defaulted_amount, exponent),
+        in_unit(&r.compensation_claimed, exponent),
+        in_unit(&r.compensation_paid, exponent),
     ]
 }
 
@@ -883,7 +984,8 @@ async fn dashboard_shows_amounts_in_yuan_wan_and_yi_with_the_exact_yuan_on_hover
 async fn dashboard_report_equals_get_statistics_cell_by_cell() {
     let server = TestServer::start().await;
     seed(&server).await;
-    let year = seed_report(&server).await;
+    let (year, report_pledges) = seed_report(&server).await;
+    seed_report_risk(&server, year, &report_pledges).await;
     let mut exposure = server.exposure().await;
     let browser = Browser::start(&[]).await;
     browser.sign_in(&server, &server.admin_token).await;
@@ -905,6 +1007,26 @@ async fn dashboard_report_equals_get_statistics_cell_by_cell() {
     assert_eq!(got.total.as_ref().unwrap().inclusive_share_percent, "50.00", "35,000,000.00 is above 10,000,000.00");
     let headers = browser.headers("report-table").await;
     assert_eq!(headers[9], "Inclusive share (≤ 10,000,000.00 yuan)");
+    assert_eq!(
+        headers[10..],
+        ["Defaults", "Defaulted (yuan)", "Compensation claimed (yuan)", "Compensation paid (yuan)"]
+    );
+    // The risk side's flows of this year, on pledges registered this year and before.
+    let flows = |r: &StatisticsRow| {
+        (r.defaults, r.defaulted_amount.clone(), r.compensation_claimed.clone(), r.compensation_paid.clone())
+    };
+    let this_year = (2, "3012346.17".to_owned(), "5000.00".to_owned(), "9321.09".to_owned());
+    assert_eq!(flows(got.total.as_ref().unwrap()), this_year);
+    assert_eq!(flows(got.rows.iter().find(|r| r.key == "330000").unwrap()), this_year);
+    // In 亿元 they round to nothing; the exact yuan stay in the tooltip.
+    browser.choose("#unit", "yi").await;
+    let request = statistics_request("", &from, &to, &[], "10000000.00");
+    check_report(&browser, &mut exposure, request, (8, " %", "Total")).await;
+    assert_eq!(browser.headers("report-table").await[11], "Defaulted (100 million yuan)");
+    assert_eq!(browser.title("#report-table tr.total td.defaulted").await, "3,012,346.17 yuan");
+    assert_eq!(browser.title("#report-table tr.total td.claimed").await, "5,000.00 yuan");
+    assert_eq!(browser.title("#report-table tr.total td.paid").await, "9,321.09 yuan");
+    browser.choose("#unit", "yuan").await;
     // The chart: a bar per child region, labelled with the table's figure.
     let bars: usize = browser.eval("document.querySelectorAll('#report-chart svg rect.chart-bar').length").await;
     assert_eq!(bars, 31);
@@ -971,12 +1093,25 @@ async fn dashboard_report_equals_get_statistics_cell_by_cell() {
     let request = statistics_request("330000", "2020-01-01", "2020-12-31", &[], "10000000.00");
     let got = check_report(&browser, &mut exposure, request, (0, "%", "合计")).await;
     assert_eq!(got.total.as_ref().unwrap().amount_growth_percent, "70.67", "1,280,000 over 2019's 750,000");
-    assert_eq!(browser.headers("report-table").await[8..], ["同比增长", "普惠占比（≤10,000,000.00 元）"]);
+    let in_2020 = (1, "60000.00".to_owned(), "20000.00".to_owned(), "10000.00".to_owned());
+    assert_eq!(flows(got.total.as_ref().unwrap()), in_2020, "Wenzhou's default, claim and first payment");
+    assert_eq!(
+        browser.headers("report-table").await[8..],
+        [
+            "同比增长",
+            "普惠占比（≤10,000,000.00 元）",
+            "违约（笔）",
+            "违约金额（元）",
+            "风险补偿申请金额（元）",
+            "风险补偿已付金额（元）"
+        ]
+    );
     let request = statistics_request("330000", "2020-01-01", "2020-12-31", &[RightKind::Copyright], "10000000.00");
     browser.choose("#report-kind", "copyrights").await;
     browser.click("#report-form button[type=submit]").await;
     browser.report_ready("330000", "copyrights").await;
-    check_report(&browser, &mut exposure, request, (0, "%", "合计")).await;
+    let got = check_report(&browser, &mut exposure, request, (0, "%", "合计")).await;
+    assert_eq!(flows(got.total.as_ref().unwrap()), in_2020, "Wenzhou's pledge is a copyright");
 
     // An office sees its own region and children to choose from, nothing else.
     let office = server.token("zj-office", TokenRole::Office, "", "330000").await;
@@ -1078,7 +1213,8 @@ async fn dashboard_exports_csv_with_the_apis_exact_figures() {
     let server = TestServer::start().await;
     let seeded = seed(&server).await;
     seed_risk(&server, &seeded).await;
-    seed_report(&server).await;
+    let (year, report_pledges) = seed_report(&server).await;
+    seed_report_risk(&server, year, &report_pledges).await;
     // A bank whose name needs quoting in CSV.
     let bank_c = credit_code(unique());
     let mut quoted = pledge("330108", "1234.56");
@@ -1154,7 +1290,11 @@ async fn dashboard_exports_csv_with_the_apis_exact_figures() {
             "普惠占比（%，担保债权数额≤250000.00 元）",
             "上年同期担保债权数额（元）",
             "上年同期质押登记（笔）",
-            "同比增长（%）"
+            "同比增长（%）",
+            "违约（笔）",
+            "违约金额（元）",
+            "风险补偿申请金额（元）",
+            "风险补偿已付金额（元）"
         ]
     );
     let request = statistics_request("330000", "2019-01-01", "2020-12-31", &PATENTS, "250000.00");
@@ -1174,12 +1314,33 @@ async fn dashboard_exports_csv_with_the_apis_exact_figures() {
             r.previous_registered_amount.clone(),
             r.previous_registrations.to_string(),
             r.amount_growth_percent.clone(),
+            r.defaults.to_string(),
+            r.defaulted_amount.clone(),
+            r.compensation_claimed.clone(),
+            r.compensation_paid.clone(),
         ]
     };
     let mut expected: Vec<Vec<String>> = got.rows.iter().map(|r| line(&r.key, &r.name, r)).collect();
     expected.push(line("330000", "合计", got.total.as_ref().unwrap()));
     assert_eq!(csv[1..], expected);
     assert!(csv.iter().any(|r| r[0] == "330100" && r[2] == "1701234.56" && r[9] == "50.00"), "{csv:?}");
+
+    // This year's report, every right: the risk side's flows in exact yuan, shown in 亿元.
+    let (from, to) = (format!("{year}-01-01"), format!("{year}-12-31"));
+    let hash = format!("#/report/330000?from={from}&to={to}&kind=all&threshold=10000000.00");
+    browser.client.goto(&format!("http://{}/dashboard/{hash}", server.addr)).await.unwrap();
+    browser.report_ready("330000", "all").await;
+    browser.click("#report button[data-export='report']").await;
+    let (_, csv) = downloaded_csv(downloads.path(), &format!("statistics-330000-{from}-{to}-all.csv")).await;
+    let request = statistics_request("330000", &from, &to, &[], "10000000.00");
+    let got = exposure.get_statistics(request).await.unwrap().into_inner();
+    let mut expected: Vec<Vec<String>> = got.rows.iter().map(|r| line(&r.key, &r.name, r)).collect();
+    expected.push(line("330000", "合计", got.total.as_ref().unwrap()));
+    assert_eq!(csv[1..], expected);
+    let ningbo = csv.iter().find(|r| r[0] == "330200").unwrap();
+    assert_eq!(ningbo[13..], ["1", "12345.67", "5000.00", "4321.09"], "Ningbo's default, claim and payment");
+    let wenzhou = csv.iter().find(|r| r[0] == "330300").unwrap();
+    assert_eq!(wenzhou[13..], ["0", "0.00", "0.00", "5000.00"], "a payment this year on a claim of 2020");
     browser.close().await;
     server.stop().await;
 }

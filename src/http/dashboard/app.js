@@ -616,6 +616,12 @@ const REPORT_COLUMNS = [
   { label: 'previousAmount', className: 'number previous', cell: (r) => money(r.previousRegisteredAmount) },
   { label: 'growth', className: 'number growth', cell: (r) => percent(r.amountGrowthPercent) },
   { label: 'inclusiveShare', className: 'number inclusive', cell: (r) => percent(r.inclusiveSharePercent) },
+  // The risk side's flows of the period, by their own business dates and whenever the pledge was
+  // registered (the note under the table says so). Zeros are real here: nothing happened.
+  { label: 'defaults', className: 'number flow defaults', cell: (r) => count(r.defaults) },
+  { label: 'defaulted', className: 'number flow defaulted', cell: (r) => money(r.defaultedAmount) },
+  { label: 'compensationClaimed', className: 'number flow claimed', cell: (r) => money(r.compensationClaimed) },
+  { label: 'compensationPaid', className: 'number flow paid', cell: (r) => money(r.compensationPaid) },
 ];
 
 const REPORT_CSV = [
@@ -630,6 +636,10 @@ const REPORT_CSV = [
   csvAmount('previousAmount', 'previousRegisteredAmount'),
   csvCount('previousRegistrations', 'previousRegistrations'),
   csvPercent('growth', 'amountGrowthPercent'),
+  csvCount('defaults', 'defaults'),
+  csvAmount('defaulted', 'defaultedAmount'),
+  csvAmount('compensationClaimed', 'compensationClaimed'),
+  csvAmount('compensationPaid', 'compensationPaid'),
 ];
 
 /// Child regions in the order of their codes, as the published tables list them.

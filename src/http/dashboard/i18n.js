@@ -99,6 +99,8 @@ const I18N = {
     chartTitle: '各地区担保债权数额（{unit}）',
     chartLabel: '各地区担保债权数额条形图',
     reportNoRows: '该地区没有下级地区：只有合计。',
+    defaults: '违约（笔）',
+    reportRiskNote: '违约和风险补偿各列统计报告期内发生的情况，不论质押何时登记：违约按违约日期计，金额为违约时的未偿本金；风险补偿申请金额为按申请日期计、未被驳回的申请中风险补偿资金承担的部分；风险补偿已付金额按支付日期计。',
 
     footerScope: '数据来自登记簿，范围取决于您的令牌：银行看到本行业务，知识产权管理部门看到本辖区。',
     footerUnits: '以元为单位时金额精确到分；以万元、亿元为单位时保留两位小数（四舍五入），鼠标悬停可查看精确到分的元金额，导出的 CSV 也以元为单位、精确到分。条形长度相对于最大一行。',
@@ -196,6 +198,8 @@ const I18N = {
     chartTitle: 'Registered amount by region ({unit})',
     chartLabel: 'Bar chart of the registered amount by region',
     reportNoRows: 'This region has no child regions: the total only.',
+    defaults: 'Defaults',
+    reportRiskNote: "The default and compensation columns count what happened in the period, whenever the pledge was registered: defaults by their date, with the principal outstanding then; compensation claimed as the fund's share of the claims filed in the period and not rejected; compensation paid by the date of payment.",
 
     footerScope: "Figures come from the ledger with your token's scope: a bank sees its own book, an office its region.",
     footerUnits: 'Amounts in yuan are exact; in 10,000 or 100 million yuan they are rounded half up to 2 decimals, with the exact yuan figure on hover and in the CSV exports. Bars are relative to the largest row.',
