@@ -33,10 +33,14 @@ mod tests {
             pledges: 3,
             rights: 7,
             enterprises: 2,
-            risk: Some(RiskAsOf { paid_fen: 9, ..RiskAsOf::default() }),
+            risk: Some(Box::new(RiskAsOf { paid_fen: 9, ..RiskAsOf::default() })),
         };
         let other = AsOfDelta { secured_fen: 1, ..AsOfDelta::default() };
-        let sums = YearSums { total, months: vec![(4, other)], days: vec![(130, other), (131, total)] };
+        let sums = YearSums {
+            total: total.clone(),
+            months: vec![(4, other.clone())],
+            days: vec![(130, other), (131, total.clone())],
+        };
         assert_eq!(decode_first::<AsOfDelta>(b"X", &encode(&sums)).unwrap(), total);
     }
 }
