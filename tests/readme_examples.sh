@@ -207,9 +207,15 @@ call_as "$office" -d '{"regionCode": "440100"}' "http://$addr/ipledger.v1.Exposu
 # A bank sees the risk columns of its own book, and no budget.
 call_as "$gzbank" -d '{"regionCode": "440000"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
   | json 'd["total"]["atRiskCount"], d["total"]["defaultedCount"], "programmeBudget" in d["total"]' | grep -x >/dev/null "1 1 False"
-# As of a date the risk columns are empty (they are kept for now only).
-call_as "$office" -d '{"regionCode": "440100", "asOf": "2026-06-30"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
-  | json '"atRiskAmount" in d["total"], d["total"]["pledgeCount"]' | grep -x >/dev/null "False 1"
+# As of a date, in business time: on 2026-05-19 the court's freeze (from 2026-05-20) and the
+# default (2026-06-30) lie ahead, the valuation (2026-01-08) is known; on 2026-06-30 both count,
+# and the claim (filed 2026-09-01) still lies ahead, so the whole budget of 2026 is left.
+asof_columns() {
+  call_as "$office" -d "{\"regionCode\": \"440100\", \"asOf\": \"$1\"}" "http://$addr/ipledger.v1.ExposureService/GetExposure" \
+    | json '" ".join(d["total"][k] for k in ["securedAmount", "atRiskAmount", "defaultedAmount", "appraisedValue", "compensationClaimed", "programmeBudget", "programmeBudgetLeft"])'
+}
+asof_columns 2026-05-19 | grep -x >/dev/null "4800000.00 0.00 0.00 12000000.00 0.00 1500000000.00 1500000000.00"
+asof_columns 2026-06-30 | grep -x >/dev/null "4800000.00 4800000.00 3600000.00 12000000.00 0.00 1500000000.00 1500000000.00"
 
 # The freeze lifted by recording the right without it; the default written off.
 call_as "$office" -d @tests/examples/risk-right-lifted.json "$risk/RecordRight" \
@@ -219,6 +225,8 @@ ids tests/examples/risk-resolve.json | call_as "$gzbank" -d @- "$risk/ResolveDef
 call_as "$office" -d '{"regionCode": "440100"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
   | json 'd["total"]["atRiskAmount"], d["total"]["defaultedAmount"], d["total"]["compensationPaid"]' \
   | grep -x >/dev/null "0.00 0.00 49382.71"
+# The lift is dated (statusSince 2026-11-18): the freeze stays in the past.
+asof_columns 2026-06-30 | grep -x >/dev/null "4800000.00 4800000.00 3600000.00 12000000.00 0.00 1500000000.00 1500000000.00"
 
 # Signed history: the signed head and a proof of the last write, then a signed dump restored
 # under the server's key into a new directory, which verifies.

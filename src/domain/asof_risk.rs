@@ -1,6 +1,6 @@
 //! The risk columns of one pledge as of a date, in business time: a step function of the day,
-//! read from the pledge and everything recorded of its risk (its rights' states by `statusSince`,
-//! its default from `defaultedOn` to `resolvedOn`, its valuations by `valuedOn`, its claims by
+//! read from the pledge and everything recorded of its risk (its rights' states by `statusSince`
+//! and a court's freeze from its `from`, its default from `defaultedOn` to `resolvedOn`, its valuations by `valuedOn`, its claims by
 //! `filedOn` and a rejection's `decidedOn`, payments by `paidOn`).
 //!
 //! The ledger keeps as-of exposure as dated deltas (`asof`). Whatever event touches a pledge's
@@ -57,7 +57,7 @@ impl RiskInputs<'_> {
 
     /// Whether a right's state in effect on `day` says it lost force or is frozen.
     fn flagged(&self, day: NaiveDate) -> bool {
-        self.rights.iter().any(|r| r.state_on(day).is_some_and(|s| s.risk().is_some()))
+        self.rights.iter().any(|r| r.state_on(day).is_some_and(|s| s.risk_on(day).is_some()))
     }
 
     /// The pledge's risk columns at the end of `day`.
@@ -113,7 +113,10 @@ impl RiskInputs<'_> {
         let mut days = vec![p.content.registered_on];
         days.extend(p.changes.iter().map(|c| c.effective_on));
         days.extend(p.release.as_ref().map(|r| r.released_on));
-        days.extend(self.rights.iter().flat_map(|r| r.states.iter().map(|s| s.state.status_since)));
+        for state in self.rights.iter().flat_map(|r| &r.states).map(|s| &s.state) {
+            days.push(state.status_since);
+            days.extend(state.freeze.as_ref().map(|f| f.from));
+        }
         if let Some(d) = self.default {
             days.push(d.content.defaulted_on);
             days.extend(d.resolution.as_ref().map(|(r, ..)| r.resolved_on));

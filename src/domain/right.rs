@@ -104,6 +104,17 @@ impl RightState {
     }
 }
 
+impl RightState {
+    /// Why an active pledge of this right is at risk at the end of `day`, this state being the one
+    /// in effect then: as `risk`, but a court's freeze counts from its `from` (as of a date).
+    pub fn risk_on(&self, day: NaiveDate) -> Option<RiskFlag> {
+        match (self.status, &self.freeze) {
+            (RightStatus::InForce, Some(f)) if day < f.from => None,
+            _ => self.risk(),
+        }
+    }
+}
+
 /// Why a pledge's collateral is gone or blocked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RiskFlag {
@@ -236,5 +247,49 @@ impl RightRecord {
             );
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ident::CreditCode;
+
+    fn day(text: &str) -> NaiveDate {
+        crate::domain::text::parse_date(text).unwrap()
+    }
+
+    /// The flag of a state on each of `days`: `None` or the flag's name.
+    fn check(status: RightStatus, freeze_from: Option<&str>, days: &[(&str, Option<&str>)]) {
+        let freeze = freeze_from.map(|from| Freeze {
+            case_number: Name::parse("(2026)粤0106财保88号").unwrap(),
+            court: Name::parse("广州市天河区人民法院").unwrap(),
+            from: day(from),
+            until: None,
+        });
+        let holder = Party {
+            name: Name::parse("广州某某智能科技有限公司").unwrap(),
+            credit_code: CreditCode::parse("91440106MA59C3K2XE").unwrap(),
+        };
+        let state = RightState::new(holder, status, day("2024-03-15"), freeze, None, Note::parse("").unwrap()).unwrap();
+        for (on, expected) in days {
+            assert_eq!(state.risk_on(day(on)).map(RiskFlag::name), *expected, "{status:?} on {on}");
+        }
+    }
+
+    #[test]
+    fn a_freeze_flags_from_its_own_day_and_a_lost_status_from_the_state_s() {
+        check(RightStatus::InForce, None, &[("2024-03-15", None), ("2030-01-01", None)]);
+        check(
+            RightStatus::InForce,
+            Some("2026-05-20"),
+            &[("2026-05-19", None), ("2026-05-20", Some("FROZEN")), ("2030-01-01", Some("FROZEN"))],
+        );
+        check(
+            RightStatus::Lapsed,
+            Some("2026-05-20"),
+            &[("2026-05-19", Some("LAPSED")), ("2026-05-20", Some("LAPSED"))],
+        );
+        check(RightStatus::Invalidated, None, &[("2024-03-15", Some("INVALIDATED"))]);
     }
 }

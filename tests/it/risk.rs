@@ -586,8 +586,9 @@ impl KnownClaim {
     }
 }
 
-/// The register as the test recorded it: each right's statuses (from, whether it flags a pledge).
-type Register = BTreeMap<String, Vec<(String, bool)>>;
+/// The register as the test recorded it: each right's statuses (from, whether the status flags a
+/// pledge, the day a court's freeze starts).
+type Register = BTreeMap<String, Vec<(String, bool, Option<String>)>>;
 
 /// A day after every business date: the brute force of the columns now.
 const NOW: &str = "9999-12-31";
@@ -616,9 +617,12 @@ impl Columns {
         }
         let Some(secured) = crate::asof::amount_on(p, day) else { return };
         let in_effect = |number: &String| {
-            register.get(number).and_then(|states| states.iter().rfind(|(since, _)| since.as_str() <= day))
+            register.get(number).and_then(|states| states.iter().rfind(|(since, ..)| since.as_str() <= day))
         };
-        if p.rights.iter().any(|r| in_effect(&r.number).is_some_and(|(_, flags)| *flags)) {
+        let flags = |(_, lost, frozen_from): &(String, bool, Option<String>)| {
+            *lost || frozen_from.as_deref().is_some_and(|from| from <= day)
+        };
+        if p.rights.iter().any(|r| in_effect(&r.number).is_some_and(flags)) {
             self.at_risk_fen += secured;
             self.at_risk += 1;
         }
@@ -716,10 +720,13 @@ async fn record_statuses(
             2 => (RightStatus::Invalidated, false),
             _ => (RightStatus::InForce, true),
         };
-        let mut state = right_state(number, &pledgor_code(p), status, frozen.then(freeze));
+        // A court's freeze starts on a day of its own, before or after the state's status.
+        let freeze_from = frozen.then(|| later(rng, "2019-01-01", 365 * 8));
+        let court_order = freeze_from.clone().map(|from| Freeze { from, until: String::new(), ..freeze() });
+        let mut state = right_state(number, &pledgor_code(p), status, court_order);
         state.state.as_mut().unwrap().status_since = since.clone();
         risk.record_right(state).await.unwrap();
-        states.push((since, status != RightStatus::InForce || frozen));
+        states.push((since, status != RightStatus::InForce, freeze_from));
     }
 }
 
