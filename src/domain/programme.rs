@@ -267,6 +267,12 @@ impl Programme {
         if c.valid_from.year() <= year && year <= c.valid_to.year() { c.budget_per_year } else { Money::ZERO }
     }
 
+    /// What is left of the budget of `year` after `committed_fen` (never below zero: a budget
+    /// exceeded leaves nothing, it owes nothing).
+    pub fn budget_left_in(&self, year: i32, committed_fen: i128) -> Money {
+        Money::from_fen((self.budget_in(year).fen() - committed_fen).max(0)).unwrap_or(Money::ZERO)
+    }
+
     /// How the fund, insurer, guarantor and bank share `basis.loss`, or why the programme does not
     /// compensate it.
     pub fn compensate(&self, basis: &ClaimBasis) -> Result<Compensation, LedgerError> {

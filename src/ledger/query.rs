@@ -488,25 +488,14 @@ fn budget_left_as_of(
     date: chrono::NaiveDate,
 ) -> Result<(Money, Money), LedgerError> {
     let at = AsOfDate::new(date);
-    let year = chrono::Datelike::year(&date);
-    let (mut budget, mut left) = (0i128, 0i128);
-    let scan =
-        store.scan(&keys::programmes_in(region), None, super::risk::PROGRAMMES_SCANNED_MAX).map_err(unavailable)?;
-    for (key, _) in scan {
-        let id = keys::trailing_id(&key).ok_or_else(|| LedgerError::Internal("index key without id".to_owned()))?;
-        let programme: Programme = get(store, &keys::programme(id))?
-            .ok_or_else(|| LedgerError::Internal(format!("indexed programme {id} is missing")))?;
+    super::risk::budget_left_with(store, region, chrono::Datelike::year(&date), |id| {
         let mut committed = AsOfDelta::default();
         let sums_key = keys::programme_asof(id, at.year);
         if let Some(value) = store.get(&sums_key).map_err(unavailable)? {
             at.fold(&mut committed, at.year, &sums_key, &value)?;
         }
-        let programme_budget = programme.budget_in(year).fen();
-        budget += programme_budget;
-        left += (programme_budget - committed.row_delta().claimed_fen).max(0);
-    }
-    let money = |fen: i128| Money::from_fen(fen).ok_or_else(|| LedgerError::Internal("budget out of range".to_owned()));
-    Ok((money(budget)?, money(left)?))
+        Ok(committed.row_delta().claimed_fen)
+    })
 }
 
 /// Exposure of `region`; with `bank`, of that bank's book only (its pledgee rows), so a bank never
@@ -934,8 +923,7 @@ pub fn programme(store: &dyn Store, id: Uuid, year: i32) -> Result<ProgrammeFigu
     let programme: Programme =
         get(store, &keys::programme(id))?.ok_or(LedgerError::NotFound { resource: "programme", id: id.to_string() })?;
     let figures: ProgrammeYear = get(store, &keys::programme_year(id, year))?.unwrap_or_default();
-    let budget = programme.budget_in(year).fen();
-    let left = Money::from_fen((budget - figures.committed.fen()).max(0)).unwrap_or(Money::ZERO);
+    let left = programme.budget_left_in(year, figures.committed.fen());
     Ok((programme, figures, left))
 }
 

@@ -645,20 +645,36 @@ pub fn same_but_ids(tx: &Tx<'_>, decided: &Event, recorded: &Event) -> Result<bo
     })
 }
 
-/// The budget a region's programmes have in `year`, and what is left of it: the sums over the
-/// programmes of the region and those inside it (`query::programme` of each).
+/// The budget a region's programmes have in `year`, and what is left of it now: the sums over the
+/// programmes of the region and those inside it, each's commitments of the year as recorded.
 pub fn budget_left(store: &dyn crate::store::Store, region: Region, year: i32) -> Result<(Money, Money), LedgerError> {
+    budget_left_with(store, region, year, |id| {
+        let figures: Option<ProgrammeYear> = Tx::new(store).get(&keys::programme_year(id, year))?;
+        Ok(figures.unwrap_or_default().committed.fen())
+    })
+}
+
+/// The budget of the programmes of `region` and those inside it in `year`, and what is left of it
+/// when each programme has committed `committed_fen(id)` (now, or as of a date).
+pub fn budget_left_with(
+    store: &dyn crate::store::Store,
+    region: Region,
+    year: i32,
+    mut committed_fen: impl FnMut(Uuid) -> Result<i128, LedgerError>,
+) -> Result<(Money, Money), LedgerError> {
     let mut budget = Money::ZERO;
     let mut left = Money::ZERO;
     let scan = store
         .scan(&keys::programmes_in(region), None, PROGRAMMES_SCANNED_MAX)
         .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+    let sum = |a: Money, b: Money| a.checked_add(b).ok_or_else(|| broken("budget out of range".to_owned()));
     for (key, _) in scan {
         let id = keys::trailing_id(&key).ok_or_else(|| broken("programme index key without id".to_owned()))?;
-        let (programme, _, programme_left) = super::query::programme(store, id, year)?;
-        let sum = |a: Money, b: Money| a.checked_add(b).ok_or_else(|| broken("budget out of range".to_owned()));
+        let programme = Tx::new(store)
+            .get::<Programme>(&keys::programme(id))?
+            .ok_or_else(|| broken(format!("indexed programme {id} is missing")))?;
         budget = sum(budget, programme.budget_in(year))?;
-        left = sum(left, programme_left)?;
+        left = sum(left, programme.budget_left_in(year, committed_fen(id)?))?;
     }
     Ok((budget, left))
 }

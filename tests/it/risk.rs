@@ -666,6 +666,30 @@ fn ltv(secured_fen: i128, value_fen: i128) -> String {
     format!("{}.{:02}", hundredths / 100, hundredths % 100)
 }
 
+/// The keys of the rows `p` counts in below `region` under `group_by` (none without a grouping).
+fn row_keys(p: &Pledge, region: &str, group_by: ExposureGroupBy) -> Vec<String> {
+    match group_by {
+        ExposureGroupBy::Pledgee => vec![p.pledgee.as_ref().unwrap().credit_code.clone()],
+        ExposureGroupBy::RightKind => p
+            .rights
+            .iter()
+            .map(|r| RightKind::try_from(r.kind).unwrap().as_str_name().to_owned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        ExposureGroupBy::ChildRegion => {
+            let c = &p.county_code;
+            match region {
+                "" => vec![format!("{}0000", &c[..2])],
+                r if r.ends_with("0000") => vec![format!("{}00", &c[..4])],
+                r if r.ends_with("00") => vec![c.clone()],
+                _ => vec![],
+            }
+        }
+        _ => vec![],
+    }
+}
+
 /// A business date `0..days` after `from`, never after `LAST_DAY` (dates must not be in the future).
 fn later(rng: &mut crate::statistics::Rng, from: &str, days: u64) -> String {
     const LAST_DAY: &str = "2026-06-30";
@@ -902,27 +926,7 @@ async fn risk_columns_now_as_of_any_date_and_in_statistics_equal_a_brute_force_r
                     let mut rows: BTreeMap<String, Columns> = BTreeMap::new();
                     for (p, k) in pledges.iter().zip(&known).filter(|(p, _)| within(region, &p.county_code)) {
                         total.add(p, k, &register, day);
-                        let keys: Vec<String> = match group_by {
-                            ExposureGroupBy::Pledgee => vec![p.pledgee.as_ref().unwrap().credit_code.clone()],
-                            ExposureGroupBy::RightKind => p
-                                .rights
-                                .iter()
-                                .map(|r| RightKind::try_from(r.kind).unwrap().as_str_name().to_owned())
-                                .collect::<BTreeSet<_>>()
-                                .into_iter()
-                                .collect(),
-                            ExposureGroupBy::ChildRegion => {
-                                let c = &p.county_code;
-                                match region {
-                                    "" => vec![format!("{}0000", &c[..2])],
-                                    r if r.ends_with("0000") => vec![format!("{}00", &c[..4])],
-                                    r if r.ends_with("00") => vec![c.clone()],
-                                    _ => vec![],
-                                }
-                            }
-                            _ => vec![],
-                        };
-                        for key in keys {
+                        for key in row_keys(p, region, group_by) {
                             rows.entry(key).or_default().add(p, k, &register, day);
                         }
                     }
@@ -1025,26 +1029,7 @@ async fn check_statistics(
                 for (p, k) in pledges.iter().zip(known).filter(|(p, _)| within(region, &p.county_code)) {
                     let flows = flows_in(k, from, to);
                     add_flows(&mut total, flows);
-                    let keys: Vec<String> = match group_by {
-                        ExposureGroupBy::Pledgee => vec![p.pledgee.as_ref().unwrap().credit_code.clone()],
-                        ExposureGroupBy::RightKind => p
-                            .rights
-                            .iter()
-                            .map(|r| RightKind::try_from(r.kind).unwrap().as_str_name().to_owned())
-                            .collect::<BTreeSet<_>>()
-                            .into_iter()
-                            .collect(),
-                        _ => {
-                            let c = &p.county_code;
-                            match region {
-                                "" => vec![format!("{}0000", &c[..2])],
-                                r if r.ends_with("0000") => vec![format!("{}00", &c[..4])],
-                                r if r.ends_with("00") => vec![c.clone()],
-                                _ => vec![],
-                            }
-                        }
-                    };
-                    for key in keys {
+                    for key in row_keys(p, region, group_by) {
                         add_flows(rows.entry(key).or_default(), flows);
                     }
                 }
