@@ -201,9 +201,10 @@ left=$budget
 if [ "$year" = 2026 ]; then left=1499950617.29; fi
 columns='secured atRisk defaulted nonPerforming appraised loanToValue claimed paid budget left'
 echo "exposure 440100 ($columns):"
+# tee -a: opening /dev/stderr without append truncates stderr when it is a file (a CI log).
 call_as "$office" -d '{"regionCode": "440100"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
   | json '" ".join(d["total"][k] for k in ["securedAmount", "atRiskAmount", "defaultedAmount", "nonPerformingPercent", "appraisedValue", "loanToValuePercent", "compensationClaimed", "compensationPaid", "programmeBudget", "programmeBudgetLeft"])' \
-  | tee /dev/stderr | grep -x >/dev/null "4800000.00 4800000.00 3600000.00 75.00 12000000.00 40.00 49382.71 49382.71 $budget $left"
+  | tee -a /dev/stderr | grep -x >/dev/null "4800000.00 4800000.00 3600000.00 75.00 12000000.00 40.00 49382.71 49382.71 $budget $left"
 # A bank sees the risk columns of its own book, and no budget.
 call_as "$gzbank" -d '{"regionCode": "440000"}' "http://$addr/ipledger.v1.ExposureService/GetExposure" \
   | json 'd["total"]["atRiskCount"], d["total"]["defaultedCount"], "programmeBudget" in d["total"]' | grep -x >/dev/null "1 1 False"
