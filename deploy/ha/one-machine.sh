@@ -64,7 +64,9 @@ readonly TTL_SECS=10 LOOP_WAIT_SECS=2 RETRY_TIMEOUT_SECS=3
 # ipledger's writer lease: a killed writer is replaced within about 1.5 leases (tests/it/ha.rs).
 readonly LEASE_MS=3000
 
-readonly PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# PostgreSQL's server programs: PG_BIN, else pg_config --bindir, else the newest Debian version.
+PG_BIN=${PG_BIN:-$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
+readonly PG_BIN
 # The repository this script belongs to: where target/ and proto/ are, whatever the caller's cwd.
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly REPO
@@ -418,7 +420,7 @@ check_tools() {
     command -v "$tool" >/dev/null || die "$tool is not installed (see the header of $0)"
   done
   if [ ! -x "$PG_BIN/postgres" ] || [ ! -x "$PG_BIN/psql" ]; then
-    die "no PostgreSQL 15 in $PG_BIN (set PG_BIN)"
+    die "no PostgreSQL server programs in '$PG_BIN' (install postgresql, or set PG_BIN)"
   fi
   if is_root; then
     id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to run PostgreSQL and Patroni as"

@@ -38,7 +38,9 @@ impl Browser {
     /// "zh-CN,zh"), downloading into `downloads` when given.
     async fn launch(extra_args: &[&str], languages: &str, downloads: Option<&std::path::Path>) -> Browser {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
+        let chromedriver = crate::tools::require(&chromedriver, "chromium-driver");
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        crate::tools::require(&chromium, "chromium");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
@@ -46,7 +48,11 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start {chromedriver} ({e}): install chromium and chromium-driver, as .ci/run does")
+                panic!(
+                    "cannot start {} ({e}): `{}` installs chromium and chromium-driver",
+                    chromedriver.display(),
+                    crate::tools::SETUP
+                )
             });
         let profile = tempfile::tempdir().unwrap();
         // These flags keep Chromium off the network (this machine has none) and out of the way.

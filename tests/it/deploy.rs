@@ -531,13 +531,10 @@ fn ipledger_listen_checks(config: &Haproxy, listen: &str, uri: &str) -> Vec<Serv
     servers
 }
 
-/// `haproxy -c` on `text` when HAProxy is installed. The CA files it names exist only on the
+/// `haproxy -c` on `text` (HAProxy must be installed). The CA files it names exist only on the
 /// deployment host, so they are replaced by a throwaway CA here; nothing else is changed.
 fn haproxy_accepts(name: &str, text: &str, env: &[(&str, &str)]) {
-    if Command::new("haproxy").arg("-v").output().is_err() {
-        println!("haproxy is not installed: `haproxy -c` of {name} skipped");
-        return;
-    }
+    let haproxy = crate::tools::require("haproxy", "haproxy");
     let temp = tempfile::tempdir().unwrap();
     let ca = temp.path().join("ca.crt");
     std::fs::write(&ca, crate::tls::Pki::new("ipledger test CA").ca_pem).unwrap();
@@ -550,7 +547,7 @@ fn haproxy_accepts(name: &str, text: &str, env: &[(&str, &str)]) {
     }
     let path = temp.path().join("haproxy.cfg");
     std::fs::write(&path, checked).unwrap();
-    let out = Command::new("haproxy").arg("-c").arg("-f").arg(&path).envs(env.iter().copied()).output().unwrap();
+    let out = Command::new(haproxy).arg("-c").arg("-f").arg(&path).envs(env.iter().copied()).output().unwrap();
     assert!(
         out.status.success(),
         "haproxy -c {name}:\n{}{}",
@@ -706,22 +703,19 @@ fn the_ha_patroni_configuration_is_strictly_synchronous_with_rewind_and_a_consis
     patroni_accepts("deploy/ha/patroni.yml");
 }
 
-/// `patroni --validate-config` on the file, when Patroni is installed. Patroni's validator also
+/// `patroni --validate-config` on the file (Patroni must be installed). Patroni's validator also
 /// checks the host's network (etcd answers, the listen ports are free), which is the deployment
 /// host's business: Patroni's own PATRONI_* overrides point etcd at listeners of this test and the
 /// listen addresses at free loopback ports; every other setting is the file's.
 fn patroni_accepts(path: &str) {
-    if Command::new("patroni").arg("--version").output().is_err() {
-        println!("patroni is not installed: `patroni --validate-config {path}` skipped");
-        return;
-    }
+    let patroni = crate::tools::require("patroni", "patroni");
     let etcd: Vec<std::net::TcpListener> =
         (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     let hosts: Vec<String> = etcd.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
     // Bound and released at once: a free port nothing answers on.
     let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let validate = |etcd_hosts: &str| {
-        let mut command = Command::new("patroni");
+        let mut command = Command::new(&patroni);
         command.arg("--validate-config").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(path));
         for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("PATRONI_")) {
             command.env_remove(name);

@@ -23,14 +23,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// Patroni's leader key lives this long without renewal: a crashed primary is replaced after
 /// about `TTL_SECS` (the key expires up to `LOOP_WAIT_SECS` after its last renewal), and commits
@@ -241,7 +239,7 @@ impl PgHa {
             self.sync_standby().filter(|s| *s != old)
         });
         let started = Instant::now();
-        let output = Command::new("patronictl")
+        let output = Command::new(crate::tools::require("patronictl", "patroni"))
             .arg("-c")
             .arg(&self.node(&old).config)
             .args(["switchover", "--leader", &old, "--candidate", &candidate, "--force"])
@@ -396,7 +394,7 @@ impl PgHa {
             .join(",");
         let client = format!("http://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let mut command = Command::new("etcd");
+        let mut command = Command::new(crate::tools::require("etcd", "etcd-server"));
         command
             .args(["--name", &m.name])
             .arg("--data-dir")
@@ -412,11 +410,13 @@ impl PgHa {
 
     fn spawn_patroni(&self, node: &PgNode) {
         let command = if running_as_root() {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "patroni"]).arg(&node.config);
+            let mut c = Command::new(crate::tools::require("setpriv", "util-linux"));
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                .arg(crate::tools::require("patroni", "patroni"))
+                .arg(&node.config);
             c
         } else {
-            let mut c = Command::new("patroni");
+            let mut c = Command::new(crate::tools::require("patroni", "patroni"));
             c.arg(&node.config);
             c
         };
@@ -424,9 +424,8 @@ impl PgHa {
     }
 
     fn spawn_haproxy(&self) {
-        // Debian puts it in /usr/sbin, which is not on a user's PATH.
-        let binary = if Path::new("/usr/sbin/haproxy").exists() { "/usr/sbin/haproxy" } else { "haproxy" };
-        let mut command = Command::new(binary);
+        // Debian puts it in /usr/sbin, which is not on a user's PATH: `require` looks there too.
+        let mut command = Command::new(crate::tools::require("haproxy", "haproxy"));
         command.arg("-db").arg("-f").arg(self.dir.join("haproxy.cfg"));
         self.spawn("haproxy", command);
         self.wait_for("HAProxy's stats socket", Duration::from_secs(30), || self.haproxy_stat().is_ok());
@@ -436,6 +435,8 @@ impl PgHa {
         let hosts = self.etcd.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect::<Vec<_>>().join(", ");
         let dir = self.dir.display();
         let password = &self.password;
+        let pg_bin = crate::tools::pg_bin();
+        let pg_bin = pg_bin.display();
         format!(
             r#"scope: ipledger-ha
 name: {name}
@@ -464,7 +465,7 @@ postgresql:
   listen: "127.0.0.1:{pg}"
   connect_address: "127.0.0.1:{pg}"
   data_dir: "{data}"
-  bin_dir: "{PG_BIN}"
+  bin_dir: "{pg_bin}"
   pgpass: "{dir}/pgpass-{name}"
   pg_hba:
     - local all all trust

@@ -27,4 +27,6 @@ mod service;
 mod statistics;
 mod tls;
 mod tokens;
+#[path = "../support/tools.rs"]
+mod tools;
 mod upgrade;

@@ -401,13 +401,17 @@ impl Journal for PostgresJournal {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/support/tools.rs"]
+mod test_tools;
+
+#[cfg(test)]
 pub(crate) mod cluster {
-    //! A throwaway PostgreSQL 15 cluster on loopback for tests: initdb and the server run as the
-    //! `postgres` user when the tests run as root (both refuse root).
+    //! A throwaway PostgreSQL cluster on loopback for tests: initdb and the server run as the
+    //! `postgres` user when the tests run as root (both refuse root). The programs are found as
+    //! `tests/support/tools.rs` says; a missing one fails the test with the command to install it.
+    use super::test_tools as tools;
     use std::path::PathBuf;
     use std::process::Command;
-
-    const BIN: &str = "/usr/lib/postgresql/15/bin";
 
     pub struct Cluster {
         dir: PathBuf,
@@ -415,13 +419,14 @@ pub(crate) mod cluster {
     }
 
     fn as_postgres(program: &str) -> Command {
+        let program = tools::pg_bin().join(program);
         let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
         if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", &format!("{BIN}/{program}")]);
+            let mut c = Command::new(tools::require("runuser", "util-linux"));
+            c.args(["-u", "postgres", "--"]).arg(program);
             c
         } else {
-            Command::new(format!("{BIN}/{program}"))
+            Command::new(program)
         }
     }
 
