@@ -55,9 +55,11 @@ impl RiskInputs<'_> {
             + changes.map(|c| c.secured_amount.1.fen() - c.secured_amount.0.fen()).sum::<i128>()
     }
 
-    /// Whether a right's state in effect on `day` says it lost force or is frozen.
+    /// Whether a right's state in effect on `day` says it lost force, is frozen or is held by
+    /// another than the pledgor.
     fn flagged(&self, day: NaiveDate) -> bool {
-        self.rights.iter().any(|r| r.state_on(day).is_some_and(|s| s.risk_on(day).is_some()))
+        let pledgor = &self.pledge.content.pledgor.credit_code;
+        self.rights.iter().any(|r| r.flag_on(pledgor, day).is_some())
     }
 
     /// The pledge's risk columns at the end of `day`.
@@ -113,7 +115,7 @@ impl RiskInputs<'_> {
         let mut days = vec![p.content.registered_on];
         days.extend(p.changes.iter().map(|c| c.effective_on));
         days.extend(p.release.as_ref().map(|r| r.released_on));
-        for state in self.rights.iter().flat_map(|r| &r.states).map(|s| &s.state) {
+        for state in self.rights.iter().flat_map(|r| r.effective()).map(|s| &s.state) {
             days.push(state.status_since);
             days.extend(state.freeze.as_ref().map(|f| f.from));
         }

@@ -50,6 +50,13 @@ impl CreditCode {
         Ok(CreditCode(code))
     }
 
+    /// The administrative division code of the authority that registered the entity (GB 32100,
+    /// characters 3-8): where its register of enterprises, and so its IP office, is.
+    pub fn registration_region_code(&self) -> &str {
+        // Parsed as 18 characters of the USCC alphabet, which is ASCII.
+        &self.0[2..8]
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -121,6 +121,11 @@ pub fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Days before today a bank's registration may be dated: CNIPA decides a pledge registration
+/// within days of the application and sends its notice electronically; a month covers the notice's
+/// way to the bank and a month-end batch.
+pub const BANK_REGISTRATION_DAYS_MAX: u64 = 30;
+
 fn denied(message: String) -> LedgerError {
     LedgerError::PermissionDenied(message)
 }
@@ -147,18 +152,11 @@ impl Principal {
         }
     }
 
-    /// Importing a historical pledge: banks for their own book, offices inside their region; a
-    /// historical registration is dated no later than `today` (in China, where registrations are
-    /// dated). Which credit lines it may draw on depends on the ledger's state: the writer checks.
-    /// An office may name any pledgee (its registers hold every bank's pledges), which is why a
-    /// pledgee's name never comes from an office's write.
-    pub fn may_import(&self, pledge: &NewPledge, today: NaiveDate) -> Result<(), LedgerError> {
-        if pledge.registered_on > today {
-            return Err(LedgerError::invalid_field(
-                "pledge.registeredOn",
-                format!("an import records past registrations: must not be after today ({today}, China time)"),
-            ));
-        }
+    /// Importing a historical pledge: banks for their own book, offices inside their region (its
+    /// date: `may_date_registration`). Which credit lines it may draw on depends on the ledger's
+    /// state: the writer checks. An office may name any pledgee (its registers hold every bank's
+    /// pledges), which is why a pledgee's name never comes from an office's write.
+    pub fn may_import(&self, pledge: &NewPledge) -> Result<(), LedgerError> {
         match &self.role {
             Role::Office(region) if region.contains(pledge.county.region()) => Ok(()),
             Role::Office(region) => {
@@ -166,6 +164,31 @@ impl Principal {
             }
             _ => self.may_register(pledge),
         }
+    }
+
+    /// The date a registration may carry, decided by the writer with its own `today` (China time,
+    /// where registrations are dated): never after today; a bank's within
+    /// `BANK_REGISTRATION_DAYS_MAX` days before it, so that a bank cannot choose a date against a
+    /// right's record, a programme's window or a year's lending. Older registrations are historical
+    /// backfill, imported by an IP office or the admin from the register.
+    pub fn may_date_registration(&self, registered_on: NaiveDate, today: NaiveDate) -> Result<(), LedgerError> {
+        if registered_on > today {
+            return Err(LedgerError::invalid_field(
+                "pledge.registeredOn",
+                format!("must not be after today ({today}, China time)"),
+            ));
+        }
+        let earliest = today - chrono::Days::new(BANK_REGISTRATION_DAYS_MAX);
+        if matches!(self.role, Role::Bank(_)) && registered_on < earliest {
+            return Err(LedgerError::invalid_field(
+                "pledge.registeredOn",
+                format!(
+                    "a bank records a registration within {BANK_REGISTRATION_DAYS_MAX} days of its date (from \
+                     {earliest}); an IP office or the admin imports older ones from the register"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Changing or releasing an existing pledge: its pledgee bank, or an admin.
@@ -305,7 +328,10 @@ mod tests {
             };
             let principal =
                 Principal { name: PrincipalName::parse("p").unwrap(), role, create_time: 0, revoke_time: None };
-            let got = principal.may_import(&pledge, today).map_or_else(|e| e.reason(), |()| "OK");
+            let got = principal
+                .may_import(&pledge)
+                .and_then(|()| principal.may_date_registration(pledge.registered_on, today))
+                .map_or_else(|e| e.reason(), |()| "OK");
             assert_eq!(got, expected, "{:?} imports {county} on {on}", principal.role);
         };
         let zj = || Role::Office(Region::parse("330000").unwrap());
@@ -315,6 +341,10 @@ mod tests {
         check(zj(), "320106", "2019-06-05", "PERMISSION_DENIED");
         check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2026-11-25", "OK");
         check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2027-01-01", "INVALID_FIELDS");
+        // A bank's registration is dated within 30 days before today; an office's may be older.
+        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2026-10-26", "OK");
+        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2026-10-25", "INVALID_FIELDS");
+        check(zj(), "330108", "2026-10-25", "OK");
         check(
             Role::Bank(CreditCode::parse("914403001922038216").unwrap()),
             "330108",

@@ -5,8 +5,15 @@
 //!
 //! A right the ledger has no record of is accepted as before: the register is the authority, and
 //! the ledger knows only what an office has told it.
+//!
+//! A state is dated no later than the day it is recorded (China time): the register records what
+//! happened, and a state dated ahead would fence every correction behind its date. A state recorded
+//! in error is withdrawn (`RightRecord::withdraw`), never erased: it stays in the record, marked,
+//! and no longer counts for anything. Withdrawn states make room when the record is full, so the
+//! bound on a record never locks it against an office that may correct it.
 
 use super::error::LedgerError;
+use super::ident::CreditCode;
 use super::ident::RightNumber;
 use super::pledge::{NewPledge, Party};
 use super::principal::PrincipalName;
@@ -15,7 +22,8 @@ use super::{FieldViolation, Micros};
 use chrono::NaiveDate;
 
 /// A right's record keeps every state it had, so a retry gets the state its request recorded and
-/// the history can be shown; this bounds the record. A right changes status a handful of times.
+/// the history can be shown; this bounds the record (states in force and withdrawn ones together).
+/// A right changes status a handful of times.
 pub const STATES_PER_RIGHT_MAX: usize = 100;
 
 /// The legal status of a right in its register (CNIPA's patent and trademark registers, the
@@ -120,6 +128,10 @@ impl RightState {
 pub enum RiskFlag {
     NotInForce(RightStatus),
     Frozen,
+    /// The register names another holder than the pledge's pledgor: the right was transferred,
+    /// or the pledge was registered against what the register says (a backfilled registration
+    /// judged by its own day, which today's record contradicts).
+    NotHolder,
 }
 
 impl RiskFlag {
@@ -127,16 +139,33 @@ impl RiskFlag {
         match self {
             RiskFlag::NotInForce(status) => status.name(),
             RiskFlag::Frozen => "FROZEN",
+            RiskFlag::NotHolder => "NOT_HOLDER",
         }
     }
 }
 
-/// One recording of a right's state: by whom and when (the journal entry's principal and time).
+/// One recording of a right's state: by whom and when (the journal entry's principal and time),
+/// and its withdrawal when it was recorded in error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Recorded {
     pub state: RightState,
     pub by: PrincipalName,
     pub at: Micros,
+    pub withdrawn: Option<Withdrawal>,
+}
+
+impl Recorded {
+    pub fn is_withdrawn(&self) -> bool {
+        self.withdrawn.is_some()
+    }
+}
+
+/// A state's withdrawal: by whom, when (the journal entry's), and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Withdrawal {
+    pub by: PrincipalName,
+    pub at: Micros,
+    pub note: Note,
 }
 
 /// A right's record: its current state and every earlier one, oldest first.
@@ -147,16 +176,23 @@ pub struct RightRecord {
 }
 
 impl RightRecord {
-    /// The record after `state` is recorded, or why it cannot be.
+    /// The record after `state` is recorded on `today` (China time), or why it cannot be.
     pub fn record(
         before: Option<&RightRecord>,
         number: &RightNumber,
         state: RightState,
-        by: PrincipalName,
-        now: Micros,
+        (by, now, today): (PrincipalName, Micros, NaiveDate),
     ) -> Result<RightRecord, LedgerError> {
-        let mut states = before.map(|r| r.states.clone()).unwrap_or_default();
-        if let Some(last) = states.last() {
+        let after_today =
+            |field: &str| LedgerError::invalid_field(field, format!("must not be after today ({today}, China time)"));
+        if state.status_since > today {
+            return Err(after_today("state.statusSince"));
+        }
+        if state.freeze.as_ref().is_some_and(|f| f.from > today) {
+            return Err(after_today("state.freeze.from"));
+        }
+        let mut record = before.cloned().unwrap_or_else(|| RightRecord { number: number.clone(), states: Vec::new() });
+        if let Some(last) = record.current() {
             if last.state == state {
                 return Err(LedgerError::refused("NOTHING_TO_CHANGE", "the register already says this of the right")
                     .with("right", number));
@@ -164,35 +200,100 @@ impl RightRecord {
             if state.status_since < last.state.status_since {
                 return Err(LedgerError::invalid_field(
                     "state.statusSince",
-                    format!("must not be before the status recorded last, from {}", last.state.status_since),
+                    format!(
+                        "must not be before the status recorded last, from {} (withdraw that state to correct it)",
+                        last.state.status_since
+                    ),
                 ));
             }
         }
-        if states.len() >= STATES_PER_RIGHT_MAX {
+        if record.effective().count() >= STATES_PER_RIGHT_MAX {
             return Err(LedgerError::refused(
                 "RIGHT_STATES_LIMIT_REACHED",
-                format!("a right keeps at most {STATES_PER_RIGHT_MAX} recorded states"),
+                format!("a right keeps at most {STATES_PER_RIGHT_MAX} states in force: withdraw one recorded in error"),
             )
             .with("right", number));
         }
-        states.push(Recorded { state, by, at: now });
-        Ok(RightRecord { number: number.clone(), states })
+        record.push(Recorded { state, by, at: now, withdrawn: None });
+        Ok(record)
     }
 
-    pub fn current(&self) -> &Recorded {
-        self.states.last().expect("a right's record holds at least one state")
+    /// Appends a recording, dropping the oldest withdrawn state when the record is full (it counts
+    /// for nothing; the journal keeps it). The projector applies recordings through this too, so
+    /// the record it keeps is the one the decider judged.
+    pub fn push(&mut self, recorded: Recorded) {
+        if self.states.len() >= STATES_PER_RIGHT_MAX
+            && let Some(oldest) = self.states.iter().position(Recorded::is_withdrawn)
+        {
+            self.states.remove(oldest);
+        }
+        self.states.push(recorded);
+        debug_assert!(self.states.len() <= STATES_PER_RIGHT_MAX);
+    }
+
+    /// The record after the state recorded at `recorded_at` is withdrawn, or why it cannot be.
+    pub fn withdraw(&self, recorded_at: Micros, withdrawal: Withdrawal) -> Result<RightRecord, LedgerError> {
+        let mut record = self.clone();
+        let Some(found) = record.states.iter_mut().find(|s| s.at == recorded_at) else {
+            return Err(LedgerError::refused(
+                "RIGHT_STATE_NOT_FOUND",
+                format!("{} has no state recorded at that time", self.number),
+            )
+            .with("right", &self.number));
+        };
+        if found.is_withdrawn() {
+            return Err(LedgerError::refused("NOTHING_TO_CHANGE", "that state is already withdrawn")
+                .with("right", &self.number));
+        }
+        found.withdrawn = Some(withdrawal);
+        Ok(record)
+    }
+
+    /// The states in force (not withdrawn), oldest first.
+    pub fn effective(&self) -> impl DoubleEndedIterator<Item = &Recorded> {
+        self.states.iter().filter(|s| !s.is_withdrawn())
+    }
+
+    /// The state in force now: the last one recorded and not withdrawn (`None`: every state was
+    /// withdrawn, and the ledger knows nothing of the right).
+    pub fn current(&self) -> Option<&Recorded> {
+        self.effective().next_back()
+    }
+
+    /// The state recorded at `at` (a recording's entry time), withdrawn or not.
+    pub fn recorded_at(&self, at: Micros) -> Option<&Recorded> {
+        self.states.iter().find(|s| s.at == at)
     }
 
     /// The record as it was right after the entry written at `at`; `None` before its first.
     pub fn as_at(&self, at: Micros) -> Option<RightRecord> {
-        let kept = self.states.iter().take_while(|s| s.at <= at).count();
-        (kept > 0).then(|| RightRecord { number: self.number.clone(), states: self.states[..kept].to_vec() })
+        let states: Vec<Recorded> = self
+            .states
+            .iter()
+            .filter(|s| s.at <= at)
+            .map(|s| Recorded { withdrawn: s.withdrawn.clone().filter(|w| w.at <= at), ..s.clone() })
+            .collect();
+        (!states.is_empty()).then(|| RightRecord { number: self.number.clone(), states })
     }
 
-    /// What the register said of the right on `date`: the last state recorded with a status from
-    /// `date` or before (statuses are recorded in business order); `None` before the first.
+    /// What the register said of the right on `date`: the last state in force recorded with a
+    /// status from `date` or before (statuses are recorded in business order); `None` before the
+    /// first.
     pub fn state_on(&self, date: NaiveDate) -> Option<&RightState> {
-        self.states.iter().rev().map(|r| &r.state).find(|s| s.status_since <= date)
+        self.effective().rev().map(|r| &r.state).find(|s| s.status_since <= date)
+    }
+
+    /// Why an active pledge of this right by `pledgor` is at risk now, by the state in force.
+    pub fn flag_for(&self, pledgor: &CreditCode) -> Option<RiskFlag> {
+        let state = &self.current()?.state;
+        if state.holder.credit_code != *pledgor { Some(RiskFlag::NotHolder) } else { state.risk() }
+    }
+
+    /// Why an active pledge of this right by `pledgor` is at risk at the end of `day`, by the state
+    /// in effect then (as of a date).
+    pub fn flag_on(&self, pledgor: &CreditCode, day: NaiveDate) -> Option<RiskFlag> {
+        let state = self.state_on(day)?;
+        if state.holder.credit_code != *pledgor { Some(RiskFlag::NotHolder) } else { state.risk_on(day) }
     }
 
     /// The register's objection to pledging this right in `pledge`, if it has one, judged by what
@@ -230,7 +331,8 @@ impl RightRecord {
                         .with("caseNumber", &freeze.case_number),
                 );
             }
-            None => {}
+            // `risk` speaks of the state alone; the holder was compared above.
+            Some(RiskFlag::NotHolder) | None => {}
         }
         if let Some(expires_on) = state.expires_on
             && pledge.debt_term_end > expires_on

@@ -32,7 +32,7 @@ struct FeedItem {
 fn visible(actor: &Principal, item: &FeedItem) -> bool {
     match (&item.entry.event, &item.shown.after) {
         // The registers and the programmes are public.
-        (Event::RightRecorded { .. } | Event::ProgrammeCreated { .. }, _) => true,
+        (Event::RightRecorded { .. } | Event::RightStateWithdrawn { .. } | Event::ProgrammeCreated { .. }, _) => true,
         (Event::ClaimDecided { .. } | Event::ClaimPaid { .. }, _) => match &item.shown.risk {
             Some(crate::ledger::Outcome::Claim(c)) => actor.may_read_claim(&c.basis.bank, c.basis.county.region()),
             _ => false,

@@ -255,9 +255,8 @@ impl Api {
             let Some(message) = message else { break };
             let index = summary.received;
             summary.received += 1;
-            let today = crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros());
             let command = convert::registration(&message).and_then(|(request_id, pledge)| {
-                actor.may_import(&pledge, today)?;
+                actor.may_import(&pledge)?;
                 Ok(Command::RegisterPledge { request_id, pledge })
             });
             match command {

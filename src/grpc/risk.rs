@@ -85,6 +85,18 @@ impl pb::risk_service_server::RiskService for Api {
         self.unary("RecordRight", &actor, body).await.map(Sequenced::into_response)
     }
 
+    async fn withdraw_right_state(
+        &self,
+        request: Request<pb::WithdrawRightStateRequest>,
+    ) -> Result<Response<pb::RightRecord>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let command = convert::withdraw_right_state(request.get_ref())?;
+            self.write_risk(&actor, command, request.get_ref(), right).await
+        };
+        self.unary("WithdrawRightState", &actor, body).await.map(Sequenced::into_response)
+    }
+
     async fn get_right(&self, request: Request<pb::GetRightRequest>) -> Result<Response<pb::RightRecord>, Status> {
         let actor = auth::principal(&request)?;
         let body = async {

@@ -68,14 +68,47 @@ pub enum Command {
 /// A risk-side write, parsed and valid in itself; each is idempotent by its request id.
 #[derive(Debug, Clone)]
 pub enum RiskCommand {
-    RecordRight { number: RightNumber, state: RightState },
-    RecordDefault { id: Uuid, default: NewDefault },
-    ResolveDefault { id: Uuid, resolution: NewResolution },
-    RecordValuation { id: Uuid, valuation: NewValuation },
-    CreateProgramme { programme: NewProgramme },
-    FileClaim { programme_id: Uuid, pledge_id: Uuid, filed_on: NaiveDate },
-    DecideClaim { id: Uuid, approved: bool, decided_on: NaiveDate, note: Note },
-    PayClaim { id: Uuid, paid_on: NaiveDate, amount: Money },
+    RecordRight {
+        number: RightNumber,
+        state: RightState,
+    },
+    RecordDefault {
+        id: Uuid,
+        default: NewDefault,
+    },
+    ResolveDefault {
+        id: Uuid,
+        resolution: NewResolution,
+    },
+    RecordValuation {
+        id: Uuid,
+        valuation: NewValuation,
+    },
+    CreateProgramme {
+        programme: NewProgramme,
+    },
+    FileClaim {
+        programme_id: Uuid,
+        pledge_id: Uuid,
+        filed_on: NaiveDate,
+    },
+    DecideClaim {
+        id: Uuid,
+        approved: bool,
+        decided_on: NaiveDate,
+        note: Note,
+    },
+    PayClaim {
+        id: Uuid,
+        paid_on: NaiveDate,
+        amount: Money,
+    },
+    /// Withdraws the state of right `number` recorded at `recorded_at` (its entry's time).
+    WithdrawRightState {
+        number: RightNumber,
+        recorded_at: Micros,
+        note: Note,
+    },
 }
 
 impl RiskCommand {
@@ -95,6 +128,9 @@ impl RiskCommand {
             }
             RiskCommand::PayClaim { id, paid_on, amount } => {
                 R::PayClaim { id: *id, paid_on: *paid_on, amount: *amount }
+            }
+            RiskCommand::WithdrawRightState { number, recorded_at, note } => {
+                R::WithdrawRightState { number, recorded_at: *recorded_at, note }
             }
         }
     }
@@ -159,7 +195,7 @@ pub fn execute(
     now: Micros,
     head: Head,
 ) -> Result<Executed, LedgerError> {
-    authorize(tx, actor, command)?;
+    authorize(tx, actor, command, journal::RULES)?;
     let request = match (command.request_id(), command.canonical()) {
         (Some(id), Some(canonical)) => Some(RequestKey {
             id,
@@ -180,7 +216,7 @@ pub fn execute(
         }
         return Ok(Executed::Replayed(replayed_outcome(tx, &record)?));
     }
-    let (event, mut outcome) = decide(tx, actor, command, now)?;
+    let (event, mut outcome) = decide(tx, actor, command, (now, journal::RULES))?;
     let (entry, stored) = journal::format::seal(head.sequence + 1, head.hash, now, &actor.name, request, event);
     super::projector::apply_entry(tx, &entry)?;
     if let Outcome::Pledge(pledge, risk) = &mut outcome {
@@ -215,7 +251,7 @@ fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, Ledg
 /// Scope checks that need the ledger's state: changes and releases touch an existing pledge.
 /// Following AIP-211, a principal outside a pledge's scope learns nothing of its existence. This
 /// runs before the request id is looked up, so nobody can replay a request they could not make.
-fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), LedgerError> {
+fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command, rules: u32) -> Result<(), LedgerError> {
     match command {
         Command::ChangePledge { id, .. } | Command::ReleasePledge { id, .. } => {
             match tx.get::<Pledge>(&keys::pledge(*id))? {
@@ -225,7 +261,7 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
             }
         }
         Command::RegisterPledge { .. } | Command::CreateCreditLine { .. } => Ok(()),
-        Command::Risk { command, .. } => super::risk::authorize(tx, actor, command),
+        Command::Risk { command, .. } => super::risk::authorize(tx, actor, command, rules),
         Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => {
             actor.require_admin()
         }
@@ -233,12 +269,19 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command) -> Result<(), Le
 }
 
 /// Checks the state-dependent rules and builds the event and the response; writes nothing.
-fn decide(tx: &mut Tx<'_>, actor: &Principal, command: &Command, now: Micros) -> Result<(Event, Outcome), LedgerError> {
+/// `(now, rules)`: the entry's time and the version of the rules it is decided under
+/// (`journal::RULES` for a new entry; a restored or followed entry's own).
+fn decide(
+    tx: &mut Tx<'_>,
+    actor: &Principal,
+    command: &Command,
+    (now, rules): (Micros, u32),
+) -> Result<(Event, Outcome), LedgerError> {
     let by = actor.name.clone();
     match command {
-        Command::Risk { command, .. } => super::risk::decide(tx, actor, command, now),
+        Command::Risk { command, .. } => super::risk::decide(tx, actor, command, (now, rules)),
         Command::RegisterPledge { pledge, .. } => {
-            let pledge = register(tx, actor, pledge, now)?;
+            let pledge = register(tx, actor, pledge, (now, rules))?;
             Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge, Box::default())))
         }
         Command::ChangePledge { request_id, id, amendment } => {
@@ -337,8 +380,32 @@ fn readable_holder(tx: &Tx<'_>, actor: &Principal, holder: Uuid) -> Result<Optio
     Ok(actor.may_read_pledge(&pledge).then_some(holder))
 }
 
-fn register(tx: &mut Tx<'_>, actor: &Principal, content: &NewPledge, now: Micros) -> Result<Pledge, LedgerError> {
+fn register(
+    tx: &mut Tx<'_>,
+    actor: &Principal,
+    content: &NewPledge,
+    (now, rules): (Micros, u32),
+) -> Result<Pledge, LedgerError> {
+    let today = crate::domain::pledge::china_date(now);
+    match (rules, &actor.role) {
+        (0, Role::Office(_)) if content.registered_on > today => {
+            return Err(LedgerError::invalid_field("pledge.registeredOn", "must not be after today"));
+        }
+        (0, _) => {}
+        _ => actor.may_date_registration(content.registered_on, today)?,
+    }
     for right in &content.rights {
+        let pledged = if rules == 0 { 0 } else { tx.keys_with_prefix(&keys::by_right_prefix(&right.number))?.len() };
+        if pledged >= super::risk::PLEDGES_PER_RIGHT_MAX {
+            return Err(LedgerError::refused(
+                "RIGHT_PLEDGES_LIMIT_REACHED",
+                format!(
+                    "{} was pledged {pledged} times: the ledger keeps at most that many pledges of a right",
+                    right.number
+                ),
+            )
+            .with("right", &right.number));
+        }
         // A right the register has told the ledger of must be the pledgor's, in force, not frozen.
         if let Some(record) = tx.get::<RightRecord>(&keys::right_record(&right.number))?
             && let Some(refusal) = record.refuses(content)
@@ -432,16 +499,18 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     }
     let command = command_of(entry, request_id).map_err(|e| refused(e.to_string()))?;
     match (&command, &actor.role) {
-        (Command::RegisterPledge { pledge, .. }, Role::Office(_)) => {
-            actor.may_import(pledge, crate::domain::pledge::china_date(entry.at))
-        }
+        (Command::RegisterPledge { pledge, .. }, Role::Office(_)) => actor.may_import(pledge),
         (Command::RegisterPledge { pledge, .. }, _) => actor.may_register(pledge),
         (Command::CreateCreditLine { line, .. }, _) => actor.may_create_line(line),
         _ => Ok(()),
     }
-    .and_then(|()| authorize(tx, &actor, &command))
+    .and_then(|()| authorize(tx, &actor, &command, entry.rules))
     .map_err(|e| refused(e.to_string()))?;
-    let (event, _) = decide(tx, &actor, &command, entry.at).map_err(|e| refused(e.to_string()))?;
+    let floor = tx.get::<u32>(&keys::META_RULES)?.unwrap_or(0);
+    if entry.rules < floor {
+        return Err(refused(format!("decided under rules {}, after entries decided under rules {floor}", entry.rules)));
+    }
+    let (event, _) = decide(tx, &actor, &command, (entry.at, entry.rules)).map_err(|e| refused(e.to_string()))?;
     // Ids and assigned numbers are the writer's choice: the entry's stand, if not taken.
     let same = match (&event, &entry.event) {
         (Event::PledgeRegistered { pledge: decided }, Event::PledgeRegistered { pledge: recorded }) => {

@@ -537,7 +537,8 @@ pub(crate) mod tests_support {
             .into_iter()
             .enumerate()
             .map(|(i, (by, event))| {
-                let at = 1_000 + i as i64;
+                // 2021-01-06 (UTC), the day after the helpers' registrations: inside a bank's window.
+                let at = 1_609_891_200_000_000 + i as i64;
                 let request = match &event {
                     Event::PrincipalCreated { .. }
                     | Event::PrincipalRevoked { .. }

@@ -19,10 +19,10 @@ use crate::domain::exposure::{self, RowDelta};
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
 use crate::domain::pledge::Pledge;
-use crate::domain::principal::Principal;
+use crate::domain::principal::{Principal, Role};
 use crate::domain::programme::{Claim, ClaimBasis, ClaimStatus, Decision, Payment, Programme};
 use crate::domain::region::Region;
-use crate::domain::right::{Recorded, RightRecord, RiskFlag};
+use crate::domain::right::{Recorded, RightRecord, RiskFlag, Withdrawal};
 use crate::domain::risk::{self, PledgeDefault, Valuation};
 use crate::domain::statistics::{RiskFact, RiskFlow};
 use crate::domain::{LedgerError, Micros};
@@ -35,6 +35,11 @@ pub const PROGRAMMES_PER_REGION_MAX: usize = 100;
 pub const PROGRAMMES_SCANNED_MAX: usize = 20_000;
 /// Claims one pledge has at most (one per programme it may fall under).
 pub const CLAIMS_PER_PLEDGE_MAX: usize = 10;
+/// Pledges one right is ever part of, released ones included: a recording of the right's state
+/// recomputes the as-of risk columns of each, so this bounds the work of one write. A right is
+/// pledged for loans of one to three years over a term of at most 20: a few dozen pledges in its
+/// life is already far more than practice; a registration beyond it is refused.
+pub const PLEDGES_PER_RIGHT_MAX: usize = 64;
 
 /// A pledge's risk record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -119,9 +124,11 @@ pub fn pledge_moved(tx: &mut Tx<'_>, before: &Pledge, after: &Pledge) -> Result<
 /// historical import is judged by its registration day, so a later status flags it).
 pub fn pledge_registered(tx: &mut Tx<'_>, pledge: &Pledge) -> Result<(), LedgerError> {
     let mut flags = Vec::new();
+    let pledgor = &pledge.content.pledgor.credit_code;
     for right in &pledge.content.rights {
+        // Judged at registration by the state on its date; flagged by the state in force now.
         if let Some(record) = tx.get::<RightRecord>(&keys::right_record(&right.number))?
-            && let Some(flag) = record.current().state.risk()
+            && let Some(flag) = record.flag_for(pledgor)
         {
             flags.push((right.number.clone(), flag));
         }
@@ -169,7 +176,7 @@ pub fn touched_pledges(tx: &Tx<'_>, event: &Event) -> Result<Vec<Uuid>, LedgerEr
         Event::ValuationRecorded { valuation } => vec![valuation.pledge_id],
         Event::ClaimFiled { claim } => vec![claim.pledge_id],
         Event::ClaimDecided { id, .. } | Event::ClaimPaid { id, .. } => vec![load_claim(tx, *id)?.pledge_id],
-        Event::RightRecorded { number, .. } => tx
+        Event::RightRecorded { number, .. } | Event::RightStateWithdrawn { number, .. } => tx
             .keys_with_prefix(&keys::by_right_prefix(number))?
             .iter()
             .map(|key| keys::trailing_id(key).ok_or_else(|| broken("right index key without id".to_owned())))
@@ -268,14 +275,19 @@ fn load_claim(tx: &Tx<'_>, id: Uuid) -> Result<Claim, LedgerError> {
 /// Scope checks that need state: a pledge's bank records its default, valuations and claims; an
 /// office of the programme's region decides and pays its claims. As for changes (AIP-211), a
 /// caller outside the scope learns nothing of the resource's existence.
-pub fn authorize(tx: &Tx<'_>, actor: &Principal, command: &RiskCommand) -> Result<(), LedgerError> {
+pub fn authorize(tx: &Tx<'_>, actor: &Principal, command: &RiskCommand, rules: u32) -> Result<(), LedgerError> {
     let pledge_of_bank = |id: Uuid| match tx.get::<Pledge>(&keys::pledge(id))? {
         Some(pledge) => actor.may_amend(&pledge),
         None if actor.is_admin() => Ok(()),
         None => Err(denied(actor, format!("record risk of pledge {id}"))),
     };
     match command {
-        RiskCommand::RecordRight { .. } => actor.may_record_right(),
+        // Before rules 1 every office recorded any right.
+        RiskCommand::RecordRight { .. } if rules == 0 => actor.may_record_right(),
+        RiskCommand::RecordRight { number, state } => may_record_right(tx, actor, number, &state.holder),
+        RiskCommand::WithdrawRightState { number, recorded_at, .. } => {
+            may_withdraw_right_state(tx, actor, number, *recorded_at)
+        }
         RiskCommand::RecordDefault { id, .. }
         | RiskCommand::ResolveDefault { id, .. }
         | RiskCommand::RecordValuation { id, .. } => pledge_of_bank(*id),
@@ -292,19 +304,98 @@ pub fn authorize(tx: &Tx<'_>, actor: &Principal, command: &RiskCommand) -> Resul
     }
 }
 
+/// Who may say what about a right. CNIPA keeps the patent and trademark registers nationally and
+/// local offices act for their region: the admin always; an office when an active pledge of the
+/// right is in a county inside its region, or when the holder the ledger knows was registered
+/// inside its region (a credit code's characters 3-8 name the registering authority's division).
+/// The holder the ledger knows is the record's, else the active pledge's pledgor, else the one
+/// this state names: naming a holder of one's own region gives no standing over a right the
+/// ledger already knows another holder of. Banks never: a bank's word is not the register. The
+/// refusal names no pledge: the caller may not read one outside its region.
+fn may_record_right(
+    tx: &Tx<'_>,
+    actor: &Principal,
+    number: &RightNumber,
+    named: &crate::domain::pledge::Party,
+) -> Result<(), LedgerError> {
+    let region = match &actor.role {
+        Role::Office(region) => *region,
+        Role::Admin | Role::Bank(_) => return actor.may_record_right(),
+    };
+    let pledge = tx.get::<Uuid>(&keys::active_right(number))?.map(|id| load_pledge(tx, id)).transpose()?;
+    if pledge.as_ref().is_some_and(|p| region.contains(p.content.county.region())) {
+        return Ok(());
+    }
+    let record = tx.get::<RightRecord>(&keys::right_record(number))?;
+    let holder = match (record.as_ref().and_then(RightRecord::current), &pledge) {
+        (Some(current), _) => &current.state.holder,
+        (None, Some(pledge)) => &pledge.content.pledgor,
+        (None, None) => named,
+    };
+    if registered_inside(region, &holder.credit_code) {
+        return Ok(());
+    }
+    Err(denied(
+        actor,
+        format!(
+            "record the state of {number}: neither its holder nor an active pledge of it is inside region {region}"
+        ),
+    ))
+}
+
+/// Whether the authority that registered the entity with this credit code is inside `region`.
+fn registered_inside(region: Region, code: &crate::domain::ident::CreditCode) -> bool {
+    Region::parse(code.registration_region_code()).is_ok_and(|r| region.contains(r))
+}
+
+/// A state recorded in error is withdrawn by its author's authority (an office whose region
+/// contains the recording office's, the recording office itself included) or by the admin.
+fn may_withdraw_right_state(
+    tx: &Tx<'_>,
+    actor: &Principal,
+    number: &RightNumber,
+    recorded_at: Micros,
+) -> Result<(), LedgerError> {
+    let region = match &actor.role {
+        Role::Admin => return Ok(()),
+        Role::Bank(_) => return actor.may_record_right(),
+        Role::Office(region) => *region,
+    };
+    let record = tx.get::<RightRecord>(&keys::right_record(number))?;
+    // Records are public: a state that is not there is the decider's RIGHT_STATE_NOT_FOUND.
+    let Some(recorded) = record.as_ref().and_then(|r| r.recorded_at(recorded_at)) else { return Ok(()) };
+    let author = tx.get::<super::principals::PrincipalRecord>(&keys::principal(&recorded.by))?;
+    match author.map(|a| a.principal.role) {
+        Some(Role::Office(by)) if region.contains(by) => Ok(()),
+        _ => Err(denied(actor, format!("withdraw a state of {number} that {} recorded", recorded.by))),
+    }
+}
+
 /// Checks the rules that need state and builds the event and the response; writes nothing.
+/// `(now, rules)`: the entry's time and the version of the rules it is decided under.
 pub fn decide(
     tx: &mut Tx<'_>,
     actor: &Principal,
     command: &RiskCommand,
-    now: Micros,
+    (now, rules): (Micros, u32),
 ) -> Result<(Event, Outcome), LedgerError> {
     let by = actor.name.clone();
     Ok(match command {
         RiskCommand::RecordRight { number, state } => {
             let before = tx.get::<RightRecord>(&keys::right_record(number))?;
-            let after = RightRecord::record(before.as_ref(), number, state.clone(), by, now)?;
+            // Before rules 1 a state could be dated ahead.
+            let today = if rules == 0 { chrono::NaiveDate::MAX } else { crate::domain::pledge::china_date(now) };
+            let after = RightRecord::record(before.as_ref(), number, state.clone(), (by, now, today))?;
             (Event::RightRecorded { number: number.clone(), state: state.clone() }, Outcome::Right(after))
+        }
+        RiskCommand::WithdrawRightState { number, recorded_at, note } => {
+            let record = tx.get::<RightRecord>(&keys::right_record(number))?.ok_or_else(|| {
+                LedgerError::refused("RIGHT_STATE_NOT_FOUND", format!("{number} has no record")).with("right", number)
+            })?;
+            let after = record.withdraw(*recorded_at, Withdrawal { by, at: now, note: note.clone() })?;
+            let event =
+                Event::RightStateWithdrawn { number: number.clone(), recorded_at: *recorded_at, note: note.clone() };
+            (event, Outcome::Right(after))
         }
         RiskCommand::RecordDefault { id, default } => {
             let pledge = load_pledge(tx, *id)?;
@@ -427,18 +518,16 @@ pub fn apply(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             let mut record = tx
                 .get::<RightRecord>(&keys::right_record(number))?
                 .unwrap_or_else(|| RightRecord { number: number.clone(), states: Vec::new() });
-            record.states.push(Recorded { state: state.clone(), by: entry.principal.clone(), at: entry.at });
-            tx.put(keys::right_record(number), &record);
-            if let Some(id) = tx.get::<Uuid>(&keys::active_right(number))? {
-                let pledge = load_pledge(tx, id)?;
-                let before = pledge_risk(tx, id)?;
-                let mut after = before.clone();
-                after.flags.retain(|(n, _)| n != number);
-                if let Some(flag) = state.risk() {
-                    after.flags.push((number.clone(), flag));
-                }
-                move_pledge(tx, (&pledge, &before), (&pledge, &after))?;
-            }
+            record.push(Recorded { state: state.clone(), by: entry.principal.clone(), at: entry.at, withdrawn: None });
+            right_changed(tx, record)?;
+        }
+        Event::RightStateWithdrawn { number, recorded_at, note } => {
+            let record = tx
+                .get::<RightRecord>(&keys::right_record(number))?
+                .ok_or_else(|| broken(format!("a withdrawal of {number}, which has no record")))?;
+            let withdrawal = Withdrawal { by: entry.principal.clone(), at: entry.at, note: note.clone() };
+            let record = record.withdraw(*recorded_at, withdrawal).map_err(|e| broken(e.to_string()))?;
+            right_changed(tx, record)?;
         }
         Event::DefaultRecorded { id, default } => {
             let pledge = load_pledge(tx, *id)?;
@@ -507,6 +596,21 @@ pub fn apply(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         other => return Err(broken(format!("{} is not a risk entry", other.name()))),
     }
     Ok(())
+}
+
+/// Stores a right's record as changed, and flags its active pledge by the state in force now.
+fn right_changed(tx: &mut Tx<'_>, record: RightRecord) -> Result<(), LedgerError> {
+    let number = record.number.clone();
+    tx.put(keys::right_record(&number), &record);
+    let Some(id) = tx.get::<Uuid>(&keys::active_right(&number))? else { return Ok(()) };
+    let pledge = load_pledge(tx, id)?;
+    let before = pledge_risk(tx, id)?;
+    let mut after = before.clone();
+    after.flags.retain(|(n, _)| *n != number);
+    if let Some(flag) = record.flag_for(&pledge.content.pledgor.credit_code) {
+        after.flags.push((number, flag));
+    }
+    move_pledge(tx, (&pledge, &before), (&pledge, &after))
 }
 
 fn claim_filed(tx: &mut Tx<'_>, claim: &Claim) -> Result<(), LedgerError> {
@@ -579,7 +683,9 @@ pub fn replayed_outcome(tx: &Tx<'_>, resource: &Resource, at: Micros) -> Result<
 /// The resource a risk entry's request id stands for.
 pub fn resource(event: &Event) -> Option<Resource> {
     Some(match event {
-        Event::RightRecorded { number, .. } => Resource::Right(number.clone()),
+        Event::RightRecorded { number, .. } | Event::RightStateWithdrawn { number, .. } => {
+            Resource::Right(number.clone())
+        }
         Event::DefaultRecorded { id, .. } | Event::DefaultResolved { id, .. } => Resource::Default(*id),
         Event::ValuationRecorded { valuation } => Resource::Valuation { pledge: valuation.pledge_id, id: valuation.id },
         Event::ProgrammeCreated { programme } => Resource::Programme(programme.id),
@@ -616,6 +722,9 @@ pub fn command_of(event: &Event) -> Result<RiskCommand, LedgerError> {
         },
         Event::ClaimPaid { id, payment } => {
             RiskCommand::PayClaim { id: *id, paid_on: payment.paid_on, amount: payment.amount }
+        }
+        Event::RightStateWithdrawn { number, recorded_at, note } => {
+            RiskCommand::WithdrawRightState { number: number.clone(), recorded_at: *recorded_at, note: note.clone() }
         }
         other => return Err(broken(format!("{} is not a risk entry", other.name()))),
     })

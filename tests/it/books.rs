@@ -55,7 +55,7 @@ async fn only_a_bank_or_an_admin_names_the_bank() {
     let server = TestServer::start().await;
     let cast = cast(&server).await;
     let mut as_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
-    as_a.register_pledge(register(pledge_to("330108", "10", BANK_A, "Bank A"))).await.unwrap();
+    as_a.register_pledge(register(recent(pledge_to("330108", "10", BANK_A, "Bank A")))).await.unwrap();
     // An office imports (its right) a pledge to bank A under another name, and one to bank B,
     // which never wrote itself.
     let renamed = pledge_to("330106", "20", BANK_A, "Renamed by an office");
@@ -81,7 +81,8 @@ async fn only_a_bank_or_an_admin_names_the_bank() {
         ..Default::default()
     };
     let rows = exposure.get_statistics(statistics.clone()).await.unwrap().into_inner().rows;
-    let names: Vec<(&str, &str)> = rows.iter().map(|r| (r.key.as_str(), r.name.as_str())).collect();
+    let mut names: Vec<(&str, &str)> = rows.iter().map(|r| (r.key.as_str(), r.name.as_str())).collect();
+    names.sort_unstable();
     assert_eq!(names, [(BANK_A, "Bank A"), (BANK_B, BANK_B)]);
 
     // The bank itself (or an admin) may rename it, in every view at once.
@@ -159,7 +160,7 @@ async fn offices_draw_only_on_lines_they_can_read() {
 
 /// Bank A's pledge with a given registration number: what it sent and what it got.
 async fn held_by_bank_a(server: &TestServer, cast: &Cast) -> (Pledge, Pledge) {
-    let mut held = pledge("330108", "10");
+    let mut held = recent(pledge("330108", "10"));
     held.registration_number = "Y2022980000123".into();
     let mut as_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
     let got = as_a.register_pledge(register(held.clone())).await.unwrap().into_inner();
@@ -176,7 +177,7 @@ async fn a_pledged_right_names_its_pledge_only_to_who_may_read_it() {
     let right = held.rights[0].number.clone();
 
     // Bank B pledges the same right: it is named (B sent it), A's pledge is not.
-    let mut same_right = pledge_to("330108", "10", BANK_B, "Bank B");
+    let mut same_right = recent(pledge_to("330108", "10", BANK_B, "Bank B"));
     same_right.rights = held.rights.clone();
     let status = as_b.register_pledge(register(same_right.clone())).await.unwrap_err();
     assert_eq!(failure(status.clone()).1, "RIGHT_ALREADY_PLEDGED");
@@ -204,11 +205,11 @@ async fn a_taken_registration_number_names_its_pledge_only_to_who_may_read_it() 
     let mut as_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
     let mut as_b = server.pledges_as(Bearer::new(&cast.bank_b)).await;
     let (held, a_pledge) = held_by_bank_a(&server, &cast).await;
-    let mut mine = pledge("330108", "10");
+    let mut mine = recent(pledge("330108", "10"));
     mine.registration_number = held.registration_number.clone();
     let status = as_a.register_pledge(register(mine)).await.unwrap_err();
     assert_eq!(metadata(&status, "pledgeId"), Some(a_pledge.id.clone()));
-    let mut same_number = pledge_to("330108", "10", BANK_B, "Bank B");
+    let mut same_number = recent(pledge_to("330108", "10", BANK_B, "Bank B"));
     same_number.registration_number = held.registration_number.clone();
     let status = as_b.register_pledge(register(same_number)).await.unwrap_err();
     assert_eq!(failure(status.clone()).1, "REGISTRATION_NUMBER_EXISTS");
@@ -223,11 +224,14 @@ async fn a_line_the_caller_may_not_read_answers_as_a_missing_one() {
     let cast = cast(&server).await;
     let mut as_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
     let mut as_b = server.pledges_as(Bearer::new(&cast.bank_b)).await;
-    let a_line = server.credit_lines().await.create_credit_line(line("330100", "100", BANK_A)).await.unwrap();
+    // In force until well after today: bank A's registration on it is recent.
+    let mut request = line("330100", "100", BANK_A);
+    request.credit_line.as_mut().unwrap().valid_to = "2099-12-31".into();
+    let a_line = server.credit_lines().await.create_credit_line(request).await.unwrap();
     let a_line = a_line.into_inner().id;
     let missing = uuid::Uuid::new_v4().to_string();
     for line_id in [a_line.clone(), missing] {
-        let mut p = pledge_to("330108", "10", BANK_B, "Bank B");
+        let mut p = recent(pledge_to("330108", "10", BANK_B, "Bank B"));
         p.credit_line_id = line_id.clone();
         let status = as_b.register_pledge(register(p)).await.unwrap_err();
         assert_eq!(failure(status.clone()).1, "CREDIT_LINE_NOT_FOUND", "bank B on {line_id}");
@@ -239,7 +243,7 @@ async fn a_line_the_caller_may_not_read_answers_as_a_missing_one() {
         assert!(!message.contains("330100"), "{message}");
     }
     // Those who may read the line still get its details.
-    let mut p = pledge("330108", "200");
+    let mut p = recent(pledge("330108", "200"));
     p.credit_line_id = a_line.clone();
     let status = as_a.register_pledge(register(p)).await.unwrap_err();
     assert_eq!(failure(status.clone()).1, "CREDIT_LINE_EXHAUSTED");
@@ -260,9 +264,9 @@ async fn request_ids_belong_to_their_principal() {
     // Bank B takes the id bank A is going to use first.
     let id = request_id();
     let b_request =
-        RegisterPledgeRequest { request_id: id.clone(), pledge: Some(pledge_to("330108", "1", BANK_B, "B")) };
+        RegisterPledgeRequest { request_id: id.clone(), pledge: Some(recent(pledge_to("330108", "1", BANK_B, "B"))) };
     let b_pledge = as_b.register_pledge(b_request.clone()).await.unwrap().into_inner();
-    let a_request = RegisterPledgeRequest { request_id: id.clone(), pledge: Some(pledge("330108", "2")) };
+    let a_request = RegisterPledgeRequest { request_id: id.clone(), pledge: Some(recent(pledge("330108", "2"))) };
     let a_pledge = as_a.register_pledge(a_request.clone()).await.unwrap().into_inner();
     assert_ne!(a_pledge.id, b_pledge.id);
     assert_eq!(a_pledge.secured_amount, "2.00");
@@ -270,7 +274,8 @@ async fn request_ids_belong_to_their_principal() {
     // is still refused.
     assert_eq!(as_a.register_pledge(a_request).await.unwrap().into_inner().id, a_pledge.id);
     assert_eq!(as_b.register_pledge(b_request).await.unwrap().into_inner().id, b_pledge.id);
-    let other = RegisterPledgeRequest { request_id: id.clone(), pledge: Some(pledge_to("330108", "3", BANK_B, "B")) };
+    let other =
+        RegisterPledgeRequest { request_id: id.clone(), pledge: Some(recent(pledge_to("330108", "3", BANK_B, "B"))) };
     let status = as_b.register_pledge(other).await.unwrap_err();
     assert_eq!((status.code(), failure(status).1.as_str()), (Code::AlreadyExists, "REQUEST_ID_REUSED"));
     // An office importing under the same id registers its own record.
@@ -315,7 +320,7 @@ async fn no_pledgee_grouping_is_cut_short() {
 async fn the_public_register_shows_a_pledged_right_to_everyone_and_nothing_of_the_book() {
     let server = TestServer::start().await;
     let cast = cast(&server).await;
-    let given = pledge("330106", "1234567.89");
+    let given = recent(pledge("330106", "1234567.89"));
     let asked = given.rights[0].number.clone();
     let mut bank_a = server.pledges_as(Bearer::new(&cast.bank_a)).await;
     let registered = bank_a.register_pledge(register(given)).await.unwrap().into_inner();
@@ -341,7 +346,7 @@ async fn the_public_register_shows_a_pledged_right_to_everyone_and_nothing_of_th
         }
     }
     // Released: free to be pledged again, and the register says nothing more of it.
-    bank_a.release_pledge(release(registered.id.clone(), "2021-01-04")).await.unwrap();
+    bank_a.release_pledge(release(registered.id.clone(), &china_day(0))).await.unwrap();
     let mut bank_b = server.pledges_as(Bearer::new(&cast.bank_b)).await;
     let free = bank_b.lookup_right(lookup(&asked, RightKind::Unspecified)).await.unwrap().into_inner();
     let not_pledged = LookupRightResponse {

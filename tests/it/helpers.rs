@@ -261,6 +261,21 @@ pub fn pledge(county: &str, amount: &str) -> Pledge {
     }
 }
 
+/// Today in China (UTC+8), where registrations are dated, moved by `days`.
+pub fn china_day(days: i64) -> String {
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    (today + chrono::Duration::days(days)).to_string()
+}
+
+/// `p` dated as a bank registers it: yesterday (China time; a bank's registrations are dated
+/// within 30 days before today), its debt term from then for about two years.
+pub fn recent(mut p: Pledge) -> Pledge {
+    p.debt_term_start = china_day(-1);
+    p.registered_on = china_day(-1);
+    p.debt_term_end = china_day(700);
+    p
+}
+
 pub fn register(p: Pledge) -> RegisterPledgeRequest {
     RegisterPledgeRequest { request_id: request_id(), pledge: Some(p) }
 }

@@ -159,17 +159,17 @@ async fn pledge_history_has_every_version_with_who_and_when() {
     let mut pledges = server.pledges().await;
     let bank = server.token("bank-a", TokenRole::Bank, BANK_A, "").await;
     let mut as_bank = server.pledges_as(Bearer::new(&bank)).await;
-    let p = as_bank.register_pledge(register(pledge("330108", "100"))).await.unwrap().into_inner();
+    let p = as_bank.register_pledge(register(recent(pledge("330108", "100")))).await.unwrap().into_inner();
     let change = ChangePledgeRequest {
         request_id: request_id(),
         id: p.id.clone(),
         secured_amount: "120".into(),
         reason: "top-up".into(),
-        effective_on: "2020-06-01".into(),
+        effective_on: china_day(0),
         ..Default::default()
     };
     pledges.change_pledge(change).await.unwrap();
-    as_bank.release_pledge(release(p.id.clone(), "2021-01-01")).await.unwrap();
+    as_bank.release_pledge(release(p.id.clone(), &china_day(0))).await.unwrap();
     let history = as_bank
         .get_pledge_history(GetPledgeHistoryRequest { id: p.id.clone(), ..Default::default() })
         .await
@@ -337,7 +337,7 @@ async fn a_bank_reads_its_write_and_proves_it_is_in_the_signed_history() {
     let server = TestServer::start().await;
     let bank = server.token("bank-a", TokenRole::Bank, BANK_A, "").await;
     let mut pledges = server.pledges_as(Bearer::new(&bank)).await;
-    let response = pledges.register_pledge(register(pledge("330108", "12.00"))).await.unwrap();
+    let response = pledges.register_pledge(register(recent(pledge("330108", "12.00")))).await.unwrap();
     let sequence = sequence_of(&response);
     let mine = response.into_inner();
     // Read your writes: a read that asks for the write's sequence sees it.

@@ -14,6 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
+/// Registrations here are a bank's, dated as a bank may date them (`recent`).
+fn pledge(county: &str, amount: &str) -> Pledge {
+    recent(crate::helpers::pledge(county, amount))
+}
+
 async fn start_with(limits: Limits) -> (TestServer, tempfile::TempDir) {
     let temp = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -24,6 +24,7 @@ mod metrics;
 mod pledges;
 mod risk;
 mod service;
+mod standing;
 mod statistics;
 mod tls;
 mod tokens;

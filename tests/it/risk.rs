@@ -100,9 +100,10 @@ async fn an_expiry_left_out_is_bounded_by_the_statute_or_left_unknown() {
 async fn registration_follows_what_the_register_says_of_a_right() {
     let server = TestServer::start().await;
     let office = server.token("office-zj", TokenRole::Office, "", "330000").await;
-    let bank = server.token("bank-a", TokenRole::Bank, BANK_A, "").await;
     let mut as_office = risk_as(&server, &office).await;
-    let mut as_bank = server.pledges_as(Bearer::new(&bank)).await;
+    // Registrations of 2019 judged by the record on their day: the admin's backfill (a bank dates
+    // its own within 30 days before today).
+    let mut as_bank = server.pledges().await;
     let refusing = as_bank.clone();
     let refusal = |p: Pledge| {
         let mut client = refusing.clone();
@@ -160,6 +161,7 @@ async fn registration_follows_what_the_register_says_of_a_right() {
     );
 
     // Banks read the registers, but do not write them.
+    let bank = server.token("bank-a", TokenRole::Bank, BANK_A, "").await;
     let mut bank_risk = risk_as(&server, &bank).await;
     let read = bank_risk
         .get_right(GetRightRequest { right_kind: RightKind::InventionPatent as i32, right_number: number.clone() })
@@ -250,7 +252,9 @@ async fn defaults_and_valuations_of_a_bank_s_own_pledges() {
     let other = server.token("bank-b", TokenRole::Bank, BANK_B, "").await;
     let mut pledges = server.pledges_as(Bearer::new(&bank)).await;
     let mut risk = risk_as(&server, &bank).await;
-    let id = pledges.register_pledge(register(pledge("330108", "4000000"))).await.unwrap().into_inner().id;
+    // Bank A's pledges of 2019, backfilled by the admin (a bank dates its own within 30 days).
+    let mut backfill = server.pledges().await;
+    let id = backfill.register_pledge(register(pledge("330108", "4000000"))).await.unwrap().into_inner().id;
 
     let valuation = |value: &str, on: &str| RecordValuationRequest {
         request_id: request_id(),
@@ -316,7 +320,7 @@ async fn defaults_and_valuations_of_a_bank_s_own_pledges() {
     assert_eq!(shown.default.unwrap().resolved_on, "2024-12-20");
 
     // No default to resolve; no default on a released pledge.
-    let fresh = pledges.register_pledge(register(pledge("330108", "100"))).await.unwrap().into_inner().id;
+    let fresh = backfill.register_pledge(register(pledge("330108", "100"))).await.unwrap().into_inner().id;
     let none = ResolveDefaultRequest { pledge_id: fresh.clone(), ..resolve("0") };
     assert_eq!(failure(risk.resolve_default(none).await.unwrap_err()).1, "PLEDGE_NOT_DEFAULTED");
     pledges.release_pledge(release(fresh.clone(), "2024-01-01")).await.unwrap();
@@ -375,7 +379,8 @@ async fn a_programme_s_full_cycle_under_tiers_budget_and_stop_line() {
     let programme_id = created.id.clone();
 
     // Bank A's book in Guangzhou (Tianhe, 440106) this year: what it lends sets its stop line.
-    let pledges = server.pledges_as(Bearer::new(&bank)).await;
+    // Dated from January: the admin's backfill (a bank dates its own within 30 days).
+    let pledges = server.pledges().await;
     let lend = |county: &'static str, amount: &'static str| {
         let mut p = pledge(county, amount);
         p.registered_on = day("01-05");
@@ -488,7 +493,8 @@ async fn a_programme_s_full_cycle_under_tiers_budget_and_stop_line() {
     // Not eligible: bank B's defaulted pledge in Guangzhou.
     let mut p = pledge("440106", "1000000");
     p.pledgee = Some(party("Bank B", BANK_B));
-    let b_pledge = server.pledges_as(Bearer::new(&bank_b)).await.register_pledge(register(p)).await.unwrap();
+    // Dated 2019: the admin's backfill (a bank dates its own within 30 days).
+    let b_pledge = server.pledges().await.register_pledge(register(p)).await.unwrap();
     let b_id = b_pledge.into_inner().id;
     let mut as_b = risk_as(&server, &bank_b).await;
     as_b.record_default(default(&b_id, "1000000", "100000")).await.unwrap();

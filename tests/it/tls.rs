@@ -12,6 +12,11 @@ use std::path::Path;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+/// Registrations here are a bank's, dated as a bank may date them (`recent`).
+fn pledge(county: &str, amount: &str) -> Pledge {
+    recent(crate::helpers::pledge(county, amount))
+}
+
 pub(crate) struct Pki {
     pub(crate) ca_pem: String,
     issuer: Issuer<'static, KeyPair>,

@@ -119,6 +119,37 @@ pub fn get_right(request: &pb::GetRightRequest) -> Result<RightNumber, LedgerErr
     Ok(number.expect("a violation was recorded otherwise"))
 }
 
+pub fn withdraw_right_state(request: &pb::WithdrawRightStateRequest) -> Result<Command, LedgerError> {
+    let mut f = Fields::default();
+    let request_id = f.check("requestId", uuid(&request.request_id));
+    let number = right_number(&mut f, request.right_kind, &request.right_number);
+    let recorded_at = match &request.record_time {
+        None => {
+            f.fail("recordTime", "is required: the recordTime of the state, as GetRight shows it");
+            None
+        }
+        Some(t) => t
+            .seconds
+            .checked_mul(1_000_000)
+            .and_then(|s| s.checked_add(i64::from(t.nanos) / 1000))
+            .filter(|_| (0..1_000_000_000).contains(&t.nanos))
+            .or_else(|| {
+                f.fail("recordTime", "is not a valid timestamp");
+                None
+            }),
+    };
+    let note = f.check("note", Note::parse(&request.note));
+    if note.as_ref().is_some_and(|n| n.to_string().is_empty()) {
+        f.fail("note", "is required: say why the state is withdrawn");
+    }
+    f.finish()?;
+    let (Some(request_id), Some(number), Some(recorded_at), Some(note)) = (request_id, number, recorded_at, note)
+    else {
+        unreachable!("every missing value recorded a violation");
+    };
+    Ok(risk(request_id, RiskCommand::WithdrawRightState { number, recorded_at, note }))
+}
+
 fn right_state_to_pb(r: &crate::domain::right::Recorded) -> pb::RightState {
     let s = &r.state;
     pb::RightState {
@@ -135,6 +166,11 @@ fn right_state_to_pb(r: &crate::domain::right::Recorded) -> pb::RightState {
         note: s.note.to_string(),
         recorded_by: r.by.to_string(),
         record_time: Some(timestamp(r.at)),
+        withdrawal: r.withdrawn.as_ref().map(|w| pb::RightStateWithdrawal {
+            withdrawn_by: w.by.to_string(),
+            withdraw_time: Some(timestamp(w.at)),
+            note: w.note.to_string(),
+        }),
     }
 }
 
@@ -143,9 +179,9 @@ pub fn right_record_to_pb(record: &RightRecord) -> pb::RightRecord {
     pb::RightRecord {
         right_kind: kind_to_pb(record.number.kind()) as i32,
         right_number: record.number.as_str().to_owned(),
-        state: Some(right_state_to_pb(current)),
-        history: record.states[..record.states.len() - 1].iter().map(right_state_to_pb).collect(),
-        risk: current.state.risk().map(|flag| flag.name().to_owned()).unwrap_or_default(),
+        state: current.map(right_state_to_pb),
+        history: record.states.iter().filter(|s| current.is_none_or(|c| c.at != s.at)).map(right_state_to_pb).collect(),
+        risk: current.and_then(|c| c.state.risk()).map(|flag| flag.name().to_owned()).unwrap_or_default(),
     }
 }
 

@@ -71,13 +71,15 @@ pub fn seal(
         principal: principal.to_string(),
         request_id: request.map(|r| r.id.as_bytes().to_vec()).unwrap_or_default(),
         request_fingerprint: request.map(|r| r.fingerprint.to_vec()).unwrap_or_default(),
+        rules: super::RULES,
         event: Some(event_to_pb(&event)),
     };
     let mut bytes = Vec::with_capacity(1 + message.encoded_len());
     bytes.push(VERSION);
     message.encode(&mut bytes).expect("a Vec grows as needed");
     let hash: Hash = Sha256::digest(&bytes).into();
-    let entry = Entry { sequence, at, principal: principal.clone(), request, event, prev_hash, hash };
+    let entry =
+        Entry { sequence, at, principal: principal.clone(), request, event, prev_hash, hash, rules: super::RULES };
     (entry, Stored { sequence, hash, bytes })
 }
 
@@ -101,7 +103,22 @@ pub fn decode(stored: &Stored) -> Result<Entry, JournalError> {
     };
     let event = message.event.ok_or_else(|| corrupt("no event of a kind this build knows".to_owned()))?;
     let event = event_from_pb(event, &principal, message.at_micros, request.map(|r| r.id)).map_err(corrupt)?;
-    Ok(Entry { sequence: message.sequence, at: message.at_micros, principal, request, event, prev_hash, hash })
+    if message.rules > super::RULES {
+        return Err(corrupt(format!(
+            "decided under rules {}, which this build does not know (written by a newer build?)",
+            message.rules
+        )));
+    }
+    Ok(Entry {
+        sequence: message.sequence,
+        at: message.at_micros,
+        principal,
+        request,
+        event,
+        prev_hash,
+        hash,
+        rules: message.rules,
+    })
 }
 
 /// A write request with an id, as its fingerprint sees it (the parsed command).
@@ -119,6 +136,7 @@ pub enum Request<'a> {
     FileClaim { programme_id: Uuid, pledge_id: Uuid, filed_on: NaiveDate },
     DecideClaim { id: Uuid, approved: bool, decided_on: NaiveDate, note: &'a Note },
     PayClaim { id: Uuid, paid_on: NaiveDate, amount: Money },
+    WithdrawRightState { number: &'a RightNumber, recorded_at: Micros, note: &'a Note },
 }
 
 /// The fingerprint of a request with an id: SHA-256 of the canonical encoding of `Request` (the
@@ -162,6 +180,9 @@ pub fn fingerprint(principal: &PrincipalName, request: Request<'_>) -> Hash {
             paid_on_days: days(paid_on),
             amount_fen: fen(amount),
         }),
+        Request::WithdrawRightState { number, recorded_at, note } => {
+            C::WithdrawRightState(withdrawal_to_pb(number, recorded_at, note))
+        }
     };
     let request =
         pb::Request { form: REQUEST_FORM.to_owned(), principal: principal.to_string(), command: Some(command) };
@@ -265,6 +286,24 @@ fn right_status_to_pb(status: RightStatus) -> pb::RightStatus {
         RightStatus::Invalidated => pb::RightStatus::Invalidated,
         RightStatus::Expired => pb::RightStatus::Expired,
     }
+}
+
+fn withdrawal_to_pb(number: &RightNumber, recorded_at: Micros, note: &Note) -> pb::WithdrawRightState {
+    pb::WithdrawRightState {
+        kind: kind_to_pb(number.kind()) as i32,
+        number: number.as_str().to_owned(),
+        recorded_at_micros: recorded_at,
+        note: note.to_string(),
+    }
+}
+
+fn withdrawal_from_pb(w: Option<pb::WithdrawRightState>) -> Result<Event, String> {
+    let w = w.ok_or("withdrawal: missing")?;
+    Ok(Event::RightStateWithdrawn {
+        number: field("number", RightNumber::parse(&w.number, kind_from_pb(w.kind)?))?,
+        recorded_at: w.recorded_at_micros,
+        note: field("note", Note::parse(&w.note))?,
+    })
 }
 
 fn right_state_to_pb(number: &RightNumber, s: &RightState) -> pb::RightState {
@@ -408,6 +447,9 @@ fn event_to_pb(event: &Event) -> pb::entry::Event {
         Event::RightRecorded { number, state } => {
             E::RightRecorded(pb::RightRecorded { state: Some(right_state_to_pb(number, state)) })
         }
+        Event::RightStateWithdrawn { number, recorded_at, note } => E::RightStateWithdrawn(pb::RightStateWithdrawn {
+            withdrawal: Some(withdrawal_to_pb(number, *recorded_at, note)),
+        }),
         Event::DefaultRecorded { id, default } => {
             E::DefaultRecorded(pb::DefaultRecorded { default: Some(new_default_to_pb(*id, default)) })
         }
@@ -807,6 +849,7 @@ fn event_from_pb(
             let (number, state) = right_state_from_pb(e.state)?;
             Event::RightRecorded { number, state }
         }
+        E::RightStateWithdrawn(e) => withdrawal_from_pb(e.withdrawal)?,
         E::DefaultRecorded(e) => {
             let (id, default) = new_default_from_pb(e.default)?;
             Event::DefaultRecorded { id, default }

@@ -658,6 +658,7 @@ pub fn decode(stored: &Stored) -> Result<Entry, JournalError> {
         event,
         prev_hash: legacy.prev_hash,
         hash: legacy.hash,
+        rules: 0,
     })
 }
 

@@ -32,6 +32,7 @@ use crate::domain::principal::PrincipalName;
 use crate::domain::programme::{Claim, Decision, Payment, Programme};
 use crate::domain::right::RightState;
 use crate::domain::risk::{NewDefault, NewResolution, Valuation};
+use crate::domain::text::Note;
 use crate::ledger::principals::{CertificateBinding, PrincipalRecord};
 use uuid::Uuid;
 
@@ -109,6 +110,13 @@ pub enum Event {
         id: Uuid,
         payment: Payment,
     },
+    /// The state of right `number` recorded at `recorded_at` is withdrawn by the entry's principal
+    /// at the entry's time.
+    RightStateWithdrawn {
+        number: RightNumber,
+        recorded_at: Micros,
+        note: Note,
+    },
 }
 
 impl Event {
@@ -133,6 +141,7 @@ impl Event {
             Event::PrincipalRevoked { .. } => "PRINCIPAL_REVOKED",
             Event::CertificateBound { .. } => "CERTIFICATE_BOUND",
             Event::RightRecorded { .. } => "RIGHT_RECORDED",
+            Event::RightStateWithdrawn { .. } => "RIGHT_STATE_WITHDRAWN",
             Event::DefaultRecorded { .. } => "DEFAULT_RECORDED",
             Event::DefaultResolved { .. } => "DEFAULT_RESOLVED",
             Event::ValuationRecorded { .. } => "VALUATION_RECORDED",
@@ -183,7 +192,17 @@ pub struct Entry {
     pub event: Event,
     pub prev_hash: Hash,
     pub hash: Hash,
+    /// The version of the rules it was decided under (`RULES`; 0 before rules were versioned).
+    pub rules: u32,
 }
+
+/// The version of the ledger's rules this build decides new entries under. 0: the rules before
+/// they were versioned. 1: a registration is dated no later than the writer's today and a bank's
+/// within `BANK_REGISTRATION_DAYS_MAX` days before it; an office records a right's state only with
+/// standing for the right, dated no later than today; states may be withdrawn; a right is part of
+/// at most `PLEDGES_PER_RIGHT_MAX` pledges. A rule added later gets a new version, so an entry
+/// decided before it is judged again as it was decided (restore, followers) and history stays valid.
+pub const RULES: u32 = 1;
 
 /// An entry as the journal holds it: its sequence, its hash, and its bytes (version byte first).
 /// The bytes are what was hashed; they are never re-encoded.
