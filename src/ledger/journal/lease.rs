@@ -6,6 +6,9 @@
 
 use super::JournalError;
 use super::postgres::Connection;
+/// The session timeouts the lease's timing depends on, and the test hook that holds an append with
+/// the lease row locked: public here for the HA test (the `postgres` module is the crate's own).
+pub use super::postgres::{IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, PAUSE_IN_APPEND_ENV};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -38,7 +41,7 @@ fn unavailable(e: postgres::Error) -> JournalError {
 /// server ends its session, `IDLE_IN_TRANSACTION_TIMEOUT` after it froze: a lease whose three
 /// quarters are shorter leaves the takeover waiting for that instead of the lease.
 fn warn_if_shorter_than_a_frozen_append(ttl: Duration) {
-    let frozen_lock = super::postgres::IDLE_IN_TRANSACTION_TIMEOUT;
+    let frozen_lock = IDLE_IN_TRANSACTION_TIMEOUT;
     if ttl * 3 / 4 <= frozen_lock {
         tracing::warn!(
             lease_ms = ttl.as_millis() as u64,
@@ -197,7 +200,7 @@ mod tests {
         }
         // The renewal and the release of a writer stepping down each give up after the lock
         // timeout instead of waiting for the lock.
-        let bound = super::super::postgres::LOCK_TIMEOUT + Duration::from_secs(1);
+        let bound = LOCK_TIMEOUT + Duration::from_secs(1);
         let renewing = a.clone();
         let renewed = within(bound, move || renewing.renew(term)).expect("the renewal returns within the bound");
         assert!(matches!(&renewed, Err(JournalError::Unavailable(e)) if e.contains("lock timeout")), "{renewed:?}");
