@@ -105,12 +105,15 @@ pub(crate) fn run_lease(
         }
         match requests.recv_timeout(period) {
             Ok(Request::StepDown) => {
-                if let Role::Writer { term } = *role.borrow() {
+                // Follow first: the writer stops at once, however long the release below takes
+                // (it waits on the database, bounded by the session's lock timeout and keepalives).
+                let stepped_down = role.borrow().clone();
+                set(Role::Follower { writer: None });
+                if let Role::Writer { term } = stepped_down {
                     let _ = lease.release(Term(term));
                 }
                 // Leave the lease to the others for one lease before competing again.
                 compete_after = Instant::now() + ttl;
-                set(Role::Follower { writer: None });
             }
             Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
                 if let Role::Writer { term } = *role.borrow()

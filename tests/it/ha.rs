@@ -4,7 +4,8 @@
 //! system would send them (a request id each, retried with the same id until answered).
 //!
 //! Faults while the load runs: a Patroni switchover, `kill -9` of the primary's Patroni and
-//! postmaster, `kill -9` of the ipledger writer, one and then two etcd members stopped. After each:
+//! postmaster, `kill -9` of the ipledger writer, the ipledger writer stopped (SIGSTOP) inside an
+//! append, one and then two etcd members stopped. After each:
 //! every acknowledged registration is in the journal once and readable on every node, the chain
 //! verifies and every node's derived state equals a rebuild from the journal, exposure is the same
 //! on every node, and the longest write outage is printed.
@@ -47,6 +48,8 @@ struct Node {
     port: u16,
     dir: PathBuf,
     log: PathBuf,
+    /// The test hook's file: while it exists, this node's appends wait with the lease row locked.
+    pause: PathBuf,
     child: Option<Child>,
 }
 
@@ -60,6 +63,7 @@ impl Node {
             .args(["--journal", journal, "--lease-ms", &LEASE_MS.to_string(), "--admin-token-file"])
             .arg(token_file)
             .env("RUST_LOG", "warn")
+            .env(ipledger::ledger::journal::lease::PAUSE_IN_APPEND_ENV, &self.pause)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -88,6 +92,17 @@ impl Node {
 
     fn address(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the running node.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    }
+
+    /// How many appends this node logged as failed so far.
+    fn failed_appends(&self) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().matches("journal append failed").count()
     }
 }
 
@@ -235,6 +250,83 @@ async fn sql<T: Send + 'static>(url: &str, f: impl FnOnce(&mut postgres::Client)
     .unwrap()
 }
 
+/// How long the writer's append session on the primary has been idle inside its transaction with
+/// the lease row locked, in milliseconds; `None` when no append is.
+fn held_in_append_ms(client: &mut postgres::Client) -> Option<i64> {
+    let row = client
+        .query_opt(
+            "SELECT (extract(epoch FROM now() - state_change) * 1000)::bigint FROM pg_stat_activity
+             WHERE application_name = 'ipledger' AND state = 'idle in transaction' AND query LIKE '%FOR SHARE%'
+             ORDER BY state_change LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    row.map(|r| r.get(0))
+}
+
+/// Holds `node` (the writer) in its next append with the test hook, stops it there with SIGSTOP,
+/// and removes the hook's file so that, continued, it goes on from where it stopped. Returns when
+/// the hold began and how long the stopped writer's transaction had held the lease row then.
+async fn stop_inside_an_append(url: &str, node: &Node) -> (Instant, i64) {
+    let from = Instant::now();
+    std::fs::write(&node.pause, b"").unwrap();
+    let pid = node.child.as_ref().expect("running").id().to_string();
+    let url = url.to_owned();
+    let held_ms = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        // Between two statements an append is idle for microseconds: 100 ms is the hook.
+        while held_in_append_ms(&mut client).is_none_or(|ms| ms < 100) {
+            assert!(
+                from.elapsed() < Duration::from_secs(30),
+                "the writer never reached the test hook (armed in debug builds only)"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        held_in_append_ms(&mut client)
+    })
+    .await
+    .unwrap();
+    std::fs::remove_file(&node.pause).unwrap();
+    let held_ms = held_ms.expect("the writer stopped inside its append, the lease row still locked");
+    (from, held_ms)
+}
+
+/// Waits until a node other than `stopped` holds the writer's lease: how long after `from`.
+async fn lease_taken_from(url: &str, stopped: &Node, from: Instant, timeout: Duration) -> Duration {
+    let (url, stopped) = (url.to_owned(), stopped.address().to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        loop {
+            let holder: Option<String> = client
+                .query_opt("SELECT holder FROM ipledger_lease WHERE expires_at >= now() AND holder <> ''", &[])
+                .unwrap()
+                .map(|r| r.get(0));
+            if holder.is_some_and(|h| h != stopped) {
+                return from.elapsed();
+            }
+            assert!(from.elapsed() < timeout, "no other node took the lease within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// A writer continued after it was stopped inside an append: that append fails (the server ended
+/// its transaction), and the node follows.
+async fn fails_its_append_and_follows(node: &Node, failed_before: usize) {
+    let started = Instant::now();
+    while node.failed_appends() == failed_before {
+        assert!(started.elapsed() < Duration::from_secs(15), "the continued writer's held append did not fail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while http_status(node.address(), "/healthz/writer").await == 200 {
+        assert!(started.elapsed() < Duration::from_secs(15), "the continued writer still says it writes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Everything the issue asks of the cluster after a fault, checked on the nodes running.
 async fn check(pg: &PgHa, nodes: &[Node], admin: &str, acks: &[Ack], all_reads: bool) {
     let ids: Vec<String> = acks.iter().map(|a| a.request_id.clone()).collect();
@@ -336,6 +428,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
             port,
             dir: temp.path().join(format!("node{i}")),
             log: temp.path().join(format!("node{i}.log")),
+            pause: temp.path().join(format!("node{i}.pause")),
             child: None,
         })
         .collect();
@@ -419,7 +512,32 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     nodes[writer].start(&url, &token_file);
 
     eprintln!("ha: writer kill done");
-    // 4. One etcd member stopped: writes go on. Then a second: Patroni can no longer hold the
+    // 4. The writer stops (SIGSTOP, a frozen VM) inside an append, its transaction holding the
+    // lease row: the server ends that transaction, another node takes over within the lease bound,
+    // and the stopped writer, continued, writes nothing and follows.
+    let stopped = writer_of(&nodes, Duration::from_secs(30)).await;
+    let failed_before = nodes[stopped].failed_appends();
+    let (from, held_ms) = stop_inside_an_append(&url, &nodes[stopped]).await;
+    let lease = Duration::from_millis(LEASE_MS);
+    // Its lease expires within a lease (its transaction ended before), a follower tries every
+    // quarter of one; 2 s for this loaded machine.
+    let bound =
+        lease + lease / 4 + ipledger::ledger::journal::lease::IDLE_IN_TRANSACTION_TIMEOUT + Duration::from_secs(2);
+    let took_over = lease_taken_from(&url, &nodes[stopped], from, Duration::from_secs(60)).await;
+    assert!(took_over < bound, "a writer stopped inside an append is replaced within {bound:?}: {took_over:?}");
+    writes_flow(&acks, 100, Duration::from_secs(60)).await;
+    report.push((
+        "SIGSTOP of the ipledger writer inside an append",
+        outage(&acks.lock().unwrap(), from),
+        format!("stopped {held_ms} ms into its hold; another node took the lease after {took_over:?}"),
+    ));
+    nodes[stopped].signal("CONT");
+    fails_its_append_and_follows(&nodes[stopped], failed_before).await;
+    check(&pg, &nodes, &admin, &load.pause().await, false).await;
+    load.start();
+
+    eprintln!("ha: writer stop inside an append done");
+    // 5. One etcd member stopped: writes go on. Then a second: Patroni can no longer hold the
     // leader key and demotes the primary, writes fail cleanly; both back, writes resume.
     let from = Instant::now();
     tokio::task::block_in_place(|| pg.stop_etcd(0));

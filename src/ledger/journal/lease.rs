@@ -6,6 +6,9 @@
 
 use super::JournalError;
 use super::postgres::Connection;
+/// The session timeouts the lease's timing depends on, and the test hook that holds an append with
+/// the lease row locked: public here for the HA test (the `postgres` module is the crate's own).
+pub use super::postgres::{IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, PAUSE_IN_APPEND_ENV};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -33,6 +36,21 @@ fn unavailable(e: postgres::Error) -> JournalError {
     JournalError::Unavailable(super::postgres::describe(&e))
 }
 
+/// A writer renews every quarter of the lease, so a writer that froze has its lease expire between
+/// three quarters of it and all of it later. Its append's lock on the lease row lasts until the
+/// server ends its session, `IDLE_IN_TRANSACTION_TIMEOUT` after it froze: a lease whose three
+/// quarters are shorter leaves the takeover waiting for that instead of the lease.
+fn warn_if_shorter_than_a_frozen_append(ttl: Duration) {
+    let frozen_lock = IDLE_IN_TRANSACTION_TIMEOUT;
+    if ttl * 3 / 4 <= frozen_lock {
+        tracing::warn!(
+            lease_ms = ttl.as_millis() as u64,
+            idle_in_transaction_timeout_ms = frozen_lock.as_millis() as u64,
+            "the writer's lease is short: a writer frozen inside an append is replaced only after the server ends its transaction"
+        );
+    }
+}
+
 impl Lease {
     /// Connects as `node` (a name unique among the nodes: its address), creating the tables when
     /// missing; `fence` is the journal's term, set whenever this node acquires the lease.
@@ -44,6 +62,7 @@ impl Lease {
     ) -> Result<Lease, JournalError> {
         let connection = Connection::new(&target.into(), "");
         connection.with(super::postgres::create_schema)?;
+        warn_if_shorter_than_a_frozen_append(ttl);
         Ok(Lease { connection, node: node.to_owned(), ttl, fence })
     }
 
@@ -128,6 +147,7 @@ impl Lease {
 mod tests {
     use super::*;
     use crate::ledger::journal::{Head, Journal, PostgresJournal, suite::chain};
+    use std::time::Instant;
 
     #[test]
     fn one_node_holds_the_lease_until_it_expires_and_a_takeover_has_a_new_term() {
@@ -146,6 +166,48 @@ mod tests {
         assert_eq!(taken, Term(2));
         assert!(!a.renew(term).unwrap(), "a learns it lost the lease");
         assert_eq!(a.acquire().unwrap(), None);
+    }
+
+    /// Runs `f` in a thread of its own and waits for it up to `bound`: `None` if it still waits.
+    fn within<T: Send + 'static>(bound: Duration, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(f());
+        });
+        receiver.recv_timeout(bound).ok()
+    }
+
+    #[test]
+    fn no_lease_statement_waits_for_a_lock_longer_than_the_lock_timeout() {
+        let cluster = super::super::postgres::cluster::Cluster::start();
+        // Long enough not to expire during the test.
+        let ttl = Duration::from_secs(30);
+        let a = Arc::new(Lease::connect(&cluster.url, "a:1", ttl, Arc::default()).unwrap());
+        let term = a.acquire().unwrap().expect("free");
+        // A session that keeps the lease row locked while busy (not idle, so no idle timeout ends
+        // it): as an append whose commit waits for a synchronous standby that does not answer.
+        let url = cluster.url.clone();
+        std::thread::spawn(move || {
+            let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let _ =
+                sql.batch_execute("BEGIN; SELECT term FROM ipledger_lease WHERE id = 1 FOR SHARE; SELECT pg_sleep(60)");
+        });
+        let mut sql = postgres::Client::connect(&cluster.url, postgres::NoTls).unwrap();
+        let started = Instant::now();
+        while sql.query("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'", &[]).unwrap().is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(10), "the locking session never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The renewal and the release of a writer stepping down each give up after the lock
+        // timeout instead of waiting for the lock.
+        let bound = LOCK_TIMEOUT + Duration::from_secs(1);
+        let renewing = a.clone();
+        let renewed = within(bound, move || renewing.renew(term)).expect("the renewal returns within the bound");
+        assert!(matches!(&renewed, Err(JournalError::Unavailable(e)) if e.contains("lock timeout")), "{renewed:?}");
+        let releasing = a.clone();
+        let released = within(bound, move || releasing.release(term)).expect("the release returns within the bound");
+        assert!(matches!(&released, Err(JournalError::Unavailable(e)) if e.contains("lock timeout")), "{released:?}");
+        assert_eq!(a.holder().unwrap(), Some(("a:1".to_owned(), term)), "reading who holds it takes no lock");
     }
 
     #[test]

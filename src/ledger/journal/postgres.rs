@@ -9,10 +9,16 @@
 //!
 //! The client is the `postgres` crate, the blocking face of tokio-postgres: the writer is a
 //! thread of its own and the `Journal` trait is synchronous.
+//!
+//! Test hook, in debug builds only (a release build ignores it): with the environment variable
+//! `IPLEDGER_TEST_PAUSE_IN_APPEND` naming a file, every append waits after it locked the lease row
+//! and before it inserts, for as long as that file exists. The HA test uses it to stop a writer
+//! inside an append, the window in which it holds the lease row.
 
 use super::{Hash, Head, Journal, JournalError, Stored, check_append};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -44,6 +50,19 @@ pub const CHANNEL: &str = "ipledger_journal";
 
 /// How long a connection attempt may take: a node whose primary is gone learns it within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The test hook's variable (module documentation): honoured in debug builds only.
+pub const PAUSE_IN_APPEND_ENV: &str = "IPLEDGER_TEST_PAUSE_IN_APPEND";
+
+/// The file the test hook waits on, when armed: in a debug build with `PAUSE_IN_APPEND_ENV` set.
+fn pause_in_append_hook() -> Option<PathBuf> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let path = PathBuf::from(std::env::var_os(PAUSE_IN_APPEND_ENV)?);
+    tracing::error!(path = %path.display(), "test hook armed: every append waits while this file exists");
+    Some(path)
+}
 
 /// Where the journal lives: a libpq connection string (`postgres://user@host:port/db` or
 /// `key=value` pairs) and, for TLS, the certificate authority PostgreSQL's certificate must chain
@@ -101,19 +120,66 @@ impl From<&String> for Target {
     }
 }
 
-/// Opens a connection to `target` that notices a dead peer (TCP keepalives) instead of waiting on
-/// it for ever. No statement timeout: a commit waiting for the synchronous standby must never be
-/// cancelled, since PostgreSQL then shows a commit that the standby may not have.
+/// How long the server lets a session sit idle inside a transaction before it ends the session,
+/// rolling the transaction back and releasing its locks. A writer frozen inside an append (a
+/// SIGSTOP, a frozen VM: its kernel still answers keepalives) holds the lease row `FOR SHARE`, and
+/// a takeover waits for that lock: this frees it. Well under the lease (`Lease::connect` warns
+/// otherwise), so that the lock is gone before the frozen writer's lease can expire and a takeover
+/// is as quick as after a crash; and far above the milliseconds between an append's statements.
+/// Only idleness counts: a COMMIT waiting for the synchronous standby is a statement under way,
+/// never cut by this.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How long a statement waits for a lock before it fails: no lease statement (a takeover, a
+/// renewal, a release) and no append waits on another session for ever, whatever holds the lock.
+/// A lease statement that fails so is tried again a quarter of the lease later. It bounds lock
+/// waits only: a COMMIT waiting for the synchronous standby is not a lock wait, and is never
+/// cancelled (PostgreSQL would then show a commit the standby may not have).
+pub const LOCK_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// TCP keepalives, set on both ends of every connection: idle this long before the first probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+/// Then a probe this often, and the peer declared dead after `KEEPALIVE_RETRIES` unanswered.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// A half-open connection (the peer's host gone, a partition) is closed after this, by keepalives
+/// when idle and by `tcp_user_timeout` when data sent stays unacknowledged. A live server waiting
+/// on the standby acknowledges the COMMIT it received, so neither cuts that wait.
+fn dead_peer_after() -> Duration {
+    KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES
+}
+
+/// The server side of every session: the timeouts above, and keepalives so that the server, too,
+/// notices a client gone half-open (its locks and its connection slot are freed). Never a
+/// statement timeout: it would cut statements that wait on the standby.
+fn session_options() -> String {
+    format!(
+        "-c statement_timeout=0 -c idle_in_transaction_session_timeout={} -c lock_timeout={} \
+         -c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={} -c tcp_user_timeout={}",
+        IDLE_IN_TRANSACTION_TIMEOUT.as_millis(),
+        LOCK_TIMEOUT.as_millis(),
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        KEEPALIVE_RETRIES,
+        dead_peer_after().as_millis(),
+    )
+}
+
+/// Opens a connection to `target` with the session settings above: no statement, lock wait or
+/// dead peer holds a node for ever, and a commit waiting for the synchronous standby is never
+/// cancelled.
 pub(crate) fn connect(target: &Target) -> Result<Client, JournalError> {
     let mut config: postgres::Config = target.url.parse().map_err(unavailable)?;
     config
         .application_name("ipledger")
         .connect_timeout(CONNECT_TIMEOUT)
         .keepalives(true)
-        .keepalives_idle(Duration::from_secs(5))
-        .keepalives_interval(Duration::from_secs(2))
-        .keepalives_retries(3)
-        .options("-c statement_timeout=0 -c idle_in_transaction_session_timeout=0");
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(dead_peer_after())
+        .options(&session_options());
     match &target.tls {
         None => config.connect(NoTls),
         Some(tls) => config.ssl_mode(postgres::config::SslMode::Require).connect(tls.clone()),
@@ -178,6 +244,8 @@ pub struct PostgresJournal {
     /// it against the lease row in its own transaction, so an append of a writer whose lease was
     /// taken over fails however late it arrives.
     term: Arc<AtomicI64>,
+    /// The test hook's file (module documentation); `None` unless armed.
+    pause_in_append: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresJournal {
@@ -280,7 +348,17 @@ impl PostgresJournal {
             reader: Connection::new(&target, ""),
             listener: Connection::new(&target, "LISTEN ipledger_journal"),
             term: Arc::default(),
+            pause_in_append: pause_in_append_hook(),
         })
+    }
+
+    /// The test hook: waits while its file exists (a poll: the hook is for tests only).
+    fn hold_if_paused(&self) {
+        if let Some(path) = &self.pause_in_append {
+            while path.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 
     /// The term this journal appends under, shared with the lease that sets it.
@@ -308,6 +386,7 @@ impl Journal for PostgresJournal {
                     return Err(JournalError::Fenced { held, found });
                 }
             }
+            self.hold_if_paused();
             let head = head_of(tx.query_opt(HEAD, &[]).map_err(unavailable)?)?;
             if head != expected {
                 return Err(JournalError::HeadMoved { expected: expected.sequence, found: head.sequence });
@@ -546,6 +625,88 @@ mod tests {
         assert!(closed >= 1, "the reader's connection was open");
         assert_eq!(journal.head().unwrap(), super::Head::default());
         assert!(journal.read(1, 10).unwrap().is_empty());
+    }
+
+    /// Whether a session of the journal sits inside an append, idle in its transaction after
+    /// locking the lease row (what the test hook holds it at).
+    fn held_in_append(url: &str) -> bool {
+        let mut sql = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        let held: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ipledger'
+                 AND state = 'idle in transaction' AND query LIKE '%FOR SHARE%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        held > 0
+    }
+
+    /// Tries to take the lease every quarter of it, as a follower's lease thread does, in a thread
+    /// of its own: the term it took arrives on the channel (never, while the takeover hangs).
+    fn compete(lease: super::super::lease::Lease) -> std::sync::mpsc::Receiver<super::super::lease::Term> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            loop {
+                if let Ok(Some(term)) = lease.acquire() {
+                    let _ = sender.send(term);
+                    return;
+                }
+                std::thread::sleep(lease.ttl() / 4);
+            }
+        });
+        receiver
+    }
+
+    #[test]
+    fn a_writer_held_inside_an_append_keeps_no_other_node_from_taking_over_and_writes_nothing() {
+        use super::super::lease::{Lease, Term};
+        use super::super::suite::chain;
+        use super::{Head, Journal, JournalError, PostgresJournal};
+        use std::time::{Duration, Instant};
+        let cluster = super::cluster::Cluster::start();
+        let ttl = Duration::from_millis(2000);
+        let pause = std::env::temp_dir().join(format!("ipledger-pause-{}-{}", std::process::id(), line!()));
+        let mut a = PostgresJournal::connect(&cluster.url).unwrap();
+        a.pause_in_append = Some(pause.clone());
+        let b = PostgresJournal::connect(&cluster.url).unwrap();
+        let a_lease = Lease::connect(&cluster.url, "a:1", ttl, a.term()).unwrap();
+        let b_lease = Lease::connect(&cluster.url, "b:1", ttl, b.term()).unwrap();
+        assert_eq!(a_lease.acquire().unwrap(), Some(Term(1)));
+        let entries = chain(Head::default(), 2);
+        let head = a.append(Head::default(), &entries[..1]).unwrap();
+
+        // a enters its next append and stops there, the lease row locked: from now on it is frozen
+        // (a SIGSTOP, a frozen VM), its lease no longer renewed.
+        std::fs::write(&pause, b"").unwrap();
+        let a = std::sync::Arc::new(a);
+        let held = {
+            let (a, second) = (a.clone(), entries[1..].to_vec());
+            std::thread::spawn(move || a.append(head, &second))
+        };
+        let started = Instant::now();
+        while !held_in_append(&cluster.url) {
+            assert!(started.elapsed() < Duration::from_secs(10), "the append never reached the hook");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let frozen = Instant::now();
+        let taken = compete(b_lease);
+        // The lease expires within `ttl` (the held lock is gone before), a follower tries every
+        // quarter of it; a second for the machine's load.
+        let bound = ttl + ttl / 4 + Duration::from_secs(1);
+        let term = taken.recv_timeout(bound).unwrap_or_else(|_| {
+            panic!("no other node took the lease within {bound:?} of the writer freezing inside an append")
+        });
+        println!("b took the lease {:?} after a froze inside an append", frozen.elapsed());
+        assert_eq!(term, Term(2));
+
+        // a wakes: the append it was inside commits nothing, and its next one is fenced.
+        std::fs::remove_file(&pause).unwrap();
+        let woke = held.join().unwrap();
+        assert!(matches!(woke, Err(JournalError::Unavailable(_))), "{woke:?}");
+        assert_eq!(b.head().unwrap(), head, "nothing of the held append is there");
+        assert_eq!(a.append(head, &entries[1..]), Err(JournalError::Fenced { held: 1, found: 2 }));
+        assert_eq!(b.append(head, &entries[1..]).unwrap(), entries[1].head());
     }
 
     #[test]
