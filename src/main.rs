@@ -148,7 +148,8 @@ struct DataDir {
     data_dir: PathBuf,
     /// The journal in PostgreSQL (`postgres://user@host:port/db`, for high availability); without
     /// it, the journal is embedded in the data directory. Derived state stays in the data directory.
-    #[arg(long, env = "IPLEDGER_JOURNAL")]
+    /// The URL may hold a password: `--help` names the variable but never shows its value.
+    #[arg(long, env = "IPLEDGER_JOURNAL", hide_env_values = true)]
     journal: Option<String>,
     /// With --journal: PEM CA certificates that PostgreSQL's certificate must chain to; the
     /// journal's connections then use TLS and verify the host name. Without it: plaintext
