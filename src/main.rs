@@ -164,6 +164,18 @@ impl DataDir {
     }
 }
 
+/// Sizes in MiB: at most 1 TiB, so that their bytes cannot overflow.
+const MIB_MAX: u64 = 1 << 20;
+/// Timeouts at most a day, in milliseconds: a deadline that far is as good as none.
+const DAY_MS: u64 = 24 * 3600 * 1000;
+/// The write queue's bound at most: a channel that large still fits tokio's bound with room.
+const WRITE_QUEUE_MAX: u64 = 1 << 24;
+
+/// A count of at least 1 and at most `max`: a limit of 0 would refuse all work, or cannot be built.
+fn count_max(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=max)
+}
+
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -205,41 +217,43 @@ struct ServeArgs {
     #[arg(long, env = "IPLEDGER_METRICS_TOKEN_FILE")]
     metrics_token_file: Option<PathBuf>,
     /// Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", default_value_t = Limits::default().write_queue_max)]
+    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", value_parser = count_max(WRITE_QUEUE_MAX), default_value_t = Limits::default().write_queue_max)]
     write_queue_max: usize,
     /// Calls handled at once; beyond it calls get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "IPLEDGER_REQUESTS_MAX", default_value_t = Quotas::default().calls_max)]
+    #[arg(long, env = "IPLEDGER_REQUESTS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().calls_max)]
     requests_max: u32,
-    /// Calls one principal may have handled at once.
-    #[arg(long, env = "IPLEDGER_PRINCIPAL_REQUESTS_MAX", default_value_t = Quotas::default().principal_calls_max)]
+    /// Calls one principal may have handled at once; at most --requests-max (left at its default,
+    /// it is lowered to a smaller --requests-max).
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_REQUESTS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().principal_calls_max)]
     principal_requests_max: u32,
-    /// Import and export streams open at once, and per principal.
-    #[arg(long, env = "IPLEDGER_STREAMS_MAX", default_value_t = Quotas::default().streams_max)]
+    /// Import and export streams open at once, and per principal (the share at most the bound).
+    #[arg(long, env = "IPLEDGER_STREAMS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().streams_max)]
     streams_max: u32,
-    #[arg(long, env = "IPLEDGER_PRINCIPAL_STREAMS_MAX", default_value_t = Quotas::default().principal_streams_max)]
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_STREAMS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().principal_streams_max)]
     principal_streams_max: u32,
-    /// Change feeds (WatchEvents) open at once, and per principal.
-    #[arg(long, env = "IPLEDGER_WATCHERS_MAX", default_value_t = Quotas::default().watchers_max)]
+    /// Change feeds (WatchEvents) open at once, and per principal (the share at most the bound).
+    #[arg(long, env = "IPLEDGER_WATCHERS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().watchers_max)]
     watchers_max: u32,
-    #[arg(long, env = "IPLEDGER_PRINCIPAL_WATCHERS_MAX", default_value_t = Quotas::default().principal_watchers_max)]
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_WATCHERS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().principal_watchers_max)]
     principal_watchers_max: u32,
-    /// Bytes of write requests waiting for the writer, and per principal.
-    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_BYTES_MAX", default_value_t = Quotas::default().queued_bytes_max)]
+    /// Bytes of write requests waiting for the writer, and per principal (the share at most the
+    /// bound).
+    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_BYTES_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().queued_bytes_max)]
     write_queue_bytes_max: u32,
-    #[arg(long, env = "IPLEDGER_PRINCIPAL_WRITE_QUEUE_BYTES_MAX", default_value_t = Quotas::default().principal_queued_bytes_max)]
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_WRITE_QUEUE_BYTES_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().principal_queued_bytes_max)]
     principal_write_queue_bytes_max: u32,
     /// Deadline of every unary call, in milliseconds.
-    #[arg(long, env = "IPLEDGER_CALL_TIMEOUT_MS", default_value_t = Timeouts::default().call.as_millis() as u64)]
+    #[arg(long, env = "IPLEDGER_CALL_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=DAY_MS), default_value_t = Timeouts::default().call.as_millis() as u64)]
     call_timeout_ms: u64,
     /// An import stream that sends nothing for this long is ended, in milliseconds.
-    #[arg(long, env = "IPLEDGER_STREAM_IDLE_TIMEOUT_MS", default_value_t = Timeouts::default().stream_idle.as_millis() as u64)]
+    #[arg(long, env = "IPLEDGER_STREAM_IDLE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=DAY_MS), default_value_t = Timeouts::default().stream_idle.as_millis() as u64)]
     stream_idle_timeout_ms: u64,
     /// Page cache of the store, in MiB.
-    #[arg(long, env = "IPLEDGER_CACHE_MIB", default_value_t = Limits::default().cache_bytes / (1024 * 1024))]
+    #[arg(long, env = "IPLEDGER_CACHE_MIB", value_parser = clap::value_parser!(u64).range(1..=MIB_MAX), default_value_t = Limits::default().cache_bytes / (1024 * 1024))]
     cache_mib: u64,
     /// Derived state kept in memory before a checkpoint writes it to disk, in MiB (bounds memory
     /// and the replay at the next start).
-    #[arg(long, env = "IPLEDGER_CHECKPOINT_MIB", default_value_t = Limits::default().checkpoint_bytes / (1024 * 1024))]
+    #[arg(long, env = "IPLEDGER_CHECKPOINT_MIB", value_parser = count_max(MIB_MAX), default_value_t = Limits::default().checkpoint_bytes / (1024 * 1024))]
     checkpoint_mib: usize,
 }
 
@@ -336,20 +350,80 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+/// The quotas of `serve`'s flags (`given`: how each was set). A per-principal share left at its
+/// default is lowered to a server bound given below it, and the log says so; a share given above
+/// its server bound is a contradiction, refused naming both flags.
+fn quotas(args: &ServeArgs, given: &clap::ArgMatches) -> Result<Quotas, clap::Error> {
+    let mut quotas = Quotas {
+        calls_max: args.requests_max,
+        principal_calls_max: args.principal_requests_max,
+        streams_max: args.streams_max,
+        principal_streams_max: args.principal_streams_max,
+        watchers_max: args.watchers_max,
+        principal_watchers_max: args.principal_watchers_max,
+        queued_bytes_max: args.write_queue_bytes_max,
+        principal_queued_bytes_max: args.principal_write_queue_bytes_max,
+    };
+    // (the bound's flag, the share's flag and clap id, the bound, the share)
+    let shares = [
+        (
+            "--requests-max",
+            "--principal-requests-max",
+            "principal_requests_max",
+            quotas.calls_max,
+            &mut quotas.principal_calls_max,
+        ),
+        (
+            "--streams-max",
+            "--principal-streams-max",
+            "principal_streams_max",
+            quotas.streams_max,
+            &mut quotas.principal_streams_max,
+        ),
+        (
+            "--watchers-max",
+            "--principal-watchers-max",
+            "principal_watchers_max",
+            quotas.watchers_max,
+            &mut quotas.principal_watchers_max,
+        ),
+        (
+            "--write-queue-bytes-max",
+            "--principal-write-queue-bytes-max",
+            "principal_write_queue_bytes_max",
+            quotas.queued_bytes_max,
+            &mut quotas.principal_queued_bytes_max,
+        ),
+    ];
+    for (bound_flag, share_flag, share_id, bound, share) in shares {
+        if *share <= bound {
+            continue;
+        }
+        if given.value_source(share_id) != Some(clap::parser::ValueSource::DefaultValue) {
+            let why = format!(
+                "{share_flag} {share} exceeds {bound_flag} {bound}: a principal's share cannot be larger than the \
+                 server's bound; lower {share_flag} or raise {bound_flag}"
+            );
+            return Err(serve_command().error(clap::error::ErrorKind::ArgumentConflict, why));
+        }
+        tracing::warn!("{share_flag} is lowered from its default {share} to {bound_flag} {bound}");
+        *share = bound;
+    }
+    assert!(quotas.check().is_ok(), "fitted quotas: {quotas:?}");
+    Ok(quotas)
+}
+
+/// `ipledger serve`'s command, for errors in its usage.
+fn serve_command() -> clap::Command {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    cli.find_subcommand_mut("serve").cloned().map_or(cli, |serve| serve.bin_name("ipledger serve"))
+}
+
+async fn serve(args: ServeArgs, quotas: Quotas) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let limits = Limits {
         write_queue_max: args.write_queue_max,
-        quotas: Quotas {
-            calls_max: args.requests_max,
-            principal_calls_max: args.principal_requests_max,
-            streams_max: args.streams_max,
-            principal_streams_max: args.principal_streams_max,
-            watchers_max: args.watchers_max,
-            principal_watchers_max: args.principal_watchers_max,
-            queued_bytes_max: args.write_queue_bytes_max,
-            principal_queued_bytes_max: args.principal_write_queue_bytes_max,
-        },
+        quotas,
         timeouts: Timeouts {
             call: Duration::from_millis(args.call_timeout_ms),
             stream_idle: Duration::from_millis(args.stream_idle_timeout_ms),
@@ -711,7 +785,8 @@ fn describe(p: &ipledger::proto::Token) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr);
@@ -719,6 +794,11 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
     }
+    // Configuration errors end here, before anything starts, the way clap ends its own (exit 2).
+    let quotas = match (&cli.command, matches.subcommand_matches("serve")) {
+        (Command::Serve(args), Some(given)) => Some(quotas(args, given).unwrap_or_else(|e| e.exit())),
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -728,7 +808,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(args, quotas.expect("serve's quotas are fitted above")).await,
             Command::Token { command } => token(command).await,
             Command::Verify { data } => async { verify(&data.data_dir, data.target()?.as_ref()).await }.await,
             Command::Export(args) => client_result(export(args).await),

@@ -58,6 +58,35 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Why the server cannot run under these limits, if it cannot: a bound of 0 admits nothing and
+    /// a timeout of 0 ends everything at once; a per-principal share may not exceed its bound.
+    pub fn check(&self) -> Result<(), ServeError> {
+        let invalid = |what: &str| Err(ServeError::Config(format!("{what} must be at least 1")));
+        self.quotas.check().map_err(ServeError::Config)?;
+        let sizes = [
+            ("the request size bound", self.request_bytes_max),
+            ("the response size bound", self.response_bytes_max),
+            ("the write queue's bound", self.write_queue_max),
+            ("the checkpoint size", self.checkpoint_bytes),
+            ("HTTP/2 streams per connection", self.streams_per_connection_max as usize),
+            ("the cache size", usize::try_from(self.cache_bytes).unwrap_or(usize::MAX)),
+        ];
+        if let Some((what, _)) = sizes.iter().find(|(_, n)| *n == 0) {
+            return invalid(what);
+        }
+        let timeouts = [
+            ("the call timeout", self.timeouts.call),
+            ("the import timeout", self.timeouts.import),
+            ("the stream idle timeout", self.timeouts.stream_idle),
+        ];
+        if let Some((what, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
+            return invalid(what);
+        }
+        Ok(())
+    }
+}
+
 /// PEM files for TLS; with `client_ca`, client certificates signed by it are verified, and one
 /// that an admin bound to a live principal (subject or subject alternative name) authenticates as
 /// that principal.
@@ -187,6 +216,8 @@ pub enum ServeError {
     MetricsTokenRequired(std::net::SocketAddr),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// The file the first admin token is written to, readable by its owner only.
@@ -378,6 +409,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    config.limits.check()?;
     let address = listener.local_addr()?;
     if config.tls.is_none() && !address.ip().is_loopback() && !config.allow_plaintext {
         return Err(ServeError::PlaintextRefused(address));
