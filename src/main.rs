@@ -784,7 +784,14 @@ fn describe(p: &ipledger::proto::Token) -> String {
     }
 }
 
+/// Everything ipledger creates (stores, keys, tokens, scratch rebuilds) is its owner's only,
+/// whatever umask it was started with: the journal holds every bank's book.
+fn private_files() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 fn main() -> ExitCode {
+    private_files();
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let logs = tracing_subscriber::fmt()

@@ -442,7 +442,7 @@ pub async fn serve(
     let (ledger, writer) = match &config.engines {
         Some(engines) => {
             // The directory still receives the first admin's token.
-            std::fs::create_dir_all(&config.data_dir)?;
+            crate::datadir::create_private(&config.data_dir)?;
             let signer =
                 crate::ledger::signing::Signer::load_or_create(&config.data_dir).map_err(ServeError::AdminToken)?;
             let options =

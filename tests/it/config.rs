@@ -1,8 +1,10 @@
 //! `ipledger serve`'s configuration, through the real binary: every limit flag at 0, at 1 and
 //! below the share it bounds either refuses to start (exit 2, naming the flag) or starts and
-//! serves, never a panic; `--help` never prints a secret given in the environment.
+//! serves, never a panic; `--help` never prints a secret given in the environment; a new data
+//! directory and every file the server writes into it are its owner's only.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -161,6 +163,46 @@ fn help_never_prints_a_secret_from_the_environment() {
         assert!(text.contains("IPLEDGER_JOURNAL"), "{command:?} --help documents the variable: {text}");
         assert!(!text.contains(password), "{command:?} --help prints the journal's password: {text}");
     }
+}
+
+/// The mode bits of `path` that group and others have.
+fn shared_bits(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o077
+}
+
+/// Every path under `dir`, depth first.
+fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        found.push(path.clone());
+        if path.is_dir() {
+            walk(&path, found);
+        }
+    }
+}
+
+#[test]
+fn a_new_data_directory_and_what_the_server_writes_there_are_the_owners_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("new").join("data");
+    let Outcome::Serving(child, address, log) = start(serve(&dir, &[])) else { panic!("serve did not start") };
+    let serves = health(&address);
+    let admin_token = dir.join(ipledger::server::ADMIN_TOKEN_FILE);
+    for _ in 0..(START_S_MAX * 10) {
+        if std::fs::read_to_string(&admin_token).is_ok_and(|t| t.ends_with('\n')) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    let mut found = Vec::new();
+    walk(&dir, &mut found);
+    stop(child);
+    assert!(serves, "{log}");
+    assert_eq!(mode, 0o700, "the data directory is created {mode:o}");
+    assert!(found.contains(&admin_token), "{found:?}");
+    let shared: Vec<_> = found.iter().filter(|p| p.exists() && shared_bits(p) != 0).collect();
+    assert!(shared.is_empty(), "readable by group or others: {shared:?}");
 }
 
 /// An embedding program's configuration is checked too: an error to handle, not a panic.
