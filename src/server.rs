@@ -562,7 +562,11 @@ pub async fn serve(
         .add_service(risk);
     // The dashboard page and its JSON API share the port (and so its TLS) with gRPC.
     let routes = tonic::service::Routes::from(
-        routes.into_axum_router().merge(crate::http::router(crate::http::HttpState { api, auth })).merge(health),
+        routes
+            .into_axum_router()
+            .merge(crate::http::router(crate::http::HttpState { api, auth }))
+            .merge(health)
+            .layer(axum::middleware::from_fn(crate::grpc::client_deadline)),
     );
 
     let mut builder = tonic::transport::Server::builder();
