@@ -364,53 +364,47 @@ fn quotas(args: &ServeArgs, given: &clap::ArgMatches) -> Result<Quotas, clap::Er
         queued_bytes_max: args.write_queue_bytes_max,
         principal_queued_bytes_max: args.principal_write_queue_bytes_max,
     };
-    // (the bound's flag, the share's flag and clap id, the bound, the share)
+    // (the bound's clap id, the share's, the bound, the share)
     let shares = [
+        ("requests_max", "principal_requests_max", quotas.calls_max, &mut quotas.principal_calls_max),
+        ("streams_max", "principal_streams_max", quotas.streams_max, &mut quotas.principal_streams_max),
+        ("watchers_max", "principal_watchers_max", quotas.watchers_max, &mut quotas.principal_watchers_max),
         (
-            "--requests-max",
-            "--principal-requests-max",
-            "principal_requests_max",
-            quotas.calls_max,
-            &mut quotas.principal_calls_max,
-        ),
-        (
-            "--streams-max",
-            "--principal-streams-max",
-            "principal_streams_max",
-            quotas.streams_max,
-            &mut quotas.principal_streams_max,
-        ),
-        (
-            "--watchers-max",
-            "--principal-watchers-max",
-            "principal_watchers_max",
-            quotas.watchers_max,
-            &mut quotas.principal_watchers_max,
-        ),
-        (
-            "--write-queue-bytes-max",
-            "--principal-write-queue-bytes-max",
+            "write_queue_bytes_max",
             "principal_write_queue_bytes_max",
             quotas.queued_bytes_max,
             &mut quotas.principal_queued_bytes_max,
         ),
     ];
-    for (bound_flag, share_flag, share_id, bound, share) in shares {
+    let command = serve_command();
+    for (bound_id, share_id, bound, share) in shares {
         if *share <= bound {
             continue;
         }
+        let (bound_flag, share_flag) = (flag(&command, bound_id), flag(&command, share_id));
         if given.value_source(share_id) != Some(clap::parser::ValueSource::DefaultValue) {
             let why = format!(
                 "{share_flag} {share} exceeds {bound_flag} {bound}: a principal's share cannot be larger than the \
-                 server's bound; lower {share_flag} or raise {bound_flag}"
+                 server's bound; lower the first or raise the second"
             );
-            return Err(serve_command().error(clap::error::ErrorKind::ArgumentConflict, why));
+            return Err(command.clone().error(clap::error::ErrorKind::ArgumentConflict, why));
         }
         tracing::warn!("{share_flag} is lowered from its default {share} to {bound_flag} {bound}");
         *share = bound;
     }
     assert!(quotas.check().is_ok(), "fitted quotas: {quotas:?}");
     Ok(quotas)
+}
+
+/// The flag of the argument `id` of `command`, with its environment variable: `--x (IPLEDGER_X)`.
+fn flag(command: &clap::Command, id: &str) -> String {
+    let arg = command.get_arguments().find(|a| a.get_id() == id);
+    assert!(arg.is_some(), "serve has no argument {id}");
+    let long = arg.and_then(clap::Arg::get_long).unwrap_or(id);
+    match arg.and_then(clap::Arg::get_env) {
+        Some(env) => format!("--{long} ({})", env.to_string_lossy()),
+        None => format!("--{long}"),
+    }
 }
 
 /// `ipledger serve`'s command, for errors in its usage.
@@ -834,7 +828,7 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "ipledger failed");
             eprintln!("ipledger: {e}");
-            ExitCode::FAILURE
+            if e.is_configuration() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

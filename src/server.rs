@@ -220,6 +220,20 @@ pub enum ServeError {
     Config(String),
 }
 
+impl ServeError {
+    /// Whether the configuration is at fault, not the store, the network or a client: the command
+    /// then exits 2, as it does for clap's own usage errors.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            ServeError::Config(_)
+                | ServeError::PlaintextRefused(_)
+                | ServeError::MetricsTokenRequired(_)
+                | ServeError::AdminToken(_)
+        )
+    }
+}
+
 /// The file the first admin token is written to, readable by its owner only.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
