@@ -1,7 +1,8 @@
 //! `ipledger serve`'s configuration, through the real binary: every limit flag at 0, at 1 and
 //! below the share it bounds either refuses to start (exit 2, naming the flag) or starts and
-//! serves, never a panic; `--help` never prints a secret given in the environment; a new data
-//! directory and every file the server writes into it are its owner's only.
+//! serves, never a panic; the other refusals at start exit 2 too; `--help` never prints a secret
+//! given in the environment; a new data directory and every file the server writes into it are
+//! its owner's only.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -220,5 +221,29 @@ async fn an_embedded_server_with_impossible_limits_answers_an_error() {
         let config = Config { limits, ..Config::new(temp.path().join("data")) };
         let result = server::serve(listener, config, std::future::pending()).await;
         assert!(matches!(&result, Err(ServeError::Config(why)) if why.contains(named)), "{result:?}");
+    }
+}
+
+/// The other refusals at start are configuration errors too: exit 2, naming the flag to give.
+#[test]
+fn refusals_at_start_exit_2_naming_the_flag() {
+    let cases: [(&[&str], &str); 2] = [
+        (&["--listen", "0.0.0.0:0"], "--allow-plaintext"),
+        (&["--listen", "127.0.0.1:0", "--metrics-listen", "0.0.0.0:0", "--allow-plaintext"], "--metrics-token-file"),
+    ];
+    for (flags, named) in cases {
+        let temp = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
+            .arg("serve")
+            .args(flags)
+            .arg("--data-dir")
+            .arg(temp.path().join("data"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_no_panic(&format!("{flags:?}"), &log);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {log}");
+        assert!(log.contains(named), "{flags:?} names {named}: {log}");
     }
 }
