@@ -73,7 +73,7 @@ pub fn open(
     cache_bytes: u64,
     journal_url: Option<&crate::ledger::journal::PostgresTarget>,
 ) -> Result<Opened, OpenError> {
-    std::fs::create_dir_all(dir).map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: e.to_string() })?;
+    create_private(dir).map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: e.to_string() })?;
     let journal_dir = dir.join(JOURNAL_DIR);
     let legacy = legacy_files(dir);
     let upgraded = !legacy.is_empty();
@@ -106,6 +106,22 @@ pub fn open(
     let signer = Signer::load_or_create(dir).map_err(OpenError::Key)?;
     Ok(Opened { journal, derived: Arc::new(derived), signer, fence, upgraded })
 }
+
+/// Creates `dir` (and missing parents) readable by its owner only: it holds every bank's book and
+/// the signing key. An existing directory open to others is left as the operator made it, with a
+/// warning.
+pub fn create_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR_MODE).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data directory is open to other users: chmod 700 it");
+    }
+    Ok(())
+}
+
+/// The data directory's mode when ipledger creates it.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
 
 /// How long a node waits at start for PostgreSQL to answer (a failover under way, or the whole
 /// cluster starting at once) before it gives up.

@@ -148,7 +148,8 @@ struct DataDir {
     data_dir: PathBuf,
     /// The journal in PostgreSQL (`postgres://user@host:port/db`, for high availability); without
     /// it, the journal is embedded in the data directory. Derived state stays in the data directory.
-    #[arg(long, env = "IPLEDGER_JOURNAL")]
+    /// The URL may hold a password: `--help` names the variable but never shows its value.
+    #[arg(long, env = "IPLEDGER_JOURNAL", hide_env_values = true)]
     journal: Option<String>,
     /// With --journal: PEM CA certificates that PostgreSQL's certificate must chain to; the
     /// journal's connections then use TLS and verify the host name. Without it: plaintext
@@ -161,6 +162,18 @@ impl DataDir {
     fn target(&self) -> Result<Option<ipledger::ledger::journal::PostgresTarget>, ServeError> {
         server::journal_target(self.journal.as_deref(), self.journal_ca.as_deref())
     }
+}
+
+/// Sizes in MiB: at most 1 TiB, so that their bytes cannot overflow.
+const MIB_MAX: u64 = 1 << 20;
+/// Timeouts at most a day, in milliseconds: a deadline that far is as good as none.
+const DAY_MS: u64 = 24 * 3600 * 1000;
+/// The write queue's bound at most: a channel that large still fits tokio's bound with room.
+const WRITE_QUEUE_MAX: u64 = 1 << 24;
+
+/// A count of at least 1 and at most `max`: a limit of 0 would refuse all work, or cannot be built.
+fn count_max(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=max)
 }
 
 #[derive(Debug, clap::Args)]
@@ -204,41 +217,43 @@ struct ServeArgs {
     #[arg(long, env = "IPLEDGER_METRICS_TOKEN_FILE")]
     metrics_token_file: Option<PathBuf>,
     /// Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", default_value_t = Limits::default().write_queue_max)]
+    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", value_parser = count_max(WRITE_QUEUE_MAX), default_value_t = Limits::default().write_queue_max)]
     write_queue_max: usize,
     /// Calls handled at once; beyond it calls get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "IPLEDGER_REQUESTS_MAX", default_value_t = Quotas::default().calls_max)]
+    #[arg(long, env = "IPLEDGER_REQUESTS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().calls_max)]
     requests_max: u32,
-    /// Calls one principal may have handled at once.
-    #[arg(long, env = "IPLEDGER_PRINCIPAL_REQUESTS_MAX", default_value_t = Quotas::default().principal_calls_max)]
+    /// Calls one principal may have handled at once; at most --requests-max (left at its default,
+    /// it is lowered to a smaller --requests-max).
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_REQUESTS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().principal_calls_max)]
     principal_requests_max: u32,
-    /// Import and export streams open at once, and per principal.
-    #[arg(long, env = "IPLEDGER_STREAMS_MAX", default_value_t = Quotas::default().streams_max)]
+    /// Import and export streams open at once, and per principal (the share at most the bound).
+    #[arg(long, env = "IPLEDGER_STREAMS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().streams_max)]
     streams_max: u32,
-    #[arg(long, env = "IPLEDGER_PRINCIPAL_STREAMS_MAX", default_value_t = Quotas::default().principal_streams_max)]
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_STREAMS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().principal_streams_max)]
     principal_streams_max: u32,
-    /// Change feeds (WatchEvents) open at once, and per principal.
-    #[arg(long, env = "IPLEDGER_WATCHERS_MAX", default_value_t = Quotas::default().watchers_max)]
+    /// Change feeds (WatchEvents) open at once, and per principal (the share at most the bound).
+    #[arg(long, env = "IPLEDGER_WATCHERS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().watchers_max)]
     watchers_max: u32,
-    #[arg(long, env = "IPLEDGER_PRINCIPAL_WATCHERS_MAX", default_value_t = Quotas::default().principal_watchers_max)]
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_WATCHERS_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().principal_watchers_max)]
     principal_watchers_max: u32,
-    /// Bytes of write requests waiting for the writer, and per principal.
-    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_BYTES_MAX", default_value_t = Quotas::default().queued_bytes_max)]
+    /// Bytes of write requests waiting for the writer, and per principal (the share at most the
+    /// bound).
+    #[arg(long, env = "IPLEDGER_WRITE_QUEUE_BYTES_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().queued_bytes_max)]
     write_queue_bytes_max: u32,
-    #[arg(long, env = "IPLEDGER_PRINCIPAL_WRITE_QUEUE_BYTES_MAX", default_value_t = Quotas::default().principal_queued_bytes_max)]
+    #[arg(long, env = "IPLEDGER_PRINCIPAL_WRITE_QUEUE_BYTES_MAX", value_parser = clap::value_parser!(u32).range(1..), default_value_t = Quotas::default().principal_queued_bytes_max)]
     principal_write_queue_bytes_max: u32,
     /// Deadline of every unary call, in milliseconds.
-    #[arg(long, env = "IPLEDGER_CALL_TIMEOUT_MS", default_value_t = Timeouts::default().call.as_millis() as u64)]
+    #[arg(long, env = "IPLEDGER_CALL_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=DAY_MS), default_value_t = Timeouts::default().call.as_millis() as u64)]
     call_timeout_ms: u64,
     /// An import stream that sends nothing for this long is ended, in milliseconds.
-    #[arg(long, env = "IPLEDGER_STREAM_IDLE_TIMEOUT_MS", default_value_t = Timeouts::default().stream_idle.as_millis() as u64)]
+    #[arg(long, env = "IPLEDGER_STREAM_IDLE_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=DAY_MS), default_value_t = Timeouts::default().stream_idle.as_millis() as u64)]
     stream_idle_timeout_ms: u64,
     /// Page cache of the store, in MiB.
-    #[arg(long, env = "IPLEDGER_CACHE_MIB", default_value_t = Limits::default().cache_bytes / (1024 * 1024))]
+    #[arg(long, env = "IPLEDGER_CACHE_MIB", value_parser = clap::value_parser!(u64).range(1..=MIB_MAX), default_value_t = Limits::default().cache_bytes / (1024 * 1024))]
     cache_mib: u64,
     /// Derived state kept in memory before a checkpoint writes it to disk, in MiB (bounds memory
     /// and the replay at the next start).
-    #[arg(long, env = "IPLEDGER_CHECKPOINT_MIB", default_value_t = Limits::default().checkpoint_bytes / (1024 * 1024))]
+    #[arg(long, env = "IPLEDGER_CHECKPOINT_MIB", value_parser = count_max(MIB_MAX), default_value_t = Limits::default().checkpoint_bytes / (1024 * 1024))]
     checkpoint_mib: usize,
 }
 
@@ -335,20 +350,74 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+/// The quotas of `serve`'s flags (`given`: how each was set). A per-principal share left at its
+/// default is lowered to a server bound given below it, and the log says so; a share given above
+/// its server bound is a contradiction, refused naming both flags.
+fn quotas(args: &ServeArgs, given: &clap::ArgMatches) -> Result<Quotas, clap::Error> {
+    let mut quotas = Quotas {
+        calls_max: args.requests_max,
+        principal_calls_max: args.principal_requests_max,
+        streams_max: args.streams_max,
+        principal_streams_max: args.principal_streams_max,
+        watchers_max: args.watchers_max,
+        principal_watchers_max: args.principal_watchers_max,
+        queued_bytes_max: args.write_queue_bytes_max,
+        principal_queued_bytes_max: args.principal_write_queue_bytes_max,
+    };
+    // (the bound's clap id, the share's, the bound, the share)
+    let shares = [
+        ("requests_max", "principal_requests_max", quotas.calls_max, &mut quotas.principal_calls_max),
+        ("streams_max", "principal_streams_max", quotas.streams_max, &mut quotas.principal_streams_max),
+        ("watchers_max", "principal_watchers_max", quotas.watchers_max, &mut quotas.principal_watchers_max),
+        (
+            "write_queue_bytes_max",
+            "principal_write_queue_bytes_max",
+            quotas.queued_bytes_max,
+            &mut quotas.principal_queued_bytes_max,
+        ),
+    ];
+    let command = serve_command();
+    for (bound_id, share_id, bound, share) in shares {
+        if *share <= bound {
+            continue;
+        }
+        let (bound_flag, share_flag) = (flag(&command, bound_id), flag(&command, share_id));
+        if given.value_source(share_id) != Some(clap::parser::ValueSource::DefaultValue) {
+            let why = format!(
+                "{share_flag} {share} exceeds {bound_flag} {bound}: a principal's share cannot be larger than the \
+                 server's bound; lower the first or raise the second"
+            );
+            return Err(command.clone().error(clap::error::ErrorKind::ArgumentConflict, why));
+        }
+        tracing::warn!("{share_flag} is lowered from its default {share} to {bound_flag} {bound}");
+        *share = bound;
+    }
+    assert!(quotas.check().is_ok(), "fitted quotas: {quotas:?}");
+    Ok(quotas)
+}
+
+/// The flag of the argument `id` of `command`, with its environment variable: `--x (IPLEDGER_X)`.
+fn flag(command: &clap::Command, id: &str) -> String {
+    let arg = command.get_arguments().find(|a| a.get_id() == id);
+    assert!(arg.is_some(), "serve has no argument {id}");
+    let long = arg.and_then(clap::Arg::get_long).unwrap_or(id);
+    match arg.and_then(clap::Arg::get_env) {
+        Some(env) => format!("--{long} ({})", env.to_string_lossy()),
+        None => format!("--{long}"),
+    }
+}
+
+/// `ipledger serve`'s command, for errors in its usage.
+fn serve_command() -> clap::Command {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    cli.find_subcommand_mut("serve").cloned().map_or(cli, |serve| serve.bin_name("ipledger serve"))
+}
+
+async fn serve(args: ServeArgs, quotas: Quotas) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let limits = Limits {
         write_queue_max: args.write_queue_max,
-        quotas: Quotas {
-            calls_max: args.requests_max,
-            principal_calls_max: args.principal_requests_max,
-            streams_max: args.streams_max,
-            principal_streams_max: args.principal_streams_max,
-            watchers_max: args.watchers_max,
-            principal_watchers_max: args.principal_watchers_max,
-            queued_bytes_max: args.write_queue_bytes_max,
-            principal_queued_bytes_max: args.principal_write_queue_bytes_max,
-        },
+        quotas,
         timeouts: Timeouts {
             call: Duration::from_millis(args.call_timeout_ms),
             stream_idle: Duration::from_millis(args.stream_idle_timeout_ms),
@@ -709,8 +778,16 @@ fn describe(p: &ipledger::proto::Token) -> String {
     }
 }
 
+/// Everything ipledger creates (stores, keys, tokens, scratch rebuilds) is its owner's only,
+/// whatever umask it was started with: the journal holds every bank's book.
+fn private_files() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    private_files();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr);
@@ -718,6 +795,11 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
     }
+    // Configuration errors end here, before anything starts, the way clap ends its own (exit 2).
+    let quotas = match (&cli.command, matches.subcommand_matches("serve")) {
+        (Command::Serve(args), Some(given)) => Some(quotas(args, given).unwrap_or_else(|e| e.exit())),
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -727,7 +809,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(args, quotas.expect("serve's quotas are fitted above")).await,
             Command::Token { command } => token(command).await,
             Command::Verify { data } => async { verify(&data.data_dir, data.target()?.as_ref()).await }.await,
             Command::Export(args) => client_result(export(args).await),
@@ -746,7 +828,7 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "ipledger failed");
             eprintln!("ipledger: {e}");
-            ExitCode::FAILURE
+            if e.is_configuration() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -58,6 +58,35 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Why the server cannot run under these limits, if it cannot: a bound of 0 admits nothing and
+    /// a timeout of 0 ends everything at once; a per-principal share may not exceed its bound.
+    pub fn check(&self) -> Result<(), ServeError> {
+        let invalid = |what: &str| Err(ServeError::Config(format!("{what} must be at least 1")));
+        self.quotas.check().map_err(ServeError::Config)?;
+        let sizes = [
+            ("the request size bound", self.request_bytes_max),
+            ("the response size bound", self.response_bytes_max),
+            ("the write queue's bound", self.write_queue_max),
+            ("the checkpoint size", self.checkpoint_bytes),
+            ("HTTP/2 streams per connection", self.streams_per_connection_max as usize),
+            ("the cache size", usize::try_from(self.cache_bytes).unwrap_or(usize::MAX)),
+        ];
+        if let Some((what, _)) = sizes.iter().find(|(_, n)| *n == 0) {
+            return invalid(what);
+        }
+        let timeouts = [
+            ("the call timeout", self.timeouts.call),
+            ("the import timeout", self.timeouts.import),
+            ("the stream idle timeout", self.timeouts.stream_idle),
+        ];
+        if let Some((what, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
+            return invalid(what);
+        }
+        Ok(())
+    }
+}
+
 /// PEM files for TLS; with `client_ca`, client certificates signed by it are verified, and one
 /// that an admin bound to a live principal (subject or subject alternative name) authenticates as
 /// that principal.
@@ -187,6 +216,22 @@ pub enum ServeError {
     MetricsTokenRequired(std::net::SocketAddr),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl ServeError {
+    /// Whether the configuration is at fault, not the store, the network or a client: the command
+    /// then exits 2, as it does for clap's own usage errors.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            ServeError::Config(_)
+                | ServeError::PlaintextRefused(_)
+                | ServeError::MetricsTokenRequired(_)
+                | ServeError::AdminToken(_)
+        )
+    }
 }
 
 /// The file the first admin token is written to, readable by its owner only.
@@ -378,6 +423,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    config.limits.check()?;
     let address = listener.local_addr()?;
     if config.tls.is_none() && !address.ip().is_loopback() && !config.allow_plaintext {
         return Err(ServeError::PlaintextRefused(address));
@@ -410,7 +456,7 @@ pub async fn serve(
     let (ledger, writer) = match &config.engines {
         Some(engines) => {
             // The directory still receives the first admin's token.
-            std::fs::create_dir_all(&config.data_dir)?;
+            crate::datadir::create_private(&config.data_dir)?;
             let signer =
                 crate::ledger::signing::Signer::load_or_create(&config.data_dir).map_err(ServeError::AdminToken)?;
             let options =
@@ -530,7 +576,11 @@ pub async fn serve(
         .add_service(risk);
     // The dashboard page and its JSON API share the port (and so its TLS) with gRPC.
     let routes = tonic::service::Routes::from(
-        routes.into_axum_router().merge(crate::http::router(crate::http::HttpState { api, auth })).merge(health),
+        routes
+            .into_axum_router()
+            .merge(crate::http::router(crate::http::HttpState { api, auth }))
+            .merge(health)
+            .layer(axum::middleware::from_fn(crate::grpc::client_deadline)),
     );
 
     let mut builder = tonic::transport::Server::builder();

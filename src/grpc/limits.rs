@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The bounds, for the server and for each principal. Every principal bound must not exceed its
-/// server bound (checked by `Limiter::new`).
+/// The bounds, for the server and for each principal. Every bound is at least 1 and every principal
+/// bound must not exceed its server bound (`Quotas::check`; `Limiter::new` asserts it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quotas {
     /// Unary calls being handled at once.
@@ -45,6 +45,36 @@ impl Default for Quotas {
             queued_bytes_max: 256 << 20,
             principal_queued_bytes_max: 64 << 20,
         }
+    }
+}
+
+impl Quotas {
+    /// Each kind of work's name, server bound and per-principal share.
+    pub fn shares(&self) -> [(&'static str, u32, u32); 4] {
+        [
+            ("calls", self.calls_max, self.principal_calls_max),
+            ("streams", self.streams_max, self.principal_streams_max),
+            ("change feeds", self.watchers_max, self.principal_watchers_max),
+            ("queued write bytes", self.queued_bytes_max, self.principal_queued_bytes_max),
+        ]
+    }
+
+    /// Why these quotas cannot be served, if they cannot: a bound of 0 admits nothing, and a share
+    /// above its server bound could never be used.
+    pub fn check(&self) -> Result<(), String> {
+        for (what, server, share) in self.shares() {
+            if server == 0 || share == 0 {
+                return Err(format!(
+                    "the bounds of {what} must be at least 1 (server {server}, per principal {share})"
+                ));
+            }
+            if share > server {
+                return Err(format!(
+                    "the per-principal share of {what} ({share}) exceeds the server's bound ({server})"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -122,10 +152,10 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(quotas: Quotas) -> Limiter {
-        assert!(quotas.principal_calls_max <= quotas.calls_max);
-        assert!(quotas.principal_streams_max <= quotas.streams_max);
-        assert!(quotas.principal_watchers_max <= quotas.watchers_max);
-        assert!(quotas.principal_queued_bytes_max <= quotas.queued_bytes_max);
+        // The server checks its configuration before it builds a limiter: this is a program error.
+        if let Err(why) = quotas.check() {
+            panic!("a limiter on unchecked quotas: {why}");
+        }
         let server = Pools::new(quotas.calls_max, quotas.streams_max, quotas.watchers_max, quotas.queued_bytes_max);
         Limiter { quotas, server, principals: Mutex::default() }
     }
@@ -256,6 +286,16 @@ mod tests {
         check(&small(), |l, who| l.stream(who));
         check(&small(), |l, who| l.watcher(who));
         check(&small(), |l, who| l.try_queue(who, 100));
+    }
+
+    #[test]
+    fn quotas_with_a_zero_bound_or_a_share_above_its_bound_are_refused() {
+        Quotas::default().check().unwrap();
+        let zero = Quotas { streams_max: 0, ..Quotas::default() };
+        assert!(zero.check().unwrap_err().contains("streams"), "{zero:?}");
+        let over = Quotas { calls_max: 32, ..Quotas::default() };
+        let why = over.check().unwrap_err();
+        assert!(why.contains("calls") && why.contains("1024") && why.contains("32"), "{why}");
     }
 
     #[test]

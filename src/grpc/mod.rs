@@ -1,6 +1,9 @@
 //! The gRPC transport: thin handlers that authenticate (`auth`), convert the request (`convert`),
 //! check the caller's scope, call the ledger, and map errors through the one status table
-//! (`status`). Every call runs under a deadline and a bound on the requests in flight.
+//! (`status`). Every call runs under a deadline and a bound on the requests in flight. The deadline
+//! is the server's call timeout, or the client's own (`grpc-timeout`) when that comes first, so
+//! that a client whose deadline runs out during the call reads DEADLINE_EXCEEDED with its
+//! ErrorInfo.
 
 pub mod auth;
 pub mod codec;
@@ -114,6 +117,51 @@ fn revoked_error(name: &PrincipalName) -> LedgerError {
     LedgerError::Unauthenticated(format!("the token of {name} was revoked"))
 }
 
+tokio::task_local! {
+    /// When the deadline the client sent with the call being handled (`grpc-timeout`) runs out.
+    static CLIENT_DEADLINE: tokio::time::Instant;
+}
+
+/// The request header in which a gRPC client sends its deadline.
+pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
+
+/// A call answers this much before the client's deadline at most (a tenth of the time left, when
+/// less): tonic enforces the same deadline from a moment earlier and answers a bare CANCELLED, so
+/// the server's own DEADLINE_EXCEEDED must come first.
+const CLIENT_DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(50);
+
+/// The client's deadline in a `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u,
+/// n); `None` for anything else, which leaves the call to the server's timeout.
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Middleware of every route: runs the request knowing the deadline its client sent, if any, for
+/// `Api::call_timeout`.
+pub async fn client_deadline(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let timeout = request.headers().get(GRPC_TIMEOUT_HEADER).and_then(|v| v.to_str().ok()).and_then(grpc_timeout);
+    match timeout.and_then(|t| tokio::time::Instant::now().checked_add(t)) {
+        Some(deadline) => CLIENT_DEADLINE.scope(deadline, next.run(request)).await,
+        None => next.run(request).await,
+    }
+}
+
 /// Runs `body` under `timeout`; every read it starts stops at the same deadline.
 async fn within<T>(timeout: Duration, body: impl Future<Output = Result<T, LedgerError>>) -> Result<T, LedgerError> {
     match tokio::time::timeout(timeout, crate::ledger::with_deadline(timeout, body)).await {
@@ -131,6 +179,17 @@ impl Api {
         scratch_dir: Option<std::path::PathBuf>,
     ) -> Api {
         Api { stopping, ledger, limiter: Arc::new(Limiter::new(quotas)), timeouts, scratch_dir }
+    }
+
+    /// How long the call being handled may take: the server's call timeout, or less when the
+    /// client's deadline comes first.
+    fn call_timeout(&self) -> Duration {
+        let server = self.timeouts.call;
+        let client = CLIENT_DEADLINE.try_with(|deadline| {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            left - (left / 10).min(CLIENT_DEADLINE_MARGIN_MAX)
+        });
+        client.map_or(server, |client| client.min(server))
     }
 
     /// Verifies the journal and derived state beside the writer, rebuilding into a scratch store.
@@ -180,7 +239,7 @@ impl Api {
 
     /// A unary call: a call slot of the principal's and the server's (refused at once when full: a
     /// clear RESOURCE_EXHAUSTED, never a queue that grows without bound), held while it runs, and
-    /// the call deadline, which also stops its reads.
+    /// the call deadline (the client's when sooner), which also stops its reads.
     async fn unary<T>(
         &self,
         method: &'static str,
@@ -189,7 +248,7 @@ impl Api {
     ) -> Result<T, Status> {
         self.observe(method, actor, async {
             let _slot = self.limiter.call(&actor.name)?;
-            within(self.timeouts.call, body).await
+            within(self.call_timeout(), body).await
         })
         .await
     }
@@ -653,5 +712,21 @@ impl pb::admin_service_server::AdminService for Api {
             Ok(token)
         };
         self.unary("BindCertificate", &actor, body).await.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values_are_read_as_the_protocol_defines_them() {
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "123456789m", "12x", "-1S", "1.5S", "١S"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
     }
 }

@@ -1350,3 +1350,36 @@ async fn dashboard_exports_csv_with_the_apis_exact_figures() {
     browser.close().await;
     server.stop().await;
 }
+
+/// OWASP's CSV injection: a text cell beginning with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return is a formula to Excel and WPS; the export prefixes it with `'` and quotes it. Figures,
+/// negative ones included, stay plain numbers that a spreadsheet can add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_csv_neutralises_formulas_and_keeps_numbers_numbers() {
+    let server = TestServer::start().await;
+    let formula = "=HYPERLINK(\"http://x\",\"y\")";
+    let bank = credit_code(unique());
+    let mut hostile = pledge("330108", "1234.56");
+    hostile.pledgee = Some(party(formula, &bank));
+    server.pledges().await.register_pledge(register(hostile)).await.unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = Browser::launch(&[], "en-US,en", Some(downloads.path())).await;
+    browser.sign_in(&server, &server.admin_token).await;
+    browser.ready("").await;
+    let today = chrono::Local::now().date_naive();
+    browser.click("button[data-export='pledgees']").await;
+    let (raw, csv) = downloaded_csv(downloads.path(), &format!("exposure-pledgees-all-{today}.csv")).await;
+    let row = csv.iter().find(|r| r[0] == bank).unwrap_or_else(|| panic!("no row of {bank}: {csv:?}"));
+    assert_eq!(row[1], format!("'{formula}"), "the name is text, not a formula: {raw}");
+    assert!(raw.contains("\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""), "quoted as OWASP advises: {raw}");
+    assert_eq!(row[2], "1234.56", "the amount stays a number");
+    assert_eq!(row[3], "1", "the count stays a number");
+    // Every cell the exports write goes through one function: each formula start is neutralised,
+    // numbers (negative growth, for one) are not.
+    let cells: Vec<String> =
+        browser.eval("['-1.00', '-12.5', '0', '+1', '-1+1', '@SUM(A1)', '\\tx', '\\rx', 'Bank A'].map(csvField)").await;
+    let expected = ["-1.00", "-12.5", "0", "\"'+1\"", "\"'-1+1\"", "\"'@SUM(A1)\"", "\"'\tx\"", "\"'\rx\"", "Bank A"];
+    assert_eq!(cells, expected);
+    browser.close().await;
+    server.stop().await;
+}

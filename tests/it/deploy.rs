@@ -29,7 +29,8 @@ fn options(subcommand: &str) -> (BTreeMap<String, String>, Vec<String>) {
             flags.push(format!("--{flag}"));
         }
         if let Some(i) = part.find("[env: ") {
-            let name: String = part[i + 6..].chars().take_while(|c| *c != '=').collect();
+            // A secret's value is never shown: `[env: NAME]`, not `[env: NAME=value]`.
+            let name: String = part[i + 6..].chars().take_while(|c| *c != '=' && *c != ']').collect();
             let default = part
                 .find("[default: ")
                 .map(|d| part[d + 10..].chars().take_while(|c| *c != ']').collect())

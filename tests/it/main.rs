@@ -8,6 +8,7 @@ mod access;
 mod asof;
 mod books;
 mod cli;
+mod config;
 mod credit_lines;
 mod dashboard;
 mod deploy;

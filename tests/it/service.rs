@@ -182,3 +182,24 @@ async fn a_request_whose_bytes_are_not_the_methods_message_is_invalid_argument()
     assert_eq!((code, reason.as_str(), fields), (Code::InvalidArgument, "INVALID_FIELDS", vec![String::new()]));
     server.stop().await;
 }
+
+/// A client's deadline (`grpc-timeout`) that runs out while the server works is answered
+/// DEADLINE_EXCEEDED with its ErrorInfo, as the error table promises, not tonic's bare CANCELLED.
+#[tokio::test]
+async fn a_client_deadline_reached_on_the_server_answers_deadline_exceeded_with_its_reason() {
+    let server = TestServer::start().await;
+    let mut pledges = server.pledges().await;
+    // A read that waits for a journal sequence this server never reaches.
+    let mut request = tonic::Request::new(GetPledgeRequest { id: uuid::Uuid::new_v4().to_string() });
+    request.metadata_mut().insert(ipledger::grpc::MIN_SEQUENCE_HEADER, "1000000".parse().unwrap());
+    let deadline = std::time::Duration::from_millis(400);
+    request.set_timeout(deadline);
+    let started = std::time::Instant::now();
+    let status = pledges.get_pledge(request).await.unwrap_err();
+    let elapsed = started.elapsed();
+    let message = status.message().to_owned();
+    let (code, reason, _) = failure(status);
+    assert_eq!((code, reason.as_str()), (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"), "{message}");
+    assert!(elapsed < deadline + std::time::Duration::from_millis(300), "answered after {elapsed:?}");
+    server.stop().await;
+}

@@ -779,10 +779,19 @@ async function loadReport(route) {
 
 // --- CSV exports ---------------------------------------------------------------------------------
 
-/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+/// A figure as the API writes it (amounts, counts, percentages): a spreadsheet reads it as a number.
+const CSV_NUMBER = /^-?\d+(\.\d+)?$/;
+/// A text cell starting with one of these is a formula to Excel and WPS (CSV injection).
+const CSV_FORMULA_START = /^[=+\-@\t\r]/;
+
+/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. Text that a
+/// spreadsheet would run as a formula (a bank named `=HYPERLINK(…)`) gets a leading `'` and is
+/// quoted, as OWASP advises; numbers, negative ones too, stay numbers.
 function csvField(value) {
-  const text = String(value ?? '');
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  let text = String(value ?? '');
+  const formula = !CSV_NUMBER.test(text) && CSV_FORMULA_START.test(text);
+  if (formula) text = `'${text}`;
+  return formula || /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 /// Downloads rows as a CSV file: UTF-8 with a byte-order mark (Excel and WPS then read Chinese
