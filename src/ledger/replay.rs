@@ -397,6 +397,72 @@ pub fn restore(
     Ok(previous)
 }
 
+/// sled's page cache for a staged restore.
+const STAGING_CACHE_BYTES: u64 = 64 << 20;
+
+/// A restore into a journal other nodes read (PostgreSQL): `restore` writes the dump into this
+/// staging journal, a sled journal in a directory of its own inside the data directory, and the
+/// dump goes into the shared journal in one step (`commit`) only once its signed head and every
+/// entry are checked. Without it, a dump refused after its first chunk, or under a wrong key,
+/// would be left in the shared journal for the nodes to serve. Removed when dropped.
+pub struct Staging {
+    dir: std::path::PathBuf,
+    journal: Option<journal::SledJournal>,
+}
+
+impl std::fmt::Debug for Staging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staging").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn journal_not_empty(head: Head) -> LedgerError {
+    LedgerError::refused(
+        "JOURNAL_NOT_EMPTY",
+        format!("restore needs an empty journal; it holds {} entries", head.sequence),
+    )
+}
+
+impl Staging {
+    /// Checks that `target` is empty, before anything of the dump is read, and makes the staging
+    /// journal in `data_dir`.
+    pub fn create(data_dir: &std::path::Path, target: &dyn Journal) -> Result<Staging, LedgerError> {
+        let head = target.head()?;
+        if head != Head::default() {
+            return Err(journal_not_empty(head));
+        }
+        let dir = data_dir.join("restore-staging");
+        let journal = journal::SledJournal::open(&dir, STAGING_CACHE_BYTES)?;
+        Ok(Staging { dir, journal: Some(journal) })
+    }
+
+    pub fn journal(&self) -> &dyn Journal {
+        self.journal.as_ref().expect("present until dropped")
+    }
+
+    /// Copies the restored dump, which ends at `head`, into `target`: all of it, or nothing when
+    /// the copy fails (another restore or a writer got there first, PostgreSQL went away).
+    pub fn commit(self, target: &dyn Journal, head: Head) -> Result<Head, LedgerError> {
+        assert_eq!(self.journal().head()?, head, "the staged journal is the restored dump");
+        match target.append_from(Head::default(), self.journal(), head) {
+            Ok(copied) => Ok(copied),
+            Err(journal::JournalError::HeadMoved { found, .. }) => {
+                Err(journal_not_empty(Head { sequence: found, hash: [0; 32] }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        self.journal.take();
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove the staging journal of a restore");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::tests_support::*;
