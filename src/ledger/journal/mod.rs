@@ -444,5 +444,23 @@ pub(crate) mod suite {
         assert_eq!(read[4999], more[4999]);
         assert_eq!(journal.append(head, &[]).unwrap(), head, "an empty append is a no-op");
         assert!(journal.size_on_disk().is_ok());
+        copies_all_or_nothing(journal, head);
+    }
+
+    /// `append_from`: a source's chain from the head on, whole; nothing when it would not end
+    /// where asked, or when the head moved.
+    fn copies_all_or_nothing(journal: &dyn Journal, head: Head) {
+        let source = MemoryJournal::default();
+        let held = journal.read(1, usize::MAX).unwrap();
+        let more = chain(head, 3000);
+        let through = more[2999].head();
+        source.append(source.append(Head::default(), &held).unwrap(), &more).unwrap();
+        let beyond = Head { sequence: through.sequence + 1, hash: through.hash };
+        assert!(journal.append_from(head, &source, beyond).is_err(), "a copy short of its end");
+        assert_eq!(journal.head().unwrap(), head, "a failed copy writes nothing");
+        let stale = journal.append_from(Head::default(), &source, through);
+        assert!(matches!(stale, Err(JournalError::HeadMoved { expected: 0, .. })), "{stale:?}");
+        assert_eq!(journal.append_from(head, &source, through).unwrap(), through);
+        assert_eq!(journal.read(head.sequence + 1, 5000).unwrap(), more);
     }
 }
