@@ -55,10 +55,21 @@ fn with_a_bank_minting_an_admin(dump: &Path, bank: &str, signer: &Signer, crafte
     stored.sequence
 }
 
+/// A server on the embedded journal whatever `IPLEDGER_TEST_JOURNAL` says: the dump's source is not
+/// what these tests are about (and its temporary directory, kept while the server runs).
+async fn embedded_server() -> (TestServer, tempfile::TempDir) {
+    let temp = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let limits = ipledger::server::Limits { cache_bytes: 16 << 20, ..Default::default() };
+    let config = ipledger::server::Config { limits, ..ipledger::server::Config::new(temp.path().join("data")) };
+    (TestServer::start_with(listener, config, tx, rx).await, temp)
+}
+
 // The CLI is a blocking child process talking to the in-process server: two worker threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_into_postgres_writes_nothing_until_the_whole_dump_is_checked() {
-    let server = TestServer::start().await;
+    let (server, _source) = embedded_server().await;
     server.token("bank-a", TokenRole::Bank, BANK_A, "").await;
     let records: Vec<_> = (0..PLEDGES).map(|_| register(pledge("330106", "100.00"))).collect();
     let summary = server.pledges().await.import_pledges(tokio_stream::iter(records)).await.unwrap().into_inner();
@@ -72,7 +83,7 @@ async fn a_restore_into_postgres_writes_nothing_until_the_whole_dump_is_checked(
     let entries = PLEDGES as i64 + 2; // the bootstrap admin and bank-a
     let crafted = temp.path().join("crafted.jsonl");
     let minted = with_a_bank_minting_an_admin(&dump, "bank-a", &signer, &crafted);
-    let server_temp = server.stop().await;
+    server.stop().await;
 
     let pg = Pg::start();
     let into = |name: &str| temp.path().join(name);
@@ -93,5 +104,4 @@ async fn a_restore_into_postgres_writes_nothing_until_the_whole_dump_is_checked(
     let (ok, text) = restore_cli(&dump, &into("d"), &["--journal", &pg.url, "--trusted-key", &key]);
     assert!(!ok && text.contains("needs an empty journal"), "{text}");
     assert_eq!(pg.journal_rows(), entries);
-    drop(server_temp);
 }
