@@ -673,7 +673,13 @@ fn restore_blocking(
             Err(e) => Some(Err(e)),
         }
     });
-    let head = ipledger::ledger::replay::restore(opened.journal.as_ref(), &derived, entries)?;
+    // A journal other nodes read gets the dump only once all of it is checked (`Staging`).
+    let staging = match journal {
+        Some(_) => Some(ipledger::ledger::replay::Staging::create(dir, opened.journal.as_ref())?),
+        None => None,
+    };
+    let into = staging.as_ref().map_or(opened.journal.as_ref(), |s| s.journal());
+    let head = ipledger::ledger::replay::restore(into, &derived, entries)?;
     let refused = |why: String| ServeError::Ledger(LedgerError::refused("DUMP_NOT_TRUSTED", why));
     match signed {
         Some(signed) => {
@@ -691,6 +697,9 @@ fn restore_blocking(
         }
         None if trusted.is_empty() => eprintln!("warning: the dump has no signed head (--allow-unsigned)"),
         None => return Err(refused("the dump has no signed head, and --trusted-key asks for one".to_owned())),
+    }
+    if let Some(staging) = staging {
+        staging.commit(opened.journal.as_ref(), head)?;
     }
     let scratch =
         ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;

@@ -73,9 +73,38 @@ fn walk(
     Ok(())
 }
 
+/// Decides `entry` again under the ledger's rules, as its principal at its time, against the state
+/// in `tx` (`apply::validate`), then applies it: how a restore, a follower and a new writer take an
+/// entry that another process wrote. An entry the rules refuse is refused with `ENTRY_REFUSED`,
+/// whatever its hashes say.
+pub(crate) fn apply_checked(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
+    super::apply::validate(tx, entry)?;
+    // Only the decision counts: the records are the projector's, from the entry itself.
+    tx.reject();
+    projector::apply_entry(tx, entry)?;
+    tx.accept();
+    Ok(())
+}
+
+/// Checks that `entry` is the one right after `previous`: a journal that others can write may
+/// hold rows that skip or fork the chain.
+pub(crate) fn check_link(previous: Head, entry: &Entry) -> Result<(), LedgerError> {
+    if entry.sequence == previous.sequence + 1 && entry.prev_hash == previous.hash {
+        return Ok(());
+    }
+    Err(LedgerError::refused(
+        "JOURNAL_CHAIN_BROKEN",
+        format!("journal entry {} does not follow entry {}", entry.sequence, previous.sequence),
+    )
+    .with("sequence", entry.sequence))
+}
+
 /// Applies the journal's entries after what `derived` reflects, up to the journal's head, in chunks
 /// (checkpointing when the overlay is full): the start of a ledger, with progress in the log.
-pub fn catch_up(journal: &dyn Journal, derived: &Arc<Derived>) -> Result<u64, LedgerError> {
+/// `checked`: each entry is decided again first (`apply_checked`), for a journal that others can
+/// write (PostgreSQL, where a database credential suffices); the embedded journal sits beside
+/// derived state in the node's own directory, and is applied as it is.
+pub fn catch_up(journal: &dyn Journal, derived: &Arc<Derived>, checked: bool) -> Result<u64, LedgerError> {
     let from = derived.through().map_err(unavailable)?;
     let head = journal.head()?;
     if head.sequence == from.sequence {
@@ -84,6 +113,7 @@ pub fn catch_up(journal: &dyn Journal, derived: &Arc<Derived>) -> Result<u64, Le
     let started = std::time::Instant::now();
     let mut applied = 0u64;
     let mut next = from.sequence + 1;
+    let mut previous = from;
     while next <= head.sequence {
         let chunk = journal.read(next, CHUNK)?;
         let Some(last) = chunk.last() else { break };
@@ -91,8 +121,14 @@ pub fn catch_up(journal: &dyn Journal, derived: &Arc<Derived>) -> Result<u64, Le
         let mut tx = Tx::new(derived.as_ref());
         for stored in &chunk {
             let entry = stored.decode()?;
-            projector::apply_entry(&mut tx, &entry)?;
-            tx.accept();
+            if checked {
+                check_link(previous, &entry)?;
+                previous = stored.head();
+                apply_checked(&mut tx, &entry)?;
+            } else {
+                projector::apply_entry(&mut tx, &entry)?;
+                tx.accept();
+            }
         }
         applied += chunk.len() as u64;
         next = through.sequence + 1;
@@ -381,10 +417,7 @@ pub fn restore(
         if entry.prev_hash != previous.hash {
             return Err(broken("its previous hash is not the hash of the entry before it"));
         }
-        super::apply::validate(&mut tx, &entry)?;
-        tx.reject();
-        projector::apply_entry(&mut tx, &entry)?;
-        tx.accept();
+        apply_checked(&mut tx, &entry)?;
         previous = stored.head();
         pending.push(stored);
         if pending.len() == CHUNK {
@@ -395,6 +428,72 @@ pub fn restore(
     flush(&mut pending, tx, &mut appended, previous)?;
     derived.checkpoint_and_wait().map_err(unavailable)?;
     Ok(previous)
+}
+
+/// sled's page cache for a staged restore.
+const STAGING_CACHE_BYTES: u64 = 64 << 20;
+
+/// A restore into a journal other nodes read (PostgreSQL): `restore` writes the dump into this
+/// staging journal, a sled journal in a directory of its own inside the data directory, and the
+/// dump goes into the shared journal in one step (`commit`) only once its signed head and every
+/// entry are checked. Without it, a dump refused after its first chunk, or under a wrong key,
+/// would be left in the shared journal for the nodes to serve. Removed when dropped.
+pub struct Staging {
+    dir: std::path::PathBuf,
+    journal: Option<journal::SledJournal>,
+}
+
+impl std::fmt::Debug for Staging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staging").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn journal_not_empty(head: Head) -> LedgerError {
+    LedgerError::refused(
+        "JOURNAL_NOT_EMPTY",
+        format!("restore needs an empty journal; it holds {} entries", head.sequence),
+    )
+}
+
+impl Staging {
+    /// Checks that `target` is empty, before anything of the dump is read, and makes the staging
+    /// journal in `data_dir`.
+    pub fn create(data_dir: &std::path::Path, target: &dyn Journal) -> Result<Staging, LedgerError> {
+        let head = target.head()?;
+        if head != Head::default() {
+            return Err(journal_not_empty(head));
+        }
+        let dir = data_dir.join("restore-staging");
+        let journal = journal::SledJournal::open(&dir, STAGING_CACHE_BYTES)?;
+        Ok(Staging { dir, journal: Some(journal) })
+    }
+
+    pub fn journal(&self) -> &dyn Journal {
+        self.journal.as_ref().expect("present until dropped")
+    }
+
+    /// Copies the restored dump, which ends at `head`, into `target`: all of it, or nothing when
+    /// the copy fails (another restore or a writer got there first, PostgreSQL went away).
+    pub fn commit(self, target: &dyn Journal, head: Head) -> Result<Head, LedgerError> {
+        assert_eq!(self.journal().head()?, head, "the staged journal is the restored dump");
+        match target.append_from(Head::default(), self.journal(), head) {
+            Ok(copied) => Ok(copied),
+            Err(journal::JournalError::HeadMoved { found, .. }) => {
+                Err(journal_not_empty(Head { sequence: found, hash: [0; 32] }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        self.journal.take();
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove the staging journal of a restore");
+        }
+    }
 }
 
 #[cfg(test)]

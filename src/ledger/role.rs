@@ -158,9 +158,10 @@ fn compete(lease: &Lease) -> Result<(Role, bool), JournalError> {
 mod tests {
     use super::*;
     use crate::domain::principal::{Principal, PrincipalName, Role as Access};
-    use crate::ledger::journal::PostgresJournal;
+    use crate::ledger::journal::{Access as Io, Guarded, Journal, PostgresJournal};
     use crate::ledger::{Command, Ledger, Options, signing::Signer};
     use crate::store::MemoryStore;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     fn node(url: &str, name: &str) -> (Ledger, crate::ledger::WriterGuard) {
@@ -168,11 +169,23 @@ mod tests {
     }
 
     fn node_blocking(url: &str, name: &str) -> (Ledger, crate::ledger::WriterGuard) {
+        node_cut(url, name, Arc::default())
+    }
+
+    /// A node whose reads of the journal fail while `cut` is set (its lease is untouched): a
+    /// follower cut off from the journal, as by a broken route to PostgreSQL's reader.
+    fn node_cut(url: &str, name: &str, cut: Arc<AtomicBool>) -> (Ledger, crate::ledger::WriterGuard) {
         let journal = PostgresJournal::connect(url).unwrap();
         let lease = Lease::connect(url, name, Duration::from_millis(1000), journal.term()).unwrap();
         let store = Arc::new(MemoryStore::default());
+        let guard = move |access: Io| match access {
+            Io::Read | Io::Head if cut.load(Ordering::SeqCst) => {
+                Err(JournalError::Unavailable("cut off from the journal".to_owned()))
+            }
+            _ => Ok(()),
+        };
         Ledger::start_node(
-            Arc::new(journal),
+            Arc::new(Guarded::new(Arc::new(journal), guard)),
             store,
             Signer::ephemeral().unwrap(),
             Options::small(),
@@ -181,9 +194,11 @@ mod tests {
         .unwrap()
     }
 
+    /// The name the server bootstraps the first admin under: followers decide every entry again,
+    /// so the tests write as a principal the journal knows.
     fn admin() -> Principal {
         Principal {
-            name: PrincipalName::parse("admin").unwrap(),
+            name: PrincipalName::parse("system").unwrap(),
             role: Access::Admin,
             create_time: 0,
             revoke_time: None,
@@ -245,5 +260,110 @@ mod tests {
         assert_eq!(after, sequence + 1);
         drop(a);
         tokio::task::spawn_blocking(move || a_writer.join()).await.unwrap();
+    }
+
+    /// A row that links to the head, inserted by whoever holds a database credential: `by`
+    /// creates an admin named `evil`. Returns its sequence.
+    fn insert_forged_admin(url: &str, by: &str) -> u64 {
+        use crate::ledger::journal::{Event, format, read_one};
+        use crate::ledger::principals::PrincipalRecord;
+        tokio::task::block_in_place(|| {
+            let journal = PostgresJournal::connect(url).unwrap();
+            let head = journal.head().unwrap();
+            let at = read_one(&journal, head.sequence).unwrap().unwrap().decode().unwrap().at + 1;
+            let evil = Principal {
+                name: PrincipalName::parse("evil").unwrap(),
+                role: Access::Admin,
+                create_time: at,
+                revoke_time: None,
+            };
+            let event = Event::PrincipalCreated { record: PrincipalRecord { principal: evil, token_hash: [6; 32] } };
+            let (_, stored) =
+                format::seal(head.sequence + 1, head.hash, at, &PrincipalName::parse(by).unwrap(), None, event);
+            journal.append(head, std::slice::from_ref(&stored)).unwrap();
+            stored.sequence
+        })
+    }
+
+    async fn until_stopped(ledger: &Ledger) {
+        let mut stopped = ledger.writes_stopped();
+        tokio::time::timeout(Duration::from_secs(10), stopped.wait_for(|s| *s))
+            .await
+            .expect("health says NOT_SERVING in time")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_row_inserted_with_sql_that_the_rules_refuse_is_applied_by_no_node_and_stops_them() {
+        let cluster = crate::ledger::journal::postgres::cluster::Cluster::start();
+        let (a, a_writer) = node(&cluster.url, "a:1");
+        until(&a, Role::is_writer).await;
+        let (b, b_writer) = node(&cluster.url, "b:1");
+        until(&b, |r| *r == Role::Follower { writer: Some("a:1".to_owned()) }).await;
+        let code = crate::domain::ident::CreditCode::parse("91330100716105852F").unwrap();
+        let bank = Command::CreatePrincipal {
+            name: PrincipalName::parse("bank-x").unwrap(),
+            role: Access::Bank(code),
+            token_hash: [9; 32],
+        };
+        let (_, _, sequence) = a.write(&admin(), bank).await.unwrap();
+        b.wait_for(sequence, Duration::from_secs(5)).await.unwrap();
+
+        let forged = insert_forged_admin(&cluster.url, "bank-x");
+        // The follower refuses it: nothing of it applied, no admin minted, health NOT_SERVING.
+        until_stopped(&b).await;
+        let evil = PrincipalName::parse("evil").unwrap();
+        assert!(b.principals().by_name(&evil).is_none(), "the follower minted the forged admin");
+        assert_eq!(*b.committed().borrow(), sequence, "the follower applied nothing of entry {forged}");
+        // The writer finds the head moved, catches up, refuses it too and stops writing.
+        let refused = a.write(&admin(), create(1)).await;
+        assert!(refused.is_err(), "{refused:?}");
+        until_stopped(&a).await;
+        assert!(a.principals().by_name(&evil).is_none(), "the writer minted the forged admin");
+        assert!(a.write(&admin(), create(2)).await.is_err(), "writes stay stopped");
+        // A node that starts on the journal refuses to start rather than serve it.
+        let started = tokio::task::block_in_place(|| {
+            let journal = PostgresJournal::connect(cluster.url.as_str()).unwrap();
+            let lease =
+                Lease::connect(cluster.url.as_str(), "c:1", Duration::from_millis(1000), journal.term()).unwrap();
+            let store = Arc::new(MemoryStore::default());
+            let signer = Signer::ephemeral().unwrap();
+            Ledger::start_node(Arc::new(journal), store, signer, Options::small(), Some(Arc::new(lease)))
+        });
+        let Err(refused) = started else { panic!("a node started on a journal with a refused entry") };
+        assert_eq!(refused.reason(), "ENTRY_REFUSED", "{refused:?}");
+        drop((a, b));
+        tokio::task::spawn_blocking(move || (a_writer.join(), b_writer.join())).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_cut_off_from_the_journal_says_not_serving_after_three_leases_and_serving_once_caught_up() {
+        let cluster = crate::ledger::journal::postgres::cluster::Cluster::start();
+        let (a, a_writer) = node(&cluster.url, "a:1");
+        until(&a, Role::is_writer).await;
+        let cut = Arc::new(AtomicBool::new(false));
+        let (b, b_writer) = tokio::task::block_in_place(|| node_cut(&cluster.url, "b:1", cut.clone()));
+        until(&b, |r| *r == Role::Follower { writer: Some("a:1".to_owned()) }).await;
+        let (_, _, first) = a.write(&admin(), create(1)).await.unwrap();
+        b.wait_for(first, Duration::from_secs(5)).await.unwrap();
+        assert!(!*b.writes_stopped().borrow());
+
+        cut.store(true, Ordering::SeqCst);
+        let cut_at = std::time::Instant::now();
+        let (_, _, second) = a.write(&admin(), create(2)).await.unwrap();
+        until_stopped(&b).await;
+        // Not before the bound (less the poll it may have last caught up in), and reads were
+        // stale all along.
+        let after = cut_at.elapsed();
+        assert!(after >= Duration::from_millis(3000 - 600), "NOT_SERVING after {after:?}, before the bound");
+        assert!(*b.committed().borrow() < second);
+        assert!(!*a.writes_stopped().borrow(), "the writer is unaffected");
+
+        cut.store(false, Ordering::SeqCst);
+        b.wait_for(second, Duration::from_secs(5)).await.unwrap();
+        let mut stopped = b.writes_stopped();
+        tokio::time::timeout(Duration::from_secs(5), stopped.wait_for(|s| !*s)).await.unwrap().unwrap();
+        drop((a, b));
+        tokio::task::spawn_blocking(move || (a_writer.join(), b_writer.join())).await.unwrap();
     }
 }

@@ -47,6 +47,51 @@ const FOLLOW_POLL: Duration = Duration::from_millis(500);
 /// How long a failing follower or takeover waits before it tries again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
+/// How many leases a follower may go without reaching the journal's head before its health says
+/// NOT_SERVING: three leases is longer than a writer's failover (about one and a half leases), so
+/// a failover alone never takes the followers out of service, yet reads are never served stale
+/// for long without a load balancer hearing of it.
+const STALE_LEASES: u32 = 3;
+
+/// Why a follower (or a new writer catching up) could not apply the journal.
+#[derive(Debug)]
+enum FollowError {
+    /// The journal could not be read, or derived state not written: tried again.
+    Unavailable(LedgerError),
+    /// The journal holds an entry this node refuses: one that does not decode, does not follow
+    /// the chain, or that the rules refuse as its principal at its time (a row inserted into the
+    /// table with a database credential). Nothing of it is applied, and the node stops following.
+    Refused(LedgerError),
+}
+
+impl std::fmt::Display for FollowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FollowError::Unavailable(e) => write!(f, "{e}"),
+            FollowError::Refused(e) => write!(f, "a journal entry is refused: {e}"),
+        }
+    }
+}
+
+impl From<JournalError> for FollowError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Corrupt(_) => FollowError::Refused(e.into()),
+            other => FollowError::Unavailable(other.into()),
+        }
+    }
+}
+
+impl From<LedgerError> for FollowError {
+    /// A store that failed is tried again; any other failure is the entry's.
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Unavailable(_) => FollowError::Unavailable(e),
+            other => FollowError::Refused(other),
+        }
+    }
+}
+
 /// Strictly increasing microsecond timestamps: they keep increasing across restarts (the clock
 /// starts after the journal's last entry) even if the wall clock steps back.
 struct Clock {
@@ -67,8 +112,11 @@ pub struct Spawned {
     pub handle: std::thread::JoinHandle<()>,
     /// The sequence of the last committed journal entry, updated after every commit.
     pub committed: watch::Receiver<u64>,
-    /// Turns true when the writer refuses every write (fail-stop after a failure whose outcome it
-    /// cannot establish), so health can say NOT_SERVING and an orchestrator restarts the server.
+    /// Turns true when this node must not be served from, so health says NOT_SERVING: the writer
+    /// refuses every write (fail-stop after a failure whose outcome it cannot establish, or a
+    /// journal entry it refused to apply), and an orchestrator restarts the server; or, as a
+    /// follower, it could not follow the journal for longer than `stale_max` (false again once
+    /// it caught up).
     pub writes_stopped: watch::Receiver<bool>,
     /// Whether this node writes or follows.
     pub role: watch::Receiver<Role>,
@@ -98,18 +146,19 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
         None => watch::channel(Role::Writer { term: 0 }),
         Some(_) => watch::channel(Role::Follower { writer: None }),
     };
-    let (settle_max, role_tx, controller) = match lease {
-        None => (Duration::ZERO, Some(role_tx), None),
+    let (settle_max, stale_max, role_tx, controller) = match lease {
+        None => (Duration::ZERO, Duration::MAX, Some(role_tx), None),
         Some(lease) => {
             let (requests_tx, requests) = std::sync::mpsc::channel();
             let wake = sender.downgrade();
             // Long enough for PostgreSQL to fail over (Patroni's election) and answer again.
             let settle_max = lease.ttl() * 12;
+            let stale_max = lease.ttl() * STALE_LEASES;
             std::thread::Builder::new()
                 .name("ipledger-lease".to_owned())
                 .spawn(move || role::run_lease(lease, role_tx, requests, wake))
                 .map_err(|e| LedgerError::Unavailable(format!("cannot start the lease thread: {e}")))?;
-            (settle_max, None, Some(requests_tx))
+            (settle_max, stale_max, None, Some(requests_tx))
         }
     };
     let writer = Writer {
@@ -123,6 +172,9 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
         controller,
         leading: None,
         settle_max,
+        stale_max,
+        followed_at: Instant::now(),
+        stale: false,
     };
     let handle = std::thread::Builder::new()
         .name("ipledger-writer".to_owned())
@@ -149,6 +201,13 @@ struct Writer {
     /// How long an append of unknown outcome is retried against the journal before the callers
     /// are told the outcome is unknown.
     settle_max: Duration,
+    /// How long a follower may go without reaching the journal's head before health says
+    /// NOT_SERVING (`STALE_LEASES`).
+    stale_max: Duration,
+    /// When this node last reached the journal's head as a follower (or last wrote).
+    followed_at: Instant,
+    /// Whether health says NOT_SERVING because following fails for longer than `stale_max`.
+    stale: bool,
 }
 
 /// How a group ended.
@@ -187,7 +246,7 @@ impl Writer {
             let role = self.role.borrow().clone();
             let turn = match role {
                 Role::Writer { term } => self.write_turn(term, &mut receiver, &mut jobs, &mut failed),
-                Role::Follower { writer } => self.follow_turn(writer, &mut receiver, failed.is_some()),
+                Role::Follower { writer } => self.follow_turn(writer, &mut receiver, &mut failed),
             };
             if turn == Turn::Closed {
                 break;
@@ -214,10 +273,17 @@ impl Writer {
         failed: &mut Option<String>,
     ) -> Turn {
         if self.leading != Some(term) && failed.is_none() {
-            if let Err(e) = self.take_over() {
-                tracing::warn!(error = %e, term, "cannot catch up with the journal before writing; trying again");
-                std::thread::sleep(RETRY_PAUSE);
-                return Turn::Continue;
+            match self.take_over() {
+                Ok(()) => {}
+                Err(FollowError::Refused(e)) => {
+                    self.fail_stop(failed, format!("the journal holds an entry this node refuses: {e}"));
+                    return Turn::Continue;
+                }
+                Err(FollowError::Unavailable(e)) => {
+                    tracing::warn!(error = %e, term, "cannot catch up with the journal before writing; trying again");
+                    std::thread::sleep(RETRY_PAUSE);
+                    return Turn::Continue;
+                }
             }
             self.leading = Some(term);
             if term > 0 {
@@ -248,13 +314,7 @@ impl Writer {
             // The lease was lost while these waited: another node decides them.
             None if !still => refuse_not_writer(jobs, None),
             None => match self.commit_group(jobs) {
-                GroupEnd::Stop(reason, _) => {
-                    *failed = Some(reason);
-                    self.writes_stopped.send_replace(true);
-                    if let Some(controller) = &self.controller {
-                        let _ = controller.send(role::Request::Stop);
-                    }
-                }
+                GroupEnd::Stop(reason, _) => self.fail_stop(failed, reason),
                 GroupEnd::StepDown(answer) => match &self.controller {
                     Some(controller) => {
                         self.leading = None;
@@ -275,10 +335,29 @@ impl Writer {
         Turn::Continue
     }
 
+    /// Stops writing and following for good (until a restart): health says NOT_SERVING, and in a
+    /// cluster the lease is released and no longer competed for, so that another node writes.
+    fn fail_stop(&mut self, failed: &mut Option<String>, reason: String) {
+        tracing::error!(reason = %reason, "this node stops writing and following; restart it once the cause is fixed");
+        *failed = Some(reason);
+        self.writes_stopped.send_replace(true);
+        if let Some(controller) = &self.controller {
+            let _ = controller.send(role::Request::Stop);
+        }
+    }
+
     /// One round as a follower: refuse what was queued (it raced the role change), wait for news
     /// of an append, apply what the journal has.
-    fn follow_turn(&mut self, writer: Option<String>, receiver: &mut mpsc::Receiver<Job>, failed: bool) -> Turn {
-        self.leading = None;
+    fn follow_turn(
+        &mut self,
+        writer: Option<String>,
+        receiver: &mut mpsc::Receiver<Job>,
+        failed: &mut Option<String>,
+    ) -> Turn {
+        // A writer that just stepped down counts its time behind from now.
+        if self.leading.take().is_some() {
+            self.followed_at = Instant::now();
+        }
         loop {
             match receiver.try_recv() {
                 Ok(Job::Write(write)) => {
@@ -292,30 +371,70 @@ impl Writer {
         }
         self.targets.journal.wait_for_append(self.head.sequence, FOLLOW_POLL);
         // Derived state of a stopped writer may be behind what it acknowledged: leave it alone.
-        if !failed && let Err(e) = self.follow() {
-            tracing::warn!(error = %e, "cannot follow the journal; trying again");
-            std::thread::sleep(RETRY_PAUSE);
+        if failed.is_some() {
+            return Turn::Continue;
+        }
+        match self.follow() {
+            Ok(_) => self.caught_up(),
+            Err(FollowError::Refused(e)) => {
+                self.fail_stop(failed, format!("the journal holds an entry this node refuses: {e}"));
+            }
+            Err(FollowError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "cannot follow the journal; trying again");
+                self.check_stale();
+                std::thread::sleep(RETRY_PAUSE);
+            }
         }
         Turn::Continue
     }
 
+    /// This node reflects the journal's head: a follower that was stale serves again.
+    fn caught_up(&mut self) {
+        self.followed_at = Instant::now();
+        if self.stale {
+            self.stale = false;
+            self.writes_stopped.send_replace(false);
+            tracing::warn!(head = self.head.sequence, "the follower caught up with the journal: health says SERVING");
+        }
+    }
+
+    /// A follower that has not reached the journal's head for `stale_max` says NOT_SERVING, so
+    /// that load balancers stop sending it reads; its lag is in the log.
+    fn check_stale(&mut self) {
+        let behind = self.followed_at.elapsed();
+        if !self.stale && behind >= self.stale_max {
+            self.stale = true;
+            self.writes_stopped.send_replace(true);
+            tracing::error!(
+                behind_ms = behind.as_millis() as u64,
+                bound_ms = self.stale_max.as_millis() as u64,
+                head = self.head.sequence,
+                "the follower could not follow the journal for longer than its bound: health says NOT_SERVING"
+            );
+        }
+    }
+
     /// Before writing under a new term: apply every entry the journal has (the lease is held, so
     /// nobody appends meanwhile) and continue its clock.
-    fn take_over(&mut self) -> Result<(), LedgerError> {
+    fn take_over(&mut self) -> Result<(), FollowError> {
         self.follow()?;
         let head = self.targets.journal.head()?;
         if head != self.head {
-            return Err(LedgerError::Unavailable(format!(
+            return Err(FollowError::Unavailable(LedgerError::Unavailable(format!(
                 "the journal's head is {} after catching up to {}",
                 head.sequence, self.head.sequence
-            )));
+            ))));
         }
+        self.caught_up();
         Ok(())
     }
 
     /// Applies the journal's entries after `self.head` into derived state, chunk by chunk, until
-    /// there are none: what a follower does, and a new writer before it writes.
-    fn follow(&mut self) -> Result<u64, LedgerError> {
+    /// there are none: what a follower does, and a new writer before it writes. Every entry is
+    /// decided again first, as a restore decides a dump's (`replay::apply_checked`): another node
+    /// wrote it, and so may anyone who can insert into the journal's table. A chunk with an entry
+    /// refused is applied not at all.
+    fn follow(&mut self) -> Result<u64, FollowError> {
         let mut applied = 0;
         loop {
             let chunk = self.targets.journal.read(self.head.sequence + 1, FOLLOW_CHUNK)?;
@@ -329,14 +448,8 @@ impl Writer {
             for stored in &chunk {
                 let entry = stored.decode()?;
                 // The chain continues exactly where derived state is.
-                if entry.sequence != head.sequence + 1 || entry.prev_hash != head.hash {
-                    return Err(LedgerError::Internal(format!(
-                        "journal entry {} does not follow entry {} that derived state reflects",
-                        entry.sequence, head.sequence
-                    )));
-                }
-                super::projector::apply_entry(&mut tx, &entry)?;
-                tx.accept();
+                super::replay::check_link(head, &entry).map_err(FollowError::Refused)?;
+                super::replay::apply_checked(&mut tx, &entry)?;
                 if let Some(name) = entry.event.principal() {
                     principals.push(name.clone());
                 }

@@ -313,12 +313,14 @@ fn host_of(config: &postgres::Config) -> String {
     }
 }
 
-/// What a journal URL must say whatever the layout: the primary only (a replica refuses writes)
-/// and no TLS (ipledger's client has none, so `sslmode=require` would never connect).
-fn journal_is_the_primary_without_tls(config: &postgres::Config) {
+/// What a journal URL must say whatever the layout: the primary only (a replica refuses writes),
+/// and TLS, if any, from `IPLEDGER_JOURNAL_CA` rather than the URL (which may say `prefer`, the
+/// default, or nothing: with a CA ipledger requires TLS and verifies the host; `sslmode=disable`
+/// would contradict it).
+fn journal_is_the_primary(config: &postgres::Config) {
     use postgres::config::{SslMode, TargetSessionAttrs};
     assert!(matches!(config.get_target_session_attrs(), TargetSessionAttrs::ReadWrite), "target_session_attrs");
-    assert!(matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer), "sslmode");
+    assert!(matches!(config.get_ssl_mode(), SslMode::Prefer), "sslmode");
     assert!(config.get_connect_timeout().is_some(), "a failover must not hang a connection attempt");
 }
 
@@ -635,7 +637,8 @@ fn the_ha_node_settings_are_tls_a_unique_name_and_the_journal_through_haproxy() 
     // The journal through the local HAProxy's PostgreSQL read-write listen.
     let haproxy = Haproxy::parse(&read("ha/haproxy.cfg"));
     let journal = journal_config(&env["IPLEDGER_JOURNAL"]);
-    journal_is_the_primary_without_tls(&journal);
+    journal_is_the_primary(&journal);
+    assert!(env.contains_key("IPLEDGER_JOURNAL_CA"), "the journal's connections use TLS");
     assert_eq!(host_of(&journal), "127.0.0.1", "the local HAProxy");
     assert_eq!(journal.get_ports(), [haproxy.bind_port("postgres_rw")]);
     let password = String::from_utf8(journal.get_password().unwrap().to_vec()).unwrap();
@@ -646,12 +649,20 @@ fn the_ha_node_settings_are_tls_a_unique_name_and_the_journal_through_haproxy() 
     let admitted = hba.as_sequence().unwrap().iter().any(|line| {
         let words: Vec<&str> = line.as_str().unwrap().split_whitespace().collect();
         words.len() == 5
-            && words[0] == "host"
+            && words[0] == "hostssl"
             && words[1] == database
             && words[2] == user
             && words[4] == "scram-sha-256"
     });
-    assert!(admitted, "pg_hba admits {user} to {database}: {hba:?}");
+    assert!(admitted, "pg_hba admits {user} to {database} over TLS: {hba:?}");
+    // Over TCP nothing is admitted without TLS: no `host` line, and PostgreSQL serves TLS.
+    for line in hba.as_sequence().unwrap() {
+        let kind = line.as_str().unwrap().split_whitespace().next().unwrap();
+        assert!(matches!(kind, "local" | "hostssl"), "a TCP line without TLS: {line:?}");
+    }
+    let parameters = &patroni_config()["postgresql"]["parameters"];
+    assert_eq!(parameters["ssl"], "on");
+    assert!(parameters["ssl_cert_file"].is_string() && parameters["ssl_key_file"].is_string());
     // The HAProxy ipledger listens reach this node by the name it advertises.
     let servers = ipledger_listen_checks(&haproxy, "ipledger_write", "/healthz/writer");
     assert!(servers.iter().any(|s| s.value("verifyhost") == Some(host_part(advertise))), "{advertise}");
@@ -663,6 +674,11 @@ fn the_ha_patroni_configuration_is_strictly_synchronous_with_rewind_and_a_consis
     let config = patroni_config();
     assert!(config.get("etcd").is_none(), "etcd 3.4 serves the v3 API: the etcd3 section");
     assert_eq!(config["etcd3"]["hosts"].as_sequence().unwrap().len(), 3, "three etcd members");
+    // etcd decides the primary: TLS, its CA verified, and Patroni authenticated by certificate.
+    assert_eq!(config["etcd3"]["protocol"], "https");
+    for key in ["cacert", "cert", "key"] {
+        assert!(config["etcd3"][key].is_string(), "etcd3.{key}");
+    }
     let dcs = &config["bootstrap"]["dcs"];
     assert_eq!(dcs["synchronous_mode"], true);
     assert_eq!(dcs["synchronous_mode_strict"], true);
@@ -920,7 +936,8 @@ fn the_ha_kubernetes_manifests_run_three_nodes_on_a_synchronous_cloudnativepg_cl
     }
     // The journal: the primary through CloudNativePG's read-write Service, as the app user.
     let journal = journal_config(&env["IPLEDGER_JOURNAL"]);
-    journal_is_the_primary_without_tls(&journal);
+    journal_is_the_primary(&journal);
+    assert!(env.contains_key("IPLEDGER_JOURNAL_CA"), "the journal's connections use TLS");
     assert_eq!(host_of(&journal), format!("{cluster_name}-rw"));
     assert_eq!(journal.get_ports(), [5432]);
     assert_eq!(journal.get_dbname(), Some(database));

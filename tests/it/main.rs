@@ -22,6 +22,7 @@ mod import;
 mod journal;
 mod limits;
 mod metrics;
+mod pg;
 mod pledges;
 mod risk;
 mod service;
@@ -31,4 +32,5 @@ mod tls;
 mod tokens;
 #[path = "../support/tools.rs"]
 mod tools;
+mod trust;
 mod upgrade;

@@ -300,6 +300,41 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Bytes the journal occupies on disk.
     fn size_on_disk(&self) -> Result<u64, JournalError>;
+
+    /// Appends `source`'s entries after `expected` up to `through`, all of them or none, only if
+    /// the journal's head is `expected`: how a restore into a shared journal commits a dump it
+    /// staged and checked whole, so that no node ever sees a part of a dump nobody vouched for.
+    /// By default one `append` of them all (atomic in every engine, the entries in memory);
+    /// PostgreSQL streams them into one transaction.
+    fn append_from(&self, expected: Head, source: &dyn Journal, through: Head) -> Result<Head, JournalError> {
+        assert!(through.sequence >= expected.sequence, "a copy ends at or after where it starts");
+        let entries = source.read(expected.sequence + 1, (through.sequence - expected.sequence) as usize)?;
+        check_copy(expected, &entries, through)?;
+        self.append(expected, &entries)
+    }
+}
+
+/// Checks that `entries` are a source's whole chain from `expected` to `through`: what a copy
+/// between journals commits must be exactly what was checked, not a part of it.
+pub(crate) fn check_copy(expected: Head, entries: &[Stored], through: Head) -> Result<(), JournalError> {
+    let mut previous = expected;
+    for stored in entries {
+        let entry = stored.decode()?;
+        if entry.sequence != previous.sequence + 1 || entry.prev_hash != previous.hash {
+            return Err(JournalError::Corrupt(format!(
+                "entry {} does not follow entry {} in the copy",
+                entry.sequence, previous.sequence
+            )));
+        }
+        previous = stored.head();
+    }
+    if previous != through {
+        return Err(JournalError::Corrupt(format!(
+            "the copy ends at {}, not at {}",
+            previous.sequence, through.sequence
+        )));
+    }
+    Ok(())
 }
 
 /// What a `Guarded` journal is about to do.
@@ -428,5 +463,23 @@ pub(crate) mod suite {
         assert_eq!(read[4999], more[4999]);
         assert_eq!(journal.append(head, &[]).unwrap(), head, "an empty append is a no-op");
         assert!(journal.size_on_disk().is_ok());
+        copies_all_or_nothing(journal, head);
+    }
+
+    /// `append_from`: a source's chain from the head on, whole; nothing when it would not end
+    /// where asked, or when the head moved.
+    fn copies_all_or_nothing(journal: &dyn Journal, head: Head) {
+        let source = MemoryJournal::default();
+        let held = journal.read(1, usize::MAX).unwrap();
+        let more = chain(head, 3000);
+        let through = more[2999].head();
+        source.append(source.append(Head::default(), &held).unwrap(), &more).unwrap();
+        let beyond = Head { sequence: through.sequence + 1, hash: through.hash };
+        assert!(journal.append_from(head, &source, beyond).is_err(), "a copy short of its end");
+        assert_eq!(journal.head().unwrap(), head, "a failed copy writes nothing");
+        let stale = journal.append_from(Head::default(), &source, through);
+        assert!(matches!(stale, Err(JournalError::HeadMoved { expected: 0, .. })), "{stale:?}");
+        assert_eq!(journal.append_from(head, &source, through).unwrap(), through);
+        assert_eq!(journal.read(head.sequence + 1, 5000).unwrap(), more);
     }
 }

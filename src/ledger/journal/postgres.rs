@@ -296,6 +296,15 @@ fn head_of(row: Option<postgres::Row>) -> Result<Head, JournalError> {
 
 const HEAD: &str = "SELECT sequence, hash FROM ipledger_journal ORDER BY sequence DESC LIMIT 1";
 
+/// One multi-row insert of a group's rows, column by column (`Columns`).
+const INSERT: &str = "INSERT INTO ipledger_journal (sequence, prev_hash, hash, principal, request_id, at, entry, event)
+     SELECT s, p, h, pr, NULLIF(r, '')::uuid, timestamptz 'epoch' + a * interval '1 microsecond', e, ev::jsonb
+     FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
+          AS t(s, p, h, pr, r, a, e, ev)";
+
+/// Rows a copy (`append_from`) inserts per statement.
+const COPY_CHUNK: usize = 2048;
+
 /// The rows of `entries`, column by column, for one multi-row insert.
 struct Columns {
     sequences: Vec<i64>,
@@ -392,10 +401,7 @@ impl Journal for PostgresJournal {
                 return Err(JournalError::HeadMoved { expected: expected.sequence, found: head.sequence });
             }
             let inserted = tx.execute(
-                "INSERT INTO ipledger_journal (sequence, prev_hash, hash, principal, request_id, at, entry, event)
-                 SELECT s, p, h, pr, NULLIF(r, '')::uuid, timestamptz 'epoch' + a * interval '1 microsecond', e, ev::jsonb
-                 FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::bigint[], $7::bytea[], $8::text[])
-                      AS t(s, p, h, pr, r, a, e, ev)",
+                INSERT,
                 &[&c.sequences, &c.prevs, &c.hashes, &c.principals, &c.requests, &c.ats, &c.bytes, &c.events],
             );
             if let Err(e) = inserted {
@@ -410,6 +416,40 @@ impl Journal for PostgresJournal {
             // A failure of the commit itself leaves the outcome unknown: the head tells.
             tx.commit().map_err(|e| JournalError::OutcomeUnknown(e.to_string()))?;
             Ok(last.head())
+        })
+    }
+
+    /// One transaction for the whole copy, inserted a chunk at a time: a restore's dump is
+    /// visible to the nodes all at once, after it was checked, or not at all.
+    fn append_from(&self, expected: Head, source: &dyn Journal, through: Head) -> Result<Head, JournalError> {
+        self.writer.with(|client| {
+            let mut tx = client.transaction().map_err(unavailable)?;
+            let head = head_of(tx.query_opt(HEAD, &[]).map_err(unavailable)?)?;
+            if head != expected {
+                return Err(JournalError::HeadMoved { expected: expected.sequence, found: head.sequence });
+            }
+            let mut copied = expected;
+            while copied.sequence < through.sequence {
+                let limit = COPY_CHUNK.min((through.sequence - copied.sequence) as usize);
+                let chunk = source.read(copied.sequence + 1, limit)?;
+                let Some(last) = chunk.last() else { break };
+                let end = last.head();
+                super::check_copy(copied, &chunk, end)?;
+                let c = Columns::of(&chunk)?;
+                let params: [&(dyn postgres::types::ToSql + Sync); 8] =
+                    [&c.sequences, &c.prevs, &c.hashes, &c.principals, &c.requests, &c.ats, &c.bytes, &c.events];
+                tx.execute(INSERT, &params).map_err(unavailable)?;
+                copied = end;
+            }
+            if copied != through {
+                return Err(JournalError::Corrupt(format!(
+                    "the copy ends at {}, not at {}",
+                    copied.sequence, through.sequence
+                )));
+            }
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &through.sequence.to_string()]).map_err(unavailable)?;
+            tx.commit().map_err(|e| JournalError::OutcomeUnknown(e.to_string()))?;
+            Ok(through)
         })
     }
 
@@ -718,7 +758,7 @@ mod tests {
         let row = sql
             .query_one("SELECT count(*), min(event->'principalRevoked'->>'name') FROM ipledger_journal", &[])
             .unwrap();
-        assert_eq!(row.get::<_, i64>(0), 5003);
+        assert_eq!(row.get::<_, i64>(0), 8003, "the suite's appends, then its copy's");
         assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("bank-a"));
     }
 }
