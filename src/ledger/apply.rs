@@ -506,7 +506,7 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     }
     .and_then(|()| authorize(tx, &actor, &command, entry.rules))
     .map_err(|e| refused(e.to_string()))?;
-    let floor = tx.get::<u32>(&keys::META_RULES)?.unwrap_or(0);
+    let floor = tx.get::<u32>(keys::META_RULES)?.unwrap_or(0);
     if entry.rules < floor {
         return Err(refused(format!("decided under rules {}, after entries decided under rules {floor}", entry.rules)));
     }
