@@ -89,8 +89,8 @@ total = sum(Decimal(l["securedAmount"]) for l in loans)
 print(loans[-1]["securedAmount"], number, f"{total:.2f}", len(loans))
 PY
 }
-loan1=examples/python/loans/hangzhou-2019.json
-loan2=examples/python/loans/hangzhou-2021.json
+loan1=examples/python/loans/hangzhou-1.json
+loan2=examples/python/loans/hangzhou-2.json
 
 # run OUT NAME LOAN [ARGS]: the example as the bank of server NAME, its feed state in $data/NAME.state.
 run() {

@@ -27,10 +27,11 @@ against the real server (tests/python_client.sh), and prints plain lines a test 
 Usage (stubs generated first with generate_stubs.sh; the token from the admin, see admin_setup.py):
 
     IPLEDGER_TOKEN_FILE=bank.token python3 bank_client.py 127.0.0.1:50051 \\
-        --loan loans/hangzhou-2019.json --credit-line <credit line id> --state-dir state
+        --loan loans/hangzhou-1.json --credit-line <credit line id> --state-dir state
 """
 
 import argparse
+import datetime
 import os
 import sys
 import time
@@ -189,8 +190,15 @@ class Bank:
 
 def load_loan(path: str, credit_line: str | None) -> pb.Pledge:
     """The pledge of a loan, in the proto's JSON form (what README's register.json has under
-    "pledge"); json_format checks the field names and types against the generated messages."""
+    "pledge"); json_format checks the field names and types against the generated messages.
+
+    `registeredOn` is the day CNIPA registered the pledge, from its notice. A bank records its
+    registrations within 30 days of that day (older ones are an IP office's backfill), so a loan
+    file without one is registered today, in China (UTC+8), where registrations are dated."""
     pledge = json_format.Parse(Path(path).read_text(encoding="utf-8"), pb.Pledge())
+    if not pledge.registered_on:
+        china = datetime.timezone(datetime.timedelta(hours=8))
+        pledge.registered_on = datetime.datetime.now(china).date().isoformat()
     if credit_line:
         pledge.credit_line_id = credit_line
     return pledge

@@ -197,6 +197,56 @@ async fn unary(
     Ok(Latencies(samples).line(&format!("RegisterPledge, {callers} callers"), started.elapsed()))
 }
 
+/// Recordings of a right's state, timed one at a time, on a right that has been part of `pledges`
+/// pledges (all but the last released): each recording moves the as-of risk columns of every one,
+/// so this is the cost of one write at the bound (`risk::PLEDGES_PER_RIGHT_MAX`) against one pledge.
+async fn right_recordings(channel: &Channel, token: &str, w: &mut Workload, pledges: usize) -> Result<String, ClientError> {
+    const RECORDINGS: i64 = 60;
+    let mut client: Pledges = PledgeServiceClient::with_interceptor(channel.clone(), bearer(token)?);
+    let pledge = w.pledge();
+    for i in 0..pledges {
+        let registered = client.register_pledge(pb::RegisterPledgeRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            pledge: Some(pledge.clone()),
+        });
+        let id = registered.await?.into_inner().id;
+        if i + 1 < pledges {
+            let release = pb::ReleasePledgeRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                id,
+                released_on: pledge.registered_on.clone(),
+                reason: pb::ReleaseReason::Repaid as i32,
+                ..Default::default()
+            };
+            client.release_pledge(release).await?;
+        }
+    }
+    let mut risk = pb::risk_service_client::RiskServiceClient::with_interceptor(channel.clone(), bearer(token)?);
+    let right = &pledge.rights[0];
+    let first = chrono::NaiveDate::parse_from_str(&pledge.registered_on, "%Y-%m-%d")
+        .map_err(|e| ClientError::Usage(format!("a generated registration date: {e}")))?;
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    for i in 0..RECORDINGS {
+        let status = if i % 2 == 0 { pb::RightStatus::Lapsed } else { pb::RightStatus::InForce };
+        let request = pb::RecordRightRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            right_kind: right.kind,
+            right_number: right.number.clone(),
+            state: Some(pb::RightState {
+                holder: pledge.pledgor.clone(),
+                status: status as i32,
+                status_since: (first + chrono::Duration::days(i)).to_string(),
+                ..Default::default()
+            }),
+        };
+        let t = Instant::now();
+        risk.record_right(request).await?;
+        samples.push(t.elapsed());
+    }
+    Ok(Latencies(samples).line(&format!("RecordRight, a right of {pledges} pledges"), started.elapsed()))
+}
+
 async fn exposure(
     channel: &Channel,
     token: &str,
@@ -296,6 +346,10 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
         for &callers in &args.callers {
             let total = if callers == 1 { args.unary / 10 } else { args.unary };
             out.push(unary(&channels, &token, &mut w, callers, total).await?);
+            eprintln!("{}", out.last().map(String::as_str).unwrap_or_default());
+        }
+        for pledges in [1, ipledger::ledger::risk::PLEDGES_PER_RIGHT_MAX] {
+            out.push(right_recordings(&channels[0], &token, &mut w, pledges).await?);
             eprintln!("{}", out.last().map(String::as_str).unwrap_or_default());
         }
     }
