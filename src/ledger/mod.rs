@@ -35,10 +35,11 @@ use tokio::sync::{mpsc, oneshot};
 /// from the journal, checkpointed with the head it reflects; request records by sequence. 4: the
 /// risk side (rights' records, pledges' risk, programmes, claims, the risk columns of the rows)
 /// and rights whose expiry may be bounded or unknown. 5: the risk columns as of a date in the
-/// as-of sums, and programmes' commitments by date.
+/// as-of sums, and programmes' commitments by date. 6: claims' bases hold the compensation of the
+/// pledge's other claims, and a bank's lending for stop lines counts what was lent (`risk::lent`).
 /// Derived records of another layout would be misread, so such a store is cleared and rebuilt
 /// from the journal when it is opened.
-pub const DERIVED_LAYOUT: u32 = 5;
+pub const DERIVED_LAYOUT: u32 = 6;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.

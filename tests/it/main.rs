@@ -7,6 +7,7 @@
 mod access;
 mod asof;
 mod books;
+mod claims;
 mod cli;
 mod credit_lines;
 mod dashboard;
