@@ -17,8 +17,13 @@ struct Admin {
 }
 
 async fn admin(server: &TestServer) -> Admin {
-    let risk = RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(&server.admin_token));
-    Admin { pledges: server.pledges().await, risk }
+    admin_with(server, &server.admin_token).await
+}
+
+/// The admin's clients with `token` (a restored ledger keeps its principals and writes no token).
+async fn admin_with(server: &TestServer, token: &str) -> Admin {
+    let risk = RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(token));
+    Admin { pledges: server.pledges_as(Bearer::new(token)).await, risk }
 }
 
 /// Today in China (UTC+8), where claims are dated.
@@ -298,4 +303,74 @@ async fn a_pledge_registered_and_released_at_once_lends_nothing_for_the_stop_lin
     a.pledges.release_pledge(release(repaid.id.clone(), &last("05-20"))).await.unwrap();
     let claim = file(&mut a, &gz, &p, &last("06-01")).await.unwrap();
     assert_eq!((claim.bank_lending.as_str(), claim.fund_amount.as_str()), ("44000001.00", "400000.00"));
+}
+
+/// Every claim as the admin lists it.
+async fn all_claims(a: &mut Admin) -> Vec<Claim> {
+    let request = ListClaimsRequest { page_size: 100, ..Default::default() };
+    a.risk.list_claims(request).await.unwrap().into_inner().claims
+}
+
+// The CLI is a blocking child process talking to the in-process server: two worker threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_decides_every_claim_again_on_the_basis_its_entries_keep() {
+    let server = TestServer::start().await;
+    let mut a = admin(&server).await;
+    let valid = (last("01-01"), format!("{}-12-31", china_today().year() + 1));
+    let valid = (valid.0.as_str(), valid.1.as_str());
+    let city = programme(&mut a, "440100", "60", valid, "3").await;
+    let province = programme(&mut a, "440000", "40", valid, "").await;
+    // Lending the stop line counts (a pledge released at once does not), two claims on one loss,
+    // a loan lowered after its default, an approval and a payment on the loss they were filed on,
+    // and a loss that changed after filing.
+    let quick = lend(&mut a, "100000000", &last("01-05")).await;
+    a.pledges.release_pledge(release(quick.id.clone(), &last("01-06"))).await.unwrap();
+    lend(&mut a, "60000000", &last("01-05")).await;
+    let p = lend(&mut a, "6000000", &last("01-05")).await;
+    default(&mut a, &p, &last("02-01"), "6000000", "1000000").await;
+    let change = ChangePledgeRequest {
+        request_id: request_id(),
+        id: p.id.clone(),
+        secured_amount: "4000000".to_owned(),
+        reason: "部分还款".to_owned(),
+        effective_on: last("02-02"),
+        ..Default::default()
+    };
+    a.pledges.change_pledge(change).await.unwrap();
+    let by_province = file(&mut a, &province, &p, &last("03-01")).await.unwrap();
+    let by_city = file(&mut a, &city, &p, &last("03-02")).await.unwrap();
+    assert_eq!((by_province.fund_amount.as_str(), by_province.loan_amount.as_str()), ("200000.00", "6000000.00"));
+    assert_eq!((by_city.fund_amount.as_str(), by_city.compensated_elsewhere.as_str()), ("0.00", "200000.00"));
+    // 60 M, and the 6 M loan at its lowest, 4 M; the 100 M released the next day lent nothing.
+    assert_eq!(by_city.bank_lending, "64000000.00");
+    decide(&mut a, &by_province, true, &last("03-10")).await.unwrap();
+    pay(&mut a, &by_province, "200000", &last("03-20")).await.unwrap();
+    let q = lend(&mut a, "4000000", &last("01-05")).await;
+    default(&mut a, &q, &last("02-01"), "4000000", "500000").await;
+    let stale = file(&mut a, &province, &q, &last("03-01")).await.unwrap();
+    resolve(&mut a, &q, &last("04-01"), Resolution::WrittenOff, "400000").await;
+    assert_eq!(failure(decide(&mut a, &stale, true, &last("04-02")).await.unwrap_err()).1, "CLAIM_BASIS_CHANGED");
+    decide(&mut a, &stale, false, &last("04-02")).await.unwrap();
+    file(&mut a, &province, &q, &last("04-03")).await.unwrap();
+    let before = all_claims(&mut a).await;
+    assert_eq!(before.len(), 4);
+
+    let temp = tempfile::tempdir().unwrap();
+    let dump = temp.path().join("journal.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
+        .arg(server.dir.join(ipledger::server::ADMIN_TOKEN_FILE))
+        .stdout(std::fs::File::create(&dump).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = server.dir.join(ipledger::ledger::signing::PUBLIC_KEY_FILE);
+    let restored = temp.path().join("restored");
+    let (ok, text) = restore_cli(&dump, &restored, &["--trusted-key", key.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let again = TestServer::start_in(&restored).await;
+    let after = all_claims(&mut admin_with(&again, &server.admin_token).await).await;
+    assert_eq!(after, before, "the restored claims are the claims as filed, decided and paid");
+    again.stop().await;
+    server.stop().await;
 }
