@@ -10,6 +10,12 @@
 //! All shares are basis points and all amounts fen, so every split is exact; every part is rounded
 //! down, because a public fund never pays more than its rule, and the bank bears the remainder, so
 //! the parts always add up to the loss.
+//!
+//! A claim stands on facts the bank cannot move after the default: the loan as it defaulted, the
+//! loss it was filed with (approved only while it is the default's, paid only while the default's
+//! is not less), a filing day that has come and falls in the programme's validity, and one
+//! compensation per loss across programmes (a county's, its city's and its province's may all
+//! cover a pledge: a later claim only tops the earlier ones up to its own rule).
 
 use super::error::LedgerError;
 use super::ident::CreditCode;
@@ -264,7 +270,8 @@ pub struct Compensation {
     pub insurer: Money,
     pub guarantor: Money,
     pub bank: Money,
-    /// The fund paid less than its share because the year's budget ran out.
+    /// The fund paid less than it owed (its share, less what the pledge's other claims
+    /// compensate) because the year's budget ran out.
     pub capped_by_budget: bool,
 }
 
