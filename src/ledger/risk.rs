@@ -134,24 +134,27 @@ pub fn pledge_registered(tx: &mut Tx<'_>, pledge: &Pledge) -> Result<(), LedgerE
     add_lending(tx, pledge, lent(pledge).fen())
 }
 
-/// A release this soon after the registration, for any reason but enforcement, says that no loan
-/// ran under the pledge (a quarter: IP-pledge loans run a year or more).
+/// A release or a lowered amount this soon after the registration says that no loan (or not that
+/// much) ran under the pledge (a quarter: IP-pledge loans run a year or more).
 pub const LENDING_MIN_DAYS: i64 = 90;
 
 /// What a pledge counts in its bank's lending of its registration year in each region it lies in,
-/// the measure of a programme's stop line: its lowest secured amount (a lowered amount was never
-/// lent, so registering high and lowering at once lends nothing more), and nothing when its
-/// release says no loan ran: the contract void, or released within `LENDING_MIN_DAYS` of the
-/// registration other than by enforcement (which follows a loan that ran into default).
+/// the measure of a programme's stop line: its lowest secured amount in its first
+/// `LENDING_MIN_DAYS` (by the changes' effective dates: registering high and lowering at once
+/// lends nothing more; a repayment later was lent), and nothing when its release says no loan ran:
+/// the contract void, or released within `LENDING_MIN_DAYS` other than by enforcement (which
+/// follows a loan that ran into default).
 pub fn lent(pledge: &Pledge) -> Money {
+    let registered_on = pledge.content.registered_on;
+    let early = |on: chrono::NaiveDate| (on - registered_on).num_days() < LENDING_MIN_DAYS;
     if let Some(release) = &pledge.release {
-        let days = (release.released_on - pledge.content.registered_on).num_days();
-        let at_once = release.reason != ReleaseReason::Enforced && days < LENDING_MIN_DAYS;
+        let at_once = release.reason != ReleaseReason::Enforced && early(release.released_on);
         if release.reason == ReleaseReason::ContractInvalid || at_once {
             return Money::ZERO;
         }
     }
-    pledge.changes.iter().map(|c| c.secured_amount.1).fold(pledge.registered_amount(), Money::min)
+    let lowered = pledge.changes.iter().filter(|c| early(c.effective_on)).map(|c| c.secured_amount.1);
+    lowered.fold(pledge.registered_amount(), Money::min)
 }
 
 /// Adds `delta_fen` to the lending of `pledge`'s bank in its registration year, in each region its

@@ -298,11 +298,22 @@ async fn a_pledge_registered_and_released_at_once_lends_nothing_for_the_stop_lin
     assert_eq!(failure(refused.clone()).1, "STOP_LINE_REACHED");
     assert_eq!(metadata(&refused, "bankLending").as_deref(), Some("4000001.00"));
 
-    // 40 M lent from January and repaid in May was lent: 1 M of 44 M is under 3%.
+    // 40 M lent from January and repaid in May was lent, and so were 10 M lowered in May by a
+    // partial repayment: 1 M of 54 M is under 3%.
     let repaid = lend(&mut a, "40000000", &last("01-05")).await;
     a.pledges.release_pledge(release(repaid.id.clone(), &last("05-20"))).await.unwrap();
+    let amortised = lend(&mut a, "10000000", &last("01-05")).await;
+    let change = ChangePledgeRequest {
+        request_id: request_id(),
+        id: amortised.id.clone(),
+        secured_amount: "5000000".to_owned(),
+        reason: "部分还款".to_owned(),
+        effective_on: last("05-20"),
+        ..Default::default()
+    };
+    a.pledges.change_pledge(change).await.unwrap();
     let claim = file(&mut a, &gz, &p, &last("06-01")).await.unwrap();
-    assert_eq!((claim.bank_lending.as_str(), claim.fund_amount.as_str()), ("44000001.00", "400000.00"));
+    assert_eq!((claim.bank_lending.as_str(), claim.fund_amount.as_str()), ("54000001.00", "400000.00"));
 }
 
 /// Every claim as the admin lists it.
