@@ -503,19 +503,19 @@ impl Claim {
     pub fn approve(&self, decision: Decision, loss_now: Option<Money>) -> Result<Claim, LedgerError> {
         self.check_decision(&decision)?;
         if loss_now != Some(self.basis.loss) {
-            return Err(self.basis_changed(loss_now, "approved"));
+            return Err(self.basis_changed(loss_now, "approved on it: reject it, and the bank files it again"));
         }
         Ok(self.apply_decision(ClaimStatus::Approved, decision))
     }
 
-    /// The refusal to approve or pay a claim on a loss that is no longer the default's.
-    fn basis_changed(&self, loss_now: Option<Money>, what: &str) -> LedgerError {
+    /// The refusal to approve or pay a claim on a loss that is no longer the default's; `why` says
+    /// what is refused and what follows.
+    fn basis_changed(&self, loss_now: Option<Money>, why: &str) -> LedgerError {
         let now = loss_now.map_or_else(|| "unknown".to_owned(), |l| l.to_string());
         LedgerError::refused(
             "CLAIM_BASIS_CHANGED",
             format!(
-                "claim {} was filed on a loss of {}, and the default's loss is now {now}: it is not {what} on it; \
-                 reject it and file it again",
+                "claim {} was filed on a loss of {}, and the default's loss is now {now}: it is not {why}",
                 self.id, self.basis.loss
             ),
         )
@@ -575,7 +575,7 @@ impl Claim {
             }
         };
         if loss_now.is_none_or(|loss| loss < self.basis.loss) {
-            return Err(self.basis_changed(loss_now, "paid"));
+            return Err(self.basis_changed(loss_now, "paid on it: the fund owes less on a smaller loss"));
         }
         if self.payments.len() >= PAYMENTS_PER_CLAIM_MAX {
             return Err(LedgerError::refused(
