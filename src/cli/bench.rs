@@ -200,7 +200,12 @@ async fn unary(
 /// Recordings of a right's state, timed one at a time, on a right that has been part of `pledges`
 /// pledges (all but the last released): each recording moves the as-of risk columns of every one,
 /// so this is the cost of one write at the bound (`risk::PLEDGES_PER_RIGHT_MAX`) against one pledge.
-async fn right_recordings(channel: &Channel, token: &str, w: &mut Workload, pledges: usize) -> Result<String, ClientError> {
+async fn right_recordings(
+    channel: &Channel,
+    token: &str,
+    w: &mut Workload,
+    pledges: usize,
+) -> Result<String, ClientError> {
     const RECORDINGS: i64 = 60;
     let mut client: Pledges = PledgeServiceClient::with_interceptor(channel.clone(), bearer(token)?);
     let pledge = w.pledge();

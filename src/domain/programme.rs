@@ -10,10 +10,17 @@
 //! All shares are basis points and all amounts fen, so every split is exact; every part is rounded
 //! down, because a public fund never pays more than its rule, and the bank bears the remainder, so
 //! the parts always add up to the loss.
+//!
+//! A claim stands on facts the bank cannot move after the default: the loan as it defaulted, the
+//! loss it was filed with (approved only while it is the default's, paid only while the default's
+//! is not less), a filing day that has come and falls in the programme's validity, and one
+//! compensation per loss across programmes (a county's, its city's and its province's may all
+//! cover a pledge: a later claim only tops the earlier ones up to its own rule).
 
 use super::error::LedgerError;
 use super::ident::CreditCode;
 use super::money::Money;
+use super::pledge::china_date;
 use super::principal::PrincipalName;
 use super::region::{CountyCode, Region};
 use super::text::{Name, Note};
@@ -233,9 +240,12 @@ pub struct ClaimBasis {
     pub county: CountyCode,
     /// The loan's (pledge's) registration date.
     pub registered_on: NaiveDate,
-    /// The pledge's secured amount: picks the tier.
+    /// The pledge's secured amount when it defaulted (a change after the default is not the loan
+    /// that defaulted): picks the tier.
     pub loan_amount: Money,
-    /// Principal loss after disposal of the pledged rights.
+    /// Principal loss after disposal of the pledged rights: the default's loss at filing. The
+    /// claim is approved only while the default's loss is still this, and paid only while it is
+    /// not less (`Claim::approve`, `Claim::pay`).
     pub loss: Money,
     /// Business date of the claim; its year is the budget year.
     pub filed_on: NaiveDate,
@@ -243,8 +253,12 @@ pub struct ClaimBasis {
     pub committed_this_year: Money,
     /// Losses of this bank's claims under the programme that year, not rejected, before this one.
     pub bank_losses_this_year: Money,
-    /// Secured amounts this bank registered that year within the programme's region.
+    /// Secured amounts this bank lent that year within the programme's region (the ledger's
+    /// rule: `ledger::risk::lent`).
     pub bank_lending_this_year: Money,
+    /// Fund parts of the pledge's other claims not rejected (under other programmes, nested or
+    /// overlapping): one loss is compensated once, so this claim only tops them up to its rule.
+    pub compensated_elsewhere: Money,
 }
 
 /// How a loss is split; `fund + insurer + guarantor + bank == loss` always.
@@ -256,7 +270,8 @@ pub struct Compensation {
     pub insurer: Money,
     pub guarantor: Money,
     pub bank: Money,
-    /// The fund paid less than its share because the year's budget ran out.
+    /// The fund paid less than it owed (its share, less what the pledge's other claims
+    /// compensate) because the year's budget ran out.
     pub capped_by_budget: bool,
 }
 
@@ -315,6 +330,17 @@ impl Programme {
             .with("programmeId", self.id)
             .with("filedOn", basis.filed_on)
             .with("validFrom", c.valid_from));
+        }
+        // A programme pays from the budgets of the years it is in force; once it has ended, a
+        // successor programme (or none) takes the claims, so a claim is filed while it runs.
+        if basis.filed_on > c.valid_to {
+            return Err(LedgerError::refused(
+                "PROGRAMME_EXPIRED",
+                format!("programme {} was in force until {}, not on {}", self.id, c.valid_to, basis.filed_on),
+            )
+            .with("programmeId", self.id)
+            .with("filedOn", basis.filed_on)
+            .with("validTo", c.valid_to));
         }
         let Some(tier) = c.tier_for(basis.loan_amount) else {
             let largest = c.tiers.last().expect("a programme has at least one tier").loan_up_to;
@@ -377,8 +403,11 @@ impl Programme {
             .with("budgetPerYear", c.budget_per_year)
             .with("committed", basis.committed_this_year));
         }
+        // One loss, one compensation: the pledge's other claims count against this one's rule, so
+        // the fund parts of all its claims add up to the most generous rule's part at most.
         let by_rule = tier.fund_share.of_floor(basis.loss);
-        let fund = by_rule.min(Money::from_fen(available_fen).expect("positive and at most the budget"));
+        let owed = by_rule.checked_sub(basis.compensated_elsewhere).unwrap_or(Money::ZERO);
+        let fund = owed.min(Money::from_fen(available_fen).expect("positive and at most the budget"));
         let insurer = c.insurer_share.of_floor(basis.loss);
         let guarantor = c.guarantor_share.of_floor(basis.loss);
         // The shares add up to at most 10000 bp and each part is rounded down, so the bank's part
@@ -386,14 +415,7 @@ impl Programme {
         let bank = Money::from_fen(basis.loss.fen() - fund.fen() - insurer.fen() - guarantor.fen())
             .expect("invariant: the parts of a loss are at most the loss");
         assert_eq!(fund.fen() + insurer.fen() + guarantor.fen() + bank.fen(), basis.loss.fen());
-        Ok(Compensation {
-            fund_share: tier.fund_share,
-            fund,
-            insurer,
-            guarantor,
-            bank,
-            capped_by_budget: fund < by_rule,
-        })
+        Ok(Compensation { fund_share: tier.fund_share, fund, insurer, guarantor, bank, capped_by_budget: fund < owed })
     }
 }
 
@@ -442,6 +464,8 @@ pub struct Claim {
 
 impl Claim {
     /// A new claim with the split `programme` gives, or why the programme does not compensate it.
+    /// `now` is the entry's time: a claim is filed on a day that has come in China, decided from
+    /// the entry so that a replay of it decides the same.
     pub fn file(
         id: Uuid,
         programme: &Programme,
@@ -450,6 +474,13 @@ impl Claim {
         by: PrincipalName,
         now: Micros,
     ) -> Result<Claim, LedgerError> {
+        let today = china_date(now);
+        if basis.filed_on > today {
+            return Err(LedgerError::invalid_field(
+                "filedOn",
+                format!("a claim is filed on a day that has come: must not be after today ({today}, China time)"),
+            ));
+        }
         let compensation = programme.compensate(&basis)?;
         Ok(Claim {
             id,
@@ -467,9 +498,30 @@ impl Claim {
         })
     }
 
-    pub fn approve(&self, decision: Decision) -> Result<Claim, LedgerError> {
+    /// Approves the claim on the loss it was filed with, which must still be the default's loss
+    /// (`loss_now`): on another loss the office rejects it and the bank files it again.
+    pub fn approve(&self, decision: Decision, loss_now: Option<Money>) -> Result<Claim, LedgerError> {
         self.check_decision(&decision)?;
+        if loss_now != Some(self.basis.loss) {
+            return Err(self.basis_changed(loss_now, "approved on it: reject it, and the bank files it again"));
+        }
         Ok(self.apply_decision(ClaimStatus::Approved, decision))
+    }
+
+    /// The refusal to approve or pay a claim on a loss that is no longer the default's; `why` says
+    /// what is refused and what follows.
+    fn basis_changed(&self, loss_now: Option<Money>, why: &str) -> LedgerError {
+        let now = loss_now.map_or_else(|| "unknown".to_owned(), |l| l.to_string());
+        LedgerError::refused(
+            "CLAIM_BASIS_CHANGED",
+            format!(
+                "claim {} was filed on a loss of {}, and the default's loss is now {now}: it is not {why}",
+                self.id, self.basis.loss
+            ),
+        )
+        .with("claimId", self.id)
+        .with("claimLoss", self.basis.loss)
+        .with("loss", now)
     }
 
     pub fn reject(&self, decision: Decision) -> Result<Claim, LedgerError> {
@@ -507,7 +559,10 @@ impl Claim {
         next
     }
 
-    pub fn pay(&self, payment: Payment) -> Result<Claim, LedgerError> {
+    /// Records a payment of an approved claim while the default's loss (`loss_now`) is at least
+    /// the loss it was approved on: the fund's part of a smaller final loss is smaller than what
+    /// was approved, so nothing more is paid on it.
+    pub fn pay(&self, payment: Payment, loss_now: Option<Money>) -> Result<Claim, LedgerError> {
         let decision = match (&self.status, &self.decision) {
             (ClaimStatus::Approved, Some(decision)) => decision,
             _ => {
@@ -519,6 +574,9 @@ impl Claim {
                 .with("status", format!("{:?}", self.status)));
             }
         };
+        if loss_now.is_none_or(|loss| loss < self.basis.loss) {
+            return Err(self.basis_changed(loss_now, "paid on it: the fund owes less on a smaller loss"));
+        }
         if self.payments.len() >= PAYMENTS_PER_CLAIM_MAX {
             return Err(LedgerError::refused(
                 "PAYMENTS_LIMIT_REACHED",
@@ -693,6 +751,7 @@ mod tests {
             committed_this_year: Money::ZERO,
             bank_losses_this_year: Money::ZERO,
             bank_lending_this_year: money("1000000000.00"),
+            compensated_elsewhere: Money::ZERO,
         }
     }
 
@@ -883,7 +942,7 @@ mod tests {
                 "OUTSIDE_PROGRAMME_REGION",
             ),
             ("registered the first day", &guangzhou(), &at("440106", "2025-01-01", "2025-09-01"), allowed),
-            ("registered the last day", &guangzhou(), &at("440106", "2027-12-31", "2028-03-01"), allowed),
+            ("registered the last day", &guangzhou(), &at("440106", "2027-12-31", "2027-12-31"), allowed),
             (
                 "registered the day before",
                 &guangzhou(),
@@ -895,6 +954,19 @@ mod tests {
                 &guangzhou(),
                 &at("440106", "2028-01-01", "2028-03-01"),
                 "LOAN_OUTSIDE_PROGRAMME_VALIDITY",
+            ),
+            ("filed the programme's last day", &guangzhou(), &at("440106", "2025-03-01", "2027-12-31"), allowed),
+            (
+                "filed the day after the programme",
+                &guangzhou(),
+                &at("440106", "2025-03-01", "2028-01-01"),
+                "PROGRAMME_EXPIRED",
+            ),
+            (
+                "filed years after the programme",
+                &guangzhou(),
+                &at("440106", "2025-03-01", "2031-01-05"),
+                "PROGRAMME_EXPIRED",
             ),
             (
                 "filed before the programme",
@@ -1017,71 +1089,115 @@ mod tests {
         assert_eq!(metadata[1], ("year", "2025".to_owned()));
     }
 
+    /// 2026-01-01T00:00:00Z: the entries of these claims are written from then on (`T0 + at`), so
+    /// that the 2025 filings are in the past.
+    const T0: Micros = 1_767_225_600_000_000;
+
     fn decision(on: &str, at: Micros) -> Decision {
-        Decision { decided_on: date(on), by: me(), at, note: Note::parse("checked the disposal").unwrap() }
+        Decision { decided_on: date(on), by: me(), at: T0 + at, note: Note::parse("checked the disposal").unwrap() }
     }
 
     fn payment(on: &str, amount: &str, at: Micros) -> Payment {
-        Payment { paid_on: date(on), amount: money(amount), by: me(), at }
+        Payment { paid_on: date(on), amount: money(amount), by: me(), at: T0 + at }
     }
 
     fn state(c: &Claim) -> String {
-        format!("v{} {:?} paid {} committed {} at {}", c.version, c.status, c.paid(), c.committed(), c.update_time)
+        format!("v{} {:?} paid {} committed {} at {}", c.version, c.status, c.paid(), c.committed(), c.update_time - T0)
+    }
+
+    /// The default's loss in the tables' basis, as the ledger passes it to approvals and payments.
+    fn unchanged() -> Option<Money> {
+        Some(money("1000000.00"))
     }
 
     #[test]
     fn life_of_a_claim() {
         let gz = guangzhou();
-        let file = |basis| Claim::file(Uuid::from_u128(1), &gz, Uuid::from_u128(2), basis, me(), 10);
+        let file = |basis| Claim::file(Uuid::from_u128(1), &gz, Uuid::from_u128(2), basis, me(), T0 + 10);
         check("over the tiers", file(basis("40000000.00", "1.00")), state, "LOAN_ABOVE_TIERS");
         let filed = file(basis("4000000.00", "1000000.00")).unwrap();
         check("filed", Ok(filed.clone()), state, "v1 Filed paid 0.00 committed 400000.00 at 10");
-        check("paid before approval", filed.pay(payment("2025-10-01", "1.00", 20)), state, "CLAIM_NOT_APPROVED");
-        check("decided before filing", filed.approve(decision("2025-08-31", 20)), state, "INVALID_FIELDS decidedOn");
-        let approved = filed.approve(decision("2025-09-01", 20)).unwrap();
+        check(
+            "paid before approval",
+            filed.pay(payment("2025-10-01", "1.00", 20), unchanged()),
+            state,
+            "CLAIM_NOT_APPROVED",
+        );
+        check(
+            "decided before filing",
+            filed.approve(decision("2025-08-31", 20), unchanged()),
+            state,
+            "INVALID_FIELDS decidedOn",
+        );
+        let approved = filed.approve(decision("2025-09-01", 20), unchanged()).unwrap();
         check("approved", Ok(approved.clone()), state, "v2 Approved paid 0.00 committed 400000.00 at 20");
-        check("approved twice", approved.approve(decision("2025-09-02", 30)), state, "CLAIM_ALREADY_DECIDED");
+        check(
+            "approved twice",
+            approved.approve(decision("2025-09-02", 30), unchanged()),
+            state,
+            "CLAIM_ALREADY_DECIDED",
+        );
         check("rejected after approval", approved.reject(decision("2025-09-02", 30)), state, "CLAIM_ALREADY_DECIDED");
         check(
             "paid before the decision",
-            approved.pay(payment("2025-08-31", "1.00", 30)),
+            approved.pay(payment("2025-08-31", "1.00", 30), unchanged()),
             state,
             "INVALID_FIELDS paidOn",
         );
         check(
             "paid nothing",
-            approved.pay(Payment { amount: Money::ZERO, ..payment("2025-10-01", "1.00", 30) }),
+            approved.pay(Payment { amount: Money::ZERO, ..payment("2025-10-01", "1.00", 30) }, unchanged()),
             state,
             "INVALID_FIELDS amount",
         );
         check(
             "paid more than the fund's part",
-            approved.pay(payment("2025-10-01", "400000.01", 30)),
+            approved.pay(payment("2025-10-01", "400000.01", 30), unchanged()),
             state,
             "PAYMENT_EXCEEDS_COMPENSATION",
         );
-        let once = approved.pay(payment("2025-10-01", "150000.00", 30)).unwrap();
+        let once = approved.pay(payment("2025-10-01", "150000.00", 30), unchanged()).unwrap();
         check("paid once", Ok(once.clone()), state, "v3 Approved paid 150000.00 committed 400000.00 at 30");
-        check("overpaid", once.pay(payment("2025-11-01", "250000.01", 40)), state, "PAYMENT_EXCEEDS_COMPENSATION");
-        let twice = once.pay(payment("2025-11-01", "250000.00", 40)).unwrap();
+        check(
+            "overpaid",
+            once.pay(payment("2025-11-01", "250000.01", 40), unchanged()),
+            state,
+            "PAYMENT_EXCEEDS_COMPENSATION",
+        );
+        let twice = once.pay(payment("2025-11-01", "250000.00", 40), unchanged()).unwrap();
         check("paid in full", Ok(twice.clone()), state, "v4 Approved paid 400000.00 committed 400000.00 at 40");
         check(
             "paid beyond the full",
-            twice.pay(payment("2025-11-02", "0.01", 50)),
+            twice.pay(payment("2025-11-02", "0.01", 50), unchanged()),
             state,
             "PAYMENT_EXCEEDS_COMPENSATION",
         );
 
         let rejected = filed.reject(decision("2025-09-03", 20)).unwrap();
         check("rejected", Ok(rejected.clone()), state, "v2 Rejected paid 0.00 committed 0.00 at 20");
-        check("approved after rejection", rejected.approve(decision("2025-09-04", 30)), state, "CLAIM_ALREADY_DECIDED");
-        check("paid after rejection", rejected.pay(payment("2025-10-01", "1.00", 30)), state, "CLAIM_NOT_APPROVED");
+        check(
+            "approved after rejection",
+            rejected.approve(decision("2025-09-04", 30), unchanged()),
+            state,
+            "CLAIM_ALREADY_DECIDED",
+        );
+        check(
+            "paid after rejection",
+            rejected.pay(payment("2025-10-01", "1.00", 30), unchanged()),
+            state,
+            "CLAIM_NOT_APPROVED",
+        );
 
         let mut many = approved.clone();
         for i in 0..PAYMENTS_PER_CLAIM_MAX as i64 {
-            many = many.pay(payment("2025-10-01", "1.00", 30 + i)).unwrap();
+            many = many.pay(payment("2025-10-01", "1.00", 30 + i), unchanged()).unwrap();
         }
-        check("one payment too many", many.pay(payment("2025-10-01", "1.00", 100)), state, "PAYMENTS_LIMIT_REACHED");
+        check(
+            "one payment too many",
+            many.pay(payment("2025-10-01", "1.00", 100), unchanged()),
+            state,
+            "PAYMENTS_LIMIT_REACHED",
+        );
 
         let stored: Claim = postcard::from_bytes(&postcard::to_allocvec(&twice).unwrap()).unwrap();
         assert_eq!(stored, twice);
@@ -1090,21 +1206,145 @@ mod tests {
     #[test]
     fn every_version_of_a_claim_is_in_its_record() {
         let filed =
-            Claim::file(Uuid::nil(), &guangzhou(), Uuid::nil(), basis("10000000.00", "3000000.00"), me(), 10).unwrap();
-        let approved = filed.approve(decision("2025-09-10", 20)).unwrap();
+            Claim::file(Uuid::nil(), &guangzhou(), Uuid::nil(), basis("10000000.00", "3000000.00"), me(), T0 + 10)
+                .unwrap();
+        let loss = Some(money("3000000.00"));
+        let approved = filed.approve(decision("2025-09-10", 20), loss).unwrap();
         let mut paid = vec![filed, approved];
         for (at, amount) in [(30, "500000.00"), (40, "300000.00"), (50, "100000.00")] {
-            let next = paid.last().unwrap().pay(payment("2025-10-01", amount, at)).unwrap();
+            let next = paid.last().unwrap().pay(payment("2025-10-01", amount, at), loss).unwrap();
             paid.push(next);
         }
         let rejected = paid[0].reject(decision("2025-09-10", 20)).unwrap();
         for versions in [&paid[..], &[paid[0].clone(), rejected]] {
             let last = versions.last().unwrap();
-            assert_eq!(last.as_at(9), None, "before the filing");
+            assert_eq!(last.as_at(T0 + 9), None, "before the filing");
             for version in versions {
                 assert_eq!(last.as_at(version.update_time).as_ref(), Some(version), "version {}", version.version);
                 assert_eq!(last.as_at(version.update_time + 5).as_ref(), Some(version), "between entries");
             }
         }
+    }
+
+    #[test]
+    fn one_loss_is_compensated_once() {
+        let gz = guangzhou();
+        let elsewhere =
+            |amount: &str| ClaimBasis { compensated_elsewhere: money(amount), ..basis("4000000.00", "1000000.00") };
+        let cases = [
+            ("no other claim", elsewhere("0"), "40.00% fund 400000.00 insurer 0.00 guarantor 0.00 bank 600000.00"),
+            (
+                "another programme paid 30%: topped up to 40%",
+                elsewhere("300000.00"),
+                "40.00% fund 100000.00 insurer 0.00 guarantor 0.00 bank 900000.00",
+            ),
+            (
+                "another paid just under 40%",
+                elsewhere("399999.99"),
+                "40.00% fund 0.01 insurer 0.00 guarantor 0.00 bank 999999.99",
+            ),
+            (
+                "another paid 40%",
+                elsewhere("400000.00"),
+                "40.00% fund 0.00 insurer 0.00 guarantor 0.00 bank 1000000.00",
+            ),
+            (
+                "another paid 60%",
+                elsewhere("600000.00"),
+                "40.00% fund 0.00 insurer 0.00 guarantor 0.00 bank 1000000.00",
+            ),
+        ];
+        for (case, claim, expected) in cases {
+            check(case, gz.compensate(&claim), split, expected);
+        }
+        // What is left of the budget caps what is owed after the other claims, not the rule.
+        let capped = ClaimBasis { committed_this_year: money("1499950000.00"), ..elsewhere("300000.00") };
+        check(
+            "topped up within the budget left",
+            gz.compensate(&capped),
+            split,
+            "40.00% fund 50000.00 insurer 0.00 guarantor 0.00 bank 950000.00 capped",
+        );
+    }
+
+    #[test]
+    fn a_claim_is_filed_on_a_day_that_has_come() {
+        let gz = guangzhou();
+        // T0 is 2026-01-01 08:00 in China: the day in China, not UTC's, decides.
+        let file = |filed: &str, now| {
+            Claim::file(
+                Uuid::nil(),
+                &gz,
+                Uuid::nil(),
+                ClaimBasis { filed_on: date(filed), ..basis("4000000.00", "1000000.00") },
+                me(),
+                now,
+            )
+        };
+        check("today", file("2026-01-01", T0), state, "v1 Filed paid 0.00 committed 400000.00 at 0");
+        check("tomorrow", file("2026-01-02", T0), state, "INVALID_FIELDS filedOn");
+        check("five years ahead", file("2031-01-05", T0), state, "INVALID_FIELDS filedOn");
+        let minute: Micros = 60_000_000;
+        check(
+            "still 2025-12-31 in UTC, already 2026-01-01 in China",
+            file("2026-01-01", T0 - minute),
+            state,
+            "v1 Filed paid 0.00 committed 400000.00 at -60000000",
+        );
+        let before_midnight_in_china = T0 - 8 * 60 * minute - minute;
+        check(
+            "a minute before the day in China",
+            file("2026-01-01", before_midnight_in_china),
+            state,
+            "INVALID_FIELDS filedOn",
+        );
+    }
+
+    #[test]
+    fn a_claim_is_approved_and_paid_on_the_loss_it_was_filed_with() {
+        let filed =
+            Claim::file(Uuid::nil(), &guangzhou(), Uuid::nil(), basis("4000000.00", "1000000.00"), me(), T0).unwrap();
+        let loss = |amount: &str| Some(money(amount));
+        check("recovered in full", filed.approve(decision("2025-09-02", 20), loss("0")), state, "CLAIM_BASIS_CHANGED");
+        check(
+            "a smaller loss",
+            filed.approve(decision("2025-09-02", 20), loss("999999.99")),
+            state,
+            "CLAIM_BASIS_CHANGED",
+        );
+        check(
+            "a larger loss",
+            filed.approve(decision("2025-09-02", 20), loss("1000000.01")),
+            state,
+            "CLAIM_BASIS_CHANGED",
+        );
+        check("no loss known", filed.approve(decision("2025-09-02", 20), None), state, "CLAIM_BASIS_CHANGED");
+        check(
+            "rejected whatever the loss",
+            filed.reject(decision("2025-09-02", 20)),
+            state,
+            "v2 Rejected paid 0.00 committed 0.00 at 20",
+        );
+        let approved = filed.approve(decision("2025-09-02", 20), loss("1000000.00")).unwrap();
+        let pay = |on_loss| approved.pay(payment("2025-10-01", "400000.00", 30), on_loss);
+        check(
+            "paid on its loss",
+            pay(loss("1000000.00")),
+            state,
+            "v3 Approved paid 400000.00 committed 400000.00 at 30",
+        );
+        check(
+            "paid on a larger loss",
+            pay(loss("2000000.00")),
+            state,
+            "v3 Approved paid 400000.00 committed 400000.00 at 30",
+        );
+        check("recovered after approval", pay(loss("0")), state, "CLAIM_BASIS_CHANGED");
+        check("a fen less lost", pay(loss("999999.99")), state, "CLAIM_BASIS_CHANGED");
+        let LedgerError::Refused { metadata, .. } = pay(loss("0")).unwrap_err() else { panic!("a refusal") };
+        assert_eq!(
+            metadata,
+            [("claimId", Uuid::nil().to_string()), ("claimLoss", "1000000.00".to_owned()), ("loss", "0.00".to_owned())]
+        );
     }
 }

@@ -395,8 +395,8 @@ fn register(
         _ => actor.may_date_registration(content.registered_on, today)?,
     }
     for right in &content.rights {
-        let pledged = if rules == 0 { 0 } else { tx.keys_with_prefix(&keys::by_right_prefix(&right.number))?.len() };
-        if pledged >= super::risk::PLEDGES_PER_RIGHT_MAX {
+        let pledged = if rules == 0 { 0 } else { tx.get::<u32>(&keys::right_pledges(&right.number))?.unwrap_or(0) };
+        if pledged as usize >= super::risk::PLEDGES_PER_RIGHT_MAX {
             return Err(LedgerError::refused(
                 "RIGHT_PLEDGES_LIMIT_REACHED",
                 format!(

@@ -130,6 +130,13 @@ pub fn by_right(number: &RightNumber, id: Uuid) -> Vec<u8> {
     key(&[&by_right_prefix(number), id.as_bytes()])
 }
 
+/// How many pledges a right has been part of (a `u32`): the registration's bound
+/// (`risk::PLEDGES_PER_RIGHT_MAX`) reads one key, not the right's index, whose scan would also
+/// walk the group's overlay on the write path.
+pub fn right_pledges(number: &RightNumber) -> Vec<u8> {
+    key(&[b"Jn", &[number.kind().tag()], number.as_str().as_bytes()])
+}
+
 pub fn line_by_region(region: Region, id: Uuid) -> Vec<u8> {
     key(&[b"Jr", format!("{:06}", region.code()).as_bytes(), id.as_bytes()])
 }

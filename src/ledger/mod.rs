@@ -36,7 +36,8 @@ use tokio::sync::{mpsc, oneshot};
 /// risk side (rights' records, pledges' risk, programmes, claims, the risk columns of the rows)
 /// and rights whose expiry may be bounded or unknown. 5: the risk columns as of a date in the
 /// as-of sums, and programmes' commitments by date. 6: a right's recorded states carry their
-/// withdrawal.
+/// withdrawal; claims' bases hold the compensation of the pledge's other claims, and a bank's
+/// lending for stop lines counts what was lent (`risk::lent`).
 /// Derived records of another layout would be misread, so such a store is cleared and rebuilt
 /// from the journal when it is opened.
 pub const DERIVED_LAYOUT: u32 = 6;

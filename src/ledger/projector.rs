@@ -107,6 +107,9 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 }
                 tx.put(key, &id);
                 tx.put(keys::by_right(&right.number, id), &());
+                let count = keys::right_pledges(&right.number);
+                let pledged = tx.get::<u32>(&count)?.unwrap_or(0);
+                tx.put(count, &(pledged + 1));
             }
             tx.put(keys::by_county(c.county, id), &());
             tx.put(keys::by_pledgee(&c.pledgee.credit_code, id), &());

@@ -18,7 +18,7 @@ use crate::domain::asof_risk::{self, RiskInputs};
 use crate::domain::exposure::{self, RowDelta};
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
-use crate::domain::pledge::Pledge;
+use crate::domain::pledge::{Pledge, ReleaseReason};
 use crate::domain::principal::{Principal, Role};
 use crate::domain::programme::{Claim, ClaimBasis, ClaimStatus, Decision, Payment, Programme};
 use crate::domain::region::Region;
@@ -110,6 +110,7 @@ fn move_pledge(
 /// The pledge's contribution moves with a change of its amount or its release; the projector
 /// calls this for those entries with the pledge before and after.
 pub fn pledge_moved(tx: &mut Tx<'_>, before: &Pledge, after: &Pledge) -> Result<(), LedgerError> {
+    add_lending(tx, after, lent(after).fen() - lent(before).fen())?;
     let Some(risk) = tx.get::<PledgeRisk>(&keys::pledge_risk(after.id))? else { return Ok(()) };
     let mut kept = risk.clone();
     if !after.is_active() {
@@ -137,20 +138,52 @@ pub fn pledge_registered(tx: &mut Tx<'_>, pledge: &Pledge) -> Result<(), LedgerE
         let after = PledgeRisk { flags, ..PledgeRisk::default() };
         move_pledge(tx, (pledge, &PledgeRisk::default()), (pledge, &after))?;
     }
+    add_lending(tx, pledge, lent(pledge).fen())
+}
+
+/// A release or a lowered amount this soon after the registration says that no loan (or not that
+/// much) ran under the pledge (a quarter: IP-pledge loans run a year or more).
+pub const LENDING_MIN_DAYS: i64 = 90;
+
+/// What a pledge counts in its bank's lending of its registration year in each region it lies in,
+/// the measure of a programme's stop line: its lowest secured amount in its first
+/// `LENDING_MIN_DAYS` (by the changes' effective dates: registering high and lowering at once
+/// lends nothing more; a repayment later was lent), and nothing when its release says no loan ran:
+/// the contract void, or released within `LENDING_MIN_DAYS` other than by enforcement (which
+/// follows a loan that ran into default).
+pub fn lent(pledge: &Pledge) -> Money {
+    let registered_on = pledge.content.registered_on;
+    let early = |on: chrono::NaiveDate| (on - registered_on).num_days() < LENDING_MIN_DAYS;
+    if let Some(release) = &pledge.release {
+        let at_once = release.reason != ReleaseReason::Enforced && early(release.released_on);
+        if release.reason == ReleaseReason::ContractInvalid || at_once {
+            return Money::ZERO;
+        }
+    }
+    let lowered = pledge.changes.iter().filter(|c| early(c.effective_on)).map(|c| c.secured_amount.1);
+    lowered.fold(pledge.registered_amount(), Money::min)
+}
+
+/// Adds `delta_fen` to the lending of `pledge`'s bank in its registration year, in each region its
+/// county lies in.
+fn add_lending(tx: &mut Tx<'_>, pledge: &Pledge, delta_fen: i128) -> Result<(), LedgerError> {
+    if delta_fen == 0 {
+        return Ok(());
+    }
     let c = &pledge.content;
     let year = c.registered_on.year();
     for region in c.county.region().with_ancestors() {
         // Kept decoded in the group: an import adds to the same few keys again and again.
-        let mut overflow = false;
+        let mut out_of_range = false;
         tx.update::<Money>(keys::lending(&c.pledgee.credit_code, region, year), |lent| {
-            match lent.checked_add(c.secured_amount) {
+            match lent.checked_apply(delta_fen) {
                 Some(sum) => *lent = sum,
-                None => overflow = true,
+                None => out_of_range = true,
             }
             true
         })?;
-        if overflow {
-            return Err(broken("lending beyond range".to_owned()));
+        if out_of_range {
+            return Err(broken("lending out of range".to_owned()));
         }
     }
     Ok(())
@@ -437,19 +470,31 @@ pub fn decide(
         RiskCommand::DecideClaim { id, approved, decided_on, note } => {
             let claim = load_claim(tx, *id)?;
             let decision = Decision { decided_on: *decided_on, by, at: now, note: note.clone() };
-            let after = if *approved { claim.approve(decision.clone())? } else { claim.reject(decision.clone())? };
+            let after = if *approved {
+                claim.approve(decision.clone(), loss_now(tx, &claim)?)?
+            } else {
+                claim.reject(decision.clone())?
+            };
             (Event::ClaimDecided { id: *id, approved: *approved, decision }, Outcome::Claim(after))
         }
         RiskCommand::PayClaim { id, paid_on, amount } => {
             let claim = load_claim(tx, *id)?;
             let payment = Payment { paid_on: *paid_on, amount: *amount, by, at: now };
-            let after = claim.pay(payment.clone())?;
+            let after = claim.pay(payment.clone(), loss_now(tx, &claim)?)?;
             (Event::ClaimPaid { id: *id, payment }, Outcome::Claim(after))
         }
     })
 }
 
-/// A claim for a defaulted pledge under a programme, with the compensation its rules give.
+/// The loss of the default a claim was filed on, as it is now: approvals and payments are checked
+/// against it, so a restore that re-decides them checks the same.
+fn loss_now(tx: &Tx<'_>, claim: &Claim) -> Result<Option<Money>, LedgerError> {
+    Ok(pledge_risk(tx, claim.pledge_id)?.default.and_then(|d| d.loss()))
+}
+
+/// A claim for a defaulted pledge under a programme, with the compensation its rules give. The
+/// loan is the pledge as it defaulted, and the pledge's other claims not rejected count against
+/// this one (`ClaimBasis::compensated_elsewhere`).
 fn file_claim(
     tx: &Tx<'_>,
     programme_id: Uuid,
@@ -478,16 +523,27 @@ fn file_claim(
             format!("must not be before the default on {}", default.content.defaulted_on),
         ));
     }
+    let mut compensated_elsewhere = Money::ZERO;
     for id in &risk.claims {
         let existing = load_claim(tx, *id)?;
-        if existing.programme_id == programme_id && existing.status != ClaimStatus::Rejected {
+        if existing.status == ClaimStatus::Rejected {
+            continue;
+        }
+        if existing.programme_id == programme_id {
             return Err(refused("CLAIM_EXISTS", format!("claim {id} is already filed under this programme"))
                 .with("claimId", id));
         }
+        compensated_elsewhere = compensated_elsewhere
+            .checked_add(existing.compensation.fund)
+            .ok_or_else(|| broken(format!("compensation of pledge {pledge_id} out of range")))?;
     }
     if risk.claims.len() >= CLAIMS_PER_PLEDGE_MAX {
         return Err(refused("CLAIMS_LIMIT_REACHED", format!("a pledge has at most {CLAIMS_PER_PLEDGE_MAX} claims")));
     }
+    // The loan that defaulted: a change of the pledge after its default does not move the tier.
+    let at_default = pledge
+        .as_at(default.create_time)
+        .ok_or_else(|| broken(format!("pledge {pledge_id} defaulted before it was registered")))?;
     let c = &pledge.content;
     let year = filed_on.year();
     let bank = c.pledgee.credit_code.clone();
@@ -495,7 +551,7 @@ fn file_claim(
     let basis = ClaimBasis {
         county: c.county,
         registered_on: c.registered_on,
-        loan_amount: c.secured_amount,
+        loan_amount: at_default.content.secured_amount,
         loss,
         filed_on,
         committed_this_year: tx
@@ -507,6 +563,7 @@ fn file_claim(
             .unwrap_or(Money::ZERO),
         bank_lending_this_year: tx.get::<Money>(&keys::lending(&bank, region, year))?.unwrap_or(Money::ZERO),
         bank,
+        compensated_elsewhere,
     };
     Claim::file(Uuid::now_v7(), &programme, pledge_id, basis, actor.name.clone(), now)
 }

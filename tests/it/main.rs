@@ -7,6 +7,7 @@
 mod access;
 mod asof;
 mod books;
+mod claims;
 mod cli;
 mod config;
 mod credit_lines;

@@ -500,6 +500,7 @@ pub fn claim_to_pb(c: &Claim) -> pb::Claim {
         create_time: Some(timestamp(c.create_time)),
         update_time: Some(timestamp(c.update_time)),
         version: c.version,
+        compensated_elsewhere: b.compensated_elsewhere.to_string(),
     }
 }
 

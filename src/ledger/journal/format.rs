@@ -405,6 +405,7 @@ fn claim_filed_to_pb(c: &Claim) -> pb::ClaimFiled {
         capped_by_budget: m.capped_by_budget,
         county: b.county.region().code(),
         registered_on_days: days(b.registered_on),
+        compensated_elsewhere_fen: fen(b.compensated_elsewhere),
     }
 }
 
@@ -744,6 +745,7 @@ fn claim_from_pb(c: pb::ClaimFiled, principal: &PrincipalName, at: Micros) -> Re
         committed_this_year: money("committed_this_year", c.committed_this_year_fen)?,
         bank_losses_this_year: money("bank_losses_this_year", c.bank_losses_this_year_fen)?,
         bank_lending_this_year: money("bank_lending_this_year", c.bank_lending_this_year_fen)?,
+        compensated_elsewhere: money("compensated_elsewhere", c.compensated_elsewhere_fen)?,
     };
     let compensation = Compensation {
         fund_share: bp("fund_share", c.fund_share_bp)?,
