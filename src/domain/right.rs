@@ -379,6 +379,49 @@ mod tests {
         }
     }
 
+    fn holder(code: &str) -> Party {
+        Party { name: Name::parse("某某科技有限公司").unwrap(), credit_code: CreditCode::parse(code).unwrap() }
+    }
+
+    fn in_force(code: &str, since: &str) -> RightState {
+        RightState::new(holder(code), RightStatus::InForce, day(since), None, None, Note::parse("").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_state_is_never_dated_ahead_withdrawn_states_count_for_nothing_and_make_room() {
+        const A: &str = "91440106MA59C3K2XE";
+        const B: &str = "91330100716105852F";
+        let number = RightNumber::parse("ZL202210345678.8", crate::domain::ident::RightKind::InventionPatent).unwrap();
+        let by = || PrincipalName::parse("office").unwrap();
+        let today = day("2026-12-05");
+        let ahead = RightRecord::record(None, &number, in_force(A, "2026-12-06"), (by(), 1, today));
+        assert_eq!(ahead.unwrap_err().reason(), "INVALID_FIELDS");
+        let mut record = RightRecord::record(None, &number, in_force(A, "2020-01-01"), (by(), 1, today)).unwrap();
+        for i in 1..STATES_PER_RIGHT_MAX as i64 {
+            let state = in_force(A, &(day("2020-01-01") + chrono::Days::new(i as u64)).to_string());
+            record = RightRecord::record(Some(&record), &number, state, (by(), 1 + i, today)).unwrap();
+        }
+        let full = RightRecord::record(Some(&record), &number, in_force(B, "2026-01-01"), (by(), 500, today));
+        assert_eq!(full.unwrap_err().reason(), "RIGHT_STATES_LIMIT_REACHED");
+        // The last state withdrawn: the one before is current again, and the record has room.
+        let withdrawal = Withdrawal { by: by(), at: 600, note: Note::parse("wrong date").unwrap() };
+        let withdrawn = record.withdraw(100, withdrawal.clone()).unwrap();
+        assert_eq!(withdrawn.current().map(|r| r.at), Some(99));
+        assert_eq!(withdrawn.withdraw(100, withdrawal).unwrap_err().reason(), "NOTHING_TO_CHANGE");
+        let after =
+            RightRecord::record(Some(&withdrawn), &number, in_force(B, "2026-01-01"), (by(), 700, today)).unwrap();
+        assert_eq!(after.states.len(), STATES_PER_RIGHT_MAX, "the withdrawn state made room");
+        assert!(after.states.iter().all(|s| !s.is_withdrawn()));
+        // Another holder than the pledgor flags a pledge, now and from the state's day.
+        let pledgor = CreditCode::parse(A).unwrap();
+        assert_eq!(after.flag_for(&pledgor), Some(RiskFlag::NotHolder));
+        assert_eq!(after.flag_on(&pledgor, day("2025-12-31")), None);
+        assert_eq!(after.flag_on(&pledgor, day("2026-01-01")), Some(RiskFlag::NotHolder));
+        // As it was right after the withdrawal's entry, and before it.
+        assert!(withdrawn.as_at(99).unwrap().states.iter().all(|s| s.withdrawn.is_none()));
+        assert_eq!(withdrawn.as_at(600).unwrap().current().map(|r| r.at), Some(99));
+    }
+
     #[test]
     fn a_freeze_flags_from_its_own_day_and_a_lost_status_from_the_state_s() {
         check(RightStatus::InForce, None, &[("2024-03-15", None), ("2030-01-01", None)]);
