@@ -409,7 +409,7 @@ impl PgHa {
     }
 
     fn spawn_patroni(&self, node: &PgNode) {
-        let command = if running_as_root() {
+        let mut command = if running_as_root() {
             let mut c = Command::new(crate::tools::require("setpriv", "util-linux"));
             c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
                 .arg(crate::tools::require("patroni", "patroni"))
@@ -420,6 +420,10 @@ impl PgHa {
             c.arg(&node.config);
             c
         };
+        // In the cluster's own directory, which `postgres` owns: Patroni's worker processes start
+        // by entering the parent's working directory, and a checkout under /root (0700, as on a
+        // fresh Debian machine) is closed to `postgres`.
+        command.current_dir(&self.dir);
         self.spawn(node.name, command);
     }
 
