@@ -14,7 +14,7 @@
 //! `.ci/run` installs them and runs it: `cargo test --test it -- --ignored ha::`.
 
 use crate::ha_cluster::{IpledgerBackend, PgHa};
-use crate::helpers::{Bearer, pledge, register};
+use crate::helpers::{Bearer, pledge, recent, register};
 use ipledger::proto::admin_service_client::AdminServiceClient;
 use ipledger::proto::exposure_service_client::ExposureServiceClient;
 use ipledger::proto::journal_service_client::JournalServiceClient;
@@ -159,7 +159,7 @@ async fn writer_of(nodes: &[Node], timeout: Duration) -> usize {
 async fn load(address: SocketAddr, token: String, acks: Arc<Mutex<Vec<Ack>>>, stop: Arc<AtomicBool>) {
     let mut client = PledgeServiceClient::with_interceptor(channel(address), Bearer::new(&token));
     while !stop.load(Ordering::Relaxed) {
-        let request = register(pledge("330106", "1000000.00"));
+        let request = register(recent(pledge("330106", "1000000.00")));
         let request_id = request.request_id.clone();
         let started = Instant::now();
         loop {
