@@ -72,6 +72,7 @@ pub fn open(
     dir: &Path,
     cache_bytes: u64,
     journal_url: Option<&crate::ledger::journal::PostgresTarget>,
+    signing_key: Option<&Path>,
 ) -> Result<Opened, OpenError> {
     create_private(dir).map_err(|e| OpenError::Store { dir: dir.to_path_buf(), what: e.to_string() })?;
     let journal_dir = dir.join(JOURNAL_DIR);
@@ -81,6 +82,7 @@ pub fn open(
     // The embedded journal gets a quarter of the cache (appends and recent reads); derived state
     // the rest, or all of it when the journal lives in PostgreSQL.
     let mut fence = None;
+    let signer = Signer::open(dir, signing_key).map_err(OpenError::Key)?;
     let (journal, journal_cache): (Arc<dyn Journal>, u64) = match journal_url {
         Some(_) if upgraded => {
             return Err(OpenError::Upgrade {
@@ -90,6 +92,8 @@ pub fn open(
         }
         Some(url) => {
             let journal = connect_postgres(url).map_err(|e| store_error(format!("the PostgreSQL journal: {e}")))?;
+            // Every group this node writes is signed with the cluster's key, for the followers.
+            let journal = journal.sign_groups_with(Arc::new(signer.clone()));
             fence = Some(journal.term());
             (Arc::new(journal), 0)
         }
@@ -103,7 +107,6 @@ pub fn open(
     };
     let derived =
         SledStore::open(&dir.join(DERIVED_DIR), cache_bytes - journal_cache).map_err(|e| store_error(e.to_string()))?;
-    let signer = Signer::load_or_create(dir).map_err(OpenError::Key)?;
     Ok(Opened { journal, derived: Arc::new(derived), signer, fence, upgraded })
 }
 

@@ -156,6 +156,12 @@ struct DataDir {
     /// (loopback or a private network).
     #[arg(long, env = "IPLEDGER_JOURNAL_CA", requires = "journal")]
     journal_ca: Option<PathBuf>,
+    /// The key that signs journal heads and, with --journal, every group the writer appends
+    /// (Ed25519, PKCS#8 DER: `openssl genpkey -algorithm ed25519 -outform DER -out FILE`). Every
+    /// node of a cluster needs the same file: a node follows only groups signed by its key.
+    /// Without it: the data directory's own key, made at the first start.
+    #[arg(long, env = "IPLEDGER_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
 }
 
 impl DataDir {
@@ -435,6 +441,7 @@ async fn serve(args: ServeArgs, quotas: Quotas) -> Result<(), ServeError> {
         data_dir: args.data.data_dir,
         journal: args.data.journal,
         journal_ca: args.data.journal_ca,
+        signing_key: args.data.signing_key,
         advertise: args.advertise,
         lease: Duration::from_millis(args.lease_ms),
         limits,
@@ -478,14 +485,15 @@ fn name(text: &str) -> Result<PrincipalName, LedgerError> {
 
 /// Runs a token command on the data directory with the same single writer the server uses.
 async fn token(command: TokenCommand) -> Result<(), ServeError> {
-    let (dir, journal) = match &command {
+    let (dir, journal, key) = match &command {
         TokenCommand::Create { data, .. }
         | TokenCommand::List { data }
         | TokenCommand::Revoke { data, .. }
-        | TokenCommand::Bind { data, .. } => (data.data_dir.clone(), data.target()?),
+        | TokenCommand::Bind { data, .. } => (data.data_dir.clone(), data.target()?, data.signing_key.clone()),
     };
     let limits = Limits { cache_bytes: 64 * 1024 * 1024, ..Limits::default() };
-    let (ledger, writer) = server::open_ledger(&dir, &limits, journal.as_ref(), &server::Node::offline()).await?;
+    let (ledger, writer) =
+        server::open_ledger(&dir, &limits, journal.as_ref(), key.as_deref(), &server::Node::offline()).await?;
     if journal.is_some() && !matches!(command, TokenCommand::List { .. }) {
         // In a cluster this tool writes only when no server holds the writer's lease.
         let mut role = ledger.role();
@@ -569,12 +577,12 @@ fn print_report(report: &ipledger::ledger::replay::Report) -> Result<(), ServeEr
     }
 }
 
-async fn verify(
-    dir: &std::path::Path,
-    journal: Option<&ipledger::ledger::journal::PostgresTarget>,
-) -> Result<(), ServeError> {
+async fn verify(data: &DataDir) -> Result<(), ServeError> {
+    let (dir, journal) = (&data.data_dir, data.target()?);
     let limits = Limits { cache_bytes: 256 * 1024 * 1024, ..Limits::default() };
-    let (ledger, writer) = server::open_ledger(dir, &limits, journal, &server::Node::offline()).await?;
+    let (ledger, writer) =
+        server::open_ledger(dir, &limits, journal.as_ref(), data.signing_key.as_deref(), &server::Node::offline())
+            .await?;
     let scratch =
         ipledger::datadir::Scratch::create(dir).map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
     let report = ledger.verify(scratch.store()).await;
@@ -602,13 +610,13 @@ async fn export(args: ExportArgs) -> Result<(), cli::ClientError> {
 }
 
 async fn restore(
-    dir: &std::path::Path,
-    journal: Option<ipledger::ledger::journal::PostgresTarget>,
+    data: &DataDir,
     input: &std::path::Path,
     trusted_keys: &[String],
     allow_unsigned: bool,
 ) -> Result<(), ServeError> {
     use std::io::BufRead;
+    let (dir, journal) = (data.data_dir.as_path(), data.target()?);
     let usage = |what: String| ServeError::Ledger(LedgerError::invalid_field("restore", what));
     let trusted = trusted_keys
         .iter()
@@ -633,9 +641,11 @@ async fn restore(
         Box::new(std::io::BufReader::new(std::fs::File::open(input)?))
     };
     let target = dir.to_path_buf();
-    let restored = tokio::task::spawn_blocking(move || restore_blocking(&target, journal, reader, &trusted))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let key = data.signing_key.clone();
+    let restored =
+        tokio::task::spawn_blocking(move || restore_blocking(&target, journal, key.as_deref(), reader, &trusted))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
     match restored {
         Ok((head, report)) => {
             eprintln!("restored {} journal entries into {}", head.sequence, dir.display());
@@ -652,12 +662,13 @@ async fn restore(
 fn restore_blocking(
     dir: &std::path::Path,
     journal: Option<ipledger::ledger::journal::PostgresTarget>,
+    signing_key: Option<&std::path::Path>,
     reader: Box<dyn std::io::BufRead + Send>,
     trusted: &[ipledger::ledger::signing::PublicKey],
 ) -> Result<(ipledger::ledger::journal::Head, ipledger::ledger::replay::Report), ServeError> {
     use ipledger::ledger::export::{self, Line};
     use std::io::BufRead;
-    let opened = ipledger::datadir::open(dir, 256 << 20, journal.as_ref())?;
+    let opened = ipledger::datadir::open(dir, 256 << 20, journal.as_ref(), signing_key)?;
     ipledger::ledger::mark_layout(opened.derived.as_ref())?;
     let derived =
         ipledger::ledger::derived::Derived::new(opened.derived.clone(), ipledger::ledger::derived::CHECKPOINT_BYTES)
@@ -820,10 +831,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args, quotas.expect("serve's quotas are fitted above")).await,
             Command::Token { command } => token(command).await,
-            Command::Verify { data } => async { verify(&data.data_dir, data.target()?.as_ref()).await }.await,
+            Command::Verify { data } => verify(&data).await,
             Command::Export(args) => client_result(export(args).await),
             Command::Restore { data, input, trusted_keys, allow_unsigned } => {
-                async { restore(&data.data_dir, data.target()?, &input, &trusted_keys, allow_unsigned).await }.await
+                async { restore(&data, &input, &trusted_keys, allow_unsigned).await }.await
             }
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),

@@ -126,6 +126,9 @@ pub struct Config {
     /// PEM CA certificates PostgreSQL's certificate must chain to: the journal's connections then
     /// use TLS. `None`: plaintext (loopback or a private network).
     pub journal_ca: Option<PathBuf>,
+    /// The signing key's file (the cluster's, the same on every node); `None`: the data
+    /// directory's own, made at the first start.
+    pub signing_key: Option<PathBuf>,
     /// The address this node is reached at (its name in the writer's lease); `None`: the listen
     /// address.
     pub advertise: Option<String>,
@@ -179,6 +182,7 @@ impl Config {
             data_dir,
             journal: None,
             journal_ca: None,
+            signing_key: None,
             advertise: None,
             lease: LEASE_DEFAULT,
             limits: Limits::default(),
@@ -254,16 +258,18 @@ pub async fn open_ledger(
     dir: &Path,
     limits: &Limits,
     journal: Option<&crate::ledger::journal::PostgresTarget>,
+    signing_key: Option<&Path>,
     node: &Node,
 ) -> Result<(Ledger, crate::ledger::WriterGuard), ServeError> {
     let open_dir = dir.to_path_buf();
+    let signing_key = signing_key.map(Path::to_path_buf);
     let journal = journal.cloned();
     let node = node.clone();
     let cache = limits.cache_bytes;
     let options =
         crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
     let started = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-        let opened = crate::datadir::open(&open_dir, cache, journal.as_ref())?;
+        let opened = crate::datadir::open(&open_dir, cache, journal.as_ref(), signing_key.as_deref())?;
         let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
         let lease = match (&journal, opened.fence) {
             (Some(target), Some(fence)) => Some(Arc::new(
@@ -310,21 +316,24 @@ async fn report_health(
     reporter: tonic_health::server::HealthReporter,
     mut role: tokio::sync::watch::Receiver<crate::ledger::role::Role>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
+    mut behind: tokio::sync::watch::Receiver<bool>,
 ) {
     use tonic_health::ServingStatus::{NotServing, Serving};
     loop {
         let writes_stopped = *stopped.borrow_and_update();
+        let lagging = *behind.borrow_and_update();
         let writer = role.borrow_and_update().is_writer();
         if writes_stopped {
             tracing::error!("writes are stopped after a storage failure: health says NOT_SERVING; restart the server");
         }
-        let overall = if writes_stopped { NotServing } else { Serving };
+        let overall = if writes_stopped || lagging { NotServing } else { Serving };
         let writes = if writer && !writes_stopped { Serving } else { NotServing };
         reporter.set_service_status("", overall).await;
         reporter.set_service_status(WRITER_HEALTH_SERVICE, writes).await;
         tokio::select! {
             changed = role.changed() => if changed.is_err() { return },
             changed = stopped.changed() => if changed.is_err() { return },
+            changed = behind.changed() => if changed.is_err() { return },
         }
     }
 }
@@ -334,20 +343,23 @@ async fn report_health(
 /// the node that writes (503 elsewhere, naming the writer when known).
 fn health_routes(ledger: &Ledger) -> axum::Router {
     use axum::http::StatusCode;
-    let (role, stopped) = (ledger.role(), ledger.writes_stopped());
+    let (role, stopped, behind) = (ledger.role(), ledger.writes_stopped(), ledger.behind());
     let serving = stopped.clone();
     axum::Router::new()
         .route(
             "/healthz",
             axum::routing::get(move || {
-                let stopped = *serving.borrow();
-                async move {
-                    if stopped {
-                        (StatusCode::SERVICE_UNAVAILABLE, "writes stopped\n")
-                    } else {
-                        (StatusCode::OK, "serving\n")
+                let answer = match (*serving.borrow(), *behind.borrow()) {
+                    (true, _) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "writes stopped: restart once the logged cause is fixed\n")
                     }
-                }
+                    (false, true) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "behind the journal for longer than three leases (see the log)\n",
+                    ),
+                    (false, false) => (StatusCode::OK, "serving\n"),
+                };
+                async move { answer }
             }),
         )
         .route(
@@ -457,8 +469,8 @@ pub async fn serve(
         Some(engines) => {
             // The directory still receives the first admin's token.
             crate::datadir::create_private(&config.data_dir)?;
-            let signer =
-                crate::ledger::signing::Signer::load_or_create(&config.data_dir).map_err(ServeError::AdminToken)?;
+            let signer = crate::ledger::signing::Signer::open(&config.data_dir, config.signing_key.as_deref())
+                .map_err(ServeError::AdminToken)?;
             let options =
                 crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
             Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, options)?
@@ -467,7 +479,7 @@ pub async fn serve(
             let name = config.advertise.clone().unwrap_or_else(|| address.to_string());
             let node = Node { name, lease: config.lease };
             let target = journal_target(config.journal.as_deref(), config.journal_ca.as_deref())?;
-            open_ledger(&config.data_dir, limits, target.as_ref(), &node).await?
+            open_ledger(&config.data_dir, limits, target.as_ref(), config.signing_key.as_deref(), &node).await?
         }
     };
     // A node of a cluster competes for the writer's lease at once: give it a moment, so that a
@@ -498,7 +510,7 @@ pub async fn serve(
     health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::journal_service_server::JournalServiceServer<Api>>().await;
     health_reporter.set_serving::<pb::risk_service_server::RiskServiceServer<Api>>().await;
-    tokio::spawn(report_health(health_reporter.clone(), ledger.role(), ledger.writes_stopped()));
+    tokio::spawn(report_health(health_reporter.clone(), ledger.role(), ledger.writes_stopped(), ledger.behind()));
 
     // Both reflection versions describe everything served, each other included, so any client
     // (grpcurl, buf curl, grpcio, evans) sees the same list whichever version it speaks.

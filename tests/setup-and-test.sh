@@ -97,7 +97,7 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
 # The integration tests that matter for correctness (rules, concurrency, idempotency, the crash)
 # again with the journal in PostgreSQL instead of the embedded one.
-bash tests/with-postgres.sh cargo test --locked --test it -- pledges:: credit_lines:: books:: durability:: import:: tokens:: risk::
+bash tests/with-postgres.sh cargo test --locked --test it -- pledges:: credit_lines:: books:: durability:: import:: tokens:: risk:: journal::a_dump_ends journal::a_bank_reads_its_write
 # High availability: 3 etcd, 3 Patroni-managed PostgreSQL, HAProxy and 3 ipledger nodes through
 # every fault; prints the write outage per fault.
 cargo test --locked --test it -- --ignored --nocapture ha::

@@ -38,7 +38,9 @@
 # one as its source port for a moment, so `start` waits for such a port to clear before it binds it.
 # HAProxy's stats socket is DIR/haproxy.sock. Every process logs to DIR/<name>.log and has its
 # pid in DIR/<name>.pid (names: etcd1..3, pg1..3, haproxy, ipl1..3). DIR/admin.token holds the
-# first admin's token (shared by the three nodes), DIR/secrets.env the PostgreSQL passwords.
+# first admin's token (shared by the three nodes), DIR/signing-key.p8 the cluster's journal signing
+# key (shared too: a node follows only groups signed by it), DIR/secrets.env the PostgreSQL
+# passwords.
 #
 # As root, PostgreSQL and Patroni run as the `postgres` user (initdb and postgres refuse root) and
 # DIR is chowned to it; the other processes run as the caller.
@@ -416,7 +418,7 @@ find_haproxy() {
 
 check_tools() {
   local tool
-  for tool in etcd etcdctl patroni patronictl curl python3 setsid ss; do
+  for tool in etcd etcdctl patroni patronictl curl python3 setsid ss openssl; do
     command -v "$tool" >/dev/null || die "$tool is not installed (see the header of $0)"
   done
   if [ ! -x "$PG_BIN/postgres" ] || [ ! -x "$PG_BIN/psql" ]; then
@@ -457,6 +459,17 @@ make_admin_token() {
   (
     umask 077
     echo "$token" >"$DIR/admin.token"
+  )
+}
+
+# The cluster's journal signing key, shared by the three nodes (--signing-key): the writer signs
+# every group it appends with it, and a follower applies only groups it signed, so rows written
+# into the journal's table by anyone else are refused. Ed25519 in PKCS#8 DER, owner-only.
+make_signing_key() {
+  [ -s "$DIR/signing-key.p8" ] && return 0
+  (
+    umask 077
+    openssl genpkey -algorithm ed25519 -outform DER -out "$DIR/signing-key.p8"
   )
 }
 
@@ -662,7 +675,8 @@ start_ipledger() {
   # NO_COLOR: the log is a file, to be read with less or grep, not a terminal.
   NO_COLOR=1 IPLEDGER_JOURNAL="postgres://ipledger:$IPLEDGER_PG_PASSWORD@127.0.0.1:$HAPROXY_PG_RW_PORT/ipledger?connect_timeout=5&target_session_attrs=read-write&application_name=$name" \
     launch_listening "$name" "${IPL_PORTS[$i]}" "$IPLEDGER" serve --listen "$address" --advertise "$address" \
-    --lease-ms "$LEASE_MS" --data-dir "$DIR/$name" --admin-token-file "$DIR/admin.token"
+    --lease-ms "$LEASE_MS" --data-dir "$DIR/$name" --admin-token-file "$DIR/admin.token" \
+    --signing-key "$DIR/signing-key.p8"
 }
 
 one_ipledger_writer() {
@@ -707,6 +721,7 @@ cmd_start() {
   chmod 700 "$DIR"
   load_secrets
   make_admin_token
+  make_signing_key
   local i
   for i in 0 1 2; do patroni_config "$i" | write_config "$DIR/${PG_NAMES[$i]}.yml"; done
   haproxy_config | write_config "$DIR/haproxy.cfg"

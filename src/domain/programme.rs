@@ -231,6 +231,17 @@ pub struct Programme {
     pub create_time: Micros,
 }
 
+/// Which claim rules a claim is decided under. `Current`: the ledger's rules 1 on (journal entries
+/// of `rules` 1). `Original`: a claim decided before them (`rules` 0), re-decided as it was then:
+/// filed on any day, also after its programme ended, and checked against no stop line (the
+/// measure of a bank's lending changed with rules 1 and the old one is not kept); its loan is the
+/// pledge's amount when filed and no other claim counts against it (the ledger builds that basis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimRules {
+    Original,
+    Current,
+}
+
 /// What a claim is decided against: the ledger computes these from its state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClaimBasis {
@@ -291,6 +302,11 @@ impl Programme {
     /// How the fund, insurer, guarantor and bank share `basis.loss`, or why the programme does not
     /// compensate it.
     pub fn compensate(&self, basis: &ClaimBasis) -> Result<Compensation, LedgerError> {
+        self.compensate_under(basis, ClaimRules::Current)
+    }
+
+    /// `compensate`, under `rules`.
+    pub fn compensate_under(&self, basis: &ClaimBasis, rules: ClaimRules) -> Result<Compensation, LedgerError> {
         let c = &self.content;
         if !c.eligible_banks.is_empty() && !c.eligible_banks.contains(&basis.bank) {
             return Err(LedgerError::refused(
@@ -333,7 +349,7 @@ impl Programme {
         }
         // A programme pays from the budgets of the years it is in force; once it has ended, a
         // successor programme (or none) takes the claims, so a claim is filed while it runs.
-        if basis.filed_on > c.valid_to {
+        if basis.filed_on > c.valid_to && rules == ClaimRules::Current {
             return Err(LedgerError::refused(
                 "PROGRAMME_EXPIRED",
                 format!("programme {} was in force until {}, not on {}", self.id, c.valid_to, basis.filed_on),
@@ -364,7 +380,7 @@ impl Programme {
             .with("loanAmount", basis.loan_amount));
         }
         let year = basis.filed_on.year();
-        if let Some(line) = c.stop_line {
+        if let Some(line) = c.stop_line.filter(|_| rules == ClaimRules::Current) {
             // losses / lending > line, multiplied out in fen so it stays exact; with no lending
             // every loss crosses the line. Both sides stay below 10^27, far inside i128.
             let losses_fen = basis.bank_losses_this_year.fen() + basis.loss.fen();
@@ -472,16 +488,16 @@ impl Claim {
         pledge_id: Uuid,
         basis: ClaimBasis,
         by: PrincipalName,
-        now: Micros,
+        (now, rules): (Micros, ClaimRules),
     ) -> Result<Claim, LedgerError> {
         let today = china_date(now);
-        if basis.filed_on > today {
+        if basis.filed_on > today && rules == ClaimRules::Current {
             return Err(LedgerError::invalid_field(
                 "filedOn",
                 format!("a claim is filed on a day that has come: must not be after today ({today}, China time)"),
             ));
         }
-        let compensation = programme.compensate(&basis)?;
+        let compensation = programme.compensate_under(&basis, rules)?;
         Ok(Claim {
             id,
             programme_id: programme.id,
@@ -978,6 +994,10 @@ mod tests {
         for (case, programme, claim, expected) in cases {
             check(case, programme.compensate(claim), split, expected);
         }
+        // A claim decided before rules 1 is decided again as it was: filed after the programme.
+        let late = at("440106", "2025-03-01", "2031-01-05");
+        assert!(guangzhou().compensate_under(&late, ClaimRules::Original).is_ok());
+        assert!(guangzhou().compensate_under(&late, ClaimRules::Current).is_err());
     }
 
     #[test]
@@ -1113,7 +1133,9 @@ mod tests {
     #[test]
     fn life_of_a_claim() {
         let gz = guangzhou();
-        let file = |basis| Claim::file(Uuid::from_u128(1), &gz, Uuid::from_u128(2), basis, me(), T0 + 10);
+        let file = |basis| {
+            Claim::file(Uuid::from_u128(1), &gz, Uuid::from_u128(2), basis, me(), (T0 + 10, ClaimRules::Current))
+        };
         check("over the tiers", file(basis("40000000.00", "1.00")), state, "LOAN_ABOVE_TIERS");
         let filed = file(basis("4000000.00", "1000000.00")).unwrap();
         check("filed", Ok(filed.clone()), state, "v1 Filed paid 0.00 committed 400000.00 at 10");
@@ -1205,9 +1227,15 @@ mod tests {
 
     #[test]
     fn every_version_of_a_claim_is_in_its_record() {
-        let filed =
-            Claim::file(Uuid::nil(), &guangzhou(), Uuid::nil(), basis("10000000.00", "3000000.00"), me(), T0 + 10)
-                .unwrap();
+        let filed = Claim::file(
+            Uuid::nil(),
+            &guangzhou(),
+            Uuid::nil(),
+            basis("10000000.00", "3000000.00"),
+            me(),
+            (T0 + 10, ClaimRules::Current),
+        )
+        .unwrap();
         let loss = Some(money("3000000.00"));
         let approved = filed.approve(decision("2025-09-10", 20), loss).unwrap();
         let mut paid = vec![filed, approved];
@@ -1278,7 +1306,7 @@ mod tests {
                 Uuid::nil(),
                 ClaimBasis { filed_on: date(filed), ..basis("4000000.00", "1000000.00") },
                 me(),
-                now,
+                (now, ClaimRules::Current),
             )
         };
         check("today", file("2026-01-01", T0), state, "v1 Filed paid 0.00 committed 400000.00 at 0");
@@ -1302,8 +1330,15 @@ mod tests {
 
     #[test]
     fn a_claim_is_approved_and_paid_on_the_loss_it_was_filed_with() {
-        let filed =
-            Claim::file(Uuid::nil(), &guangzhou(), Uuid::nil(), basis("4000000.00", "1000000.00"), me(), T0).unwrap();
+        let filed = Claim::file(
+            Uuid::nil(),
+            &guangzhou(),
+            Uuid::nil(),
+            basis("4000000.00", "1000000.00"),
+            me(),
+            (T0, ClaimRules::Current),
+        )
+        .unwrap();
         let loss = |amount: &str| Some(money(amount));
         check("recovered in full", filed.approve(decision("2025-09-02", 20), loss("0")), state, "CLAIM_BASIS_CHANGED");
         check(

@@ -186,7 +186,7 @@ impl pb::journal_service_server::JournalService for Api {
         request: Request<pb::GetSignedHeadRequest>,
     ) -> Result<Response<pb::SignedHead>, Status> {
         let actor = auth::principal(&request)?;
-        let body = async { Ok(convert::signed_head_to_pb(&self.ledger.signed_head()?)) };
+        let body = async { Ok(convert::signed_head_to_pb(&self.ledger.signed_head().await?)) };
         self.unary("GetSignedHead", &actor, body).await.map(Response::new)
     }
 
@@ -197,7 +197,7 @@ impl pb::journal_service_server::JournalService for Api {
         let actor = auth::principal(&request)?;
         let sequence = request.get_ref().sequence;
         let body = async {
-            let signed = self.ledger.signed_head()?;
+            let signed = self.ledger.signed_head().await?;
             if sequence == 0 || sequence > signed.sequence {
                 return Err(LedgerError::NotFound { resource: "journal entry", id: sequence.to_string() });
             }
@@ -245,7 +245,7 @@ impl pb::journal_service_server::JournalService for Api {
         let permit = self.limiter.stream(&actor.name).map_err(status::to_status)?;
         // Consistent: the journal up to its durable head when the call began, signed. Entries
         // never change once written, so later writes cannot disturb the dump.
-        let signed = self.ledger.signed_head().map_err(status::to_status)?;
+        let signed = self.ledger.signed_head().await.map_err(status::to_status)?;
         let ledger = self.ledger.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(FEED_BUFFER);
         tokio::spawn(async move {

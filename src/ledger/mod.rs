@@ -128,6 +128,7 @@ pub struct Ledger {
     principals: Arc<Principals>,
     committed: tokio::sync::watch::Receiver<u64>,
     writes_stopped: tokio::sync::watch::Receiver<bool>,
+    behind: tokio::sync::watch::Receiver<bool>,
     role: tokio::sync::watch::Receiver<role::Role>,
     writer: mpsc::Sender<writer::Job>,
     queue_max: usize,
@@ -185,11 +186,17 @@ impl Ledger {
         let derived =
             derived::Derived::new(base, checkpoint_bytes).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
         // A shared journal (a cluster's) is checked entry by entry: a database credential can write it.
-        replay::catch_up(journal.as_ref(), &derived, lease.is_some())?;
+        // A shared journal (a cluster's) is read only where the cluster's key signed it.
+        let cluster_key = lease.is_some().then(|| signer.public_key());
+        replay::catch_up(journal.as_ref(), &derived, cluster_key.as_ref())?;
         let principals = Arc::new(Principals::load(derived.as_ref())?);
-        let targets =
-            writer::Targets { journal: journal.clone(), derived: derived.clone(), principals: principals.clone() };
-        let writer::Spawned { sender, handle, committed, writes_stopped, role } =
+        let targets = writer::Targets {
+            journal: journal.clone(),
+            derived: derived.clone(),
+            principals: principals.clone(),
+            cluster_key,
+        };
+        let writer::Spawned { sender, handle, committed, writes_stopped, behind, role } =
             writer::spawn(targets, queue_max, lease)?;
         let store: Arc<dyn Store> = derived.clone();
         let ledger = Ledger {
@@ -200,6 +207,7 @@ impl Ledger {
             principals,
             committed,
             writes_stopped,
+            behind,
             role,
             writer: sender,
             queue_max,
@@ -208,9 +216,13 @@ impl Ledger {
         Ok((ledger, WriterGuard { handle: Mutex::new(Some(handle)) }))
     }
 
-    /// The journal's durable head, signed with the server's key.
-    pub fn signed_head(&self) -> Result<signing::SignedHead, LedgerError> {
-        Ok(self.signer.sign(self.journal.head()?))
+    /// The journal's durable head, signed with the server's key. On the blocking pool: a journal
+    /// engine may block (PostgreSQL's client runs a runtime of its own).
+    pub async fn signed_head(&self) -> Result<signing::SignedHead, LedgerError> {
+        let (journal, signer) = (self.journal.clone(), self.signer.clone());
+        tokio::task::spawn_blocking(move || Ok(signer.sign(journal.head()?)))
+            .await
+            .map_err(|e| LedgerError::Internal(format!("the signed-head task failed: {e}")))?
     }
 
     /// The public half of the key that signs journal heads.
@@ -256,6 +268,12 @@ impl Ledger {
     /// Turns true when the writer stopped accepting writes after a storage failure (fail-stop).
     pub fn writes_stopped(&self) -> tokio::sync::watch::Receiver<bool> {
         self.writes_stopped.clone()
+    }
+
+    /// True while this node, a follower, is behind the journal for longer than its bound (three
+    /// leases): its reads would be stale, so health says NOT_SERVING until it catches up.
+    pub fn behind(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.behind.clone()
     }
 
     /// Runs `f` on the writer thread between two group commits (writes wait until it returns).

@@ -99,12 +99,84 @@ pub(crate) fn check_link(previous: Head, entry: &Entry) -> Result<(), LedgerErro
     .with("sequence", entry.sequence))
 }
 
+/// Reads up to `limit` entries from `from` on and returns, decoded, those that a node sharing the
+/// journal may apply: the ones a group signature by the cluster's key `key` covers (a signature
+/// of an entry covers it and, through the chain, every entry before it), and before them any
+/// entries of a release before group signatures (rules 0: the rules floor, `apply::validate`,
+/// keeps such an entry from following a newer one). Reads further, up to `SIGNED_RUN_MAX`
+/// entries, when a group is longer than `limit`. Refuses a signature that does not verify
+/// (`GROUP_SIGNATURE_INVALID`) and entries no signature covers (`GROUP_UNSIGNED`): a group's rows
+/// and its signature are committed together, and the signatures are read after the rows, so
+/// every row read by then has its signature visible.
+pub(crate) fn read_signed(
+    journal: &dyn Journal,
+    from: u64,
+    limit: usize,
+    key: &crate::ledger::signing::PublicKey,
+) -> Result<Vec<(Stored, Entry)>, LedgerError> {
+    let mut limit = limit.clamp(1, journal::SIGNED_RUN_MAX);
+    loop {
+        let chunk = journal.read(from, limit)?;
+        let Some(last) = chunk.last() else { return Ok(Vec::new()) };
+        let to = last.sequence;
+        let signatures = journal.group_signatures(from, chunk.len() + 1)?;
+        let mut entries = Vec::with_capacity(chunk.len());
+        for stored in &chunk {
+            // Bytes that do not decode are refused like any entry the rules refuse, not retried.
+            let entry = stored.decode().map_err(|e| match e {
+                journal::JournalError::Corrupt(why) => LedgerError::refused("ENTRY_CORRUPT", why),
+                other => other.into(),
+            })?;
+            entries.push(entry);
+        }
+        let mut signed = entries.iter().take_while(|e| e.rules == 0).count();
+        for signature in signatures.iter().filter(|s| s.sequence <= to) {
+            let index = signature.sequence.checked_sub(from).expect("signatures read from `from` on") as usize;
+            signature.verify(chunk[index].head(), key).map_err(|why| {
+                LedgerError::refused(
+                    "GROUP_SIGNATURE_INVALID",
+                    format!(
+                        "the signature of journal entry {}: {why} (every node of a cluster needs the same --signing-key)",
+                        signature.sequence
+                    ),
+                )
+                .with("sequence", signature.sequence)
+            })?;
+            signed = signed.max(index + 1);
+        }
+        if signed > 0 {
+            return Ok(chunk.into_iter().zip(entries).take(signed).collect());
+        }
+        // A group longer than what was read: read up to its signature, within one signed run.
+        match signatures.iter().find(|s| s.sequence > to) {
+            Some(next) if next.sequence - from < journal::SIGNED_RUN_MAX as u64 => {
+                limit = (next.sequence - from + 1) as usize;
+            }
+            _ => {
+                return Err(LedgerError::refused(
+                    "GROUP_UNSIGNED",
+                    format!(
+                        "journal entries from {from} on carry no signature of the cluster's key {}: they were not written by a node of this cluster",
+                        journal::hex(key)
+                    ),
+                )
+                .with("sequence", from));
+            }
+        }
+    }
+}
+
 /// Applies the journal's entries after what `derived` reflects, up to the journal's head, in chunks
 /// (checkpointing when the overlay is full): the start of a ledger, with progress in the log.
-/// `checked`: each entry is decided again first (`apply_checked`), for a journal that others can
-/// write (PostgreSQL, where a database credential suffices); the embedded journal sits beside
+/// `shared`: the cluster's public key, for a journal that others can write (PostgreSQL, where a
+/// database credential suffices): each entry must be covered by a group signature of that key
+/// (`read_signed`) and is decided again first (`apply_checked`). The embedded journal sits beside
 /// derived state in the node's own directory, and is applied as it is.
-pub fn catch_up(journal: &dyn Journal, derived: &Arc<Derived>, checked: bool) -> Result<u64, LedgerError> {
+pub fn catch_up(
+    journal: &dyn Journal,
+    derived: &Arc<Derived>,
+    shared: Option<&crate::ledger::signing::PublicKey>,
+) -> Result<u64, LedgerError> {
     let from = derived.through().map_err(unavailable)?;
     let head = journal.head()?;
     if head.sequence == from.sequence {
@@ -115,18 +187,22 @@ pub fn catch_up(journal: &dyn Journal, derived: &Arc<Derived>, checked: bool) ->
     let mut next = from.sequence + 1;
     let mut previous = from;
     while next <= head.sequence {
-        let chunk = journal.read(next, CHUNK)?;
-        let Some(last) = chunk.last() else { break };
+        let chunk = match shared {
+            Some(key) => read_signed(journal, next, CHUNK, key)?,
+            None => {
+                journal.read(next, CHUNK)?.into_iter().map(|s| s.decode().map(|e| (s, e))).collect::<Result<_, _>>()?
+            }
+        };
+        let Some((last, _)) = chunk.last() else { break };
         let through = last.head();
         let mut tx = Tx::new(derived.as_ref());
-        for stored in &chunk {
-            let entry = stored.decode()?;
-            if checked {
-                check_link(previous, &entry)?;
+        for (stored, entry) in &chunk {
+            if shared.is_some() {
+                check_link(previous, entry)?;
                 previous = stored.head();
-                apply_checked(&mut tx, &entry)?;
+                apply_checked(&mut tx, entry)?;
             } else {
-                projector::apply_entry(&mut tx, &entry)?;
+                projector::apply_entry(&mut tx, entry)?;
                 tx.accept();
             }
         }
@@ -559,6 +635,77 @@ mod tests {
             ("bank-a", pledge(1, BANK_A, "1234567", "bank-a", 1003)),
         ];
         check(with(revoked), Some(4));
+    }
+
+    /// A memory journal that keeps group signatures, as the PostgreSQL journal does.
+    #[derive(Default)]
+    struct Signed {
+        entries: journal::MemoryJournal,
+        signatures: std::sync::Mutex<Vec<journal::GroupSignature>>,
+    }
+
+    impl Journal for Signed {
+        fn append(&self, expected: Head, entries: &[Stored]) -> Result<Head, journal::JournalError> {
+            self.entries.append(expected, entries)
+        }
+        fn read(&self, from: u64, limit: usize) -> Result<Vec<Stored>, journal::JournalError> {
+            self.entries.read(from, limit)
+        }
+        fn head(&self) -> Result<Head, journal::JournalError> {
+            self.entries.head()
+        }
+        fn size_on_disk(&self) -> Result<u64, journal::JournalError> {
+            Ok(0)
+        }
+        fn group_signatures(
+            &self,
+            from: u64,
+            limit: usize,
+        ) -> Result<Vec<journal::GroupSignature>, journal::JournalError> {
+            let held = self.signatures.lock().unwrap();
+            Ok(held.iter().filter(|s| s.sequence >= from).take(limit).cloned().collect())
+        }
+    }
+
+    impl Signed {
+        /// Appends `n` entries as one group, signed by `signer` when given.
+        fn group(&self, n: u64, signer: Option<&crate::ledger::signing::Signer>) {
+            use journal::GroupSigner;
+            let head = self.head().unwrap();
+            let entries = journal::suite::chain(head, n);
+            let last = self.append(head, &entries).unwrap();
+            if let Some(signer) = signer {
+                self.signatures.lock().unwrap().push(signer.sign_group(last));
+            }
+        }
+    }
+
+    #[test]
+    fn a_follower_reads_only_what_the_cluster_s_key_signed_and_reads_ahead_for_a_long_group() {
+        let key = crate::ledger::signing::Signer::ephemeral().unwrap();
+        let public = key.public_key();
+        let journal = Signed::default();
+        // A group longer than the follower's chunk is read whole, up to its signature.
+        journal.group(3000, Some(&key));
+        journal.group(10, Some(&key));
+        let read = read_signed(&journal, 1, 1024, &public).unwrap();
+        assert_eq!(read.len(), 3000);
+        assert_eq!(read_signed(&journal, 1, 5000, &public).unwrap().len(), 3010);
+        // Rows nobody signed after signed ones: the signed ones are read, then a refusal.
+        journal.group(5, None);
+        assert_eq!(read_signed(&journal, 3001, 1024, &public).unwrap().len(), 10);
+        let refused = read_signed(&journal, 3011, 1024, &public).unwrap_err();
+        assert_eq!(refused.reason(), "GROUP_UNSIGNED", "{refused:?}");
+        // A signature by another key over rows, even ones that link.
+        let other = Signed::default();
+        other.group(4, Some(&crate::ledger::signing::Signer::ephemeral().unwrap()));
+        let refused = read_signed(&other, 1, 1024, &public).unwrap_err();
+        assert_eq!(refused.reason(), "GROUP_SIGNATURE_INVALID", "{refused:?}");
+        // A group longer than a signed run may be is refused rather than read without bound.
+        let long = Signed::default();
+        long.group(journal::SIGNED_RUN_MAX as u64 + 1, Some(&key));
+        let refused = read_signed(&long, 1, 1024, &public).unwrap_err();
+        assert_eq!(refused.reason(), "GROUP_UNSIGNED", "{refused:?}");
     }
 }
 

@@ -20,7 +20,7 @@ use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
 use crate::domain::pledge::{Pledge, ReleaseReason};
 use crate::domain::principal::{Principal, Role};
-use crate::domain::programme::{Claim, ClaimBasis, ClaimStatus, Decision, Payment, Programme};
+use crate::domain::programme::{Claim, ClaimBasis, ClaimRules, ClaimStatus, Decision, Payment, Programme};
 use crate::domain::region::Region;
 use crate::domain::right::{Recorded, RightRecord, RiskFlag, Withdrawal};
 use crate::domain::risk::{self, PledgeDefault, Valuation};
@@ -464,14 +464,14 @@ pub fn decide(
             (Event::ProgrammeCreated { programme: p.clone() }, Outcome::Programme(p))
         }
         RiskCommand::FileClaim { programme_id, pledge_id, filed_on } => {
-            let claim = file_claim(tx, *programme_id, *pledge_id, *filed_on, actor, now)?;
+            let claim = file_claim(tx, (*programme_id, *pledge_id, *filed_on), actor, (now, claim_rules(rules)))?;
             (Event::ClaimFiled { claim: claim.clone() }, Outcome::Claim(claim))
         }
         RiskCommand::DecideClaim { id, approved, decided_on, note } => {
             let claim = load_claim(tx, *id)?;
             let decision = Decision { decided_on: *decided_on, by, at: now, note: note.clone() };
             let after = if *approved {
-                claim.approve(decision.clone(), loss_now(tx, &claim)?)?
+                claim.approve(decision.clone(), loss_now(tx, &claim, rules)?)?
             } else {
                 claim.reject(decision.clone())?
             };
@@ -480,16 +480,25 @@ pub fn decide(
         RiskCommand::PayClaim { id, paid_on, amount } => {
             let claim = load_claim(tx, *id)?;
             let payment = Payment { paid_on: *paid_on, amount: *amount, by, at: now };
-            let after = claim.pay(payment.clone(), loss_now(tx, &claim)?)?;
+            let after = claim.pay(payment.clone(), loss_now(tx, &claim, rules)?)?;
             (Event::ClaimPaid { id: *id, payment }, Outcome::Claim(after))
         }
     })
 }
 
 /// The loss of the default a claim was filed on, as it is now: approvals and payments are checked
-/// against it, so a restore that re-decides them checks the same.
-fn loss_now(tx: &Tx<'_>, claim: &Claim) -> Result<Option<Money>, LedgerError> {
+/// against it, so a restore that re-decides them checks the same. Before rules 1 they were not:
+/// the claim's own loss stands in.
+fn loss_now(tx: &Tx<'_>, claim: &Claim, rules: u32) -> Result<Option<Money>, LedgerError> {
+    if claim_rules(rules) == ClaimRules::Original {
+        return Ok(Some(claim.basis.loss));
+    }
     Ok(pledge_risk(tx, claim.pledge_id)?.default.and_then(|d| d.loss()))
+}
+
+/// The claim rules of the ledger's rules version `rules` (`journal::RULES`).
+fn claim_rules(rules: u32) -> ClaimRules {
+    if rules == 0 { ClaimRules::Original } else { ClaimRules::Current }
 }
 
 /// A claim for a defaulted pledge under a programme, with the compensation its rules give. The
@@ -497,11 +506,9 @@ fn loss_now(tx: &Tx<'_>, claim: &Claim) -> Result<Option<Money>, LedgerError> {
 /// this one (`ClaimBasis::compensated_elsewhere`).
 fn file_claim(
     tx: &Tx<'_>,
-    programme_id: Uuid,
-    pledge_id: Uuid,
-    filed_on: chrono::NaiveDate,
+    (programme_id, pledge_id, filed_on): (Uuid, Uuid, chrono::NaiveDate),
     actor: &Principal,
-    now: Micros,
+    (now, rules): (Micros, ClaimRules),
 ) -> Result<Claim, LedgerError> {
     let programme = load_programme(tx, programme_id)?;
     let pledge = load_pledge(tx, pledge_id)?;
@@ -533,6 +540,9 @@ fn file_claim(
             return Err(refused("CLAIM_EXISTS", format!("claim {id} is already filed under this programme"))
                 .with("claimId", id));
         }
+        if rules == ClaimRules::Original {
+            continue;
+        }
         compensated_elsewhere = compensated_elsewhere
             .checked_add(existing.compensation.fund)
             .ok_or_else(|| broken(format!("compensation of pledge {pledge_id} out of range")))?;
@@ -541,9 +551,12 @@ fn file_claim(
         return Err(refused("CLAIMS_LIMIT_REACHED", format!("a pledge has at most {CLAIMS_PER_PLEDGE_MAX} claims")));
     }
     // The loan that defaulted: a change of the pledge after its default does not move the tier.
-    let at_default = pledge
-        .as_at(default.create_time)
-        .ok_or_else(|| broken(format!("pledge {pledge_id} defaulted before it was registered")))?;
+    let at_default = match rules {
+        ClaimRules::Current => pledge
+            .as_at(default.create_time)
+            .ok_or_else(|| broken(format!("pledge {pledge_id} defaulted before it was registered")))?,
+        ClaimRules::Original => pledge.clone(),
+    };
     let c = &pledge.content;
     let year = filed_on.year();
     let bank = c.pledgee.credit_code.clone();
@@ -565,7 +578,7 @@ fn file_claim(
         bank,
         compensated_elsewhere,
     };
-    Claim::file(Uuid::now_v7(), &programme, pledge_id, basis, actor.name.clone(), now)
+    Claim::file(Uuid::now_v7(), &programme, pledge_id, basis, actor.name.clone(), (now, rules))
 }
 
 /// Writes every record derived from a risk entry.

@@ -175,7 +175,7 @@ mod tests {
     /// A node whose reads of the journal fail while `cut` is set (its lease is untouched): a
     /// follower cut off from the journal, as by a broken route to PostgreSQL's reader.
     fn node_cut(url: &str, name: &str, cut: Arc<AtomicBool>) -> (Ledger, crate::ledger::WriterGuard) {
-        let journal = PostgresJournal::connect(url).unwrap();
+        let journal = PostgresJournal::connect(url).unwrap().sign_groups_with(Arc::new(cluster_key()));
         let lease = Lease::connect(url, name, Duration::from_millis(1000), journal.term()).unwrap();
         let store = Arc::new(MemoryStore::default());
         let guard = move |access: Io| match access {
@@ -187,11 +187,17 @@ mod tests {
         Ledger::start_node(
             Arc::new(Guarded::new(Arc::new(journal), guard)),
             store,
-            Signer::ephemeral().unwrap(),
+            cluster_key(),
             Options::small(),
             Some(Arc::new(lease)),
         )
         .unwrap()
+    }
+
+    /// The key every node of the tests' clusters shares, as `--signing-key` gives it.
+    fn cluster_key() -> Signer {
+        static KEY: std::sync::OnceLock<Signer> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| Signer::ephemeral().unwrap()).clone()
     }
 
     /// The name the server bootstraps the first admin under: followers decide every entry again,
@@ -263,12 +269,16 @@ mod tests {
     }
 
     /// A row that links to the head, inserted by whoever holds a database credential: `by`
-    /// creates an admin named `evil`. Returns its sequence.
-    fn insert_forged_admin(url: &str, by: &str) -> u64 {
+    /// creates an admin named `evil`, its group signed by `signer` (none: unsigned). Returns its
+    /// sequence.
+    fn insert_forged_admin(url: &str, by: &str, signer: Option<Signer>) -> u64 {
         use crate::ledger::journal::{Event, format, read_one};
         use crate::ledger::principals::PrincipalRecord;
         tokio::task::block_in_place(|| {
-            let journal = PostgresJournal::connect(url).unwrap();
+            let mut journal = PostgresJournal::connect(url).unwrap();
+            if let Some(signer) = signer {
+                journal = journal.sign_groups_with(Arc::new(signer));
+            }
             let head = journal.head().unwrap();
             let at = read_one(&journal, head.sequence).unwrap().unwrap().decode().unwrap().at + 1;
             let evil = Principal {
@@ -293,8 +303,10 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_row_inserted_with_sql_that_the_rules_refuse_is_applied_by_no_node_and_stops_them() {
+    /// A row inserted with SQL as `by`, its group signed by `signer`: no node applies it, the
+    /// follower and the writer stop, and a node that starts on the journal refuses to start,
+    /// with `reason`.
+    async fn a_forged_row_is_applied_by_no_node(by: &str, signer: Option<Signer>, reason: &str) {
         let cluster = crate::ledger::journal::postgres::cluster::Cluster::start();
         let (a, a_writer) = node(&cluster.url, "a:1");
         until(&a, Role::is_writer).await;
@@ -309,7 +321,7 @@ mod tests {
         let (_, _, sequence) = a.write(&admin(), bank).await.unwrap();
         b.wait_for(sequence, Duration::from_secs(5)).await.unwrap();
 
-        let forged = insert_forged_admin(&cluster.url, "bank-x");
+        let forged = insert_forged_admin(&cluster.url, by, signer);
         // The follower refuses it: nothing of it applied, no admin minted, health NOT_SERVING.
         until_stopped(&b).await;
         let evil = PrincipalName::parse("evil").unwrap();
@@ -327,13 +339,31 @@ mod tests {
             let lease =
                 Lease::connect(cluster.url.as_str(), "c:1", Duration::from_millis(1000), journal.term()).unwrap();
             let store = Arc::new(MemoryStore::default());
-            let signer = Signer::ephemeral().unwrap();
-            Ledger::start_node(Arc::new(journal), store, signer, Options::small(), Some(Arc::new(lease)))
+            Ledger::start_node(Arc::new(journal), store, cluster_key(), Options::small(), Some(Arc::new(lease)))
         });
-        let Err(refused) = started else { panic!("a node started on a journal with a refused entry") };
-        assert_eq!(refused.reason(), "ENTRY_REFUSED", "{refused:?}");
+        let Err(refused) = started else { panic!("a node started on a journal with a forged entry") };
+        assert_eq!(refused.reason(), reason, "{refused:?}");
         drop((a, b));
         tokio::task::spawn_blocking(move || (a_writer.join(), b_writer.join())).await.unwrap();
+    }
+
+    /// Whoever holds a database credential (or sits between a node and PostgreSQL) writes rows
+    /// without the cluster's key: refused for want of its signature, whatever the rows say.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_row_inserted_with_sql_without_the_cluster_s_signature_is_applied_by_no_node() {
+        a_forged_row_is_applied_by_no_node("system", None, "GROUP_UNSIGNED").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_row_signed_with_another_key_is_applied_by_no_node() {
+        a_forged_row_is_applied_by_no_node("system", Some(Signer::ephemeral().unwrap()), "GROUP_SIGNATURE_INVALID")
+            .await;
+    }
+
+    /// Even a row signed with the cluster's key is decided again: a bank cannot mint an admin.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_row_signed_with_the_cluster_s_key_that_the_rules_refuse_is_applied_by_no_node() {
+        a_forged_row_is_applied_by_no_node("bank-x", Some(cluster_key()), "ENTRY_REFUSED").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,23 +376,24 @@ mod tests {
         until(&b, |r| *r == Role::Follower { writer: Some("a:1".to_owned()) }).await;
         let (_, _, first) = a.write(&admin(), create(1)).await.unwrap();
         b.wait_for(first, Duration::from_secs(5)).await.unwrap();
-        assert!(!*b.writes_stopped().borrow());
+        assert!(!*b.behind().borrow());
 
         cut.store(true, Ordering::SeqCst);
         let cut_at = std::time::Instant::now();
         let (_, _, second) = a.write(&admin(), create(2)).await.unwrap();
-        until_stopped(&b).await;
+        let mut behind = b.behind();
+        tokio::time::timeout(Duration::from_secs(10), behind.wait_for(|b| *b)).await.unwrap().unwrap();
+        assert!(!*b.writes_stopped().borrow(), "behind is not stopped: it serves again once caught up");
         // Not before the bound (less the poll it may have last caught up in), and reads were
         // stale all along.
         let after = cut_at.elapsed();
         assert!(after >= Duration::from_millis(3000 - 600), "NOT_SERVING after {after:?}, before the bound");
         assert!(*b.committed().borrow() < second);
-        assert!(!*a.writes_stopped().borrow(), "the writer is unaffected");
+        assert!(!*a.behind().borrow() && !*a.writes_stopped().borrow(), "the writer is unaffected");
 
         cut.store(false, Ordering::SeqCst);
         b.wait_for(second, Duration::from_secs(5)).await.unwrap();
-        let mut stopped = b.writes_stopped();
-        tokio::time::timeout(Duration::from_secs(5), stopped.wait_for(|s| !*s)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), behind.wait_for(|b| !*b)).await.unwrap().unwrap();
         drop((a, b));
         tokio::task::spawn_blocking(move || (a_writer.join(), b_writer.join())).await.unwrap();
     }

@@ -4,11 +4,15 @@
 //! kept in the data directory (`signing-key.p8`, PKCS#8, readable by the owner only); its public
 //! half is written beside it (`signing-key.pub`, hex) and printed at start.
 //!
+//! A cluster of nodes on one PostgreSQL journal shares one key (`--signing-key FILE`, the same
+//! file on every node): the writer signs each group it appends with it (`GroupSigner`), and a
+//! follower applies only groups signed by it.
+//!
 //! The signed message is the ASCII context `ipledger signed journal head v1`, a zero byte, the
 //! sequence (8 bytes, big-endian) and the 32-byte head hash: the context keeps a signature from
 //! ever standing for another kind of message.
 
-use super::journal::{Hash, Head, hex};
+use super::journal::{GroupSignature, GroupSigner, Hash, Head, hex};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use std::path::{Path, PathBuf};
 
@@ -54,9 +58,10 @@ impl SignedHead {
     }
 }
 
-/// The server's signing key.
+/// The server's signing key (cheap to clone: the key pair is shared).
+#[derive(Clone)]
 pub struct Signer {
-    pair: Ed25519KeyPair,
+    pair: std::sync::Arc<Ed25519KeyPair>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -70,7 +75,33 @@ impl Signer {
     pub fn ephemeral() -> Result<Signer, String> {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).map_err(|e| e.to_string())?;
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
-        Ok(Signer { pair })
+        Ok(Signer { pair: pair.into() })
+    }
+
+    /// The key of the data directory `dir`: the file `key_file` when given (the cluster's key,
+    /// which must exist), else the directory's own, made on the first start. Either way its
+    /// public half is written to the directory's `signing-key.pub`.
+    pub fn open(dir: &Path, key_file: Option<&Path>) -> Result<Signer, String> {
+        let Some(path) = key_file else { return Signer::load_or_create(dir) };
+        let signer = Signer::load(path)?;
+        signer.publish(dir)?;
+        Ok(signer)
+    }
+
+    /// Loads an Ed25519 key in PKCS#8 (DER): as this server writes it, or as
+    /// `openssl genpkey -algorithm ed25519 -outform DER` does.
+    pub fn load(path: &Path) -> Result<Signer, String> {
+        let pkcs8 = std::fs::read(path).map_err(|e| format!("cannot read the signing key {}: {e}", path.display()))?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+            .map_err(|e| format!("{} is not an Ed25519 key in PKCS#8 DER: {e}", path.display()))?;
+        Ok(Signer { pair: pair.into() })
+    }
+
+    /// Writes the public half beside the data, for operators and `restore --trusted-key`.
+    fn publish(&self, dir: &Path) -> Result<(), String> {
+        let public = dir.join(PUBLIC_KEY_FILE);
+        std::fs::write(&public, format!("{}\n", hex(&self.public_key())))
+            .map_err(|e| format!("cannot write {}: {e}", public.display()))
     }
 
     /// Loads the key of the data directory `dir`, making it on the first start.
@@ -83,10 +114,8 @@ impl Signer {
         };
         let pair =
             Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| format!("{} is not an Ed25519 key: {e}", path.display()))?;
-        let signer = Signer { pair };
-        let public = dir.join(PUBLIC_KEY_FILE);
-        std::fs::write(&public, format!("{}\n", hex(&signer.public_key())))
-            .map_err(|e| format!("cannot write {}: {e}", public.display()))?;
+        let signer = Signer { pair: pair.into() };
+        signer.publish(dir)?;
         Ok(signer)
     }
 
@@ -102,6 +131,29 @@ impl Signer {
             public_key: self.public_key(),
             signature: signature.as_ref().try_into().expect("an Ed25519 signature has 64 bytes"),
         }
+    }
+}
+
+impl GroupSigner for Signer {
+    fn sign_group(&self, last: Head) -> GroupSignature {
+        let signed = self.sign(last);
+        GroupSignature { sequence: signed.sequence, public_key: signed.public_key, signature: signed.signature }
+    }
+}
+
+impl GroupSignature {
+    /// Checks that this signs the entry `head` (its sequence and hash) under `key`.
+    pub fn verify(&self, head: Head, key: &PublicKey) -> Result<(), String> {
+        let signed = SignedHead {
+            sequence: head.sequence,
+            hash: head.hash,
+            public_key: self.public_key,
+            signature: self.signature,
+        };
+        if self.sequence != head.sequence {
+            return Err(format!("a signature of entry {} offered for entry {}", self.sequence, head.sequence));
+        }
+        signed.verify(std::slice::from_ref(key))
     }
 }
 

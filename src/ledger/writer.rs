@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Requests taken into one group commit at most: bounds the batch's memory and the latency of the
 /// first caller in the group.
 pub const GROUP_MAX: usize = 4096;
+const _: () = assert!(GROUP_MAX <= super::journal::SIGNED_RUN_MAX, "a group is one signed run");
 
 /// A write's result: the outcome, whether it replays an earlier request, and the journal sequence
 /// after which the caller reads its own write.
@@ -112,12 +113,13 @@ pub struct Spawned {
     pub handle: std::thread::JoinHandle<()>,
     /// The sequence of the last committed journal entry, updated after every commit.
     pub committed: watch::Receiver<u64>,
-    /// Turns true when this node must not be served from, so health says NOT_SERVING: the writer
-    /// refuses every write (fail-stop after a failure whose outcome it cannot establish, or a
-    /// journal entry it refused to apply), and an orchestrator restarts the server; or, as a
-    /// follower, it could not follow the journal for longer than `stale_max` (false again once
-    /// it caught up).
+    /// Turns true when the writer refuses every write (fail-stop after a failure whose outcome
+    /// it cannot establish, or a journal entry it refused to apply): health says NOT_SERVING and
+    /// an orchestrator restarts the server.
     pub writes_stopped: watch::Receiver<bool>,
+    /// True while this node, a follower, has not reached the journal's head for longer than
+    /// `stale_max`: health says NOT_SERVING (its reads would be stale) until it catches up.
+    pub behind: watch::Receiver<bool>,
     /// Whether this node writes or follows.
     pub role: watch::Receiver<Role>,
 }
@@ -127,6 +129,9 @@ pub struct Targets {
     pub journal: Arc<dyn Journal>,
     pub derived: Arc<Derived>,
     pub principals: Arc<Principals>,
+    /// The cluster's public key, on a node that shares its journal: what follows must be signed
+    /// by it (`replay::read_signed`).
+    pub cluster_key: Option<super::signing::PublicKey>,
 }
 
 /// Starts the writer thread on derived state caught up with the journal. With `lease`, the node
@@ -142,6 +147,7 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
     };
     let (committed_tx, committed) = watch::channel(head.sequence);
     let (stopped_tx, writes_stopped) = watch::channel(false);
+    let (behind_tx, behind) = watch::channel(false);
     let (role_tx, role) = match &lease {
         None => watch::channel(Role::Writer { term: 0 }),
         Some(_) => watch::channel(Role::Follower { writer: None }),
@@ -167,6 +173,7 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
         clock: Clock { last },
         committed: committed_tx,
         writes_stopped: stopped_tx,
+        behind: behind_tx,
         role: role.clone(),
         _role: role_tx,
         controller,
@@ -174,13 +181,12 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
         settle_max,
         stale_max,
         followed_at: Instant::now(),
-        stale: false,
     };
     let handle = std::thread::Builder::new()
         .name("ipledger-writer".to_owned())
         .spawn(move || writer.run(receiver))
         .map_err(|e| LedgerError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-    Ok(Spawned { sender, handle, committed, writes_stopped, role })
+    Ok(Spawned { sender, handle, committed, writes_stopped, behind, role })
 }
 
 struct Writer {
@@ -191,6 +197,8 @@ struct Writer {
     clock: Clock,
     committed: watch::Sender<u64>,
     writes_stopped: watch::Sender<bool>,
+    /// `Spawned::behind`.
+    behind: watch::Sender<bool>,
     role: watch::Receiver<Role>,
     /// The role's sender when nobody else sets it (the embedded journal: always the writer).
     _role: Option<watch::Sender<Role>>,
@@ -206,8 +214,6 @@ struct Writer {
     stale_max: Duration,
     /// When this node last reached the journal's head as a follower (or last wrote).
     followed_at: Instant,
-    /// Whether health says NOT_SERVING because following fails for longer than `stale_max`.
-    stale: bool,
 }
 
 /// How a group ended.
@@ -391,9 +397,7 @@ impl Writer {
     /// This node reflects the journal's head: a follower that was stale serves again.
     fn caught_up(&mut self) {
         self.followed_at = Instant::now();
-        if self.stale {
-            self.stale = false;
-            self.writes_stopped.send_replace(false);
+        if self.behind.send_replace(false) {
             tracing::warn!(head = self.head.sequence, "the follower caught up with the journal: health says SERVING");
         }
     }
@@ -402,9 +406,8 @@ impl Writer {
     /// that load balancers stop sending it reads; its lag is in the log.
     fn check_stale(&mut self) {
         let behind = self.followed_at.elapsed();
-        if !self.stale && behind >= self.stale_max {
-            self.stale = true;
-            self.writes_stopped.send_replace(true);
+        if !*self.behind.borrow() && behind >= self.stale_max {
+            self.behind.send_replace(true);
             tracing::error!(
                 behind_ms = behind.as_millis() as u64,
                 bound_ms = self.stale_max.as_millis() as u64,
@@ -432,12 +435,20 @@ impl Writer {
     /// Applies the journal's entries after `self.head` into derived state, chunk by chunk, until
     /// there are none: what a follower does, and a new writer before it writes. Every entry is
     /// decided again first, as a restore decides a dump's (`replay::apply_checked`): another node
-    /// wrote it, and so may anyone who can insert into the journal's table. A chunk with an entry
-    /// refused is applied not at all.
+    /// wrote it, and so may anyone who can insert into the journal's table; and only entries a
+    /// group signature of the cluster's key covers are read (`replay::read_signed`). A chunk with
+    /// an entry refused is applied not at all.
     fn follow(&mut self) -> Result<u64, FollowError> {
         let mut applied = 0;
         loop {
-            let chunk = self.targets.journal.read(self.head.sequence + 1, FOLLOW_CHUNK)?;
+            let from = self.head.sequence + 1;
+            let chunk = match &self.targets.cluster_key {
+                Some(key) => super::replay::read_signed(self.targets.journal.as_ref(), from, FOLLOW_CHUNK, key)?,
+                None => {
+                    let read = self.targets.journal.read(from, FOLLOW_CHUNK)?;
+                    read.into_iter().map(|s| s.decode().map(|e| (s, e))).collect::<Result<_, _>>()?
+                }
+            };
             if chunk.is_empty() {
                 return Ok(applied);
             }
@@ -445,11 +456,10 @@ impl Writer {
             let mut tx = Tx::new(derived.as_ref());
             let mut head = self.head;
             let mut principals = Vec::new();
-            for stored in &chunk {
-                let entry = stored.decode()?;
+            for (stored, entry) in &chunk {
                 // The chain continues exactly where derived state is.
-                super::replay::check_link(head, &entry).map_err(FollowError::Refused)?;
-                super::replay::apply_checked(&mut tx, &entry)?;
+                super::replay::check_link(head, entry).map_err(FollowError::Refused)?;
+                super::replay::apply_checked(&mut tx, entry)?;
                 if let Some(name) = entry.event.principal() {
                     principals.push(name.clone());
                 }
@@ -785,7 +795,7 @@ mod tests {
 
     fn start(journal: Arc<dyn Journal>) -> (Spawned, Arc<Derived>) {
         let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
-        let targets = Targets { journal, derived: derived.clone(), principals: Arc::default() };
+        let targets = Targets { journal, derived: derived.clone(), principals: Arc::default(), cluster_key: None };
         (spawn(targets, 16, None).unwrap(), derived)
     }
 
@@ -793,7 +803,12 @@ mod tests {
     fn writes_queued_before_their_principals_revocation_are_refused() {
         let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
         let principals = Arc::new(Principals::default());
-        let targets = Targets { journal: Arc::new(MemoryJournal::default()), derived, principals: principals.clone() };
+        let targets = Targets {
+            journal: Arc::new(MemoryJournal::default()),
+            derived,
+            principals: principals.clone(),
+            cluster_key: None,
+        };
         let Spawned { sender, handle, .. } = spawn(targets, 16, None).unwrap();
         let name = |n: &str| crate::domain::principal::PrincipalName::parse(n).unwrap();
         for n in ["a", "b"] {

@@ -470,6 +470,41 @@ fn bases(ids: &Ids) -> Vec<DynamicMessage> {
         dynamic("ListTokensRequest", &pb::ListTokensRequest { page_size: 3, page_token: String::new() }),
         dynamic("RevokeTokenRequest", &pb::RevokeTokenRequest { name: ids.victim.clone() }),
         dynamic("WatchEventsRequest", &pb::WatchEventsRequest { from_sequence: 2 }),
+        // The risk side's writes whose rules changed with rules 1: a right's state (standing,
+        // dates), its withdrawal, a claim (its filing day).
+        dynamic(
+            "RecordRightRequest",
+            &pb::RecordRightRequest {
+                request_id: request_id(),
+                right_kind: pb::RightKind::InventionPatent as i32,
+                right_number: invention_patent(1),
+                state: Some(pb::RightState {
+                    holder: Some(party("Holder Co", BANK_B)),
+                    status: pb::RightStatus::InForce as i32,
+                    status_since: china_day(-1),
+                    ..Default::default()
+                }),
+            },
+        ),
+        dynamic(
+            "WithdrawRightStateRequest",
+            &pb::WithdrawRightStateRequest {
+                request_id: request_id(),
+                right_kind: pb::RightKind::InventionPatent as i32,
+                right_number: invention_patent(1),
+                record_time: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+                note: "recorded in error".into(),
+            },
+        ),
+        dynamic(
+            "FileClaimRequest",
+            &pb::FileClaimRequest {
+                request_id: request_id(),
+                programme_id: ids.line.clone(),
+                pledge_id: id(),
+                filed_on: china_day(0),
+            },
+        ),
     ]
 }
 
@@ -532,6 +567,16 @@ fn parse(message: &DynamicMessage) {
         "GetPledgeRequest" => sink(convert::id("id", &decode::<pb::GetPledgeRequest>(message).id)),
         "GetPledgeHistoryRequest" => sink(convert::id("id", &decode::<pb::GetPledgeHistoryRequest>(message).id)),
         "GetCreditLineRequest" => sink(convert::id("id", &decode::<pb::GetCreditLineRequest>(message).id)),
+        "RecordRightRequest" => sink(convert::record_right(&decode(message))),
+        "WithdrawRightStateRequest" => sink(convert::withdraw_right_state(&decode(message))),
+        "GetRightRequest" => sink(convert::get_right(&decode(message))),
+        "RecordDefaultRequest" => sink(convert::record_default(&decode(message))),
+        "ResolveDefaultRequest" => sink(convert::resolve_default(&decode(message))),
+        "RecordValuationRequest" => sink(convert::record_valuation(&decode(message))),
+        "CreateProgrammeRequest" => sink(convert::create_programme(&decode(message))),
+        "FileClaimRequest" => sink(convert::file_claim(&decode(message))),
+        "DecideClaimRequest" => sink(convert::decide_claim(&decode(message))),
+        "RecordPaymentRequest" => sink(convert::record_payment(&decode(message))),
         // Nothing to parse in-process (no field, or only a sequence number): black-box covers them.
         _ => {}
     }

@@ -54,7 +54,7 @@ struct Node {
 }
 
 impl Node {
-    fn start(&mut self, journal: &str, token_file: &Path) {
+    fn start(&mut self, journal: &str, token_file: &Path, signing_key: &Path) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let address = format!("127.0.0.1:{}", self.port);
         let child = Command::new(env!("CARGO_BIN_EXE_ipledger"))
@@ -62,6 +62,8 @@ impl Node {
             .arg(&self.dir)
             .args(["--journal", journal, "--lease-ms", &LEASE_MS.to_string(), "--admin-token-file"])
             .arg(token_file)
+            .arg("--signing-key")
+            .arg(signing_key)
             .env("RUST_LOG", "warn")
             .env(ipledger::ledger::journal::lease::PAUSE_IN_APPEND_ENV, &self.pause)
             .stdout(Stdio::null())
@@ -421,6 +423,14 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     let admin = format!("ipl_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
     let token_file = temp.path().join("admin.token");
     std::fs::write(&token_file, &admin).unwrap();
+    // The cluster's signing key, made as the deploy files say: the nodes share it.
+    let signing_key = temp.path().join("signing-key.p8");
+    let made = Command::new(crate::tools::require("openssl", "openssl"))
+        .args(["genpkey", "-algorithm", "ed25519", "-outform", "DER", "-out"])
+        .arg(&signing_key)
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl genpkey failed");
     let mut nodes: Vec<Node> = ports
         .iter()
         .enumerate()
@@ -433,7 +443,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         })
         .collect();
     for node in &mut nodes {
-        node.start(&url, &token_file);
+        node.start(&url, &token_file, &signing_key);
     }
     writer_of(&nodes, Duration::from_secs(60)).await;
     let write = pg.ipledger_write_addr();
@@ -509,7 +519,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     check(&pg, &nodes, &admin, &load.pause().await, false).await;
     load.start();
     // It comes back as a follower and catches up.
-    nodes[writer].start(&url, &token_file);
+    nodes[writer].start(&url, &token_file, &signing_key);
 
     eprintln!("ha: writer kill done");
     // 4. The writer stops (SIGSTOP, a frozen VM) inside an append, its transaction holding the

@@ -277,6 +277,29 @@ fn all_keys(dir: &Path) -> BTreeMap<(String, Vec<u8>), Vec<u8>> {
 }
 
 // The CLI is a blocking child process talking to the in-process server: two worker threads.
+/// The dump and the signed head are served whichever journal holds the entries (the PostgreSQL
+/// journal's client blocks: it is read on the blocking pool), and the dump's last line signs its
+/// entries under the server's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_ends_with_the_signed_head_of_its_entries_on_either_journal() {
+    use ipledger::ledger::{export, signing};
+    let server = TestServer::start().await;
+    mixed_writes(&server, 20).await;
+    let mut journal = journal_client(&server).await;
+    let signed = journal.get_signed_head(GetSignedHeadRequest {}).await.unwrap().into_inner();
+    let mut stream = journal.export_journal(ExportJournalRequest {}).await.unwrap().into_inner();
+    let mut lines = Vec::new();
+    while let Some(line) = stream.message().await.unwrap() {
+        lines.push(line.json);
+    }
+    let trusted = signing::parse_public_key(server.dir.join(signing::PUBLIC_KEY_FILE).to_str().unwrap()).unwrap();
+    let Ok(export::Line::Head(head)) = export::parse(lines.last().unwrap()) else { panic!("no signed head last") };
+    head.verify(&[trusted]).unwrap();
+    assert_eq!(head.sequence, lines.len() as u64 - 1, "one line per entry, then the head");
+    assert!(head.sequence >= signed.sequence, "the dump reaches the head signed before it");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_restore_gives_an_identical_ledger() {
     let server = TestServer::start().await;

@@ -244,6 +244,29 @@ impl Stored {
     }
 }
 
+/// The cluster's signature over the last entry of a group, stored with the group in the same
+/// transaction by a journal that several nodes share (PostgreSQL): a follower applies an entry
+/// another node wrote only once a signature by the cluster's key covers it (the chain covers
+/// everything before the signed entry). What is signed is the entry's head, exactly as a signed
+/// journal head (`signing`), so no new message kind exists. docs/journal-format.md, "Group
+/// signatures".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSignature {
+    /// The group's last entry.
+    pub sequence: u64,
+    pub public_key: [u8; 32],
+    pub signature: [u8; 64],
+}
+
+/// What signs groups as they are appended: the cluster's key (`signing::Signer`).
+pub trait GroupSigner: Send + Sync + 'static {
+    fn sign_group(&self, last: Head) -> GroupSignature;
+}
+
+/// Entries one group signature covers at most (a writer's group, `writer::GROUP_MAX`, or a
+/// restore's copied chunk): how far a follower reads ahead for the signature of a group.
+pub const SIGNED_RUN_MAX: usize = 4096;
+
 /// A journal engine's failure, typed by what the caller can conclude from it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JournalError {
@@ -300,6 +323,13 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Bytes the journal occupies on disk.
     fn size_on_disk(&self) -> Result<u64, JournalError>;
+
+    /// Up to `limit` group signatures of entries at or after `from`, in order. Only a journal
+    /// that several nodes share keeps them; one node's own journal (embedded, memory) has none.
+    fn group_signatures(&self, from: u64, limit: usize) -> Result<Vec<GroupSignature>, JournalError> {
+        let _ = (from, limit);
+        Ok(Vec::new())
+    }
 
     /// Appends `source`'s entries after `expected` up to `through`, all of them or none, only if
     /// the journal's head is `expected`: how a restore into a shared journal commits a dump it
@@ -391,6 +421,11 @@ impl<G: Fn(Access) -> Result<(), JournalError> + Send + Sync + 'static> Journal 
 
     fn size_on_disk(&self) -> Result<u64, JournalError> {
         self.inner.size_on_disk()
+    }
+
+    fn group_signatures(&self, from: u64, limit: usize) -> Result<Vec<GroupSignature>, JournalError> {
+        (self.guard)(Access::Read)?;
+        self.inner.group_signatures(from, limit)
     }
 }
 

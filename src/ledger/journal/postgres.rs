@@ -10,12 +10,17 @@
 //! The client is the `postgres` crate, the blocking face of tokio-postgres: the writer is a
 //! thread of its own and the `Journal` trait is synchronous.
 //!
+//! Each group's last entry is signed with the cluster's key in the group's own transaction
+//! (`ipledger_group_signature`, when the journal has a `GroupSigner`): the rows of a group are
+//! never visible without their signature, so a follower can refuse any row nobody with the key
+//! vouched for (an INSERT by a database credential, or by anyone between a node and the server).
+//!
 //! Test hook, in debug builds only (a release build ignores it): with the environment variable
 //! `IPLEDGER_TEST_PAUSE_IN_APPEND` naming a file, every append waits after it locked the lease row
 //! and before it inserts, for as long as that file exists. The HA test uses it to stop a writer
 //! inside an append, the window in which it holds the lease row.
 
-use super::{Hash, Head, Journal, JournalError, Stored, check_append};
+use super::{GroupSignature, GroupSigner, Hash, Head, Journal, JournalError, Stored, check_append};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 use std::path::PathBuf;
@@ -36,6 +41,11 @@ CREATE TABLE IF NOT EXISTS ipledger_journal (
     entry bytea NOT NULL,
     event jsonb NOT NULL,
     UNIQUE (principal, request_id)
+);
+CREATE TABLE IF NOT EXISTS ipledger_group_signature (
+    sequence bigint PRIMARY KEY REFERENCES ipledger_journal (sequence),
+    public_key bytea NOT NULL CHECK (length(public_key) = 32),
+    signature bytea NOT NULL CHECK (length(signature) = 64)
 );
 CREATE TABLE IF NOT EXISTS ipledger_lease (
     id int PRIMARY KEY CHECK (id = 1),
@@ -246,6 +256,9 @@ pub struct PostgresJournal {
     term: Arc<AtomicI64>,
     /// The test hook's file (module documentation); `None` unless armed.
     pause_in_append: Option<PathBuf>,
+    /// Signs each appended group (module documentation); `None`: groups go unsigned (tests that
+    /// write rows as an intruder would).
+    signer: Option<Arc<dyn GroupSigner>>,
 }
 
 impl std::fmt::Debug for PostgresJournal {
@@ -304,6 +317,7 @@ const INSERT: &str = "INSERT INTO ipledger_journal (sequence, prev_hash, hash, p
 
 /// Rows a copy (`append_from`) inserts per statement.
 const COPY_CHUNK: usize = 2048;
+const _: () = assert!(COPY_CHUNK <= super::SIGNED_RUN_MAX, "a copied chunk is one signed run");
 
 /// The rows of `entries`, column by column, for one multi-row insert.
 struct Columns {
@@ -358,7 +372,27 @@ impl PostgresJournal {
             listener: Connection::new(&target, "LISTEN ipledger_journal"),
             term: Arc::default(),
             pause_in_append: pause_in_append_hook(),
+            signer: None,
         })
+    }
+
+    /// Signs every group appended from now on with `signer` (the cluster's key).
+    pub fn sign_groups_with(mut self, signer: Arc<dyn GroupSigner>) -> PostgresJournal {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Inserts the signature of the group ending at `last` into the append's transaction.
+    fn insert_signature(&self, tx: &mut postgres::Transaction<'_>, last: Head) -> Result<(), JournalError> {
+        let Some(signer) = &self.signer else { return Ok(()) };
+        let signed = signer.sign_group(last);
+        debug_assert_eq!(signed.sequence, last.sequence, "a group's signature names its last entry");
+        tx.execute(
+            "INSERT INTO ipledger_group_signature (sequence, public_key, signature) VALUES ($1, $2, $3)",
+            &[&(signed.sequence as i64), &signed.public_key.as_slice(), &signed.signature.as_slice()],
+        )
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     /// The test hook: waits while its file exists (a poll: the hook is for tests only).
@@ -411,6 +445,7 @@ impl Journal for PostgresJournal {
                 }
                 return Err(unavailable(e));
             }
+            self.insert_signature(&mut tx, last.head())?;
             // Followers wake on the commit (a notification is delivered only if it commits).
             tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &last.sequence.to_string()]).map_err(unavailable)?;
             // A failure of the commit itself leaves the outcome unknown: the head tells.
@@ -439,6 +474,8 @@ impl Journal for PostgresJournal {
                 let params: [&(dyn postgres::types::ToSql + Sync); 8] =
                     [&c.sequences, &c.prevs, &c.hashes, &c.principals, &c.requests, &c.ats, &c.bytes, &c.events];
                 tx.execute(INSERT, &params).map_err(unavailable)?;
+                // Each chunk is signed: a follower reads at most `SIGNED_RUN_MAX` entries ahead.
+                self.insert_signature(&mut tx, end)?;
                 copied = end;
             }
             if copied != through {
@@ -475,6 +512,31 @@ impl Journal for PostgresJournal {
 
     fn head(&self) -> Result<Head, JournalError> {
         self.reader.read(|client| head_of(client.query_opt(HEAD, &[]).map_err(unavailable)?))
+    }
+
+    fn group_signatures(&self, from: u64, limit: usize) -> Result<Vec<GroupSignature>, JournalError> {
+        let rows = self.reader.read(|client| {
+            client
+                .query(
+                    "SELECT sequence, public_key, signature FROM ipledger_group_signature
+                     WHERE sequence >= $1 ORDER BY sequence LIMIT $2",
+                    &[&(from as i64), &(limit.min(i64::MAX as usize) as i64)],
+                )
+                .map_err(unavailable)
+        })?;
+        let length = |what: &str| JournalError::Corrupt(format!("a group signature's {what} of another length"));
+        rows.into_iter()
+            .map(|row| {
+                let sequence: i64 = row.get(0);
+                let public_key: Vec<u8> = row.get(1);
+                let signature: Vec<u8> = row.get(2);
+                Ok(GroupSignature {
+                    sequence: sequence as u64,
+                    public_key: public_key.try_into().map_err(|_| length("key"))?,
+                    signature: signature.try_into().map_err(|_| length("signature"))?,
+                })
+            })
+            .collect()
     }
 
     /// Commits a write of its own first: it is acknowledged only once the synchronous standby has
