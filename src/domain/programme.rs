@@ -442,6 +442,18 @@ pub enum ClaimStatus {
     Rejected,
 }
 
+impl ClaimStatus {
+    /// The API's name of the status (`FILED`, `APPROVED`, `REJECTED`): what a refusal's
+    /// metadata and message say, as the resource shows it.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            ClaimStatus::Filed => "FILED",
+            ClaimStatus::Approved => "APPROVED",
+            ClaimStatus::Rejected => "REJECTED",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     /// Business date of the decision.
@@ -549,10 +561,10 @@ impl Claim {
         if let Some(earlier) = &self.decision {
             return Err(LedgerError::refused(
                 "CLAIM_ALREADY_DECIDED",
-                format!("claim {} was {:?} on {}", self.id, self.status, earlier.decided_on),
+                format!("claim {} was {} on {}", self.id, self.status.api_name(), earlier.decided_on),
             )
             .with("claimId", self.id)
-            .with("status", format!("{:?}", self.status))
+            .with("status", self.status.api_name())
             .with("decidedOn", earlier.decided_on));
         }
         if decision.decided_on < self.basis.filed_on {
@@ -584,10 +596,10 @@ impl Claim {
             _ => {
                 return Err(LedgerError::refused(
                     "CLAIM_NOT_APPROVED",
-                    format!("claim {} is {:?}; only an approved claim is paid", self.id, self.status),
+                    format!("claim {} is {}; only an approved claim is paid", self.id, self.status.api_name()),
                 )
                 .with("claimId", self.id)
-                .with("status", format!("{:?}", self.status)));
+                .with("status", self.status.api_name()));
             }
         };
         if loss_now.is_none_or(|loss| loss < self.basis.loss) {

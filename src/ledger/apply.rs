@@ -395,7 +395,8 @@ fn register(
         _ => actor.may_date_registration(content.registered_on, today)?,
     }
     for right in &content.rights {
-        let pledged = if rules == 0 { 0 } else { tx.get::<u32>(&keys::right_pledges(&right.number))?.unwrap_or(0) };
+        let holding = tx.get::<super::projector::RightHolding>(&keys::active_right(&right.number))?.unwrap_or_default();
+        let pledged = if rules == 0 { 0 } else { holding.pledges };
         if pledged as usize >= super::risk::PLEDGES_PER_RIGHT_MAX {
             return Err(LedgerError::refused(
                 "RIGHT_PLEDGES_LIMIT_REACHED",
@@ -412,7 +413,7 @@ fn register(
         {
             return Err(refusal);
         }
-        if let Some(holder) = tx.get::<Uuid>(&keys::active_right(&right.number))? {
+        if let Some(holder) = holding.active {
             let holder = readable_holder(tx, actor, holder)?;
             let message = match holder {
                 Some(id) => format!("{} is already pledged in active pledge {id}", right.number),

@@ -78,6 +78,8 @@ pub fn bank_name(code: &CreditCode) -> Vec<u8> {
     key(&[b"D", code.as_str().as_bytes()])
 }
 
+/// A right's holding (`projector::RightHolding`): its active pledge, if any, and how many pledges
+/// it has been part of. Kept after a release.
 pub fn active_right(number: &RightNumber) -> Vec<u8> {
     key(&[b"R", &[number.kind().tag()], number.as_str().as_bytes()])
 }
@@ -128,13 +130,6 @@ pub fn by_right_prefix(number: &RightNumber) -> Vec<u8> {
 
 pub fn by_right(number: &RightNumber, id: Uuid) -> Vec<u8> {
     key(&[&by_right_prefix(number), id.as_bytes()])
-}
-
-/// How many pledges a right has been part of (a `u32`): the registration's bound
-/// (`risk::PLEDGES_PER_RIGHT_MAX`) reads one key, not the right's index, whose scan would also
-/// walk the group's overlay on the write path.
-pub fn right_pledges(number: &RightNumber) -> Vec<u8> {
-    key(&[b"Jn", &[number.kind().tag()], number.as_str().as_bytes()])
 }
 
 pub fn line_by_region(region: Region, id: Uuid) -> Vec<u8> {

@@ -37,10 +37,11 @@ use tokio::sync::{mpsc, oneshot};
 /// and rights whose expiry may be bounded or unknown. 5: the risk columns as of a date in the
 /// as-of sums, and programmes' commitments by date. 6: a right's recorded states carry their
 /// withdrawal; claims' bases hold the compensation of the pledge's other claims, and a bank's
-/// lending for stop lines counts what was lent (`risk::lent`).
+/// lending for stop lines counts what was lent (`risk::lent`). 7: a right's holding (`R`) keeps its
+/// active pledge and the count of its pledges in one record, kept after a release (no `Jn` key).
 /// Derived records of another layout would be misread, so such a store is cleared and rebuilt
 /// from the journal when it is opened.
-pub const DERIVED_LAYOUT: u32 = 6;
+pub const DERIVED_LAYOUT: u32 = 7;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.

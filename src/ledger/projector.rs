@@ -102,14 +102,12 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             }
             for right in &c.rights {
                 let key = keys::active_right(&right.number);
-                if let Some(holder) = tx.get::<Uuid>(&key)? {
+                let held = tx.get::<RightHolding>(&key)?.unwrap_or_default();
+                if let Some(holder) = held.active {
                     return Err(broken(format!("{} is held by {holder} and registered again by {id}", right.number)));
                 }
-                tx.put(key, &id);
+                tx.put(key, &RightHolding { active: Some(id), pledges: held.pledges + 1 });
                 tx.put(keys::by_right(&right.number, id), &());
-                let count = keys::right_pledges(&right.number);
-                let pledged = tx.get::<u32>(&count)?.unwrap_or(0);
-                tx.put(count, &(pledged + 1));
             }
             tx.put(keys::by_county(c.county, id), &());
             tx.put(keys::by_pledgee(&c.pledgee.credit_code, id), &());
@@ -155,14 +153,14 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             let after = &before.apply_release(release, entry.principal.clone(), entry.at);
             for right in &after.content.rights {
                 let key = keys::active_right(&right.number);
-                let holder = tx.get::<Uuid>(&key)?;
-                if holder != Some(id) {
+                let held = tx.get::<RightHolding>(&key)?.unwrap_or_default();
+                if held.active != Some(id) {
                     return Err(broken(format!(
-                        "active pledge {id} does not hold {} (index: {holder:?})",
-                        right.number
+                        "active pledge {id} does not hold {} (index: {:?})",
+                        right.number, held.active
                     )));
                 }
-                tx.delete(key);
+                tx.put(key, &RightHolding { active: None, ..held });
             }
             if let Some(line_id) = after.content.credit_line_id {
                 draw(tx, line_id, -after.content.secured_amount.fen(), entry.at)?;
@@ -277,6 +275,29 @@ impl AsOfDelta {
         *self == AsOfDelta::default()
     }
 
+    /// The delta that takes this one back.
+    fn negated(&self) -> AsOfDelta {
+        let risk = self.risk.as_deref().map(|r| {
+            Box::new(RiskAsOf {
+                at_risk_fen: -r.at_risk_fen,
+                at_risk_pledges: -r.at_risk_pledges,
+                defaulted_fen: -r.defaulted_fen,
+                defaulted_pledges: -r.defaulted_pledges,
+                appraised_fen: -r.appraised_fen,
+                appraised_secured_fen: -r.appraised_secured_fen,
+                claimed_fen: -r.claimed_fen,
+                paid_fen: -r.paid_fen,
+            })
+        });
+        AsOfDelta {
+            secured_fen: -self.secured_fen,
+            pledges: -self.pledges,
+            rights: -self.rights,
+            enterprises: -self.enterprises,
+            risk,
+        }
+    }
+
     /// The delta of the fields an as-of row has (no credit lines: they are not dated).
     pub fn of(d: &RowDelta) -> AsOfDelta {
         let risk = RiskAsOf {
@@ -316,6 +337,24 @@ impl AsOfDelta {
             ..RowDelta::default()
         }
     }
+}
+
+/// A right's holding (`keys::active_right`): the active pledge holding it, if any ("one active
+/// pledge per right"), and how many pledges it has been part of, which bounds the work of a
+/// recording of its state (`risk::PLEDGES_PER_RIGHT_MAX`). One key per right, written by its
+/// registrations and releases only: the count costs no key of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RightHolding {
+    pub active: Option<Uuid>,
+    pub pledges: u32,
+}
+
+/// The active pledge holding `number`, if any.
+pub(crate) fn active_holder(
+    tx: &Tx<'_>,
+    number: &crate::domain::ident::RightNumber,
+) -> Result<Option<Uuid>, LedgerError> {
+    Ok(tx.get::<RightHolding>(&keys::active_right(number))?.and_then(|h| h.active))
 }
 
 /// The as-of sums of one row for one year: the year's total, the totals of its months and the
@@ -436,10 +475,44 @@ pub(crate) fn add_dated(
     delta: &AsOfDelta,
 ) -> Result<(), LedgerError> {
     let (year, month, day_of_year) = asof::calendar(day);
-    tx.update::<YearSums>(key_of(year), |sums| {
-        sums.add(month, day_of_year, delta);
-        !sums.is_zero()
-    })
+    tx.add::<YearSums>(key_of(year), &(month, day_of_year, delta.clone()))
+}
+
+/// A year's sums change only by dated deltas: (month, day of the year, delta).
+impl super::tx::Additive for YearSums {
+    type Delta = (u8, u16, AsOfDelta);
+
+    fn add(&mut self, (month, day_of_year, delta): &Self::Delta) -> Result<(), LedgerError> {
+        YearSums::add(self, *month, *day_of_year, delta);
+        Ok(())
+    }
+
+    fn undo(&mut self, (month, day_of_year, delta): &Self::Delta) {
+        YearSums::add(self, *month, *day_of_year, &delta.negated());
+    }
+
+    fn is_zero(&self) -> bool {
+        YearSums::is_zero(self)
+    }
+}
+
+/// An exposure row changes only by row deltas, checked against its ranges.
+impl super::tx::Additive for Row {
+    type Delta = RowDelta;
+
+    fn add(&mut self, delta: &RowDelta) -> Result<(), LedgerError> {
+        *self = self.apply(delta)?;
+        Ok(())
+    }
+
+    fn undo(&mut self, delta: &RowDelta) {
+        *self =
+            self.apply(&RowDelta::default().minus(delta)).expect("invariant: undoing an added delta stays in range");
+    }
+
+    fn is_zero(&self) -> bool {
+        self.is_empty()
+    }
 }
 
 pub(crate) fn registration_fact(pledge: &Pledge) -> Fact {
@@ -544,20 +617,10 @@ fn name_bank(tx: &mut Tx<'_>, entry: &Entry, bank: &Party) -> Result<(), LedgerE
     Ok(())
 }
 
+/// Adds `delta` to the bucket's row. A delta that would leave its range fails the command, whose
+/// writes are then dropped.
 pub(crate) fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta) -> Result<(), LedgerError> {
-    let mut failed = None;
-    tx.update::<Row>(keys::exposure(bucket), |row| match row.apply(delta) {
-        Ok(next) => {
-            *row = next;
-            !row.is_empty()
-        }
-        Err(e) => {
-            // The command fails and its writes are dropped, this one included.
-            failed = Some(e);
-            true
-        }
-    })?;
-    failed.map_or(Ok(()), Err)
+    tx.add::<Row>(keys::exposure(bucket), delta)
 }
 
 /// A stored value for a divergence report: its length and first bytes in hex, or "absent".

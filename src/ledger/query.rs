@@ -58,7 +58,7 @@ pub fn pledge(store: &dyn Store, id: Uuid) -> Result<Pledge, LedgerError> {
 
 /// The active pledge holding `number`, if any (the index behind "one active pledge per right").
 pub fn active_pledge_of(store: &dyn Store, number: &RightNumber) -> Result<Option<Pledge>, LedgerError> {
-    match get::<Uuid>(store, &keys::active_right(number))? {
+    match get::<super::projector::RightHolding>(store, &keys::active_right(number))?.and_then(|h| h.active) {
         Some(id) => pledge(store, id).map(Some),
         None => Ok(None),
     }

@@ -355,7 +355,7 @@ fn may_record_right(
         Role::Office(region) => *region,
         Role::Admin | Role::Bank(_) => return actor.may_record_right(),
     };
-    let pledge = tx.get::<Uuid>(&keys::active_right(number))?.map(|id| load_pledge(tx, id)).transpose()?;
+    let pledge = super::projector::active_holder(tx, number)?.map(|id| load_pledge(tx, id)).transpose()?;
     if pledge.as_ref().is_some_and(|p| region.contains(p.content.county.region())) {
         return Ok(());
     }
@@ -672,7 +672,7 @@ pub fn apply(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
 fn right_changed(tx: &mut Tx<'_>, record: RightRecord) -> Result<(), LedgerError> {
     let number = record.number.clone();
     tx.put(keys::right_record(&number), &record);
-    let Some(id) = tx.get::<Uuid>(&keys::active_right(&number))? else { return Ok(()) };
+    let Some(id) = super::projector::active_holder(tx, &number)? else { return Ok(()) };
     let pledge = load_pledge(tx, id)?;
     let before = pledge_risk(tx, id)?;
     let mut after = before.clone();

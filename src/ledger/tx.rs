@@ -3,8 +3,12 @@
 //! one refused request never fails the others in its group.
 //!
 //! Hot aggregates (the country's exposure row, the as-of sums of this year) are touched by almost
-//! every command of a group. `update` keeps them decoded in the overlay and encodes each once, at
-//! commit: decoding and re-encoding them per command was a fifth of the writer's time.
+//! every command of a group. They are `Additive`: `add` keeps each decoded in the group and adds a
+//! command's delta in place, with an undo log that subtracts it again if the command is rejected,
+//! and encodes each once, at commit. Copying a hot year's sums (kilobytes) for every command that
+//! touched it, so that a rejection could drop the copy, was the writer's largest cost (profile in
+//! bench/RESULTS.md, 2026-12-05). `update` keeps other values decoded the same way, copied per
+//! command.
 
 use super::codec;
 use crate::domain::LedgerError;
@@ -31,6 +35,45 @@ impl<T: serde::Serialize + Clone + Send + 'static> Cached for T {
     fn boxed_clone(&self) -> Box<dyn Cached> {
         Box::new(self.clone())
     }
+}
+
+/// A value changed only by adding deltas that can be undone exactly: exposure rows and as-of year
+/// sums. Its default is stored as no key.
+pub trait Additive: serde::Serialize + serde::de::DeserializeOwned + Default + Send + 'static {
+    type Delta: Clone + Send + 'static;
+    /// Adds `delta`; on an error the value is left as it was.
+    fn add(&mut self, delta: &Self::Delta) -> Result<(), LedgerError>;
+    /// Undoes an `add` of `delta` that succeeded, exactly.
+    fn undo(&mut self, delta: &Self::Delta);
+    fn is_zero(&self) -> bool;
+}
+
+/// An additive value kept decoded in the group.
+trait Sum: Any + Send {
+    /// The stored bytes; `None` for the default (no key).
+    fn encode(&self) -> Option<Vec<u8>>;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Additive> Sum for T {
+    fn encode(&self) -> Option<Vec<u8>> {
+        (!self.is_zero()).then(|| codec::encode(self))
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// Subtracts one delta from an additive value (the delta captured).
+type Subtraction = Box<dyn FnOnce(&mut dyn Sum) + Send>;
+
+/// How to take back one `add` of the current command.
+enum Undo {
+    /// The key was not in the group before: drop it (the store still has what it had).
+    Forget(Vec<u8>),
+    /// Subtract what was added.
+    Subtract(Vec<u8>, Subtraction),
 }
 
 /// One key's state in the overlay.
@@ -64,22 +107,33 @@ pub struct Tx<'s> {
     group: HashMap<Vec<u8>, Slot>,
     /// Writes of the command being executed.
     command: HashMap<Vec<u8>, Slot>,
+    /// Additive values (`add`), changed in place by every command; never in `group` or `command`.
+    sums: HashMap<Vec<u8>, Box<dyn Sum>>,
+    /// What the current command added to `sums`, to take back if it is rejected.
+    undo: Vec<Undo>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx").field("group", &self.group.len()).field("command", &self.command.len()).finish()
+        f.debug_struct("Tx")
+            .field("group", &self.group.len())
+            .field("command", &self.command.len())
+            .field("sums", &self.sums.len())
+            .finish()
     }
 }
 
 impl<'s> Tx<'s> {
     pub fn new(store: &'s dyn Store) -> Tx<'s> {
-        Tx { store, group: HashMap::new(), command: HashMap::new() }
+        Tx { store, group: HashMap::new(), command: HashMap::new(), sums: HashMap::new(), undo: Vec::new() }
     }
 
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
         if let Some(slot) = self.command.get(key).or_else(|| self.group.get(key)) {
             return Ok(slot.bytes());
+        }
+        if let Some(sum) = self.sums.get(key) {
+            return Ok(sum.encode());
         }
         self.store.get(key).map_err(|e| LedgerError::Unavailable(e.to_string()))
     }
@@ -89,11 +143,49 @@ impl<'s> Tx<'s> {
     }
 
     pub fn put<T: serde::Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        debug_assert!(!self.sums.contains_key(&key), "an additive value is only added to");
         self.command.insert(key, Slot::Encoded(codec::encode(value)));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
+        debug_assert!(!self.sums.contains_key(&key), "an additive value is only added to");
         self.command.insert(key, Slot::Deleted);
+    }
+
+    /// Adds `delta` to the additive value at `key` (its default when absent), in place; the
+    /// command's rejection subtracts it again. A key is only ever added to, never put.
+    pub fn add<T: Additive>(&mut self, key: Vec<u8>, delta: &T::Delta) -> Result<(), LedgerError> {
+        debug_assert!(!self.command.contains_key(&key) && !self.group.contains_key(&key), "added to and put");
+        let fresh = !self.sums.contains_key(&key);
+        if fresh {
+            let stored = self.store.get(&key).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            let value: T = stored.map(|bytes| codec::decode(&key, &bytes)).transpose()?.unwrap_or_default();
+            self.sums.insert(key.clone(), Box::new(value));
+        }
+        let sum = self.sums.get_mut(&key).expect("inserted above");
+        let Some(typed) = sum.as_any_mut().downcast_mut::<T>() else {
+            let key = String::from_utf8_lossy(&key);
+            return Err(LedgerError::Internal(format!("the record at {key} is added to as two different types")));
+        };
+        if let Err(e) = typed.add(delta) {
+            if fresh {
+                self.sums.remove(&key);
+            }
+            return Err(e);
+        }
+        self.undo.push(if fresh {
+            Undo::Forget(key)
+        } else {
+            let delta = delta.clone();
+            Undo::Subtract(
+                key,
+                Box::new(move |sum: &mut dyn Sum| {
+                    let typed = sum.as_any_mut().downcast_mut::<T>().expect("the type it was added as");
+                    typed.undo(&delta);
+                }),
+            )
+        });
+        Ok(())
     }
 
     /// Changes the value at `key` (the default when absent) in place; `change` returns whether to
@@ -102,6 +194,7 @@ impl<'s> Tx<'s> {
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Clone + Default + Send + 'static,
     {
+        debug_assert!(!self.sums.contains_key(&key), "an additive value is only added to");
         let slot = match self.command.remove(&key) {
             Some(slot) => slot,
             // A copy: the group's value must survive if this command is rejected.
@@ -147,6 +240,12 @@ impl<'s> Tx<'s> {
                 break;
             }
         }
+        for (key, sum) in self.sums.iter().filter(|(key, _)| key.starts_with(prefix)) {
+            match sum.encode() {
+                None => keys.remove(key),
+                Some(_) => keys.insert(key.clone()),
+            };
+        }
         // The command's writes override the group's, which override the store's.
         for layer in [&self.group, &self.command] {
             for (key, slot) in layer.iter().filter(|(key, _)| key.starts_with(prefix)) {
@@ -163,21 +262,37 @@ impl<'s> Tx<'s> {
     pub fn accept(&mut self) {
         let command = std::mem::take(&mut self.command);
         self.group.extend(command);
+        self.undo.clear();
     }
 
-    /// Drops the current command's writes.
+    /// Drops the current command's writes, and takes back what it added, latest first.
     pub fn reject(&mut self) {
         self.command.clear();
+        while let Some(undo) = self.undo.pop() {
+            match undo {
+                Undo::Forget(key) => {
+                    self.sums.remove(&key);
+                }
+                Undo::Subtract(key, subtract) => {
+                    subtract(self.sums.get_mut(&key).expect("an added value stays until the group ends").as_mut());
+                }
+            }
+        }
     }
 
     /// Whether the accepted commands wrote nothing.
     pub fn is_empty(&self) -> bool {
-        self.group.is_empty()
+        self.group.is_empty() && self.sums.is_empty()
     }
 
     pub fn into_batch(self) -> Batch {
         assert!(self.command.is_empty(), "every command is accepted or rejected before commit");
-        let mut ops: Vec<_> = self.group.into_iter().map(|(key, slot)| (key, slot.bytes())).collect();
+        assert!(self.undo.is_empty(), "every command is accepted or rejected before commit");
+        let sums = self.sums.into_iter().map(|(key, sum)| {
+            let bytes = sum.encode();
+            (key, bytes)
+        });
+        let mut ops: Vec<_> = self.group.into_iter().map(|(key, slot)| (key, slot.bytes())).chain(sums).collect();
         // Sorted keys make the batch deterministic and kinder to the B-tree.
         ops.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Batch { ops }
@@ -214,6 +329,53 @@ mod tests {
         tx.accept();
         let batch = tx.into_batch();
         assert_eq!(batch.ops, [(b"gone".to_vec(), None), (b"k".to_vec(), Some(codec::encode(&vec![1u32])))]);
+    }
+
+    /// A count that may not go below zero, as an exposure row's counts may not.
+    #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Count(u32);
+
+    impl Additive for Count {
+        type Delta = i64;
+        fn add(&mut self, delta: &i64) -> Result<(), LedgerError> {
+            let next = u32::try_from(i64::from(self.0) + delta).map_err(|_| LedgerError::Internal("range".into()))?;
+            self.0 = next;
+            Ok(())
+        }
+        fn undo(&mut self, delta: &i64) {
+            self.add(&-delta).expect("undoing an add stays in range");
+        }
+        fn is_zero(&self) -> bool {
+            self.0 == 0
+        }
+    }
+
+    #[test]
+    fn additions_are_taken_back_exactly_when_their_command_is_rejected() {
+        let store = MemoryStore::default();
+        store.commit(Batch { ops: vec![(b"stored".to_vec(), Some(codec::encode(&Count(5))))] }).unwrap();
+        let mut tx = Tx::new(&store);
+        tx.add::<Count>(b"stored".to_vec(), &2).unwrap();
+        tx.add::<Count>(b"new".to_vec(), &1).unwrap();
+        tx.accept();
+        // A command adds to both and to a third key, then fails on a range: all of it goes.
+        tx.add::<Count>(b"stored".to_vec(), &10).unwrap();
+        tx.add::<Count>(b"new".to_vec(), &1).unwrap();
+        tx.add::<Count>(b"third".to_vec(), &4).unwrap();
+        assert!(tx.add::<Count>(b"new".to_vec(), &-100).is_err(), "out of range");
+        assert_eq!(tx.get::<Count>(b"new").unwrap(), Some(Count(2)), "a failed add changes nothing");
+        tx.reject();
+        assert_eq!(tx.get::<Count>(b"stored").unwrap(), Some(Count(7)));
+        assert_eq!(tx.get::<Count>(b"new").unwrap(), Some(Count(1)));
+        assert_eq!(tx.get::<Count>(b"third").unwrap(), None);
+        // Back to zero: stored as no key.
+        tx.add::<Count>(b"new".to_vec(), &-1).unwrap();
+        tx.accept();
+        assert_eq!(tx.get::<Count>(b"new").unwrap(), None);
+        assert_eq!(
+            tx.into_batch().ops,
+            [(b"new".to_vec(), None), (b"stored".to_vec(), Some(codec::encode(&Count(7))))]
+        );
     }
 
     #[test]

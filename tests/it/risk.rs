@@ -346,7 +346,8 @@ async fn a_programme_s_full_cycle_under_tiers_budget_and_stop_line() {
     // is in the future): this year once 1 March has passed in China, else last year.
     let today = chrono::NaiveDate::parse_from_str(&china_day(0), "%Y-%m-%d").unwrap();
     let this_year = today.year();
-    let year = if today > chrono::NaiveDate::from_ymd_opt(this_year, 3, 1).unwrap() { this_year } else { this_year - 1 };
+    let year =
+        if today > chrono::NaiveDate::from_ymd_opt(this_year, 3, 1).unwrap() { this_year } else { this_year - 1 };
     let day = |md: &str| format!("{year}-{md}");
     let province = server.token("office-gd", TokenRole::Office, "", "440000").await;
     let elsewhere = server.token("office-zj", TokenRole::Office, "", "330000").await;
