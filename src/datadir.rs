@@ -3,7 +3,7 @@
 //! | path | what |
 //! |---|---|
 //! | `journal/` | the journal (sled, `ledger::journal::SledJournal`): the ground state |
-//! | `derived/` | the checkpoint of derived state (sled, `store::SledStore`) |
+//! | `derived/` | the checkpoint of derived state: sorted runs packed into sled values (`store::RunStore`) |
 //! | `signing-key.p8`, `signing-key.pub` | the key that signs journal heads, and its public half |
 //!
 //! A directory written by a release before the journal had a format of its own (one sled database
@@ -15,7 +15,7 @@
 
 use crate::ledger::journal::{self, Head, Journal, SledJournal, Stored};
 use crate::ledger::signing::Signer;
-use crate::store::{SledStore, Store};
+use crate::store::{RunStore, SledStore, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -106,7 +106,7 @@ pub fn open(
         }
     };
     let derived =
-        SledStore::open(&dir.join(DERIVED_DIR), cache_bytes - journal_cache).map_err(|e| store_error(e.to_string()))?;
+        RunStore::open(&dir.join(DERIVED_DIR), cache_bytes - journal_cache).map_err(|e| store_error(e.to_string()))?;
     Ok(Opened { journal, derived: Arc::new(derived), signer, fence, upgraded })
 }
 
@@ -205,12 +205,12 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// A sled store in a directory of its own inside the data directory, removed when dropped: where
+/// A run store in a directory of its own inside the data directory, removed when dropped: where
 /// `verify` rebuilds derived state, so that its memory stays bounded by sled's cache.
 #[derive(Debug)]
 pub struct Scratch {
     dir: PathBuf,
-    store: Option<Arc<SledStore>>,
+    store: Option<Arc<RunStore>>,
 }
 
 /// sled's page cache for a scratch rebuild.
@@ -220,7 +220,7 @@ impl Scratch {
     pub fn create(data_dir: &Path) -> Result<Scratch, crate::store::StoreError> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let dir = data_dir.join(format!("verify-scratch-{}-{nanos}", std::process::id()));
-        let store = SledStore::open(&dir, SCRATCH_CACHE_BYTES)?;
+        let store = RunStore::open(&dir, SCRATCH_CACHE_BYTES)?;
         Ok(Scratch { dir, store: Some(Arc::new(store)) })
     }
 

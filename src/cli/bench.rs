@@ -62,7 +62,8 @@ fn start_server(dir: &Path) -> Result<Server, ClientError> {
     let child = Command::new(std::env::current_exe()?)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir)
-        .env("RUST_LOG", "warn")
+        // The server's own log filter, for profiling a run (default: warnings only).
+        .env("RUST_LOG", std::env::var("IPLEDGER_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;

@@ -25,7 +25,8 @@
 //! | `Gb` pledgee(18) day(4) id(16) | the same fact by pledgee, so a bank's statistics read only its own |
 //! | `Gr` county(6) day(4) tag(1) id(16) n(4) | risk fact: a default, claim or payment on its business day, for statistics |
 //! | `D` credit code(18) | a bank's name, as the bank itself or an admin last wrote it (exposure, statistics) |
-//! | `X` bucket year(4) | as-of sums of a row for one year (pledges in force and risk columns): the year's, its months' and its days' deltas |
+//! | `X` bucket year(4) | as-of sums of a row for one year (pledges in force and risk columns): the year's and its months' totals |
+//! | `W` bucket year(4) month(1) | the deltas of the days of that month of the row |
 //! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
 //! | `Vr` kind(1) number | a right's record: every state an office recorded |
@@ -36,7 +37,8 @@
 //! | `Vn` region(6) | how many programmes the region runs |
 //! | `Vy` programme(16) year(4) | a programme's year: compensation committed and paid |
 //! | `Vb` programme(16) bank(18) year(4) | losses of a bank's claims under a programme in a year |
-//! | `Vk` programme(16) year(4) | compensation committed that year as dated deltas (budget left as of a date) |
+//! | `Vk` programme(16) year(4) | compensation committed that year and in its months (budget left as of a date) |
+//! | `Vm` programme(16) year(4) month(1) | the same by the days of that month |
 //! | `Vc` id(16) | claim |
 //! | `Vd` programme(16) id(16) / `Ve` bank(18) id(16) | claims by programme / by bank |
 //! | `M` name | metadata of derived state: its layout, the journal head its checkpoint reflects, the last assigned registration serial |
@@ -215,6 +217,13 @@ pub fn asof(bucket: &Bucket, year: u32) -> Vec<u8> {
     key(&[&asof_prefix(bucket), &year.to_be_bytes()])
 }
 
+/// The days of one month (0-11) of a row's year: a family apart from the years', so that a scan of
+/// a row's (or a region's pledgees') years reads no days; an as-of read gets the one month it needs.
+pub fn asof_days(bucket: &Bucket, year: u32, month: u8) -> Vec<u8> {
+    assert!(month < 12, "a month of the year");
+    key(&[b"W", &bucket_body(bucket), &year.to_be_bytes(), &[month]])
+}
+
 /// The yearly sums of every pledgee row of a region (to list the pledgees of any date).
 pub fn asof_pledgees_prefix(region: Region) -> Vec<u8> {
     pledgees_prefix(b'X', region)
@@ -313,7 +322,7 @@ pub fn risk_facts_from(county: CountyCode, from: chrono::NaiveDate) -> (Vec<u8>,
 
 /// The families derived from the journal, compared by `verify` and cleared by a rebuild.
 pub const DERIVED: &[&[u8]] =
-    &[b"A", b"C", b"D", b"G", b"H", b"I", b"J", b"K", b"N", b"P", b"Q", b"R", b"T", b"U", b"V", b"X", b"Y"];
+    &[b"A", b"C", b"D", b"G", b"H", b"I", b"J", b"K", b"N", b"P", b"Q", b"R", b"T", b"U", b"V", b"W", b"X", b"Y"];
 
 pub fn right_record(number: &RightNumber) -> Vec<u8> {
     key(&[b"Vr", &[number.kind().tag()], number.as_str().as_bytes()])
@@ -358,6 +367,12 @@ pub fn programme_year(id: Uuid, year: i32) -> Vec<u8> {
 /// year sums of `projector::YearSums` (its `claimed_fen`), for the budget left as of a date.
 pub fn programme_asof(id: Uuid, year: u32) -> Vec<u8> {
     key(&[b"Vk", id.as_bytes(), &year.to_be_bytes()])
+}
+
+/// The days of one month (0-11) of a programme's year of commitments.
+pub fn programme_asof_days(id: Uuid, year: u32, month: u8) -> Vec<u8> {
+    assert!(month < 12, "a month of the year");
+    key(&[b"Vm", id.as_bytes(), &year.to_be_bytes(), &[month]])
 }
 
 pub fn programme_bank_year(id: Uuid, bank: &CreditCode, year: i32) -> Vec<u8> {

@@ -39,9 +39,10 @@ use tokio::sync::{mpsc, oneshot};
 /// withdrawal; claims' bases hold the compensation of the pledge's other claims, and a bank's
 /// lending for stop lines counts what was lent (`risk::lent`). 7: a right's holding (`R`) keeps its
 /// active pledge and the count of its pledges in one record, kept after a release (no `Jn` key).
-/// Derived records of another layout would be misread, so such a store is cleared and rebuilt
+/// 8: the records are the same, stored as sorted runs (`store::RunStore`) instead of one sled key
+/// each; a directory of the scattered layout is removed when opened. Derived records of another layout would be misread, so such a store is cleared and rebuilt
 /// from the journal when it is opened.
-pub const DERIVED_LAYOUT: u32 = 7;
+pub const DERIVED_LAYOUT: u32 = 8;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.

@@ -357,14 +357,22 @@ pub(crate) fn active_holder(
     Ok(tx.get::<RightHolding>(&keys::active_right(number))?.and_then(|h| h.active))
 }
 
-/// The as-of sums of one row for one year: the year's total, the totals of its months and the
-/// deltas of its days, each list sorted and without zero entries.
+/// The as-of sums of one row for one year: the year's total and the totals of its months, sorted
+/// and without zero entries. The days of each month are a record of their own (`MonthDays`), so a
+/// dated delta decodes and encodes at most 12 months and 31 days, not a whole year of days (a hot
+/// year's days were ~21 kB, re-encoded by every group that touched the row: 25% of the writer's
+/// time at 1M, bench/profiles/2026-12-05-runs-writer-1m.svg).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct YearSums {
     /// First, and it must stay first: queries of later dates decode only this field.
     pub total: AsOfDelta,
     /// (month 0-11, total of the month)
     pub months: Vec<(u8, AsOfDelta)>,
+}
+
+/// The deltas of the days of one month of a row (`keys::asof_days`), sorted, without zeros.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MonthDays {
     /// (day of the year 0-365, delta of the day)
     pub days: Vec<(u16, AsOfDelta)>,
 }
@@ -387,14 +395,13 @@ fn add_at<K: Ord + Copy>(list: &mut Vec<(K, AsOfDelta)>, at: K, delta: &AsOfDelt
 }
 
 impl YearSums {
-    fn add(&mut self, month: u8, day_of_year: u16, delta: &AsOfDelta) {
+    fn add(&mut self, month: u8, delta: &AsOfDelta) {
         self.total.add(delta);
         add_at(&mut self.months, month, delta);
-        add_at(&mut self.days, day_of_year, delta);
     }
 
     fn is_zero(&self) -> bool {
-        self.total.is_zero() && self.months.is_empty() && self.days.is_empty()
+        self.total.is_zero() && self.months.is_empty()
     }
 }
 
@@ -464,35 +471,56 @@ pub(crate) fn add_asof_delta(
     day: asof::Day,
     delta: &AsOfDelta,
 ) -> Result<(), LedgerError> {
-    add_dated(tx, |year| keys::asof(bucket, year), day, delta)
+    add_dated(tx, |year| keys::asof(bucket, year), |year, month| keys::asof_days(bucket, year, month), day, delta)
 }
 
-/// Adds `delta` on `day` to the year sums at `key_of(year)`.
+/// Adds `delta` on `day` to the year sums at `year_key(year)` and to the days of its month at
+/// `days_key(year, month)`.
 pub(crate) fn add_dated(
     tx: &mut Tx<'_>,
-    key_of: impl FnOnce(u32) -> Vec<u8>,
+    year_key: impl FnOnce(u32) -> Vec<u8>,
+    days_key: impl FnOnce(u32, u8) -> Vec<u8>,
     day: asof::Day,
     delta: &AsOfDelta,
 ) -> Result<(), LedgerError> {
     let (year, month, day_of_year) = asof::calendar(day);
-    tx.add::<YearSums>(key_of(year), &(month, day_of_year, delta.clone()))
+    tx.add::<YearSums>(year_key(year), &(month, delta.clone()))?;
+    tx.add::<MonthDays>(days_key(year, month), &(day_of_year, delta.clone()))
 }
 
-/// A year's sums change only by dated deltas: (month, day of the year, delta).
+/// A year's sums change only by dated deltas: (month, delta).
 impl super::tx::Additive for YearSums {
-    type Delta = (u8, u16, AsOfDelta);
+    type Delta = (u8, AsOfDelta);
 
-    fn add(&mut self, (month, day_of_year, delta): &Self::Delta) -> Result<(), LedgerError> {
-        YearSums::add(self, *month, *day_of_year, delta);
+    fn add(&mut self, (month, delta): &Self::Delta) -> Result<(), LedgerError> {
+        YearSums::add(self, *month, delta);
         Ok(())
     }
 
-    fn undo(&mut self, (month, day_of_year, delta): &Self::Delta) {
-        YearSums::add(self, *month, *day_of_year, &delta.negated());
+    fn undo(&mut self, (month, delta): &Self::Delta) {
+        YearSums::add(self, *month, &delta.negated());
     }
 
     fn is_zero(&self) -> bool {
         YearSums::is_zero(self)
+    }
+}
+
+/// A month's days change only by dated deltas: (day of the year, delta).
+impl super::tx::Additive for MonthDays {
+    type Delta = (u16, AsOfDelta);
+
+    fn add(&mut self, (day_of_year, delta): &Self::Delta) -> Result<(), LedgerError> {
+        add_at(&mut self.days, *day_of_year, delta);
+        Ok(())
+    }
+
+    fn undo(&mut self, (day_of_year, delta): &Self::Delta) {
+        add_at(&mut self.days, *day_of_year, &delta.negated());
+    }
+
+    fn is_zero(&self) -> bool {
+        self.days.is_empty()
     }
 }
 

@@ -356,37 +356,39 @@ pub fn exposure_row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerErr
     row(store, bucket)
 }
 
-/// Where a date falls in the as-of records: its year, month, day of the year, and the day of the
-/// year its month starts on.
+/// Where a date falls in the as-of records: its year, month and day of the year.
 #[derive(Debug, Clone, Copy)]
 struct AsOfDate {
     year: u32,
     month: u8,
     day_of_year: u16,
-    month_start: u16,
 }
 
 impl AsOfDate {
     fn new(date: chrono::NaiveDate) -> AsOfDate {
-        use crate::domain::asof;
-        use chrono::Datelike;
-        let (year, month, day_of_year) = asof::calendar(asof::day(date));
-        let (_, _, month_start) = asof::calendar(asof::day(date.with_day(1).expect("day 1 exists")));
-        AsOfDate { year, month, day_of_year, month_start }
+        let (year, month, day_of_year) = crate::domain::asof::calendar(crate::domain::asof::day(date));
+        AsOfDate { year, month, day_of_year }
     }
 
-    /// Adds what the record of `stored_year` contributes as of this date: the total of a past
-    /// year, the months before and the days of the month up to the date of this year, nothing of a
-    /// later year.
+    /// Adds what the year record of `stored_year` contributes as of this date: the total of a past
+    /// year, the months before the date's of its year, nothing of a later year. The days of the
+    /// date's month are in a record of their own (`fold_days`).
     fn fold(&self, sum: &mut AsOfDelta, stored_year: u32, key: &[u8], value: &[u8]) -> Result<(), LedgerError> {
         if stored_year < self.year {
-            // `total` is `YearSums`' first field: the months and days of past years are not needed.
+            // `total` is `YearSums`' first field: the months of past years are not needed.
             sum.add(&codec::decode_first::<AsOfDelta>(key, value)?);
         } else if stored_year == self.year {
             let sums: crate::ledger::projector::YearSums = codec::decode(key, value)?;
             sums.months.iter().filter(|(m, _)| *m < self.month).for_each(|(_, d)| sum.add(d));
-            let days = self.month_start..=self.day_of_year;
-            sums.days.iter().filter(|(d, _)| days.contains(d)).for_each(|(_, d)| sum.add(d));
+        }
+        Ok(())
+    }
+
+    /// Adds the days of the date's month up to the date, read at `days_key` (`keys::asof_days`).
+    fn fold_days(&self, store: &dyn Store, sum: &mut AsOfDelta, days_key: &[u8]) -> Result<(), LedgerError> {
+        if let Some(value) = store.get(days_key).map_err(unavailable)? {
+            let month: crate::ledger::projector::MonthDays = codec::decode(days_key, &value)?;
+            month.days.iter().filter(|(d, _)| *d <= self.day_of_year).for_each(|(_, d)| sum.add(d));
         }
         Ok(())
     }
@@ -431,7 +433,7 @@ fn as_of_row(sum: &AsOfDelta, bucket: &Bucket) -> Result<Row, LedgerError> {
 }
 
 /// A row as of the end of `date`: the totals of the years before, then from `date`'s year the
-/// totals of the months before and the days of its month up to `date` (one value per year read).
+/// totals of the months before (one value per year read) and the days of its month up to `date`.
 fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Result<Row, LedgerError> {
     let at = AsOfDate::new(date);
     let mut sum = AsOfDelta::default();
@@ -440,6 +442,7 @@ fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Res
         at.fold(&mut sum, year, key, value)?;
         Ok(year < at.year)
     })?;
+    at.fold_days(store, &mut sum, &keys::asof_days(bucket, at.year, at.month))?;
     as_of_row(&sum, bucket)
 }
 
@@ -454,9 +457,11 @@ fn pledgee_rows_as_of(
     let at = AsOfDate::new(date);
     let mut current: Option<(String, AsOfDelta)> = None;
     let mut scanned = 0usize;
-    let mut emit = |(code, sum): (String, AsOfDelta)| -> Result<(), LedgerError> {
+    let mut emit = |(code, mut sum): (String, AsOfDelta)| -> Result<(), LedgerError> {
         let code = stored_code(&code)?;
-        let row = as_of_row(&sum, &Bucket { region, dimension: Dimension::Pledgee(code.clone()) })?;
+        let bucket = Bucket { region, dimension: Dimension::Pledgee(code.clone()) };
+        at.fold_days(store, &mut sum, &keys::asof_days(&bucket, at.year, at.month))?;
+        let row = as_of_row(&sum, &bucket)?;
         each(code, row);
         Ok(())
     };
@@ -494,6 +499,7 @@ fn budget_left_as_of(
         if let Some(value) = store.get(&sums_key).map_err(unavailable)? {
             at.fold(&mut committed, at.year, &sums_key, &value)?;
         }
+        at.fold_days(store, &mut committed, &keys::programme_asof_days(id, at.year, at.month))?;
         Ok(committed.row_delta().claimed_fen)
     })
 }

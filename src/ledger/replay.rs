@@ -15,7 +15,7 @@ use super::keys;
 use super::projector;
 use super::tx::Tx;
 use crate::domain::LedgerError;
-use crate::store::{Batch, Store};
+use crate::store::Store;
 use std::sync::Arc;
 
 /// Entries read and applied per step.
@@ -237,14 +237,7 @@ pub fn checkpoint_matches(journal: &dyn Journal, base: &dyn Store) -> Result<boo
 
 /// Deletes every record of a derived store (before a rebuild from the journal).
 pub fn clear(base: &dyn Store) -> Result<(), LedgerError> {
-    loop {
-        let held = base.scan(b"", None, CHUNK).map_err(unavailable)?;
-        if held.is_empty() {
-            return Ok(());
-        }
-        let ops = held.into_iter().map(|(key, _)| (key, None)).collect();
-        base.commit(Batch { ops }).map_err(unavailable)?;
-    }
+    base.clear().map_err(unavailable)
 }
 
 /// Re-walks the chain and compares the checkpointed derived state with a rebuild in `scratch` (an

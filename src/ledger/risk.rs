@@ -273,7 +273,13 @@ fn commit_asof(
         return Ok(());
     }
     let delta = AsOfDelta::of(&RowDelta { claimed_fen: fund_fen, ..RowDelta::default() });
-    add_dated(tx, |year| keys::programme_asof(programme, year), asof::day(day), &delta)
+    add_dated(
+        tx,
+        |year| keys::programme_asof(programme, year),
+        |year, month| keys::programme_asof_days(programme, year, month),
+        asof::day(day),
+        &delta,
+    )
 }
 
 /// Records a risk event of `pledge` on its business day for statistics, under the pledge's county

@@ -51,3 +51,35 @@ impl Store for MemoryStore {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_store_contract_holds() {
+        // One store shared by both opens: memory keeps what it was given while it lives.
+        let store = std::sync::Arc::new(super::MemoryStore::default());
+        crate::store::contract::check(|| Box::new(Shared(store.clone())));
+    }
+
+    struct Shared(std::sync::Arc<super::MemoryStore>);
+
+    impl super::Store for Shared {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, super::StoreError> {
+            self.0.get(key)
+        }
+        fn scan(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<super::Entry>, super::StoreError> {
+            self.0.scan(prefix, after, limit)
+        }
+        fn commit(&self, batch: super::Batch) -> Result<(), super::StoreError> {
+            self.0.commit(batch)
+        }
+        fn size_on_disk(&self) -> Result<u64, super::StoreError> {
+            self.0.size_on_disk()
+        }
+    }
+}

@@ -5,9 +5,11 @@
 //! batch commit. The ledger's single writer is the only caller of `commit`.
 
 mod memory;
+mod runs;
 mod sled_store;
 
 pub use memory::MemoryStore;
+pub use runs::RunStore;
 pub use sled_store::SledStore;
 
 /// A failure of the storage engine itself, never of a request, typed by what the caller can
@@ -52,6 +54,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// Deletes every key, durably (before a rebuild from the journal). By default a batch of
+    /// deletions at a time; an engine that can drop everything at once does.
+    fn clear(&self) -> Result<(), StoreError> {
+        const CHUNK: usize = 4096;
+        loop {
+            let held = self.scan(b"", None, CHUNK)?;
+            if held.is_empty() {
+                return Ok(());
+            }
+            self.commit(Batch { ops: held.into_iter().map(|(key, _)| (key, None)).collect() })?;
+        }
+    }
 }
 
 /// What a `Guarded` store is about to do.
@@ -99,5 +114,57 @@ impl<G: Fn(Access) -> Result<(), StoreError> + Send + Sync + 'static> Store for 
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.inner.size_on_disk()
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        (self.guard)(Access::Commit)?;
+        self.inner.clear()
+    }
+}
+
+/// The contract every engine keeps, one suite for all of them (each engine's tests call `check`).
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::{Batch, Store};
+
+    fn put(k: &str, v: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+        (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()))
+    }
+
+    fn keys(entries: Vec<super::Entry>) -> Vec<String> {
+        entries.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect()
+    }
+
+    /// Runs the suite on the store `open` gives, then on the store it gives again (a reopen, for
+    /// a durable engine: `open` must drop nothing it was given before).
+    pub fn check(open: impl Fn() -> Box<dyn Store>) {
+        {
+            let store = open();
+            store.commit(Batch { ops: ["a1", "a2", "a3", "b1", "c1"].iter().map(|k| put(k, k)).collect() }).unwrap();
+            // A later write of a key wins over an earlier one in the same batch.
+            store
+                .commit(Batch { ops: vec![(b"a2".to_vec(), None), put("b1", "x"), put("b1", "y"), put("a4", "a4")] })
+                .unwrap();
+            assert_eq!(keys(store.scan(b"a", None, 10).unwrap()), ["a1", "a3", "a4"]);
+            assert_eq!(keys(store.scan(b"a", Some(b"a1"), 10).unwrap()), ["a3", "a4"]);
+            assert_eq!(keys(store.scan(b"a", None, 1).unwrap()), ["a1"]);
+            assert_eq!(keys(store.scan(b"", Some(b"a4"), 10).unwrap()), ["b1", "c1"]);
+            assert_eq!(store.get(b"b1").unwrap().as_deref(), Some(&b"y"[..]));
+            assert_eq!(store.get(b"a2").unwrap(), None);
+            assert_eq!(store.get(b"zz").unwrap(), None);
+            // Keys of every length and values up to a few blocks long round-trip.
+            let big = "v".repeat(70_000);
+            let ops = (0..2_000).map(|i| put(&format!("d{i:06}"), if i == 7 { &big } else { "d" })).collect();
+            store.commit(Batch { ops }).unwrap();
+            assert_eq!(store.get(b"d000007").unwrap().map(|v| v.len()), Some(70_000));
+            assert_eq!(store.scan(b"d", Some(b"d001000"), 5000).unwrap().len(), 999);
+        }
+        let store = open();
+        assert_eq!(keys(store.scan(b"a", None, 10).unwrap()), ["a1", "a3", "a4"]);
+        assert_eq!(store.scan(b"d", None, 5000).unwrap().len(), 2000);
+        store.clear().unwrap();
+        assert!(store.scan(b"", None, 10).unwrap().is_empty());
+        store.commit(Batch { ops: vec![put("e1", "e")] }).unwrap();
+        assert_eq!(keys(store.scan(b"", None, 10).unwrap()), ["e1"]);
     }
 }

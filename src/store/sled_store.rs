@@ -34,24 +34,29 @@ fn unknown(e: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the store in `dir`. `cache_bytes` bounds sled's page cache.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            // Durability comes from our explicit flush after every batch; sled's timer flush is
-            // only a backstop.
-            .flush_every_ms(Some(1000));
-        // A process that just closed the store may hold its lock for a moment more (sled's
-        // background threads finish their tick): wait up to LOCK_WAIT_MS before giving up.
-        let mut waited_ms = 0;
-        loop {
-            match config.open() {
-                Ok(db) => return Ok(SledStore { db }),
-                Err(e) if e.to_string().contains("could not acquire lock") && waited_ms < LOCK_WAIT_MS => {
-                    std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
-                    waited_ms += LOCK_RETRY_MS;
-                }
-                Err(e) => return Err(err(e)),
+        Ok(SledStore { db: open_db(dir, cache_bytes)? })
+    }
+}
+
+/// Opens (or creates) a sled database in `dir` the way every store here does.
+pub(super) fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        // Durability comes from our explicit flush after every batch; sled's timer flush is
+        // only a backstop.
+        .flush_every_ms(Some(1000));
+    // A process that just closed the store may hold its lock for a moment more (sled's
+    // background threads finish their tick): wait up to LOCK_WAIT_MS before giving up.
+    let mut waited_ms = 0;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if e.to_string().contains("could not acquire lock") && waited_ms < LOCK_WAIT_MS => {
+                std::thread::sleep(std::time::Duration::from_millis(LOCK_RETRY_MS));
+                waited_ms += LOCK_RETRY_MS;
             }
+            Err(e) => return Err(err(e)),
         }
     }
 }
@@ -114,6 +119,12 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_contract_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::store::contract::check(|| Box::new(SledStore::open(dir.path(), 1 << 20).unwrap()));
+    }
 
     #[test]
     fn batch_scan_and_reopen() {

@@ -6,7 +6,7 @@ use crate::credit_lines::line;
 use crate::helpers::*;
 use ipledger::proto::journal_service_client::JournalServiceClient;
 use ipledger::proto::*;
-use ipledger::store::{Batch, SledStore, Store};
+use ipledger::store::{Batch, RunStore, SledStore, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -96,12 +96,21 @@ async fn the_chain_verifies_after_thousands_of_writes_and_restarts() {
     drop(temp);
 }
 
-/// Changes the value at `key` of the sled database in `dir` (the journal's or derived state's).
-fn tamper(dir: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
-    let store = SledStore::open(dir, 16 << 20).unwrap();
+/// Changes the value at `key` of the store in `dir`.
+fn tamper(store: &dyn Store, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
     let mut value = store.get(key).unwrap().expect("the key exists");
     f(&mut value);
     store.commit(Batch { ops: vec![(key.to_vec(), Some(value))] }).unwrap();
+}
+
+/// The journal's sled database in `dir`.
+fn journal_store(dir: &Path) -> SledStore {
+    SledStore::open(dir, 16 << 20).unwrap()
+}
+
+/// Derived state's store of runs in `dir`.
+fn derived_store(dir: &Path) -> RunStore {
+    RunStore::open(dir, 16 << 20).unwrap()
 }
 
 /// Runs `ipledger verify`, waiting for sled's lock on the directory to be released by a handle
@@ -135,18 +144,21 @@ async fn a_flipped_byte_is_reported_at_its_sequence() {
         let at = 32 + (v.len() - 32) / 2;
         v[at] ^= 0x01;
     };
-    tamper(&journal_dir, &key, flip);
+    tamper(&journal_store(&journal_dir), &key, flip);
     let (ok, text) = verify_cli(&dir);
     assert!(!ok && text.contains("DIVERGENCE at sequence 17"), "{text}");
-    tamper(&journal_dir, &key, flip);
+    tamper(&journal_store(&journal_dir), &key, flip);
     let (ok, text) = verify_cli(&dir);
     assert!(ok, "restored byte verifies again: {text}");
 
     // One byte of a derived record (the national exposure row): named by key, with the entry that
     // last wrote it.
     let derived_dir = dir.join(ipledger::datadir::DERIVED_DIR);
-    let row_key = SledStore::open(&derived_dir, 16 << 20).unwrap().scan(b"A0", None, 1).unwrap()[0].0.clone();
-    tamper(&derived_dir, &row_key, |v| v[0] ^= 0x01);
+    {
+        let derived = derived_store(&derived_dir);
+        let row_key = derived.scan(b"A0", None, 1).unwrap()[0].0.clone();
+        tamper(&derived, &row_key, |v| v[0] ^= 0x01);
+    }
     let (ok, text) = verify_cli(&dir);
     assert!(!ok && text.contains("DIVERGENCE at sequence") && text.contains("key:      A"), "{text}");
     assert!(!text.contains("DIVERGENCE at sequence 0"), "the entry that last wrote it is named: {text}");
@@ -268,7 +280,11 @@ async fn a_watcher_that_reconnects_sees_every_event_exactly_once() {
 fn all_keys(dir: &Path) -> BTreeMap<(String, Vec<u8>), Vec<u8>> {
     let mut all = BTreeMap::new();
     for part in [ipledger::datadir::JOURNAL_DIR, ipledger::datadir::DERIVED_DIR] {
-        let store = SledStore::open(&dir.join(part), 16 << 20).unwrap();
+        let store: Box<dyn Store> = if part == ipledger::datadir::JOURNAL_DIR {
+            Box::new(journal_store(&dir.join(part)))
+        } else {
+            Box::new(derived_store(&dir.join(part)))
+        };
         for (k, v) in store.scan(b"", None, usize::MAX).unwrap() {
             all.insert((part.to_owned(), k), v);
         }
