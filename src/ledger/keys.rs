@@ -26,7 +26,7 @@
 //! | `Gr` county(6) day(4) tag(1) id(16) n(4) | risk fact: a default, claim or payment on its business day, for statistics |
 //! | `D` credit code(18) | a bank's name, as the bank itself or an admin last wrote it (exposure, statistics) |
 //! | `X` bucket year(4) | as-of sums of a row for one year (pledges in force and risk columns): the year's and its months' totals |
-//! | `W` bucket year(4) month(1) | the deltas of the days of that month of the row |
+//! | `W` year(4) month(1) bucket | the deltas of the days of that month of the row |
 //! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
 //! | `Vr` kind(1) number | a right's record: every state an office recorded |
@@ -218,10 +218,22 @@ pub fn asof(bucket: &Bucket, year: u32) -> Vec<u8> {
 }
 
 /// The days of one month (0-11) of a row's year: a family apart from the years', so that a scan of
-/// a row's (or a region's pledgees') years reads no days; an as-of read gets the one month it needs.
+/// a row's (or a region's pledgees') years reads no days. The month comes first: an as-of read gets
+/// the one month it needs, and the pledgee rows of a region for one month are one contiguous scan.
 pub fn asof_days(bucket: &Bucket, year: u32, month: u8) -> Vec<u8> {
     assert!(month < 12, "a month of the year");
-    key(&[b"W", &bucket_body(bucket), &year.to_be_bytes(), &[month]])
+    key(&[b"W", &year.to_be_bytes(), &[month], &bucket_body(bucket)])
+}
+
+/// The days of one month of every pledgee row of a region.
+pub fn asof_days_pledgees_prefix(region: Region, year: u32, month: u8) -> Vec<u8> {
+    key(&[b"W", &year.to_be_bytes(), &[month], &pledgees_prefix(b'W', region)[1..]])
+}
+
+/// The pledgee code in a key under `asof_days_pledgees_prefix`.
+pub fn asof_days_pledgee_code(key: &[u8]) -> Option<&str> {
+    // The year and month (5 bytes) sit between the family and the bucket's body.
+    pledgee_code_after_prefix(key.get(5..)?)
 }
 
 /// The yearly sums of every pledgee row of a region (to list the pledgees of any date).

@@ -446,8 +446,9 @@ fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Res
     as_of_row(&sum, bucket)
 }
 
-/// Every pledgee row of `region` as of the end of `date`, in one pass over their year records,
-/// handed to `each` one pledgee at a time (at most `EXPOSURE_ROWS_SCANNED_MAX` pledgees).
+/// Every pledgee row of `region` as of the end of `date`, in one pass over their year records and
+/// one over the days of the date's month, handed to `each` one pledgee at a time in code order (at
+/// most `EXPOSURE_ROWS_SCANNED_MAX` pledgees).
 fn pledgee_rows_as_of(
     store: &dyn Store,
     region: Region,
@@ -455,15 +456,22 @@ fn pledgee_rows_as_of(
     mut each: impl FnMut(CreditCode, Row),
 ) -> Result<(), LedgerError> {
     let at = AsOfDate::new(date);
+    // The days first: a pledgee whose year and months sum to zero may still have days that do not
+    // (a pledge registered and released within the month), and no year record then.
+    let mut days = pledgee_days_as_of(store, region, at)?;
     let mut current: Option<(String, AsOfDelta)> = None;
     let mut scanned = 0usize;
-    let mut emit = |(code, mut sum): (String, AsOfDelta)| -> Result<(), LedgerError> {
-        let code = stored_code(&code)?;
-        let bucket = Bucket { region, dimension: Dimension::Pledgee(code.clone()) };
-        at.fold_days(store, &mut sum, &keys::asof_days(&bucket, at.year, at.month))?;
-        let row = as_of_row(&sum, &bucket)?;
-        each(code, row);
-        Ok(())
+    let mut emit = |(code, mut sum): (String, AsOfDelta), days: &mut std::collections::BTreeMap<String, AsOfDelta>| {
+        // Pledgees with days only, ahead of this one in code order.
+        let before: Vec<String> = days.range(..code.clone()).map(|(c, _)| c.clone()).collect();
+        for only in before {
+            let sum = days.remove(&only).expect("listed above");
+            emit_pledgee_row(region, only, sum, &mut each)?;
+        }
+        if let Some(d) = days.remove(&code) {
+            sum.add(&d);
+        }
+        emit_pledgee_row(region, code, sum, &mut each)
     };
     scan_all(store, &keys::asof_pledgees_prefix(region), |key, value| {
         let code =
@@ -474,14 +482,53 @@ fn pledgee_rows_as_of(
                 return Err(too_many_pledgees(region));
             }
             if let Some(done) = current.replace((code.to_owned(), AsOfDelta::default())) {
-                emit(done)?;
+                emit(done, &mut days)?;
             }
         }
         let sum = &mut current.as_mut().expect("set above").1;
         at.fold(sum, stored_year(key)?, key, value)?;
         Ok(true)
     })?;
-    current.map_or(Ok(()), emit)
+    if let Some(done) = current {
+        emit(done, &mut days)?;
+    }
+    for (code, sum) in std::mem::take(&mut days) {
+        emit_pledgee_row(region, code, sum, &mut each)?;
+    }
+    Ok(())
+}
+
+fn emit_pledgee_row(
+    region: Region,
+    code: String,
+    sum: AsOfDelta,
+    each: &mut impl FnMut(CreditCode, Row),
+) -> Result<(), LedgerError> {
+    let code = stored_code(&code)?;
+    let row = as_of_row(&sum, &Bucket { region, dimension: Dimension::Pledgee(code.clone()) })?;
+    each(code, row);
+    Ok(())
+}
+
+/// The days of `at`'s month up to `at`, summed per pledgee row of `region`.
+fn pledgee_days_as_of(
+    store: &dyn Store,
+    region: Region,
+    at: AsOfDate,
+) -> Result<std::collections::BTreeMap<String, AsOfDelta>, LedgerError> {
+    let mut days = std::collections::BTreeMap::new();
+    scan_all(store, &keys::asof_days_pledgees_prefix(region, at.year, at.month), |key, value| {
+        let code = keys::asof_days_pledgee_code(key)
+            .ok_or_else(|| LedgerError::Internal("as-of days key without pledgee".into()))?;
+        if days.len() >= EXPOSURE_ROWS_SCANNED_MAX && !days.contains_key(code) {
+            return Err(too_many_pledgees(region));
+        }
+        let month: crate::ledger::projector::MonthDays = codec::decode(key, value)?;
+        let sum: &mut AsOfDelta = days.entry(code.to_owned()).or_default();
+        month.days.iter().filter(|(d, _)| *d <= at.day_of_year).for_each(|(_, d)| sum.add(d));
+        Ok(true)
+    })?;
+    Ok(days)
 }
 
 /// The budget of `region`'s programmes in `date`'s year and what was left of it at the end of
