@@ -788,7 +788,12 @@ impl Shared {
         let current = self.snapshot()?;
         // Checkpoints only append, and the other lane replaces runs of other levels in place: the
         // inputs are still side by side, maybe at another position.
-        let start = current.iter().position(|r| r.id == inputs[0].id).expect("merge inputs stay listed");
+        let Some(start) = current.iter().position(|r| r.id == inputs[0].id) else {
+            // A clear dropped the inputs while they were merged: the output is no run's.
+            drop(manifest);
+            self.trash.lock().map_err(poisoned)?.push(id);
+            return Ok(());
+        };
         let range = start..start + inputs.len();
         assert!(
             current[range.clone()].iter().zip(&inputs).all(|(a, b)| a.id == b.id),
