@@ -29,6 +29,7 @@
 //! Invariants: levels never increase from the oldest run to the newest; a run's keys are unique and
 //! ascending; a run listed in the manifest has its index and every block on disk.
 
+use super::sled_store::{err as sled_error, unknown};
 use super::{Batch, Entry, Store, StoreError};
 use sled::IVec;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,20 +83,6 @@ fn index_key(run: u64) -> [u8; 9] {
     k
 }
 
-fn sled_error(e: sled::Error) -> StoreError {
-    match e {
-        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
-        e => StoreError::Unavailable(e.to_string()),
-    }
-}
-
-fn unknown(e: sled::Error) -> StoreError {
-    match e {
-        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
-        e => StoreError::OutcomeUnknown(e.to_string()),
-    }
-}
-
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("derived runs: {what}"))
 }
@@ -128,23 +115,22 @@ impl Bloom {
         let words = (hashes.len() * BLOOM_BITS_PER_KEY).div_ceil(64).max(1);
         let mut bloom = Bloom { bits: vec![0; words] };
         for h in hashes {
-            let bits: Vec<usize> = bloom.positions(*h).collect();
-            for bit in bits {
+            for bit in Bloom::positions(words, *h) {
                 bloom.bits[bit / 64] |= 1 << (bit % 64);
             }
         }
         bloom
     }
 
-    /// Double hashing (Kirsch-Mitzenmacher) from the two halves of one hash.
-    fn positions(&self, h: u64) -> impl Iterator<Item = usize> + '_ {
-        let m = (self.bits.len() * 64) as u64;
+    /// Double hashing (Kirsch-Mitzenmacher) from the two halves of one hash, over `words` words.
+    fn positions(words: usize, h: u64) -> impl Iterator<Item = usize> {
+        let m = (words * 64) as u64;
         let (h1, h2) = (h & 0xffff_ffff, (h >> 32) | 1);
         (0..u64::from(BLOOM_HASHES)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
     }
 
     fn may_contain(&self, h: u64) -> bool {
-        self.positions(h).all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
+        Bloom::positions(self.bits.len(), h).all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
     }
 }
 

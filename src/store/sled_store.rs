@@ -16,7 +16,8 @@ pub struct SledStore {
     db: sled::Db,
 }
 
-fn err(e: sled::Error) -> StoreError {
+/// A sled failure where nothing was written.
+pub(super) fn err(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
         e => StoreError::Unavailable(e.to_string()),
@@ -24,7 +25,7 @@ fn err(e: sled::Error) -> StoreError {
 }
 
 /// A failure once a batch was handed to sled: it may be in memory, or on disk, or neither.
-fn unknown(e: sled::Error) -> StoreError {
+pub(super) fn unknown(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
         e => StoreError::OutcomeUnknown(e.to_string()),
