@@ -9,12 +9,17 @@
 //!
 //! Reads look in the active overlay, then the frozen one being checkpointed, then the base: a
 //! group becomes visible only when the writer applies it, after its journal append is durable.
+//! Additions (`Op::Add`) are kept as deltas in the overlays and folded over the layers below at
+//! read. So that no read counts a delta twice (in the frozen overlay and again in the base that
+//! just took it) or misses it, every hand-over between layers bumps `epoch` at the instant it
+//! becomes visible, and a read that saw the epoch move reads again.
 
 use super::journal::Head;
 use super::keys;
-use crate::store::{Batch, Entry, Store, StoreError};
+use crate::store::{Batch, Counters, Entry, Found, Op, Pending, Store, StoreError};
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// Overlay bytes (keys and values) after which the writer checkpoints, by default: bounds the memory
@@ -25,22 +30,23 @@ pub const CHECKPOINT_BYTES: usize = 16 << 20;
 /// written; then the writer waits for it.
 pub const OVERLAY_FACTOR_MAX: usize = 4;
 
-/// Writes applied but not checkpointed: a value, or `None` for a deletion.
+/// Writes applied but not checkpointed, each key's combined in the order applied.
 #[derive(Debug, Default)]
 struct Overlay {
-    map: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    map: BTreeMap<Vec<u8>, Op>,
     bytes: usize,
     /// The journal head this overlay (with everything before it) reflects.
     through: Head,
 }
 
 impl Overlay {
-    fn get(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+    fn get(&self, key: &[u8]) -> Option<Op> {
         self.map.get(key).cloned()
     }
 
-    /// Up to `limit` entries (deletions included) under `prefix`, strictly after `after`.
-    fn range(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    /// Up to `limit` entries (deletions and additions included) under `prefix`, strictly after
+    /// `after`.
+    fn range(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Op)> {
         let start = match after {
             Some(a) => Bound::Excluded(a.to_vec()),
             None => Bound::Included(prefix.to_vec()),
@@ -71,6 +77,8 @@ pub struct Derived {
     /// Held while the base store is written or pinned by `verify`: the base then reflects exactly
     /// the head it records.
     base_lock: Arc<Mutex<()>>,
+    /// Bumped at every hand-over between layers (active to frozen, frozen to base).
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for Derived {
@@ -94,6 +102,7 @@ impl Derived {
             state: Mutex::default(),
             done: Condvar::new(),
             base_lock: Arc::default(),
+            epoch: AtomicU64::new(0),
         }))
     }
 
@@ -107,9 +116,17 @@ impl Derived {
     pub fn apply(&self, batch: Batch, through: Head) -> Result<(), StoreError> {
         let mut active = self.active.write().map_err(poisoned)?;
         assert!(through.sequence >= active.through.sequence, "derived state moves forward only");
-        for (key, value) in batch.ops {
-            active.bytes += key.len() + value.as_ref().map_or(0, Vec::len);
-            active.map.insert(key, value);
+        for (key, op) in batch.ops {
+            active.bytes += key.len() + op_bytes(&op);
+            match active.map.get_mut(&key) {
+                Some(held) => {
+                    let older = std::mem::replace(held, Op::Delete);
+                    *held = older.then(op)?;
+                }
+                None => {
+                    active.map.insert(key, op);
+                }
+            }
         }
         active.through = through;
         Ok(())
@@ -139,9 +156,12 @@ impl Derived {
                 return Ok(());
             }
             let through = active.through;
-            Arc::new(std::mem::replace(&mut *active, Overlay { through, ..Overlay::default() }))
+            let overlay = Arc::new(std::mem::replace(&mut *active, Overlay { through, ..Overlay::default() }));
+            // Within the active lock: no read sees the overlay in neither layer or in both.
+            *self.frozen.write().map_err(poisoned)? = Some(overlay.clone());
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            overlay
         };
-        *self.frozen.write().map_err(poisoned)? = Some(overlay.clone());
         state.running = true;
         drop(state);
         let derived = self.clone();
@@ -173,15 +193,15 @@ impl Derived {
     fn write_checkpoint(&self, overlay: &Overlay) {
         let started = std::time::Instant::now();
         let mut ops: Vec<_> = overlay.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        ops.push((keys::META_DERIVED_THROUGH.to_vec(), Some(super::codec::encode(&overlay.through))));
+        ops.push((keys::META_DERIVED_THROUGH.to_vec(), Op::Put(super::codec::encode(&overlay.through))));
         let keys = ops.len();
         if tracing::enabled!(tracing::Level::DEBUG) {
             // Which families a checkpoint writes, and how many bytes: where the store's time goes.
             let mut families = BTreeMap::<u8, (usize, usize)>::new();
-            for (key, value) in &ops {
+            for (key, op) in &ops {
                 let family = families.entry(key.first().copied().unwrap_or(b'?')).or_default();
                 family.0 += 1;
-                family.1 += key.len() + value.as_ref().map_or(0, Vec::len);
+                family.1 += key.len() + op_bytes(op);
             }
             let families: Vec<String> =
                 families.iter().map(|(f, (n, bytes))| format!("{}={n}/{bytes}B", *f as char)).collect();
@@ -189,13 +209,15 @@ impl Derived {
         }
         let result = {
             let _base = self.base_lock.lock();
-            self.base.commit(Batch { ops })
+            // The frozen overlay goes at the instant its writes become readable in the base.
+            self.base.commit_and(Batch { ops }, &mut || {
+                *self.frozen.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+            })
         };
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match result {
             Ok(()) => {
-                // Only now: a reader that misses the frozen overlay finds its writes in the base.
-                *self.frozen.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 tracing::debug!(
                     keys,
                     through = overlay.through.sequence,
@@ -237,56 +259,136 @@ pub fn checkpointed_through(base: &dyn Store) -> Result<Head, StoreError> {
     }
 }
 
-impl Store for Derived {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(found) = self.active.read().map_err(poisoned)?.get(key) {
-            return Ok(found);
+/// Hands an overlay's write to `pending` as one layer's word on its key.
+fn over(pending: &mut Pending, op: &Op) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    match op {
+        Op::Put(value) => pending.over(Found::Value(value)),
+        Op::Delete => pending.over(Found::Deleted),
+        Op::Add(adds) => pending.over(Found::Added(&adds.encode())),
+    }
+}
+
+/// What an overlay entry costs in memory, roughly: its bytes, or ~6 per counter cell encoded.
+fn op_bytes(op: &Op) -> usize {
+    match op {
+        Op::Put(value) => value.len(),
+        Op::Delete => 0,
+        Op::Add(adds) => 6 * adds.cells().len(),
+    }
+}
+
+impl Derived {
+    /// The key's value as of one epoch: `None` when a hand-over between layers ran meanwhile.
+    fn get_once(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut pending = Pending::default();
+        let held = self.active.read().map_err(poisoned)?.get(key);
+        if let Some(op) = &held
+            && let Some(value) = over(&mut pending, op)?
+        {
+            return Ok(Some(value));
         }
         let frozen = self.frozen.read().map_err(poisoned)?.clone();
-        if let Some(found) = frozen.and_then(|f| f.get(key)) {
-            return Ok(found);
+        if let Some(op) = frozen.and_then(|f| f.get(key))
+            && let Some(value) = over(&mut pending, &op)?
+        {
+            return Ok(Some(value));
         }
-        self.base.get(key)
+        if !pending.is_adding() {
+            // Nothing to fold: the base's answer stands whatever moved meanwhile, as before.
+            return Ok(Some(self.base.get(key)?));
+        }
+        let value = pending.finish(self.base.get(key)?.as_deref())?;
+        Ok((self.epoch.load(Ordering::SeqCst) == epoch).then_some(value))
     }
 
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        let mut out = Vec::new();
-        let mut cursor = after.map(<[u8]>::to_vec);
-        while out.len() < limit {
-            let want = (limit - out.len()).min(4096);
-            let active = self.active.read().map_err(poisoned)?.range(prefix, cursor.as_deref(), want);
-            let frozen = self.frozen.read().map_err(poisoned)?.clone();
-            let frozen = frozen.map(|f| f.range(prefix, cursor.as_deref(), want)).unwrap_or_default();
-            let base: Vec<_> =
-                self.base.scan(prefix, cursor.as_deref(), want)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
-            // A source that filled `want` may hold more keys after its last: merge only up to the
-            // smallest such last key, then continue from there.
-            let horizon = [&active, &frozen, &base]
-                .iter()
-                .filter(|s| s.len() == want)
-                .filter_map(|s| s.last().map(|(k, _)| k.clone()))
-                .min();
-            let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-            // Later inserts win: base, then frozen, then active.
-            for (k, v) in base.into_iter().chain(frozen).chain(active) {
-                if horizon.as_ref().is_none_or(|h| k <= *h) {
-                    merged.insert(k, v);
+    /// Up to `want` entries after `cursor` as of one epoch, and the key to continue after (`None`:
+    /// the prefix is done); `None` when a hand-over ran meanwhile.
+    #[allow(clippy::type_complexity)]
+    fn scan_once(
+        &self,
+        prefix: &[u8],
+        cursor: Option<&[u8]>,
+        want: usize,
+        cells: Option<crate::store::CellsOf<'_>>,
+    ) -> Result<Option<(Vec<Entry>, Option<Vec<u8>>)>, StoreError> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut active = self.active.read().map_err(poisoned)?.range(prefix, cursor, want);
+        let frozen = self.frozen.read().map_err(poisoned)?.clone();
+        let mut frozen = frozen.map(|f| f.range(prefix, cursor, want)).unwrap_or_default();
+        let base = match cells {
+            Some(cells) => self.base.scan_cells(prefix, cursor, want, cells)?,
+            None => self.base.scan(prefix, cursor, want)?,
+        };
+        let base: Vec<_> = base.into_iter().map(|(k, v)| (k, Op::Put(v))).collect();
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return Ok(None);
+        }
+        if let Some(cells) = cells {
+            for (key, op) in active.iter_mut().chain(frozen.iter_mut()) {
+                let range = cells(key);
+                match op {
+                    Op::Add(adds) => *adds = adds.restricted(&range),
+                    Op::Put(value) => *value = Counters::decode(value)?.restricted(&range).encode(),
+                    Op::Delete => {}
                 }
             }
-            for (k, v) in merged {
-                if let Some(v) = v {
-                    out.push((k, v));
-                    if out.len() == limit {
-                        return Ok(out);
+        }
+        // A source that filled `want` may hold more keys after its last: merge only up to the
+        // smallest such last key, then continue from there.
+        let horizon = [&active, &frozen, &base]
+            .iter()
+            .filter(|s| s.len() == want)
+            .filter_map(|s| s.last().map(|(k, _)| k.clone()))
+            .min();
+        let mut merged: BTreeMap<Vec<u8>, Op> = BTreeMap::new();
+        // Oldest first: base, then frozen, then active, each combined over the one before. A key
+        // the base does not return (up to the horizon) has no value there.
+        for (k, op) in base.into_iter().chain(frozen).chain(active) {
+            if horizon.as_ref().is_none_or(|h| k <= *h) {
+                match merged.get_mut(&k) {
+                    Some(held) => {
+                        let older = std::mem::replace(held, Op::Delete);
+                        *held = older.then(op)?;
+                    }
+                    None => {
+                        merged.insert(k, Op::Delete.then(op)?);
                     }
                 }
             }
-            match horizon {
-                Some(h) => cursor = Some(h),
-                None => break,
+        }
+        let entries = merged
+            .into_iter()
+            .filter_map(|(k, op)| match op {
+                Op::Put(v) => Some((k, v)),
+                _ => None,
+            })
+            .collect();
+        Ok(Some((entries, horizon)))
+    }
+}
+
+impl Store for Derived {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        loop {
+            if let Some(value) = self.get_once(key)? {
+                return Ok(value);
             }
         }
-        Ok(out)
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.scan_with(prefix, after, limit, None)
+    }
+
+    fn scan_cells(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        cells: crate::store::CellsOf<'_>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.scan_with(prefix, after, limit, Some(cells))
     }
 
     fn commit(&self, _batch: Batch) -> Result<(), StoreError> {
@@ -295,6 +397,34 @@ impl Store for Derived {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.base.size_on_disk()
+    }
+}
+
+impl Derived {
+    fn scan_with(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        cells: Option<crate::store::CellsOf<'_>>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = after.map(<[u8]>::to_vec);
+        while out.len() < limit {
+            let want = (limit - out.len()).min(4096);
+            let Some((entries, horizon)) = self.scan_once(prefix, cursor.as_deref(), want, cells)? else { continue };
+            for entry in entries {
+                out.push(entry);
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+            match horizon {
+                Some(h) => cursor = Some(h),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -307,12 +437,12 @@ mod tests {
         Head { sequence, hash: [sequence as u8; 32] }
     }
 
-    fn put(k: &str, v: &str) -> (Vec<u8>, Option<Vec<u8>>) {
-        (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()))
+    fn put(k: &str, v: &str) -> (Vec<u8>, Op) {
+        (k.as_bytes().to_vec(), Op::Put(v.as_bytes().to_vec()))
     }
 
-    fn del(k: &str) -> (Vec<u8>, Option<Vec<u8>>) {
-        (k.as_bytes().to_vec(), None)
+    fn del(k: &str) -> (Vec<u8>, Op) {
+        (k.as_bytes().to_vec(), Op::Delete)
     }
 
     fn keys_of(entries: Vec<Entry>) -> Vec<String> {
@@ -356,6 +486,52 @@ mod tests {
         }
         assert_eq!(derived.through().unwrap(), head(2));
         assert!(derived.commit(Batch::default()).is_err(), "only the projector writes");
+    }
+
+    #[test]
+    fn additions_fold_over_every_layer_and_no_read_counts_one_twice_or_misses_it() {
+        use crate::store::Counters;
+        use std::sync::atomic::AtomicBool;
+        let one = || Op::Add([(0u32, 1i128)].into_iter().collect());
+        let count = |bytes: Option<Vec<u8>>| {
+            bytes.map_or(0, |b| Counters::decode(&b).unwrap().cells().first().map_or(0, |c| c.1))
+        };
+        let base = Arc::new(MemoryStore::default());
+        base.commit(Batch { ops: vec![(b"n".to_vec(), one()), (b"z".to_vec(), one())] }).unwrap();
+        let derived = Derived::new(base, 64).unwrap();
+        derived
+            .apply(Batch { ops: vec![(b"z".to_vec(), Op::Add([(0u32, -1i128)].into_iter().collect()))] }, head(1))
+            .unwrap();
+        assert_eq!(derived.get(b"z").unwrap(), None, "a sum that comes to zero is no key");
+        assert!(derived.scan(b"z", None, 10).unwrap().is_empty());
+        let applied = Arc::new(AtomicU64::new(1));
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (derived, applied, done) = (derived.clone(), applied.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut last = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let got = count(derived.get(b"n").unwrap());
+                    let scanned = count(derived.scan(b"n", None, 1).unwrap().pop().map(|(_, v)| v));
+                    let ceiling = applied.load(Ordering::SeqCst) as i128;
+                    assert!(got >= last && scanned >= got, "a read missed an addition: {last}, {got}, {scanned}");
+                    assert!(scanned <= ceiling, "a read counted an addition twice: {scanned} > {ceiling}");
+                    last = got;
+                }
+            })
+        };
+        for i in 2..=3000u64 {
+            derived.apply(Batch { ops: vec![(b"n".to_vec(), one())] }, head(i)).unwrap();
+            applied.store(i, Ordering::SeqCst);
+            if derived.checkpoint_due() {
+                derived.checkpoint().unwrap();
+            }
+        }
+        derived.checkpoint_and_wait().unwrap();
+        done.store(true, Ordering::SeqCst);
+        reader.join().unwrap();
+        assert_eq!(count(derived.get(b"n").unwrap()), 3000);
+        assert_eq!(count(derived.base().get(b"n").unwrap()), 3000);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod replay;
 pub mod risk;
 pub mod role;
 pub mod signing;
+mod sums;
 pub mod tokens;
 mod tx;
 mod writer;
@@ -40,9 +41,11 @@ use tokio::sync::{mpsc, oneshot};
 /// lending for stop lines counts what was lent (`risk::lent`). 7: a right's holding (`R`) keeps its
 /// active pledge and the count of its pledges in one record, kept after a release (no `Jn` key).
 /// 8: the records are the same, stored as sorted runs (`store::RunStore`) instead of one sled key
-/// each; a directory of the scattered layout is removed when opened. Derived records of another layout would be misread, so such a store is cleared and rebuilt
-/// from the journal when it is opened.
-pub const DERIVED_LAYOUT: u32 = 8;
+/// each; a directory of the scattered layout is removed when opened. 9: exposure rows and as-of
+/// sums and banks' lending are counters (`store::Counters`, cells laid out in `sums`), added to blind. Derived records
+/// of another layout would be misread, so such a store is cleared and rebuilt from the journal when
+/// it is opened.
+pub const DERIVED_LAYOUT: u32 = 9;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.
@@ -69,8 +72,9 @@ fn check_layout(journal: &dyn journal::Journal, base: &dyn Store) -> Result<(), 
 
 /// Marks an empty derived-state store with this build's layout (a restore fills it).
 pub fn mark_layout(base: &dyn Store) -> Result<(), LedgerError> {
-    let batch =
-        crate::store::Batch { ops: vec![(keys::META_DERIVED_LAYOUT.to_vec(), Some(codec::encode(&DERIVED_LAYOUT)))] };
+    let batch = crate::store::Batch {
+        ops: vec![(keys::META_DERIVED_LAYOUT.to_vec(), crate::store::Op::Put(codec::encode(&DERIVED_LAYOUT)))],
+    };
     base.commit(batch).map_err(|e| LedgerError::Unavailable(e.to_string()))
 }
 

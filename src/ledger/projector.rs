@@ -11,7 +11,7 @@ use super::tx::Tx;
 use crate::domain::LedgerError;
 use crate::domain::asof;
 use crate::domain::credit_line::CreditLine;
-use crate::domain::exposure::{self, Bucket, Row, RowDelta};
+use crate::domain::exposure::{self, Bucket, RowDelta};
 use crate::domain::ident::CreditCode;
 use crate::domain::pledge::{Party, Pledge};
 use crate::domain::principal::Role;
@@ -271,33 +271,6 @@ impl AsOfDelta {
         }
     }
 
-    fn is_zero(&self) -> bool {
-        *self == AsOfDelta::default()
-    }
-
-    /// The delta that takes this one back.
-    fn negated(&self) -> AsOfDelta {
-        let risk = self.risk.as_deref().map(|r| {
-            Box::new(RiskAsOf {
-                at_risk_fen: -r.at_risk_fen,
-                at_risk_pledges: -r.at_risk_pledges,
-                defaulted_fen: -r.defaulted_fen,
-                defaulted_pledges: -r.defaulted_pledges,
-                appraised_fen: -r.appraised_fen,
-                appraised_secured_fen: -r.appraised_secured_fen,
-                claimed_fen: -r.claimed_fen,
-                paid_fen: -r.paid_fen,
-            })
-        });
-        AsOfDelta {
-            secured_fen: -self.secured_fen,
-            pledges: -self.pledges,
-            rights: -self.rights,
-            enterprises: -self.enterprises,
-            risk,
-        }
-    }
-
     /// The delta of the fields an as-of row has (no credit lines: they are not dated).
     pub fn of(d: &RowDelta) -> AsOfDelta {
         let risk = RiskAsOf {
@@ -355,54 +328,6 @@ pub(crate) fn active_holder(
     number: &crate::domain::ident::RightNumber,
 ) -> Result<Option<Uuid>, LedgerError> {
     Ok(tx.get::<RightHolding>(&keys::active_right(number))?.and_then(|h| h.active))
-}
-
-/// The as-of sums of one row for one year: the year's total and the totals of its months, sorted
-/// and without zero entries. The days of each month are a record of their own (`MonthDays`), so a
-/// dated delta decodes and encodes at most 12 months and 31 days, not a whole year of days (a hot
-/// year's days were ~21 kB, re-encoded by every group that touched the row: 25% of the writer's
-/// time at 1M, bench/profiles/2026-12-05-runs-writer-1m.svg).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct YearSums {
-    /// First, and it must stay first: queries of later dates decode only this field.
-    pub total: AsOfDelta,
-    /// (month 0-11, total of the month)
-    pub months: Vec<(u8, AsOfDelta)>,
-}
-
-/// The deltas of the days of one month of a row (`keys::asof_days`), sorted, without zeros.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MonthDays {
-    /// (day of the year 0-365, delta of the day)
-    pub days: Vec<(u16, AsOfDelta)>,
-}
-
-/// Adds `delta` to the entry `at` of a sorted list, dropping it when it comes to zero.
-fn add_at<K: Ord + Copy>(list: &mut Vec<(K, AsOfDelta)>, at: K, delta: &AsOfDelta) {
-    match list.binary_search_by_key(&at, |(k, _)| *k) {
-        Ok(i) => {
-            list[i].1.add(delta);
-            if list[i].1.is_zero() {
-                list.remove(i);
-            }
-        }
-        Err(i) => {
-            if !delta.is_zero() {
-                list.insert(i, (at, delta.clone()));
-            }
-        }
-    }
-}
-
-impl YearSums {
-    fn add(&mut self, month: u8, delta: &AsOfDelta) {
-        self.total.add(delta);
-        add_at(&mut self.months, month, delta);
-    }
-
-    fn is_zero(&self) -> bool {
-        self.total.is_zero() && self.months.is_empty()
-    }
 }
 
 /// The in-force intervals `(pledge, from, to)` of one pledgor's pledges, per row (by the row's key
@@ -475,7 +400,7 @@ pub(crate) fn add_asof_delta(
 }
 
 /// Adds `delta` on `day` to the year sums at `year_key(year)` and to the days of its month at
-/// `days_key(year, month)`.
+/// `days_key(year, month)` (`sums` has their cells), blind.
 pub(crate) fn add_dated(
     tx: &mut Tx<'_>,
     year_key: impl FnOnce(u32) -> Vec<u8>,
@@ -484,63 +409,8 @@ pub(crate) fn add_dated(
     delta: &AsOfDelta,
 ) -> Result<(), LedgerError> {
     let (year, month, day_of_year) = asof::calendar(day);
-    tx.add::<YearSums>(year_key(year), &(month, delta.clone()))?;
-    tx.add::<MonthDays>(days_key(year, month), &(day_of_year, delta.clone()))
-}
-
-/// A year's sums change only by dated deltas: (month, delta).
-impl super::tx::Additive for YearSums {
-    type Delta = (u8, AsOfDelta);
-
-    fn add(&mut self, (month, delta): &Self::Delta) -> Result<(), LedgerError> {
-        YearSums::add(self, *month, delta);
-        Ok(())
-    }
-
-    fn undo(&mut self, (month, delta): &Self::Delta) {
-        YearSums::add(self, *month, &delta.negated());
-    }
-
-    fn is_zero(&self) -> bool {
-        YearSums::is_zero(self)
-    }
-}
-
-/// A month's days change only by dated deltas: (day of the year, delta).
-impl super::tx::Additive for MonthDays {
-    type Delta = (u16, AsOfDelta);
-
-    fn add(&mut self, (day_of_year, delta): &Self::Delta) -> Result<(), LedgerError> {
-        add_at(&mut self.days, *day_of_year, delta);
-        Ok(())
-    }
-
-    fn undo(&mut self, (day_of_year, delta): &Self::Delta) {
-        add_at(&mut self.days, *day_of_year, &delta.negated());
-    }
-
-    fn is_zero(&self) -> bool {
-        self.days.is_empty()
-    }
-}
-
-/// An exposure row changes only by row deltas, checked against its ranges.
-impl super::tx::Additive for Row {
-    type Delta = RowDelta;
-
-    fn add(&mut self, delta: &RowDelta) -> Result<(), LedgerError> {
-        *self = self.apply(delta)?;
-        Ok(())
-    }
-
-    fn undo(&mut self, delta: &RowDelta) {
-        *self =
-            self.apply(&RowDelta::default().minus(delta)).expect("invariant: undoing an added delta stays in range");
-    }
-
-    fn is_zero(&self) -> bool {
-        self.is_empty()
-    }
+    tx.add(year_key(year), super::sums::year_delta(month, delta))?;
+    tx.add(days_key(year, month), super::sums::days_delta(day_of_year, delta))
 }
 
 pub(crate) fn registration_fact(pledge: &Pledge) -> Fact {
@@ -645,10 +515,11 @@ fn name_bank(tx: &mut Tx<'_>, entry: &Entry, bank: &Party) -> Result<(), LedgerE
     Ok(())
 }
 
-/// Adds `delta` to the bucket's row. A delta that would leave its range fails the command, whose
-/// writes are then dropped.
+/// Adds `delta` to the bucket's row, blind. Its ranges are checked when it is read
+/// (`sums::row`): the projector's deltas keep them by construction, and `verify` compares the
+/// rows with a rebuild.
 pub(crate) fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta) -> Result<(), LedgerError> {
-    tx.add::<Row>(keys::exposure(bucket), delta)
+    tx.add(keys::exposure(bucket), super::sums::row_delta(delta))
 }
 
 /// A stored value for a divergence report: its length and first bytes in hex, or "absent".

@@ -7,6 +7,7 @@ use super::keys;
 use super::principals::PrincipalRecord;
 use super::projector::AsOfDelta;
 use super::risk::{PledgeRisk, ProgrammeYear};
+use super::sums;
 use crate::domain::LedgerError;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{Bucket, Dimension, Row};
@@ -348,7 +349,11 @@ fn stored_code(code: &str) -> Result<CreditCode, LedgerError> {
 }
 
 fn row(store: &dyn Store, bucket: &Bucket) -> Result<Row, LedgerError> {
-    Ok(get(store, &keys::exposure(bucket))?.unwrap_or_default())
+    let key = keys::exposure(bucket);
+    match store.get(&key).map_err(unavailable)? {
+        Some(bytes) => super::sums::row(&key, &bytes),
+        None => Ok(Row::default()),
+    }
 }
 
 /// One maintained exposure row (zero when nothing counts in it).
@@ -374,21 +379,36 @@ impl AsOfDate {
     /// year, the months before the date's of its year, nothing of a later year. The days of the
     /// date's month are in a record of their own (`fold_days`).
     fn fold(&self, sum: &mut AsOfDelta, stored_year: u32, key: &[u8], value: &[u8]) -> Result<(), LedgerError> {
-        if stored_year < self.year {
-            // `total` is `YearSums`' first field: the months of past years are not needed.
-            sum.add(&codec::decode_first::<AsOfDelta>(key, value)?);
-        } else if stored_year == self.year {
-            let sums: crate::ledger::projector::YearSums = codec::decode(key, value)?;
-            sums.months.iter().filter(|(m, _)| *m < self.month).for_each(|(_, d)| sum.add(d));
+        let range = self.cells_of_year(stored_year);
+        sums::add_cells(sum, &sums::decode_range(key, value, range.clone())?, range)
+    }
+
+    /// The cells of a year record this date needs: the total of a past year, the months before
+    /// the date's of its year, none of a later year.
+    fn cells_of_year(&self, stored_year: u32) -> std::ops::Range<u32> {
+        match stored_year.cmp(&self.year) {
+            std::cmp::Ordering::Less => sums::YEAR_TOTAL,
+            std::cmp::Ordering::Equal => sums::months_before(self.month),
+            std::cmp::Ordering::Greater => 0..0,
         }
-        Ok(())
+    }
+
+    /// The cells of a year record's key this date needs (every key under an as-of prefix ends in
+    /// its year; a key that does not is not one, and none of it is read).
+    fn cells_of_key(&self, key: &[u8]) -> std::ops::Range<u32> {
+        stored_year(key).map_or(0..0, |year| self.cells_of_year(year))
     }
 
     /// Adds the days of the date's month up to the date, read at `days_key` (`keys::asof_days`).
     fn fold_days(&self, store: &dyn Store, sum: &mut AsOfDelta, days_key: &[u8]) -> Result<(), LedgerError> {
-        if let Some(value) = store.get(days_key).map_err(unavailable)? {
-            let month: crate::ledger::projector::MonthDays = codec::decode(days_key, &value)?;
-            month.days.iter().filter(|(d, _)| *d <= self.day_of_year).for_each(|(_, d)| sum.add(d));
+        let range = sums::days_through(self.day_of_year);
+        let cells = &|_: &[u8]| range.clone();
+        // A scan of the one key: the days after the date are not decoded, in any layer.
+        let found = store.scan_cells(days_key, None, 1, cells).map_err(unavailable)?;
+        if let Some((key, value)) = found.first()
+            && key.as_slice() == days_key
+        {
+            sums::add_cells(sum, &sums::decode_range(days_key, value, range.clone())?, range)?;
         }
         Ok(())
     }
@@ -403,16 +423,22 @@ fn stored_year(key: &[u8]) -> Result<u32, LedgerError> {
         .ok_or_else(|| LedgerError::Internal("as-of key without year".to_owned()))
 }
 
-/// Every as-of record under `prefix`, in key order, a chunk at a time, until `each` returns false.
+/// Every record under `prefix`, in key order, a chunk at a time, until `each` returns false; with
+/// `cells`, only those cells of each (counters) sum.
 fn scan_all(
     store: &dyn Store,
     prefix: &[u8],
+    cells: Option<crate::store::CellsOf<'_>>,
     mut each: impl FnMut(&[u8], &[u8]) -> Result<bool, LedgerError>,
 ) -> Result<(), LedgerError> {
     const CHUNK: usize = 256;
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let chunk = store.scan(prefix, after.as_deref(), CHUNK).map_err(unavailable)?;
+        let chunk = match cells {
+            Some(cells) => store.scan_cells(prefix, after.as_deref(), CHUNK, cells),
+            None => store.scan(prefix, after.as_deref(), CHUNK),
+        }
+        .map_err(unavailable)?;
         let done = chunk.len() < CHUNK;
         for (key, value) in &chunk {
             if !each(key, value)? {
@@ -437,7 +463,7 @@ fn as_of_row(sum: &AsOfDelta, bucket: &Bucket) -> Result<Row, LedgerError> {
 fn row_as_of(store: &dyn Store, bucket: &Bucket, date: chrono::NaiveDate) -> Result<Row, LedgerError> {
     let at = AsOfDate::new(date);
     let mut sum = AsOfDelta::default();
-    scan_all(store, &keys::asof_prefix(bucket), |key, value| {
+    scan_all(store, &keys::asof_prefix(bucket), Some(&|key| at.cells_of_key(key)), |key, value| {
         let year = stored_year(key)?;
         at.fold(&mut sum, year, key, value)?;
         Ok(year < at.year)
@@ -473,7 +499,7 @@ fn pledgee_rows_as_of(
         }
         emit_pledgee_row(region, code, sum, &mut each)
     };
-    scan_all(store, &keys::asof_pledgees_prefix(region), |key, value| {
+    scan_all(store, &keys::asof_pledgees_prefix(region), Some(&|key| at.cells_of_key(key)), |key, value| {
         let code =
             keys::asof_pledgee_code(key).ok_or_else(|| LedgerError::Internal("as-of key without pledgee".into()))?;
         if current.as_ref().is_none_or(|(last, _)| last != code) {
@@ -517,15 +543,17 @@ fn pledgee_days_as_of(
     at: AsOfDate,
 ) -> Result<std::collections::BTreeMap<String, AsOfDelta>, LedgerError> {
     let mut days = std::collections::BTreeMap::new();
-    scan_all(store, &keys::asof_days_pledgees_prefix(region, at.year, at.month), |key, value| {
+    let through = sums::days_through(at.day_of_year);
+    let cells = |_: &[u8]| through.clone();
+    scan_all(store, &keys::asof_days_pledgees_prefix(region, at.year, at.month), Some(&cells), |key, value| {
         let code = keys::asof_days_pledgee_code(key)
             .ok_or_else(|| LedgerError::Internal("as-of days key without pledgee".into()))?;
         if days.len() >= EXPOSURE_ROWS_SCANNED_MAX && !days.contains_key(code) {
             return Err(too_many_pledgees(region));
         }
-        let month: crate::ledger::projector::MonthDays = codec::decode(key, value)?;
-        let sum: &mut AsOfDelta = days.entry(code.to_owned()).or_default();
-        month.days.iter().filter(|(d, _)| *d <= at.day_of_year).for_each(|(_, d)| sum.add(d));
+        let range = sums::days_through(at.day_of_year);
+        let cells = sums::decode_range(key, value, range.clone())?;
+        sums::add_cells(days.entry(code.to_owned()).or_default(), &cells, range)?;
         Ok(true)
     })?;
     Ok(days)
@@ -629,14 +657,14 @@ pub fn exposure(
                 (None, None) => {
                     // Every stored pledgee row is ranked: rows are deleted when they count nothing.
                     let mut scanned = 0usize;
-                    scan_all(store, &keys::exposure_pledgees_prefix(region), |key, value| {
+                    scan_all(store, &keys::exposure_pledgees_prefix(region), None, |key, value| {
                         scanned += 1;
                         if scanned > EXPOSURE_ROWS_SCANNED_MAX {
                             return Err(too_many_pledgees(region));
                         }
                         let code = keys::exposure_pledgee_code(key)
                             .ok_or_else(|| LedgerError::Internal("pledgee row key without code".into()))?;
-                        offer(stored_code(code)?, codec::decode(key, value)?);
+                        offer(stored_code(code)?, sums::row(key, value)?);
                         Ok(true)
                     })?;
                 }
@@ -887,8 +915,8 @@ mod tests {
                 rights: [1, 0, 0, 0, 0],
             };
             let id = Uuid::from_u128(u128::from(i) + 1);
-            batch.ops.push((keys::fact(county, on, id), Some(codec::encode(&fact))));
-            batch.ops.push((keys::fact_by_pledgee(&pledgee, on, id), Some(codec::encode(&fact))));
+            batch.put(keys::fact(county, on, id), codec::encode(&fact));
+            batch.put(keys::fact_by_pledgee(&pledgee, on, id), codec::encode(&fact));
         }
         let store = Counting::default();
         store.commit(batch).unwrap();

@@ -2,17 +2,17 @@
 //! write accepted earlier in the group, and each command's writes can be kept or dropped alone, so
 //! one refused request never fails the others in its group.
 //!
-//! Hot aggregates (the country's exposure row, the as-of sums of this year) are touched by almost
-//! every command of a group. They are `Additive`: `add` keeps each decoded in the group and adds a
-//! command's delta in place, with an undo log that subtracts it again if the command is rejected,
-//! and encodes each once, at commit. Copying a hot year's sums (kilobytes) for every command that
-//! touched it, so that a rejection could drop the copy, was the writer's largest cost (profile in
-//! bench/RESULTS.md, 2026-12-05). `update` keeps other values decoded the same way, copied per
+//! Aggregates (exposure rows, as-of sums) are touched by almost every command of a group. They are
+//! counters (`store::Counters`), only ever added to: `add` sums a command's deltas per key in the
+//! group, without reading the stored value, with an undo log that subtracts them again if the
+//! command is rejected; the group's sums go to the store as `Op::Add`, folded by the engine.
+//! Reading each aggregate back first (to add to it) was half of the writer's time at 1M pledges
+//! (bench/RESULTS.md, 2026-12-05). `update` keeps other values decoded in the group, copied per
 //! command.
 
 use super::codec;
 use crate::domain::LedgerError;
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Counters, Op, Store};
 use std::any::Any;
 use std::collections::HashMap;
 
@@ -37,43 +37,8 @@ impl<T: serde::Serialize + Clone + Send + 'static> Cached for T {
     }
 }
 
-/// A value changed only by adding deltas that can be undone exactly: exposure rows and as-of year
-/// sums. Its default is stored as no key.
-pub trait Additive: serde::Serialize + serde::de::DeserializeOwned + Default + Send + 'static {
-    type Delta: Clone + Send + 'static;
-    /// Adds `delta`; on an error the value is left as it was.
-    fn add(&mut self, delta: &Self::Delta) -> Result<(), LedgerError>;
-    /// Undoes an `add` of `delta` that succeeded, exactly.
-    fn undo(&mut self, delta: &Self::Delta);
-    fn is_zero(&self) -> bool;
-}
-
-/// An additive value kept decoded in the group.
-trait Sum: Any + Send {
-    /// The stored bytes; `None` for the default (no key).
-    fn encode(&self) -> Option<Vec<u8>>;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-}
-
-impl<T: Additive> Sum for T {
-    fn encode(&self) -> Option<Vec<u8>> {
-        (!self.is_zero()).then(|| codec::encode(self))
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-}
-
-/// Subtracts one delta from an additive value (the delta captured).
-type Subtraction = Box<dyn FnOnce(&mut dyn Sum) + Send>;
-
-/// How to take back one `add` of the current command.
-enum Undo {
-    /// The key was not in the group before: drop it (the store still has what it had).
-    Forget(Vec<u8>),
-    /// Subtract what was added.
-    Subtract(Vec<u8>, Subtraction),
+fn overflow(key: &[u8]) -> LedgerError {
+    LedgerError::Internal(format!("the counters at {} left their range", String::from_utf8_lossy(key)))
 }
 
 /// One key's state in the overlay.
@@ -107,10 +72,10 @@ pub struct Tx<'s> {
     group: HashMap<Vec<u8>, Slot>,
     /// Writes of the command being executed.
     command: HashMap<Vec<u8>, Slot>,
-    /// Additive values (`add`), changed in place by every command; never in `group` or `command`.
-    sums: HashMap<Vec<u8>, Box<dyn Sum>>,
+    /// What the group added to counters (`add`), per key; never in `group` or `command`.
+    sums: HashMap<Vec<u8>, Counters>,
     /// What the current command added to `sums`, to take back if it is rejected.
-    undo: Vec<Undo>,
+    undo: Vec<(Vec<u8>, Counters)>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -132,10 +97,14 @@ impl<'s> Tx<'s> {
         if let Some(slot) = self.command.get(key).or_else(|| self.group.get(key)) {
             return Ok(slot.bytes());
         }
-        if let Some(sum) = self.sums.get(key) {
-            return Ok(sum.encode());
-        }
-        self.store.get(key).map_err(|e| LedgerError::Unavailable(e.to_string()))
+        let stored = self.store.get(key).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        let Some(added) = self.sums.get(key) else { return Ok(stored) };
+        let mut sum = match stored {
+            Some(bytes) => Counters::decode(&bytes).map_err(|e| LedgerError::Internal(e.to_string()))?,
+            None => Counters::default(),
+        };
+        sum.add(added).map_err(|_| overflow(key))?;
+        Ok((!sum.is_zero()).then(|| sum.encode()))
     }
 
     pub fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, LedgerError> {
@@ -152,39 +121,15 @@ impl<'s> Tx<'s> {
         self.command.insert(key, Slot::Deleted);
     }
 
-    /// Adds `delta` to the additive value at `key` (its default when absent), in place; the
-    /// command's rejection subtracts it again. A key is only ever added to, never put.
-    pub fn add<T: Additive>(&mut self, key: Vec<u8>, delta: &T::Delta) -> Result<(), LedgerError> {
+    /// Adds `delta` to the counters at `key`, without reading them; the command's rejection
+    /// subtracts it again. A key is only ever added to, never put.
+    pub fn add(&mut self, key: Vec<u8>, delta: Counters) -> Result<(), LedgerError> {
         debug_assert!(!self.command.contains_key(&key) && !self.group.contains_key(&key), "added to and put");
-        let fresh = !self.sums.contains_key(&key);
-        if fresh {
-            let stored = self.store.get(&key).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-            let value: T = stored.map(|bytes| codec::decode(&key, &bytes)).transpose()?.unwrap_or_default();
-            self.sums.insert(key.clone(), Box::new(value));
+        if delta.is_zero() {
+            return Ok(());
         }
-        let sum = self.sums.get_mut(&key).expect("inserted above");
-        let Some(typed) = sum.as_any_mut().downcast_mut::<T>() else {
-            let key = String::from_utf8_lossy(&key);
-            return Err(LedgerError::Internal(format!("the record at {key} is added to as two different types")));
-        };
-        if let Err(e) = typed.add(delta) {
-            if fresh {
-                self.sums.remove(&key);
-            }
-            return Err(e);
-        }
-        self.undo.push(if fresh {
-            Undo::Forget(key)
-        } else {
-            let delta = delta.clone();
-            Undo::Subtract(
-                key,
-                Box::new(move |sum: &mut dyn Sum| {
-                    let typed = sum.as_any_mut().downcast_mut::<T>().expect("the type it was added as");
-                    typed.undo(&delta);
-                }),
-            )
-        });
+        self.sums.entry(key.clone()).or_default().add(&delta).map_err(|_| overflow(&key))?;
+        self.undo.push((key, delta));
         Ok(())
     }
 
@@ -240,8 +185,8 @@ impl<'s> Tx<'s> {
                 break;
             }
         }
-        for (key, sum) in self.sums.iter().filter(|(key, _)| key.starts_with(prefix)) {
-            match sum.encode() {
+        for key in self.sums.keys().filter(|key| key.starts_with(prefix)) {
+            match self.get_raw(key)? {
                 None => keys.remove(key),
                 Some(_) => keys.insert(key.clone()),
             };
@@ -268,15 +213,9 @@ impl<'s> Tx<'s> {
     /// Drops the current command's writes, and takes back what it added, latest first.
     pub fn reject(&mut self) {
         self.command.clear();
-        while let Some(undo) = self.undo.pop() {
-            match undo {
-                Undo::Forget(key) => {
-                    self.sums.remove(&key);
-                }
-                Undo::Subtract(key, subtract) => {
-                    subtract(self.sums.get_mut(&key).expect("an added value stays until the group ends").as_mut());
-                }
-            }
+        while let Some((key, delta)) = self.undo.pop() {
+            let sum = self.sums.get_mut(&key).expect("an added key stays until the group ends");
+            sum.add(&delta.negated()).expect("taking back what was added stays in range");
         }
     }
 
@@ -288,11 +227,9 @@ impl<'s> Tx<'s> {
     pub fn into_batch(self) -> Batch {
         assert!(self.command.is_empty(), "every command is accepted or rejected before commit");
         assert!(self.undo.is_empty(), "every command is accepted or rejected before commit");
-        let sums = self.sums.into_iter().map(|(key, sum)| {
-            let bytes = sum.encode();
-            (key, bytes)
-        });
-        let mut ops: Vec<_> = self.group.into_iter().map(|(key, slot)| (key, slot.bytes())).chain(sums).collect();
+        let sums = self.sums.into_iter().filter(|(_, sum)| !sum.is_zero()).map(|(key, sum)| (key, Op::Add(sum)));
+        let mut ops: Vec<_> =
+            self.group.into_iter().map(|(key, slot)| (key, Op::from(slot.bytes()))).chain(sums).collect();
         // Sorted keys make the batch deterministic and kinder to the B-tree.
         ops.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Batch { ops }
@@ -328,60 +265,44 @@ mod tests {
         tx.update::<Vec<u32>>(b"gone".to_vec(), |_| false).unwrap();
         tx.accept();
         let batch = tx.into_batch();
-        assert_eq!(batch.ops, [(b"gone".to_vec(), None), (b"k".to_vec(), Some(codec::encode(&vec![1u32])))]);
+        assert_eq!(batch.ops, [(b"gone".to_vec(), Op::Delete), (b"k".to_vec(), Op::Put(codec::encode(&vec![1u32])))]);
     }
 
-    /// A count that may not go below zero, as an exposure row's counts may not.
-    #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-    struct Count(u32);
-
-    impl Additive for Count {
-        type Delta = i64;
-        fn add(&mut self, delta: &i64) -> Result<(), LedgerError> {
-            let next = u32::try_from(i64::from(self.0) + delta).map_err(|_| LedgerError::Internal("range".into()))?;
-            self.0 = next;
-            Ok(())
-        }
-        fn undo(&mut self, delta: &i64) {
-            self.add(&-delta).expect("undoing an add stays in range");
-        }
-        fn is_zero(&self) -> bool {
-            self.0 == 0
-        }
+    fn cells(c: &[(u32, i128)]) -> Counters {
+        c.iter().copied().collect()
     }
 
     #[test]
-    fn additions_are_taken_back_exactly_when_their_command_is_rejected() {
+    fn additions_are_written_blind_and_taken_back_exactly_when_their_command_is_rejected() {
         let store = MemoryStore::default();
-        store.commit(Batch { ops: vec![(b"stored".to_vec(), Some(codec::encode(&Count(5))))] }).unwrap();
+        store.commit(Batch { ops: vec![(b"stored".to_vec(), Op::Add(cells(&[(0, 5)])))] }).unwrap();
         let mut tx = Tx::new(&store);
-        tx.add::<Count>(b"stored".to_vec(), &2).unwrap();
-        tx.add::<Count>(b"new".to_vec(), &1).unwrap();
+        tx.add(b"stored".to_vec(), cells(&[(0, 2)])).unwrap();
+        tx.add(b"new".to_vec(), cells(&[(1, 1)])).unwrap();
         tx.accept();
-        // A command adds to both and to a third key, then fails on a range: all of it goes.
-        tx.add::<Count>(b"stored".to_vec(), &10).unwrap();
-        tx.add::<Count>(b"new".to_vec(), &1).unwrap();
-        tx.add::<Count>(b"third".to_vec(), &4).unwrap();
-        assert!(tx.add::<Count>(b"new".to_vec(), &-100).is_err(), "out of range");
-        assert_eq!(tx.get::<Count>(b"new").unwrap(), Some(Count(2)), "a failed add changes nothing");
+        // A command adds to both and to a third key, then is rejected: all of it goes.
+        tx.add(b"stored".to_vec(), cells(&[(0, 10), (3, 1)])).unwrap();
+        tx.add(b"new".to_vec(), cells(&[(1, 1)])).unwrap();
+        tx.add(b"third".to_vec(), cells(&[(2, 4)])).unwrap();
+        let sum = |tx: &Tx<'_>, key: &[u8]| tx.get_raw(key).unwrap().map(|b| Counters::decode(&b).unwrap());
+        assert_eq!(sum(&tx, b"stored"), Some(cells(&[(0, 17), (3, 1)])), "reads see the store plus the group");
         tx.reject();
-        assert_eq!(tx.get::<Count>(b"stored").unwrap(), Some(Count(7)));
-        assert_eq!(tx.get::<Count>(b"new").unwrap(), Some(Count(1)));
-        assert_eq!(tx.get::<Count>(b"third").unwrap(), None);
-        // Back to zero: stored as no key.
-        tx.add::<Count>(b"new".to_vec(), &-1).unwrap();
+        assert_eq!(sum(&tx, b"stored"), Some(cells(&[(0, 7)])));
+        assert_eq!(sum(&tx, b"new"), Some(cells(&[(1, 1)])));
+        assert_eq!(sum(&tx, b"third"), None);
+        // Back to zero: no key, and nothing to write.
+        tx.add(b"new".to_vec(), cells(&[(1, -1)])).unwrap();
         tx.accept();
-        assert_eq!(tx.get::<Count>(b"new").unwrap(), None);
-        assert_eq!(
-            tx.into_batch().ops,
-            [(b"new".to_vec(), None), (b"stored".to_vec(), Some(codec::encode(&Count(7))))]
-        );
+        assert_eq!(sum(&tx, b"new"), None);
+        assert_eq!(tx.keys_with_prefix(b"").unwrap(), [b"stored".to_vec()]);
+        // The batch holds the group's deltas, not the sums: the stored value was never read.
+        assert_eq!(tx.into_batch().ops, [(b"stored".to_vec(), Op::Add(cells(&[(0, 2)])))]);
     }
 
     #[test]
     fn a_prefix_scan_sees_the_store_under_the_group_and_the_command() {
         let store = MemoryStore::default();
-        let ops = [b"p1", b"p2", b"p3", b"q1"].iter().map(|k| (k.to_vec(), Some(vec![0]))).collect();
+        let ops = [b"p1", b"p2", b"p3", b"q1"].iter().map(|k| (k.to_vec(), Op::Put(vec![0]))).collect();
         store.commit(Batch { ops }).unwrap();
         let mut tx = Tx::new(&store);
         tx.delete(b"p2".to_vec());

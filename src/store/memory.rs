@@ -37,13 +37,28 @@ impl Store for MemoryStore {
     }
 
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_and(batch, &mut || {})
+    }
+
+    fn commit_and(&self, batch: Batch, visible: &mut dyn FnMut()) -> Result<(), StoreError> {
         let mut map = self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (k, v) in batch.ops {
+        // Checked whole before any of it is applied: a batch lands all or nothing.
+        let mut next: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for (k, op) in batch.ops {
+            let current = match next.get(&k) {
+                Some(v) => v.clone(),
+                None => map.get(&k).cloned(),
+            };
+            next.insert(k, super::fold_op(current, op)?);
+        }
+        for (k, v) in next {
             match v {
                 Some(v) => map.insert(k, v),
                 None => map.remove(&k),
             };
         }
+        // Under the lock: no read sees the batch before `visible` ran.
+        visible();
         Ok(())
     }
 

@@ -9,20 +9,21 @@
 //! block and a bloom filter) and the manifest, in one atomic sled batch and one flush.
 //!
 //! Reads go from the newest run to the oldest: the first run that holds the key (a value or a
-//! deletion) answers. A bloom filter skips the runs that cannot hold it; the fences name the one
+//! deletion) answers; additions (`Op::Add`) found on the way are folded over it (an added-to key is
+//! read in every run that holds it, until a merge folds them into one). A bloom filter skips the runs that cannot hold it; the fences name the one
 //! block that can, and the block is searched in place (its entries are located by an offset table,
 //! never decoded whole). Scans merge one cursor per run.
 //!
 //! A merger thread keeps the number of runs logarithmic: when `FANOUT` runs share a level it merges
-//! them into one run of the next level (tiered compaction), dropping overwritten values, and
-//! deletions too when the oldest run is among its inputs. A merged run replaces its inputs in the
+//! them into one run of the next level (tiered compaction), dropping overwritten values, folding
+//! additions, and dropping deletions too when the oldest run is among its inputs. A merged run replaces its inputs in the
 //! manifest in one batch; the inputs' blocks are deleted once no reader holds them.
 //!
 //! Sled layout (tree `runs`; the default tree stays empty):
 //!
 //! | key | value |
 //! |---|---|
-//! | `B` run(8) block(4) | a block: `n` u32, `n` offsets u32, then entries `klen` u16, key, tag u8 (0 deleted, 1 value), `vlen` u32, value |
+//! | `B` run(8) block(4) | a block: `n` u32, `n` offsets u32, then entries `klen` u16, key, tag u8 (0 deleted, 1 value, 2 added counters), `vlen` u32, value |
 //! | `F` run(8) | the run's index (`RunIndex`, postcard) |
 //! | `M` | the manifest (`Manifest`, postcard): the live runs, oldest first, and the next run id |
 //!
@@ -30,7 +31,7 @@
 //! ascending; a run listed in the manifest has its index and every block on disk.
 
 use super::sled_store::{err as sled_error, unknown};
-use super::{Batch, Entry, Store, StoreError};
+use super::{Batch, Entry, Found, Op, Pending, Store, StoreError};
 use sled::IVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -201,8 +202,42 @@ impl Drop for Run {
     }
 }
 
-/// One entry of a block, borrowed from it: the key, and the value or `None` for a deletion.
-type Slice<'a> = (&'a [u8], Option<&'a [u8]>);
+/// What one run holds for a key, borrowed from its block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Raw<'a> {
+    Value(&'a [u8]),
+    Deleted,
+    /// Encoded `Counters`.
+    Added(&'a [u8]),
+}
+
+impl<'a> Raw<'a> {
+    fn tag(self) -> u8 {
+        match self {
+            Raw::Deleted => 0,
+            Raw::Value(_) => 1,
+            Raw::Added(_) => 2,
+        }
+    }
+
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Raw::Deleted => &[],
+            Raw::Value(bytes) | Raw::Added(bytes) => bytes,
+        }
+    }
+
+    fn found(self) -> Result<Found<'a>, StoreError> {
+        Ok(match self {
+            Raw::Value(bytes) => Found::Value(bytes),
+            Raw::Deleted => Found::Deleted,
+            Raw::Added(bytes) => Found::Added(bytes),
+        })
+    }
+}
+
+/// One entry of a block, borrowed from it.
+type Slice<'a> = (&'a [u8], Raw<'a>);
 
 fn read_u32(bytes: &[u8], at: usize) -> Result<u32, StoreError> {
     let b = bytes.get(at..at + 4).ok_or_else(|| corrupt("a block ends inside a number"))?;
@@ -224,8 +259,9 @@ fn block_entry(block: &[u8], i: usize) -> Result<Slice<'_>, StoreError> {
     let value_at = key_end + 5;
     let value = block.get(value_at..value_at + vlen).ok_or_else(|| corrupt("value"))?;
     match tag {
-        0 => Ok((key, None)),
-        1 => Ok((key, Some(value))),
+        0 => Ok((key, Raw::Deleted)),
+        1 => Ok((key, Raw::Value(value))),
+        2 => Ok((key, Raw::Added(value))),
         t => Err(corrupt(format!("entry tag {t}"))),
     }
 }
@@ -267,7 +303,7 @@ impl RunWriter {
     fn push(
         &mut self,
         key: &[u8],
-        value: Option<&[u8]>,
+        raw: Raw<'_>,
         sink: &mut impl FnMut(u32, Vec<u8>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         assert!(key.len() <= KEY_BYTES_MAX, "a derived key is short");
@@ -279,8 +315,8 @@ impl RunWriter {
         self.offsets.push(u32::try_from(self.body.len()).expect("a block is far below 4 GiB"));
         self.body.extend_from_slice(&(key.len() as u16).to_le_bytes());
         self.body.extend_from_slice(key);
-        let value_bytes = value.unwrap_or_default();
-        self.body.push(u8::from(value.is_some()));
+        let value_bytes = raw.bytes();
+        self.body.push(raw.tag());
         self.body.extend_from_slice(&u32::try_from(value_bytes.len()).expect("a value below 4 GiB").to_le_bytes());
         self.body.extend_from_slice(value_bytes);
         self.hashes.push(key_hash(key));
@@ -368,8 +404,9 @@ impl Run {
         lo.checked_sub(1)
     }
 
-    /// `None` when the run does not hold `key`; else its value or `None` for a deletion.
-    fn get(&self, key: &[u8], hash: u64) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    /// Hands what the run holds for `key`, if anything, to `pending`; `Some` with the key's value
+    /// when that settles it.
+    fn get(&self, key: &[u8], hash: u64, pending: &mut Pending) -> Result<Option<Option<Vec<u8>>>, StoreError> {
         if key > self.index.last_key.as_slice() || !self.index.bloom.may_contain(hash) {
             return Ok(None);
         }
@@ -377,9 +414,9 @@ impl Run {
         let block = self.block(no, Fill::Cache)?;
         let i = block_seek(&block, key)?;
         if i < block_len(&block)? {
-            let (found, value) = block_entry(&block, i)?;
+            let (found, raw) = block_entry(&block, i)?;
             if found == key {
-                return Ok(Some(value.map(<[u8]>::to_vec)));
+                return pending.over(raw.found()?);
             }
         }
         Ok(None)
@@ -434,7 +471,17 @@ impl Cursor {
     }
 }
 
-/// Merges cursors ordered oldest first: yields each key once, with the newest run's entry for it.
+/// What the merged runs hold for a key.
+#[derive(Debug)]
+enum Merged {
+    Value(Vec<u8>),
+    Deleted,
+    /// Additions only, to fold over what older runs hold: their sum, encoded (`None`: zero).
+    Added(Option<Vec<u8>>),
+}
+
+/// Merges cursors ordered oldest first: yields each key once, with the newest run's entry for it
+/// and the additions above that entry folded over it.
 struct Merge {
     cursors: Vec<Option<Cursor>>,
 }
@@ -445,31 +492,50 @@ impl Merge {
         Ok(Merge { cursors })
     }
 
-    /// The next key and its newest entry (`None` for a deletion), or `None` at the end.
-    #[allow(clippy::type_complexity)]
-    fn next(&mut self) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
-        let mut best: Option<(usize, &[u8])> = None;
-        for (i, cursor) in self.cursors.iter().enumerate() {
-            if let Some(c) = cursor {
-                let key = c.entry()?.0;
-                // Later (newer) runs win ties.
-                if best.is_none_or(|(_, b)| key <= b) {
-                    best = Some((i, key));
-                }
+    /// The next key and what the runs hold for it, or `None` at the end; with `cells`, a sum's
+    /// cells in `cells(key)` only (every value taken to be counters).
+    fn next(&mut self, cells: Option<super::CellsOf<'_>>) -> Result<Option<(Vec<u8>, Merged)>, StoreError> {
+        let mut least: Option<&[u8]> = None;
+        for c in self.cursors.iter().flatten() {
+            let key = c.entry()?.0;
+            if least.is_none_or(|l| key < l) {
+                least = Some(key);
             }
         }
-        let Some((newest, key)) = best else { return Ok(None) };
+        let Some(key) = least else { return Ok(None) };
         let key = key.to_vec();
-        let value = self.cursors[newest].as_ref().expect("chosen").entry()?.1.map(<[u8]>::to_vec);
-        for slot in &mut self.cursors {
-            if let Some(c) = slot
-                && c.entry()?.0 == key.as_slice()
-                && !c.advance()?
-            {
+        let mut pending = match cells {
+            Some(cells) => Pending::cells(cells(&key)),
+            None => Pending::default(),
+        };
+        let mut settled: Option<Option<Vec<u8>>> = None;
+        let mut absent = false;
+        // Newest first: the first value or deletion settles the key, additions above it fold in.
+        for slot in self.cursors.iter_mut().rev() {
+            let Some(c) = slot else { continue };
+            let (at, raw) = c.entry()?;
+            if at != key.as_slice() {
+                continue;
+            }
+            if settled.is_none() {
+                absent = raw == Raw::Deleted && !pending.is_adding();
+                settled = pending.over(raw.found()?)?;
+            }
+            if !c.advance()? {
                 *slot = None;
             }
         }
-        Ok(Some((key, value)))
+        let merged = match settled {
+            Some(Some(value)) => Merged::Value(value),
+            // Nothing in the cells asked for, of a key that holds a sum.
+            Some(None) if cells.is_some() && !absent => Merged::Value(super::Counters::default().encode()),
+            Some(None) => Merged::Deleted,
+            None => match pending.take_adds()? {
+                None if cells.is_some() => Merged::Value(super::Counters::default().encode()),
+                sum => Merged::Added(sum),
+            },
+        };
+        Ok(Some((key, merged)))
     }
 }
 
@@ -558,6 +624,7 @@ impl RunStore {
             merge_failed: Mutex::new(None),
         });
         shared.collect_orphans()?;
+        tracing::debug!(levels = ?shared.snapshot()?.iter().map(|r| r.index.level).collect::<Vec<_>>(), "derived runs opened");
         let mut mergers = Vec::with_capacity(LANES);
         for lane in 0..LANES {
             let worker = shared.clone();
@@ -593,6 +660,38 @@ impl RunStore {
     }
 }
 
+impl RunStore {
+    fn scan_with(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        cells: Option<super::CellsOf<'_>>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let runs = self.shared.snapshot()?;
+        let start = match after {
+            // The smallest key strictly greater than `after`.
+            Some(after) => [after, &[0]].concat(),
+            None => prefix.to_vec(),
+        };
+        let mut merge = Merge::new(&runs, &start, Fill::Cache)?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        while out.len() < limit {
+            let Some((key, merged)) = merge.next(cells)? else { break };
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match merged {
+                Merged::Value(value) => out.push((key, value)),
+                Merged::Deleted => {}
+                Merged::Added(None) => {}
+                Merged::Added(Some(sum)) => out.push((key, sum)),
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Drop for RunStore {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -616,9 +715,13 @@ impl Shared {
         self.woken.notify_all();
     }
 
-    /// Makes `runs` the live runs (the manifest is already on disk) and retires `gone`.
-    fn publish(&self, runs: Vec<Arc<Run>>, gone: &[Arc<Run>]) -> Result<(), StoreError> {
-        *self.runs.write().map_err(poisoned)? = Arc::new(runs);
+    /// Makes `runs` the live runs (the manifest is already on disk) and retires `gone`; `visible`
+    /// runs before any read can see them.
+    fn publish(&self, runs: Vec<Arc<Run>>, gone: &[Arc<Run>], visible: &mut dyn FnMut()) -> Result<(), StoreError> {
+        let mut live = self.runs.write().map_err(poisoned)?;
+        *live = Arc::new(runs);
+        visible();
+        drop(live);
         for run in gone {
             run.retired.store(true, Ordering::Release);
         }
@@ -637,7 +740,7 @@ impl Shared {
     }
 
     /// Writes a checkpoint's sorted operations as the newest run, atomically and durably.
-    fn add_run(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+    fn add_run(&self, ops: Vec<(Vec<u8>, Op)>, visible: &mut dyn FnMut()) -> Result<(), StoreError> {
         let mut manifest = self.manifest.lock().map_err(poisoned)?;
         let current = self.snapshot()?;
         // Into an empty store, a deletion deletes nothing: keep none.
@@ -649,10 +752,23 @@ impl Shared {
             batch.insert(&block_key(id, no)[..], block);
             Ok(())
         };
-        for (key, value) in ops.iter().filter(|(_, v)| keep_deletions || v.is_some()) {
-            writer.push(key, value.as_deref(), &mut sink)?;
+        for (key, op) in &ops {
+            let raw = match op {
+                Op::Put(value) => Raw::Value(value),
+                Op::Delete if keep_deletions => Raw::Deleted,
+                Op::Delete => continue,
+                Op::Add(adds) if adds.is_zero() => continue,
+                Op::Add(adds) => {
+                    writer.push(key, Raw::Added(&adds.encode()), &mut sink)?;
+                    continue;
+                }
+            };
+            writer.push(key, raw, &mut sink)?;
         }
-        let Some(index) = writer.finish(&mut sink)? else { return Ok(()) };
+        let Some(index) = writer.finish(&mut sink)? else {
+            visible();
+            return Ok(());
+        };
         let mut next = Manifest { next_run: id + 1, ..manifest.clone() };
         next.runs.push(id);
         batch.insert(&index_key(id)[..], postcard::to_stdvec(&index).expect("an index encodes"));
@@ -662,7 +778,7 @@ impl Shared {
         *manifest = next;
         let mut runs = current.as_ref().clone();
         runs.push(self.new_run(id, index));
-        self.publish(runs, &[])?;
+        self.publish(runs, &[], visible)?;
         drop(manifest);
         self.wake_merger();
         Ok(())
@@ -676,7 +792,7 @@ impl Shared {
         self.db.flush().map_err(unknown)?;
         *manifest = next;
         let gone = self.snapshot()?;
-        self.publish(Vec::new(), &gone)?;
+        self.publish(Vec::new(), &gone, &mut || {})?;
         drop(gone);
         drop(manifest);
         self.empty_trash()
@@ -758,15 +874,20 @@ impl Shared {
             }
             Ok(())
         };
-        while let Some((key, value)) = merge.next()? {
+        while let Some((key, merged)) = merge.next(None)? {
             if self.stop.load(Ordering::Acquire) {
                 // The blocks written so far are no run's: the next open deletes them.
                 return Ok(());
             }
-            if bottom && value.is_none() {
-                continue;
+            match merged {
+                Merged::Value(value) => writer.push(&key, Raw::Value(&value), &mut sink)?,
+                Merged::Deleted if bottom => {}
+                Merged::Deleted => writer.push(&key, Raw::Deleted, &mut sink)?,
+                Merged::Added(None) => {}
+                // Over nothing at the bottom: the sum is the value.
+                Merged::Added(Some(sum)) if bottom => writer.push(&key, Raw::Value(&sum), &mut sink)?,
+                Merged::Added(Some(sum)) => writer.push(&key, Raw::Added(&sum), &mut sink)?,
             }
-            writer.push(&key, value.as_deref(), &mut sink)?;
         }
         let index = writer.finish(&mut sink)?;
         self.tree.apply_batch(batch).map_err(unknown)?;
@@ -799,7 +920,7 @@ impl Shared {
         self.tree.apply_batch(batch).map_err(unknown)?;
         self.db.flush().map_err(unknown)?;
         *manifest = next;
-        self.publish(runs, &inputs)?;
+        self.publish(runs, &inputs, &mut || {})?;
         drop(manifest);
         let live = self.snapshot()?;
         tracing::debug!(
@@ -866,58 +987,59 @@ impl Shared {
     }
 }
 
-/// Sorts a batch by key, the last operation on a key winning.
-fn sorted_unique(mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+/// Sorts a batch by key, the operations on one key combined in the order written.
+fn sorted_unique(mut ops: Vec<(Vec<u8>, Op)>) -> Result<Vec<(Vec<u8>, Op)>, StoreError> {
     // Stable: equal keys keep their order, so the last one written is last.
     ops.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(ops.len());
-    for op in ops {
+    let mut out: Vec<(Vec<u8>, Op)> = Vec::with_capacity(ops.len());
+    for (key, op) in ops {
         match out.last_mut() {
-            Some(last) if last.0 == op.0 => *last = op,
-            _ => out.push(op),
+            Some(last) if last.0 == key => {
+                let older = std::mem::replace(&mut last.1, Op::Delete);
+                last.1 = older.then(op)?;
+            }
+            _ => out.push((key, op)),
         }
     }
-    out
+    Ok(out)
 }
 
 impl Store for RunStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let runs = self.shared.snapshot()?;
         let hash = key_hash(key);
+        let mut pending = Pending::default();
         for run in runs.iter().rev() {
-            if let Some(found) = run.get(key, hash)? {
-                return Ok(found);
+            if let Some(value) = run.get(key, hash, &mut pending)? {
+                return Ok(value);
             }
         }
-        Ok(None)
+        pending.finish(None)
     }
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        let runs = self.shared.snapshot()?;
-        let start = match after {
-            // The smallest key strictly greater than `after`.
-            Some(after) => [after, &[0]].concat(),
-            None => prefix.to_vec(),
-        };
-        let mut merge = Merge::new(&runs, &start, Fill::Cache)?;
-        let mut out = Vec::with_capacity(limit.min(1024));
-        while out.len() < limit {
-            let Some((key, value)) = merge.next()? else { break };
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if let Some(value) = value {
-                out.push((key, value));
-            }
-        }
-        Ok(out)
+        self.scan_with(prefix, after, limit, None)
+    }
+
+    fn scan_cells(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        cells: super::CellsOf<'_>,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.scan_with(prefix, after, limit, Some(cells))
     }
 
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_and(batch, &mut || {})
+    }
+
+    fn commit_and(&self, batch: Batch, visible: &mut dyn FnMut()) -> Result<(), StoreError> {
         if let Some(e) = self.shared.merge_failed.lock().map_err(poisoned)?.clone() {
             return Err(StoreError::Unavailable(format!("a merge of derived runs failed: {e}")));
         }
-        self.shared.add_run(sorted_unique(batch.ops))
+        self.shared.add_run(sorted_unique(batch.ops)?, visible)
     }
 
     fn clear(&self) -> Result<(), StoreError> {
@@ -931,10 +1053,11 @@ impl Store for RunStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Counters;
     use super::*;
 
-    fn put(k: &[u8], v: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
-        (k.to_vec(), Some(v.to_vec()))
+    fn put(k: &[u8], v: &[u8]) -> (Vec<u8>, Op) {
+        (k.to_vec(), Op::Put(v.to_vec()))
     }
 
     #[test]
@@ -954,7 +1077,7 @@ mod tests {
             for k in 0..500u32 {
                 let key = format!("k{k:05}").into_bytes();
                 if k % 7 == round % 7 {
-                    ops.push((key, None));
+                    ops.push((key, Op::Delete));
                 } else {
                     ops.push(put(&key, format!("{round}-{k}").as_bytes()));
                 }
@@ -977,6 +1100,46 @@ mod tests {
         let listed = store.levels().len();
         let indexes = store.shared.tree.scan_prefix(b"F").count();
         assert_eq!(indexes, listed, "one index per live run");
+    }
+
+    #[test]
+    fn additions_fold_across_runs_before_and_after_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::open(dir.path(), 1 << 20).unwrap();
+        let mut model: std::collections::BTreeMap<Vec<u8>, Counters> = Default::default();
+        let rounds = (FANOUT * FANOUT + 3) as u32;
+        let check = |store: &RunStore, model: &std::collections::BTreeMap<Vec<u8>, Counters>| {
+            let expected: Vec<Entry> =
+                model.iter().filter(|(_, c)| !c.is_zero()).map(|(k, c)| (k.clone(), c.encode())).collect();
+            assert_eq!(store.scan(b"s", None, 10_000).unwrap(), expected);
+            for (key, sum) in model {
+                assert_eq!(store.get(key).unwrap(), (!sum.is_zero()).then(|| sum.encode()));
+            }
+        };
+        for round in 0..rounds {
+            let mut ops = Vec::new();
+            for k in 0..300u32 {
+                // Every key in some rounds only; deltas that cancel out over the rounds on some.
+                if (k + round) % 3 == 0 {
+                    continue;
+                }
+                let sign = if k % 11 == 0 && round % 2 == 1 { -1 } else { 1 };
+                let prior = if k % 11 == 0 && round % 2 == 1 { i128::from(round - 1) } else { i128::from(round) };
+                let delta: Counters = [(k % 4, sign * prior), (100 + round % 3, i128::from(k))].into_iter().collect();
+                let key = format!("s{k:05}").into_bytes();
+                model.entry(key.clone()).or_default().add(&delta).unwrap();
+                ops.push((key, Op::Add(delta)));
+            }
+            store.commit(Batch { ops }).unwrap();
+            if round % 5 == 4 {
+                check(&store, &model);
+            }
+        }
+        store.settle().unwrap();
+        check(&store, &model);
+        drop(store);
+        let store = RunStore::open(dir.path(), 1 << 20).unwrap();
+        check(&store, &model);
     }
 
     #[test]

@@ -92,8 +92,18 @@ impl Store for SledStore {
     }
 
     fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        // Additions are folded here, over what sled holds: this engine stores values only.
+        let mut folded: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = std::collections::BTreeMap::new();
+        for (key, op) in batch.ops {
+            let current = match folded.get(&key) {
+                Some(v) => v.clone(),
+                None if matches!(op, super::Op::Add(_)) => self.db.get(&key).map_err(err)?.map(|v| v.to_vec()),
+                None => None,
+            };
+            folded.insert(key, super::fold_op(current, op)?);
+        }
         let mut b = sled::Batch::default();
-        for (key, value) in batch.ops {
+        for (key, value) in folded {
             match value {
                 Some(v) => b.insert(key, v),
                 None => b.remove(key),
@@ -134,10 +144,10 @@ mod tests {
             let store = SledStore::open(dir.path(), 1 << 20).unwrap();
             let mut batch = Batch::default();
             for k in ["a1", "a2", "a3", "b1"] {
-                batch.ops.push((k.as_bytes().to_vec(), Some(k.as_bytes().to_vec())));
+                batch.put(k.as_bytes().to_vec(), k.as_bytes().to_vec());
             }
             store.commit(batch).unwrap();
-            store.commit(Batch { ops: vec![(b"a2".to_vec(), None)] }).unwrap();
+            store.commit(Batch { ops: vec![(b"a2".to_vec(), super::super::Op::Delete)] }).unwrap();
         }
         let store = SledStore::open(dir.path(), 1 << 20).unwrap();
         let keys =

@@ -232,13 +232,32 @@ fn outage(acks: &[Ack], from: Instant) -> Duration {
 }
 
 /// Waits until `count` more registrations are acknowledged: writes flow again.
-async fn writes_flow(acks: &Arc<Mutex<Vec<Ack>>>, count: usize, timeout: Duration) {
+/// Waits for `count` more acknowledged writes; on a timeout, fails with the tail of every log of
+/// the cluster (the temp directory holding them goes with the test).
+async fn writes_flow(acks: &Arc<Mutex<Vec<Ack>>>, count: usize, timeout: Duration, pg: &PgHa, nodes: &[Node]) {
     let target = acks.lock().unwrap().len() + count;
     let started = Instant::now();
     while acks.lock().unwrap().len() < target {
-        assert!(started.elapsed() < timeout, "writes did not resume within {timeout:?}");
+        if started.elapsed() >= timeout {
+            panic!("writes did not resume within {timeout:?}\n{}{}", nodes_log_tail(nodes), pg.log_tail());
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The last lines of each ipledger node's log.
+fn nodes_log_tail(nodes: &[Node]) -> String {
+    let mut out = String::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("==== ipledger node{i}.log (last 40 of {} lines)\n", lines.len()));
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Runs blocking SQL on the cluster's primary.
@@ -470,14 +489,14 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         loaders: Vec::new(),
     };
     load.start();
-    writes_flow(&acks, 200, Duration::from_secs(60)).await;
+    writes_flow(&acks, 200, Duration::from_secs(60), &pg, &nodes).await;
     let mut report = Vec::new();
 
     eprintln!("ha: cluster up, load running");
     // 1. A planned switchover of the PostgreSQL primary.
     let from = Instant::now();
     let took = tokio::task::block_in_place(|| pg.switchover());
-    writes_flow(&acks, 100, Duration::from_secs(120)).await;
+    writes_flow(&acks, 100, Duration::from_secs(120), &pg, &nodes).await;
     let switched = outage(&acks.lock().unwrap(), from);
     report.push(("Patroni switchover", switched, format!("switchover took {took:?}")));
     assert!(switched < Duration::from_secs(15), "writes resumed {switched:?} after a switchover");
@@ -488,7 +507,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     // 2. The primary's host dies: its Patroni and postmaster killed together.
     let from = Instant::now();
     let killed = tokio::task::block_in_place(|| pg.kill_leader());
-    writes_flow(&acks, 100, Duration::from_secs(180)).await;
+    writes_flow(&acks, 100, Duration::from_secs(180), &pg, &nodes).await;
     let failover = outage(&acks.lock().unwrap(), from);
     report.push(("kill -9 of the primary's Patroni and postmaster", failover, killed.clone()));
     // Patroni's election (the leader key's expiry and a loop), then the surviving standby
@@ -509,7 +528,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     nodes[writer].kill();
     let next = writer_of(&nodes, Duration::from_secs(15)).await;
     let took_over = from.elapsed();
-    writes_flow(&acks, 100, Duration::from_secs(60)).await;
+    writes_flow(&acks, 100, Duration::from_secs(60), &pg, &nodes).await;
     report.push((
         "kill -9 of the ipledger writer",
         outage(&acks.lock().unwrap(), from),
@@ -535,7 +554,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         lease + lease / 4 + ipledger::ledger::journal::lease::IDLE_IN_TRANSACTION_TIMEOUT + Duration::from_secs(2);
     let took_over = lease_taken_from(&url, &nodes[stopped], from, Duration::from_secs(60)).await;
     assert!(took_over < bound, "a writer stopped inside an append is replaced within {bound:?}: {took_over:?}");
-    writes_flow(&acks, 100, Duration::from_secs(60)).await;
+    writes_flow(&acks, 100, Duration::from_secs(60), &pg, &nodes).await;
     report.push((
         "SIGSTOP of the ipledger writer inside an append",
         outage(&acks.lock().unwrap(), from),
@@ -551,7 +570,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     // leader key and demotes the primary, writes fail cleanly; both back, writes resume.
     let from = Instant::now();
     tokio::task::block_in_place(|| pg.stop_etcd(0));
-    writes_flow(&acks, 100, Duration::from_secs(60)).await;
+    writes_flow(&acks, 100, Duration::from_secs(60), &pg, &nodes).await;
     report.push(("one etcd member stopped", outage(&acks.lock().unwrap(), from), String::new()));
     let from = Instant::now();
     tokio::task::block_in_place(|| pg.stop_etcd(1));
@@ -560,7 +579,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         pg.start_etcd(0);
         pg.start_etcd(1);
     });
-    writes_flow(&acks, 100, Duration::from_secs(180)).await;
+    writes_flow(&acks, 100, Duration::from_secs(180), &pg, &nodes).await;
     report.push((
         "two etcd members stopped for 30 s, then started",
         outage(&acks.lock().unwrap(), from),

@@ -100,7 +100,7 @@ async fn the_chain_verifies_after_thousands_of_writes_and_restarts() {
 fn tamper(store: &dyn Store, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
     let mut value = store.get(key).unwrap().expect("the key exists");
     f(&mut value);
-    store.commit(Batch { ops: vec![(key.to_vec(), Some(value))] }).unwrap();
+    store.commit(Batch { ops: vec![(key.to_vec(), ipledger::store::Op::Put(value))] }).unwrap();
 }
 
 /// The journal's sled database in `dir`.
