@@ -214,15 +214,25 @@ pub fn asof_prefix(bucket: &Bucket) -> Vec<u8> {
 }
 
 pub fn asof(bucket: &Bucket, year: u32) -> Vec<u8> {
-    key(&[&asof_prefix(bucket), &year.to_be_bytes()])
+    asof_of_body(&bucket_body(bucket), year)
+}
+
+/// `asof` of the bucket whose `bucket_body` is `body` (the writer makes the body once per row).
+pub fn asof_of_body(body: &[u8], year: u32) -> Vec<u8> {
+    key(&[b"X", body, &year.to_be_bytes()])
 }
 
 /// The days of one month (0-11) of a row's year: a family apart from the years', so that a scan of
 /// a row's (or a region's pledgees') years reads no days. The month comes first: an as-of read gets
 /// the one month it needs, and the pledgee rows of a region for one month are one contiguous scan.
 pub fn asof_days(bucket: &Bucket, year: u32, month: u8) -> Vec<u8> {
+    asof_days_of_body(&bucket_body(bucket), year, month)
+}
+
+/// `asof_days` of the bucket whose `bucket_body` is `body`.
+pub fn asof_days_of_body(body: &[u8], year: u32, month: u8) -> Vec<u8> {
     assert!(month < 12, "a month of the year");
-    key(&[b"W", &year.to_be_bytes(), &[month], &bucket_body(bucket)])
+    key(&[b"W", &year.to_be_bytes(), &[month], body])
 }
 
 /// The days of one month of every pledgee row of a region.

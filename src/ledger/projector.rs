@@ -359,13 +359,14 @@ fn add_asof(
             rights: point.rights_sign * share.rights,
             ..AsOfDelta::default()
         };
-        add_asof_delta(tx, &share.bucket, point.day, &delta)?;
+        // Made once per row: the keys of its year and month are built from it.
+        let body = keys::bucket_body(&share.bucket);
+        add_asof_delta_of_body(tx, &body, point.day, &delta)?;
         if let Some((p, all)) = interval_of.as_mut() {
-            let body = keys::bucket_body(&share.bucket);
             let i = match all.binary_search_by(|(b, _)| b.as_slice().cmp(&body)) {
                 Ok(i) => i,
                 Err(i) => {
-                    all.insert(i, (body, Vec::new()));
+                    all.insert(i, (body.clone(), Vec::new()));
                     i
                 }
             };
@@ -380,7 +381,7 @@ fn add_asof(
                 None => intervals.push((p.id, start, end)),
             }
             for (day, enterprises) in asof::indicator_delta(&before, &spans(intervals)) {
-                add_asof_delta(tx, &share.bucket, day, &AsOfDelta { enterprises, ..AsOfDelta::default() })?;
+                add_asof_delta_of_body(tx, &body, day, &AsOfDelta { enterprises, ..AsOfDelta::default() })?;
             }
         }
     }
@@ -396,7 +397,18 @@ pub(crate) fn add_asof_delta(
     day: asof::Day,
     delta: &AsOfDelta,
 ) -> Result<(), LedgerError> {
-    add_dated(tx, |year| keys::asof(bucket, year), |year, month| keys::asof_days(bucket, year, month), day, delta)
+    add_asof_delta_of_body(tx, &keys::bucket_body(bucket), day, delta)
+}
+
+/// `add_asof_delta` of the bucket whose `keys::bucket_body` is `body`.
+fn add_asof_delta_of_body(tx: &mut Tx<'_>, body: &[u8], day: asof::Day, delta: &AsOfDelta) -> Result<(), LedgerError> {
+    add_dated(
+        tx,
+        |year| keys::asof_of_body(body, year),
+        |year, month| keys::asof_days_of_body(body, year, month),
+        day,
+        delta,
+    )
 }
 
 /// Adds `delta` on `day` to the year sums at `year_key(year)` and to the days of its month at
