@@ -45,6 +45,28 @@ pub struct Workload {
     counties: Vec<Vec<String>>,
     banks: Vec<(String, String)>,
     serial: u64,
+    /// This workload's prefix (0..=9): its patents' serials start at `prefix` millions.
+    prefix: u64,
+    /// Patents numbered so far per filing year (2015 + index) and kind (invention, utility model).
+    patents: [[u64; 2]; 9],
+}
+
+/// Patents a workload numbers per filing year and kind under each type digit: a 7-digit serial
+/// holds ten prefixes of a million.
+const PATENTS_PER_DIGIT: u64 = 1_000_000;
+
+/// The 12 digits of the next patent of `kind_index` (0 invention, 1 utility model) filed in `year`:
+/// the year, the type digit (the national one, then its PCT twin: 1 or 8, 2 or 9), and a serial
+/// unique to the workload's prefix. Unique for up to two million patents per year and kind, so for
+/// ten million pledges and more (a serial drawn from the pledge's number wrapped past one million).
+fn patent_digits(year: u64, kind_index: usize, prefix: u64, numbered: u64) -> String {
+    let (national, pct) = [('1', '8'), ('2', '9')][kind_index];
+    let (digit, serial) = match numbered / PATENTS_PER_DIGIT {
+        0 => (national, numbered),
+        1 => (pct, numbered - PATENTS_PER_DIGIT),
+        _ => panic!("the workload numbers at most {} patents per year and kind", 2 * PATENTS_PER_DIGIT),
+    };
+    format!("{year}{digit}{:07}", prefix * PATENTS_PER_DIGIT + serial)
 }
 
 /// A bank is named after its index; its credit code is valid and stable across runs.
@@ -73,6 +95,8 @@ impl Workload {
             counties,
             banks: (0..40).map(bank).collect(),
             serial: prefix.min(9) * 100_000_000,
+            prefix: prefix.min(9),
+            patents: [[0; 2]; 9],
         }
     }
 
@@ -114,8 +138,10 @@ impl Workload {
         let mut rights = Vec::new();
         for r in 0..rights_n {
             // A patent of `kind` (type digit `type_digit`) filed in `year`, lapsing `term` years on.
-            let patent = |kind: pb::RightKind, type_digit: char, label: &str, term: u64| {
-                let digits = format!("{year}{type_digit}{:07}", (n * 10 + r) % 10_000_000);
+            let mut patent = |kind: pb::RightKind, kind_index: usize, label: &str, term: u64| {
+                let numbered = &mut self.patents[(year - 2015) as usize][kind_index];
+                let digits = patent_digits(year, kind_index, self.prefix, *numbered);
+                *numbered += 1;
                 pb::Right {
                     kind: kind as i32,
                     number: PatentNumber::complete(&digits).expect("12 digits"),
@@ -125,8 +151,8 @@ impl Workload {
                 }
             };
             let right = match self.rng.below(10) {
-                0..=5 => patent(pb::RightKind::InventionPatent, '1', "Invention", 19),
-                6..=7 => patent(pb::RightKind::UtilityModel, '2', "Utility model", 9),
+                0..=5 => patent(pb::RightKind::InventionPatent, 0, "Invention", 19),
+                6..=7 => patent(pb::RightKind::UtilityModel, 1, "Utility model", 9),
                 8 => pb::Right {
                     kind: pb::RightKind::Trademark as i32,
                     number: format!("{}", 10_000_000 + (n * 10 + r) % 90_000_000),
@@ -163,6 +189,21 @@ impl Workload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patent_numbers_stay_unique_past_a_million_per_year_and_kind() {
+        let mut seen = std::collections::HashSet::new();
+        for prefix in [1, 2] {
+            for kind in [0, 1] {
+                for numbered in (0..10).chain(999_990..1_000_010).chain(1_999_990..2_000_000) {
+                    let digits = patent_digits(2019, kind, prefix, numbered);
+                    assert!(PatentNumber::complete(&digits).is_some(), "{digits}");
+                    assert!(seen.insert(digits.clone()), "{digits} twice");
+                }
+            }
+        }
+        assert!(seen.contains("201981999999"), "the PCT twin past a million");
+    }
 
     #[test]
     fn every_generated_pledge_is_valid() {
