@@ -521,8 +521,9 @@ mod tests {
             })
         };
         for i in 2..=3000u64 {
-            derived.apply(Batch { ops: vec![(b"n".to_vec(), one())] }, head(i)).unwrap();
+            // Raised before the addition is applied: no read can see more than `applied`.
             applied.store(i, Ordering::SeqCst);
+            derived.apply(Batch { ops: vec![(b"n".to_vec(), one())] }, head(i)).unwrap();
             if derived.checkpoint_due() {
                 derived.checkpoint().unwrap();
             }
