@@ -61,7 +61,7 @@ pub fn year_delta(month: u8, d: &AsOfDelta) -> Counters {
     let mut cells = Vec::with_capacity(2 * ASOF_FIELDS as usize);
     push_asof(&mut cells, 0, d);
     push_asof(&mut cells, STRIDE * (1 + u32::from(month)), d);
-    cells.into_iter().collect()
+    Counters::from_sorted(cells)
 }
 
 /// What a dated delta adds to its month's days.
@@ -69,7 +69,7 @@ pub fn days_delta(day_of_year: u16, d: &AsOfDelta) -> Counters {
     debug_assert!(day_of_year < 366);
     let mut cells = Vec::with_capacity(ASOF_FIELDS as usize);
     push_asof(&mut cells, STRIDE * u32::from(day_of_year), d);
-    cells.into_iter().collect()
+    Counters::from_sorted(cells)
 }
 
 /// The cells of a year's total.
@@ -149,7 +149,9 @@ fn row_fields(d: &RowDelta) -> [i128; 14] {
 
 /// What a row delta adds to its row.
 pub fn row_delta(d: &RowDelta) -> Counters {
-    row_fields(d).into_iter().enumerate().filter(|(_, v)| *v != 0).map(|(i, v)| (i as u32, v)).collect()
+    Counters::from_sorted(
+        row_fields(d).into_iter().enumerate().filter(|(_, v)| *v != 0).map(|(i, v)| (i as u32, v)).collect(),
+    )
 }
 
 /// The row stored at `key`: its counters, checked against the row's ranges (a count or amount

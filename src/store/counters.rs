@@ -33,6 +33,16 @@ impl Counters {
         &self.cells
     }
 
+    /// The counters of `cells`, already in the one form (indexes ascending and unique, no zero
+    /// amount): the projector's deltas are built so, and taking the vector saves building it again.
+    pub fn from_sorted(cells: Vec<(u32, i128)>) -> Counters {
+        assert!(
+            cells.windows(2).all(|w| w[0].0 < w[1].0) && cells.iter().all(|(_, v)| *v != 0),
+            "cells not in the canonical form"
+        );
+        Counters { cells }
+    }
+
     /// Adds `amount` to the cell at `index`, dropping the cell when it comes to zero.
     pub fn add_cell(&mut self, index: u32, amount: i128) -> Result<(), Overflow> {
         if amount == 0 {
