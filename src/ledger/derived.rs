@@ -118,13 +118,15 @@ impl Derived {
         assert!(through.sequence >= active.through.sequence, "derived state moves forward only");
         for (key, op) in batch.ops {
             active.bytes += key.len() + op_bytes(&op);
-            match active.map.get_mut(&key) {
-                Some(held) => {
+            // One descent of the tree per key (a lookup, then an insert, was two).
+            match active.map.entry(key) {
+                std::collections::btree_map::Entry::Occupied(mut held) => {
+                    let held = held.get_mut();
                     let older = std::mem::replace(held, Op::Delete);
                     *held = older.then(op)?;
                 }
-                None => {
-                    active.map.insert(key, op);
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(op);
                 }
             }
         }

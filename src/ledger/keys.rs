@@ -27,7 +27,7 @@
 //! | `D` credit code(18) | a bank's name, as the bank itself or an admin last wrote it (exposure, statistics) |
 //! | `X` bucket year(4) | as-of sums of a row for one year (pledges in force and risk columns): the year's and its months' totals |
 //! | `W` year(4) month(1) bucket | the deltas of the days of that month of the row |
-//! | `Y` pledgor(18) | in-force intervals of the pledgor's pledges per row (open ones: its active pledges, for distinct counts) |
+//! | `Y` pledgor(18) | the pledgor's pledges: in-force interval, county, pledgee and right kinds of each (`projector::PledgorPledge`), for distinct enterprise counts |
 //! | `H` pledge id(16) sequence(8) | the journal entries of a pledge |
 //! | `Vr` kind(1) number | a right's record: every state an office recorded |
 //! | `Vp` pledge id(16) | the pledge's risk: at-risk flags of its rights, default, valuations, claims |
@@ -256,8 +256,8 @@ pub fn asof_pledgee_code(key: &[u8]) -> Option<&str> {
     pledgee_code_after_prefix(key)
 }
 
-/// The in-force intervals of one pledgor's pledges in every row they count in (distinct
-/// enterprises now and as of a date): one key per pledgor, so a registration writes one key.
+/// One pledgor's pledges, each with its in-force interval and what decides the rows it counts in
+/// (distinct enterprises now and as of a date): one key per pledgor, so a registration writes one key.
 pub fn asof_intervals(pledgor: &CreditCode) -> Vec<u8> {
     key(&[b"Y", pledgor.as_str().as_bytes()])
 }

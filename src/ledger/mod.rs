@@ -42,10 +42,11 @@ use tokio::sync::{mpsc, oneshot};
 /// active pledge and the count of its pledges in one record, kept after a release (no `Jn` key).
 /// 8: the records are the same, stored as sorted runs (`store::RunStore`) instead of one sled key
 /// each; a directory of the scattered layout is removed when opened. 9: exposure rows and as-of
-/// sums and banks' lending are counters (`store::Counters`, cells laid out in `sums`), added to blind. Derived records
+/// sums and banks' lending are counters (`store::Counters`, cells laid out in `sums`), added to blind. 10: a
+/// pledgor's record (`Y`) lists its pledges (`projector::PledgorPledge`), not an interval list per row. Derived records
 /// of another layout would be misread, so such a store is cleared and rebuilt from the journal when
 /// it is opened.
-pub const DERIVED_LAYOUT: u32 = 9;
+pub const DERIVED_LAYOUT: u32 = 10;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.

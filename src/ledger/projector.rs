@@ -115,7 +115,7 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             if let Some(line_id) = c.credit_line_id {
                 draw(tx, line_id, c.secured_amount.fen(), entry.at)?;
             }
-            let intervals = pledgor_intervals(tx, pledge)?;
+            let intervals = pledgor_pledges(tx, pledge)?;
             add_pledge_exposure(tx, pledge, 1, &intervals)?;
             add_asof(tx, pledge, asof::registration_point(pledge), Some((pledge, intervals)))?;
             let fact = registration_fact(pledge);
@@ -166,7 +166,7 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 draw(tx, line_id, -after.content.secured_amount.fen(), entry.at)?;
             }
             // The pledgor never changes: before and after share one interval record.
-            let intervals = pledgor_intervals(tx, before)?;
+            let intervals = pledgor_pledges(tx, before)?;
             add_pledge_exposure(tx, before, -1, &intervals)?;
             if let Some(point) = asof::release_point(after) {
                 add_asof(tx, after, point, Some((after, intervals)))?;
@@ -330,28 +330,61 @@ pub(crate) fn active_holder(
     Ok(tx.get::<RightHolding>(&keys::active_right(number))?.and_then(|h| h.active))
 }
 
-/// The in-force intervals `(pledge, from, to)` of one pledgor's pledges, per row (by the row's key
-/// body), sorted by row.
-type PledgorIntervals = Vec<(Vec<u8>, Vec<(Uuid, asof::Day, asof::Day)>)>;
+/// One of a pledgor's pledges as its distinct-enterprise counts need it: its in-force interval
+/// and what decides the rows it counts in (county, pledgee, right kinds; none of them changes
+/// after registration). The pledgor's record (`keys::asof_intervals`) lists them in journal
+/// order: ~45 bytes per pledge, where an interval list per row cost ~20 times that (the largest
+/// family of a checkpoint at 1M, bench/RESULTS.md 2026-12-05).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PledgorPledge {
+    pub id: Uuid,
+    pub start: asof::Day,
+    pub end: asof::Day,
+    pub county: crate::domain::region::CountyCode,
+    pub pledgee: CreditCode,
+    /// Bit `RightKind::tag()` for each kind among its rights.
+    pub kinds: u8,
+}
 
-/// The pledgor's interval record, read once per event that moves one of its intervals.
-fn pledgor_intervals(tx: &Tx<'_>, pledge: &Pledge) -> Result<PledgorIntervals, LedgerError> {
+impl PledgorPledge {
+    fn of(p: &Pledge) -> PledgorPledge {
+        let (start, end) = asof::interval(p);
+        let kinds = p.content.rights.iter().fold(0u8, |bits, r| bits | (1 << r.kind().tag()));
+        PledgorPledge { id: p.id, start, end, county: p.content.county, pledgee: p.content.pledgee.credit_code.clone(), kinds }
+    }
+
+    /// Whether the pledge counts in `bucket`: the rows `exposure::pledge_shares` names.
+    fn counts_in(&self, bucket: &Bucket) -> bool {
+        use crate::domain::exposure::Dimension;
+        let has = |kind: &crate::domain::ident::RightKind| self.kinds & (1 << kind.tag()) != 0;
+        bucket.region.contains(self.county.region())
+            && match &bucket.dimension {
+                Dimension::Total => true,
+                Dimension::Pledgee(code) => *code == self.pledgee,
+                Dimension::Kind(kind) => has(kind),
+                Dimension::PledgeeKind(code, kind) => *code == self.pledgee && has(kind),
+            }
+    }
+}
+
+/// A pledgor's pledges, in journal order.
+type PledgorPledges = Vec<PledgorPledge>;
+
+/// The pledgor's record, read once per event that moves one of its intervals.
+fn pledgor_pledges(tx: &Tx<'_>, pledge: &Pledge) -> Result<PledgorPledges, LedgerError> {
     Ok(tx.get(&keys::asof_intervals(&pledge.content.pledgor.credit_code))?.unwrap_or_default())
 }
 
-fn intervals_in<'a>(all: &'a PledgorIntervals, bucket: &[u8]) -> &'a [(Uuid, asof::Day, asof::Day)] {
-    all.binary_search_by(|(b, _)| b.as_slice().cmp(bucket)).map_or(&[], |i| all[i].1.as_slice())
-}
-
 /// Adds `point` to every row `pledge` counts in; with `interval_of` (the pledge whose interval
-/// moves and its pledgor's interval record), also moves that interval in each row and adds the
-/// enterprise points that follow, then stores the record.
+/// moves and its pledgor's record), also moves that interval in each row and adds the enterprise
+/// points that follow, then stores the record.
 fn add_asof(
     tx: &mut Tx<'_>,
     pledge: &Pledge,
     point: asof::Point,
-    mut interval_of: Option<(&Pledge, PledgorIntervals)>,
+    mut interval_of: Option<(&Pledge, PledgorPledges)>,
 ) -> Result<(), LedgerError> {
+    let moved = interval_of.as_ref().map(|(p, all)| (PledgorPledge::of(p), all.iter().find(|x| x.id == p.id).cloned()));
     for share in exposure::pledge_shares(pledge) {
         let delta = AsOfDelta {
             secured_fen: point.secured_fen,
@@ -362,31 +395,29 @@ fn add_asof(
         // Made once per row: the keys of its year and month are built from it.
         let body = keys::bucket_body(&share.bucket);
         add_asof_delta_of_body(tx, &body, point.day, &delta)?;
-        if let Some((p, all)) = interval_of.as_mut() {
-            let i = match all.binary_search_by(|(b, _)| b.as_slice().cmp(&body)) {
-                Ok(i) => i,
-                Err(i) => {
-                    all.insert(i, (body.clone(), Vec::new()));
-                    i
-                }
+        if let (Some((_, all)), Some((now, was))) = (interval_of.as_ref(), moved.as_ref()) {
+            let mut others: Vec<(asof::Day, asof::Day)> = all
+                .iter()
+                .filter(|x| x.id != now.id && x.counts_in(&share.bucket))
+                .map(|x| (x.start, x.end))
+                .collect();
+            let before = {
+                let mut v = others.clone();
+                v.extend(was.as_ref().map(|w| (w.start, w.end)));
+                asof::union(&v)
             };
-            let intervals = &mut all[i].1;
-            let spans = |v: &[(Uuid, asof::Day, asof::Day)]| {
-                asof::union(&v.iter().map(|(_, a, b)| (*a, *b)).collect::<Vec<_>>())
-            };
-            let before = spans(intervals);
-            let (start, end) = asof::interval(p);
-            match intervals.iter_mut().find(|(id, ..)| *id == p.id) {
-                Some(existing) => *existing = (p.id, start, end),
-                None => intervals.push((p.id, start, end)),
-            }
-            for (day, enterprises) in asof::indicator_delta(&before, &spans(intervals)) {
+            others.push((now.start, now.end));
+            for (day, enterprises) in asof::indicator_delta(&before, &asof::union(&others)) {
                 add_asof_delta_of_body(tx, &body, day, &AsOfDelta { enterprises, ..AsOfDelta::default() })?;
             }
         }
     }
-    if let Some((_, all)) = interval_of {
-        tx.put(keys::asof_intervals(&pledge.content.pledgor.credit_code), &all);
+    if let (Some((_, all)), Some((now, _))) = (interval_of.as_mut(), moved) {
+        match all.iter_mut().find(|x| x.id == now.id) {
+            Some(existing) => *existing = now,
+            None => all.push(now),
+        }
+        tx.put(keys::asof_intervals(&pledge.content.pledgor.credit_code), all);
     }
     Ok(())
 }
@@ -461,13 +492,13 @@ fn add_pledge_exposure(
     tx: &mut Tx<'_>,
     pledge: &Pledge,
     sign: i64,
-    intervals: &PledgorIntervals,
+    intervals: &PledgorPledges,
 ) -> Result<(), LedgerError> {
     assert!(sign == 1 || sign == -1);
     let c = &pledge.content;
     for share in exposure::pledge_shares(pledge) {
-        let in_bucket = intervals_in(intervals, &keys::bucket_body(&share.bucket));
-        let enterprises = count_enterprise(in_bucket, &share.bucket, &c.pledgor.credit_code, sign)?;
+        let active = intervals.iter().filter(|x| x.end == asof::OPEN && x.counts_in(&share.bucket)).count();
+        let enterprises = count_enterprise(active, &share.bucket, &c.pledgor.credit_code, sign)?;
         let delta = RowDelta {
             secured_fen: i128::from(sign) * c.secured_amount.fen(),
             pledges: sign,
@@ -484,13 +515,8 @@ fn add_pledge_exposure(
 /// (`sign` 1) or is released (`sign` -1): 1 when its first active pledge appears, -1 when its last
 /// goes. The pledgor's active pledges in the bucket are its open in-force intervals, which the
 /// as-of bookkeeping keeps anyway (and updates after this call), so no count of its own is stored.
-fn count_enterprise(
-    intervals: &[(Uuid, asof::Day, asof::Day)],
-    bucket: &Bucket,
-    pledgor: &CreditCode,
-    sign: i64,
-) -> Result<i64, LedgerError> {
-    let active = intervals.iter().filter(|(.., end)| *end == asof::OPEN).count() as i64;
+fn count_enterprise(active: usize, bucket: &Bucket, pledgor: &CreditCode, sign: i64) -> Result<i64, LedgerError> {
+    let active = active as i64;
     let next = active + sign;
     if next < 0 {
         return Err(broken(format!("enterprise count of {pledgor} in {bucket:?} below zero")));
