@@ -452,8 +452,8 @@ pub(crate) fn add_dated(
     delta: &AsOfDelta,
 ) -> Result<(), LedgerError> {
     let (year, month, day_of_year) = asof::calendar(day);
-    tx.add(year_key(year), super::sums::year_delta(month, delta))?;
-    tx.add(days_key(year, month), super::sums::days_delta(day_of_year, delta))
+    tx.add_cells(&year_key(year), super::sums::year_cells(month, delta).as_slice())?;
+    tx.add_cells(&days_key(year, month), super::sums::days_cells(day_of_year, delta).as_slice())
 }
 
 pub(crate) fn registration_fact(pledge: &Pledge) -> Fact {

@@ -47,29 +47,49 @@ fn asof_fields(d: &AsOfDelta) -> [i128; ASOF_FIELDS as usize] {
     ]
 }
 
-fn push_asof(out: &mut Vec<(u32, i128)>, base: u32, d: &AsOfDelta) {
-    for (i, v) in asof_fields(d).into_iter().enumerate() {
-        if v != 0 {
-            out.push((base + i as u32, v));
+/// A delta's cells, on the stack: the projector adds tens of these per registration, and a
+/// vector each was a tenth of the writer's allocations.
+pub struct Cells {
+    cells: [(u32, i128); 2 * ASOF_FIELDS as usize],
+    len: usize,
+}
+
+impl Cells {
+    fn new() -> Cells {
+        Cells { cells: [(0, 0); 2 * ASOF_FIELDS as usize], len: 0 }
+    }
+
+    /// The fields of `d` that are not zero, at `base` + field; called with ascending bases.
+    fn push_asof(&mut self, base: u32, d: &AsOfDelta) {
+        for (i, v) in asof_fields(d).into_iter().enumerate() {
+            if v != 0 {
+                self.cells[self.len] = (base + i as u32, v);
+                self.len += 1;
+            }
         }
+    }
+
+    /// In the canonical form (`Counters::from_sorted`).
+    pub fn as_slice(&self) -> &[(u32, i128)] {
+        &self.cells[..self.len]
     }
 }
 
 /// What a dated delta adds to its year's sums: the total and the month's.
-pub fn year_delta(month: u8, d: &AsOfDelta) -> Counters {
+pub fn year_cells(month: u8, d: &AsOfDelta) -> Cells {
     debug_assert!(month < 12);
-    let mut cells = Vec::with_capacity(2 * ASOF_FIELDS as usize);
-    push_asof(&mut cells, 0, d);
-    push_asof(&mut cells, STRIDE * (1 + u32::from(month)), d);
-    Counters::from_sorted(cells)
+    let mut cells = Cells::new();
+    cells.push_asof(0, d);
+    cells.push_asof(STRIDE * (1 + u32::from(month)), d);
+    cells
 }
 
 /// What a dated delta adds to its month's days.
-pub fn days_delta(day_of_year: u16, d: &AsOfDelta) -> Counters {
+pub fn days_cells(day_of_year: u16, d: &AsOfDelta) -> Cells {
     debug_assert!(day_of_year < 366);
-    let mut cells = Vec::with_capacity(ASOF_FIELDS as usize);
-    push_asof(&mut cells, STRIDE * u32::from(day_of_year), d);
-    Counters::from_sorted(cells)
+    let mut cells = Cells::new();
+    cells.push_asof(STRIDE * u32::from(day_of_year), d);
+    cells
 }
 
 /// The cells of a year's total.
@@ -211,8 +231,9 @@ mod tests {
 
         let a = AsOfDelta { secured_fen: 500, pledges: 1, rights: 2, enterprises: 1, risk: None };
         let b = AsOfDelta::of(&RowDelta { secured_fen: -200, pledges: -1, claimed_fen: 9, ..RowDelta::default() });
-        let mut year = year_delta(3, &a);
-        year.add(&year_delta(7, &b)).unwrap();
+        let counters = |cells: Cells| Counters::from_sorted(cells.as_slice().to_vec());
+        let mut year = counters(year_cells(3, &a));
+        year.add_cells(year_cells(7, &b).as_slice()).unwrap();
         let bytes = year.encode();
         let total = |range: std::ops::Range<u32>| {
             let mut sum = AsOfDelta::default();
@@ -225,8 +246,8 @@ mod tests {
         assert_eq!(total(months_before(3)), AsOfDelta::default());
         assert_eq!(total(months_before(4)), a);
         assert_eq!(total(months_before(8)), both);
-        let mut days = days_delta(40, &a);
-        days.add(&days_delta(45, &b)).unwrap();
+        let mut days = counters(days_cells(40, &a));
+        days.add_cells(days_cells(45, &b).as_slice()).unwrap();
         let mut sum = AsOfDelta::default();
         add_cells(&mut sum, days.cells(), days_through(44)).unwrap();
         assert_eq!(sum, a);

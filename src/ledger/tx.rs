@@ -88,6 +88,8 @@ pub struct Tx<'s> {
     sums: indexmap::IndexMap<Vec<u8>, Counters, Hasher>,
     /// What the current command did to `sums`, to take back if it is rejected, latest last.
     undo: Vec<Undo>,
+    /// The cells of the current command's `Undo::Added`, one buffer for all (no vector per add).
+    undo_cells: Vec<(u32, i128)>,
 }
 
 /// One step of a command's additions, by the key's index in `Tx::sums` (no copy of the key).
@@ -95,7 +97,8 @@ enum Undo {
     /// The command added the key, with its first delta: the last entry of `sums` when undone
     /// (undone latest first, so every key added after it is gone already).
     Inserted,
-    Added(usize, Counters),
+    /// The key at this index was added the cells `undo_cells[range]`.
+    Added(usize, std::ops::Range<usize>),
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -110,7 +113,7 @@ impl std::fmt::Debug for Tx<'_> {
 
 impl<'s> Tx<'s> {
     pub fn new(store: &'s dyn Store) -> Tx<'s> {
-        Tx { store, group: Map::default(), command: Map::default(), sums: Default::default(), undo: Vec::new() }
+        Tx { store, group: Map::default(), command: Map::default(), sums: Default::default(), undo: Vec::new(), undo_cells: Vec::new() }
     }
 
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
@@ -144,17 +147,25 @@ impl<'s> Tx<'s> {
     /// Adds `delta` to the counters at `key`, without reading them; the command's rejection
     /// subtracts it again. A key is only ever added to, never put.
     pub fn add(&mut self, key: Vec<u8>, delta: Counters) -> Result<(), LedgerError> {
-        debug_assert!(!self.command.contains_key(&key) && !self.group.contains_key(&key), "added to and put");
-        if delta.is_zero() {
+        self.add_cells(&key, delta.cells())
+    }
+
+    /// `add` of cells in the canonical form (`Counters::from_sorted`), with the key borrowed: a
+    /// key the group added to already is neither copied nor allocated.
+    pub fn add_cells(&mut self, key: &[u8], cells: &[(u32, i128)]) -> Result<(), LedgerError> {
+        debug_assert!(!self.command.contains_key(key) && !self.group.contains_key(key), "added to and put");
+        if cells.is_empty() {
             return Ok(());
         }
-        match self.sums.get_index_of(&key) {
+        match self.sums.get_index_of(key) {
             Some(at) => {
-                self.sums[at].add(&delta).map_err(|_| overflow(&key))?;
-                self.undo.push(Undo::Added(at, delta));
+                self.sums[at].add_cells(cells).map_err(|_| overflow(key))?;
+                let start = self.undo_cells.len();
+                self.undo_cells.extend_from_slice(cells);
+                self.undo.push(Undo::Added(at, start..self.undo_cells.len()));
             }
             None => {
-                self.sums.insert(key, delta);
+                self.sums.insert(key.to_vec(), Counters::from_sorted(cells.to_vec()));
                 self.undo.push(Undo::Inserted);
             }
         }
@@ -236,6 +247,7 @@ impl<'s> Tx<'s> {
         let command = std::mem::take(&mut self.command);
         self.group.extend(command);
         self.undo.clear();
+        self.undo_cells.clear();
     }
 
     /// Drops the current command's writes, and takes back what it added, latest first.
@@ -246,11 +258,13 @@ impl<'s> Tx<'s> {
                 Undo::Inserted => {
                     self.sums.pop().expect("an added key stays until its command ends");
                 }
-                Undo::Added(at, delta) => {
-                    self.sums[at].add(&delta.negated()).expect("taking back what was added stays in range");
+                Undo::Added(at, range) => {
+                    let negated: Vec<(u32, i128)> = self.undo_cells[range].iter().map(|(i, v)| (*i, -v)).collect();
+                    self.sums[at].add_cells(&negated).expect("taking back what was added stays in range");
                 }
             }
         }
+        self.undo_cells.clear();
     }
 
     /// Whether the accepted commands wrote nothing.

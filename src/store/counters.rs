@@ -64,21 +64,28 @@ impl Counters {
 
     /// Adds every cell of `other`; on an error `self` is left as it was.
     pub fn add(&mut self, other: &Counters) -> Result<(), Overflow> {
+        self.add_cells(&other.cells)
+    }
+
+    /// Adds cells in the canonical form (ascending unique indexes, no zero); on an error `self`
+    /// is left as it was.
+    pub fn add_cells(&mut self, cells: &[(u32, i128)]) -> Result<(), Overflow> {
         /// A delta this small goes in place, cell by cell (a command's delta to a group's sum of
         /// hundreds of cells: no new vector per add, the writer's largest cost after blind adds).
         const IN_PLACE_CELLS_MAX: usize = 8;
-        if other.cells.is_empty() {
+        debug_assert!(cells.windows(2).all(|w| w[0].0 < w[1].0), "cells ascend");
+        if cells.is_empty() {
             return Ok(());
         }
         if self.cells.is_empty() {
-            self.cells.clone_from(&other.cells);
+            self.cells.extend_from_slice(cells);
             return Ok(());
         }
-        if other.cells.len() <= IN_PLACE_CELLS_MAX {
-            for (done, (index, amount)) in other.cells.iter().enumerate() {
+        if cells.len() <= IN_PLACE_CELLS_MAX {
+            for (done, (index, amount)) in cells.iter().enumerate() {
                 if let Err(e) = self.add_cell(*index, *amount) {
                     // Take back the cells added so far: exact, they were in range before.
-                    for (index, amount) in &other.cells[..done] {
+                    for (index, amount) in &cells[..done] {
                         self.add_cell(*index, -amount).expect("undoing an add stays in range");
                     }
                     return Err(e);
@@ -87,8 +94,8 @@ impl Counters {
             return Ok(());
         }
         // A merge of two sorted lists: linear, where one insert per cell would be quadratic.
-        let mut out = Vec::with_capacity(self.cells.len() + other.cells.len());
-        let (a, b) = (&self.cells, &other.cells);
+        let mut out = Vec::with_capacity(self.cells.len() + cells.len());
+        let (a, b) = (&self.cells, cells);
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
             let next = match (a.get(i), b.get(j)) {
