@@ -36,11 +36,12 @@ use sled::IVec;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-/// A block is closed once it holds this many bytes: big enough that fences stay ~1% of the data,
-/// small enough that sled's leaf (it splits a leaf above 16 entries) stays below its blob threshold
-/// (a quarter of its 512 KiB segment): a larger leaf becomes a file of its own, written anew at
-/// every consolidation and read whole by a point read that misses the cache.
-const BLOCK_BYTES: usize = 4 << 10;
+/// A block is closed once it holds this many bytes (before compression): big enough that fences
+/// stay ~1% of the data and LZ4 finds the keys' shared prefixes, small enough that sled's leaf (it
+/// splits a leaf above 16 entries) of compressed blocks (about half of this) stays below its blob
+/// threshold (a quarter of its 512 KiB segment): a larger leaf becomes a file of its own, written
+/// anew at every consolidation and read whole by a point read that misses the cache.
+const BLOCK_BYTES: usize = 8 << 10;
 /// Runs of one level merged into one of the next.
 const FANOUT: usize = 4;
 /// The most runs one merge takes (a level that filled while the merger was busy).
