@@ -350,7 +350,14 @@ impl PledgorPledge {
     fn of(p: &Pledge) -> PledgorPledge {
         let (start, end) = asof::interval(p);
         let kinds = p.content.rights.iter().fold(0u8, |bits, r| bits | (1 << r.kind().tag()));
-        PledgorPledge { id: p.id, start, end, county: p.content.county, pledgee: p.content.pledgee.credit_code.clone(), kinds }
+        PledgorPledge {
+            id: p.id,
+            start,
+            end,
+            county: p.content.county,
+            pledgee: p.content.pledgee.credit_code.clone(),
+            kinds,
+        }
     }
 
     /// Whether the pledge counts in `bucket`: the rows `exposure::pledge_shares` names.
@@ -396,11 +403,8 @@ fn add_asof(
         let body = keys::bucket_body(&share.bucket);
         add_asof_delta_of_body(tx, &body, point.day, &delta)?;
         if let (Some((_, all)), Some((now, was))) = (interval_of.as_ref(), moved.as_ref()) {
-            let mut others: Vec<(asof::Day, asof::Day)> = all
-                .iter()
-                .filter(|x| x.id != now.id && x.counts_in(&share.bucket))
-                .map(|x| (x.start, x.end))
-                .collect();
+            let mut others: Vec<(asof::Day, asof::Day)> =
+                all.iter().filter(|x| x.id != now.id && x.counts_in(&share.bucket)).map(|x| (x.start, x.end)).collect();
             let before = {
                 let mut v = others.clone();
                 v.extend(was.as_ref().map(|w| (w.start, w.end)));

@@ -113,7 +113,14 @@ impl std::fmt::Debug for Tx<'_> {
 
 impl<'s> Tx<'s> {
     pub fn new(store: &'s dyn Store) -> Tx<'s> {
-        Tx { store, group: Map::default(), command: Map::default(), sums: Default::default(), undo: Vec::new(), undo_cells: Vec::new() }
+        Tx {
+            store,
+            group: Map::default(),
+            command: Map::default(),
+            sums: Default::default(),
+            undo: Vec::new(),
+            undo_cells: Vec::new(),
+        }
     }
 
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {

@@ -394,7 +394,8 @@ impl Run {
             .get(block_key(self.id, no))
             .map_err(sled_error)?
             .ok_or_else(|| corrupt(format!("block {no} of run {} is missing", self.id)))?;
-        let block = IVec::from(decompress(&stored).map_err(|e| corrupt(format!("block {no} of run {}: {e}", self.id)))?);
+        let block =
+            IVec::from(decompress(&stored).map_err(|e| corrupt(format!("block {no} of run {}: {e}", self.id)))?);
         if fill == Fill::Cache {
             self.cache.insert((self.id, no), block.clone());
         }
@@ -611,7 +612,11 @@ impl RunStore {
             manifest
         } else {
             // Derived state only: rebuilt from the journal (the ledger sees an empty store).
-            tracing::warn!(found = manifest.format, format = FORMAT, "derived runs of another format: clearing them, to rebuild from the journal");
+            tracing::warn!(
+                found = manifest.format,
+                format = FORMAT,
+                "derived runs of another format: clearing them, to rebuild from the journal"
+            );
             tree.clear().map_err(sled_error)?;
             tree.flush().map_err(sled_error)?;
             Manifest { format: FORMAT, ..Manifest::default() }
