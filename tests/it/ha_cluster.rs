@@ -263,8 +263,16 @@ impl PgHa {
     /// `kill -9` of the leader's Patroni and its postmaster (with the postmaster's children)
     /// together, as a crashed host: killing only the postmaster would make Patroni restart it in
     /// place. Returns the member name; `restart_member` brings it back.
+    ///
+    /// In strict synchronous mode only the synchronous standby may be promoted: the caller waits
+    /// for one (`wait_healthy`) before the kill, or no member will take over, by design.
     pub fn kill_leader(&self) -> String {
         let name = self.leader();
+        assert!(
+            self.sync_standby().is_some(),
+            "killing leader {name} with no synchronous standby listed: no member could be promoted\n{}",
+            self.log_tail()
+        );
         let node = self.node(&name);
         let mut processes = self.processes();
         let mut patroni = processes.remove(node.name).unwrap_or_else(|| panic!("{name}'s Patroni is not running"));
