@@ -11,6 +11,7 @@ pub mod http;
 pub mod ledger;
 pub mod metrics;
 pub mod protojson;
+pub mod scrape;
 pub mod server;
 pub mod store;
 pub mod workload;

@@ -450,17 +450,17 @@ pub async fn serve(
                 return Err(ServeError::MetricsTokenRequired(metrics));
             }
             let token_sha256 = match &config.metrics_token_file {
-                Some(path) => Some(crate::metrics::read_token(path).map_err(ServeError::Metrics)?),
+                Some(path) => Some(crate::scrape::read_token(path).map_err(ServeError::Metrics)?),
                 None => None,
             };
             let tls = match &config.tls {
                 Some(tls) => Some(
-                    crate::metrics::tls_config(&read_pem(&tls.cert)?, &read_pem(&tls.key)?)
+                    crate::scrape::tls_config(&read_pem(&tls.cert)?, &read_pem(&tls.key)?)
                         .map_err(ServeError::Metrics)?,
                 ),
                 None => None,
             };
-            Some((metrics, crate::metrics::Access { tls, token_sha256 }))
+            Some((metrics, crate::scrape::Access { tls, token_sha256 }))
         }
         None => None,
     };
@@ -544,7 +544,7 @@ pub async fn serve(
             );
             let mut stop = stopping.clone();
             let ledger = ledger.clone();
-            Some(tokio::spawn(crate::metrics::serve(listener, ledger, access, async move {
+            Some(tokio::spawn(crate::scrape::serve(listener, ledger, access, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })))
         }

@@ -1,6 +1,7 @@
 //! The domain: pure, synchronous types and rules of IP-pledge financing. Nothing here knows about
 //! gRPC, protobuf, storage or async runtimes; every type can only hold valid values.
 
+pub mod access;
 pub mod asof;
 pub mod asof_risk;
 pub mod credit_line;

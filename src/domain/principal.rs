@@ -3,10 +3,8 @@
 //! read and write is checked against.
 
 use super::Micros;
-use super::credit_line::{CreditLine, NewCreditLine};
 use super::error::LedgerError;
 use super::ident::CreditCode;
-use super::pledge::{NewPledge, Pledge};
 use super::region::Region;
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
@@ -126,7 +124,8 @@ pub fn token_hash(token: &str) -> TokenHash {
 /// way to the bank and a month-end batch.
 pub const BANK_REGISTRATION_DAYS_MAX: u64 = 30;
 
-fn denied(message: String) -> LedgerError {
+/// A refusal for want of permission (also used by `access`, the checks on pledges and lines).
+pub(super) fn denied(message: String) -> LedgerError {
     LedgerError::PermissionDenied(message)
 }
 
@@ -138,32 +137,6 @@ impl Principal {
 
     pub fn require_admin(&self) -> Result<(), LedgerError> {
         if self.is_admin() { Ok(()) } else { Err(denied(format!("{} may not manage principals", self.name))) }
-    }
-
-    /// Registering one pledge (unary): banks for their own book; admins.
-    pub fn may_register(&self, pledge: &NewPledge) -> Result<(), LedgerError> {
-        match &self.role {
-            Role::Admin => Ok(()),
-            Role::Bank(code) if *code == pledge.pledgee.credit_code => Ok(()),
-            Role::Bank(code) => Err(denied(format!("bank {code} may only register pledges to itself"))),
-            Role::Office(_) => {
-                Err(denied(format!("office {} may import historical pledges, not register them", self.name)))
-            }
-        }
-    }
-
-    /// Importing a historical pledge: banks for their own book, offices inside their region (its
-    /// date: `may_date_registration`). Which credit lines it may draw on depends on the ledger's
-    /// state: the writer checks. An office may name any pledgee (its registers hold every bank's
-    /// pledges), which is why a pledgee's name never comes from an office's write.
-    pub fn may_import(&self, pledge: &NewPledge) -> Result<(), LedgerError> {
-        match &self.role {
-            Role::Office(region) if region.contains(pledge.county.region()) => Ok(()),
-            Role::Office(region) => {
-                Err(denied(format!("county {} lies outside office region {region}", pledge.county)))
-            }
-            _ => self.may_register(pledge),
-        }
     }
 
     /// The date a registration may carry, decided by the writer with its own `today` (China time,
@@ -191,43 +164,9 @@ impl Principal {
         Ok(())
     }
 
-    /// Changing or releasing an existing pledge: its pledgee bank, or an admin.
-    pub fn may_amend(&self, pledge: &Pledge) -> Result<(), LedgerError> {
-        match &self.role {
-            Role::Admin => Ok(()),
-            Role::Bank(code) if *code == pledge.content.pledgee.credit_code => Ok(()),
-            _ => Err(denied(format!("{} may not change pledge {}", self.name, pledge.id))),
-        }
-    }
-
-    pub fn may_read_pledge(&self, pledge: &Pledge) -> bool {
-        match &self.role {
-            Role::Admin => true,
-            Role::Bank(code) => *code == pledge.content.pledgee.credit_code,
-            Role::Office(region) => region.contains(pledge.content.county.region()),
-        }
-    }
-
     /// Reading the journal: its raw entries and verification are an admin's.
     pub fn require_admin_for(&self, what: &str) -> Result<(), LedgerError> {
         if self.is_admin() { Ok(()) } else { Err(denied(format!("{} may not {what}", self.name))) }
-    }
-
-    pub fn may_create_line(&self, line: &NewCreditLine) -> Result<(), LedgerError> {
-        match &self.role {
-            Role::Admin => Ok(()),
-            Role::Office(region) if region.contains(line.region) => Ok(()),
-            Role::Office(region) => Err(denied(format!("region {} lies outside office region {region}", line.region))),
-            Role::Bank(_) => Err(denied(format!("bank {} may not create credit lines; an IP office does", self.name))),
-        }
-    }
-
-    pub fn may_read_line(&self, line: &CreditLine) -> bool {
-        match &self.role {
-            Role::Admin => true,
-            Role::Bank(code) => *code == line.content.bank.credit_code,
-            Role::Office(region) => region.contains(line.content.region),
-        }
     }
 
     /// Recording a right's state from a register: offices (registers are national, and an office
@@ -282,6 +221,82 @@ impl Principal {
     }
 }
 
+/// What of a verified client certificate binds it to a principal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum CertificateBinding {
+    /// The certificate's full subject as an RFC 4514 string (`CN=bank-a,O=Bank A,C=CN`), exactly.
+    Subject(String),
+    /// A DNS name among its subject alternative names (compared in lower case).
+    DnsName(String),
+    /// A URI among its subject alternative names (a SPIFFE id, for example), exactly.
+    Uri(String),
+    /// An email address (rfc822Name) among its subject alternative names, exactly.
+    Email(String),
+}
+
+/// Characters of a binding's value at most.
+pub const BINDING_CHARS_MAX: usize = 1024;
+/// Bindings of one principal at most: a few certificates rotate, not thousands.
+pub const BINDINGS_PER_PRINCIPAL_MAX: usize = 64;
+
+impl CertificateBinding {
+    /// Checks a binding's value: not empty, bounded, printable, with what its kind needs.
+    pub fn new(kind: fn(String) -> CertificateBinding, value: &str) -> Result<CertificateBinding, &'static str> {
+        let value = value.trim();
+        if value.is_empty() || value.chars().count() > BINDING_CHARS_MAX || value.chars().any(char::is_control) {
+            return Err("must be 1 to 1024 printable characters");
+        }
+        let binding = kind(value.to_owned());
+        match &binding {
+            CertificateBinding::Subject(v) if !v.contains('=') => {
+                Err("must be an RFC 4514 name such as CN=bank-a,O=Bank A")
+            }
+            CertificateBinding::DnsName(v)
+                if !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'*')) =>
+            {
+                Err("must be a DNS name")
+            }
+            CertificateBinding::DnsName(v) => Ok(CertificateBinding::DnsName(v.to_ascii_lowercase())),
+            CertificateBinding::Uri(v) | CertificateBinding::Email(v) if v.contains(char::is_whitespace) => {
+                Err("must not contain spaces")
+            }
+            CertificateBinding::Email(v) if !v.contains('@') => Err("must be an email address"),
+            _ => Ok(binding),
+        }
+    }
+
+    /// One byte naming the kind, for keys.
+    pub fn kind_byte(&self) -> u8 {
+        match self {
+            CertificateBinding::Subject(_) => b's',
+            CertificateBinding::DnsName(_) => b'd',
+            CertificateBinding::Uri(_) => b'u',
+            CertificateBinding::Email(_) => b'e',
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            CertificateBinding::Subject(v)
+            | CertificateBinding::DnsName(v)
+            | CertificateBinding::Uri(v)
+            | CertificateBinding::Email(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Display for CertificateBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            CertificateBinding::Subject(_) => "subject",
+            CertificateBinding::DnsName(_) => "dns",
+            CertificateBinding::Uri(_) => "uri",
+            CertificateBinding::Email(_) => "email",
+        };
+        write!(f, "{kind}:{}", self.value())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,56 +317,6 @@ mod tests {
         assert!(parse_given_token("ipl_short").is_err());
         assert!(parse_given_token("abc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_err());
         assert!(parse_given_token("ipl_AAAAAAAAAAAAAAAAAAAAAA+A").is_err());
-    }
-
-    #[test]
-    fn imports() {
-        use crate::domain::pledge::Party;
-        use crate::domain::text::{Name, parse_date};
-        let a = "91330100716105852F";
-        let party =
-            |code: &str| Party { name: Name::parse("Party").unwrap(), credit_code: CreditCode::parse(code).unwrap() };
-        let today = parse_date("2026-11-25").unwrap();
-        // (role, county, registered on, the refusal's reason or OK)
-        let check = |role: Role, county: &str, on: &str, expected: &str| {
-            let pledge = NewPledge {
-                registration_number: None,
-                pledgor: party("914403001922038216"),
-                pledgee: party(a),
-                county: crate::domain::region::CountyCode::parse(county).unwrap(),
-                secured_amount: crate::domain::money::Money::parse_positive("1").unwrap(),
-                debt_term_start: parse_date("2019-01-01").unwrap(),
-                debt_term_end: parse_date("2030-01-01").unwrap(),
-                registered_on: parse_date(on).unwrap(),
-                rights: Vec::new(),
-                credit_line_id: None,
-            };
-            let principal =
-                Principal { name: PrincipalName::parse("p").unwrap(), role, create_time: 0, revoke_time: None };
-            let got = principal
-                .may_import(&pledge)
-                .and_then(|()| principal.may_date_registration(pledge.registered_on, today))
-                .map_or_else(|e| e.reason(), |()| "OK");
-            assert_eq!(got, expected, "{:?} imports {county} on {on}", principal.role);
-        };
-        let zj = || Role::Office(Region::parse("330000").unwrap());
-        check(zj(), "330108", "2026-11-25", "OK");
-        check(zj(), "330108", "2019-06-05", "OK");
-        check(zj(), "330108", "2026-11-26", "INVALID_FIELDS");
-        check(zj(), "320106", "2019-06-05", "PERMISSION_DENIED");
-        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2026-11-25", "OK");
-        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2027-01-01", "INVALID_FIELDS");
-        // A bank's registration is dated within 30 days before today; an office's may be older.
-        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2026-10-26", "OK");
-        check(Role::Bank(CreditCode::parse(a).unwrap()), "320106", "2026-10-25", "INVALID_FIELDS");
-        check(zj(), "330108", "2026-10-25", "OK");
-        check(
-            Role::Bank(CreditCode::parse("914403001922038216").unwrap()),
-            "330108",
-            "2019-06-05",
-            "PERMISSION_DENIED",
-        );
-        check(Role::Admin, "330108", "2027-01-01", "INVALID_FIELDS");
     }
 
     #[test]

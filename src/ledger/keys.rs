@@ -275,7 +275,7 @@ pub fn token(hash: &crate::domain::principal::TokenHash) -> Vec<u8> {
 }
 
 /// A certificate binding: whose it is.
-pub fn certificate_binding(binding: &crate::ledger::principals::CertificateBinding) -> Vec<u8> {
+pub fn certificate_binding(binding: &crate::domain::principal::CertificateBinding) -> Vec<u8> {
     key(&[b"Kb", &[binding.kind_byte()], binding.value().as_bytes()])
 }
 

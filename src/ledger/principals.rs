@@ -11,85 +11,11 @@ use super::codec;
 use super::keys;
 use crate::domain::LedgerError;
 use crate::domain::principal::{Principal, PrincipalName, TokenHash};
+// The binding is a domain value; named here too, where the live maps use it.
+pub use crate::domain::principal::{BINDING_CHARS_MAX, BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
-
-/// What of a verified client certificate binds it to a principal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum CertificateBinding {
-    /// The certificate's full subject as an RFC 4514 string (`CN=bank-a,O=Bank A,C=CN`), exactly.
-    Subject(String),
-    /// A DNS name among its subject alternative names (compared in lower case).
-    DnsName(String),
-    /// A URI among its subject alternative names (a SPIFFE id, for example), exactly.
-    Uri(String),
-    /// An email address (rfc822Name) among its subject alternative names, exactly.
-    Email(String),
-}
-
-/// Characters of a binding's value at most.
-pub const BINDING_CHARS_MAX: usize = 1024;
-/// Bindings of one principal at most: a few certificates rotate, not thousands.
-pub const BINDINGS_PER_PRINCIPAL_MAX: usize = 64;
-
-impl CertificateBinding {
-    /// Checks a binding's value: not empty, bounded, printable, with what its kind needs.
-    pub fn new(kind: fn(String) -> CertificateBinding, value: &str) -> Result<CertificateBinding, &'static str> {
-        let value = value.trim();
-        if value.is_empty() || value.chars().count() > BINDING_CHARS_MAX || value.chars().any(char::is_control) {
-            return Err("must be 1 to 1024 printable characters");
-        }
-        let binding = kind(value.to_owned());
-        match &binding {
-            CertificateBinding::Subject(v) if !v.contains('=') => {
-                Err("must be an RFC 4514 name such as CN=bank-a,O=Bank A")
-            }
-            CertificateBinding::DnsName(v)
-                if !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'*')) =>
-            {
-                Err("must be a DNS name")
-            }
-            CertificateBinding::DnsName(v) => Ok(CertificateBinding::DnsName(v.to_ascii_lowercase())),
-            CertificateBinding::Uri(v) | CertificateBinding::Email(v) if v.contains(char::is_whitespace) => {
-                Err("must not contain spaces")
-            }
-            CertificateBinding::Email(v) if !v.contains('@') => Err("must be an email address"),
-            _ => Ok(binding),
-        }
-    }
-
-    /// One byte naming the kind, for keys.
-    pub fn kind_byte(&self) -> u8 {
-        match self {
-            CertificateBinding::Subject(_) => b's',
-            CertificateBinding::DnsName(_) => b'd',
-            CertificateBinding::Uri(_) => b'u',
-            CertificateBinding::Email(_) => b'e',
-        }
-    }
-
-    pub fn value(&self) -> &str {
-        match self {
-            CertificateBinding::Subject(v)
-            | CertificateBinding::DnsName(v)
-            | CertificateBinding::Uri(v)
-            | CertificateBinding::Email(v) => v,
-        }
-    }
-}
-
-impl std::fmt::Display for CertificateBinding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self {
-            CertificateBinding::Subject(_) => "subject",
-            CertificateBinding::DnsName(_) => "dns",
-            CertificateBinding::Uri(_) => "uri",
-            CertificateBinding::Email(_) => "email",
-        };
-        write!(f, "{kind}:{}", self.value())
-    }
-}
 
 /// The stored record of a principal.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

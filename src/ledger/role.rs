@@ -10,11 +10,10 @@
 
 use super::journal::JournalError;
 use super::journal::lease::{Lease, Term};
-use super::writer::Job;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// What this node does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +43,10 @@ pub enum Request {
 
 /// Runs the lease for this node until the writer thread says `Stop` (or is gone). `role` is what
 /// the writer thread and the health service follow; `wake` reaches the writer thread when it
-/// waits for a write, so that it notices a lost lease at once (weak: it must not keep the queue
-/// open at shutdown).
-pub(crate) fn run_lease(
-    lease: Arc<Lease>,
-    role: watch::Sender<Role>,
-    requests: Receiver<Request>,
-    wake: mpsc::WeakSender<Job>,
-) {
+/// waits for a write, so that it notices a lost lease at once (the writer passes a closure over a
+/// weak sender of its queue: it must not keep the queue open at shutdown, and this module need not
+/// know the writer's types).
+pub(crate) fn run_lease(lease: Arc<Lease>, role: watch::Sender<Role>, requests: Receiver<Request>, wake: impl Fn()) {
     let ttl = lease.ttl();
     // Renew well inside the expiry: three renewals may fail before the lease lapses.
     let period = ttl / 4;
@@ -66,9 +61,7 @@ pub(crate) fn run_lease(
         });
         if changed {
             tracing::warn!(role = ?next, node = lease.node(), "role changed");
-            if let Some(sender) = wake.upgrade() {
-                let _ = sender.try_send(Job::Wake);
-            }
+            wake();
         }
     };
     // Compete at once: a node alone (or the first) writes without waiting a period.

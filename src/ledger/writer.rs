@@ -156,7 +156,12 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
         None => (Duration::ZERO, Duration::MAX, Some(role_tx), None),
         Some(lease) => {
             let (requests_tx, requests) = std::sync::mpsc::channel();
-            let wake = sender.downgrade();
+            let queue = sender.downgrade();
+            let wake = move || {
+                if let Some(sender) = queue.upgrade() {
+                    let _ = sender.try_send(Job::Wake);
+                }
+            };
             // Long enough for PostgreSQL to fail over (Patroni's election) and answer again.
             let settle_max = lease.ttl() * 12;
             let stale_max = lease.ttl() * STALE_LEASES;
