@@ -354,7 +354,7 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
             out.push(unary(&channels, &token, &mut w, callers, total).await?);
             eprintln!("{}", out.last().map(String::as_str).unwrap_or_default());
         }
-        for pledges in [1, ipledger::ledger::risk::PLEDGES_PER_RIGHT_MAX] {
+        for pledges in [1, ipledger::ledger::risk_projector::PLEDGES_PER_RIGHT_MAX] {
             out.push(right_recordings(&channels[0], &token, &mut w, pledges).await?);
             eprintln!("{}", out.last().map(String::as_str).unwrap_or_default());
         }

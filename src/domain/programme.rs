@@ -265,7 +265,7 @@ pub struct ClaimBasis {
     /// Losses of this bank's claims under the programme that year, not rejected, before this one.
     pub bank_losses_this_year: Money,
     /// Secured amounts this bank lent that year within the programme's region (the ledger's
-    /// rule: `ledger::risk::lent`).
+    /// rule: `ledger::risk_projector::lent`).
     pub bank_lending_this_year: Money,
     /// Fund parts of the pledge's other claims not rejected (under other programmes, nested or
     /// overlapping): one loss is compensated once, so this claim only tops them up to its rule.

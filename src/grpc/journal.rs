@@ -73,7 +73,7 @@ fn feed_items(
                 }
                 _ => None,
             };
-            let risk = crate::ledger::risk::outcome_after(store, &entry)?;
+            let risk = crate::ledger::risk_decider::outcome_after(store, &entry)?;
             Ok(FeedItem { entry, shown: FeedPledges { after, before, principal, risk } })
         })
         .collect()

@@ -183,7 +183,7 @@ impl pb::risk_service_server::RiskService for Api {
                 code => crate::domain::region::Region::parse(code)
                     .map_err(|e| LedgerError::invalid_field("regionCode", e))?,
             };
-            let page_size = query::page_size(r.page_size)?.min(crate::ledger::risk::PROGRAMMES_PER_REGION_MAX);
+            let page_size = query::page_size(r.page_size)?.min(crate::ledger::risk_decider::PROGRAMMES_PER_REGION_MAX);
             let (token, year) = (r.page_token.clone(), this_year());
             let (programmes, next_page_token) =
                 self.ledger.read(move |s| query::list_programmes(s, region, year, page_size, &token)).await?;

@@ -3,188 +3,18 @@
 //! available, idempotent request ids, the caller's scope), and turns an accepted one into a journal
 //! entry (sealed after the group's head) whose derived records `projector::apply_entry` writes.
 
-use super::journal::{self, Entry, Event, Head, RequestKey, Stored};
+use super::command::{Command, Executed, Outcome, load_pledge};
+use super::journal::{self, Entry, Event, Head, RequestKey};
 use super::keys;
 use super::principals::{BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding, PrincipalRecord};
-use super::projector::{RequestRecord, Resource};
+use super::records::{RequestRecord, Resource};
 use super::tx::Tx;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
-use crate::domain::ident::RightNumber;
-use crate::domain::money::Money;
-use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release};
-use crate::domain::principal::{Principal, PrincipalName, Role, TokenHash};
-use crate::domain::programme::{Claim, NewProgramme, Programme};
-use crate::domain::right::{RightRecord, RightState};
-use crate::domain::risk::{NewDefault, NewResolution, NewValuation, PledgeDefault, Valuation};
-use crate::domain::text::Note;
+use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber};
+use crate::domain::principal::{Principal, PrincipalName, Role};
+use crate::domain::right::RightRecord;
 use crate::domain::{LedgerError, Micros};
-use chrono::NaiveDate;
 use uuid::Uuid;
-
-/// A write request, parsed and valid in itself. The form-0 request fingerprint of entries written
-/// before the journal format is computed over a frozen copy of its shape in `journal::legacy`.
-#[derive(Debug, Clone)]
-pub enum Command {
-    RegisterPledge {
-        request_id: Uuid,
-        pledge: NewPledge,
-    },
-    ChangePledge {
-        request_id: Uuid,
-        id: Uuid,
-        amendment: PledgeAmendment,
-    },
-    ReleasePledge {
-        request_id: Uuid,
-        id: Uuid,
-        release: Release,
-    },
-    CreateCreditLine {
-        request_id: Uuid,
-        line: NewCreditLine,
-    },
-    /// Not idempotent by request id: the response holds nothing secret, but the token is only
-    /// ever shown to the caller that created it.
-    CreatePrincipal {
-        name: PrincipalName,
-        role: Role,
-        token_hash: TokenHash,
-    },
-    RevokePrincipal {
-        name: PrincipalName,
-    },
-    /// Binds client certificates matching `binding` to a live principal.
-    BindCertificate {
-        name: PrincipalName,
-        binding: CertificateBinding,
-    },
-    /// The risk side (`ledger::risk`): rights' states, defaults, valuations, programmes, claims.
-    Risk {
-        request_id: Uuid,
-        command: RiskCommand,
-    },
-}
-
-/// A risk-side write, parsed and valid in itself; each is idempotent by its request id.
-#[derive(Debug, Clone)]
-pub enum RiskCommand {
-    RecordRight {
-        number: RightNumber,
-        state: RightState,
-    },
-    RecordDefault {
-        id: Uuid,
-        default: NewDefault,
-    },
-    ResolveDefault {
-        id: Uuid,
-        resolution: NewResolution,
-    },
-    RecordValuation {
-        id: Uuid,
-        valuation: NewValuation,
-    },
-    CreateProgramme {
-        programme: NewProgramme,
-    },
-    FileClaim {
-        programme_id: Uuid,
-        pledge_id: Uuid,
-        filed_on: NaiveDate,
-    },
-    DecideClaim {
-        id: Uuid,
-        approved: bool,
-        decided_on: NaiveDate,
-        note: Note,
-    },
-    PayClaim {
-        id: Uuid,
-        paid_on: NaiveDate,
-        amount: Money,
-    },
-    /// Withdraws the state of right `number` recorded at `recorded_at` (its entry's time).
-    WithdrawRightState {
-        number: RightNumber,
-        recorded_at: Micros,
-        note: Note,
-    },
-}
-
-impl RiskCommand {
-    fn canonical(&self) -> journal::format::Request<'_> {
-        use journal::format::Request as R;
-        match self {
-            RiskCommand::RecordRight { number, state } => R::RecordRight { number, state },
-            RiskCommand::RecordDefault { id, default } => R::RecordDefault { id: *id, default },
-            RiskCommand::ResolveDefault { id, resolution } => R::ResolveDefault { id: *id, resolution },
-            RiskCommand::RecordValuation { id, valuation } => R::RecordValuation { id: *id, valuation },
-            RiskCommand::CreateProgramme { programme } => R::CreateProgramme(programme),
-            RiskCommand::FileClaim { programme_id, pledge_id, filed_on } => {
-                R::FileClaim { programme_id: *programme_id, pledge_id: *pledge_id, filed_on: *filed_on }
-            }
-            RiskCommand::DecideClaim { id, approved, decided_on, note } => {
-                R::DecideClaim { id: *id, approved: *approved, decided_on: *decided_on, note }
-            }
-            RiskCommand::PayClaim { id, paid_on, amount } => {
-                R::PayClaim { id: *id, paid_on: *paid_on, amount: *amount }
-            }
-            RiskCommand::WithdrawRightState { number, recorded_at, note } => {
-                R::WithdrawRightState { number, recorded_at: *recorded_at, note }
-            }
-        }
-    }
-}
-
-impl Command {
-    /// The command as its fingerprint sees it; `None` for commands without a request id.
-    fn canonical(&self) -> Option<journal::format::Request<'_>> {
-        use journal::format::Request;
-        match self {
-            Command::RegisterPledge { pledge, .. } => Some(Request::RegisterPledge(pledge)),
-            Command::ChangePledge { id, amendment, .. } => Some(Request::ChangePledge { id: *id, amendment }),
-            Command::ReleasePledge { id, release, .. } => Some(Request::ReleasePledge { id: *id, release }),
-            Command::CreateCreditLine { line, .. } => Some(Request::CreateCreditLine(line)),
-            Command::Risk { command, .. } => Some(command.canonical()),
-            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
-        }
-    }
-
-    fn request_id(&self) -> Option<Uuid> {
-        match self {
-            Command::RegisterPledge { request_id, .. }
-            | Command::ChangePledge { request_id, .. }
-            | Command::ReleasePledge { request_id, .. }
-            | Command::CreateCreditLine { request_id, .. }
-            | Command::Risk { request_id, .. } => Some(*request_id),
-            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
-        }
-    }
-}
-
-/// What a write produced: the resource as it now is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The pledge with its risk record (flags, default, valuations) as the write left them.
-    Pledge(Pledge, Box<super::risk::PledgeRisk>),
-    CreditLine(CreditLine),
-    Principal(PrincipalRecord),
-    Right(RightRecord),
-    Default(PledgeDefault),
-    Valuation(Valuation),
-    Programme(Programme),
-    Claim(Claim),
-}
-
-/// The result of an executed command.
-#[derive(Debug)]
-pub enum Executed {
-    /// A retry of a committed request: its response again, nothing written.
-    Replayed(Outcome),
-    /// Accepted: the entry to append (sealed after the head given to `execute`), its derived
-    /// records in the transaction.
-    Appended { outcome: Outcome, entry: Box<Entry>, stored: Stored },
-}
 
 /// Executes `command` for `actor` at `now` against the state after `head`. Rules that depend on
 /// the content alone (may this bank register a pledge to that pledgee) were checked before.
@@ -208,7 +38,10 @@ pub fn execute(
         && let Some(record) = tx.get::<RequestRecord>(&keys::request(&actor.name, request.id))?
     {
         let same = match record.form {
-            journal::legacy::VERSION => journal::legacy::fingerprint(&actor.name, command) == Some(record.fingerprint),
+            journal::legacy::VERSION => {
+                let canonical = command.canonical().expect("a command with a request id has a canonical form");
+                journal::legacy::fingerprint(&actor.name, request.id, canonical) == Some(record.fingerprint)
+            }
             _ => record.fingerprint == request.fingerprint,
         };
         if !same {
@@ -221,7 +54,7 @@ pub fn execute(
     super::projector::apply_entry(tx, &entry)?;
     if let Outcome::Pledge(pledge, risk) = &mut outcome {
         // The answer shows the pledge's risk as the entry left it (a registration may be flagged).
-        **risk = super::risk::pledge_risk(tx, pledge.id)?;
+        **risk = super::risk_projector::pledge_risk(tx, pledge.id)?;
     }
     Ok(Executed::Appended { outcome, entry: Box::new(entry), stored })
 }
@@ -233,7 +66,7 @@ fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, Ledg
         &Resource::Pledge(id) => {
             let pledge = load_pledge(tx, id)?;
             let version = pledge.as_at(record.at).ok_or_else(|| missing("pledge version"))?;
-            Ok(Outcome::Pledge(version, Box::new(super::risk::pledge_risk(tx, id)?)))
+            Ok(Outcome::Pledge(version, Box::new(super::risk_projector::pledge_risk(tx, id)?)))
         }
         &Resource::CreditLine(id) => {
             let line = load_line(tx, id)?.ok_or_else(|| missing("credit line"))?;
@@ -244,7 +77,7 @@ fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, Ledg
                 ..line
             }))
         }
-        other => super::risk::replayed_outcome(tx, other, record.at),
+        other => super::risk_decider::replayed_outcome(tx, other, record.at),
     }
 }
 
@@ -261,7 +94,7 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command, rules: u32) -> R
             }
         }
         Command::RegisterPledge { .. } | Command::CreateCreditLine { .. } => Ok(()),
-        Command::Risk { command, .. } => super::risk::authorize(tx, actor, command, rules),
+        Command::Risk { command, .. } => super::risk_decider::authorize(tx, actor, command, rules),
         Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => {
             actor.require_admin()
         }
@@ -279,7 +112,7 @@ fn decide(
 ) -> Result<(Event, Outcome), LedgerError> {
     let by = actor.name.clone();
     match command {
-        Command::Risk { command, .. } => super::risk::decide(tx, actor, command, (now, rules)),
+        Command::Risk { command, .. } => super::risk_decider::decide(tx, actor, command, (now, rules)),
         Command::RegisterPledge { pledge, .. } => {
             let pledge = register(tx, actor, pledge, (now, rules))?;
             Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge, Box::default())))
@@ -361,10 +194,6 @@ fn decide(
     }
 }
 
-pub(super) fn load_pledge(tx: &Tx<'_>, id: Uuid) -> Result<Pledge, LedgerError> {
-    tx.get(&keys::pledge(id))?.ok_or(LedgerError::NotFound { resource: "pledge", id: id.to_string() })
-}
-
 fn load_line(tx: &Tx<'_>, id: Uuid) -> Result<Option<CreditLine>, LedgerError> {
     tx.get(&keys::credit_line(id))
 }
@@ -395,9 +224,9 @@ fn register(
         _ => actor.may_date_registration(content.registered_on, today)?,
     }
     for right in &content.rights {
-        let holding = tx.get::<super::projector::RightHolding>(&keys::active_right(&right.number))?.unwrap_or_default();
+        let holding = tx.get::<super::records::RightHolding>(&keys::active_right(&right.number))?.unwrap_or_default();
         let pledged = if rules == 0 { 0 } else { holding.pledges };
-        if pledged as usize >= super::risk::PLEDGES_PER_RIGHT_MAX {
+        if pledged as usize >= super::risk_projector::PLEDGES_PER_RIGHT_MAX {
             return Err(LedgerError::refused(
                 "RIGHT_PLEDGES_LIMIT_REACHED",
                 format!(
@@ -524,7 +353,9 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         (Event::CreditLineCreated { line: decided }, Event::CreditLineCreated { line: recorded }) => {
             decided.content == recorded.content && tx.get::<CreditLine>(&keys::credit_line(recorded.id))?.is_none()
         }
-        (decided, recorded) if super::risk::assigns_id(recorded) => super::risk::same_but_ids(tx, decided, recorded)?,
+        (decided, recorded) if super::risk_decider::assigns_id(recorded) => {
+            super::risk_decider::same_but_ids(tx, decided, recorded)?
+        }
         (decided, recorded) => decided == recorded,
     };
     if !same {
@@ -584,6 +415,6 @@ fn command_of(entry: &Entry, request_id: Option<Uuid>) -> Result<Command, Ledger
         Event::CertificateBound { name, binding } => {
             Command::BindCertificate { name: name.clone(), binding: binding.clone() }
         }
-        risk => Command::Risk { request_id: id()?, command: super::risk::command_of(risk)? },
+        risk => Command::Risk { request_id: id()?, command: super::risk_decider::command_of(risk)? },
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod apply;
 mod codec;
+pub mod command;
 pub mod derived;
 pub mod export;
 pub mod journal;
@@ -11,8 +12,10 @@ pub mod keys;
 pub mod principals;
 pub mod projector;
 pub mod query;
+pub mod records;
 pub mod replay;
-pub mod risk;
+pub mod risk_decider;
+pub mod risk_projector;
 pub mod role;
 pub mod signing;
 mod sums;
@@ -20,7 +23,7 @@ pub mod tokens;
 mod tx;
 mod writer;
 
-pub use apply::{Command, Outcome};
+pub use command::{Command, Outcome};
 pub use writer::GROUP_MAX;
 
 use crate::domain::LedgerError;
@@ -38,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 /// and rights whose expiry may be bounded or unknown. 5: the risk columns as of a date in the
 /// as-of sums, and programmes' commitments by date. 6: a right's recorded states carry their
 /// withdrawal; claims' bases hold the compensation of the pledge's other claims, and a bank's
-/// lending for stop lines counts what was lent (`risk::lent`). 7: a right's holding (`R`) keeps its
+/// lending for stop lines counts what was lent (`risk_projector::lent`). 7: a right's holding (`R`) keeps its
 /// active pledge and the count of its pledges in one record, kept after a release (no `Jn` key).
 /// 8: the records are the same, stored as sorted runs (`store::RunStore`) instead of one sled key
 /// each; a directory of the scattered layout is removed when opened. 9: exposure rows and as-of

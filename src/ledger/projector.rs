@@ -7,6 +7,10 @@
 use super::journal::{Entry, Event};
 use super::keys;
 use super::principals::{CertificateBinding, PrincipalRecord};
+use super::records::{
+    PledgorPledge, PledgorPledges, RequestRecord, Resource, RightHolding, broken, load_pledge, registration_fact,
+};
+use super::sums::{AsOfDelta, add_asof_delta_of_body, update_row};
 use super::tx::Tx;
 use crate::domain::LedgerError;
 use crate::domain::asof;
@@ -15,53 +19,16 @@ use crate::domain::exposure::{self, Bucket, RowDelta};
 use crate::domain::ident::CreditCode;
 use crate::domain::pledge::{Party, Pledge};
 use crate::domain::principal::Role;
-use crate::domain::statistics::Fact;
 use uuid::Uuid;
-
-/// What a request id stands for once its write is committed: the fingerprint of the request
-/// (in the canonical form `form`), the entry it wrote, and the resource, whose state right after
-/// that entry is the response a retry gets again (`apply::replayed_outcome`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RequestRecord {
-    pub fingerprint: [u8; 32],
-    pub form: u8,
-    pub sequence: u64,
-    pub at: crate::domain::Micros,
-    pub resource: Resource,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Resource {
-    Pledge(Uuid),
-    CreditLine(Uuid),
-    Right(crate::domain::ident::RightNumber),
-    /// The default of a pledge.
-    Default(Uuid),
-    Valuation {
-        pledge: Uuid,
-        id: Uuid,
-    },
-    Programme(Uuid),
-    Claim(Uuid),
-}
-
-fn broken(what: String) -> LedgerError {
-    LedgerError::Internal(what)
-}
-
-/// The pledge an entry changes: derived state holds it, or the journal is inconsistent.
-fn load_pledge(tx: &Tx<'_>, id: Uuid) -> Result<Pledge, LedgerError> {
-    tx.get(&keys::pledge(id))?.ok_or_else(|| broken(format!("an entry changes pledge {id}, which is missing")))
-}
 
 /// Writes every record derived from `entry`.
 pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     // The risk columns as of a date: each pledge's function before the entry, to subtract after.
-    let touched = super::risk::touched_pledges(tx, &entry.event)?;
-    let before = touched.iter().map(|id| super::risk::asof_points(tx, *id)).collect::<Result<Vec<_>, _>>()?;
+    let touched = super::risk_projector::touched_pledges(tx, &entry.event)?;
+    let before = touched.iter().map(|id| super::risk_projector::asof_points(tx, *id)).collect::<Result<Vec<_>, _>>()?;
     apply_event(tx, entry)?;
     for (id, before) in touched.into_iter().zip(before) {
-        super::risk::move_asof(tx, id, &before)?;
+        super::risk_projector::move_asof(tx, id, &before)?;
     }
     // Rules only go up along the journal (`apply::validate`); written when they first do.
     if entry.rules > 0 && tx.get::<u32>(keys::META_RULES)? != Some(entry.rules) {
@@ -72,7 +39,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             Event::PledgeRegistered { pledge } => Resource::Pledge(pledge.id),
             Event::PledgeChanged { id, .. } | Event::PledgeReleased { id, .. } => Resource::Pledge(*id),
             Event::CreditLineCreated { line } => Resource::CreditLine(line.id),
-            other => super::risk::resource(other)
+            other => super::risk_projector::resource(other)
                 .ok_or_else(|| broken(format!("a {} entry with a request id", other.name())))?,
         };
         let record = RequestRecord {
@@ -122,7 +89,7 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::fact(c.county, c.registered_on, id), &fact);
             tx.put(keys::fact_by_pledgee(&c.pledgee.credit_code, c.registered_on, id), &fact);
             name_bank(tx, entry, &c.pledgee)?;
-            super::risk::pledge_registered(tx, pledge)?;
+            super::risk_projector::pledge_registered(tx, pledge)?;
             tx.put(keys::pledge(id), pledge);
             tx.put(keys::history(id, sequence), &());
         }
@@ -143,7 +110,7 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             if let Some(point) = asof::change_point(before, after) {
                 add_asof(tx, after, point, None)?;
             }
-            super::risk::pledge_moved(tx, before, after)?;
+            super::risk_projector::pledge_moved(tx, before, after)?;
             tx.put(keys::pledge(after.id), after);
             tx.put(keys::history(after.id, sequence), &());
         }
@@ -171,7 +138,7 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             if let Some(point) = asof::release_point(after) {
                 add_asof(tx, after, point, Some((after, intervals)))?;
             }
-            super::risk::pledge_moved(tx, before, after)?;
+            super::risk_projector::pledge_moved(tx, before, after)?;
             tx.put(keys::pledge(id), after);
             tx.put(keys::history(id, sequence), &());
         }
@@ -205,177 +172,10 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 true
             })?;
         }
-        _ => super::risk::apply(tx, entry)?,
+        _ => super::risk_projector::apply(tx, entry)?,
     }
     Ok(())
 }
-
-/// A dated delta of an as-of row, summed per year, month and day: the pledges in force, and the
-/// risk columns (`asof_risk`) when any moved.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AsOfDelta {
-    pub secured_fen: i128,
-    pub pledges: i64,
-    pub rights: i64,
-    pub enterprises: i64,
-    /// `None` when zero, which it is for almost every delta: eight zeros in each of the millions of
-    /// day and month entries would cost a quarter more disk per pledge, and inline they would
-    /// triple the size of the year sums the writer copies for every command that touches a hot
-    /// row (15% of import throughput, measured). Never `Some` of zeros, so a rebuild writes the
-    /// same bytes.
-    pub risk: Option<Box<RiskAsOf>>,
-}
-
-/// The risk columns' part of an as-of delta.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RiskAsOf {
-    pub at_risk_fen: i128,
-    pub at_risk_pledges: i64,
-    pub defaulted_fen: i128,
-    pub defaulted_pledges: i64,
-    pub appraised_fen: i128,
-    pub appraised_secured_fen: i128,
-    pub claimed_fen: i128,
-    pub paid_fen: i128,
-}
-
-impl RiskAsOf {
-    fn add(&mut self, other: &RiskAsOf) {
-        self.at_risk_fen += other.at_risk_fen;
-        self.at_risk_pledges += other.at_risk_pledges;
-        self.defaulted_fen += other.defaulted_fen;
-        self.defaulted_pledges += other.defaulted_pledges;
-        self.appraised_fen += other.appraised_fen;
-        self.appraised_secured_fen += other.appraised_secured_fen;
-        self.claimed_fen += other.claimed_fen;
-        self.paid_fen += other.paid_fen;
-    }
-
-    /// `None` for zeros: the one encoding of "nothing moved".
-    fn non_zero(self) -> Option<Box<RiskAsOf>> {
-        (self != RiskAsOf::default()).then(|| Box::new(self))
-    }
-}
-
-impl AsOfDelta {
-    /// Field by field, in place: queries fold many of these per answer.
-    pub fn add(&mut self, other: &AsOfDelta) {
-        self.secured_fen += other.secured_fen;
-        self.pledges += other.pledges;
-        self.rights += other.rights;
-        self.enterprises += other.enterprises;
-        if let Some(more) = &other.risk {
-            let mut risk = self.risk.as_deref().copied().unwrap_or_default();
-            risk.add(more);
-            self.risk = risk.non_zero();
-        }
-    }
-
-    /// The delta of the fields an as-of row has (no credit lines: they are not dated).
-    pub fn of(d: &RowDelta) -> AsOfDelta {
-        let risk = RiskAsOf {
-            at_risk_fen: d.at_risk_fen,
-            at_risk_pledges: d.at_risk_pledges,
-            defaulted_fen: d.defaulted_fen,
-            defaulted_pledges: d.defaulted_pledges,
-            appraised_fen: d.appraised_fen,
-            appraised_secured_fen: d.appraised_secured_fen,
-            claimed_fen: d.claimed_fen,
-            paid_fen: d.paid_fen,
-        };
-        AsOfDelta {
-            secured_fen: d.secured_fen,
-            pledges: d.pledges,
-            rights: d.rights,
-            enterprises: d.enterprises,
-            risk: risk.non_zero(),
-        }
-    }
-
-    pub fn row_delta(&self) -> RowDelta {
-        let risk = self.risk.as_deref().copied().unwrap_or_default();
-        RowDelta {
-            secured_fen: self.secured_fen,
-            pledges: self.pledges,
-            rights: self.rights,
-            enterprises: self.enterprises,
-            at_risk_fen: risk.at_risk_fen,
-            at_risk_pledges: risk.at_risk_pledges,
-            defaulted_fen: risk.defaulted_fen,
-            defaulted_pledges: risk.defaulted_pledges,
-            appraised_fen: risk.appraised_fen,
-            appraised_secured_fen: risk.appraised_secured_fen,
-            claimed_fen: risk.claimed_fen,
-            paid_fen: risk.paid_fen,
-            ..RowDelta::default()
-        }
-    }
-}
-
-/// A right's holding (`keys::active_right`): the active pledge holding it, if any ("one active
-/// pledge per right"), and how many pledges it has been part of, which bounds the work of a
-/// recording of its state (`risk::PLEDGES_PER_RIGHT_MAX`). One key per right, written by its
-/// registrations and releases only: the count costs no key of its own.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RightHolding {
-    pub active: Option<Uuid>,
-    pub pledges: u32,
-}
-
-/// The active pledge holding `number`, if any.
-pub(crate) fn active_holder(
-    tx: &Tx<'_>,
-    number: &crate::domain::ident::RightNumber,
-) -> Result<Option<Uuid>, LedgerError> {
-    Ok(tx.get::<RightHolding>(&keys::active_right(number))?.and_then(|h| h.active))
-}
-
-/// One of a pledgor's pledges as its distinct-enterprise counts need it: its in-force interval
-/// and what decides the rows it counts in (county, pledgee, right kinds; none of them changes
-/// after registration). The pledgor's record (`keys::asof_intervals`) lists them in journal
-/// order: ~45 bytes per pledge, where an interval list per row cost ~20 times that (the largest
-/// family of a checkpoint at 1M, bench/RESULTS.md 2026-12-05).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PledgorPledge {
-    pub id: Uuid,
-    pub start: asof::Day,
-    pub end: asof::Day,
-    pub county: crate::domain::region::CountyCode,
-    pub pledgee: CreditCode,
-    /// Bit `RightKind::tag()` for each kind among its rights.
-    pub kinds: u8,
-}
-
-impl PledgorPledge {
-    fn of(p: &Pledge) -> PledgorPledge {
-        let (start, end) = asof::interval(p);
-        let kinds = p.content.rights.iter().fold(0u8, |bits, r| bits | (1 << r.kind().tag()));
-        PledgorPledge {
-            id: p.id,
-            start,
-            end,
-            county: p.content.county,
-            pledgee: p.content.pledgee.credit_code.clone(),
-            kinds,
-        }
-    }
-
-    /// Whether the pledge counts in `bucket`: the rows `exposure::pledge_shares` names.
-    fn counts_in(&self, bucket: &Bucket) -> bool {
-        use crate::domain::exposure::Dimension;
-        let has = |kind: &crate::domain::ident::RightKind| self.kinds & (1 << kind.tag()) != 0;
-        bucket.region.contains(self.county.region())
-            && match &bucket.dimension {
-                Dimension::Total => true,
-                Dimension::Pledgee(code) => *code == self.pledgee,
-                Dimension::Kind(kind) => has(kind),
-                Dimension::PledgeeKind(code, kind) => *code == self.pledgee && has(kind),
-            }
-    }
-}
-
-/// A pledgor's pledges, in journal order.
-type PledgorPledges = Vec<PledgorPledge>;
 
 /// The pledgor's record, read once per event that moves one of its intervals.
 fn pledgor_pledges(tx: &Tx<'_>, pledge: &Pledge) -> Result<PledgorPledges, LedgerError> {
@@ -424,57 +224,6 @@ fn add_asof(
         tx.put(keys::asof_intervals(&pledge.content.pledgor.credit_code), all);
     }
     Ok(())
-}
-
-pub(crate) fn add_asof_delta(
-    tx: &mut Tx<'_>,
-    bucket: &Bucket,
-    day: asof::Day,
-    delta: &AsOfDelta,
-) -> Result<(), LedgerError> {
-    add_asof_delta_of_body(tx, &keys::bucket_body(bucket), day, delta)
-}
-
-/// `add_asof_delta` of the bucket whose `keys::bucket_body` is `body`.
-fn add_asof_delta_of_body(tx: &mut Tx<'_>, body: &[u8], day: asof::Day, delta: &AsOfDelta) -> Result<(), LedgerError> {
-    add_dated(
-        tx,
-        |year| keys::asof_of_body(body, year),
-        |year, month| keys::asof_days_of_body(body, year, month),
-        day,
-        delta,
-    )
-}
-
-/// Adds `delta` on `day` to the year sums at `year_key(year)` and to the days of its month at
-/// `days_key(year, month)` (`sums` has their cells), blind.
-pub(crate) fn add_dated(
-    tx: &mut Tx<'_>,
-    year_key: impl FnOnce(u32) -> Vec<u8>,
-    days_key: impl FnOnce(u32, u8) -> Vec<u8>,
-    day: asof::Day,
-    delta: &AsOfDelta,
-) -> Result<(), LedgerError> {
-    let (year, month, day_of_year) = asof::calendar(day);
-    tx.add_cells(&year_key(year), super::sums::year_cells(month, delta).as_slice())?;
-    tx.add_cells(&days_key(year, month), super::sums::days_cells(day_of_year, delta).as_slice())
-}
-
-pub(crate) fn registration_fact(pledge: &Pledge) -> Fact {
-    let c = &pledge.content;
-    let mut rights = [0u32; 5];
-    for right in &c.rights {
-        let i = crate::domain::ident::RightKind::ALL.iter().position(|k| *k == right.kind()).expect("a known kind");
-        rights[i] += 1;
-    }
-    Fact {
-        county: c.county,
-        registered_on: c.registered_on,
-        amount: c.secured_amount,
-        pledgor: c.pledgor.credit_code.clone(),
-        pledgee: c.pledgee.credit_code.clone(),
-        rights,
-    }
 }
 
 /// Moves a credit line's drawn amount by `delta_fen` and its aggregates with it. The rules were
@@ -555,13 +304,6 @@ fn name_bank(tx: &mut Tx<'_>, entry: &Entry, bank: &Party) -> Result<(), LedgerE
         tx.put(key, &bank.name.to_string());
     }
     Ok(())
-}
-
-/// Adds `delta` to the bucket's row, blind. Its ranges are checked when it is read
-/// (`sums::row`): the projector's deltas keep them by construction, and `verify` compares the
-/// rows with a rebuild.
-pub(crate) fn update_row(tx: &mut Tx<'_>, bucket: &Bucket, delta: &RowDelta) -> Result<(), LedgerError> {
-    tx.add(keys::exposure(bucket), super::sums::row_delta(delta))
 }
 
 /// A stored value for a divergence report: its length and first bytes in hex, or "absent".

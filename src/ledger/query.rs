@@ -5,9 +5,9 @@ use super::codec;
 use super::journal::{self, Entry, Journal};
 use super::keys;
 use super::principals::PrincipalRecord;
-use super::projector::AsOfDelta;
-use super::risk::{PledgeRisk, ProgrammeYear};
+use super::risk_projector::{PledgeRisk, ProgrammeYear};
 use super::sums;
+use super::sums::AsOfDelta;
 use crate::domain::LedgerError;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{Bucket, Dimension, Row};
@@ -59,7 +59,7 @@ pub fn pledge(store: &dyn Store, id: Uuid) -> Result<Pledge, LedgerError> {
 
 /// The active pledge holding `number`, if any (the index behind "one active pledge per right").
 pub fn active_pledge_of(store: &dyn Store, number: &RightNumber) -> Result<Option<Pledge>, LedgerError> {
-    match get::<super::projector::RightHolding>(store, &keys::active_right(number))?.and_then(|h| h.active) {
+    match get::<super::records::RightHolding>(store, &keys::active_right(number))?.and_then(|h| h.active) {
         Some(id) => pledge(store, id).map(Some),
         None => Ok(None),
     }
@@ -568,7 +568,7 @@ fn budget_left_as_of(
     date: chrono::NaiveDate,
 ) -> Result<(Money, Money), LedgerError> {
     let at = AsOfDate::new(date);
-    super::risk::budget_left_with(store, region, chrono::Datelike::year(&date), |id| {
+    super::risk_projector::budget_left_with(store, region, chrono::Datelike::year(&date), |id| {
         let mut committed = AsOfDelta::default();
         let sums_key = keys::programme_asof(id, at.year);
         if let Some(value) = store.get(&sums_key).map_err(unavailable)? {
@@ -600,7 +600,7 @@ pub fn exposure(
     let has_credit = as_of.is_none();
     let year = chrono::Datelike::year(&crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros()));
     let budget = |region: Region| match (as_of, bank) {
-        (None, None) => super::risk::budget_left(store, region, year).map(Some),
+        (None, None) => super::risk_projector::budget_left(store, region, year).map(Some),
         (Some(date), None) => budget_left_as_of(store, region, date).map(Some),
         (_, Some(_)) => Ok(None),
     };

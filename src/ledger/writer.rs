@@ -6,7 +6,8 @@
 //! Because the writer is alone, a read-then-write never races: "one active pledge per right" holds
 //! under any number of concurrent clients without optimistic transactions or retries.
 
-use super::apply::{self, Command, Executed, Outcome};
+use super::apply;
+use super::command::{Command, Executed, Outcome};
 use super::derived::Derived;
 use super::journal::lease::Lease;
 use super::journal::{Head, Journal, JournalError, Stored};

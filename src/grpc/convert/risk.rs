@@ -12,8 +12,8 @@ use crate::domain::risk::{
 };
 use crate::domain::text::{Note, parse_date};
 use crate::ledger::Command;
-use crate::ledger::apply::RiskCommand;
-use crate::ledger::risk::{PledgeRisk, ProgrammeYear};
+use crate::ledger::command::RiskCommand;
+use crate::ledger::risk_projector::{PledgeRisk, ProgrammeYear};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 

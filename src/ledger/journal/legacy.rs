@@ -21,6 +21,7 @@
 //! The checked-in data directory and export of that release (tests/fixtures/release-84ac8ba) are
 //! decoded by the tests; the unit test below pins the encoding of every event and command.
 
+use super::format::Request;
 use super::{Entry, Event, Hash, JournalError, RequestKey, Stored};
 use crate::domain::Micros;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
@@ -32,7 +33,6 @@ use crate::domain::pledge::{
 use crate::domain::principal::{Principal, PrincipalName, Role, TokenHash};
 use crate::domain::region::{CountyCode, Level, Region};
 use crate::domain::text::{Name, Note, Reason};
-use crate::ledger::apply::Command;
 use crate::ledger::principals::{CertificateBinding, PrincipalRecord};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -575,27 +575,31 @@ impl V0CertificateBinding {
 }
 
 impl V0Command {
-    /// The command in the release's shape; `None` for commands that never carried a request id.
-    fn of(command: &Command) -> Option<V0Command> {
-        match command {
-            Command::RegisterPledge { request_id, pledge } => {
-                Some(V0Command::RegisterPledge { request_id: *request_id, pledge: V0NewPledge::of(pledge)? })
+    /// The request in the release's shape; `None` for requests the release did not have (the
+    /// risk side's), which never had a form-0 fingerprint.
+    fn of(request_id: Uuid, request: Request<'_>) -> Option<V0Command> {
+        match request {
+            Request::RegisterPledge(pledge) => {
+                Some(V0Command::RegisterPledge { request_id, pledge: V0NewPledge::of(pledge)? })
             }
-            Command::ChangePledge { request_id, id, amendment } => Some(V0Command::ChangePledge {
-                request_id: *request_id,
-                id: *id,
-                amendment: V0PledgeAmendment::of(amendment),
-            }),
-            Command::ReleasePledge { request_id, id, release } => {
-                Some(V0Command::ReleasePledge { request_id: *request_id, id: *id, release: V0Release::of(release) })
+            Request::ChangePledge { id, amendment } => {
+                Some(V0Command::ChangePledge { request_id, id, amendment: V0PledgeAmendment::of(amendment) })
             }
-            Command::CreateCreditLine { request_id, line } => {
-                Some(V0Command::CreateCreditLine { request_id: *request_id, line: V0NewCreditLine::of(line) })
+            Request::ReleasePledge { id, release } => {
+                Some(V0Command::ReleasePledge { request_id, id, release: V0Release::of(release) })
             }
-            Command::CreatePrincipal { .. }
-            | Command::RevokePrincipal { .. }
-            | Command::BindCertificate { .. }
-            | Command::Risk { .. } => None,
+            Request::CreateCreditLine(line) => {
+                Some(V0Command::CreateCreditLine { request_id, line: V0NewCreditLine::of(line) })
+            }
+            Request::RecordRight { .. }
+            | Request::RecordDefault { .. }
+            | Request::ResolveDefault { .. }
+            | Request::RecordValuation { .. }
+            | Request::CreateProgramme(_)
+            | Request::FileClaim { .. }
+            | Request::DecideClaim { .. }
+            | Request::PayClaim { .. }
+            | Request::WithdrawRightState { .. } => None,
         }
     }
 }
@@ -665,9 +669,10 @@ pub fn decode(stored: &Stored) -> Result<Entry, JournalError> {
 /// The release's request fingerprint (form 0): SHA-256 of the postcard bytes of the principal's
 /// name and the command in the release's shape (`V0Command`). A retry, after the upgrade, of a
 /// request first sent to the release is recognised by it. `None` for a command without a request
-/// id, which has no fingerprint.
-pub fn fingerprint(principal: &PrincipalName, command: &Command) -> Option<Hash> {
-    let command = V0Command::of(command)?;
+/// id, which has no fingerprint. It takes the request as the decider's canonical view of a command
+/// (`format::Request`), so the journal needs nothing of the decider's types.
+pub fn fingerprint(principal: &PrincipalName, request_id: Uuid, request: Request<'_>) -> Option<Hash> {
+    let command = V0Command::of(request_id, request)?;
     let bytes = postcard::to_allocvec(&(principal, &command)).expect("in-memory encoding");
     Some(Sha256::digest(bytes).into())
 }
@@ -835,21 +840,22 @@ mod tests {
         ]
     }
     /// Today's command with the same content, through the conversions `decode` uses.
-    fn command_of(v0: &V0Command) -> Command {
+    /// The form-0 fingerprint of a release's command, through today's types.
+    fn fingerprint_of(principal: &PrincipalName, v0: &V0Command) -> Option<Hash> {
         match v0.clone() {
             V0Command::RegisterPledge { request_id, pledge } => {
-                Command::RegisterPledge { request_id, pledge: pledge.into_domain().unwrap() }
+                fingerprint(principal, request_id, Request::RegisterPledge(&pledge.into_domain().unwrap()))
             }
             V0Command::ChangePledge { request_id, id, amendment } => {
                 let V0PledgeAmendment { secured_amount, debt_term_end, reason, effective_on } = amendment;
                 let amendment = PledgeAmendment { secured_amount, debt_term_end, reason, effective_on };
-                Command::ChangePledge { request_id, id, amendment }
+                fingerprint(principal, request_id, Request::ChangePledge { id, amendment: &amendment })
             }
             V0Command::ReleasePledge { request_id, id, release } => {
-                Command::ReleasePledge { request_id, id, release: release.into_domain() }
+                fingerprint(principal, request_id, Request::ReleasePledge { id, release: &release.into_domain() })
             }
             V0Command::CreateCreditLine { request_id, line } => {
-                Command::CreateCreditLine { request_id, line: line.into_domain().unwrap() }
+                fingerprint(principal, request_id, Request::CreateCreditLine(&line.into_domain().unwrap()))
             }
         }
     }
@@ -930,11 +936,10 @@ mod tests {
         let bank_a = name("bank-a");
         for (v0, expected) in commands().iter().zip(FINGERPRINTS) {
             assert_eq!(digest(&(&bank_a, v0)), expected, "{v0:?}");
-            let command = command_of(v0);
-            assert_eq!(fingerprint(&bank_a, &command).map(|h| super::super::hex(&h)).as_deref(), Some(expected));
+            assert_eq!(fingerprint_of(&bank_a, v0).map(|h| super::super::hex(&h)).as_deref(), Some(expected));
         }
-        let revoke = Command::RevokePrincipal { name: bank_a.clone() };
-        assert_eq!(fingerprint(&bank_a, &revoke), None, "a command without a request id has no fingerprint");
+        let programme = Request::FileClaim { programme_id: id(1), pledge_id: id(2), filed_on: date(2026, 1, 5) };
+        assert_eq!(fingerprint(&bank_a, id(3), programme), None, "the release had no risk side, nor its fingerprints");
     }
 
     #[test]

@@ -1,0 +1,189 @@
+//! What the decider takes and gives: a `Command` (a caller's write, parsed), the `Outcome` it
+//! answers with, and the lookup of a pledge a command names. Below the deciders (`apply` and
+//! `risk_decider` both use it) and above the records; the journal knows none of it.
+
+use super::journal::{self, Entry, Stored};
+use super::keys;
+use super::principals::{CertificateBinding, PrincipalRecord};
+use super::tx::Tx;
+use crate::domain::credit_line::{CreditLine, NewCreditLine};
+use crate::domain::ident::RightNumber;
+use crate::domain::money::Money;
+use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, Release};
+use crate::domain::principal::{PrincipalName, Role, TokenHash};
+use crate::domain::programme::{Claim, NewProgramme, Programme};
+use crate::domain::right::{RightRecord, RightState};
+use crate::domain::risk::{NewDefault, NewResolution, NewValuation, PledgeDefault, Valuation};
+use crate::domain::text::Note;
+use crate::domain::{LedgerError, Micros};
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+/// A write request, parsed and valid in itself. The form-0 request fingerprint of entries written
+/// before the journal format is computed over a frozen copy of its shape in `journal::legacy`.
+#[derive(Debug, Clone)]
+pub enum Command {
+    RegisterPledge {
+        request_id: Uuid,
+        pledge: NewPledge,
+    },
+    ChangePledge {
+        request_id: Uuid,
+        id: Uuid,
+        amendment: PledgeAmendment,
+    },
+    ReleasePledge {
+        request_id: Uuid,
+        id: Uuid,
+        release: Release,
+    },
+    CreateCreditLine {
+        request_id: Uuid,
+        line: NewCreditLine,
+    },
+    /// Not idempotent by request id: the response holds nothing secret, but the token is only
+    /// ever shown to the caller that created it.
+    CreatePrincipal {
+        name: PrincipalName,
+        role: Role,
+        token_hash: TokenHash,
+    },
+    RevokePrincipal {
+        name: PrincipalName,
+    },
+    /// Binds client certificates matching `binding` to a live principal.
+    BindCertificate {
+        name: PrincipalName,
+        binding: CertificateBinding,
+    },
+    /// The risk side (`ledger::risk`): rights' states, defaults, valuations, programmes, claims.
+    Risk {
+        request_id: Uuid,
+        command: RiskCommand,
+    },
+}
+
+/// A risk-side write, parsed and valid in itself; each is idempotent by its request id.
+#[derive(Debug, Clone)]
+pub enum RiskCommand {
+    RecordRight {
+        number: RightNumber,
+        state: RightState,
+    },
+    RecordDefault {
+        id: Uuid,
+        default: NewDefault,
+    },
+    ResolveDefault {
+        id: Uuid,
+        resolution: NewResolution,
+    },
+    RecordValuation {
+        id: Uuid,
+        valuation: NewValuation,
+    },
+    CreateProgramme {
+        programme: NewProgramme,
+    },
+    FileClaim {
+        programme_id: Uuid,
+        pledge_id: Uuid,
+        filed_on: NaiveDate,
+    },
+    DecideClaim {
+        id: Uuid,
+        approved: bool,
+        decided_on: NaiveDate,
+        note: Note,
+    },
+    PayClaim {
+        id: Uuid,
+        paid_on: NaiveDate,
+        amount: Money,
+    },
+    /// Withdraws the state of right `number` recorded at `recorded_at` (its entry's time).
+    WithdrawRightState {
+        number: RightNumber,
+        recorded_at: Micros,
+        note: Note,
+    },
+}
+
+impl RiskCommand {
+    fn canonical(&self) -> journal::format::Request<'_> {
+        use journal::format::Request as R;
+        match self {
+            RiskCommand::RecordRight { number, state } => R::RecordRight { number, state },
+            RiskCommand::RecordDefault { id, default } => R::RecordDefault { id: *id, default },
+            RiskCommand::ResolveDefault { id, resolution } => R::ResolveDefault { id: *id, resolution },
+            RiskCommand::RecordValuation { id, valuation } => R::RecordValuation { id: *id, valuation },
+            RiskCommand::CreateProgramme { programme } => R::CreateProgramme(programme),
+            RiskCommand::FileClaim { programme_id, pledge_id, filed_on } => {
+                R::FileClaim { programme_id: *programme_id, pledge_id: *pledge_id, filed_on: *filed_on }
+            }
+            RiskCommand::DecideClaim { id, approved, decided_on, note } => {
+                R::DecideClaim { id: *id, approved: *approved, decided_on: *decided_on, note }
+            }
+            RiskCommand::PayClaim { id, paid_on, amount } => {
+                R::PayClaim { id: *id, paid_on: *paid_on, amount: *amount }
+            }
+            RiskCommand::WithdrawRightState { number, recorded_at, note } => {
+                R::WithdrawRightState { number, recorded_at: *recorded_at, note }
+            }
+        }
+    }
+}
+
+impl Command {
+    /// The command as its fingerprint sees it; `None` for commands without a request id.
+    pub(crate) fn canonical(&self) -> Option<journal::format::Request<'_>> {
+        use journal::format::Request;
+        match self {
+            Command::RegisterPledge { pledge, .. } => Some(Request::RegisterPledge(pledge)),
+            Command::ChangePledge { id, amendment, .. } => Some(Request::ChangePledge { id: *id, amendment }),
+            Command::ReleasePledge { id, release, .. } => Some(Request::ReleasePledge { id: *id, release }),
+            Command::CreateCreditLine { line, .. } => Some(Request::CreateCreditLine(line)),
+            Command::Risk { command, .. } => Some(command.canonical()),
+            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
+        }
+    }
+
+    pub(crate) fn request_id(&self) -> Option<Uuid> {
+        match self {
+            Command::RegisterPledge { request_id, .. }
+            | Command::ChangePledge { request_id, .. }
+            | Command::ReleasePledge { request_id, .. }
+            | Command::CreateCreditLine { request_id, .. }
+            | Command::Risk { request_id, .. } => Some(*request_id),
+            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
+        }
+    }
+}
+
+/// What a write produced: the resource as it now is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The pledge with its risk record (flags, default, valuations) as the write left them.
+    Pledge(Pledge, Box<super::risk_projector::PledgeRisk>),
+    CreditLine(CreditLine),
+    Principal(PrincipalRecord),
+    Right(RightRecord),
+    Default(PledgeDefault),
+    Valuation(Valuation),
+    Programme(Programme),
+    Claim(Claim),
+}
+
+/// The result of an executed command.
+#[derive(Debug)]
+pub enum Executed {
+    /// A retry of a committed request: its response again, nothing written.
+    Replayed(Outcome),
+    /// Accepted: the entry to append (sealed after the head given to `execute`), its derived
+    /// records in the transaction.
+    Appended { outcome: Outcome, entry: Box<Entry>, stored: Stored },
+}
+
+pub(crate) fn load_pledge(tx: &Tx<'_>, id: Uuid) -> Result<Pledge, LedgerError> {
+    tx.get(&keys::pledge(id))?.ok_or(LedgerError::NotFound { resource: "pledge", id: id.to_string() })
+}
