@@ -56,7 +56,7 @@ pub enum Command {
         name: PrincipalName,
         binding: CertificateBinding,
     },
-    /// The risk side (`ledger::risk`): rights' states, defaults, valuations, programmes, claims.
+    /// The risk side (`risk_decider`): rights' states, defaults, valuations, programmes, claims.
     Risk {
         request_id: Uuid,
         command: RiskCommand,
