@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the README's buf curl examples against the real release binary, as a new user would, and
+# Runs the API guide's (docs/api-guide.md) and the README's buf curl examples against the real release binary, as a new user would, and
 # checks the answers: reflection alone (no .proto files on the client), register, retry, credit
 # line, JSON-lines import, exact exposure by county, city and province recomputed here from the
-# example files, the risk side in the README's order (a right recorded, a pledge on it, a valuation,
+# example files, the risk side in docs/risk.md's order (a right recorded, a pledge on it, a valuation,
 # a court's freeze, a programme, a default, a claim computed, decided and paid, the risk columns of
 # exposure, the freeze lifted, the default written off), and the signed history (head, proof, a
 # signed dump restored under the server's key, which decides every risk entry again).
@@ -106,7 +106,7 @@ curl -sf "http://$addr/dashboard/" | grep >/dev/null '<title>ipledger'
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' -d '{}' \
   "http://$addr/api/ipledger.v1.ExposureService/GetExposure")" = 401 ]
 
-# The risk side (the README's "The risk side"), in its order: a Guangzhou office and bank.
+# The risk side (docs/risk.md), in its order: a Guangzhou office and bank.
 call_as() {
   local t=$1
   shift
@@ -117,7 +117,7 @@ office=$(call -d '{"name": "guangzhou-ip-office", "role": "OFFICE", "regionCode"
 gzbank=$(call -d '{"name": "bank-gz", "role": "BANK", "creditCode": "914401011905123458"}' \
   "http://$addr/ipledger.v1.AdminService/CreateToken" | json 'd["token"]')
 risk="http://$addr/ipledger.v1.RiskService"
-# The ids the server assigned, put into the example files' placeholders as the README does.
+# The ids the server assigned, put into the example files' placeholders as docs/risk.md does.
 ids() { sed "s/PLEDGE_ID/${pledge:-}/; s/PROGRAMME_ID/${programme:-}/; s/CLAIM_ID/${claim:-}/" "$1"; }
 # A call that must be refused with PERMISSION_DENIED.
 denied() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test, on a fresh machine too: installs what the tests need when it is missing, saying what
 # and why, then runs them all (formatting and lints, the unit and integration tests, the
-# correctness tests again on the PostgreSQL journal, the high-availability test, the README's
+# correctness tests again on the PostgreSQL journal, the high-availability test, the API guide's
 # examples with buf curl and the Python bank client example). CI (.ci/run) runs exactly this.
 #
 # Needs the Rust toolchain (cargo with rustfmt and clippy) and Debian or Ubuntu (apt-get). Installs,
@@ -10,7 +10,7 @@
 #     Debian ships, found with pg_config), chromium and chromium-driver (the dashboard's browser
 #     tests), patroni, etcd-server, etcd-client and haproxy (the HA test), openssl and curl (the
 #     examples), python3-venv, npm, procps and ca-certificates;
-#   - buf from the npm registry (@bufbuild/buf, the README's buf curl examples);
+#   - buf from the npm registry (@bufbuild/buf, the API guide's buf curl examples);
 #   - the Python example's pinned packages (examples/python/requirements.txt) from PyPI, into a
 #     virtual environment under target/ (never the system Python).
 # IPLEDGER_SETUP_ONLY=1 installs and stops there.
@@ -55,12 +55,12 @@ pg=$(pg_bin)
 { has etcd && has etcdctl; } || need "etcd-server etcd-client" "etcd for the HA test"
 { has haproxy || [ -x /usr/sbin/haproxy ]; } || need "haproxy" "HAProxy for the HA test and the deploy files' check"
 has openssl || need "openssl" "openssl for the Python example's throwaway CA"
-has curl || need "curl" "curl for the README's HTTP example"
+has curl || need "curl" "curl for the API guide's HTTP example"
 has kill || need "procps" "kill, which the crash tests send signals with"
 has runuser || need "util-linux" "runuser and setpriv, which run PostgreSQL and Patroni as postgres (both refuse root)"
 { has python3 && python3 -c 'import venv, ensurepip' 2>/dev/null; } \
   || need "python3 python3-venv" "Python 3 with venv for the Python bank client example"
-{ has buf || has npm; } || need "npm" "npm, which installs buf for the README's examples"
+{ has buf || has npm; } || need "npm" "npm, which installs buf for the API guide's examples"
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need "ca-certificates" "CA certificates for npm and pip"
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing with apt-get: ${packages[*]}"
@@ -72,7 +72,7 @@ fi
 case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin" ;; esac
 
 if ! has buf; then
-  say "missing: buf for the README's examples -> npm install -g @bufbuild/buf@1.75.0"
+  say "missing: buf for the API guide's examples -> npm install -g @bufbuild/buf@1.75.0"
   as_root npm install -g @bufbuild/buf@1.75.0
 fi
 

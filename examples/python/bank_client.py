@@ -3,7 +3,7 @@
 What it does, in the order a bank's loan system would:
   1. connects with the bank's bearer token (`authorization: Bearer ipl_…` metadata on every call);
   2. registers a pledge for a loan (the pledge read from a JSON file in the proto's JSON form, as in
-     README "Register a pledge"), with a request id the client chooses and a deadline;
+     docs/api-guide.md "Register a pledge"), with a request id the client chooses and a deadline;
   3. retries safely: the first attempt gets a deliberately tiny deadline (1 ms), so it nearly always
      ends in DEADLINE_EXCEEDED (or CANCELLED "Timeout expired" when the server's side of the deadline
      ends it first) with its outcome unknown: the server may have committed it or not. The retry
@@ -102,7 +102,7 @@ def decode_error(err: grpc.RpcError) -> list[str]:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            # The reason is the stable, documented name (README "Rules and errors"); the metadata
+            # The reason is the stable, documented name (docs/errors.md); the metadata
             # says which right, line or number it concerns. Sorted, so the line is stable.
             metadata = "".join(f" {key}={info.metadata[key]}" for key in sorted(info.metadata))
             lines.append(f"error {code} reason={info.reason} domain={info.domain}{metadata}")
@@ -189,7 +189,7 @@ class Bank:
 
 
 def load_loan(path: str, credit_line: str | None) -> pb.Pledge:
-    """The pledge of a loan, in the proto's JSON form (what README's register.json has under
+    """The pledge of a loan, in the proto's JSON form (what tests/examples/register.json has under
     "pledge"); json_format checks the field names and types against the generated messages.
 
     `registeredOn` is the day CNIPA registered the pledge, from its notice. A bank records its

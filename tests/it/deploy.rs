@@ -171,7 +171,7 @@ fn the_systemd_unit_parses_and_uses_only_what_the_binary_has() {
     for assignment in &keys["[Service]Environment"] {
         let (name, value) = assignment.split_once('=').unwrap();
         if name == "RUST_LOG" {
-            continue; // the log filter of tracing, documented in the README
+            continue; // the log filter of tracing, documented in docs/operations.md
         }
         let default = serve.get(name).unwrap_or_else(|| panic!("{name} is not a setting"));
         if name == "IPLEDGER_DATA_DIR" {
