@@ -1,5 +1,6 @@
 //! The house's shape, checked: no import cycle among the source files of either crate (the
-//! library rooted at `src/lib.rs`, the binary at `src/main.rs`).
+//! library rooted at `src/lib.rs`, the binary at `src/main.rs`), and no relative link of the
+//! README and docs/ that leads nowhere (the docs are split by reader and link across files).
 //!
 //! Why a test of our own: the core is layered (records ← projector ← decider ← writer, domain
 //! at the bottom, the scrape above the ledger), and a cycle is how such layers erode, one
@@ -329,4 +330,67 @@ fn the_check_sees_a_cycle_through_use_trees_super_paths_and_code() {
         .collect();
     assert_eq!(names, [["a.rs", "b.rs", "c.rs"]], "{}", describe(&graph, &found));
     assert!(graph[&dir.path().join("d.rs")].contains_key(&dir.path().join("a.rs")));
+}
+
+/// A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to hyphens.
+fn anchor_of(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == ' ' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown file's headings (outside code blocks).
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            out.insert(anchor_of(line));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_of_the_readme_and_the_docs_leads_somewhere() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("bench/README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    let mut broken = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        // `](target)`: the Markdown links; absolute URLs are not ours to check.
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.starts_with("http") || target.contains(' ') {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let linked = if path.is_empty() { file.clone() } else { file.parent().unwrap().join(path) };
+            if !linked.exists() {
+                broken.push(format!("{}: {target} (no such file)", file.display()));
+                continue;
+            }
+            let is_md = linked.extension().is_some_and(|e| e == "md");
+            if !anchor.is_empty() && is_md && !anchors(&std::fs::read_to_string(&linked).unwrap()).contains(anchor) {
+                broken.push(format!("{}: {target} (no such heading)", file.display()));
+            }
+        }
+    }
+    assert!(files.len() >= 7, "the README, bench/README.md and docs/: {files:?}");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
