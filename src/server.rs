@@ -8,9 +8,11 @@ use crate::domain::principal::{Principal, PrincipalName, Role};
 use crate::grpc::Api;
 use crate::grpc::auth::Authenticate;
 use crate::ledger::Ledger;
+use crate::ledger::WriterGuard;
 use crate::proto as pb;
 use crate::store::Store;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -429,7 +431,9 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, ServeError> {
     std::fs::read(path).map_err(|source| ServeError::Pem { path: path.to_path_buf(), source })
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains and returns.
+/// Serves on `listener` until `shutdown` resolves, then drains and returns. In order: the
+/// address rules, the ledger, the first admin, the metrics port, the routes, the transport; then,
+/// at shutdown, every task that holds the ledger, and the writer last (it drains the queue).
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -440,32 +444,70 @@ pub async fn serve(
     if config.tls.is_none() && !address.ip().is_loopback() && !config.allow_plaintext {
         return Err(ServeError::PlaintextRefused(address));
     }
-    // The metrics port carries every region's exposure: the same rule, and a token off loopback.
-    let metrics_access = match config.metrics_listen {
-        Some(metrics) => {
-            if config.tls.is_none() && !metrics.ip().is_loopback() && !config.allow_plaintext {
-                return Err(ServeError::PlaintextRefused(metrics));
-            }
-            if config.metrics_token_file.is_none() && !metrics.ip().is_loopback() {
-                return Err(ServeError::MetricsTokenRequired(metrics));
-            }
-            let token_sha256 = match &config.metrics_token_file {
-                Some(path) => Some(crate::scrape::read_token(path).map_err(ServeError::Metrics)?),
-                None => None,
-            };
-            let tls = match &config.tls {
-                Some(tls) => Some(
-                    crate::scrape::tls_config(&read_pem(&tls.cert)?, &read_pem(&tls.key)?)
-                        .map_err(ServeError::Metrics)?,
-                ),
-                None => None,
-            };
-            Some((metrics, crate::scrape::Access { tls, token_sha256 }))
+    let metrics_access = metrics_access(&config)?;
+    let (ledger, writer) = start_ledger(&config, address).await?;
+    let bootstrap = first_admin(&ledger, &config).await?;
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let metrics_task = match metrics_access {
+        Some((address, access)) => Some(start_metrics(address, access, &ledger, stopping.clone()).await?),
+        None => None,
+    };
+    let routes = routes(ledger, &config, stopping).await?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tracing::info!(
+        %address,
+        tls = config.tls.is_some(),
+        mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        data_dir = %config.data_dir.display(),
+        "serving ipledger.v1 (reflection v1 and v1alpha, grpc.health.v1) and the dashboard at /dashboard/"
+    );
+    transport(&config)?
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            stopping_tx.send_replace(true);
+        })
+        .await?;
+    if let Some(task) = metrics_task {
+        task.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    }
+    if let Some(task) = bootstrap {
+        task.abort();
+        let _ = task.await;
+    }
+    // Every service (and so every `Ledger` clone) is dropped with the router: the writer drains.
+    tokio::task::spawn_blocking(move || writer.join()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+    tracing::info!("stopped: every accepted write is committed and flushed");
+    Ok(())
+}
+
+/// The metrics port's address and access, checked: it carries every region's exposure, so the
+/// gRPC port's rule applies (TLS or loopback), and a token is required off loopback.
+fn metrics_access(config: &Config) -> Result<Option<(SocketAddr, crate::scrape::Access)>, ServeError> {
+    let Some(metrics) = config.metrics_listen else { return Ok(None) };
+    if config.tls.is_none() && !metrics.ip().is_loopback() && !config.allow_plaintext {
+        return Err(ServeError::PlaintextRefused(metrics));
+    }
+    if config.metrics_token_file.is_none() && !metrics.ip().is_loopback() {
+        return Err(ServeError::MetricsTokenRequired(metrics));
+    }
+    let token_sha256 = match &config.metrics_token_file {
+        Some(path) => Some(crate::scrape::read_token(path).map_err(ServeError::Metrics)?),
+        None => None,
+    };
+    let tls = match &config.tls {
+        Some(tls) => {
+            Some(crate::scrape::tls_config(&read_pem(&tls.cert)?, &read_pem(&tls.key)?).map_err(ServeError::Metrics)?)
         }
         None => None,
     };
+    Ok(Some((metrics, crate::scrape::Access { tls, token_sha256 })))
+}
+
+/// The ledger on the configured engines (tests), or on the data directory and journal.
+async fn start_ledger(config: &Config, address: SocketAddr) -> Result<(Ledger, WriterGuard), ServeError> {
     let limits = &config.limits;
-    let (ledger, writer) = match &config.engines {
+    match &config.engines {
         Some(engines) => {
             // The directory still receives the first admin's token.
             crate::datadir::create_private(&config.data_dir)?;
@@ -473,82 +515,73 @@ pub async fn serve(
                 .map_err(ServeError::AdminToken)?;
             let options =
                 crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
-            Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, options)?
+            Ok(Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, options)?)
         }
         None => {
             let name = config.advertise.clone().unwrap_or_else(|| address.to_string());
             let node = Node { name, lease: config.lease };
             let target = journal_target(config.journal.as_deref(), config.journal_ca.as_deref())?;
-            open_ledger(&config.data_dir, limits, target.as_ref(), config.signing_key.as_deref(), &node).await?
+            open_ledger(&config.data_dir, limits, target.as_ref(), config.signing_key.as_deref(), &node).await
         }
-    };
+    }
+}
+
+/// Creates the first admin's token when this node writes; in a cluster, a task does it once this
+/// node first holds the lease (returned: it holds a handle of the ledger, so it is aborted at
+/// shutdown, or the writer would wait for it).
+async fn first_admin(ledger: &Ledger, config: &Config) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
     // A node of a cluster competes for the writer's lease at once: give it a moment, so that a
     // lone node (or the first) has created the first admin before it serves.
     let mut role = ledger.role();
     let _ = tokio::time::timeout(Duration::from_secs(2), role.wait_for(|r| r.is_writer())).await;
-    let mut bootstrap = None;
     if ledger.role().borrow().is_writer() {
-        bootstrap_admin(&ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
-    } else {
-        // In a cluster, the node that first holds the lease creates the first admin. The task
-        // holds a handle of the ledger: it is aborted at shutdown, or the writer would wait for it.
-        let (ledger, dir, file) = (ledger.clone(), config.data_dir.clone(), config.admin_token_file.clone());
-        bootstrap = Some(tokio::spawn(async move {
-            let mut role = ledger.role();
-            if role.wait_for(|r| r.is_writer()).await.is_ok()
-                && let Err(e) = bootstrap_admin(&ledger, &dir, file.as_deref()).await
-            {
-                tracing::error!(error = %e, "cannot create the first admin");
-            }
-        }));
+        bootstrap_admin(ledger, &config.data_dir, config.admin_token_file.as_deref()).await?;
+        return Ok(None);
     }
+    let (ledger, dir, file) = (ledger.clone(), config.data_dir.clone(), config.admin_token_file.clone());
+    Ok(Some(tokio::spawn(async move {
+        let mut role = ledger.role();
+        if role.wait_for(|r| r.is_writer()).await.is_ok()
+            && let Err(e) = bootstrap_admin(&ledger, &dir, file.as_deref()).await
+        {
+            tracing::error!(error = %e, "cannot create the first admin");
+        }
+    })))
+}
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<pb::pledge_service_server::PledgeServiceServer<Api>>().await;
-    health_reporter.set_serving::<pb::credit_line_service_server::CreditLineServiceServer<Api>>().await;
-    health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<Api>>().await;
-    health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<Api>>().await;
-    health_reporter.set_serving::<pb::journal_service_server::JournalServiceServer<Api>>().await;
-    health_reporter.set_serving::<pb::risk_service_server::RiskServiceServer<Api>>().await;
-    tokio::spawn(report_health(health_reporter.clone(), ledger.role(), ledger.writes_stopped(), ledger.behind()));
+/// The metrics port, serving until `stopping` turns true.
+async fn start_metrics(
+    address: SocketAddr,
+    access: crate::scrape::Access,
+    ledger: &Ledger,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
+    let listener = TcpListener::bind(address).await?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = access.tls.is_some(),
+        bearer_token = access.token_sha256.is_some(),
+        "serving Prometheus metrics at /metrics"
+    );
+    Ok(tokio::spawn(crate::scrape::serve(listener, ledger.clone(), access, async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    })))
+}
 
-    // Both reflection versions describe everything served, each other included, so any client
-    // (grpcurl, buf curl, grpcio, evans) sees the same list whichever version it speaks.
-    let descriptor_sets = [
-        pb::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_types::pb::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-    ];
-    let mut reflection_v1 = tonic_reflection::server::Builder::configure().include_reflection_service(false);
-    let mut reflection_v1alpha = tonic_reflection::server::Builder::configure().include_reflection_service(false);
-    for set in descriptor_sets {
-        reflection_v1 = reflection_v1.register_encoded_file_descriptor_set(set);
-        reflection_v1alpha = reflection_v1alpha.register_encoded_file_descriptor_set(set);
-    }
-
+/// Every route of the port: health, reflection, the six services (size limits, compression and
+/// authentication on each), the dashboard and its JSON API, the plain-HTTP health checks. Takes
+/// the ledger: the routes hold its only handles from here on.
+async fn routes(
+    ledger: Ledger,
+    config: &Config,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<tonic::service::Routes, ServeError> {
+    let limits = &config.limits;
+    let health_service = health_service(&ledger).await;
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
     let auth = Authenticate {
         ledger: ledger.clone(),
         client_certificates: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
-    };
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let metrics_task = match metrics_access {
-        Some((address, access)) => {
-            let listener = TcpListener::bind(address).await?;
-            tracing::info!(
-                address = %listener.local_addr()?,
-                tls = access.tls.is_some(),
-                bearer_token = access.token_sha256.is_some(),
-                "serving Prometheus metrics at /metrics"
-            );
-            let mut stop = stopping.clone();
-            let ledger = ledger.clone();
-            Some(tokio::spawn(crate::scrape::serve(listener, ledger, access, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })))
-        }
-        None => None,
     };
     let scratch_dir = config.engines.is_none().then(|| config.data_dir.clone());
     let api = Api::new(ledger.clone(), limits.quotas.clone(), limits.timeouts, stopping, scratch_dir);
@@ -567,34 +600,74 @@ pub async fn serve(
             )
         };
     }
-    let pledges = limited!(pb::pledge_service_server::PledgeServiceServer::new(api.clone()));
-    let credit_lines = limited!(pb::credit_line_service_server::CreditLineServiceServer::new(api.clone()));
-    let exposure = limited!(pb::exposure_service_server::ExposureServiceServer::new(api.clone()));
-    let admin = limited!(pb::admin_service_server::AdminServiceServer::new(api.clone()));
-    let journal = limited!(pb::journal_service_server::JournalServiceServer::new(api.clone()));
-    let risk = limited!(pb::risk_service_server::RiskServiceServer::new(api.clone()));
-    // Reflection reveals only the published schema, so it needs no token: a tool such as grpcurl
-    // or buf curl then reaches the method itself, which answers UNAUTHENTICATED without one.
-    let reflection_v1 = reflection_v1.build_v1()?;
-    let reflection_v1alpha = reflection_v1alpha.build_v1alpha()?;
     let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(pledges)
-        .add_service(credit_lines)
-        .add_service(exposure)
-        .add_service(admin)
-        .add_service(journal)
-        .add_service(risk);
+        .add_service(limited!(pb::pledge_service_server::PledgeServiceServer::new(api.clone())))
+        .add_service(limited!(pb::credit_line_service_server::CreditLineServiceServer::new(api.clone())))
+        .add_service(limited!(pb::exposure_service_server::ExposureServiceServer::new(api.clone())))
+        .add_service(limited!(pb::admin_service_server::AdminServiceServer::new(api.clone())))
+        .add_service(limited!(pb::journal_service_server::JournalServiceServer::new(api.clone())))
+        .add_service(limited!(pb::risk_service_server::RiskServiceServer::new(api.clone())));
     // The dashboard page and its JSON API share the port (and so its TLS) with gRPC.
-    let routes = tonic::service::Routes::from(
+    Ok(tonic::service::Routes::from(
         routes
             .into_axum_router()
             .merge(crate::http::router(crate::http::HttpState { api, auth }))
             .merge(health)
             .layer(axum::middleware::from_fn(crate::grpc::client_deadline)),
-    );
+    ))
+}
 
+/// `grpc.health.v1` for every service, following the ledger's role and state.
+async fn health_service(
+    ledger: &Ledger,
+) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<pb::pledge_service_server::PledgeServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::credit_line_service_server::CreditLineServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::exposure_service_server::ExposureServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::journal_service_server::JournalServiceServer<Api>>().await;
+    health_reporter.set_serving::<pb::risk_service_server::RiskServiceServer<Api>>().await;
+    tokio::spawn(report_health(health_reporter, ledger.role(), ledger.writes_stopped(), ledger.behind()));
+    health_service
+}
+
+/// Both reflection versions, describing everything served, each other included, so that any
+/// client (grpcurl, buf curl, grpcio, evans) sees the same list whichever version it speaks.
+/// Reflection reveals only the published schema, so it needs no token: a tool then reaches the
+/// method itself, which answers UNAUTHENTICATED without one.
+#[allow(clippy::type_complexity)]
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    ServeError,
+> {
+    let descriptor_sets = [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut v1 = tonic_reflection::server::Builder::configure().include_reflection_service(false);
+    let mut v1alpha = tonic_reflection::server::Builder::configure().include_reflection_service(false);
+    for set in descriptor_sets {
+        v1 = v1.register_encoded_file_descriptor_set(set);
+        v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
+    }
+    Ok((v1.build_v1()?, v1alpha.build_v1alpha()?))
+}
+
+/// The HTTP/2 server: TLS (client certificates optional), streams per connection, keepalives,
+/// and HTTP/1.1 for browsers reaching the dashboard without TLS. Our own listener gets no
+/// TCP_NODELAY from tonic (the caller sets it); without it small calls stall ~40 ms.
+fn transport(config: &Config) -> Result<tonic::transport::Server, ServeError> {
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         let mut tls_config =
@@ -605,36 +678,9 @@ pub async fn serve(
         }
         builder = builder.tls_config(tls_config)?;
     }
-    // Our own listener gets no TCP_NODELAY from tonic; without it small calls stall ~40 ms.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tracing::info!(
-        %address,
-        tls = config.tls.is_some(),
-        mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
-        data_dir = %config.data_dir.display(),
-        "serving ipledger.v1 (reflection v1 and v1alpha, grpc.health.v1) and the dashboard at /dashboard/"
-    );
-    builder
-        .max_concurrent_streams(limits.streams_per_connection_max)
+    Ok(builder
+        .max_concurrent_streams(config.limits.streams_per_connection_max)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        // Browsers reach the dashboard over HTTP/1.1 when there is no TLS.
-        .accept_http1(true)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown.await;
-            stopping_tx.send_replace(true);
-        })
-        .await?;
-    if let Some(task) = metrics_task {
-        task.await.map_err(|e| std::io::Error::other(e.to_string()))??;
-    }
-    if let Some(task) = bootstrap {
-        task.abort();
-        let _ = task.await;
-    }
-    // Every service (and so every `Ledger` clone) is dropped with the router: the writer drains.
-    tokio::task::spawn_blocking(move || writer.join()).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-    tracing::info!("stopped: every accepted write is committed and flushed");
-    Ok(())
+        .accept_http1(true))
 }
