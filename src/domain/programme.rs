@@ -305,8 +305,41 @@ impl Programme {
         self.compensate_under(basis, ClaimRules::Current)
     }
 
-    /// `compensate`, under `rules`.
+    /// `compensate`, under `rules`: the programme covers the loan (`covering_tier`), the loss is
+    /// one it can compensate, the bank's stop line and the year's budget allow it; then the split.
     pub fn compensate_under(&self, basis: &ClaimBasis, rules: ClaimRules) -> Result<Compensation, LedgerError> {
+        let tier = self.covering_tier(basis, rules)?;
+        if basis.loss.is_zero() {
+            return Err(LedgerError::invalid_field("loss", "must be positive"));
+        }
+        if basis.loss > basis.loan_amount {
+            return Err(LedgerError::refused(
+                "LOSS_EXCEEDS_LOAN",
+                format!("the principal loss {} is above the loan of {}", basis.loss, basis.loan_amount),
+            )
+            .with("loss", basis.loss)
+            .with("loanAmount", basis.loan_amount));
+        }
+        self.check_stop_line(basis, rules)?;
+        let available_fen = self.available_fen(basis)?;
+        // One loss, one compensation: the pledge's other claims count against this one's rule, so
+        // the fund parts of all its claims add up to the most generous rule's part at most.
+        let by_rule = tier.fund_share.of_floor(basis.loss);
+        let owed = by_rule.checked_sub(basis.compensated_elsewhere).unwrap_or(Money::ZERO);
+        let fund = owed.min(Money::from_fen(available_fen).expect("positive and at most the budget"));
+        let insurer = self.content.insurer_share.of_floor(basis.loss);
+        let guarantor = self.content.guarantor_share.of_floor(basis.loss);
+        // The shares add up to at most 10000 bp and each part is rounded down, so the bank's part
+        // is never negative.
+        let bank = Money::from_fen(basis.loss.fen() - fund.fen() - insurer.fen() - guarantor.fen())
+            .expect("invariant: the parts of a loss are at most the loss");
+        assert_eq!(fund.fen() + insurer.fen() + guarantor.fen() + bank.fen(), basis.loss.fen());
+        Ok(Compensation { fund_share: tier.fund_share, fund, insurer, guarantor, bank, capped_by_budget: fund < owed })
+    }
+
+    /// The tier that covers the claim's loan, or why the programme does not cover it: the bank,
+    /// the county, the loan's registration date, the filing date, the loan's amount.
+    fn covering_tier(&self, basis: &ClaimBasis, rules: ClaimRules) -> Result<&Tier, LedgerError> {
         let c = &self.content;
         if !c.eligible_banks.is_empty() && !c.eligible_banks.contains(&basis.bank) {
             return Err(LedgerError::refused(
@@ -358,27 +391,22 @@ impl Programme {
             .with("filedOn", basis.filed_on)
             .with("validTo", c.valid_to));
         }
-        let Some(tier) = c.tier_for(basis.loan_amount) else {
+        c.tier_for(basis.loan_amount).ok_or_else(|| {
             let largest = c.tiers.last().expect("a programme has at least one tier").loan_up_to;
-            return Err(LedgerError::refused(
+            LedgerError::refused(
                 "LOAN_ABOVE_TIERS",
                 format!("programme {} covers loans up to {largest}, not {}", self.id, basis.loan_amount),
             )
             .with("programmeId", self.id)
             .with("loanAmount", basis.loan_amount)
-            .with("largestLoan", largest));
-        };
-        if basis.loss.is_zero() {
-            return Err(LedgerError::invalid_field("loss", "must be positive"));
-        }
-        if basis.loss > basis.loan_amount {
-            return Err(LedgerError::refused(
-                "LOSS_EXCEEDS_LOAN",
-                format!("the principal loss {} is above the loan of {}", basis.loss, basis.loan_amount),
-            )
-            .with("loss", basis.loss)
-            .with("loanAmount", basis.loan_amount));
-        }
+            .with("largestLoan", largest)
+        })
+    }
+
+    /// Refuses a claim that would take the bank's losses this year above the programme's stop
+    /// line of what it lent in the region (current rules only).
+    fn check_stop_line(&self, basis: &ClaimBasis, rules: ClaimRules) -> Result<(), LedgerError> {
+        let c = &self.content;
         let year = basis.filed_on.year();
         if let Some(line) = c.stop_line.filter(|_| rules == ClaimRules::Current) {
             // losses / lending > line, multiplied out in fen so it stays exact; with no lending
@@ -403,6 +431,13 @@ impl Programme {
                 .with("stopLine", line));
             }
         }
+        Ok(())
+    }
+
+    /// What is left of the year's budget, in fen (positive), or `BUDGET_EXHAUSTED`.
+    fn available_fen(&self, basis: &ClaimBasis) -> Result<i128, LedgerError> {
+        let c = &self.content;
+        let year = basis.filed_on.year();
         // This rule never commits more than the budget, but the basis comes from the caller: above
         // the budget, nothing is available either.
         let available_fen = c.budget_per_year.fen() - basis.committed_this_year.fen();
@@ -419,19 +454,7 @@ impl Programme {
             .with("budgetPerYear", c.budget_per_year)
             .with("committed", basis.committed_this_year));
         }
-        // One loss, one compensation: the pledge's other claims count against this one's rule, so
-        // the fund parts of all its claims add up to the most generous rule's part at most.
-        let by_rule = tier.fund_share.of_floor(basis.loss);
-        let owed = by_rule.checked_sub(basis.compensated_elsewhere).unwrap_or(Money::ZERO);
-        let fund = owed.min(Money::from_fen(available_fen).expect("positive and at most the budget"));
-        let insurer = c.insurer_share.of_floor(basis.loss);
-        let guarantor = c.guarantor_share.of_floor(basis.loss);
-        // The shares add up to at most 10000 bp and each part is rounded down, so the bank's part
-        // is never negative.
-        let bank = Money::from_fen(basis.loss.fen() - fund.fen() - insurer.fen() - guarantor.fen())
-            .expect("invariant: the parts of a loss are at most the loss");
-        assert_eq!(fund.fen() + insurer.fen() + guarantor.fen() + bank.fen(), basis.loss.fen());
-        Ok(Compensation { fund_share: tier.fund_share, fund, insurer, guarantor, bank, capped_by_budget: fund < owed })
+        Ok(available_fen)
     }
 }
 

@@ -54,93 +54,20 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     Ok(())
 }
 
-/// Writes the records `entry`'s event derives.
+/// Writes the records `entry`'s event derives: one function per event of the pledges' side, the
+/// risk side's in `risk_projector`.
 fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
-    let sequence = entry.sequence;
     match &entry.event {
-        Event::PledgeRegistered { pledge } => {
-            let c = &pledge.content;
-            let id = pledge.id;
-            tx.put(keys::registration(&pledge.registration_number), &id);
-            if let Some(serial) = pledge.registration_number.assigned_serial() {
-                // The serial the next assigned number follows; derived, so replay restores it.
-                let last = tx.get::<u64>(keys::META_REGISTRATION_SERIAL)?.unwrap_or(0);
-                tx.put(keys::META_REGISTRATION_SERIAL.to_vec(), &last.max(serial));
-            }
-            for right in &c.rights {
-                let key = keys::active_right(&right.number);
-                let held = tx.get::<RightHolding>(&key)?.unwrap_or_default();
-                if let Some(holder) = held.active {
-                    return Err(broken(format!("{} is held by {holder} and registered again by {id}", right.number)));
-                }
-                tx.put(key, &RightHolding { active: Some(id), pledges: held.pledges + 1 });
-                tx.put(keys::by_right(&right.number, id), &());
-            }
-            tx.put(keys::by_county(c.county, id), &());
-            tx.put(keys::by_pledgee(&c.pledgee.credit_code, id), &());
-            tx.put(keys::by_pledgor(&c.pledgor.credit_code, id), &());
-            if let Some(line_id) = c.credit_line_id {
-                draw(tx, line_id, c.secured_amount.fen(), entry.at)?;
-            }
-            let intervals = pledgor_pledges(tx, pledge)?;
-            add_pledge_exposure(tx, pledge, 1, &intervals)?;
-            add_asof(tx, pledge, asof::registration_point(pledge), Some((pledge, intervals)))?;
-            let fact = registration_fact(pledge);
-            tx.put(keys::fact(c.county, c.registered_on, id), &fact);
-            tx.put(keys::fact_by_pledgee(&c.pledgee.credit_code, c.registered_on, id), &fact);
-            name_bank(tx, entry, &c.pledgee)?;
-            super::risk_projector::pledge_registered(tx, pledge)?;
-            tx.put(keys::pledge(id), pledge);
-            tx.put(keys::history(id, sequence), &());
-        }
+        Event::PledgeRegistered { pledge } => pledge_registered(tx, entry, pledge),
         Event::PledgeChanged { id, change } => {
             let before = load_pledge(tx, *id)?;
-            let after = &before.apply_change(change);
-            let before = &before;
-            let delta_fen = after.content.secured_amount.fen() - before.content.secured_amount.fen();
-            if delta_fen != 0 {
-                if let Some(line_id) = after.content.credit_line_id {
-                    draw(tx, line_id, delta_fen, entry.at)?;
-                }
-                let delta = RowDelta { secured_fen: delta_fen, ..RowDelta::default() };
-                for share in exposure::pledge_shares(after) {
-                    update_row(tx, &share.bucket, &delta)?;
-                }
-            }
-            if let Some(point) = asof::change_point(before, after) {
-                add_asof(tx, after, point, None)?;
-            }
-            super::risk_projector::pledge_moved(tx, before, after)?;
-            tx.put(keys::pledge(after.id), after);
-            tx.put(keys::history(after.id, sequence), &());
+            let after = before.apply_change(change);
+            pledge_changed(tx, entry, &before, &after)
         }
         Event::PledgeReleased { id, release } => {
-            let id = *id;
-            let before = &load_pledge(tx, id)?;
-            let after = &before.apply_release(release, entry.principal.clone(), entry.at);
-            for right in &after.content.rights {
-                let key = keys::active_right(&right.number);
-                let held = tx.get::<RightHolding>(&key)?.unwrap_or_default();
-                if held.active != Some(id) {
-                    return Err(broken(format!(
-                        "active pledge {id} does not hold {} (index: {:?})",
-                        right.number, held.active
-                    )));
-                }
-                tx.put(key, &RightHolding { active: None, ..held });
-            }
-            if let Some(line_id) = after.content.credit_line_id {
-                draw(tx, line_id, -after.content.secured_amount.fen(), entry.at)?;
-            }
-            // The pledgor never changes: before and after share one interval record.
-            let intervals = pledgor_pledges(tx, before)?;
-            add_pledge_exposure(tx, before, -1, &intervals)?;
-            if let Some(point) = asof::release_point(after) {
-                add_asof(tx, after, point, Some((after, intervals)))?;
-            }
-            super::risk_projector::pledge_moved(tx, before, after)?;
-            tx.put(keys::pledge(id), after);
-            tx.put(keys::history(id, sequence), &());
+            let before = load_pledge(tx, *id)?;
+            let after = before.apply_release(release, entry.principal.clone(), entry.at);
+            pledge_released(tx, entry, &before, &after)
         }
         Event::CreditLineCreated { line } => {
             let c = &line.content;
@@ -151,11 +78,12 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             for bucket in exposure::credit_line_buckets(line) {
                 update_row(tx, &bucket, &delta)?;
             }
-            name_bank(tx, entry, &c.bank)?;
+            name_bank(tx, entry, &c.bank)
         }
         Event::PrincipalCreated { record } => {
             tx.put(keys::principal(&record.principal.name), record);
             tx.put(keys::token(&record.token_hash), &record.principal.name);
+            Ok(())
         }
         Event::PrincipalRevoked { name } => {
             let mut after: PrincipalRecord = tx
@@ -164,16 +92,107 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             after.principal.revoke_time = Some(entry.at);
             tx.put(keys::principal(name), &after);
             tx.delete(keys::token(&after.token_hash));
+            Ok(())
         }
         Event::CertificateBound { name, binding } => {
             tx.put(keys::certificate_binding(binding), &(name, binding));
             tx.update::<Vec<CertificateBinding>>(keys::certificate_bindings_of(name), |bindings| {
                 bindings.push(binding.clone());
                 true
-            })?;
+            })
         }
-        _ => super::risk_projector::apply(tx, entry)?,
+        _ => super::risk_projector::apply(tx, entry),
     }
+}
+
+/// A registration: its indexes (number, rights, county, banks, pledgor), the credit line's draw,
+/// the rows and as-of sums it counts in, its statistics facts, its risk record, the pledge.
+fn pledge_registered(tx: &mut Tx<'_>, entry: &Entry, pledge: &Pledge) -> Result<(), LedgerError> {
+    let c = &pledge.content;
+    let id = pledge.id;
+    tx.put(keys::registration(&pledge.registration_number), &id);
+    if let Some(serial) = pledge.registration_number.assigned_serial() {
+        // The serial the next assigned number follows; derived, so replay restores it.
+        let last = tx.get::<u64>(keys::META_REGISTRATION_SERIAL)?.unwrap_or(0);
+        tx.put(keys::META_REGISTRATION_SERIAL.to_vec(), &last.max(serial));
+    }
+    for right in &c.rights {
+        let key = keys::active_right(&right.number);
+        let held = tx.get::<RightHolding>(&key)?.unwrap_or_default();
+        if let Some(holder) = held.active {
+            return Err(broken(format!("{} is held by {holder} and registered again by {id}", right.number)));
+        }
+        tx.put(key, &RightHolding { active: Some(id), pledges: held.pledges + 1 });
+        tx.put(keys::by_right(&right.number, id), &());
+    }
+    tx.put(keys::by_county(c.county, id), &());
+    tx.put(keys::by_pledgee(&c.pledgee.credit_code, id), &());
+    tx.put(keys::by_pledgor(&c.pledgor.credit_code, id), &());
+    if let Some(line_id) = c.credit_line_id {
+        draw(tx, line_id, c.secured_amount.fen(), entry.at)?;
+    }
+    let intervals = pledgor_pledges(tx, pledge)?;
+    add_pledge_exposure(tx, pledge, 1, &intervals)?;
+    add_asof(tx, pledge, asof::registration_point(pledge), Some((pledge, intervals)))?;
+    let fact = registration_fact(pledge);
+    tx.put(keys::fact(c.county, c.registered_on, id), &fact);
+    tx.put(keys::fact_by_pledgee(&c.pledgee.credit_code, c.registered_on, id), &fact);
+    name_bank(tx, entry, &c.pledgee)?;
+    super::risk_projector::pledge_registered(tx, pledge)?;
+    tx.put(keys::pledge(id), pledge);
+    tx.put(keys::history(id, entry.sequence), &());
+    Ok(())
+}
+
+/// A change of amount or term: the draw and the rows by the difference, the as-of sums from its
+/// effective date, the risk columns.
+fn pledge_changed(tx: &mut Tx<'_>, entry: &Entry, before: &Pledge, after: &Pledge) -> Result<(), LedgerError> {
+    let delta_fen = after.content.secured_amount.fen() - before.content.secured_amount.fen();
+    if delta_fen != 0 {
+        if let Some(line_id) = after.content.credit_line_id {
+            draw(tx, line_id, delta_fen, entry.at)?;
+        }
+        let delta = RowDelta { secured_fen: delta_fen, ..RowDelta::default() };
+        for share in exposure::pledge_shares(after) {
+            update_row(tx, &share.bucket, &delta)?;
+        }
+    }
+    if let Some(point) = asof::change_point(before, after) {
+        add_asof(tx, after, point, None)?;
+    }
+    super::risk_projector::pledge_moved(tx, before, after)?;
+    tx.put(keys::pledge(after.id), after);
+    tx.put(keys::history(after.id, entry.sequence), &());
+    Ok(())
+}
+
+/// A release: its rights free again, the credit line given back, out of the rows now and of the
+/// as-of sums from its release date.
+fn pledge_released(tx: &mut Tx<'_>, entry: &Entry, before: &Pledge, after: &Pledge) -> Result<(), LedgerError> {
+    let id = after.id;
+    for right in &after.content.rights {
+        let key = keys::active_right(&right.number);
+        let held = tx.get::<RightHolding>(&key)?.unwrap_or_default();
+        if held.active != Some(id) {
+            return Err(broken(format!(
+                "active pledge {id} does not hold {} (index: {:?})",
+                right.number, held.active
+            )));
+        }
+        tx.put(key, &RightHolding { active: None, ..held });
+    }
+    if let Some(line_id) = after.content.credit_line_id {
+        draw(tx, line_id, -after.content.secured_amount.fen(), entry.at)?;
+    }
+    // The pledgor never changes: before and after share one interval record.
+    let intervals = pledgor_pledges(tx, before)?;
+    add_pledge_exposure(tx, before, -1, &intervals)?;
+    if let Some(point) = asof::release_point(after) {
+        add_asof(tx, after, point, Some((after, intervals)))?;
+    }
+    super::risk_projector::pledge_moved(tx, before, after)?;
+    tx.put(keys::pledge(id), after);
+    tx.put(keys::history(id, entry.sequence), &());
     Ok(())
 }
 
