@@ -31,6 +31,7 @@ struct RegionLabels {
 }
 
 /// The whole scrape: the counters, then gauges read from the ledger now.
+// Longer than ~70 lines: the gauges of one scrape, one after another, each a few lines.
 pub fn render(ledger: &Ledger, store: &dyn crate::store::Store) -> Result<String, String> {
     let mut text = String::new();
     prometheus_client::encoding::text::encode_registry(&mut text, &METRICS.registry).map_err(|e| e.to_string())?;

@@ -308,6 +308,8 @@ async fn pledge_count(channel: &Channel, token: &str) -> Result<u64, ClientError
     Ok(answer.total.map_or(0, |t| t.pledge_count))
 }
 
+// Longer than ~70 lines: the benchmark's phases in order (load, unary writes, queries, restart,
+// report), each printing its figures.
 pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
     let existing = args.data_dir.exists();
     if existing && (args.pledges > 0 || args.unary > 0) {

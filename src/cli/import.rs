@@ -235,6 +235,8 @@ fn save(path: &Path, progress: &Progress) -> Result<(), ClientError> {
     Ok(())
 }
 
+// Longer than ~70 lines: the import's loop: read, batch, send, resume after a failure, summarise;
+// one sequence over one stream.
 pub async fn run(args: ImportArgs) -> Result<Progress, ClientError> {
     let checkpoint = progress_path(&args.file);
     let mut progress: Progress = if args.restart {

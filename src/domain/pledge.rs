@@ -65,6 +65,8 @@ pub struct Right {
 impl Right {
     /// A right as a request lists it; without a date its expiry is bounded by the statutory term
     /// when the number names a patent's filing year.
+    // Longer than ~70 lines: it collects every field violation of a registration into one answer, field
+    // by field, as AIP asks.
     pub fn new(number: RightNumber, title: Note, expires_on: Option<NaiveDate>) -> Right {
         let expiry = match expires_on {
             Some(day) => Expiry::Given(day),

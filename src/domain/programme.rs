@@ -51,6 +51,8 @@ pub struct Bp(u16);
 impl Bp {
     pub const ZERO: Bp = Bp(0);
 
+    // Longer than ~70 lines: it collects every field violation of a programme (tiers, shares, budget,
+    // dates, region) into one answer, field by field, as AIP asks.
     pub fn new(bp: u16) -> Result<Bp, String> {
         if bp > BP_WHOLE {
             return Err(format!("must be at most {BP_WHOLE} basis points (100%), got {bp}"));
@@ -1035,6 +1037,7 @@ mod tests {
         assert!(guangzhou().compensate_under(&late, ClaimRules::Current).is_err());
     }
 
+    // Longer than ~70 lines: a test table of every content rule of a programme.
     #[test]
     fn programme_content_rules() {
         let gz = |tiers, insurer, guarantor, stop_line, banks| {
@@ -1165,6 +1168,7 @@ mod tests {
         Some(money("1000000.00"))
     }
 
+    // Longer than ~70 lines: a test walking one claim through its whole life, step by step.
     #[test]
     fn life_of_a_claim() {
         let gz = guangzhou();

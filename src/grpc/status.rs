@@ -39,6 +39,8 @@ pub fn public_message(error: &LedgerError) -> String {
     public(error).0
 }
 
+// Longer than ~70 lines: the one table from `LedgerError` to a gRPC status and its details, kept
+// whole so that every error is seen mapped in one place.
 pub fn to_status(error: LedgerError) -> Status {
     let reason = error.reason();
     let (message, error_id) = public(&error);

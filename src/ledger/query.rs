@@ -581,6 +581,8 @@ fn budget_left_as_of(
 
 /// Exposure of `region`; with `bank`, of that bank's book only (its pledgee rows), so a bank never
 /// sees another bank's figures.
+// Longer than ~70 lines: the four groupings of one exposure read (total, child regions, pledgees,
+// right kinds) now and as of a date, sharing the scope and the rows read.
 pub fn exposure(
     store: &dyn Store,
     region: Region,

@@ -130,6 +130,8 @@ fn may_withdraw_right_state(
 
 /// Checks the rules that need state and builds the event and the response; writes nothing.
 /// `(now, rules)`: the entry's time and the version of the rules it is decided under.
+// Longer than ~70 lines: one arm per risk command, each a short rule; claims call out to
+// `file_claim`.
 pub fn decide(
     tx: &mut Tx<'_>,
     actor: &Principal,
@@ -228,6 +230,8 @@ fn claim_rules(rules: u32) -> ClaimRules {
 /// A claim for a defaulted pledge under a programme, with the compensation its rules give. The
 /// loan is the pledge as it defaulted, and the pledge's other claims not rejected count against
 /// this one (`ClaimBasis::compensated_elsewhere`).
+// Longer than ~70 lines: a claim's basis gathered from the pledge, its default, the programme and
+// the bank's year, then the programme's rule: one sequence of reads.
 fn file_claim(
     tx: &Tx<'_>,
     (programme_id, pledge_id, filed_on): (Uuid, Uuid, chrono::NaiveDate),

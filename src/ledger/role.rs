@@ -46,6 +46,8 @@ pub enum Request {
 /// waits for a write, so that it notices a lost lease at once (the writer passes a closure over a
 /// weak sender of its queue: it must not keep the queue open at shutdown, and this module need not
 /// know the writer's types).
+// Longer than ~70 lines: the lease thread's loop: renew while writing, compete while following,
+// step down on request; one state machine.
 pub(crate) fn run_lease(lease: Arc<Lease>, role: watch::Sender<Role>, requests: Receiver<Request>, wake: impl Fn()) {
     let ttl = lease.ttl();
     // Renew well inside the expiry: three renewals may fail before the lease lapses.

@@ -486,6 +486,8 @@ impl Writer {
     }
 
     /// Executes and commits one group.
+    // Longer than ~70 lines: one group commit: decide each job, seal, append, apply, answer; the steps
+    // share the group's transaction and replies.
     fn commit_group(&mut self, jobs: &mut Vec<Write>) -> GroupEnd {
         let started = Instant::now();
         let derived = self.targets.derived.clone();

@@ -592,6 +592,8 @@ impl std::fmt::Debug for RunStore {
 impl RunStore {
     /// Opens (or creates) the store in `dir`. A directory of the earlier layout (every derived key
     /// in sled's default tree) is removed first: derived state is rebuilt from the journal.
+    // Longer than ~70 lines: opening checks the format, lists the runs, deletes what a crash left
+    // unlisted and starts the merge lanes, in that order.
     pub fn open(dir: &std::path::Path, cache_bytes: u64) -> Result<RunStore, StoreError> {
         let sled_cache_bytes = cache_bytes / 100 * (100 - BLOCK_CACHE_SHARE_PERCENT);
         let mut db = super::sled_store::open_db(dir, sled_cache_bytes)?;
@@ -881,6 +883,8 @@ impl Shared {
     }
 
     /// Merges the runs at `range` into one run of the next level.
+    // Longer than ~70 lines: one merge from inputs to an installed output: read cursors, fold, write
+    // blocks in bounded batches, install, delete; each step depends on the state of the one before.
     fn merge(&self, range: std::ops::Range<usize>) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let inputs: Vec<Arc<Run>> = self.snapshot()?[range.clone()].to_vec();

@@ -14,6 +14,8 @@ use crate::ledger::journal::Entry;
 use crate::ledger::query::{self, PledgeFilter, StatusFilter};
 
 /// A pledge to register, with its request id: the handler authorizes on the pledge itself.
+// Longer than ~70 lines: it parses every field of a registration request and collects the
+// violations into one answer.
 pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPledge), LedgerError> {
     let mut f = Fields::default();
     let request_id = f.check("requestId", uuid(&request.request_id));
