@@ -1,6 +1,6 @@
 //! Pledges: registration, change and release, with the rules the pledge registers enforce on the
 //! content of a pledge itself. Rules that depend on the rest of the ledger (a right already pledged,
-//! a credit line's available amount) live in `ledger::apply`.
+//! a credit line's available amount) live in `ledger::decider`.
 
 use super::error::LedgerError;
 use super::ident::{CreditCode, RightKind, RightNumber};

@@ -428,7 +428,7 @@ pub const META_REGISTRATION_SERIAL: &[u8] = b"Mregistration_serial";
 /// The journal head (sequence, hash) the checkpointed derived state reflects.
 pub const META_DERIVED_THROUGH: &[u8] = b"Mderived_through";
 /// The highest version of the rules (`journal::RULES`) an applied entry was decided under: a later
-/// entry decided under older rules is refused by `apply::validate`.
+/// entry decided under older rules is refused by `decider::validate`.
 pub const META_RULES: &[u8] = b"Mrules";
 
 /// The layout version of the derived records (`ledger::DERIVED_LAYOUT`) the store holds.

@@ -2,9 +2,9 @@
 //! groups of entries), the projector that derives every other record from the entries, and the
 //! read path over derived state (point reads, index scans, exposure rows).
 
-pub mod apply;
 mod codec;
 pub mod command;
+pub mod decider;
 pub mod derived;
 pub mod export;
 pub mod journal;

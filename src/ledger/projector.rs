@@ -30,7 +30,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     for (id, before) in touched.into_iter().zip(before) {
         super::risk_projector::move_asof(tx, id, &before)?;
     }
-    // Rules only go up along the journal (`apply::validate`); written when they first do.
+    // Rules only go up along the journal (`decider::validate`); written when they first do.
     if entry.rules > 0 && tx.get::<u32>(keys::META_RULES)? != Some(entry.rules) {
         tx.put(keys::META_RULES.to_vec(), &entry.rules);
     }

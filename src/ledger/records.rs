@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 /// What a request id stands for once its write is committed: the fingerprint of the request
 /// (in the canonical form `form`), the entry it wrote, and the resource, whose state right after
-/// that entry is the response a retry gets again (`apply::replayed_outcome`).
+/// that entry is the response a retry gets again (`decider::replayed_outcome`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RequestRecord {
     pub fingerprint: [u8; 32],

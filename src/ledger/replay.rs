@@ -74,11 +74,11 @@ fn walk(
 }
 
 /// Decides `entry` again under the ledger's rules, as its principal at its time, against the state
-/// in `tx` (`apply::validate`), then applies it: how a restore, a follower and a new writer take an
+/// in `tx` (`decider::validate`), then applies it: how a restore, a follower and a new writer take an
 /// entry that another process wrote. An entry the rules refuse is refused with `ENTRY_REFUSED`,
 /// whatever its hashes say.
 pub(crate) fn apply_checked(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
-    super::apply::validate(tx, entry)?;
+    super::decider::validate(tx, entry)?;
     // Only the decision counts: the records are the projector's, from the entry itself.
     tx.reject();
     projector::apply_entry(tx, entry)?;
@@ -102,7 +102,7 @@ pub(crate) fn check_link(previous: Head, entry: &Entry) -> Result<(), LedgerErro
 /// Reads up to `limit` entries from `from` on and returns, decoded, those that a node sharing the
 /// journal may apply: the ones a group signature by the cluster's key `key` covers (a signature
 /// of an entry covers it and, through the chain, every entry before it), and before them any
-/// entries of a release before group signatures (rules 0: the rules floor, `apply::validate`,
+/// entries of a release before group signatures (rules 0: the rules floor, `decider::validate`,
 /// keeps such an entry from following a newer one). Reads further, up to `SIGNED_RUN_MAX`
 /// entries, when a group is longer than `limit`. Refuses a signature that does not verify
 /// (`GROUP_SIGNATURE_INVALID`) and entries no signature covers (`GROUP_UNSIGNED`): a group's rows
@@ -445,7 +445,7 @@ fn last_writer(journal: &dyn Journal, through: u64, key: &[u8], scratch: &dyn St
 
 /// Builds a ledger from a dump's entries into an empty journal and derived state: checks each
 /// entry's bytes and its link to the one before, decides it again under the ledger's rules as its
-/// principal at its time (`apply::validate`), then appends and applies it, a chunk at a time.
+/// principal at its time (`decider::validate`), then appends and applies it, a chunk at a time.
 pub fn restore(
     journal: &dyn Journal,
     derived: &Arc<Derived>,

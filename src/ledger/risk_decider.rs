@@ -313,7 +313,7 @@ fn file_claim(
 pub fn replayed_outcome(tx: &Tx<'_>, resource: &Resource, at: Micros) -> Result<Outcome, LedgerError> {
     let missing = |what: &str| LedgerError::Internal(format!("request record names missing {what}"));
     Ok(match resource {
-        Resource::Pledge(_) | Resource::CreditLine(_) => unreachable!("answered by apply::replayed_outcome"),
+        Resource::Pledge(_) | Resource::CreditLine(_) => unreachable!("answered by decider::replayed_outcome"),
         Resource::Right(number) => {
             let record = tx.get::<RightRecord>(&keys::right_record(number))?.ok_or_else(|| missing("right"))?;
             Outcome::Right(record.as_at(at).ok_or_else(|| missing("right state"))?)
@@ -331,7 +331,7 @@ pub fn replayed_outcome(tx: &Tx<'_>, resource: &Resource, at: Micros) -> Result<
     })
 }
 
-/// The request a restored risk entry answered (`apply::validate` decides it again).
+/// The request a restored risk entry answered (`decider::validate` decides it again).
 pub fn command_of(event: &Event) -> Result<RiskCommand, LedgerError> {
     Ok(match event {
         Event::RightRecorded { number, state } => {

@@ -6,8 +6,8 @@
 //! Because the writer is alone, a read-then-write never races: "one active pledge per right" holds
 //! under any number of concurrent clients without optimistic transactions or retries.
 
-use super::apply;
 use super::command::{Command, Executed, Outcome};
+use super::decider;
 use super::derived::Derived;
 use super::journal::lease::Lease;
 use super::journal::{Head, Journal, JournalError, Stored};
@@ -506,7 +506,7 @@ impl Writer {
                 // Queued before its principal was revoked: a revocation stops everything after it.
                 Err(LedgerError::Unauthenticated(format!("{name} was revoked before its write was decided")))
             } else {
-                apply::execute(&mut tx, &job.actor, &job.command, now, head)
+                decider::execute(&mut tx, &job.actor, &job.command, now, head)
             };
             let reply = match result {
                 Ok(Executed::Appended { outcome, entry, stored }) => {

@@ -46,7 +46,7 @@ pub fn token_request(request: &pb::CreateTokenRequest) -> Result<(PrincipalName,
     };
     f.finish()?;
     let (Some(name), Some(role)) = (name, role) else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok((name, role))
 }
@@ -161,7 +161,7 @@ pub fn bind_certificate_request(
     };
     f.finish()?;
     let (Some(name), Some(binding)) = (name, binding) else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok((name, binding))
 }

@@ -29,7 +29,7 @@ pub fn credit_line_creation(request: &pb::CreateCreditLineRequest) -> Result<(Uu
     let (Some(request_id), Some(bank), Some(region), Some(program), Some(limit), Some(valid_from), Some(valid_to)) =
         (request_id, bank, region, program, limit, valid_from, valid_to)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let line = NewCreditLine::new(bank, region, program, limit, valid_from, valid_to)
         .map_err(|e| prefix_fields(e, "creditLine."))?;
@@ -43,7 +43,7 @@ pub fn credit_line_filter(request: &pb::ListCreditLinesRequest) -> Result<(Credi
     let bank = optional_code(&mut f, "bankCreditCode", &request.bank_credit_code);
     f.finish()?;
     let (Some(page_size), Some(region), Some(bank)) = (page_size, region, bank) else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok((CreditLineFilter { region, bank }, page_size))
 }

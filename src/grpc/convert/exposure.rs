@@ -27,7 +27,7 @@ pub fn exposure_query(
     };
     f.finish()?;
     let (Some(region), Some(group_by), Some(as_of)) = (region, group_by, as_of) else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok((region, group_by, as_of))
 }
@@ -140,7 +140,7 @@ pub fn statistics_query(request: &pb::GetStatisticsRequest) -> Result<Statistics
     let (Some(region), Some(period), Some(grouping), Some(threshold), Some(ten_thousands)) =
         (region, period, grouping, threshold, ten_thousands)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let kinds = crate::domain::statistics::KindFilter::of(&kinds);
     Ok(StatisticsQuery { region, period, grouping, threshold, ten_thousands, kinds })

@@ -51,6 +51,12 @@ impl Fields {
     }
 }
 
+/// A value missing after `Fields::finish` found no violation: a parser here that forgot to record
+/// one. Answered INTERNAL (and logged by the status table), never a panic on a request's path.
+fn unrecorded() -> LedgerError {
+    LedgerError::Internal("a request field is missing without a recorded violation".to_owned())
+}
+
 fn uuid(text: &str) -> Result<Uuid, &'static str> {
     if text.trim().is_empty() {
         return Err("is required");

@@ -64,12 +64,12 @@ pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPle
     let (Some(request_id), Some(registration_number), Some(pledgor), Some(pledgee), Some(county), Some(secured_amount)) =
         (request_id, registration_number, pledgor, pledgee, county, secured_amount)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let (Some(debt_term_start), Some(debt_term_end), Some(registered_on), Some(credit_line_id)) =
         (debt_term_start, debt_term_end, registered_on, credit_line_id)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     assert!(parsed_all_rights);
     let pledge = NewPledge::new(
@@ -115,7 +115,7 @@ pub fn change_command(request: &pb::ChangePledgeRequest) -> Result<Command, Ledg
     let (Some(request_id), Some(id), Some(secured_amount), Some(debt_term_end), Some(reason), Some(effective_on)) =
         (request_id, id, secured_amount, debt_term_end, reason, effective_on)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let amendment = PledgeAmendment { secured_amount, debt_term_end, reason, effective_on };
     Ok(Command::ChangePledge { request_id, id, amendment })
@@ -155,7 +155,7 @@ pub fn release_command(request: &pb::ReleasePledgeRequest) -> Result<Command, Le
     let (Some(request_id), Some(id), Some(released_on), Some(reason), Some(note)) =
         (request_id, id, released_on, reason, note)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok(Command::ReleasePledge { request_id, id, release: Release { released_on, reason, note } })
 }
@@ -187,7 +187,7 @@ pub fn pledge_filter(request: &pb::ListPledgesRequest) -> Result<(PledgeFilter, 
     let (Some(page_size), Some(region), Some(pledgee), Some(pledgor), Some(right), Some(status)) =
         (page_size, region, pledgee, pledgor, right, status)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok((PledgeFilter { region, pledgee, pledgor, right, status }, page_size))
 }

@@ -102,10 +102,10 @@ pub fn record_right(request: &pb::RecordRightRequest) -> Result<Command, LedgerE
     let (Some(request_id), Some(number), Some(holder), Some(status), Some(status_since)) =
         (request_id, number, holder, status, status_since)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let (Some(freeze), Some(expires_on), Some(note)) = (freeze, expires_on, note) else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let state = RightState::new(holder, status, status_since, freeze, expires_on, note)
         .map_err(|e| prefix_fields(e, "state."))?;
@@ -145,7 +145,7 @@ pub fn withdraw_right_state(request: &pb::WithdrawRightStateRequest) -> Result<C
     f.finish()?;
     let (Some(request_id), Some(number), Some(recorded_at), Some(note)) = (request_id, number, recorded_at, note)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok(risk(request_id, RiskCommand::WithdrawRightState { number, recorded_at, note }))
 }
@@ -196,7 +196,7 @@ pub fn record_default(request: &pb::RecordDefaultRequest) -> Result<Command, Led
     let (Some(request_id), Some(id), Some(defaulted_on), Some(outstanding_principal), Some(loss)) =
         (request_id, id, defaulted_on, outstanding, loss)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let default = NewDefault { defaulted_on, outstanding_principal, loss };
     Ok(risk(request_id, RiskCommand::RecordDefault { id, default }))
@@ -222,7 +222,7 @@ pub fn resolve_default(request: &pb::ResolveDefaultRequest) -> Result<Command, L
     let (Some(request_id), Some(id), Some(resolved_on), Some(resolution), Some(loss), Some(note)) =
         (request_id, id, resolved_on, kind, loss, note)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let resolution = NewResolution { resolved_on, resolution, loss, note };
     Ok(risk(request_id, RiskCommand::ResolveDefault { id, resolution }))
@@ -273,7 +273,7 @@ pub fn record_valuation(request: &pb::RecordValuationRequest) -> Result<Command,
     let (Some(request_id), Some(id), Some(appraiser), Some(method), Some(value), Some(valued_on)) =
         (request_id, id, appraiser, method, value, valued_on)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let valuation = NewValuation { appraiser, method, value, valued_on };
     Ok(risk(request_id, RiskCommand::RecordValuation { id, valuation }))
@@ -365,10 +365,10 @@ pub fn create_programme(request: &pb::CreateProgrammeRequest) -> Result<Command,
     let (Some(request_id), Some(name), Some(region), Some(budget), Some(insurer), Some(guarantor), Some(stop_line)) =
         (request_id, name, region, budget, insurer, guarantor, stop_line)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let (Some(valid_from), Some(valid_to)) = (valid_from, valid_to) else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     let programme = NewProgramme::new(
         name,
@@ -426,7 +426,7 @@ pub fn file_claim(request: &pb::FileClaimRequest) -> Result<Command, LedgerError
     let (Some(request_id), Some(programme_id), Some(pledge_id), Some(filed_on)) =
         (request_id, programme_id, pledge_id, filed_on)
     else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok(risk(request_id, RiskCommand::FileClaim { programme_id, pledge_id, filed_on }))
 }
@@ -439,7 +439,7 @@ pub fn decide_claim(request: &pb::DecideClaimRequest) -> Result<Command, LedgerE
     let note = f.check("note", Note::parse(&request.note));
     f.finish()?;
     let (Some(request_id), Some(id), Some(decided_on), Some(note)) = (request_id, id, decided_on, note) else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok(risk(request_id, RiskCommand::DecideClaim { id, approved: request.approve, decided_on, note }))
 }
@@ -452,7 +452,7 @@ pub fn record_payment(request: &pb::RecordPaymentRequest) -> Result<Command, Led
     let amount = f.check("amount", Money::parse_positive(&request.amount));
     f.finish()?;
     let (Some(request_id), Some(id), Some(paid_on), Some(amount)) = (request_id, id, paid_on, amount) else {
-        unreachable!("every missing value recorded a violation");
+        return Err(unrecorded());
     };
     Ok(risk(request_id, RiskCommand::PayClaim { id, paid_on, amount }))
 }

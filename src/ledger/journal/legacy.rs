@@ -236,7 +236,7 @@ pub enum V0CertificateBinding {
     Email(String),
 }
 
-/// The release's `apply::Command` as far as a fingerprint goes: the commands with a request id,
+/// The release's `command::Command` as far as a fingerprint goes: the commands with a request id,
 /// which were its first four variants (postcard encodes the index, so they must stay first). The
 /// others (principals, certificates) never had a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,7 +1,8 @@
-//! The ledger's state machine: decides whether one write command is accepted against the writer's
-//! view, enforcing the rules that depend on the ledger's state (a right pledged once, credit
-//! available, idempotent request ids, the caller's scope), and turns an accepted one into a journal
-//! entry (sealed after the group's head) whose derived records `projector::apply_entry` writes.
+//! The decider, the ledger's state machine: decides whether one write command is accepted
+//! against the writer's view, enforcing the rules that depend on the ledger's state (a right
+//! pledged once, credit available, idempotent request ids, the caller's scope), and turns an
+//! accepted one into a journal entry (sealed after the group's head) whose derived records
+//! `projector::apply_entry` writes.
 
 use super::command::{Command, Executed, Outcome, load_pledge};
 use super::journal::{self, Entry, Event, Head, RequestKey};
