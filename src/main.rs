@@ -502,8 +502,8 @@ async fn token(command: TokenCommand) -> Result<(), ServeError> {
             .is_ok_and(|waited| waited.is_ok());
         if !writes {
             let writer = match &*role.borrow() {
-                ipledger::ledger::role::Role::Follower { writer } => writer.clone(),
-                ipledger::ledger::role::Role::Writer { .. } => None,
+                ipledger::ledger::role::NodeRole::Follower { writer } => writer.clone(),
+                ipledger::ledger::role::NodeRole::Writer { .. } => None,
             };
             return Err(LedgerError::NotWriter { writer }.into());
         }

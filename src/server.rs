@@ -316,7 +316,7 @@ pub const WRITER_HEALTH_SERVICE: &str = "ipledger.v1.Writer";
 /// restarts it.
 async fn report_health(
     reporter: tonic_health::server::HealthReporter,
-    mut role: tokio::sync::watch::Receiver<crate::ledger::role::Role>,
+    mut role: tokio::sync::watch::Receiver<crate::ledger::role::NodeRole>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
     mut behind: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -369,8 +369,8 @@ fn health_routes(ledger: &Ledger) -> axum::Router {
             axum::routing::get(move || {
                 let answer = match (&*role.borrow(), *stopped.borrow()) {
                     (_, true) => (StatusCode::SERVICE_UNAVAILABLE, "writes stopped\n".to_owned()),
-                    (crate::ledger::role::Role::Writer { .. }, false) => (StatusCode::OK, "writer\n".to_owned()),
-                    (crate::ledger::role::Role::Follower { writer }, false) => (
+                    (crate::ledger::role::NodeRole::Writer { .. }, false) => (StatusCode::OK, "writer\n".to_owned()),
+                    (crate::ledger::role::NodeRole::Follower { writer }, false) => (
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("follower; the writer is {}\n", writer.as_deref().unwrap_or("being elected")),
                     ),

@@ -139,7 +139,7 @@ pub struct Ledger {
     committed: tokio::sync::watch::Receiver<u64>,
     writes_stopped: tokio::sync::watch::Receiver<bool>,
     behind: tokio::sync::watch::Receiver<bool>,
-    role: tokio::sync::watch::Receiver<role::Role>,
+    role: tokio::sync::watch::Receiver<role::NodeRole>,
     writer: mpsc::Sender<writer::Job>,
     queue_max: usize,
     reads_in_flight: Arc<AtomicUsize>,
@@ -304,7 +304,7 @@ impl Ledger {
     }
 
     /// Follows whether this node writes or follows another node's journal.
-    pub fn role(&self) -> tokio::sync::watch::Receiver<role::Role> {
+    pub fn role(&self) -> tokio::sync::watch::Receiver<role::NodeRole> {
         self.role.clone()
     }
 
@@ -331,7 +331,7 @@ impl Ledger {
         command: Command,
         ticket: writer::Ticket,
     ) -> Result<(Outcome, bool, u64), LedgerError> {
-        if let role::Role::Follower { writer } = &*self.role.borrow() {
+        if let role::NodeRole::Follower { writer } = &*self.role.borrow() {
             return Err(LedgerError::NotWriter { writer: writer.clone() });
         }
         let (reply, answer) = oneshot::channel();
@@ -354,7 +354,7 @@ impl Ledger {
         command: Command,
         ticket: writer::Ticket,
     ) -> Result<oneshot::Receiver<writer::Reply>, LedgerError> {
-        if let role::Role::Follower { writer } = &*self.role.borrow() {
+        if let role::NodeRole::Follower { writer } = &*self.role.borrow() {
             return Err(LedgerError::NotWriter { writer: writer.clone() });
         }
         let (reply, answer) = oneshot::channel();

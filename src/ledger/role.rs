@@ -15,9 +15,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 use tokio::sync::watch;
 
-/// What this node does.
+/// What this node does: write, or follow another node (not a principal's `Role`, which says
+/// what a caller may do).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
+pub enum NodeRole {
     /// This node appends, under this lease term (0: the embedded journal, no lease).
     Writer { term: i64 },
     /// Another node appends (named by its advertised address when known); this one applies the
@@ -25,9 +26,9 @@ pub enum Role {
     Follower { writer: Option<String> },
 }
 
-impl Role {
+impl NodeRole {
     pub fn is_writer(&self) -> bool {
-        matches!(self, Role::Writer { .. })
+        matches!(self, NodeRole::Writer { .. })
     }
 }
 
@@ -48,14 +49,19 @@ pub enum Request {
 /// know the writer's types).
 // Longer than ~70 lines: the lease thread's loop: renew while writing, compete while following,
 // step down on request; one state machine.
-pub(crate) fn run_lease(lease: Arc<Lease>, role: watch::Sender<Role>, requests: Receiver<Request>, wake: impl Fn()) {
+pub(crate) fn run_lease(
+    lease: Arc<Lease>,
+    role: watch::Sender<NodeRole>,
+    requests: Receiver<Request>,
+    wake: impl Fn(),
+) {
     let ttl = lease.ttl();
     // Renew well inside the expiry: three renewals may fail before the lease lapses.
     let period = ttl / 4;
     let mut renewed_at = Instant::now();
     let mut compete_after = Instant::now();
     let mut last_error: Option<String> = None;
-    let set = |next: Role| {
+    let set = |next: NodeRole| {
         let changed = role.send_if_modified(|current| {
             let changed = *current != next;
             *current = next.clone();
@@ -70,13 +76,13 @@ pub(crate) fn run_lease(lease: Arc<Lease>, role: watch::Sender<Role>, requests: 
     loop {
         let current = role.borrow().clone();
         let result = match current {
-            Role::Writer { term } => renew(&lease, term, &mut renewed_at).map(|lost| {
+            NodeRole::Writer { term } => renew(&lease, term, &mut renewed_at).map(|lost| {
                 if lost {
-                    set(Role::Follower { writer: None });
+                    set(NodeRole::Follower { writer: None });
                 }
             }),
-            Role::Follower { .. } if Instant::now() < compete_after => Ok(()),
-            Role::Follower { .. } => compete(&lease).map(|(next, acquired)| {
+            NodeRole::Follower { .. } if Instant::now() < compete_after => Ok(()),
+            NodeRole::Follower { .. } => compete(&lease).map(|(next, acquired)| {
                 if acquired {
                     renewed_at = Instant::now();
                 }
@@ -94,7 +100,7 @@ pub(crate) fn run_lease(lease: Arc<Lease>, role: watch::Sender<Role>, requests: 
                 }
                 // A writer that cannot renew for a whole lease must assume another took over.
                 if role.borrow().is_writer() && renewed_at.elapsed() >= ttl * 3 / 4 {
-                    set(Role::Follower { writer: None });
+                    set(NodeRole::Follower { writer: None });
                 }
             }
         }
@@ -103,20 +109,20 @@ pub(crate) fn run_lease(lease: Arc<Lease>, role: watch::Sender<Role>, requests: 
                 // Follow first: the writer stops at once, however long the release below takes
                 // (it waits on the database, bounded by the session's lock timeout and keepalives).
                 let stepped_down = role.borrow().clone();
-                set(Role::Follower { writer: None });
-                if let Role::Writer { term } = stepped_down {
+                set(NodeRole::Follower { writer: None });
+                if let NodeRole::Writer { term } = stepped_down {
                     let _ = lease.release(Term(term));
                 }
                 // Leave the lease to the others for one lease before competing again.
                 compete_after = Instant::now() + ttl;
             }
             Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                if let Role::Writer { term } = *role.borrow()
+                if let NodeRole::Writer { term } = *role.borrow()
                     && let Err(e) = lease.release(Term(term))
                 {
                     tracing::warn!(error = %e, "could not release the writer's lease: it expires on its own");
                 }
-                set(Role::Follower { writer: None });
+                set(NodeRole::Follower { writer: None });
                 return;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -136,16 +142,16 @@ fn renew(lease: &Lease, term: i64, renewed_at: &mut Instant) -> Result<bool, Jou
 
 /// A follower's turn: learn who writes, or take the lease when nobody holds it. Returns the role
 /// and whether it was just acquired.
-fn compete(lease: &Lease) -> Result<(Role, bool), JournalError> {
+fn compete(lease: &Lease) -> Result<(NodeRole, bool), JournalError> {
     if let Some((holder, _)) = lease.holder()? {
-        return Ok((Role::Follower { writer: Some(holder) }, false));
+        return Ok((NodeRole::Follower { writer: Some(holder) }, false));
     }
     Ok(match lease.acquire()? {
         Some(Term(term)) => {
             tracing::warn!(term, node = lease.node(), "took the writer's lease: catching up, then writing");
-            (Role::Writer { term }, true)
+            (NodeRole::Writer { term }, true)
         }
-        None => (Role::Follower { writer: None }, false),
+        None => (NodeRole::Follower { writer: None }, false),
     })
 }
 
@@ -211,7 +217,7 @@ mod tests {
         Command::CreatePrincipal { name, role: Access::Admin, token_hash: [n; 32] }
     }
 
-    async fn until(ledger: &Ledger, check: impl Fn(&Role) -> bool) {
+    async fn until(ledger: &Ledger, check: impl Fn(&NodeRole) -> bool) {
         let mut role = ledger.role();
         tokio::time::timeout(Duration::from_secs(10), role.wait_for(check)).await.expect("role in time").unwrap();
     }
@@ -220,9 +226,9 @@ mod tests {
     async fn one_node_writes_others_follow_a_stale_writer_is_fenced_and_a_stopped_writer_hands_over_at_once() {
         let cluster = crate::ledger::journal::postgres::cluster::Cluster::start();
         let (a, a_writer) = node(&cluster.url, "a:1");
-        until(&a, Role::is_writer).await;
+        until(&a, NodeRole::is_writer).await;
         let (b, b_writer) = node(&cluster.url, "b:1");
-        until(&b, |r| *r == Role::Follower { writer: Some("a:1".to_owned()) }).await;
+        until(&b, |r| *r == NodeRole::Follower { writer: Some("a:1".to_owned()) }).await;
 
         // Writes go to the writer; a follower names it, and applies what it wrote.
         let (_, _, sequence) = a.write(&admin(), create(1)).await.unwrap();
@@ -241,11 +247,11 @@ mod tests {
             })
         };
         sql("UPDATE ipledger_lease SET expires_at = 'epoch' RETURNING term");
-        until(&b, Role::is_writer).await;
+        until(&b, NodeRole::is_writer).await;
         let stale = a.write(&admin(), create(3)).await.unwrap_err();
         assert!(matches!(stale, crate::domain::LedgerError::NotWriter { .. }), "{stale:?}");
         let (_, _, sequence) = b.write(&admin(), create(4)).await.unwrap();
-        until(&a, |r| *r == Role::Follower { writer: Some("b:1".to_owned()) }).await;
+        until(&a, |r| *r == NodeRole::Follower { writer: Some("b:1".to_owned()) }).await;
         a.wait_for(sequence, Duration::from_secs(5)).await.unwrap();
         let rows: i64 = sql("SELECT count(*) FROM ipledger_journal")[0].get(0);
         assert_eq!(rows as u64, sequence, "the fenced write is not in the journal");
@@ -255,7 +261,7 @@ mod tests {
         drop(b);
         tokio::task::spawn_blocking(move || b_writer.join()).await.unwrap();
         let stopped = std::time::Instant::now();
-        until(&a, Role::is_writer).await;
+        until(&a, NodeRole::is_writer).await;
         assert!(stopped.elapsed() < Duration::from_millis(1000), "{:?}", stopped.elapsed());
         let (_, _, after) = a.write(&admin(), create(5)).await.unwrap();
         assert_eq!(after, sequence + 1);
@@ -304,9 +310,9 @@ mod tests {
     async fn a_forged_row_is_applied_by_no_node(by: &str, signer: Option<Signer>, reason: &str) {
         let cluster = crate::ledger::journal::postgres::cluster::Cluster::start();
         let (a, a_writer) = node(&cluster.url, "a:1");
-        until(&a, Role::is_writer).await;
+        until(&a, NodeRole::is_writer).await;
         let (b, b_writer) = node(&cluster.url, "b:1");
-        until(&b, |r| *r == Role::Follower { writer: Some("a:1".to_owned()) }).await;
+        until(&b, |r| *r == NodeRole::Follower { writer: Some("a:1".to_owned()) }).await;
         let code = crate::domain::ident::CreditCode::parse("91330100716105852F").unwrap();
         let bank = Command::CreatePrincipal {
             name: PrincipalName::parse("bank-x").unwrap(),
@@ -365,10 +371,10 @@ mod tests {
     async fn a_follower_cut_off_from_the_journal_says_not_serving_after_three_leases_and_serving_once_caught_up() {
         let cluster = crate::ledger::journal::postgres::cluster::Cluster::start();
         let (a, a_writer) = node(&cluster.url, "a:1");
-        until(&a, Role::is_writer).await;
+        until(&a, NodeRole::is_writer).await;
         let cut = Arc::new(AtomicBool::new(false));
         let (b, b_writer) = tokio::task::block_in_place(|| node_cut(&cluster.url, "b:1", cut.clone()));
-        until(&b, |r| *r == Role::Follower { writer: Some("a:1".to_owned()) }).await;
+        until(&b, |r| *r == NodeRole::Follower { writer: Some("a:1".to_owned()) }).await;
         let (_, _, first) = a.write(&admin(), create(1)).await.unwrap();
         b.wait_for(first, Duration::from_secs(5)).await.unwrap();
         assert!(!*b.behind().borrow());

@@ -12,7 +12,7 @@ use super::derived::Derived;
 use super::journal::lease::Lease;
 use super::journal::{Head, Journal, JournalError, Stored};
 use super::principals::Principals;
-use super::role::{self, Role};
+use super::role::{self, NodeRole};
 use super::tx::Tx;
 use crate::domain::principal::Principal;
 use crate::domain::{LedgerError, Micros};
@@ -122,7 +122,7 @@ pub struct Spawned {
     /// `stale_max`: health says NOT_SERVING (its reads would be stale) until it catches up.
     pub behind: watch::Receiver<bool>,
     /// Whether this node writes or follows.
-    pub role: watch::Receiver<Role>,
+    pub role: watch::Receiver<NodeRole>,
 }
 
 /// What the writer writes to.
@@ -150,8 +150,8 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
     let (stopped_tx, writes_stopped) = watch::channel(false);
     let (behind_tx, behind) = watch::channel(false);
     let (role_tx, role) = match &lease {
-        None => watch::channel(Role::Writer { term: 0 }),
-        Some(_) => watch::channel(Role::Follower { writer: None }),
+        None => watch::channel(NodeRole::Writer { term: 0 }),
+        Some(_) => watch::channel(NodeRole::Follower { writer: None }),
     };
     let (settle_max, stale_max, role_tx, controller) = match lease {
         None => (Duration::ZERO, Duration::MAX, Some(role_tx), None),
@@ -205,9 +205,9 @@ struct Writer {
     writes_stopped: watch::Sender<bool>,
     /// `Spawned::behind`.
     behind: watch::Sender<bool>,
-    role: watch::Receiver<Role>,
+    role: watch::Receiver<NodeRole>,
     /// The role's sender when nobody else sets it (the embedded journal: always the writer).
-    _role: Option<watch::Sender<Role>>,
+    _role: Option<watch::Sender<NodeRole>>,
     /// The lease thread, in a cluster.
     controller: Option<std::sync::mpsc::Sender<role::Request>>,
     /// The term this writer caught up for and appends under.
@@ -257,8 +257,8 @@ impl Writer {
         loop {
             let role = self.role.borrow().clone();
             let turn = match role {
-                Role::Writer { term } => self.write_turn(term, &mut receiver, &mut jobs, &mut failed),
-                Role::Follower { writer } => self.follow_turn(writer, &mut receiver, &mut failed),
+                NodeRole::Writer { term } => self.write_turn(term, &mut receiver, &mut jobs, &mut failed),
+                NodeRole::Follower { writer } => self.follow_turn(writer, &mut receiver, &mut failed),
             };
             if turn == Turn::Closed {
                 break;
@@ -319,7 +319,7 @@ impl Writer {
                 next = receiver.try_recv().ok();
             }
         }
-        let still = *self.role.borrow() == Role::Writer { term };
+        let still = *self.role.borrow() == NodeRole::Writer { term };
         match &failed {
             Some(reason) => refuse(jobs, reason),
             None if jobs.is_empty() => {}
