@@ -10,6 +10,7 @@ mod cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ipledger::domain::Reason;
 use ipledger::domain::principal::{PrincipalName, Role};
 use ipledger::domain::region::Region;
 use ipledger::domain::{LedgerError, ident::CreditCode};
@@ -570,7 +571,7 @@ fn print_report(report: &ipledger::ledger::replay::Report) -> Result<(), ServeEr
                 d.sequence, d.key, d.expected, d.found
             );
             Err(ServeError::Ledger(LedgerError::refused(
-                "JOURNAL_DIVERGENCE",
+                Reason::JOURNAL_DIVERGENCE,
                 format!("divergence at sequence {}", d.sequence),
             )))
         }
@@ -631,7 +632,7 @@ async fn restore(
     let held = std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false);
     if held {
         return Err(ServeError::Ledger(LedgerError::refused(
-            "DATA_DIR_NOT_EMPTY",
+            Reason::DATA_DIR_NOT_EMPTY,
             "restore needs a new, empty data directory",
         )));
     }
@@ -691,7 +692,7 @@ fn restore_blocking(
     };
     let into = staging.as_ref().map_or(opened.journal.as_ref(), |s| s.journal());
     let head = ipledger::ledger::replay::restore(into, &derived, entries)?;
-    let refused = |why: String| ServeError::Ledger(LedgerError::refused("DUMP_NOT_TRUSTED", why));
+    let refused = |why: String| ServeError::Ledger(LedgerError::refused(Reason::DUMP_NOT_TRUSTED, why));
     match signed {
         Some(signed) => {
             signed.verify(trusted).map_err(refused)?;

@@ -394,3 +394,32 @@ fn every_relative_link_of_the_readme_and_the_docs_leads_somewhere() {
     assert!(files.len() >= 7, "the README, bench/README.md and docs/: {files:?}");
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
+
+/// The table of reasons as `docs/errors.md` holds it between its markers.
+fn reasons_table() -> String {
+    let mut out = String::from("| code | reason | when |\n|---|---|---|\n");
+    for reason in ipledger::domain::Reason::ALL {
+        out.push_str(&format!("| `{}` | `{}` | {} |\n", reason.code(), reason.as_str(), reason.when_line()));
+    }
+    out
+}
+
+#[test]
+fn the_error_table_of_the_docs_is_the_reason_enum() {
+    const BEGIN: &str = "<!-- reasons: generated from src/domain/reason.rs; tests/house.rs checks it, IPLEDGER_WRITE_DOCS=1 rewrites it -->\n";
+    const END: &str = "<!-- reasons end -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find(BEGIN).expect("the begin marker") + BEGIN.len();
+    let end = text.find(END).expect("the end marker");
+    let table = reasons_table();
+    if std::env::var("IPLEDGER_WRITE_DOCS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, format!("{}{table}{}", &text[..start], &text[end..])).unwrap();
+        return;
+    }
+    assert_eq!(
+        &text[start..end],
+        table,
+        "docs/errors.md's table differs from src/domain/reason.rs: IPLEDGER_WRITE_DOCS=1 cargo test --test house rewrites it"
+    );
+}

@@ -1,6 +1,7 @@
 //! Credit lines: a bank's commitment to lend up to a limit in a region during a period. Pledges
 //! that name a line draw their secured amount on it; these are the rules of drawing.
 
+use super::Reason;
 use super::error::LedgerError;
 use super::money::Money;
 use super::pledge::{NewPledge, Party};
@@ -64,7 +65,7 @@ impl CreditLine {
         let c = &self.content;
         if c.bank.credit_code != pledge.pledgee.credit_code {
             return Err(LedgerError::refused(
-                "CREDIT_LINE_BANK_MISMATCH",
+                Reason::CREDIT_LINE_BANK_MISMATCH,
                 format!(
                     "credit line {} belongs to {}, not to the pledgee {}",
                     self.id, c.bank.credit_code, pledge.pledgee.credit_code
@@ -75,7 +76,7 @@ impl CreditLine {
         }
         if !c.region.contains(pledge.county.region()) {
             return Err(LedgerError::refused(
-                "CREDIT_LINE_REGION_MISMATCH",
+                Reason::CREDIT_LINE_REGION_MISMATCH,
                 format!("county {} lies outside the credit line's region {}", pledge.county, c.region),
             )
             .with("creditLineId", self.id)
@@ -83,7 +84,7 @@ impl CreditLine {
         }
         if pledge.registered_on < c.valid_from || pledge.registered_on > c.valid_to {
             return Err(LedgerError::refused(
-                "CREDIT_LINE_NOT_IN_FORCE",
+                Reason::CREDIT_LINE_NOT_IN_FORCE,
                 format!(
                     "credit line {} is valid from {} to {}, not on {}",
                     self.id, c.valid_from, c.valid_to, pledge.registered_on
@@ -103,7 +104,7 @@ impl CreditLine {
         if drawn > self.content.limit {
             let requested = Money::from_fen(delta_fen).unwrap_or(Money::ZERO);
             return Err(LedgerError::refused(
-                "CREDIT_LINE_EXHAUSTED",
+                Reason::CREDIT_LINE_EXHAUSTED,
                 format!("credit line {} has {} available, {} requested", self.id, self.available(), requested),
             )
             .with("creditLineId", self.id)

@@ -1,6 +1,7 @@
 //! What can go wrong with a request, in the ledger's own terms; `grpc::status` is the one table
 //! that maps these to gRPC status codes, reasons and details.
 
+pub use super::reason::Reason;
 use std::fmt;
 
 /// One field of a request and what is wrong with it. `field` is the request path in the API's
@@ -23,7 +24,7 @@ impl FieldViolation {
 pub enum LedgerError {
     /// The request is malformed in itself: INVALID_ARGUMENT with field violations.
     #[error("invalid request: {}", describe(.violations))]
-    Invalid { reason: &'static str, violations: Vec<FieldViolation> },
+    Invalid { reason: Reason, violations: Vec<FieldViolation> },
     #[error("{resource} {id} not found")]
     NotFound { resource: &'static str, id: String },
     /// The request id was used before for a request with other content.
@@ -31,7 +32,7 @@ pub enum LedgerError {
     RequestIdReused { request_id: String },
     /// A rule broken by the ledger's current state: FAILED_PRECONDITION.
     #[error("{message}")]
-    Refused { reason: &'static str, message: String, metadata: Vec<(&'static str, String)> },
+    Refused { reason: Reason, message: String, metadata: Vec<(&'static str, String)> },
     /// No valid credentials: missing, malformed, unknown or revoked token.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
@@ -48,7 +49,7 @@ pub enum LedgerError {
     /// A bound on concurrent work was reached, the server's own or the principal's share of it:
     /// back off and retry. `reason` names the bound (TOO_MANY_STREAMS, ...).
     #[error("{what}: at most {limit} {}; retry with backoff", if *.per_principal { "per principal" } else { "on this server" })]
-    LimitReached { reason: &'static str, what: &'static str, limit: u64, per_principal: bool },
+    LimitReached { reason: Reason, what: &'static str, limit: u64, per_principal: bool },
     /// The answer would exceed the response size bound: the caller should ask for a smaller page.
     #[error("the answer would be larger than {bytes_max} bytes: ask for a smaller page (pageSize)")]
     ResponseTooLarge { bytes_max: usize },
@@ -79,14 +80,14 @@ fn describe(violations: &[FieldViolation]) -> String {
 impl LedgerError {
     pub fn invalid(violations: Vec<FieldViolation>) -> LedgerError {
         assert!(!violations.is_empty());
-        LedgerError::Invalid { reason: "INVALID_FIELDS", violations }
+        LedgerError::Invalid { reason: Reason::INVALID_FIELDS, violations }
     }
 
     pub fn invalid_field(field: impl Into<String>, description: impl fmt::Display) -> LedgerError {
         LedgerError::invalid(vec![FieldViolation::new(field, description)])
     }
 
-    pub fn refused(reason: &'static str, message: impl Into<String>) -> LedgerError {
+    pub fn refused(reason: Reason, message: impl Into<String>) -> LedgerError {
         LedgerError::Refused { reason, message: message.into(), metadata: Vec::new() }
     }
 
@@ -97,24 +98,29 @@ impl LedgerError {
         self
     }
 
-    /// The machine-readable reason of this error.
+    /// The machine-readable reason of this error, as clients see it.
     pub fn reason(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// The reason of this error.
+    pub fn kind(&self) -> Reason {
         match self {
-            LedgerError::Invalid { reason, .. } => reason,
-            LedgerError::NotFound { .. } => "NOT_FOUND",
-            LedgerError::RequestIdReused { .. } => "REQUEST_ID_REUSED",
-            LedgerError::Refused { reason, .. } => reason,
-            LedgerError::Unauthenticated(_) => "UNAUTHENTICATED",
-            LedgerError::PermissionDenied(_) => "PERMISSION_DENIED",
-            LedgerError::TooManyRequests(_) => "TOO_MANY_REQUESTS",
-            LedgerError::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
-            LedgerError::Overloaded(_) => "WRITE_QUEUE_FULL",
-            LedgerError::LimitReached { reason, .. } => reason,
-            LedgerError::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE",
-            LedgerError::Unavailable(_) => "UNAVAILABLE",
-            LedgerError::NotWriter { .. } => "NOT_WRITER",
-            LedgerError::OutcomeUnknown(_) => "OUTCOME_UNKNOWN",
-            LedgerError::Internal(_) => "INTERNAL",
+            LedgerError::Invalid { reason, .. } => *reason,
+            LedgerError::NotFound { .. } => Reason::NOT_FOUND,
+            LedgerError::RequestIdReused { .. } => Reason::REQUEST_ID_REUSED,
+            LedgerError::Refused { reason, .. } => *reason,
+            LedgerError::Unauthenticated(_) => Reason::UNAUTHENTICATED,
+            LedgerError::PermissionDenied(_) => Reason::PERMISSION_DENIED,
+            LedgerError::TooManyRequests(_) => Reason::TOO_MANY_REQUESTS,
+            LedgerError::DeadlineExceeded(_) => Reason::DEADLINE_EXCEEDED,
+            LedgerError::Overloaded(_) => Reason::WRITE_QUEUE_FULL,
+            LedgerError::LimitReached { reason, .. } => *reason,
+            LedgerError::ResponseTooLarge { .. } => Reason::RESPONSE_TOO_LARGE,
+            LedgerError::Unavailable(_) => Reason::UNAVAILABLE,
+            LedgerError::NotWriter { .. } => Reason::NOT_WRITER,
+            LedgerError::OutcomeUnknown(_) => Reason::OUTCOME_UNKNOWN,
+            LedgerError::Internal(_) => Reason::INTERNAL,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod money;
 pub mod pledge;
 pub mod principal;
 pub mod programme;
+pub mod reason;
 pub mod region;
 pub mod right;
 pub mod risk;
@@ -19,6 +20,7 @@ pub mod statistics;
 pub mod text;
 
 pub use error::{FieldViolation, LedgerError};
+pub use reason::Reason;
 
 /// A server-assigned instant in microseconds since the Unix epoch (UTC). The writer makes them
 /// strictly increasing, so two writes never share one.

@@ -6,6 +6,7 @@ use super::error::LedgerError;
 use super::ident::{CreditCode, RightKind, RightNumber};
 use super::money::Money;
 use super::principal::PrincipalName;
+use super::reason::Reason as Refusal;
 use super::region::CountyCode;
 use super::text::{Name, Note, Reason};
 use super::{FieldViolation, Micros};
@@ -187,7 +188,7 @@ impl NewPledge {
         credit_line_id: Option<Uuid>,
     ) -> Result<NewPledge, LedgerError> {
         let mut violations = Vec::new();
-        let mut reason = "INVALID_FIELDS";
+        let mut reason = Refusal::INVALID_FIELDS;
         if rights.is_empty() {
             violations.push(FieldViolation::new("rights", "a pledge needs at least one right"));
         }
@@ -235,7 +236,7 @@ impl NewPledge {
                 }
             }
             if debt_term_end > last_day {
-                reason = "TERM_EXCEEDS_RIGHT_EXPIRY";
+                reason = Refusal::TERM_EXCEEDS_RIGHT_EXPIRY;
                 violations.push(FieldViolation::new(
                     format!("rights[{i}].expiresOn"),
                     format!("the debt term ends {debt_term_end}, after {} expires on {last_day}", right.number),
@@ -349,7 +350,7 @@ impl Pledge {
         match &self.release {
             None => Ok(()),
             Some(r) => Err(LedgerError::refused(
-                "PLEDGE_ALREADY_RELEASED",
+                Refusal::PLEDGE_ALREADY_RELEASED,
                 format!("pledge {} was released on {}", self.id, r.released_on),
             )
             .with("pledgeId", self.id)
@@ -371,7 +372,7 @@ impl Pledge {
         let term_end = amendment.debt_term_end.unwrap_or(c.debt_term_end);
         if amount == c.secured_amount && term_end == c.debt_term_end {
             return Err(LedgerError::refused(
-                "NOTHING_TO_CHANGE",
+                Refusal::NOTHING_TO_CHANGE,
                 "the requested values are the pledge's current values",
             )
             .with("pledgeId", self.id));
@@ -386,7 +387,7 @@ impl Pledge {
             c.rights.iter().find_map(|r| r.expiry.last_day().filter(|d| term_end > *d).map(|d| (r, d)))
         {
             return Err(LedgerError::refused(
-                "TERM_EXCEEDS_RIGHT_EXPIRY",
+                Refusal::TERM_EXCEEDS_RIGHT_EXPIRY,
                 format!("the debt term would end {term_end}, after {} expires on {last_day}", right.number),
             )
             .with("right", &right.number)
@@ -394,7 +395,7 @@ impl Pledge {
         }
         if self.changes.len() >= CHANGES_PER_PLEDGE_MAX {
             return Err(LedgerError::refused(
-                "CHANGES_LIMIT_REACHED",
+                Refusal::CHANGES_LIMIT_REACHED,
                 format!("a pledge keeps at most {CHANGES_PER_PLEDGE_MAX} changes; register a new pledge"),
             )
             .with("pledgeId", self.id));
@@ -524,7 +525,7 @@ mod tests {
     fn check(result: Result<NewPledge, LedgerError>, expected: Result<(), (&str, &[&str])>) {
         let got = result.map(|_| ()).map_err(|e| match e {
             LedgerError::Invalid { reason, violations } => {
-                (reason, violations.into_iter().map(|v| v.field).collect::<Vec<_>>())
+                (reason.as_str(), violations.into_iter().map(|v| v.field).collect::<Vec<_>>())
             }
             other => panic!("unexpected {other:?}"),
         });

@@ -17,6 +17,7 @@
 //! compensation per loss across programmes (a county's, its city's and its province's may all
 //! cover a pledge: a later claim only tops the earlier ones up to its own rule).
 
+use super::Reason;
 use super::error::LedgerError;
 use super::ident::CreditCode;
 use super::money::Money;
@@ -316,7 +317,7 @@ impl Programme {
         }
         if basis.loss > basis.loan_amount {
             return Err(LedgerError::refused(
-                "LOSS_EXCEEDS_LOAN",
+                Reason::LOSS_EXCEEDS_LOAN,
                 format!("the principal loss {} is above the loan of {}", basis.loss, basis.loan_amount),
             )
             .with("loss", basis.loss)
@@ -345,7 +346,7 @@ impl Programme {
         let c = &self.content;
         if !c.eligible_banks.is_empty() && !c.eligible_banks.contains(&basis.bank) {
             return Err(LedgerError::refused(
-                "BANK_NOT_ELIGIBLE",
+                Reason::BANK_NOT_ELIGIBLE,
                 format!("bank {} is not among the banks of programme {}", basis.bank, self.id),
             )
             .with("programmeId", self.id)
@@ -353,7 +354,7 @@ impl Programme {
         }
         if !c.region.contains(basis.county.region()) {
             return Err(LedgerError::refused(
-                "OUTSIDE_PROGRAMME_REGION",
+                Reason::OUTSIDE_PROGRAMME_REGION,
                 format!("county {} lies outside programme {}'s region {}", basis.county, self.id, c.region),
             )
             .with("programmeId", self.id)
@@ -362,7 +363,7 @@ impl Programme {
         }
         if basis.registered_on < c.valid_from || basis.registered_on > c.valid_to {
             return Err(LedgerError::refused(
-                "LOAN_OUTSIDE_PROGRAMME_VALIDITY",
+                Reason::LOAN_OUTSIDE_PROGRAMME_VALIDITY,
                 format!(
                     "programme {} covers loans registered from {} to {}, not on {}",
                     self.id, c.valid_from, c.valid_to, basis.registered_on
@@ -375,7 +376,7 @@ impl Programme {
         }
         if basis.filed_on < c.valid_from {
             return Err(LedgerError::refused(
-                "PROGRAMME_NOT_YET_IN_FORCE",
+                Reason::PROGRAMME_NOT_YET_IN_FORCE,
                 format!("programme {} is in force from {}, not on {}", self.id, c.valid_from, basis.filed_on),
             )
             .with("programmeId", self.id)
@@ -386,7 +387,7 @@ impl Programme {
         // successor programme (or none) takes the claims, so a claim is filed while it runs.
         if basis.filed_on > c.valid_to && rules == ClaimRules::Current {
             return Err(LedgerError::refused(
-                "PROGRAMME_EXPIRED",
+                Reason::PROGRAMME_EXPIRED,
                 format!("programme {} was in force until {}, not on {}", self.id, c.valid_to, basis.filed_on),
             )
             .with("programmeId", self.id)
@@ -396,7 +397,7 @@ impl Programme {
         c.tier_for(basis.loan_amount).ok_or_else(|| {
             let largest = c.tiers.last().expect("a programme has at least one tier").loan_up_to;
             LedgerError::refused(
-                "LOAN_ABOVE_TIERS",
+                Reason::LOAN_ABOVE_TIERS,
                 format!("programme {} covers loans up to {largest}, not {}", self.id, basis.loan_amount),
             )
             .with("programmeId", self.id)
@@ -418,7 +419,7 @@ impl Programme {
             if losses_fen * i128::from(BP_WHOLE) > line_fen {
                 let losses = Money::from_fen(losses_fen).expect("a sum of two amounts");
                 return Err(LedgerError::refused(
-                    "STOP_LINE_REACHED",
+                    Reason::STOP_LINE_REACHED,
                     format!(
                         "bank {}'s losses under programme {} in {year} would reach {losses}, above {line} of the \
                          {} it lent in the region that year",
@@ -445,7 +446,7 @@ impl Programme {
         let available_fen = c.budget_per_year.fen() - basis.committed_this_year.fen();
         if available_fen <= 0 {
             return Err(LedgerError::refused(
-                "BUDGET_EXHAUSTED",
+                Reason::BUDGET_EXHAUSTED,
                 format!(
                     "programme {} has committed {} of its {year} budget of {}",
                     self.id, basis.committed_this_year, c.budget_per_year
@@ -566,7 +567,7 @@ impl Claim {
     fn basis_changed(&self, loss_now: Option<Money>, why: &str) -> LedgerError {
         let now = loss_now.map_or_else(|| "unknown".to_owned(), |l| l.to_string());
         LedgerError::refused(
-            "CLAIM_BASIS_CHANGED",
+            Reason::CLAIM_BASIS_CHANGED,
             format!(
                 "claim {} was filed on a loss of {}, and the default's loss is now {now}: it is not {why}",
                 self.id, self.basis.loss
@@ -585,7 +586,7 @@ impl Claim {
     fn check_decision(&self, decision: &Decision) -> Result<(), LedgerError> {
         if let Some(earlier) = &self.decision {
             return Err(LedgerError::refused(
-                "CLAIM_ALREADY_DECIDED",
+                Reason::CLAIM_ALREADY_DECIDED,
                 format!("claim {} was {} on {}", self.id, self.status.api_name(), earlier.decided_on),
             )
             .with("claimId", self.id)
@@ -620,7 +621,7 @@ impl Claim {
             (ClaimStatus::Approved, Some(decision)) => decision,
             _ => {
                 return Err(LedgerError::refused(
-                    "CLAIM_NOT_APPROVED",
+                    Reason::CLAIM_NOT_APPROVED,
                     format!("claim {} is {}; only an approved claim is paid", self.id, self.status.api_name()),
                 )
                 .with("claimId", self.id)
@@ -632,7 +633,7 @@ impl Claim {
         }
         if self.payments.len() >= PAYMENTS_PER_CLAIM_MAX {
             return Err(LedgerError::refused(
-                "PAYMENTS_LIMIT_REACHED",
+                Reason::PAYMENTS_LIMIT_REACHED,
                 format!("a claim is paid in at most {PAYMENTS_PER_CLAIM_MAX} payments"),
             )
             .with("claimId", self.id));
@@ -651,7 +652,7 @@ impl Claim {
         if total.is_none_or(|t| t > self.compensation.fund) {
             let remaining = self.compensation.fund.checked_sub(paid).expect("invariant: paid <= fund");
             return Err(LedgerError::refused(
-                "PAYMENT_EXCEEDS_COMPENSATION",
+                Reason::PAYMENT_EXCEEDS_COMPENSATION,
                 format!(
                     "claim {} has {remaining} left to pay of {}, not {}",
                     self.id, self.compensation.fund, payment.amount
@@ -737,7 +738,7 @@ mod tests {
     fn check<T>(case: &str, got: Result<T, LedgerError>, show: impl Fn(&T) -> String, expected: &str) {
         let got = match got {
             Ok(value) => show(&value),
-            Err(LedgerError::Invalid { reason, violations }) => std::iter::once(reason.to_owned())
+            Err(LedgerError::Invalid { reason, violations }) => std::iter::once(reason.as_str().to_owned())
                 .chain(violations.into_iter().map(|v| v.field))
                 .collect::<Vec<_>>()
                 .join(" "),

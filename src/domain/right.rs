@@ -12,6 +12,7 @@
 //! and no longer counts for anything. Withdrawn states make room when the record is full, so the
 //! bound on a record never locks it against an office that may correct it.
 
+use super::Reason;
 use super::error::LedgerError;
 use super::ident::CreditCode;
 use super::ident::RightNumber;
@@ -194,8 +195,11 @@ impl RightRecord {
         let mut record = before.cloned().unwrap_or_else(|| RightRecord { number: number.clone(), states: Vec::new() });
         if let Some(last) = record.current() {
             if last.state == state {
-                return Err(LedgerError::refused("NOTHING_TO_CHANGE", "the register already says this of the right")
-                    .with("right", number));
+                return Err(LedgerError::refused(
+                    Reason::NOTHING_TO_CHANGE,
+                    "the register already says this of the right",
+                )
+                .with("right", number));
             }
             if state.status_since < last.state.status_since {
                 return Err(LedgerError::invalid_field(
@@ -209,7 +213,7 @@ impl RightRecord {
         }
         if record.effective().count() >= STATES_PER_RIGHT_MAX {
             return Err(LedgerError::refused(
-                "RIGHT_STATES_LIMIT_REACHED",
+                Reason::RIGHT_STATES_LIMIT_REACHED,
                 format!("a right keeps at most {STATES_PER_RIGHT_MAX} states in force: withdraw one recorded in error"),
             )
             .with("right", number));
@@ -236,13 +240,13 @@ impl RightRecord {
         let mut record = self.clone();
         let Some(found) = record.states.iter_mut().find(|s| s.at == recorded_at) else {
             return Err(LedgerError::refused(
-                "RIGHT_STATE_NOT_FOUND",
+                Reason::RIGHT_STATE_NOT_FOUND,
                 format!("{} has no state recorded at that time", self.number),
             )
             .with("right", &self.number));
         };
         if found.is_withdrawn() {
-            return Err(LedgerError::refused("NOTHING_TO_CHANGE", "that state is already withdrawn")
+            return Err(LedgerError::refused(Reason::NOTHING_TO_CHANGE, "that state is already withdrawn")
                 .with("right", &self.number));
         }
         found.withdrawn = Some(withdrawal);
@@ -310,7 +314,7 @@ impl RightRecord {
         };
         if state.holder.credit_code != pledge.pledgor.credit_code {
             return Some(refused(
-                "PLEDGOR_NOT_HOLDER",
+                Reason::PLEDGOR_NOT_HOLDER,
                 format!("the register names another holder of {} than the pledgor", self.number),
             ));
         }
@@ -318,7 +322,7 @@ impl RightRecord {
             Some(RiskFlag::NotInForce(status)) => {
                 return Some(
                     refused(
-                        "RIGHT_NOT_IN_FORCE",
+                        Reason::RIGHT_NOT_IN_FORCE,
                         format!("{} is {} since {}", self.number, status.name(), state.status_since),
                     )
                     .with("status", status.name()),
@@ -327,8 +331,11 @@ impl RightRecord {
             Some(RiskFlag::Frozen) => {
                 let freeze = state.freeze.as_ref().expect("a frozen right has a freeze");
                 return Some(
-                    refused("RIGHT_FROZEN", format!("{} is frozen by court order {}", self.number, freeze.case_number))
-                        .with("caseNumber", &freeze.case_number),
+                    refused(
+                        Reason::RIGHT_FROZEN,
+                        format!("{} is frozen by court order {}", self.number, freeze.case_number),
+                    )
+                    .with("caseNumber", &freeze.case_number),
                 );
             }
             // `risk` speaks of the state alone; the holder was compared above.
@@ -339,7 +346,7 @@ impl RightRecord {
         {
             return Some(
                 refused(
-                    "TERM_EXCEEDS_RIGHT_EXPIRY",
+                    Reason::TERM_EXCEEDS_RIGHT_EXPIRY,
                     format!(
                         "the debt term ends {}, after {} expires on {expires_on}",
                         pledge.debt_term_end, self.number

@@ -4,6 +4,7 @@
 //! registration, changes and release, and a default or an appraisal is not a new version of the
 //! registered pledge.
 
+use super::Reason;
 use super::error::LedgerError;
 use super::money::Money;
 use super::pledge::Pledge;
@@ -102,14 +103,14 @@ impl PledgeDefault {
     ) -> Result<PledgeDefault, LedgerError> {
         if let Some(release) = &pledge.release {
             return Err(LedgerError::refused(
-                "PLEDGE_ALREADY_RELEASED",
+                Reason::PLEDGE_ALREADY_RELEASED,
                 format!("pledge {} was released on {}", pledge.id, release.released_on),
             )
             .with("pledgeId", pledge.id));
         }
         if let Some(d) = existing {
             return Err(LedgerError::refused(
-                "PLEDGE_ALREADY_DEFAULTED",
+                Reason::PLEDGE_ALREADY_DEFAULTED,
                 format!("pledge {} defaulted on {}", pledge.id, d.content.defaulted_on),
             )
             .with("pledgeId", pledge.id)
@@ -128,7 +129,7 @@ impl PledgeDefault {
     ) -> Result<PledgeDefault, LedgerError> {
         if let Some((r, ..)) = &self.resolution {
             return Err(LedgerError::refused(
-                "DEFAULT_ALREADY_RESOLVED",
+                Reason::DEFAULT_ALREADY_RESOLVED,
                 format!("the default of pledge {} was resolved on {}", self.pledge_id, r.resolved_on),
             )
             .with("pledgeId", self.pledge_id));
@@ -229,14 +230,14 @@ impl Valuation {
     ) -> Result<Valuation, LedgerError> {
         if let Some(release) = &pledge.release {
             return Err(LedgerError::refused(
-                "PLEDGE_ALREADY_RELEASED",
+                Reason::PLEDGE_ALREADY_RELEASED,
                 format!("pledge {} was released on {}", pledge.id, release.released_on),
             )
             .with("pledgeId", pledge.id));
         }
         if count >= VALUATIONS_PER_PLEDGE_MAX {
             return Err(LedgerError::refused(
-                "VALUATIONS_LIMIT_REACHED",
+                Reason::VALUATIONS_LIMIT_REACHED,
                 format!("a pledge keeps at most {VALUATIONS_PER_PLEDGE_MAX} valuations"),
             )
             .with("pledgeId", pledge.id));

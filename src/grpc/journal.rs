@@ -3,6 +3,7 @@
 
 use super::{Api, auth, convert, status};
 use crate::domain::LedgerError;
+use crate::domain::Reason;
 use crate::domain::principal::Principal;
 use crate::grpc::convert::FeedPledges;
 use crate::ledger::export;
@@ -204,7 +205,7 @@ impl pb::journal_service_server::JournalService for Api {
             let length = signed.sequence - sequence + 1;
             if length > PROOF_ENTRIES_MAX {
                 return Err(LedgerError::refused(
-                    "PROOF_TOO_LONG",
+                    Reason::PROOF_TOO_LONG,
                     format!(
                         "a proof holds at most {PROOF_ENTRIES_MAX} entries; entry {sequence} is {length} from the head"
                     ),
@@ -219,7 +220,7 @@ impl pb::journal_service_server::JournalService for Api {
             // not see it, and the answer says nothing of what it holds.
             if !actor.is_admin() && !items.iter().all(|item| visible(&actor, item)) {
                 return Err(LedgerError::refused(
-                    "PROOF_NOT_READABLE",
+                    Reason::PROOF_NOT_READABLE,
                     format!("a proof of entry {sequence} holds later entries you may not read; ask again right after your write, or ask an admin"),
                 )
                 .with("sequence", sequence));

@@ -88,12 +88,13 @@ enum Kind {
 }
 
 impl Kind {
-    fn reason(self) -> &'static str {
+    fn reason(self) -> crate::domain::Reason {
+        use crate::domain::Reason;
         match self {
-            Kind::Call => "TOO_MANY_REQUESTS",
-            Kind::Stream => "TOO_MANY_STREAMS",
-            Kind::Watcher => "TOO_MANY_WATCHERS",
-            Kind::QueuedBytes => "WRITE_QUEUE_FULL",
+            Kind::Call => Reason::TOO_MANY_REQUESTS,
+            Kind::Stream => Reason::TOO_MANY_STREAMS,
+            Kind::Watcher => Reason::TOO_MANY_WATCHERS,
+            Kind::QueuedBytes => Reason::WRITE_QUEUE_FULL,
         }
     }
 

@@ -130,6 +130,46 @@ pub fn to_status(error: LedgerError) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Reason;
+
+    /// An error carrying `reason`, built as the code builds one.
+    fn sample(reason: Reason) -> LedgerError {
+        match reason {
+            Reason::INVALID_FIELDS | Reason::TERM_EXCEEDS_RIGHT_EXPIRY => {
+                LedgerError::Invalid { reason, violations: vec![crate::domain::FieldViolation::new("f", "d")] }
+            }
+            Reason::REQUEST_ID_REUSED => LedgerError::RequestIdReused { request_id: "r".into() },
+            Reason::NOT_FOUND => LedgerError::NotFound { resource: "pledge", id: "x".into() },
+            Reason::UNAUTHENTICATED => LedgerError::Unauthenticated("x".into()),
+            Reason::PERMISSION_DENIED => LedgerError::PermissionDenied("x".into()),
+            Reason::WRITE_QUEUE_FULL => LedgerError::Overloaded(1),
+            Reason::TOO_MANY_REQUESTS => LedgerError::TooManyRequests(1),
+            Reason::TOO_MANY_STREAMS | Reason::TOO_MANY_WATCHERS => {
+                LedgerError::LimitReached { reason, what: "streams", limit: 1, per_principal: false }
+            }
+            Reason::DEADLINE_EXCEEDED => LedgerError::DeadlineExceeded(1),
+            Reason::RESPONSE_TOO_LARGE => LedgerError::ResponseTooLarge { bytes_max: 1 },
+            Reason::UNAVAILABLE => LedgerError::Unavailable("x".into()),
+            Reason::NOT_WRITER => LedgerError::NotWriter { writer: None },
+            Reason::OUTCOME_UNKNOWN => LedgerError::OutcomeUnknown("x".into()),
+            Reason::INTERNAL => LedgerError::Internal("x".into()),
+            refused => LedgerError::refused(refused, "m"),
+        }
+    }
+
+    #[test]
+    fn every_reason_comes_with_the_status_its_documentation_names() {
+        for reason in Reason::ALL {
+            let error = sample(*reason);
+            assert_eq!(error.kind(), *reason);
+            let status = to_status(error);
+            let code = format!("{:?}", status.code());
+            let named = reason.code().replace('_', "").to_lowercase();
+            assert_eq!(code.to_lowercase(), named, "{reason}: documented {}, mapped to {code}", reason.code());
+            let info = status.get_error_details().error_info().cloned().unwrap();
+            assert_eq!(info.reason, reason.as_str());
+        }
+    }
 
     fn check(error: LedgerError, code: Code, reason: &str, fields: &[&str]) {
         let status = to_status(error);
@@ -154,7 +194,7 @@ mod tests {
         check(LedgerError::NotFound { resource: "pledge", id: "x".into() }, Code::NotFound, "NOT_FOUND", &[]);
         check(LedgerError::RequestIdReused { request_id: "r".into() }, Code::AlreadyExists, "REQUEST_ID_REUSED", &[]);
         check(
-            LedgerError::refused("RIGHT_ALREADY_PLEDGED", "m"),
+            LedgerError::refused(Reason::RIGHT_ALREADY_PLEDGED, "m"),
             Code::FailedPrecondition,
             "RIGHT_ALREADY_PLEDGED",
             &[],
@@ -162,8 +202,12 @@ mod tests {
         check(LedgerError::Overloaded(1), Code::ResourceExhausted, "WRITE_QUEUE_FULL", &[]);
         check(LedgerError::TooManyRequests(1), Code::ResourceExhausted, "TOO_MANY_REQUESTS", &[]);
         check(LedgerError::ResponseTooLarge { bytes_max: 1 }, Code::OutOfRange, "RESPONSE_TOO_LARGE", &[]);
-        let limit =
-            LedgerError::LimitReached { reason: "TOO_MANY_STREAMS", what: "streams", limit: 2, per_principal: true };
+        let limit = LedgerError::LimitReached {
+            reason: crate::domain::Reason::TOO_MANY_STREAMS,
+            what: "streams",
+            limit: 2,
+            per_principal: true,
+        };
         check(limit, Code::ResourceExhausted, "TOO_MANY_STREAMS", &[]);
         check(LedgerError::Unauthenticated("x".into()), Code::Unauthenticated, "UNAUTHENTICATED", &[]);
         check(LedgerError::PermissionDenied("x".into()), Code::PermissionDenied, "PERMISSION_DENIED", &[]);
@@ -191,7 +235,7 @@ mod tests {
             let id = &info.metadata[ERROR_ID_KEY];
             assert!(status.message().ends_with(id.as_str()), "{}", status.message());
         }
-        let refused = LedgerError::refused("RIGHT_ALREADY_PLEDGED", "the right is pledged");
+        let refused = LedgerError::refused(Reason::RIGHT_ALREADY_PLEDGED, "the right is pledged");
         assert_eq!(public_message(&refused), refused.to_string());
     }
 }

@@ -10,6 +10,7 @@ use super::keys;
 use super::principals::{BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding, PrincipalRecord};
 use super::records::{RequestRecord, Resource};
 use super::tx::Tx;
+use crate::domain::Reason;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
 use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber};
 use crate::domain::principal::{Principal, PrincipalName, Role};
@@ -146,7 +147,7 @@ fn decide(
         }
         Command::CreatePrincipal { name, role, token_hash } => {
             if tx.get::<PrincipalRecord>(&keys::principal(name))?.is_some() {
-                return Err(LedgerError::refused("PRINCIPAL_EXISTS", format!("a principal named {name} exists"))
+                return Err(LedgerError::refused(Reason::PRINCIPAL_EXISTS, format!("a principal named {name} exists"))
                     .with("name", name));
             }
             let principal = Principal { name: name.clone(), role: role.clone(), create_time: now, revoke_time: None };
@@ -158,8 +159,11 @@ fn decide(
                 .get::<PrincipalRecord>(&keys::principal(name))?
                 .ok_or_else(|| LedgerError::NotFound { resource: "principal", id: name.to_string() })?;
             if before.principal.revoke_time.is_some() {
-                return Err(LedgerError::refused("PRINCIPAL_ALREADY_REVOKED", format!("{name} is already revoked"))
-                    .with("name", name));
+                return Err(LedgerError::refused(
+                    Reason::PRINCIPAL_ALREADY_REVOKED,
+                    format!("{name} is already revoked"),
+                )
+                .with("name", name));
             }
             let mut after = before;
             after.principal.revoke_time = Some(now);
@@ -170,16 +174,15 @@ fn decide(
                 .get::<PrincipalRecord>(&keys::principal(name))?
                 .ok_or_else(|| LedgerError::NotFound { resource: "principal", id: name.to_string() })?;
             if record.principal.revoke_time.is_some() {
-                return Err(
-                    LedgerError::refused("PRINCIPAL_ALREADY_REVOKED", format!("{name} is revoked")).with("name", name)
-                );
+                return Err(LedgerError::refused(Reason::PRINCIPAL_ALREADY_REVOKED, format!("{name} is revoked"))
+                    .with("name", name));
             }
             // One owner per binding, or a certificate would stand for whoever was bound last.
             if let Some((owner, _)) =
                 tx.get::<(PrincipalName, CertificateBinding)>(&keys::certificate_binding(binding))?
             {
                 return Err(LedgerError::refused(
-                    "CERTIFICATE_ALREADY_BOUND",
+                    Reason::CERTIFICATE_ALREADY_BOUND,
                     format!("{binding} is already bound to {owner}"),
                 )
                 .with("name", &owner));
@@ -187,7 +190,7 @@ fn decide(
             let bound = tx.get::<Vec<CertificateBinding>>(&keys::certificate_bindings_of(name))?.unwrap_or_default();
             if bound.len() >= BINDINGS_PER_PRINCIPAL_MAX {
                 return Err(LedgerError::refused(
-                    "TOO_MANY_BINDINGS",
+                    Reason::TOO_MANY_BINDINGS,
                     format!("{name} has {BINDINGS_PER_PRINCIPAL_MAX} certificate bindings, the most it may have"),
                 )
                 .with("name", name));
@@ -234,7 +237,7 @@ fn register(
         let pledged = if rules == 0 { 0 } else { holding.pledges };
         if pledged as usize >= super::risk_projector::PLEDGES_PER_RIGHT_MAX {
             return Err(LedgerError::refused(
-                "RIGHT_PLEDGES_LIMIT_REACHED",
+                Reason::RIGHT_PLEDGES_LIMIT_REACHED,
                 format!(
                     "{} was pledged {pledged} times: the ledger keeps at most that many pledges of a right",
                     right.number
@@ -254,7 +257,7 @@ fn register(
                 Some(id) => format!("{} is already pledged in active pledge {id}", right.number),
                 None => format!("{} is already pledged in an active pledge", right.number),
             };
-            let error = LedgerError::refused("RIGHT_ALREADY_PLEDGED", message)
+            let error = LedgerError::refused(Reason::RIGHT_ALREADY_PLEDGED, message)
                 .with("right", &right.number)
                 .with("rightKind", right.kind().name())
                 .with("rightNumber", right.number.as_str());
@@ -272,8 +275,8 @@ fn register(
             Some(id) => format!("registration number {} belongs to pledge {id}", number.as_str()),
             None => format!("registration number {} belongs to another pledge", number.as_str()),
         };
-        let error =
-            LedgerError::refused("REGISTRATION_NUMBER_EXISTS", message).with("registrationNumber", number.as_str());
+        let error = LedgerError::refused(Reason::REGISTRATION_NUMBER_EXISTS, message)
+            .with("registrationNumber", number.as_str());
         return Err(match holder {
             Some(id) => error.with("pledgeId", id),
             None => error,
@@ -284,7 +287,7 @@ fn register(
         // region, dates, what is available) nor its existence reach the caller. This is also what
         // keeps an office's imports on the lines of its own region.
         let line = load_line(tx, line_id)?.filter(|line| actor.may_read_line(line)).ok_or_else(|| {
-            LedgerError::refused("CREDIT_LINE_NOT_FOUND", format!("credit line {line_id} does not exist"))
+            LedgerError::refused(Reason::CREDIT_LINE_NOT_FOUND, format!("credit line {line_id} does not exist"))
                 .with("creditLineId", line_id)
         })?;
         line.admits(content)?;
@@ -307,7 +310,7 @@ fn register(
 /// line overdrawn, content the parsers refuse) is refused entry by entry, whatever its hashes say.
 pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     let refused = |why: String| {
-        LedgerError::refused("ENTRY_REFUSED", format!("entry {}: {why}", entry.sequence))
+        LedgerError::refused(Reason::ENTRY_REFUSED, format!("entry {}: {why}", entry.sequence))
             .with("sequence", entry.sequence)
     };
     let actor = match tx.get::<PrincipalRecord>(&keys::principal(&entry.principal))? {

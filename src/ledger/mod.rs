@@ -27,6 +27,7 @@ pub use command::{Command, Outcome};
 pub use writer::GROUP_MAX;
 
 use crate::domain::LedgerError;
+use crate::domain::Reason;
 use crate::domain::principal::Principal;
 use crate::store::{Access, Store, StoreError};
 use principals::Principals;
@@ -263,7 +264,7 @@ impl Ledger {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(LedgerError::Unavailable("the ledger is shutting down".to_owned())),
             Err(_) => Err(LedgerError::refused(
-                "SEQUENCE_NOT_REACHED",
+                Reason::SEQUENCE_NOT_REACHED,
                 format!("journal entry {sequence} is not committed here (committed: {})", *self.committed.borrow()),
             )
             .with("minSequence", sequence)),

@@ -9,6 +9,7 @@ use super::risk_projector::{PledgeRisk, ProgrammeYear};
 use super::sums;
 use super::sums::AsOfDelta;
 use crate::domain::LedgerError;
+use crate::domain::Reason;
 use crate::domain::credit_line::CreditLine;
 use crate::domain::exposure::{Bucket, Dimension, Row};
 use crate::domain::ident::{CreditCode, RightKind, RightNumber};
@@ -297,7 +298,7 @@ pub struct Exposure {
 
 fn too_many_pledgees(region: Region) -> LedgerError {
     LedgerError::refused(
-        "EXPOSURE_TOO_LARGE",
+        Reason::EXPOSURE_TOO_LARGE,
         format!("region {region} has more than {EXPOSURE_ROWS_SCANNED_MAX} pledgee rows; ask for a smaller region"),
     )
     .with("regionCode", region.code_string())

@@ -15,6 +15,7 @@ use super::keys;
 use super::projector;
 use super::tx::Tx;
 use crate::domain::LedgerError;
+use crate::domain::Reason;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -93,7 +94,7 @@ pub(crate) fn check_link(previous: Head, entry: &Entry) -> Result<(), LedgerErro
         return Ok(());
     }
     Err(LedgerError::refused(
-        "JOURNAL_CHAIN_BROKEN",
+        Reason::JOURNAL_CHAIN_BROKEN,
         format!("journal entry {} does not follow entry {}", entry.sequence, previous.sequence),
     )
     .with("sequence", entry.sequence))
@@ -124,7 +125,7 @@ pub(crate) fn read_signed(
         for stored in &chunk {
             // Bytes that do not decode are refused like any entry the rules refuse, not retried.
             let entry = stored.decode().map_err(|e| match e {
-                journal::JournalError::Corrupt(why) => LedgerError::refused("ENTRY_CORRUPT", why),
+                journal::JournalError::Corrupt(why) => LedgerError::refused(Reason::ENTRY_CORRUPT, why),
                 other => other.into(),
             })?;
             entries.push(entry);
@@ -134,7 +135,7 @@ pub(crate) fn read_signed(
             let index = signature.sequence.checked_sub(from).expect("signatures read from `from` on") as usize;
             signature.verify(chunk[index].head(), key).map_err(|why| {
                 LedgerError::refused(
-                    "GROUP_SIGNATURE_INVALID",
+                    Reason::GROUP_SIGNATURE_INVALID,
                     format!(
                         "the signature of journal entry {}: {why} (every node of a cluster needs the same --signing-key)",
                         signature.sequence
@@ -154,7 +155,7 @@ pub(crate) fn read_signed(
             }
             _ => {
                 return Err(LedgerError::refused(
-                    "GROUP_UNSIGNED",
+                    Reason::GROUP_UNSIGNED,
                     format!(
                         "journal entries from {from} on carry no signature of the cluster's key {}: they were not written by a node of this cluster",
                         journal::hex(key)
@@ -454,7 +455,7 @@ pub fn restore(
     let empty = journal.head()? == Head::default()
         && derived.base().scan(b"", None, 2).map_err(unavailable)?.iter().all(|(k, _)| k == keys::META_DERIVED_LAYOUT);
     if !empty {
-        return Err(LedgerError::refused("DATA_DIR_NOT_EMPTY", "restore needs an empty data directory"));
+        return Err(LedgerError::refused(Reason::DATA_DIR_NOT_EMPTY, "restore needs an empty data directory"));
     }
     let mut previous = Head::default();
     let mut appended = Head::default();
@@ -474,7 +475,7 @@ pub fn restore(
         let stored = stored.map_err(|e| LedgerError::invalid_field(format!("line {}", line + 1), e))?;
         let broken = |what: &str| {
             LedgerError::refused(
-                "JOURNAL_CHAIN_BROKEN",
+                Reason::JOURNAL_CHAIN_BROKEN,
                 format!("entry {} (line {}): {what}", stored.sequence, line + 1),
             )
             .with("sequence", stored.sequence)
@@ -520,7 +521,7 @@ impl std::fmt::Debug for Staging {
 
 fn journal_not_empty(head: Head) -> LedgerError {
     LedgerError::refused(
-        "JOURNAL_NOT_EMPTY",
+        Reason::JOURNAL_NOT_EMPTY,
         format!("restore needs an empty journal; it holds {} entries", head.sequence),
     )
 }

@@ -9,6 +9,7 @@ use super::keys;
 use super::records::Resource;
 use super::risk_projector::{ProgrammeYear, broken, load_claim, load_programme, pledge_risk, resource};
 use super::tx::Tx;
+use crate::domain::Reason;
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
 use crate::domain::pledge::Pledge;
@@ -149,7 +150,8 @@ pub fn decide(
         }
         RiskCommand::WithdrawRightState { number, recorded_at, note } => {
             let record = tx.get::<RightRecord>(&keys::right_record(number))?.ok_or_else(|| {
-                LedgerError::refused("RIGHT_STATE_NOT_FOUND", format!("{number} has no record")).with("right", number)
+                LedgerError::refused(Reason::RIGHT_STATE_NOT_FOUND, format!("{number} has no record"))
+                    .with("right", number)
             })?;
             let after = record.withdraw(*recorded_at, Withdrawal { by, at: now, note: note.clone() })?;
             let event =
@@ -165,7 +167,7 @@ pub fn decide(
         RiskCommand::ResolveDefault { id, resolution } => {
             let risk = pledge_risk(tx, *id)?;
             let default = risk.default.ok_or_else(|| {
-                LedgerError::refused("PLEDGE_NOT_DEFAULTED", format!("pledge {id} has no default recorded"))
+                LedgerError::refused(Reason::PLEDGE_NOT_DEFAULTED, format!("pledge {id} has no default recorded"))
                     .with("pledgeId", id)
             })?;
             let resolved = default.resolve(resolution.clone(), by, now)?;
@@ -181,7 +183,7 @@ pub fn decide(
             let count = tx.get::<u64>(&keys::programme_count(programme.region))?.unwrap_or(0);
             if count >= PROGRAMMES_PER_REGION_MAX as u64 {
                 return Err(LedgerError::refused(
-                    "PROGRAMMES_LIMIT_REACHED",
+                    Reason::PROGRAMMES_LIMIT_REACHED,
                     format!("a region runs at most {PROGRAMMES_PER_REGION_MAX} programmes"),
                 )
                 .with("regionCode", programme.region));
@@ -245,12 +247,18 @@ fn file_claim(
     let default = risk
         .default
         .as_ref()
-        .ok_or_else(|| refused("PLEDGE_NOT_DEFAULTED", format!("pledge {pledge_id} has no default recorded")))?;
+        .ok_or_else(|| refused(Reason::PLEDGE_NOT_DEFAULTED, format!("pledge {pledge_id} has no default recorded")))?;
     let loss = default.loss().ok_or_else(|| {
-        refused("LOSS_NOT_DETERMINED", "the default's loss is not known yet: record it, or resolve the default".into())
+        refused(
+            Reason::LOSS_NOT_DETERMINED,
+            "the default's loss is not known yet: record it, or resolve the default".into(),
+        )
     })?;
     if loss.is_zero() {
-        return Err(refused("NO_LOSS", "the default was recovered in full: there is no loss to compensate".into()));
+        return Err(refused(
+            Reason::NO_LOSS,
+            "the default was recovered in full: there is no loss to compensate".into(),
+        ));
     }
     if filed_on < default.content.defaulted_on {
         return Err(LedgerError::invalid_field(
@@ -265,7 +273,7 @@ fn file_claim(
             continue;
         }
         if existing.programme_id == programme_id {
-            return Err(refused("CLAIM_EXISTS", format!("claim {id} is already filed under this programme"))
+            return Err(refused(Reason::CLAIM_EXISTS, format!("claim {id} is already filed under this programme"))
                 .with("claimId", id));
         }
         if rules == ClaimRules::Original {
@@ -276,7 +284,10 @@ fn file_claim(
             .ok_or_else(|| broken(format!("compensation of pledge {pledge_id} out of range")))?;
     }
     if risk.claims.len() >= CLAIMS_PER_PLEDGE_MAX {
-        return Err(refused("CLAIMS_LIMIT_REACHED", format!("a pledge has at most {CLAIMS_PER_PLEDGE_MAX} claims")));
+        return Err(refused(
+            Reason::CLAIMS_LIMIT_REACHED,
+            format!("a pledge has at most {CLAIMS_PER_PLEDGE_MAX} claims"),
+        ));
     }
     // The loan that defaulted: a change of the pledge after its default does not move the tier.
     let at_default = match rules {
