@@ -178,6 +178,20 @@ pub fn pledge_shares(pledge: &Pledge) -> Vec<PledgeShare> {
     shares
 }
 
+/// Whether a pledge of `county` and `pledgee`, holding rights of the kinds `holds` says, counts in
+/// `bucket`: exactly the buckets `pledge_shares` lists for it (a test holds the two together).
+/// The projector decides by it which of a pledgor's other pledges share a row, from the pledgor's
+/// compact record, without loading each pledge.
+pub fn counts_in(bucket: &Bucket, county: Region, pledgee: &CreditCode, holds: impl Fn(RightKind) -> bool) -> bool {
+    bucket.region.contains(county)
+        && match &bucket.dimension {
+            Dimension::Total => true,
+            Dimension::Pledgee(code) => code == pledgee,
+            Dimension::Kind(kind) => holds(*kind),
+            Dimension::PledgeeKind(code, kind) => code == pledgee && holds(*kind),
+        }
+}
+
 /// Every bucket a credit line counts in: its region and those above, total and per bank.
 pub fn credit_line_buckets(line: &CreditLine) -> Vec<Bucket> {
     let bank = &line.content.bank.credit_code;
@@ -191,4 +205,82 @@ pub fn credit_line_buckets(line: &CreditLine) -> Vec<Bucket> {
             ]
         })
         .collect()
+}
+
+#[cfg(test)]
+mod membership {
+    use super::*;
+    use crate::domain::ident::RightNumber;
+    use crate::domain::pledge::{NewPledge, Party, Right};
+    use crate::domain::region::CountyCode;
+    use crate::domain::text::Text;
+
+    fn pledge(county: &str, pledgee: &str, rights: &[(RightKind, &str)]) -> Pledge {
+        let party =
+            |code: &str| Party { name: Text::parse("P").unwrap(), credit_code: CreditCode::parse(code).unwrap() };
+        let date = |s: &str| crate::domain::text::parse_date(s).unwrap();
+        let rights = rights
+            .iter()
+            .map(|(kind, n)| Right::new(RightNumber::parse(n, *kind).unwrap(), Text::parse("t").unwrap(), None))
+            .collect();
+        let content = NewPledge {
+            registration_number: None,
+            pledgor: party("91330100716105852F"),
+            pledgee: party(pledgee),
+            county: CountyCode::parse(county).unwrap(),
+            secured_amount: Money::parse_positive("1").unwrap(),
+            debt_term_start: date("2020-01-01"),
+            debt_term_end: date("2021-01-01"),
+            registered_on: date("2020-01-01"),
+            rights,
+            credit_line_id: None,
+        };
+        Pledge {
+            id: uuid::Uuid::nil(),
+            registration_number: crate::domain::pledge::RegistrationNumber::parse("Z-1").unwrap(),
+            content,
+            release: None,
+            changes: Vec::new(),
+            created_by: crate::domain::principal::PrincipalName::parse("p").unwrap(),
+            released_by: None,
+            create_time: 0,
+            update_time: 0,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn counts_in_is_the_membership_pledge_shares_lists() {
+        let banks = ["914403001922038216", "91330100716105852F"];
+        let pledges = [
+            pledge("330108", banks[0], &[(RightKind::Trademark, "12345678")]),
+            pledge("320106", banks[1], &[(RightKind::Trademark, "12345678"), (RightKind::Copyright, "2019SR000123")]),
+        ];
+        // Every bucket of every region above two counties, every dimension, both banks.
+        let regions: Vec<Region> = ["330108", "320106"]
+            .iter()
+            .flat_map(|c| CountyCode::parse(c).unwrap().region().with_ancestors().collect::<Vec<_>>())
+            .collect();
+        for p in &pledges {
+            let shares: Vec<Bucket> = pledge_shares(p).into_iter().map(|s| s.bucket).collect();
+            let holds = |kind: RightKind| p.content.rights.iter().any(|r| r.kind() == kind);
+            for region in &regions {
+                let mut dimensions = vec![Dimension::Total];
+                for bank in banks {
+                    let code = CreditCode::parse(bank).unwrap();
+                    dimensions.push(Dimension::Pledgee(code.clone()));
+                    for kind in RightKind::ALL {
+                        dimensions.push(Dimension::Kind(kind));
+                        dimensions.push(Dimension::PledgeeKind(code.clone(), kind));
+                    }
+                }
+                for dimension in dimensions {
+                    let bucket = Bucket { region: *region, dimension };
+                    let listed = shares.contains(&bucket);
+                    let counted = counts_in(&bucket, p.content.county.region(), &p.content.pledgee.credit_code, holds);
+                    assert_eq!(listed, counted, "{bucket:?} for a pledge of {}", p.content.county);
+                }
+            }
+        }
+    }
 }

@@ -96,17 +96,11 @@ impl PledgorPledge {
         }
     }
 
-    /// Whether the pledge counts in `bucket`: the rows `exposure::pledge_shares` names.
+    /// Whether the pledge counts in `bucket`: the rows `exposure::pledge_shares` names, by the
+    /// domain's one predicate.
     pub(crate) fn counts_in(&self, bucket: &Bucket) -> bool {
-        use crate::domain::exposure::Dimension;
-        let has = |kind: &crate::domain::ident::RightKind| self.kinds & (1 << kind.tag()) != 0;
-        bucket.region.contains(self.county.region())
-            && match &bucket.dimension {
-                Dimension::Total => true,
-                Dimension::Pledgee(code) => *code == self.pledgee,
-                Dimension::Kind(kind) => has(kind),
-                Dimension::PledgeeKind(code, kind) => *code == self.pledgee && has(kind),
-            }
+        let holds = |kind: crate::domain::ident::RightKind| self.kinds & (1 << kind.tag()) != 0;
+        crate::domain::exposure::counts_in(bucket, self.county.region(), &self.pledgee, holds)
     }
 }
 
