@@ -104,6 +104,9 @@ bash tests/with-postgres.sh cargo test --locked --test it -- pledges:: credit_li
 # at a time: two clusters at once would share the 2 cores and miss their fault timings.
 cargo test --locked --test it -- --ignored --nocapture --test-threads=1 ha:: ha_cluster::
 bash tests/readme_examples.sh
+# The one-machine HA layout operators try (docs/operations.md), from the HA test's own harness:
+# up, one registration through HAProxy's write port read back through its read port, down.
+cargo run --release --locked --example ha_cluster -- --check
 # The Python bank client example against the real binary: token, retry, exposure, feed, errors.
 bash tests/python_client.sh
 say "every test passed"
