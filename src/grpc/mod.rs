@@ -608,8 +608,10 @@ impl pb::exposure_service_server::ExposureService for Api {
             let requested = (!request.get_ref().region_code.trim().is_empty()).then_some(region);
             let region = actor.scope_region(requested)?.unwrap_or(region);
             let bank = actor.scope_bank(None)?;
+            // Today in China, read once at the edge: the year whose budget is left now.
+            let today = crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros());
             let exposure =
-                self.ledger.read(move |s| query::exposure(s, region, group_by, bank.as_ref(), as_of)).await?;
+                self.ledger.read(move |s| query::exposure(s, region, group_by, bank.as_ref(), as_of, today)).await?;
             Ok(convert::exposure_to_pb(exposure))
         };
         self.read_unary("GetExposure", &actor, min_sequence(&request), body).await.map(Response::new)

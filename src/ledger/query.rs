@@ -581,7 +581,8 @@ fn budget_left_as_of(
 }
 
 /// Exposure of `region`; with `bank`, of that bank's book only (its pledgee rows), so a bank never
-/// sees another bank's figures.
+/// sees another bank's figures. `today` (China's date, decided by the caller at the edge: a read
+/// reads no clock) names the year whose budget is left now.
 // Longer than ~70 lines: the four groupings of one exposure read (total, child regions, pledgees,
 // right kinds) now and as of a date, sharing the scope and the rows read.
 pub fn exposure(
@@ -590,6 +591,7 @@ pub fn exposure(
     group_by: GroupBy,
     bank: Option<&CreditCode>,
     as_of: Option<chrono::NaiveDate>,
+    today: chrono::NaiveDate,
 ) -> Result<Exposure, LedgerError> {
     let total_of = |region: Region| match bank {
         None => Bucket { region, dimension: Dimension::Total },
@@ -601,7 +603,7 @@ pub fn exposure(
         Some(date) => row_as_of(store, bucket, date),
     };
     let has_credit = as_of.is_none();
-    let year = chrono::Datelike::year(&crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros()));
+    let year = chrono::Datelike::year(&today);
     let budget = |region: Region| match (as_of, bank) {
         (None, None) => super::risk_projector::budget_left(store, region, year).map(Some),
         (Some(date), None) => budget_left_as_of(store, region, date).map(Some),
