@@ -9,7 +9,11 @@
 //! cargo run --release --example ha_cluster                      # up until Ctrl-C
 //! cargo run --release --example ha_cluster -- --for-seconds 60  # up for a minute
 //! cargo run --release --example ha_cluster -- --check            # up, one write and one read, down (CI)
+//! cargo run --release --example ha_cluster -- --postgres-only    # the PostgreSQL cluster alone (no ipledger node)
 //! ```
+//!
+//! `--postgres-only` (with or without `--for-seconds N`) leaves the ipledger nodes out: a journal
+//! for one's own `ipledger serve --journal URL` or `ipledger bench` (docs/operations.md).
 //!
 //! Everything runs on free loopback ports picked at start, from one temporary directory (every
 //! process's log is there), printed once the cluster is up with example calls; Ctrl-C (or the end
@@ -65,14 +69,18 @@ enum Run {
     Check,
 }
 
-fn run_mode() -> Run {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
+/// How to stay up, and whether the ipledger nodes start (`--postgres-only`: they do not).
+fn run_mode() -> (Run, bool) {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let postgres_only = args.iter().any(|a| a == "--postgres-only");
+    args.retain(|a| a != "--postgres-only");
+    let run = match args.as_slice() {
         [] => Run::UntilCtrlC,
-        [flag] if flag == "--check" => Run::Check,
+        [flag] if flag == "--check" && !postgres_only => Run::Check,
         [flag, n] if flag == "--for-seconds" => Run::For(Duration::from_secs(n.parse().expect("a number of seconds"))),
-        other => panic!("usage: ha_cluster [--for-seconds N | --check] (got {other:?})"),
-    }
+        other => panic!("usage: ha_cluster [--postgres-only] [--for-seconds N | --check] (got {other:?})"),
+    };
+    (run, postgres_only)
 }
 
 /// `buf curl` of `method` at `address` with the admin token; the answer's JSON.
@@ -150,27 +158,20 @@ fn wait_for_writer(pg: &PgHa, timeout: Duration) -> Vec<String> {
     }
 }
 
-fn main() {
+/// The three ipledger nodes on the cluster's journal, once one of them writes; prints where they are.
+fn start_nodes(pg: &PgHa, dir: &Path, ports: &[u16], started: Instant) -> Vec<Child> {
     let binary = ipledger_binary();
-    let mode = run_mode();
-    let started = Instant::now();
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let backends: Vec<IpledgerBackend> = ports.iter().map(|&grpc_port| IpledgerBackend { grpc_port }).collect();
-    let pg = PgHa::start(&backends);
-    let token = format!("ipl_{}", uuid::Uuid::new_v4().simple());
-    std::fs::write(dir.path().join("admin.token"), &token).expect("the admin token");
     // The cluster's signing key, as the deploy files make it: the nodes share it.
     let made = Command::new(tools::require("openssl", "openssl"))
         .args(["genpkey", "-algorithm", "ed25519", "-outform", "DER", "-out"])
-        .arg(dir.path().join("signing-key.p8"))
+        .arg(dir.join("signing-key.p8"))
         .status()
         .expect("openssl");
     assert!(made.success(), "openssl genpkey failed");
     let url = pg.url();
-    let mut nodes: Vec<Child> =
-        ports.iter().enumerate().map(|(i, &port)| start_node(&binary, dir.path(), i, port, &url)).collect();
-    let writer = wait_for_writer(&pg, Duration::from_secs(60));
+    let nodes: Vec<Child> =
+        ports.iter().enumerate().map(|(i, &port)| start_node(&binary, dir, i, port, &url)).collect();
+    let writer = wait_for_writer(pg, Duration::from_secs(60));
     println!("cluster up in {:.1?} (PostgreSQL leader {}, ipledger writer {writer:?})", started.elapsed(), pg.leader());
     println!("  ipledger writes (HAProxy):  {}", pg.ipledger_write_addr());
     println!("  ipledger reads (HAProxy):   {}", pg.ipledger_read_addr());
@@ -178,22 +179,46 @@ fn main() {
         println!("  ipledger node ipl{i}:         127.0.0.1:{port} (pid {})", nodes[i].id());
     }
     println!("  PostgreSQL (HAProxy, rw):   {url}");
-    println!("  admin token:                {}", dir.path().join("admin.token").display());
-    println!("  logs:                       {}", dir.path().display());
-    println!("Try: export TOKEN=$(cat {})", dir.path().join("admin.token").display());
+    println!("  admin token:                {}", dir.join("admin.token").display());
+    println!("  logs:                       {}", dir.display());
+    println!("Try: export TOKEN=$(cat {})", dir.join("admin.token").display());
     println!(
         "     buf curl --protocol grpc --http2-prior-knowledge -H \"authorization: Bearer $TOKEN\" --reflect-header \
          \"authorization: Bearer $TOKEN\" -d @tests/examples/register.json http://{}/ipledger.v1.PledgeService/RegisterPledge",
         pg.ipledger_write_addr()
     );
     println!("     kill -9 the writer's pid above: another node writes within a few seconds");
+    nodes
+}
+
+fn main() {
+    let (mode, postgres_only) = run_mode();
+    let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    // Listening from the start: a Ctrl-C while the cluster comes up stops it once up, every
+    // process with it, instead of killing this one and leaving them running.
+    let mut interrupt = runtime
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) })
+        .expect("SIGINT");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ports: Vec<u16> = if postgres_only { Vec::new() } else { (0..3).map(|_| free_port()).collect() };
+    let backends: Vec<IpledgerBackend> = ports.iter().map(|&grpc_port| IpledgerBackend { grpc_port }).collect();
+    let pg = PgHa::start(&backends);
+    let token = format!("ipl_{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(dir.path().join("admin.token"), &token).expect("the admin token");
+    let mut nodes = if postgres_only {
+        println!("cluster up in {:.1?} (PostgreSQL leader {}, no ipledger node)", started.elapsed(), pg.leader());
+        println!("  PostgreSQL (HAProxy, rw):   {}", pg.url());
+        Vec::new()
+    } else {
+        start_nodes(&pg, dir.path(), &ports, started)
+    };
     match mode {
         Run::Check => check(&pg, &token),
         Run::For(time) => std::thread::sleep(time),
-        Run::UntilCtrlC => runtime.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        }),
+        Run::UntilCtrlC => {
+            runtime.block_on(interrupt.recv());
+        }
     }
     for node in &mut nodes {
         let _ = Command::new("kill").args(["-TERM", &node.id().to_string()]).status();
