@@ -275,8 +275,9 @@ pub async fn open_ledger(
         let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
         let lease = match (&journal, opened.fence) {
             (Some(target), Some(fence)) => {
-                let lease = crate::ledger::journal::lease::Lease::connect(target.clone(), &node.name, node.lease, fence)
-                    .map_err(crate::domain::LedgerError::from)?;
+                let lease =
+                    crate::ledger::journal::lease::Lease::connect(target.clone(), &node.name, node.lease, fence)
+                        .map_err(crate::domain::LedgerError::from)?;
                 Some(Arc::new(lease) as Arc<dyn crate::ledger::journal::lease::WriterLease>)
             }
             _ => None,

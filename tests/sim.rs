@@ -41,8 +41,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Steps per seed: each a write (or a burst, a retry, a restart) and an audit of every read.
+/// Steps per seed: each a write (or a burst, a retry, a restart, a cluster's event) and an audit
+/// of every read.
 const STEPS: usize = 60;
+/// Steps per seed of a cluster: each costs about half as much again (followers apply every
+/// entry, and the auditor reads them too), and the seeds must fit CI's time.
+const STEPS_CLUSTER: usize = 40;
 /// Seeds CI runs when `IPLEDGER_SIM_SEEDS` is not set.
 const SEEDS_DEFAULT: u64 = 200;
 /// Attempts of one request before the simulation gives up on the injected faults (at 10% each,
@@ -65,6 +69,9 @@ const LEASE_TTL: Duration = Duration::from_millis(20);
 /// How long the simulation waits for the cluster to settle (a writer to appear, a follower to catch
 /// up) before it calls the seed stuck: far longer than any of it takes.
 const SETTLE_MAX: Duration = Duration::from_secs(20);
+/// A follower's reads are audited after one step in this many, besides after its catching up in
+/// the cluster's events and at the end of the seed.
+const FOLLOWER_AUDIT_EVERY: usize = 4;
 /// Cluster events per hundred steps of a cluster's seed (lease lost, a paused writer fenced, a
 /// follower cut off from the journal and caught up).
 const CLUSTER_EVENTS_PERCENT: usize = 15;
@@ -452,7 +459,8 @@ impl Sim {
         let principals: Vec<Principal> =
             std::iter::once(self.admin.clone()).chain(self.banks.iter().map(|(p, _)| p.clone())).collect();
         for (n, p) in principals.into_iter().enumerate() {
-            let command = Command::CreatePrincipal { name: p.name.clone(), role: p.role.clone(), token_hash: [n as u8; 32] };
+            let command =
+                Command::CreatePrincipal { name: p.name.clone(), role: p.role.clone(), token_hash: [n as u8; 32] };
             let sent = Sent { actor: system.clone(), command };
             for attempt in 0.. {
                 if attempt == ATTEMPTS_MAX {
@@ -791,9 +799,9 @@ impl Sim {
                     maybe_written |= !not_written;
                     attempts += 1;
                 }
-                Ok((_, true, _)) if not_written && !maybe_written => self.fail(format!(
-                    "{sent:?}: answered that nothing was written, then its retry found it written"
-                )),
+                Ok((_, true, _)) if not_written && !maybe_written => {
+                    self.fail(format!("{sent:?}: answered that nothing was written, then its retry found it written"))
+                }
                 other => return other,
             }
         }
@@ -934,13 +942,26 @@ impl Sim {
     }
 
     /// Every read the model can check (pledges, rights, credit lines, exposure rows) on node `i`,
-    /// once it caught up with the journal's head (a follower, or a writer that just took over).
-    async fn audit(&self, i: usize) {
+    /// once it caught up with the journal's head (a follower, or a writer that just took over). A
+    /// node whose writer stopped (a failed checkpoint) follows no more: it is restarted first, as
+    /// a supervisor would.
+    async fn audit(&mut self, i: usize) {
         let head = self.journal.head().unwrap().sequence;
-        let ledger = self.nodes[i].ledger();
-        if let Err(e) = ledger.wait_for(head, SETTLE_MAX).await {
-            self.fail(format!("node {i} did not catch up with the journal's head {head}: {e}"));
+        let started = Instant::now();
+        loop {
+            if self.nodes[i].stopped() {
+                self.restart(i);
+            }
+            match self.nodes[i].ledger().wait_for(head, LEASE_TTL).await {
+                Ok(()) => break,
+                Err(e) if started.elapsed() > SETTLE_MAX => self.fail(format!(
+                    "node {i} did not catch up with the journal's head {head}: {e}; {}",
+                    self.cluster_state()
+                )),
+                Err(_) => {}
+            }
         }
+        let ledger = self.nodes[i].ledger();
         let model = self.model.clone();
         let checked = ledger
             .read(move |store| Ok(audit_reads(store, &model)))
@@ -951,16 +972,10 @@ impl Sim {
         }
     }
 
-    /// `verify` on every node: derived state equals a rebuild from the journal. A checkpoint that
+    /// `verify` on node `i`: derived state equals a rebuild from the journal. A checkpoint that
     /// failed makes it unavailable (it compares at a checkpoint); then the node restarts and it
     /// runs again.
-    async fn verify(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.verify_node(i).await;
-        }
-    }
-
-    async fn verify_node(&mut self, i: usize) {
+    async fn verify(&mut self, i: usize) {
         for _ in 0..ATTEMPTS_MAX {
             let node = &self.nodes[i];
             match node.ledger().verify(Arc::new(MemoryStore::default())).await {
@@ -1073,14 +1088,14 @@ impl Sim {
         }
     }
 
-    /// After a step: the writer's reads, and those of a follower (caught up first) drawn from the
-    /// seed.
+    /// After a step: the writer's reads, and now and then (as the seed says: an audit is most of
+    /// a step's time) those of a follower, caught up first.
     async fn audit_step(&mut self) {
         let writer = self.writer().await;
         self.audit(writer).await;
         if self.cluster() {
-            let i = self.pick(self.nodes.len());
-            if i != writer {
+            let i = self.pick(self.nodes.len() * FOLLOWER_AUDIT_EVERY);
+            if i < self.nodes.len() && i != writer {
                 self.audit(i).await;
             }
         }
@@ -1101,8 +1116,8 @@ impl Sim {
     // Longer than ~70 lines: the step table and the end of a seed; one loop.
     async fn run(mut self) -> (u64, u32, BTreeMap<&'static str, u64>) {
         self.bootstrap().await;
-        for _ in 0..STEPS {
-            let t0 = Instant::now(); let tally0 = self.tally.clone();
+        let steps = if self.cluster() { STEPS_CLUSTER } else { STEPS };
+        for _ in 0..steps {
             if self.cluster() && self.pick(100) < CLUSTER_EVENTS_PERCENT {
                 self.cluster_event().await;
             } else {
@@ -1131,21 +1146,22 @@ impl Sim {
                         let i = self.pick(self.nodes.len());
                         self.restart(i);
                     }
-                    _ => self.verify().await,
+                    _ => {
+                        let i = self.pick(self.nodes.len());
+                        self.verify(i).await;
+                    }
                 }
             }
-            let t1 = t0.elapsed();
             self.restart_stopped();
             self.audit_step().await;
-            if t0.elapsed() > Duration::from_millis(30) { eprintln!("DBG seed {} nodes {} step {:?} audit {:?} {:?}", self.seed, self.nodes.len(), t1, t0.elapsed() - t1, self.tally.iter().filter(|(k, v)| tally0.get(*k) != Some(v)).collect::<Vec<_>>()); }
         }
         for i in 0..self.nodes.len() {
             self.restart(i);
         }
         for i in 0..self.nodes.len() {
             self.audit(i).await;
+            self.verify(i).await;
         }
-        self.verify().await;
         self.check_journal().await;
         let injected = self
             .nodes

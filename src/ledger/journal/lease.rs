@@ -251,7 +251,11 @@ pub(crate) mod suite {
     use crate::ledger::journal::{Head, Journal, suite::chain};
 
     /// `a` and `b`: two nodes' leases on one fresh lease record, the term of neither set yet.
-    pub(crate) fn one_node_holds_the_lease_until_it_expires(a: &dyn WriterLease, b: &dyn WriterLease, expire: &dyn Fn()) {
+    pub(crate) fn one_node_holds_the_lease_until_it_expires(
+        a: &dyn WriterLease,
+        b: &dyn WriterLease,
+        expire: &dyn Fn(),
+    ) {
         let term = a.acquire().unwrap().expect("free");
         assert_eq!(term, Term(1));
         assert_eq!(b.acquire().unwrap(), None, "held by a");
