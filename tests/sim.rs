@@ -4,17 +4,45 @@
 //! writer thread, the projector, derived state, checkpoints) over an in-memory journal that
 //! injects faults at appends (refused appends, nothing written; appends whose outcome is unknown,
 //! written or not) and an in-memory derived-state store that fails commits (a checkpoint that
-//! fails: the writer stops taking writes, and the simulation restarts it as a supervisor would). An auditor keeps a model of the books and checks every answer
-//! (accepted, replayed, or refused for a reason the model predicts) and, after every step, the
-//! reads: each pledge, each right's active pledge, each credit line's drawn amount, and the
-//! exposure rows of the country and every county. Restarts drop the ledger (its uncheckpointed
-//! derived state with it) and open it again on the same journal; `verify` compares derived state
-//! with a rebuild from the journal.
+//! fails: the writer stops taking writes, and the simulation restarts it as a supervisor would).
+//! An auditor keeps a model of the books and checks every answer (accepted, replayed, or refused
+//! for a reason the model predicts) and, after every step, the reads: each pledge, each right's
+//! active pledge, each credit line's drawn amount, and the exposure rows of the country and every
+//! county. Restarts drop the ledger (its uncheckpointed derived state with it) and open it again on
+//! the same journal; `verify` compares derived state with a rebuild from the journal.
+//!
+//! The seed also decides the nodes: one alone (no lease: the embedded journal's writer), or a
+//! cluster of two or three `Ledger` nodes, each with derived state of its own, over one shared
+//! memory journal and its memory lease (`MemoryJournal::node`, `MemoryLease`: the term fencing of
+//! PostgreSQL's journal, and groups signed with the cluster's key), the lease threads and writers
+//! of `role.rs` and `writer.rs` deciding who writes. Writes go to the node that writes; a follower
+//! (or a writer that learnt it lost its term) refuses with `NOT_WRITER`, which the auditor takes as
+//! "not written" and checks: a retry of the same request id must not find it written. Besides the
+//! steps above, a cluster's seed has events of its own:
+//! - the writer's lease expires (as after a pause or a partition of its holder): a node takes
+//!   over under a new term, after catching up, and every acknowledged write is read there;
+//! - the writer's lease thread pauses past its lease while its writer thread goes on: another node
+//!   takes over, and a write sent to the paused writer, which still believes it holds its term,
+//!   must not be accepted nor be in the journal whatever it answers (its append is fenced);
+//! - a follower is cut off from the journal while the writer writes: it applies nothing, then
+//!   catches up, and its reads equal the model;
+//! - a node restarts (a writer releases its lease as it stops, and another node takes over).
+//!
+//! After a step the writer's reads are audited, and now and then a follower's once it caught up;
+//! at the end of a seed every node restarts, catches up, is audited and verified, and the
+//! journal's request ids must be exactly those the auditor saw committed: none acknowledged was
+//! lost across takeovers, none that was refused, fenced or answered unknown and then found
+//! unwritten is there.
+//!
+//! The lease's expiry reads the shared journal's clock, which only the simulation moves: a lease
+//! is lost exactly at the step the seed says, however slowly the threads run. The lease thread's
+//! periods are wall-clock time (a quarter of `LEASE_TTL`, which is 20 ms here).
 //!
 //! A failure names its seed: `IPLEDGER_SIM_SEED=<seed> cargo test --test sim` runs that seed
 //! alone. `IPLEDGER_SIM_SEEDS=<n>` runs n seeds (CI: 200). What the seed does not decide: the
-//! wall clock the writer dates entries with, and the order in which a racing burst reaches the
-//! writer; the auditor checks a burst against the order the journal gives it.
+//! wall clock the writer dates entries with, the order in which a racing burst reaches the
+//! writer (the auditor checks a burst against the order the journal gives it), and which node
+//! wins a takeover (the auditor follows whichever writes).
 
 // Tests fail loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
