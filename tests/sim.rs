@@ -549,18 +549,32 @@ impl Sim {
     }
 
     /// The node that writes: of the nodes that believe they write, the one under the greatest
-    /// term (one whose lease was taken over believes it until it learns). Waits for one.
-    async fn writer(&self) -> usize {
+    /// term (one whose lease was taken over believes it until it learns). Waits for one; `None`
+    /// when every node stopped (after failed checkpoints: nobody writes until a restart).
+    async fn writer_or_none(&self) -> Option<usize> {
         let started = Instant::now();
         loop {
             let writing = self.nodes.iter().enumerate().filter_map(|(i, n)| Some((n.writing()?, i))).max();
             if let Some((_, i)) = writing {
-                return i;
+                return Some(i);
+            }
+            if self.nodes.iter().all(Node::stopped) {
+                return None;
             }
             if started.elapsed() > SETTLE_MAX {
                 self.fail(format!("no node writes after {SETTLE_MAX:?}: {}", self.cluster_state()));
             }
             tokio::time::sleep(LEASE_TTL / 8).await;
+        }
+    }
+
+    /// `writer_or_none`, restarting the nodes that stopped first.
+    async fn writer(&mut self) -> usize {
+        loop {
+            self.restart_stopped();
+            if let Some(i) = self.writer_or_none().await {
+                return i;
+            }
         }
     }
 
@@ -582,13 +596,16 @@ impl Sim {
         self.nodes.iter().filter_map(Node::writing).max().unwrap_or(0)
     }
 
-    /// Waits until a node writes under a term greater than `term`: a takeover.
-    async fn taken_over(&self, term: i64) -> usize {
+    /// Waits until a node writes under a term greater than `term`: a takeover. A node that
+    /// stopped meanwhile (a failed checkpoint) is restarted, as a supervisor would: it may be the
+    /// only one left to take over.
+    async fn taken_over(&mut self, term: i64) -> usize {
         let started = Instant::now();
         while self.term() <= term {
             if started.elapsed() > SETTLE_MAX {
                 self.fail(format!("no takeover of term {term} after {SETTLE_MAX:?}: {}", self.cluster_state()));
             }
+            self.restart_stopped();
             tokio::time::sleep(LEASE_TTL / 8).await;
         }
         self.writer().await
@@ -811,7 +828,10 @@ impl Sim {
         let mut attempts = 0;
         let started = Instant::now();
         while attempts < ATTEMPTS_MAX && started.elapsed() < SETTLE_MAX {
-            let node = self.writer().await;
+            // Every node stopped: refused, nothing written, as a node alone that stopped refuses.
+            let Some(node) = self.writer_or_none().await else {
+                return Err(LedgerError::Unavailable("every node stopped writing".to_owned()));
+            };
             match self.nodes[node].ledger().write(&sent.actor, sent.command.clone()).await {
                 // A stopped writer refuses every write, writing nothing: settled until a restart.
                 Err(e @ LedgerError::Unavailable(_)) if self.stopped() => return Err(e),
