@@ -1,13 +1,14 @@
 //! Which node writes. With the embedded journal this node always does. With the journal in
-//! PostgreSQL (or the memory journal shared by a simulated cluster), one node at a time holds the
-//! writer's lease (`journal::lease::WriterLease`): a thread here renews
-//! it while this node writes and, while another node writes, watches for the lease to expire and
-//! takes it over. The writer thread follows the role: it appends under the held term, or applies
-//! the journal's new entries as a follower.
+//! PostgreSQL (or the memory journal a simulated cluster shares), one node at a time holds the
+//! writer's lease (`journal::lease::WriterLease`): a thread here renews it while this node writes
+//! and, while another node writes, watches for the lease to expire and takes it over. The writer
+//! thread follows the role: it appends under the held term, or applies the journal's new entries
+//! as a follower.
 //!
 //! The lease decides who should write; it is not what keeps two writers apart. Every append checks
-//! the term inside its own transaction (`PostgresJournal::append`), so a writer that lost the lease
-//! without noticing (a pause, a partition) has its next append refused, whatever the clocks say.
+//! the term inside its own transaction (`PostgresJournal::append`; `MemoryJournal::append` under
+//! the lock the lease takes too), so a writer that lost the lease without noticing (a pause, a
+//! partition) has its next append refused, whatever the clocks say.
 
 use super::journal::JournalError;
 use super::journal::lease::{Term, WriterLease};

@@ -3,10 +3,10 @@
 //! and the writer see it only through `WriterLease`, so that an engine other than PostgreSQL's can
 //! hold it: the memory journal's (`MemoryLease`, for tests and the simulation).
 //!
-//! In PostgreSQL (`Lease`) the record is a plain row,
-//! not a session advisory lock, so that it works through PgBouncer's transaction pooling and on the
-//! PostgreSQL-compatible distributed engines. The journal's primary key fences a stale writer's
-//! append in any case; the lease decides who should be writing at all.
+//! In PostgreSQL (`Lease`) the record is a plain row, not a session advisory lock, so that it works
+//! through PgBouncer's transaction pooling and on the PostgreSQL-compatible distributed engines.
+//! The journal's primary key fences a stale writer's append in any case; the lease decides who
+//! should be writing at all.
 
 use super::JournalError;
 use super::postgres::Connection;
