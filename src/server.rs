@@ -274,10 +274,12 @@ pub async fn open_ledger(
         let opened = crate::datadir::open(&open_dir, cache, journal.as_ref(), signing_key.as_deref())?;
         let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
         let lease = match (&journal, opened.fence) {
-            (Some(target), Some(fence)) => Some(Arc::new(
-                crate::ledger::journal::lease::Lease::connect(target.clone(), &node.name, node.lease, fence)
-                    .map_err(crate::domain::LedgerError::from)?,
-            )),
+            (Some(target), Some(fence)) => {
+                let lease =
+                    crate::ledger::journal::lease::Lease::connect(target.clone(), &node.name, node.lease, fence)
+                        .map_err(crate::domain::LedgerError::from)?;
+                Some(Arc::new(lease) as Arc<dyn crate::ledger::journal::lease::WriterLease>)
+            }
             _ => None,
         };
         let (ledger, writer) = Ledger::start_node(opened.journal, opened.derived, opened.signer, options, lease)?;

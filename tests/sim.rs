@@ -4,17 +4,45 @@
 //! writer thread, the projector, derived state, checkpoints) over an in-memory journal that
 //! injects faults at appends (refused appends, nothing written; appends whose outcome is unknown,
 //! written or not) and an in-memory derived-state store that fails commits (a checkpoint that
-//! fails: the writer stops taking writes, and the simulation restarts it as a supervisor would). An auditor keeps a model of the books and checks every answer
-//! (accepted, replayed, or refused for a reason the model predicts) and, after every step, the
-//! reads: each pledge, each right's active pledge, each credit line's drawn amount, and the
-//! exposure rows of the country and every county. Restarts drop the ledger (its uncheckpointed
-//! derived state with it) and open it again on the same journal; `verify` compares derived state
-//! with a rebuild from the journal.
+//! fails: the writer stops taking writes, and the simulation restarts it as a supervisor would).
+//! An auditor keeps a model of the books and checks every answer (accepted, replayed, or refused
+//! for a reason the model predicts) and, after every step, the reads: each pledge, each right's
+//! active pledge, each credit line's drawn amount, and the exposure rows of the country and every
+//! county. Restarts drop the ledger (its uncheckpointed derived state with it) and open it again on
+//! the same journal; `verify` compares derived state with a rebuild from the journal.
+//!
+//! The seed also decides the nodes: one alone (no lease: the embedded journal's writer), or a
+//! cluster of two or three `Ledger` nodes, each with derived state of its own, over one shared
+//! memory journal and its memory lease (`MemoryJournal::node`, `MemoryLease`: the term fencing of
+//! PostgreSQL's journal, and groups signed with the cluster's key), the lease threads and writers
+//! of `role.rs` and `writer.rs` deciding who writes. Writes go to the node that writes; a follower
+//! (or a writer that learnt it lost its term) refuses with `NOT_WRITER`, which the auditor takes as
+//! "not written" and checks: a retry of the same request id must not find it written. Besides the
+//! steps above, a cluster's seed has events of its own:
+//! - the writer's lease expires (as after a pause or a partition of its holder): a node takes
+//!   over under a new term, after catching up, and every acknowledged write is read there;
+//! - the writer's lease thread pauses past its lease while its writer thread goes on: another node
+//!   takes over, and a write sent to the paused writer, which still believes it holds its term,
+//!   must not be accepted nor be in the journal whatever it answers (its append is fenced);
+//! - a follower is cut off from the journal while the writer writes: it applies nothing, then
+//!   catches up, and its reads equal the model;
+//! - a node restarts (a writer releases its lease as it stops, and another node takes over).
+//!
+//! After a step the writer's reads are audited, and now and then a follower's once it caught up;
+//! at the end of a seed every node restarts, catches up, is audited and verified, and the
+//! journal's request ids must be exactly those the auditor saw committed: none acknowledged was
+//! lost across takeovers, none that was refused, fenced or answered unknown and then found
+//! unwritten is there.
+//!
+//! The lease's expiry reads the shared journal's clock, which only the simulation moves: a lease
+//! is lost exactly at the step the seed says, however slowly the threads run. The lease thread's
+//! periods are wall-clock time (a quarter of `LEASE_TTL`, which is 20 ms here).
 //!
 //! A failure names its seed: `IPLEDGER_SIM_SEED=<seed> cargo test --test sim` runs that seed
 //! alone. `IPLEDGER_SIM_SEEDS=<n>` runs n seeds (CI: 200). What the seed does not decide: the
-//! wall clock the writer dates entries with, and the order in which a racing burst reaches the
-//! writer; the auditor checks a burst against the order the journal gives it.
+//! wall clock the writer dates entries with, the order in which a racing burst reaches the
+//! writer (the auditor checks a burst against the order the journal gives it), and which node
+//! wins a takeover (the auditor follows whichever writes).
 
 // Tests fail loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used)]
@@ -29,17 +57,24 @@ use ipledger::domain::pledge::{NewPledge, Party, PledgeAmendment, Release, Relea
 use ipledger::domain::principal::{Principal, PrincipalName, Role};
 use ipledger::domain::region::{CountyCode, Region};
 use ipledger::domain::text::Text;
-use ipledger::ledger::journal::{Head, Journal, JournalError, MemoryJournal, Stored};
+use ipledger::ledger::journal::lease::{Term, WriterLease};
+use ipledger::ledger::journal::{GroupSignature, Head, Journal, JournalError, MemoryJournal, MemoryLease, Stored};
+use ipledger::ledger::role::NodeRole;
 use ipledger::ledger::{Command, Ledger, Options, Outcome, WriterGuard, query, signing};
 use ipledger::store::{Batch, Entry, MemoryStore, Store, StoreError};
 use ipledger::workload::Rng;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Steps per seed: each a write (or a burst, a retry, a restart) and an audit of every read.
+/// Steps per seed: each a write (or a burst, a retry, a restart, a cluster's event) and an audit
+/// of every read.
 const STEPS: usize = 60;
+/// Steps per seed of a cluster: each costs about half as much again (followers apply every
+/// entry, and the auditor reads them too), and the seeds must fit CI's time.
+const STEPS_CLUSTER: usize = 40;
 /// Seeds CI runs when `IPLEDGER_SIM_SEEDS` is not set.
 const SEEDS_DEFAULT: u64 = 200;
 /// Attempts of one request before the simulation gives up on the injected faults (at 10% each,
@@ -50,6 +85,24 @@ const COUNTIES: [&str; 3] = ["330106", "330108", "320106"];
 /// Trademark numbers: a small pool, so that registrations contend for rights.
 const RIGHTS: usize = 10;
 const BANKS: usize = 2;
+
+/// Nodes of a seed, drawn from the seed: one alone (no lease, the embedded journal's writer), or a
+/// cluster of two or three over one shared journal and lease.
+const NODES: [usize; 3] = [1, 2, 3];
+/// The simulated cluster's lease. Its expiry reads the shared journal's clock, which only the
+/// simulation moves (a lease is lost exactly at the step the seed says, however slowly the threads
+/// run); the lease thread's periods (a quarter of it) and the writer's bounds derived from it are
+/// wall-clock time (`role.rs`), so it is short: a takeover takes a few milliseconds.
+const LEASE_TTL: Duration = Duration::from_millis(20);
+/// How long the simulation waits for the cluster to settle (a writer to appear, a follower to catch
+/// up) before it calls the seed stuck: far longer than any of it takes.
+const SETTLE_MAX: Duration = Duration::from_secs(20);
+/// A follower's reads are audited after one step in this many, besides after its catching up in
+/// the cluster's events and at the end of the seed.
+const FOLLOWER_AUDIT_EVERY: usize = 4;
+/// Cluster events per hundred steps of a cluster's seed (lease lost, a paused writer fenced, a
+/// follower cut off from the journal and caught up).
+const CLUSTER_EVENTS_PERCENT: usize = 15;
 
 /// What the journal does to an append, drawn from the seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +116,8 @@ enum Fault {
     LostUnknown,
 }
 
-/// The memory journal with faults at appends.
+/// One node's handle on the memory journal with faults at appends; a node of a cluster can also be
+/// cut off from reading it (a follower whose route to the journal broke).
 #[derive(Debug)]
 struct FaultyJournal {
     inner: MemoryJournal,
@@ -71,6 +125,10 @@ struct FaultyJournal {
     /// Faults per thousand appends.
     per_mille: u64,
     injected: AtomicU64,
+    /// Appends the journal refused for a term taken over: the fence at work.
+    fenced: AtomicU64,
+    /// While set, reads and the head fail (appends are left alone: only followers are cut).
+    cut: AtomicBool,
 }
 
 impl FaultyJournal {
@@ -88,13 +146,41 @@ impl FaultyJournal {
     }
 }
 
+impl FaultyJournal {
+    fn new(inner: MemoryJournal, seed: u64, per_mille: u64) -> FaultyJournal {
+        FaultyJournal {
+            inner,
+            rng: Mutex::new(Rng::new(seed)),
+            per_mille,
+            injected: AtomicU64::new(0),
+            fenced: AtomicU64::new(0),
+            cut: AtomicBool::new(false),
+        }
+    }
+
+    fn reachable(&self) -> Result<(), JournalError> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Err(JournalError::Unavailable("injected: cut off from the journal".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn append_counted(&self, expected: Head, entries: &[Stored]) -> Result<Head, JournalError> {
+        let appended = self.inner.append(expected, entries);
+        if matches!(appended, Err(JournalError::Fenced { .. })) {
+            self.fenced.fetch_add(1, Ordering::Relaxed);
+        }
+        appended
+    }
+}
+
 impl Journal for FaultyJournal {
     fn append(&self, expected: Head, entries: &[Stored]) -> Result<Head, JournalError> {
         match self.fault() {
-            Fault::None => self.inner.append(expected, entries),
+            Fault::None => self.append_counted(expected, entries),
             Fault::Unavailable => Err(JournalError::Unavailable("injected: refused".to_owned())),
             Fault::WrittenUnknown => {
-                self.inner.append(expected, entries)?;
+                self.append_counted(expected, entries)?;
                 Err(JournalError::OutcomeUnknown("injected: written, the answer lost".to_owned()))
             }
             Fault::LostUnknown => Err(JournalError::OutcomeUnknown("injected: not written, no answer".to_owned())),
@@ -102,15 +188,83 @@ impl Journal for FaultyJournal {
     }
 
     fn read(&self, from: u64, limit: usize) -> Result<Vec<Stored>, JournalError> {
+        self.reachable()?;
         self.inner.read(from, limit)
     }
 
     fn head(&self) -> Result<Head, JournalError> {
+        self.reachable()?;
         self.inner.head()
+    }
+
+    /// Waits a few milliseconds at most: a follower's writer thread sees a role change (a
+    /// takeover) and a shutdown (a restart) only between two waits, which the writer bounds at
+    /// half a second, the tenth of a seed's steps.
+    fn wait_for_append(&self, after: u64, timeout: Duration) {
+        self.inner.wait_for_append(after, timeout.min(LEASE_TTL / 4))
+    }
+
+    fn group_signatures(&self, from: u64, limit: usize) -> Result<Vec<GroupSignature>, JournalError> {
+        self.reachable()?;
+        self.inner.group_signatures(from, limit)
     }
 
     fn size_on_disk(&self) -> Result<u64, JournalError> {
         self.inner.size_on_disk()
+    }
+}
+
+/// A node's memory lease that the simulation can pause: while paused, every call waits (the lease
+/// thread froze, as in a stop of the process or a long pause of its VM), and none is under way
+/// once `pause` returns. The node's writer thread is not paused: it goes on believing it holds the
+/// term it last heard of, which is what the fence is for.
+#[derive(Debug)]
+struct SimLease {
+    inner: MemoryLease,
+    paused: Mutex<bool>,
+}
+
+impl SimLease {
+    fn gate<T>(&self, call: impl FnOnce(&MemoryLease) -> T) -> T {
+        loop {
+            let paused = self.paused.lock().unwrap();
+            if !*paused {
+                // Called with the gate held: `pause` waits for a call under way.
+                return call(&self.inner);
+            }
+            drop(paused);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn pause(&self, paused: bool) {
+        *self.paused.lock().unwrap() = paused;
+    }
+}
+
+impl WriterLease for SimLease {
+    fn node(&self) -> &str {
+        self.inner.node()
+    }
+
+    fn ttl(&self) -> Duration {
+        self.inner.ttl()
+    }
+
+    fn acquire(&self) -> Result<Option<Term>, JournalError> {
+        self.gate(|l| l.acquire())
+    }
+
+    fn renew(&self, term: Term) -> Result<bool, JournalError> {
+        self.gate(|l| l.renew(term))
+    }
+
+    fn release(&self, term: Term) -> Result<(), JournalError> {
+        self.gate(|l| l.release(term))
+    }
+
+    fn holder(&self) -> Result<Option<(String, Term)>, JournalError> {
+        self.gate(|l| l.holder())
     }
 }
 
@@ -196,12 +350,43 @@ struct Sent {
     command: Command,
 }
 
+/// One node: its handle on the shared journal, its own derived state, its lease (in a cluster)
+/// and the ledger running on them.
+#[derive(Debug)]
+struct Node {
+    journal: Arc<FaultyJournal>,
+    store: Arc<FaultyStore>,
+    /// `None`: the node alone, with no lease (it always writes).
+    lease: Option<Arc<SimLease>>,
+    ledger: Option<(Ledger, WriterGuard)>,
+}
+
+impl Node {
+    fn ledger(&self) -> &Ledger {
+        &self.ledger.as_ref().expect("started").0
+    }
+
+    fn stopped(&self) -> bool {
+        *self.ledger().writes_stopped().borrow()
+    }
+
+    /// The term this node writes under, if it believes it writes.
+    fn writing(&self) -> Option<i64> {
+        match *self.ledger().role().borrow() {
+            NodeRole::Writer { term } => Some(term),
+            NodeRole::Follower { .. } => None,
+        }
+    }
+}
+
 struct Sim {
     seed: u64,
     rng: Rng,
-    journal: Arc<FaultyJournal>,
-    store: Arc<FaultyStore>,
-    ledger: Option<(Ledger, WriterGuard)>,
+    /// The journal every node shares, as the auditor reads it (no faults).
+    journal: MemoryJournal,
+    nodes: Vec<Node>,
+    /// The cluster's key (`--signing-key`), the same on every node and across restarts.
+    key: signing::Signer,
     model: Model,
     today: NaiveDate,
     banks: Vec<(Principal, Party)>,
@@ -211,7 +396,8 @@ struct Sim {
     /// The command each committed request id committed.
     committed: BTreeMap<Uuid, Command>,
     restarts: u32,
-    /// Answers by kind (accepted, replayed, each refusal's reason): what the seeds exercised.
+    /// Answers by kind (accepted, replayed, each refusal's reason) and the cluster's events: what
+    /// the seeds exercised.
     tally: BTreeMap<&'static str, u64>,
 }
 
@@ -241,12 +427,31 @@ impl Sim {
         let mut rng = Rng::new(seed);
         let per_mille = [0, 50, 100][rng.below(3) as usize];
         let store_per_mille = [0, 0, 30, 100][rng.below(4) as usize];
-        let journal = Arc::new(FaultyJournal {
-            inner: MemoryJournal::default(),
-            rng: Mutex::new(Rng::new(seed ^ 0x5eed)),
-            per_mille,
-            injected: AtomicU64::new(0),
-        });
+        let count = NODES[rng.below(NODES.len() as u64) as usize];
+        let key = signing::Signer::ephemeral().unwrap();
+        let journal = MemoryJournal::default();
+        let nodes = (0..count as u64)
+            .map(|i| {
+                let mut handle = journal.node();
+                let mut lease = None;
+                if count > 1 {
+                    handle = handle.sign_groups_with(Arc::new(key.clone()));
+                    let inner = MemoryLease::connect(&handle, &format!("node-{i}:50051"), LEASE_TTL, handle.term());
+                    lease = Some(Arc::new(SimLease { inner, paused: Mutex::new(false) }));
+                }
+                Node {
+                    journal: Arc::new(FaultyJournal::new(handle, seed ^ 0x5eed ^ (i << 32), per_mille)),
+                    store: Arc::new(FaultyStore {
+                        inner: MemoryStore::default(),
+                        rng: Mutex::new(Rng::new(seed ^ 0x5707e ^ (i << 32))),
+                        per_mille: store_per_mille,
+                        injected: AtomicU64::new(0),
+                    }),
+                    lease,
+                    ledger: None,
+                }
+            })
+            .collect();
         let banks = (0..BANKS)
             .map(|i| {
                 let code = CreditCode::complete(&format!("9144030019220382{i}")).unwrap();
@@ -258,13 +463,8 @@ impl Sim {
             seed,
             rng,
             journal,
-            store: Arc::new(FaultyStore {
-                inner: MemoryStore::default(),
-                rng: Mutex::new(Rng::new(seed ^ 0x5707e)),
-                per_mille: store_per_mille,
-                injected: AtomicU64::new(0),
-            }),
-            ledger: None,
+            nodes,
+            key,
             model: Model::default(),
             today: china_today(),
             banks,
@@ -274,47 +474,141 @@ impl Sim {
             restarts: 0,
             tally: BTreeMap::new(),
         };
-        sim.start();
+        for i in 0..sim.nodes.len() {
+            sim.start(i);
+        }
         sim
     }
 
-    fn start(&mut self) {
+    /// Creates the principals the workload writes as, as the server's bootstrap does (as
+    /// `system`): a follower decides every entry again, as its principal at its time.
+    async fn bootstrap(&mut self) {
+        let system = principal("system", Role::Admin);
+        let principals: Vec<Principal> =
+            std::iter::once(self.admin.clone()).chain(self.banks.iter().map(|(p, _)| p.clone())).collect();
+        for (n, p) in principals.into_iter().enumerate() {
+            let command =
+                Command::CreatePrincipal { name: p.name.clone(), role: p.role.clone(), token_hash: [n as u8; 32] };
+            let sent = Sent { actor: system.clone(), command };
+            for attempt in 0.. {
+                if attempt == ATTEMPTS_MAX {
+                    self.fail(format!("{sent:?}: not created in {ATTEMPTS_MAX} attempts"));
+                }
+                let answer = self.send(&sent).await;
+                let writer = self.writer().await;
+                if answer.is_ok() || self.nodes[writer].ledger().principals().by_name(&p.name).is_some() {
+                    break;
+                }
+                self.restart_stopped();
+            }
+        }
+    }
+
+    fn cluster(&self) -> bool {
+        self.nodes.len() > 1
+    }
+
+    fn start(&mut self, i: usize) {
         // A small checkpoint size: checkpoints happen within a seed's few dozen writes.
         let options = Options { queue_max: 64, checkpoint_bytes: 4 << 10 };
-        let journal: Arc<dyn Journal> = self.journal.clone();
-        let store: Arc<dyn Store> = self.store.clone();
+        let node = &self.nodes[i];
+        let journal: Arc<dyn Journal> = node.journal.clone();
+        let store: Arc<dyn Store> = node.store.clone();
+        let lease = node.lease.clone().map(|l| l as Arc<dyn WriterLease>);
+        // Alone, a node signs heads with a key of its own; a cluster's nodes share theirs.
+        let key = if lease.is_some() { self.key.clone() } else { signing::Signer::ephemeral().unwrap() };
         // A start commits too (a layout mark, a rebuild's checkpoints): an injected fault there is
         // a failed start, tried again as a supervisor would.
         let mut last = None;
         for _ in 0..ATTEMPTS_MAX {
-            match Ledger::start(journal.clone(), store.clone(), signing::Signer::ephemeral().unwrap(), options) {
+            match Ledger::start_node(journal.clone(), store.clone(), key.clone(), options, lease.clone()) {
                 Ok(started) => {
-                    self.ledger = Some(started);
+                    self.nodes[i].ledger = Some(started);
                     return;
                 }
                 Err(e) => last = Some(e),
             }
         }
-        panic!("seed {}: the ledger does not start: {last:?}", self.seed);
+        self.fail(format!("node {i} does not start: {last:?}"));
     }
 
-    fn ledger(&self) -> &Ledger {
-        &self.ledger.as_ref().expect("started").0
-    }
-
-    /// Whether the writer stopped taking writes (after a failed checkpoint).
+    /// Whether a node's writer stopped taking writes (after a failed checkpoint).
     fn stopped(&self) -> bool {
-        *self.ledger().writes_stopped().borrow()
+        self.nodes.iter().any(Node::stopped)
     }
 
-    /// Stops the ledger (what it held in memory, uncheckpointed, is gone) and opens it again.
-    fn restart(&mut self) {
-        if let Some((ledger, guard)) = self.ledger.take() {
+    /// Stops node `i` (what it held in memory, uncheckpointed, is gone) and opens it again. A
+    /// writer releases its lease as it stops: another node takes over.
+    fn restart(&mut self, i: usize) {
+        if let Some((ledger, guard)) = self.nodes[i].ledger.take() {
             drop(ledger);
             guard.join();
         }
         self.restarts += 1;
-        self.start();
+        self.start(i);
+    }
+
+    /// The node that writes: of the nodes that believe they write, the one under the greatest
+    /// term (one whose lease was taken over believes it until it learns). Waits for one; `None`
+    /// when every node stopped (after failed checkpoints: nobody writes until a restart).
+    async fn writer_or_none(&self) -> Option<usize> {
+        let started = Instant::now();
+        loop {
+            let writing = self.nodes.iter().enumerate().filter_map(|(i, n)| Some((n.writing()?, i))).max();
+            if let Some((_, i)) = writing {
+                return Some(i);
+            }
+            if self.nodes.iter().all(Node::stopped) {
+                return None;
+            }
+            if started.elapsed() > SETTLE_MAX {
+                self.fail(format!("no node writes after {SETTLE_MAX:?}: {}", self.cluster_state()));
+            }
+            tokio::time::sleep(LEASE_TTL / 8).await;
+        }
+    }
+
+    /// `writer_or_none`, restarting the nodes that stopped first.
+    async fn writer(&mut self) -> usize {
+        loop {
+            self.restart_stopped();
+            if let Some(i) = self.writer_or_none().await {
+                return i;
+            }
+        }
+    }
+
+    /// Each node's role, head and health, for a failure's message.
+    fn cluster_state(&self) -> String {
+        let nodes = self.nodes.iter().enumerate().map(|(i, n)| {
+            let ledger = n.ledger();
+            let role = ledger.role().borrow().clone();
+            let (committed, stopped, behind) =
+                (*ledger.committed().borrow(), *ledger.writes_stopped().borrow(), *ledger.behind().borrow());
+            format!("node {i}: {role:?}, committed {committed}, stopped {stopped}, behind {behind}")
+        });
+        let head = self.journal.head().map(|h| h.sequence);
+        format!("journal head {head:?}; {}", nodes.collect::<Vec<_>>().join("; "))
+    }
+
+    /// The greatest term a node writes under now (0: none, or the node alone).
+    fn term(&self) -> i64 {
+        self.nodes.iter().filter_map(Node::writing).max().unwrap_or(0)
+    }
+
+    /// Waits until a node writes under a term greater than `term`: a takeover. A node that
+    /// stopped meanwhile (a failed checkpoint) is restarted, as a supervisor would: it may be the
+    /// only one left to take over.
+    async fn taken_over(&mut self, term: i64) -> usize {
+        let started = Instant::now();
+        while self.term() <= term {
+            if started.elapsed() > SETTLE_MAX {
+                self.fail(format!("no takeover of term {term} after {SETTLE_MAX:?}: {}", self.cluster_state()));
+            }
+            self.restart_stopped();
+            tokio::time::sleep(LEASE_TTL / 8).await;
+        }
+        self.writer().await
     }
 
     fn fail(&self, what: String) -> ! {
@@ -524,26 +818,42 @@ impl Sim {
         Ok(())
     }
 
-    /// Sends one write, retrying with the same request id while the journal's faults leave its
-    /// outcome open, as a bank's client does; returns the settled answer.
+    /// Sends one write to the node that writes, retrying with the same request id while the
+    /// journal's faults or a takeover leave its outcome open, as a bank's client does; returns the
+    /// settled answer.
     async fn send(&self, sent: &Sent) -> Result<(Outcome, bool, u64), LedgerError> {
-        let mut unavailable = false;
-        for _ in 0..ATTEMPTS_MAX {
-            match self.ledger().write(&sent.actor, sent.command.clone()).await {
+        // The last answer said nothing was written, and no earlier one left it open.
+        let mut not_written = false;
+        let mut maybe_written = false;
+        let mut attempts = 0;
+        let started = Instant::now();
+        while attempts < ATTEMPTS_MAX && started.elapsed() < SETTLE_MAX {
+            // Every node stopped: refused, nothing written, as a node alone that stopped refuses.
+            let Some(node) = self.writer_or_none().await else {
+                return Err(LedgerError::Unavailable("every node stopped writing".to_owned()));
+            };
+            match self.nodes[node].ledger().write(&sent.actor, sent.command.clone()).await {
                 // A stopped writer refuses every write, writing nothing: settled until a restart.
                 Err(e @ LedgerError::Unavailable(_)) if self.stopped() => return Err(e),
+                // A follower, or a writer that just learnt it lost its lease (its append fenced):
+                // nothing written. Not a fault: tried again once the cluster settles.
+                Err(LedgerError::NotWriter { .. }) => {
+                    not_written = true;
+                    tokio::time::sleep(LEASE_TTL / 8).await;
+                }
                 Err(e @ (LedgerError::Unavailable(_) | LedgerError::OutcomeUnknown(_))) => {
                     // A refused append wrote nothing: a retry must not find it written.
-                    unavailable = matches!(e, LedgerError::Unavailable(_));
-                    continue;
+                    not_written = matches!(e, LedgerError::Unavailable(_));
+                    maybe_written |= !not_written;
+                    attempts += 1;
                 }
-                Ok((_, true, _)) if unavailable => {
-                    self.fail(format!("{sent:?}: answered UNAVAILABLE, then its retry found it written"))
+                Ok((_, true, _)) if not_written && !maybe_written => {
+                    self.fail(format!("{sent:?}: answered that nothing was written, then its retry found it written"))
                 }
                 other => return other,
             }
         }
-        self.fail(format!("{sent:?}: no settled answer in {ATTEMPTS_MAX} attempts"))
+        self.fail(format!("{sent:?}: no settled answer in {attempts} attempts, {:?}", started.elapsed()))
     }
 
     /// One write, checked against the model.
@@ -619,14 +929,19 @@ impl Sim {
 
     /// Whether the journal holds an entry for `request_id`.
     async fn journal_has_request(&self, request_id: Uuid) -> bool {
-        let journal = self.journal.clone();
+        self.journal_requests().await.contains(&request_id)
+    }
+
+    /// The request ids of every entry in the journal.
+    async fn journal_requests(&self) -> BTreeSet<Uuid> {
+        let journal = self.journal.node();
         let entries = tokio::task::spawn_blocking(move || {
             let head = journal.head().unwrap().sequence;
-            query::journal_entries(journal.as_ref(), 1, head, usize::MAX).unwrap()
+            query::journal_entries(&journal, 1, head, usize::MAX).unwrap()
         })
         .await
         .unwrap();
-        entries.iter().any(|e| e.request.as_ref().is_some_and(|r| r.id == request_id))
+        entries.iter().filter_map(|e| e.request.as_ref().map(|r| r.id)).collect()
     }
 
     /// Registrations sent at once, racing for rights: checked against the journal's order.
@@ -674,70 +989,243 @@ impl Sim {
         self.answered.extend(sent);
     }
 
-    /// Every read the model can check: pledges, rights, credit lines, exposure rows.
-    async fn audit(&self) {
+    /// Every read the model can check (pledges, rights, credit lines, exposure rows) on node `i`,
+    /// once it caught up with the journal's head (a follower, or a writer that just took over). A
+    /// node whose writer stopped (a failed checkpoint) follows no more: it is restarted first, as
+    /// a supervisor would.
+    async fn audit(&mut self, i: usize) {
+        let head = self.journal.head().unwrap().sequence;
+        let started = Instant::now();
+        loop {
+            if self.nodes[i].stopped() {
+                self.restart(i);
+            }
+            match self.nodes[i].ledger().wait_for(head, LEASE_TTL).await {
+                Ok(()) => break,
+                Err(e) if started.elapsed() > SETTLE_MAX => self.fail(format!(
+                    "node {i} did not catch up with the journal's head {head}: {e}; {}",
+                    self.cluster_state()
+                )),
+                Err(_) => {}
+            }
+        }
+        let ledger = self.nodes[i].ledger();
         let model = self.model.clone();
-        let checked = self
-            .ledger()
+        let checked = ledger
             .read(move |store| Ok(audit_reads(store, &model)))
             .await
-            .unwrap_or_else(|e| self.fail(format!("an audit read failed: {e}")));
+            .unwrap_or_else(|e| self.fail(format!("an audit read of node {i} failed: {e}")));
         if let Err(why) = checked {
-            self.fail(why);
+            self.fail(format!("node {i}: {why}"));
         }
     }
 
-    /// `verify`: derived state equals a rebuild from the journal. A checkpoint that failed makes
-    /// it unavailable (it compares at a checkpoint); then the ledger restarts and it runs again.
-    async fn verify(&mut self) {
+    /// `verify` on node `i`: derived state equals a rebuild from the journal. A checkpoint that
+    /// failed makes it unavailable (it compares at a checkpoint); then the node restarts and it
+    /// runs again.
+    async fn verify(&mut self, i: usize) {
         for _ in 0..ATTEMPTS_MAX {
-            match self.ledger().verify(Arc::new(MemoryStore::default())).await {
+            let node = &self.nodes[i];
+            match node.ledger().verify(Arc::new(MemoryStore::default())).await {
                 Ok(r) if r.divergence.is_none() => return,
-                Err(LedgerError::Unavailable(_)) if self.store.injected.load(Ordering::Relaxed) > 0 => self.restart(),
-                other => self.fail(format!("verify: {other:?}")),
+                Err(LedgerError::Unavailable(_)) if node.store.injected.load(Ordering::Relaxed) > 0 => self.restart(i),
+                other => self.fail(format!("verify of node {i}: {other:?}")),
             }
         }
-        self.fail(format!("verify: unavailable {ATTEMPTS_MAX} times"))
+        self.fail(format!("verify of node {i}: unavailable {ATTEMPTS_MAX} times"))
     }
 
-    async fn run(mut self) -> (u64, u32, BTreeMap<&'static str, u64>) {
-        for _ in 0..STEPS {
-            match self.pick(100) {
-                0..=39 => {
-                    let sent = self.registration();
-                    self.write(sent).await;
-                }
-                40..=51 => {
-                    if let Some(sent) = self.amendment(false) {
-                        self.write(sent).await;
-                    }
-                }
-                52..=61 => {
-                    if let Some(sent) = self.amendment(true) {
-                        self.write(sent).await;
-                    }
-                }
-                62..=69 => {
-                    let sent = self.credit_line();
-                    self.write(sent).await;
-                }
-                70..=81 => self.retry().await,
-                82..=91 => self.burst().await,
-                92..=96 => self.restart(),
-                _ => self.verify().await,
-            }
-            if self.stopped() {
-                self.restart();
-            }
-            self.audit().await;
+    /// The writer's lease expires (its holder paused, or was cut off from the lease, for longer
+    /// than the lease): a node takes over under a new term, the old writer among the candidates,
+    /// after catching up with the journal. Every acknowledged write must still be read there.
+    async fn lease_expires(&mut self) {
+        let term = self.term();
+        self.journal.advance_clock(LEASE_TTL + Duration::from_millis(1));
+        let writer = self.taken_over(term).await;
+        *self.tally.entry("LEASE_EXPIRED").or_default() += 1;
+        self.audit(writer).await;
+    }
+
+    /// The writer's lease thread pauses (the node's writer thread goes on) past the lease: another
+    /// node takes over; the paused writer still believes it writes under its old term, and a write
+    /// sent to it must not be written, whatever it answers (the journal fences its append). Then it
+    /// resumes, learns it lost the lease, and follows.
+    async fn stale_writer(&mut self) {
+        let sent = self.registration();
+        let victim = self.writer().await;
+        let Some(old) = self.nodes[victim].writing() else { unreachable!("the writer writes") };
+        let lease = self.nodes[victim].lease.clone().expect("a cluster's node has a lease");
+        lease.pause(true);
+        self.journal.advance_clock(LEASE_TTL + Duration::from_millis(1));
+        let writer = self.taken_over(old).await;
+        assert_ne!(writer, victim, "seed {}: the paused node took over", self.seed);
+        let answer = self.nodes[victim].ledger().write(&sent.actor, sent.command.clone()).await;
+        let id = request_id(&sent.command);
+        match &answer {
+            Err(LedgerError::NotWriter { .. } | LedgerError::Unavailable(_) | LedgerError::OutcomeUnknown(_)) => {}
+            // Refused by the rules before any append (the model refuses it too): nothing written.
+            Err(e) if Self::refusals(&self.model, &sent).contains(&e.reason()) => {}
+            other => self.fail(format!(
+                "{sent:?}: sent to node {victim}, whose term {old} was taken over by node {writer}, answered {other:?}"
+            )),
         }
-        self.restart();
-        self.audit().await;
-        self.verify().await;
-        let injected = self.journal.injected.load(Ordering::Relaxed) + self.store.injected.load(Ordering::Relaxed);
-        if let Some((ledger, guard)) = self.ledger.take() {
-            drop(ledger);
-            guard.join();
+        // Whatever the answer (an unknown outcome too), the journal does not have it.
+        if self.journal_has_request(id).await {
+            self.fail(format!("{sent:?}: written by node {victim} under term {old}, which was taken over"))
+        }
+        lease.pause(false);
+        *self.tally.entry("STALE_WRITER_REFUSED").or_default() += 1;
+        self.answered.push(sent);
+        let started = Instant::now();
+        while self.nodes[victim].writing() == Some(old) {
+            if started.elapsed() > SETTLE_MAX {
+                self.fail(format!("node {victim} never learnt that its term {old} was taken over"));
+            }
+            tokio::time::sleep(LEASE_TTL / 8).await;
+        }
+    }
+
+    /// A follower is cut off from the journal while the writer writes: it stays where it was;
+    /// once reconnected it catches up, and its reads equal the model.
+    async fn follower_cut_off(&mut self) {
+        let i = self.pick(self.nodes.len());
+        let sent = self.registration();
+        // Settled first: a node that is about to take the lease is no follower.
+        if self.writer().await == i {
+            return;
+        }
+        // Caught up first: no read it made before the cut has anything left to apply.
+        self.audit(i).await;
+        let journal = self.nodes[i].journal.clone();
+        journal.cut.store(true, Ordering::SeqCst);
+        let at = *self.nodes[i].ledger().committed().borrow();
+        self.write(sent).await;
+        // A follower that reads nothing applies nothing (it may have been behind already). Unless
+        // it took the lease meanwhile (its writer stopped after a failed checkpoint): it appended.
+        let still = *self.nodes[i].ledger().committed().borrow();
+        let wrote = self.nodes[i].writing().is_some();
+        journal.cut.store(false, Ordering::SeqCst);
+        if still != at && !wrote {
+            self.fail(format!("node {i} applied entries {at}..{still} while cut off from the journal"));
+        }
+        *self.tally.entry("FOLLOWER_CUT_OFF").or_default() += 1;
+        self.audit(i).await;
+    }
+
+    /// A step of a cluster's own: the lease lost, a stale writer fenced, a follower cut off, a node
+    /// restarted.
+    async fn cluster_event(&mut self) {
+        match self.pick(4) {
+            0 => self.lease_expires().await,
+            1 => self.stale_writer().await,
+            2 => self.follower_cut_off().await,
+            _ => {
+                let i = self.pick(self.nodes.len());
+                self.restart(i);
+                *self.tally.entry("NODE_RESTARTED").or_default() += 1;
+            }
+        }
+    }
+
+    /// Restarts the nodes whose writer stopped (after a failed checkpoint), as a supervisor would.
+    fn restart_stopped(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].stopped() {
+                self.restart(i);
+            }
+        }
+    }
+
+    /// After a step: the writer's reads, and now and then (as the seed says: an audit is most of
+    /// a step's time) those of a follower, caught up first.
+    async fn audit_step(&mut self) {
+        let writer = self.writer().await;
+        self.audit(writer).await;
+        if self.cluster() {
+            let i = self.pick(self.nodes.len() * FOLLOWER_AUDIT_EVERY);
+            if i < self.nodes.len() && i != writer {
+                self.audit(i).await;
+            }
+        }
+    }
+
+    /// The journal holds exactly the requests the auditor saw committed: none acknowledged was
+    /// lost (through takeovers, restarts, faults), and none it was told went unwritten is there.
+    async fn check_journal(&self) {
+        let written = self.journal_requests().await;
+        let committed: BTreeSet<Uuid> = self.committed.keys().copied().collect();
+        if written != committed {
+            let lost: Vec<_> = committed.difference(&written).collect();
+            let extra: Vec<_> = written.difference(&committed).collect();
+            self.fail(format!("the journal lacks committed requests {lost:?} and holds uncommitted ones {extra:?}"));
+        }
+    }
+
+    // Longer than ~70 lines: the step table and the end of a seed; one loop.
+    async fn run(mut self) -> (u64, u32, BTreeMap<&'static str, u64>) {
+        self.bootstrap().await;
+        let steps = if self.cluster() { STEPS_CLUSTER } else { STEPS };
+        for _ in 0..steps {
+            if self.cluster() && self.pick(100) < CLUSTER_EVENTS_PERCENT {
+                self.cluster_event().await;
+            } else {
+                match self.pick(100) {
+                    0..=39 => {
+                        let sent = self.registration();
+                        self.write(sent).await;
+                    }
+                    40..=51 => {
+                        if let Some(sent) = self.amendment(false) {
+                            self.write(sent).await;
+                        }
+                    }
+                    52..=61 => {
+                        if let Some(sent) = self.amendment(true) {
+                            self.write(sent).await;
+                        }
+                    }
+                    62..=69 => {
+                        let sent = self.credit_line();
+                        self.write(sent).await;
+                    }
+                    70..=81 => self.retry().await,
+                    82..=91 => self.burst().await,
+                    92..=96 => {
+                        let i = self.pick(self.nodes.len());
+                        self.restart(i);
+                    }
+                    _ => {
+                        let i = self.pick(self.nodes.len());
+                        self.verify(i).await;
+                    }
+                }
+            }
+            self.restart_stopped();
+            self.audit_step().await;
+        }
+        for i in 0..self.nodes.len() {
+            self.restart(i);
+        }
+        for i in 0..self.nodes.len() {
+            self.audit(i).await;
+            self.verify(i).await;
+        }
+        self.check_journal().await;
+        let injected = self
+            .nodes
+            .iter()
+            .map(|n| n.journal.injected.load(Ordering::Relaxed) + n.store.injected.load(Ordering::Relaxed))
+            .sum();
+        let fenced = self.nodes.iter().map(|n| n.journal.fenced.load(Ordering::Relaxed)).sum::<u64>();
+        if fenced > 0 {
+            *self.tally.entry("APPEND_FENCED").or_default() += fenced;
+        }
+        *self.tally.entry(["ALONE", "CLUSTER_OF_2", "CLUSTER_OF_3"][self.nodes.len() - 1]).or_default() += 1;
+        for node in &mut self.nodes {
+            if let Some((ledger, guard)) = node.ledger.take() {
+                drop(ledger);
+                guard.join();
+            }
         }
         (injected, self.restarts, self.tally)
     }
@@ -822,7 +1310,7 @@ fn seeds() -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ledger_agrees_with_the_auditor_over_seeded_workloads_with_storage_faults_and_restarts() {
+async fn the_ledger_agrees_with_the_auditor_over_seeded_workloads_with_storage_faults_restarts_and_takeovers() {
     let seeds = seeds();
     let started = std::time::Instant::now();
     let (mut faults, mut restarts) = (0, 0);
@@ -853,6 +1341,15 @@ async fn the_ledger_agrees_with_the_auditor_over_seeded_workloads_with_storage_f
             "CREDIT_LINE_EXHAUSTED",
             "PERMISSION_DENIED",
             "PLEDGE_ALREADY_RELEASED",
+            // The cluster's events, and the fence refusing a stale writer's append.
+            "ALONE",
+            "CLUSTER_OF_2",
+            "CLUSTER_OF_3",
+            "LEASE_EXPIRED",
+            "STALE_WRITER_REFUSED",
+            "APPEND_FENCED",
+            "FOLLOWER_CUT_OFF",
+            "NODE_RESTARTED",
         ];
         for kind in known {
             assert!(tally.get(kind).is_some_and(|n| *n > 0), "no {kind} in {} seeds: {tally:?}", seeds.len());

@@ -193,7 +193,7 @@ impl Ledger {
         base: Arc<dyn Store>,
         signer: signing::Signer,
         options: Options,
-        lease: Option<Arc<journal::lease::Lease>>,
+        lease: Option<Arc<dyn journal::lease::WriterLease>>,
     ) -> Result<(Ledger, WriterGuard), LedgerError> {
         let Options { queue_max, checkpoint_bytes } = options;
         check_layout(journal.as_ref(), base.as_ref())?;

@@ -1,15 +1,17 @@
 //! Which node writes. With the embedded journal this node always does. With the journal in
-//! PostgreSQL, one node at a time holds the writer's lease (`journal::lease`): a thread here renews
-//! it while this node writes and, while another node writes, watches for the lease to expire and
-//! takes it over. The writer thread follows the role: it appends under the held term, or applies
-//! the journal's new entries as a follower.
+//! PostgreSQL (or the memory journal a simulated cluster shares), one node at a time holds the
+//! writer's lease (`journal::lease::WriterLease`): a thread here renews it while this node writes
+//! and, while another node writes, watches for the lease to expire and takes it over. The writer
+//! thread follows the role: it appends under the held term, or applies the journal's new entries
+//! as a follower.
 //!
 //! The lease decides who should write; it is not what keeps two writers apart. Every append checks
-//! the term inside its own transaction (`PostgresJournal::append`), so a writer that lost the lease
-//! without noticing (a pause, a partition) has its next append refused, whatever the clocks say.
+//! the term inside its own transaction (`PostgresJournal::append`; `MemoryJournal::append` under
+//! the lock the lease takes too), so a writer that lost the lease without noticing (a pause, a
+//! partition) has its next append refused, whatever the clocks say.
 
 use super::journal::JournalError;
-use super::journal::lease::{Lease, Term};
+use super::journal::lease::{Term, WriterLease};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
@@ -50,7 +52,7 @@ pub enum Request {
 // Longer than ~70 lines: the lease thread's loop: renew while writing, compete while following,
 // step down on request; one state machine.
 pub(crate) fn run_lease(
-    lease: Arc<Lease>,
+    lease: Arc<dyn WriterLease>,
     role: watch::Sender<NodeRole>,
     requests: Receiver<Request>,
     wake: impl Fn(),
@@ -76,13 +78,13 @@ pub(crate) fn run_lease(
     loop {
         let current = role.borrow().clone();
         let result = match current {
-            NodeRole::Writer { term } => renew(&lease, term, &mut renewed_at).map(|lost| {
+            NodeRole::Writer { term } => renew(lease.as_ref(), term, &mut renewed_at).map(|lost| {
                 if lost {
                     set(NodeRole::Follower { writer: None });
                 }
             }),
             NodeRole::Follower { .. } if Instant::now() < compete_after => Ok(()),
-            NodeRole::Follower { .. } => compete(&lease).map(|(next, acquired)| {
+            NodeRole::Follower { .. } => compete(lease.as_ref()).map(|(next, acquired)| {
                 if acquired {
                     renewed_at = Instant::now();
                 }
@@ -131,7 +133,7 @@ pub(crate) fn run_lease(
 }
 
 /// Renews `term`; `Ok(true)` when the lease turned out to be lost.
-fn renew(lease: &Lease, term: i64, renewed_at: &mut Instant) -> Result<bool, JournalError> {
+fn renew(lease: &dyn WriterLease, term: i64, renewed_at: &mut Instant) -> Result<bool, JournalError> {
     if lease.renew(Term(term))? {
         *renewed_at = Instant::now();
         return Ok(false);
@@ -142,7 +144,7 @@ fn renew(lease: &Lease, term: i64, renewed_at: &mut Instant) -> Result<bool, Jou
 
 /// A follower's turn: learn who writes, or take the lease when nobody holds it. Returns the role
 /// and whether it was just acquired.
-fn compete(lease: &Lease) -> Result<(NodeRole, bool), JournalError> {
+fn compete(lease: &dyn WriterLease) -> Result<(NodeRole, bool), JournalError> {
     if let Some((holder, _)) = lease.holder()? {
         return Ok((NodeRole::Follower { writer: Some(holder) }, false));
     }
@@ -159,6 +161,7 @@ fn compete(lease: &Lease) -> Result<(NodeRole, bool), JournalError> {
 mod tests {
     use super::*;
     use crate::domain::principal::{Principal, PrincipalName, Role as Access};
+    use crate::ledger::journal::lease::Lease;
     use crate::ledger::journal::{Access as Io, Guarded, Journal, PostgresJournal};
     use crate::ledger::{Command, Ledger, Options, signing::Signer};
     use crate::store::MemoryStore;
@@ -178,6 +181,7 @@ mod tests {
     fn node_cut(url: &str, name: &str, cut: Arc<AtomicBool>) -> (Ledger, crate::ledger::WriterGuard) {
         let journal = PostgresJournal::connect(url).unwrap().sign_groups_with(Arc::new(cluster_key()));
         let lease = Lease::connect(url, name, Duration::from_millis(1000), journal.term()).unwrap();
+        let lease: Arc<dyn WriterLease> = Arc::new(lease);
         let store = Arc::new(MemoryStore::default());
         let guard = move |access: Io| match access {
             Io::Read | Io::Head if cut.load(Ordering::SeqCst) => {
@@ -190,7 +194,7 @@ mod tests {
             store,
             cluster_key(),
             Options::small(),
-            Some(Arc::new(lease)),
+            Some(lease),
         )
         .unwrap()
     }
@@ -339,8 +343,9 @@ mod tests {
             let journal = PostgresJournal::connect(cluster.url.as_str()).unwrap();
             let lease =
                 Lease::connect(cluster.url.as_str(), "c:1", Duration::from_millis(1000), journal.term()).unwrap();
+            let lease: Arc<dyn WriterLease> = Arc::new(lease);
             let store = Arc::new(MemoryStore::default());
-            Ledger::start_node(Arc::new(journal), store, cluster_key(), Options::small(), Some(Arc::new(lease)))
+            Ledger::start_node(Arc::new(journal), store, cluster_key(), Options::small(), Some(lease))
         });
         let Err(refused) = started else { panic!("a node started on a journal with a forged entry") };
         assert_eq!(refused.reason(), reason, "{refused:?}");

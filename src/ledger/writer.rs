@@ -9,7 +9,7 @@
 use super::command::{Command, Executed, Outcome};
 use super::decider;
 use super::derived::Derived;
-use super::journal::lease::Lease;
+use super::journal::lease::WriterLease;
 use super::journal::{Head, Journal, JournalError, Stored};
 use super::principals::Principals;
 use super::role::{self, NodeRole};
@@ -46,7 +46,9 @@ const FOLLOW_CHUNK: usize = 1024;
 /// How long a follower waits for news of an append before it reads the journal anyway.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
-/// How long a failing follower or takeover waits before it tries again.
+/// How long a failing follower or takeover waits before it tries again; in a cluster no longer
+/// than a quarter of the lease (the lease thread's period), so that a short lease (tests, the
+/// simulation) is not outlasted by one pause.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// How many leases a follower may go without reaching the journal's head before its health says
@@ -138,7 +140,7 @@ pub struct Targets {
 /// Starts the writer thread on derived state caught up with the journal. With `lease`, the node
 /// writes only while it holds the lease and follows the journal otherwise; without, it always
 /// writes (the embedded journal).
-pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> Result<Spawned, LedgerError> {
+pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<dyn WriterLease>>) -> Result<Spawned, LedgerError> {
     let (sender, receiver) = mpsc::channel(queue_max);
     // Where derived state is: in a cluster, the journal may already be further.
     let head = targets.derived.through().map_err(|e| LedgerError::Unavailable(e.to_string()))?;
@@ -153,6 +155,7 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
         None => watch::channel(NodeRole::Writer { term: 0 }),
         Some(_) => watch::channel(NodeRole::Follower { writer: None }),
     };
+    let retry_pause = lease.as_ref().map_or(RETRY_PAUSE, |lease| RETRY_PAUSE.min(lease.ttl() / 4));
     let (settle_max, stale_max, role_tx, controller) = match lease {
         None => (Duration::ZERO, Duration::MAX, Some(role_tx), None),
         Some(lease) => {
@@ -186,6 +189,7 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<Lease>>) -> R
         leading: None,
         settle_max,
         stale_max,
+        retry_pause,
         followed_at: Instant::now(),
     };
     let handle = std::thread::Builder::new()
@@ -215,6 +219,8 @@ struct Writer {
     /// How long an append of unknown outcome is retried against the journal before the callers
     /// are told the outcome is unknown.
     settle_max: Duration,
+    /// `RETRY_PAUSE`, within a quarter of the lease.
+    retry_pause: Duration,
     /// How long a follower may go without reaching the journal's head before health says
     /// NOT_SERVING (`STALE_LEASES`).
     stale_max: Duration,
@@ -293,7 +299,7 @@ impl Writer {
                 }
                 Err(FollowError::Unavailable(e)) => {
                     tracing::warn!(error = %e, term, "cannot catch up with the journal before writing; trying again");
-                    std::thread::sleep(RETRY_PAUSE);
+                    std::thread::sleep(self.retry_pause);
                     return Turn::Continue;
                 }
             }
@@ -394,7 +400,7 @@ impl Writer {
             Err(FollowError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "cannot follow the journal; trying again");
                 self.check_stale();
-                std::thread::sleep(RETRY_PAUSE);
+                std::thread::sleep(self.retry_pause);
             }
         }
         Turn::Continue
@@ -610,7 +616,7 @@ impl Writer {
                 }
                 Err(e) if started.elapsed() < self.settle_max => {
                     tracing::warn!(error = %e, "the journal is unreachable after an append of unknown outcome; asking again");
-                    std::thread::sleep(RETRY_PAUSE);
+                    std::thread::sleep(self.retry_pause);
                 }
                 Err(e) => return Err(self.unknown(format!("the journal's head is unknown after a failed append: {e}"))),
             }

@@ -1,8 +1,12 @@
-//! The writer's lease in PostgreSQL, for high availability: one row naming the node that may
-//! append, with a term that grows at every takeover and an expiry the holder renews. A plain row,
-//! not a session advisory lock, so that it works through PgBouncer's transaction pooling and on the
-//! PostgreSQL-compatible distributed engines. The journal's primary key fences a stale writer's
-//! append in any case; the lease decides who should be writing at all.
+//! The writer's lease, for high availability: one record naming the node that may append, with a
+//! term that grows at every takeover and an expiry the holder renews. The lease thread (`role`)
+//! and the writer see it only through `WriterLease`, so that an engine other than PostgreSQL's can
+//! hold it: the memory journal's (`MemoryLease`, for tests and the simulation).
+//!
+//! In PostgreSQL (`Lease`) the record is a plain row, not a session advisory lock, so that it works
+//! through PgBouncer's transaction pooling and on the PostgreSQL-compatible distributed engines.
+//! The journal's primary key fences a stale writer's append in any case; the lease decides who
+//! should be writing at all.
 
 use super::JournalError;
 use super::postgres::Connection;
@@ -17,6 +21,35 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Term(pub i64);
 
+/// The writer's lease as the lease thread (`role::run_lease`) and the writer use it. Whatever
+/// holds it, the contract is the PostgreSQL row's: a takeover is a new, greater term; the journal
+/// the lease was made for appends under the term this node last acquired, and refuses an append
+/// under a term that was taken over (`JournalError::Fenced`), writing nothing.
+pub trait WriterLease: Send + Sync + std::fmt::Debug {
+    /// This node's name in the lease.
+    fn node(&self) -> &str;
+
+    /// How long a lease lasts without renewal.
+    fn ttl(&self) -> Duration;
+
+    /// Takes the lease when nobody holds it or its holder let it expire: a new term, which this
+    /// node's appends carry from now on. `None` while another node holds it.
+    fn acquire(&self) -> Result<Option<Term>, JournalError>;
+
+    /// Extends the lease of `term`; `false` when it is no longer this node's (another took over,
+    /// or it expired).
+    fn renew(&self, term: Term) -> Result<bool, JournalError>;
+
+    /// Gives the lease of `term` up at once (a planned stop), so that another node need not wait
+    /// for it to expire.
+    fn release(&self, term: Term) -> Result<(), JournalError>;
+
+    /// Who holds the lease, and under which term (`None`: nobody, or it expired).
+    fn holder(&self) -> Result<Option<(String, Term)>, JournalError>;
+}
+
+/// The lease in PostgreSQL: the row `ipledger_lease`, beside the journal every append of which
+/// checks it.
 pub struct Lease {
     connection: Connection,
     node: String,
@@ -66,23 +99,21 @@ impl Lease {
         Ok(Lease { connection, node: node.to_owned(), ttl, fence })
     }
 
-    /// This node's name in the lease.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
-    /// How long a lease lasts without renewal.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     fn ttl_ms(&self) -> f64 {
         self.ttl.as_secs_f64() * 1000.0
     }
+}
 
-    /// Takes the lease when nobody holds it or its holder let it expire: a new term, which this
-    /// node's appends carry from now on. `None` while another node holds it.
-    pub fn acquire(&self) -> Result<Option<Term>, JournalError> {
+impl WriterLease for Lease {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn acquire(&self) -> Result<Option<Term>, JournalError> {
         let row = self.connection.with(|client| {
             client
                 .query_opt(
@@ -101,8 +132,7 @@ impl Lease {
         Ok(term)
     }
 
-    /// Extends the lease of `term`; `false` when it is no longer this node's (another took over).
-    pub fn renew(&self, term: Term) -> Result<bool, JournalError> {
+    fn renew(&self, term: Term) -> Result<bool, JournalError> {
         let renewed = self.connection.with(|client| {
             client
                 .execute(
@@ -115,9 +145,7 @@ impl Lease {
         Ok(renewed == 1)
     }
 
-    /// Gives the lease of `term` up at once (a planned stop), so that another node need not wait
-    /// for it to expire.
-    pub fn release(&self, term: Term) -> Result<(), JournalError> {
+    fn release(&self, term: Term) -> Result<(), JournalError> {
         self.connection.with(|client| {
             client
                 .execute(
@@ -129,8 +157,7 @@ impl Lease {
         Ok(())
     }
 
-    /// Who holds the lease, and under which term (`None`: nobody, or it expired).
-    pub fn holder(&self) -> Result<Option<(String, Term)>, JournalError> {
+    fn holder(&self) -> Result<Option<(String, Term)>, JournalError> {
         let row = self.connection.with(|client| {
             client
                 .query_opt(
@@ -146,7 +173,7 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::journal::{Head, Journal, PostgresJournal, suite::chain};
+    use crate::ledger::journal::PostgresJournal;
     use std::time::Instant;
 
     #[test]
@@ -155,17 +182,9 @@ mod tests {
         let ttl = Duration::from_millis(400);
         let a = Lease::connect(&cluster.url, "node-a:50051", ttl, Arc::default()).unwrap();
         let b = Lease::connect(&cluster.url, "node-b:50051", ttl, Arc::default()).unwrap();
-        let term = a.acquire().unwrap().expect("free");
-        assert_eq!(term, Term(1));
-        assert_eq!(b.acquire().unwrap(), None, "held by a");
-        assert!(a.renew(term).unwrap());
-        assert_eq!(b.holder().unwrap(), Some(("node-a:50051".to_owned(), Term(1))));
-        std::thread::sleep(ttl + Duration::from_millis(200));
-        assert_eq!(b.holder().unwrap(), None, "expired");
-        let taken = b.acquire().unwrap().expect("expired: b takes over");
-        assert_eq!(taken, Term(2));
-        assert!(!a.renew(term).unwrap(), "a learns it lost the lease");
-        assert_eq!(a.acquire().unwrap(), None);
+        suite::one_node_holds_the_lease_until_it_expires(&a, &b, &|| {
+            std::thread::sleep(ttl + Duration::from_millis(200))
+        });
     }
 
     /// Runs `f` in a thread of its own and waits for it up to `bound`: `None` if it still waits.
@@ -217,11 +236,57 @@ mod tests {
         let (a, b) = (PostgresJournal::connect(&cluster.url).unwrap(), PostgresJournal::connect(&cluster.url).unwrap());
         let a_lease = Lease::connect(&cluster.url, "a:1", ttl, a.term()).unwrap();
         let b_lease = Lease::connect(&cluster.url, "b:1", ttl, b.term()).unwrap();
+        suite::an_append_under_a_term_that_was_taken_over_is_refused((&a, &a_lease), (&b, &b_lease), &|| {
+            std::thread::sleep(ttl + Duration::from_millis(100))
+        });
+    }
+}
+
+/// The checks every lease passes with the journal it fences, whatever holds them (PostgreSQL's
+/// `Lease`, the memory journal's `MemoryLease`). `expire` lets more than a lease pass: a sleep,
+/// or a step of the memory lease's clock.
+#[cfg(test)]
+pub(crate) mod suite {
+    use super::*;
+    use crate::ledger::journal::{Head, Journal, suite::chain};
+
+    /// `a` and `b`: two nodes' leases on one fresh lease record, the term of neither set yet.
+    pub(crate) fn one_node_holds_the_lease_until_it_expires(
+        a: &dyn WriterLease,
+        b: &dyn WriterLease,
+        expire: &dyn Fn(),
+    ) {
+        let term = a.acquire().unwrap().expect("free");
+        assert_eq!(term, Term(1));
+        assert_eq!(b.acquire().unwrap(), None, "held by a");
+        assert!(a.renew(term).unwrap());
+        assert_eq!(b.holder().unwrap(), Some((a.node().to_owned(), Term(1))));
+        expire();
+        assert_eq!(b.holder().unwrap(), None, "expired");
+        assert!(!a.renew(term).unwrap(), "an expired lease is not renewed");
+        let taken = b.acquire().unwrap().expect("expired: b takes over");
+        assert_eq!(taken, Term(2));
+        assert!(!a.renew(term).unwrap(), "a learns it lost the lease");
+        assert_eq!(a.acquire().unwrap(), None);
+        // A release of a term taken over leaves the holder be; the holder's own frees it at once.
+        a.release(term).unwrap();
+        assert_eq!(a.holder().unwrap(), Some((b.node().to_owned(), Term(2))));
+        b.release(taken).unwrap();
+        assert_eq!(a.holder().unwrap(), None, "released");
+        assert_eq!(a.acquire().unwrap(), Some(Term(3)), "a released lease is taken without waiting");
+    }
+
+    /// Two nodes, each a journal of one shared journal and the lease fencing it.
+    pub(crate) fn an_append_under_a_term_that_was_taken_over_is_refused(
+        (a, a_lease): (&dyn Journal, &dyn WriterLease),
+        (b, b_lease): (&dyn Journal, &dyn WriterLease),
+        expire: &dyn Fn(),
+    ) {
         assert_eq!(a_lease.acquire().unwrap(), Some(Term(1)));
         let first = chain(Head::default(), 2);
         let head = a.append(Head::default(), &first[..1]).unwrap();
         // a pauses past its lease; b takes over and has not written yet.
-        std::thread::sleep(ttl + Duration::from_millis(100));
+        expire();
         assert_eq!(b_lease.acquire().unwrap(), Some(Term(2)));
         assert_eq!(a.append(head, &first[1..]), Err(JournalError::Fenced { held: 1, found: 2 }));
         assert_eq!(b.head().unwrap(), head, "nothing of the fenced append is there");

@@ -20,7 +20,7 @@ mod memory;
 pub(crate) mod postgres;
 mod sled_journal;
 
-pub use memory::MemoryJournal;
+pub use memory::{MemoryJournal, MemoryLease};
 pub use postgres::{PostgresJournal, Target as PostgresTarget};
 pub use sled_journal::SledJournal;
 

@@ -747,6 +747,7 @@ mod tests {
     /// Tries to take the lease every quarter of it, as a follower's lease thread does, in a thread
     /// of its own: the term it took arrives on the channel (never, while the takeover hangs).
     fn compete(lease: super::super::lease::Lease) -> std::sync::mpsc::Receiver<super::super::lease::Term> {
+        use super::super::lease::WriterLease;
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             loop {
@@ -762,7 +763,7 @@ mod tests {
 
     #[test]
     fn a_writer_held_inside_an_append_keeps_no_other_node_from_taking_over_and_writes_nothing() {
-        use super::super::lease::{Lease, Term};
+        use super::super::lease::{Lease, Term, WriterLease};
         use super::super::suite::chain;
         use super::{Head, Journal, JournalError, PostgresJournal};
         use std::time::{Duration, Instant};
