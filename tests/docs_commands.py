@@ -62,7 +62,7 @@ RULES = [
     ("docs/api-guide.md", "ipledger serve &", "SERVE",
      "a local server: the quick start's, already serving"),
     ("docs/operations.md", "cargo run --release --example ha_cluster  ",
-     "timeout --preserve-status -s INT 240 cargo run --release --example ha_cluster",
+     "timeout --preserve-status -s INT 45 cargo run --release --example ha_cluster",
      "up until Ctrl-C: CI sends the Ctrl-C (SIGINT) after a while; the cluster must stop cleanly"),
     ("docs/operations.md", "cargo run --release --example ha_cluster -- --for-seconds 600",
      "cargo run --release --example ha_cluster -- --for-seconds 5",

@@ -2,7 +2,8 @@
 # Every test, on a fresh machine too: installs what the tests need when it is missing, saying what
 # and why, then runs them all (formatting and lints, the unit and integration tests, the
 # correctness tests again on the PostgreSQL journal, the high-availability test, the API guide's
-# examples with buf curl and the Python bank client example). CI (.ci/run) runs exactly this.
+# examples with buf curl, every command of the docs and the Python bank client example). CI
+# (.ci/run) runs exactly this.
 #
 # Needs the Rust toolchain (cargo with rustfmt and clippy) and Debian or Ubuntu (apt-get). Installs,
 # as root or through sudo, only what is missing:
@@ -104,9 +105,9 @@ bash tests/with-postgres.sh cargo test --locked --test it -- pledges:: credit_li
 # at a time: two clusters at once would share the 2 cores and miss their fault timings.
 cargo test --locked --test it -- --ignored --nocapture --test-threads=1 ha:: ha_cluster::
 bash tests/readme_examples.sh
-# The one-machine HA layout operators try (docs/operations.md), from the HA test's own harness:
-# up, one registration through HAProxy's write port read back through its read port, down.
-cargo run --release --locked --example ha_cluster -- --check
+# Every shell command of the README and docs/, run as a reader runs them (the one-machine HA
+# layout of docs/operations.md among them: up until Ctrl-C, `--check`, and under the benchmark).
+python3 tests/docs_commands.py
 # The Python bank client example against the real binary: token, retry, exposure, feed, errors.
 bash tests/python_client.sh
 say "every test passed"
