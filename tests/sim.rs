@@ -53,14 +53,14 @@ use ipledger::domain::credit_line::NewCreditLine;
 use ipledger::domain::exposure::{Bucket, Dimension};
 use ipledger::domain::ident::{CreditCode, RightKind, RightNumber};
 use ipledger::domain::money::Money;
-use ipledger::domain::pledge::{NewPledge, Party, PledgeAmendment, Release, ReleaseReason, Right};
+use ipledger::domain::pledge::{NewPledge, Party, PledgeAmendment, PledgeDraft, Release, ReleaseReason, Right};
 use ipledger::domain::principal::{Principal, PrincipalName, Role};
 use ipledger::domain::region::{CountyCode, Region};
 use ipledger::domain::text::Text;
 use ipledger::ledger::journal::lease::{Term, WriterLease};
 use ipledger::ledger::journal::{GroupSignature, Head, Journal, JournalError, MemoryJournal, MemoryLease, Stored};
 use ipledger::ledger::role::NodeRole;
-use ipledger::ledger::{Command, Ledger, Options, Outcome, WriterGuard, query, signing};
+use ipledger::ledger::{Channel, Command, Ledger, Options, Outcome, WriterGuard, query, signing};
 use ipledger::store::{Batch, Entry, MemoryStore, Store, StoreError};
 use ipledger::workload::Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -648,22 +648,22 @@ impl Sim {
             name: text("Widget Co"),
             credit_code: CreditCode::complete(&format!("9133010071610585{}", self.pick(3))).unwrap(),
         };
-        let pledge = NewPledge::new(
-            None,
+        let pledge = NewPledge::new(PledgeDraft {
+            registration_number: None,
             pledgor,
-            self.banks[bank].1.clone(),
-            county(county_i),
-            Self::money(amount_fen),
+            pledgee: self.banks[bank].1.clone(),
+            county: county(county_i),
+            secured_amount: Self::money(amount_fen),
+            debt_term_start: registered_on,
+            debt_term_end: registered_on + Days::new(365),
             registered_on,
-            registered_on + Days::new(365),
-            registered_on,
-            rights.iter().map(|r| Right::new(right_number(*r), text("Mark"), None)).collect(),
-            line,
-        )
+            rights: rights.iter().map(|r| Right::new(right_number(*r), text("Mark"), None)).collect(),
+            credit_line_id: line,
+        })
         .unwrap();
         Sent {
             actor: self.banks[bank].0.clone(),
-            command: Command::RegisterPledge { request_id: Uuid::new_v4(), pledge },
+            command: Command::RegisterPledge { request_id: Uuid::new_v4(), pledge, channel: Channel::Call },
         }
     }
 

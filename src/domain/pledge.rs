@@ -171,22 +171,70 @@ fn statutory_term_years(kind: RightKind, filing_year: u16) -> Option<i32> {
     }
 }
 
+/// A pledge's content as a request states it, each field parsed but the rules across them not yet
+/// checked: `NewPledge::new` checks them. Named fields, where ten positional arguments (three of
+/// them dates) could be swapped unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PledgeDraft {
+    pub registration_number: Option<RegistrationNumber>,
+    pub pledgor: Party,
+    pub pledgee: Party,
+    pub county: CountyCode,
+    pub secured_amount: Money,
+    pub debt_term_start: NaiveDate,
+    pub debt_term_end: NaiveDate,
+    pub registered_on: NaiveDate,
+    pub rights: Vec<Right>,
+    pub credit_line_id: Option<Uuid>,
+}
+
+impl From<NewPledge> for PledgeDraft {
+    /// A checked pledge as a draft again, to be checked again (a replayed entry is judged by the
+    /// rules as a request is).
+    fn from(pledge: NewPledge) -> PledgeDraft {
+        let NewPledge {
+            registration_number,
+            pledgor,
+            pledgee,
+            county,
+            secured_amount,
+            debt_term_start,
+            debt_term_end,
+            registered_on,
+            rights,
+            credit_line_id,
+        } = pledge;
+        PledgeDraft {
+            registration_number,
+            pledgor,
+            pledgee,
+            county,
+            secured_amount,
+            debt_term_start,
+            debt_term_end,
+            registered_on,
+            rights,
+            credit_line_id,
+        }
+    }
+}
+
 impl NewPledge {
     /// Checks the rules that concern the content alone; `field` paths are relative to the pledge
     /// (`rights[0].expiresOn`), for the transport to prefix.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        registration_number: Option<RegistrationNumber>,
-        pledgor: Party,
-        pledgee: Party,
-        county: CountyCode,
-        secured_amount: Money,
-        debt_term_start: NaiveDate,
-        debt_term_end: NaiveDate,
-        registered_on: NaiveDate,
-        rights: Vec<Right>,
-        credit_line_id: Option<Uuid>,
-    ) -> Result<NewPledge, LedgerError> {
+    pub fn new(draft: PledgeDraft) -> Result<NewPledge, LedgerError> {
+        let PledgeDraft {
+            registration_number,
+            pledgor,
+            pledgee,
+            county,
+            secured_amount,
+            debt_term_start,
+            debt_term_end,
+            registered_on,
+            rights,
+            credit_line_id,
+        } = draft;
         let mut violations = Vec::new();
         let mut reason = Refusal::INVALID_FIELDS;
         if rights.is_empty() {
@@ -508,18 +556,18 @@ mod tests {
     }
 
     fn draft(term_end: &str, rights: Vec<Right>) -> Result<NewPledge, LedgerError> {
-        NewPledge::new(
-            None,
-            party("Pledgor", "91330100716105852F"),
-            party("Bank", "911100001000044477"),
-            CountyCode::parse("330108").unwrap(),
-            Money::parse_positive("100.00").unwrap(),
-            parse_date("2019-06-01").unwrap(),
-            parse_date(term_end).unwrap(),
-            parse_date("2019-06-05").unwrap(),
+        NewPledge::new(PledgeDraft {
+            registration_number: None,
+            pledgor: party("Pledgor", "91330100716105852F"),
+            pledgee: party("Bank", "911100001000044477"),
+            county: CountyCode::parse("330108").unwrap(),
+            secured_amount: Money::parse_positive("100.00").unwrap(),
+            debt_term_start: parse_date("2019-06-01").unwrap(),
+            debt_term_end: parse_date(term_end).unwrap(),
+            registered_on: parse_date("2019-06-05").unwrap(),
             rights,
-            None,
-        )
+            credit_line_id: None,
+        })
     }
 
     fn check(result: Result<NewPledge, LedgerError>, expected: Result<(), (&str, &[&str])>) {

@@ -15,7 +15,7 @@ pub mod status;
 
 use crate::domain::LedgerError;
 use crate::domain::principal::{Principal, PrincipalName};
-use crate::ledger::{Command, Ledger, Outcome, query};
+use crate::ledger::{Channel, Command, Ledger, Outcome, query};
 use crate::proto as pb;
 use futures::FutureExt;
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -314,9 +314,10 @@ impl Api {
             let Some(message) = message else { break };
             let index = summary.received;
             summary.received += 1;
-            let command = convert::registration(&message).and_then(|(request_id, pledge)| {
-                actor.may_import(&pledge)?;
-                Ok(Command::RegisterPledge { request_id, pledge })
+            let command = convert::registration(&message).map(|(request_id, pledge)| Command::RegisterPledge {
+                request_id,
+                pledge,
+                channel: Channel::Import,
             });
             match command {
                 Err(e) => record(&mut summary, index, message.request_id, Err(e)),
@@ -413,8 +414,7 @@ impl pb::pledge_service_server::PledgeService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let (request_id, pledge) = convert::registration(request.get_ref())?;
-            actor.may_register(&pledge)?;
-            let command = Command::RegisterPledge { request_id, pledge };
+            let command = Command::RegisterPledge { request_id, pledge, channel: Channel::Call };
             let ticket = self.queue_ticket(&actor, request.get_ref())?;
             self.write_pledge(&actor, command, ticket).await
         };
@@ -549,7 +549,6 @@ impl pb::credit_line_service_server::CreditLineService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let (request_id, line) = convert::credit_line_creation(request.get_ref())?;
-            actor.may_create_line(&line)?;
             let command = Command::CreateCreditLine { request_id, line };
             let ticket = self.queue_ticket(&actor, request.get_ref())?;
             match self.ledger.write_with(&actor, command, ticket).await? {

@@ -19,6 +19,17 @@ use crate::domain::{LedgerError, Micros};
 use chrono::NaiveDate;
 use uuid::Uuid;
 
+/// How a registration reached the ledger, which decides who may make it: a call registers a bank's
+/// own new pledge; an import stream also carries an office's historical pledges of its region. An
+/// entry decided again (a restore, a follower) counts as imported: the journal keeps no channel,
+/// and an office's entries came from imports. Not part of the request's fingerprint: the same
+/// registration sent both ways is one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Call,
+    Import,
+}
+
 /// A write request, parsed and valid in itself. The form-0 request fingerprint of entries written
 /// before the journal format is computed over a frozen copy of its shape in `journal::legacy`.
 #[derive(Debug, Clone)]
@@ -26,6 +37,7 @@ pub enum Command {
     RegisterPledge {
         request_id: Uuid,
         pledge: NewPledge,
+        channel: Channel,
     },
     ChangePledge {
         request_id: Uuid,

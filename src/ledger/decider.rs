@@ -4,7 +4,7 @@
 //! accepted one into a journal entry (sealed after the group's head) whose derived records
 //! `projector::apply_entry` writes.
 
-use super::command::{Command, Executed, Outcome, load_pledge};
+use super::command::{Channel, Command, Executed, Outcome, load_pledge};
 use super::journal::{self, Entry, Event, Head, RequestKey};
 use super::keys;
 use super::principals::{BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding, PrincipalRecord};
@@ -12,14 +12,14 @@ use super::records::{RequestRecord, Resource};
 use super::tx::Tx;
 use crate::domain::Reason;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
-use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, RegistrationNumber};
+use crate::domain::pledge::{NewPledge, Pledge, PledgeAmendment, PledgeDraft, RegistrationNumber};
 use crate::domain::principal::{Principal, PrincipalName, Role};
 use crate::domain::right::RightRecord;
 use crate::domain::{LedgerError, Micros};
 use uuid::Uuid;
 
-/// Executes `command` for `actor` at `now` against the state after `head`. Rules that depend on
-/// the content alone (may this bank register a pledge to that pledgee) were checked before.
+/// Executes `command` for `actor` at `now` against the state after `head`: authorizes it, replays a
+/// committed request, or decides it.
 pub fn execute(
     tx: &mut Tx<'_>,
     actor: &Principal,
@@ -83,9 +83,12 @@ fn replayed_outcome(tx: &Tx<'_>, record: &RequestRecord) -> Result<Outcome, Ledg
     }
 }
 
-/// Scope checks that need the ledger's state: changes and releases touch an existing pledge.
-/// Following AIP-211, a principal outside a pledge's scope learns nothing of its existence. This
-/// runs before the request id is looked up, so nobody can replay a request they could not make.
+/// Who may make this write: the one place a write's scope is checked (a request's content by the
+/// caller's role and region; changes and releases against the pledge they touch, where, following
+/// AIP-211, a principal outside a pledge's scope learns nothing of its existence). This runs
+/// before the request id is looked up, so nobody can replay a request they could not make. What a
+/// registration's date may be (`may_date_registration`) is a rule of "today", decided with the
+/// registration itself, after the lookup: a retry on a later day replays what was recorded.
 fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command, rules: u32) -> Result<(), LedgerError> {
     match command {
         Command::ChangePledge { id, .. } | Command::ReleasePledge { id, .. } => {
@@ -95,7 +98,9 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command, rules: u32) -> R
                 None => Err(LedgerError::PermissionDenied(format!("{} may not change pledge {id}", actor.name))),
             }
         }
-        Command::RegisterPledge { .. } | Command::CreateCreditLine { .. } => Ok(()),
+        Command::RegisterPledge { pledge, channel: Channel::Import, .. } => actor.may_import(pledge),
+        Command::RegisterPledge { pledge, channel: Channel::Call, .. } => actor.may_register(pledge),
+        Command::CreateCreditLine { line, .. } => actor.may_create_line(line),
         Command::Risk { command, .. } => super::risk_decider::authorize(tx, actor, command, rules),
         Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => {
             actor.require_admin()
@@ -337,14 +342,7 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         return Err(refused("a request id on an entry of a kind that has none, or none where one belongs".to_owned()));
     }
     let command = command_of(entry, request_id).map_err(|e| refused(e.to_string()))?;
-    match (&command, &actor.role) {
-        (Command::RegisterPledge { pledge, .. }, Role::Office(_)) => actor.may_import(pledge),
-        (Command::RegisterPledge { pledge, .. }, _) => actor.may_register(pledge),
-        (Command::CreateCreditLine { line, .. }, _) => actor.may_create_line(line),
-        _ => Ok(()),
-    }
-    .and_then(|()| authorize(tx, &actor, &command, entry.rules))
-    .map_err(|e| refused(e.to_string()))?;
+    authorize(tx, &actor, &command, entry.rules).map_err(|e| refused(e.to_string()))?;
     let floor = tx.get::<u32>(keys::META_RULES)?.unwrap_or(0);
     if entry.rules < floor {
         return Err(refused(format!("decided under rules {}, after entries decided under rules {floor}", entry.rules)));
@@ -381,21 +379,9 @@ fn command_of(entry: &Entry, request_id: Option<Uuid>) -> Result<Command, Ledger
     };
     Ok(match &entry.event {
         Event::PledgeRegistered { pledge } => {
-            let c = pledge.content.clone();
             // The content rules again, as a request's content is checked.
-            let content = NewPledge::new(
-                c.registration_number,
-                c.pledgor,
-                c.pledgee,
-                c.county,
-                c.secured_amount,
-                c.debt_term_start,
-                c.debt_term_end,
-                c.registered_on,
-                c.rights,
-                c.credit_line_id,
-            )?;
-            Command::RegisterPledge { request_id: id()?, pledge: content }
+            let content = NewPledge::new(PledgeDraft::from(pledge.content.clone()))?;
+            Command::RegisterPledge { request_id: id()?, pledge: content, channel: Channel::Import }
         }
         Event::PledgeChanged { id: pledge, change } => Command::ChangePledge {
             request_id: id()?,

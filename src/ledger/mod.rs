@@ -23,7 +23,7 @@ pub mod tokens;
 mod tx;
 mod writer;
 
-pub use command::{Command, Outcome};
+pub use command::{Channel, Command, Outcome};
 pub use writer::GROUP_MAX;
 
 use crate::domain::LedgerError;

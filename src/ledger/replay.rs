@@ -736,22 +736,22 @@ pub(crate) mod tests_support {
     }
 
     pub fn pledge(id: u128, pledgee: &str, right: &str, by: &str, at: i64) -> Event {
-        let content = NewPledge::new(
-            None,
-            party("91330106MA2E00101C"),
-            party(pledgee),
-            CountyCode::parse("330106").unwrap(),
-            Money::parse_positive("100.00").unwrap(),
-            parse_date("2021-01-01").unwrap(),
-            parse_date("2022-01-01").unwrap(),
-            parse_date("2021-01-05").unwrap(),
-            vec![Right {
+        let content = NewPledge::new(crate::domain::pledge::PledgeDraft {
+            registration_number: None,
+            pledgor: party("91330106MA2E00101C"),
+            pledgee: party(pledgee),
+            county: CountyCode::parse("330106").unwrap(),
+            secured_amount: Money::parse_positive("100.00").unwrap(),
+            debt_term_start: parse_date("2021-01-01").unwrap(),
+            debt_term_end: parse_date("2022-01-01").unwrap(),
+            registered_on: parse_date("2021-01-05").unwrap(),
+            rights: vec![Right {
                 number: RightNumber::parse(right, RightKind::Trademark).unwrap(),
                 title: Note::parse("").unwrap(),
                 expiry: crate::domain::pledge::Expiry::Given(parse_date("2030-01-01").unwrap()),
             }],
-            None,
-        )
+            credit_line_id: None,
+        })
         .unwrap();
         let number = RegistrationNumber::assigned(content.registered_on, id as u64);
         Event::PledgeRegistered { pledge: Pledge::register(Uuid::from_u128(id), number, content, name(by), at) }

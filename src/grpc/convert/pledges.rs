@@ -5,7 +5,7 @@ use super::*;
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
 use crate::domain::pledge::{
-    self, Expiry, NewPledge, Pledge, PledgeAmendment, RegistrationNumber, Release, ReleaseReason, Right,
+    self, Expiry, NewPledge, Pledge, PledgeAmendment, PledgeDraft, RegistrationNumber, Release, ReleaseReason, Right,
 };
 use crate::domain::region::CountyCode;
 use crate::domain::text::{Note, Reason, parse_date};
@@ -72,7 +72,7 @@ pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPle
         return Err(unrecorded());
     };
     assert!(parsed_all_rights);
-    let pledge = NewPledge::new(
+    let pledge = NewPledge::new(PledgeDraft {
         registration_number,
         pledgor,
         pledgee,
@@ -83,7 +83,7 @@ pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPle
         registered_on,
         rights,
         credit_line_id,
-    )
+    })
     .map_err(|e| prefix_fields(e, "pledge."))?;
     Ok((request_id, pledge))
 }
