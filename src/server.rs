@@ -268,8 +268,11 @@ pub async fn open_ledger(
     let journal = journal.cloned();
     let node = node.clone();
     let cache = limits.cache_bytes;
-    let options =
-        crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
+    let options = crate::ledger::Options {
+        queue_max: limits.write_queue_max,
+        checkpoint_bytes: limits.checkpoint_bytes,
+        wall_clock: crate::ledger::system_clock(),
+    };
     let started = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let opened = crate::datadir::open(&open_dir, cache, journal.as_ref(), signing_key.as_deref())?;
         let public_key = crate::ledger::journal::hex(&opened.signer.public_key());
@@ -515,8 +518,11 @@ async fn start_ledger(config: &Config, address: SocketAddr) -> Result<(Ledger, W
             crate::datadir::create_private(&config.data_dir)?;
             let signer = crate::ledger::signing::Signer::open(&config.data_dir, config.signing_key.as_deref())
                 .map_err(ServeError::AdminToken)?;
-            let options =
-                crate::ledger::Options { queue_max: limits.write_queue_max, checkpoint_bytes: limits.checkpoint_bytes };
+            let options = crate::ledger::Options {
+                queue_max: limits.write_queue_max,
+                checkpoint_bytes: limits.checkpoint_bytes,
+                wall_clock: crate::ledger::system_clock(),
+            };
             Ok(Ledger::start(engines.journal.clone(), engines.derived.clone(), signer, options)?)
         }
         None => {

@@ -39,8 +39,11 @@
 //! periods are wall-clock time (a quarter of `LEASE_TTL`, which is 20 ms here).
 //!
 //! A failure names its seed: `IPLEDGER_SIM_SEED=<seed> cargo test --test sim` runs that seed
-//! alone. `IPLEDGER_SIM_SEEDS=<n>` runs n seeds (CI: 200). What the seed does not decide: the
-//! wall clock the writer dates entries with, the order in which a racing burst reaches the
+//! alone. `IPLEDGER_SIM_SEEDS=<n>` runs n seeds (CI: 200). The wall clock the writers date
+//! entries with (and take "today" from) is the simulation's (`Options::wall_clock`): it starts on
+//! a day of 2025-2027 drawn from the seed and moves by seconds between steps and by a whole day
+//! now and then, so that retries, changes and releases meet a new "today"; every entry must be
+//! dated by it. What the seed does not decide: the order in which a racing burst reaches the
 //! writer (the auditor checks a burst against the order the journal gives it), and which node
 //! wins a takeover (the auditor follows whichever writes).
 
@@ -64,7 +67,7 @@ use ipledger::ledger::{Channel, Command, Ledger, Options, Outcome, WriterGuard, 
 use ipledger::store::{Batch, Entry, MemoryStore, Store, StoreError};
 use ipledger::workload::Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -75,6 +78,9 @@ const STEPS: usize = 60;
 /// Steps per seed of a cluster: each costs about half as much again (followers apply every
 /// entry, and the auditor reads them too), and the seeds must fit CI's time.
 const STEPS_CLUSTER: usize = 40;
+/// Steps after which the simulated clock jumps a whole day, in percent (a few days a seed: a
+/// registration's date stays within a bank's 30 days of it).
+const DAY_JUMP_PERCENT: usize = 5;
 /// Seeds CI runs when `IPLEDGER_SIM_SEEDS` is not set.
 const SEEDS_DEFAULT: u64 = 200;
 /// Attempts of one request before the simulation gives up on the injected faults (at 10% each,
@@ -388,7 +394,11 @@ struct Sim {
     /// The cluster's key (`--signing-key`), the same on every node and across restarts.
     key: signing::Signer,
     model: Model,
-    today: NaiveDate,
+    /// The wall clock every node's writer reads (µs since the epoch, UTC), moved only by the
+    /// simulation: "today" and every entry's time come from the seed.
+    clock: Arc<AtomicI64>,
+    /// Where the clock started: no entry is dated before it.
+    clock_start: i64,
     banks: Vec<(Principal, Party)>,
     admin: Principal,
     /// Requests answered so far (for retries with the same id).
@@ -417,14 +427,20 @@ fn county(i: usize) -> CountyCode {
     CountyCode::parse(COUNTIES[i]).unwrap()
 }
 
-/// China's date now: what the writer calls today.
-fn china_today() -> NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive()
+/// The simulated clock's start: a day from 2025 to 2027 drawn from the seed, between 02:00 and
+/// 08:00 UTC (10:00-16:00 in China), so that a seed's minutes of steps never cross China's midnight
+/// unnoticed: days change only by the simulation's whole-day jumps.
+fn clock_start(rng: &mut Rng) -> i64 {
+    let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap() + Days::new(rng.below(3 * 365));
+    let seconds = 2 * 3600 + rng.below(6 * 3600);
+    day.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros() + i64::try_from(seconds).unwrap() * 1_000_000
 }
 
 impl Sim {
     fn new(seed: u64) -> Sim {
         let mut rng = Rng::new(seed);
+        let start = clock_start(&mut rng);
+        let clock = Arc::new(AtomicI64::new(start));
         let per_mille = [0, 50, 100][rng.below(3) as usize];
         let store_per_mille = [0, 0, 30, 100][rng.below(4) as usize];
         let count = NODES[rng.below(NODES.len() as u64) as usize];
@@ -466,7 +482,8 @@ impl Sim {
             nodes,
             key,
             model: Model::default(),
-            today: china_today(),
+            clock,
+            clock_start: start,
             banks,
             admin: principal("admin", Role::Admin),
             answered: Vec::new(),
@@ -504,13 +521,31 @@ impl Sim {
         }
     }
 
+    /// China's date on the simulated clock: what the writer calls today.
+    fn today(&self) -> NaiveDate {
+        let micros = self.clock.load(Ordering::SeqCst);
+        (chrono::DateTime::from_timestamp_micros(micros).unwrap() + chrono::Duration::hours(8)).date_naive()
+    }
+
+    /// Time passes between steps: seconds mostly, a whole day now and then (retries and changes
+    /// then meet a new "today").
+    fn tick(&mut self) {
+        let seconds = if self.pick(100) < DAY_JUMP_PERCENT { 86_400 } else { 1 + self.rng.below(60) };
+        self.clock.fetch_add(i64::try_from(seconds).unwrap() * 1_000_000, Ordering::SeqCst);
+    }
+
     fn cluster(&self) -> bool {
         self.nodes.len() > 1
     }
 
     fn start(&mut self, i: usize) {
         // A small checkpoint size: checkpoints happen within a seed's few dozen writes.
-        let options = Options { queue_max: 64, checkpoint_bytes: 4 << 10 };
+        let clock = self.clock.clone();
+        let options = Options {
+            queue_max: 64,
+            checkpoint_bytes: 4 << 10,
+            wall_clock: Arc::new(move || clock.load(Ordering::SeqCst)),
+        };
         let node = &self.nodes[i];
         let journal: Arc<dyn Journal> = node.journal.clone();
         let store: Arc<dyn Store> = node.store.clone();
@@ -521,7 +556,7 @@ impl Sim {
         // a failed start, tried again as a supervisor would.
         let mut last = None;
         for _ in 0..ATTEMPTS_MAX {
-            match Ledger::start_node(journal.clone(), store.clone(), key.clone(), options, lease.clone()) {
+            match Ledger::start_node(journal.clone(), store.clone(), key.clone(), options.clone(), lease.clone()) {
                 Ok(started) => {
                     self.nodes[i].ledger = Some(started);
                     return;
@@ -643,7 +678,7 @@ impl Sim {
             .map(|(id, _)| *id)
             .collect();
         let line = if !lines.is_empty() && self.pick(2) == 0 { Some(lines[self.pick(lines.len())]) } else { None };
-        let registered_on = self.today - Days::new(self.rng.below(20));
+        let registered_on = self.today() - Days::new(self.rng.below(20));
         let pledgor = Party {
             name: text("Widget Co"),
             credit_code: CreditCode::complete(&format!("9133010071610585{}", self.pick(3))).unwrap(),
@@ -677,8 +712,8 @@ impl Sim {
             region,
             program: text("IP pledge programme"),
             limit: Self::money(limit_fen),
-            valid_from: self.today - Days::new(60),
-            valid_to: self.today + Days::new(365),
+            valid_from: self.today() - Days::new(60),
+            valid_to: self.today() + Days::new(365),
         };
         Sent { actor: self.admin.clone(), command: Command::CreateCreditLine { request_id: Uuid::new_v4(), line } }
     }
@@ -696,7 +731,7 @@ impl Sim {
         let actor = self.banks[bank].0.clone();
         let request_id = Uuid::new_v4();
         let command = if release {
-            let release = Release { released_on: self.today, reason: ReleaseReason::Repaid, note: text("repaid") };
+            let release = Release { released_on: self.today(), reason: ReleaseReason::Repaid, note: text("repaid") };
             Command::ReleasePledge { request_id, id, release }
         } else {
             let now = self.model.pledges[&id].amount_fen;
@@ -932,7 +967,8 @@ impl Sim {
         self.journal_requests().await.contains(&request_id)
     }
 
-    /// The request ids of every entry in the journal.
+    /// The request ids of every entry in the journal; every entry must be dated by the simulated
+    /// clock (from its start to now, and the few µs a group's entries add to keep times increasing).
     async fn journal_requests(&self) -> BTreeSet<Uuid> {
         let journal = self.journal.node();
         let entries = tokio::task::spawn_blocking(move || {
@@ -941,6 +977,14 @@ impl Sim {
         })
         .await
         .unwrap();
+        let now = self.clock.load(Ordering::SeqCst);
+        let bound = now + i64::try_from(entries.len()).unwrap();
+        if let Some(e) = entries.iter().find(|e| e.at < self.clock_start || e.at > bound) {
+            self.fail(format!(
+                "entry {} dated {} outside the simulated clock's {}..={bound}",
+                e.sequence, e.at, self.clock_start
+            ));
+        }
         entries.iter().filter_map(|e| e.request.as_ref().map(|r| r.id)).collect()
     }
 
@@ -1166,6 +1210,7 @@ impl Sim {
         self.bootstrap().await;
         let steps = if self.cluster() { STEPS_CLUSTER } else { STEPS };
         for _ in 0..steps {
+            self.tick();
             if self.cluster() && self.pick(100) < CLUSTER_EVENTS_PERCENT {
                 self.cluster_event().await;
             } else {

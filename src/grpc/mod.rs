@@ -14,8 +14,9 @@ mod risk;
 pub mod status;
 
 use crate::domain::LedgerError;
+use crate::domain::credit_line::CreditLine;
 use crate::domain::principal::{Principal, PrincipalName};
-use crate::ledger::{Channel, Command, Ledger, Outcome, query};
+use crate::ledger::{Channel, Command, Ledger, PledgeAnswer, query};
 use crate::proto as pb;
 use futures::FutureExt;
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -284,14 +285,9 @@ impl Api {
         command: Command,
         ticket: crate::ledger::Ticket,
     ) -> Result<Sequenced<pb::Pledge>, LedgerError> {
-        match self.ledger.write_with(actor, command, ticket).await? {
-            (Outcome::Pledge(p, risk), _, sequence) => {
-                // The resource as it now is, risk side included.
-                let shown = convert::with_risk(convert::pledge_to_pb(&p), p.content.secured_amount, &risk);
-                Ok(Sequenced(shown, sequence))
-            }
-            _ => Err(LedgerError::Internal("a pledge write produced another resource".to_owned())),
-        }
+        let ((p, risk), sequence) = self.ledger.write_as::<PledgeAnswer>(actor, command, ticket).await?;
+        // The resource as it now is, risk side included.
+        Ok(Sequenced(convert::with_risk(convert::pledge_to_pb(&p), p.content.secured_amount, &risk), sequence))
     }
 }
 
@@ -551,10 +547,8 @@ impl pb::credit_line_service_server::CreditLineService for Api {
             let (request_id, line) = convert::credit_line_creation(request.get_ref())?;
             let command = Command::CreateCreditLine { request_id, line };
             let ticket = self.queue_ticket(&actor, request.get_ref())?;
-            match self.ledger.write_with(&actor, command, ticket).await? {
-                (Outcome::CreditLine(line), _, sequence) => Ok(Sequenced(convert::credit_line_to_pb(&line), sequence)),
-                _ => Err(LedgerError::Internal("a credit-line write produced another resource".to_owned())),
-            }
+            let (line, sequence) = self.ledger.write_as::<CreditLine>(&actor, command, ticket).await?;
+            Ok(Sequenced(convert::credit_line_to_pb(&line), sequence))
         };
         self.unary("CreateCreditLine", &actor, body).await.map(Sequenced::into_response)
     }

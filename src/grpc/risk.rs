@@ -1,12 +1,15 @@
 //! RiskService: thin handlers for the risk side. Writes go through the one writer like every
-//! other write (rules and scopes in `ledger::risk`); reads check the caller's scope here: rights'
+//! other write (rules and scopes in `ledger::risk_decider`); reads check the caller's scope here: rights'
 //! records and programmes are public, defaults and valuations are the pledge's, claims their
 //! bank's and their region's offices'.
 
 use super::{Api, Sequenced, auth, convert, in_scope, min_sequence};
 use crate::domain::LedgerError;
 use crate::domain::principal::{Principal, Role};
-use crate::ledger::{Command, Outcome, query};
+use crate::domain::programme::Programme;
+use crate::domain::right::RightRecord;
+use crate::domain::risk::PledgeDefault;
+use crate::ledger::{Answer, Command, query};
 use crate::proto as pb;
 use chrono::Datelike;
 use prost::Message;
@@ -19,56 +22,29 @@ fn this_year() -> i32 {
 
 impl Api {
     /// Writes a risk command and renders its resource.
-    async fn write_risk<T>(
+    async fn write_risk<A: Answer, T>(
         &self,
         actor: &Principal,
         command: Command,
         request: &impl Message,
-        render: impl FnOnce(&Api, Outcome) -> Result<T, LedgerError>,
+        render: impl FnOnce(&A) -> T,
     ) -> Result<Sequenced<T>, LedgerError> {
         let ticket = self.queue_ticket(actor, request)?;
-        let (outcome, _, sequence) = self.ledger.write_with(actor, command, ticket).await?;
-        Ok(Sequenced(render(self, outcome)?, sequence))
+        let (answer, sequence) = self.ledger.write_as::<A>(actor, command, ticket).await?;
+        Ok(Sequenced(render(&answer), sequence))
     }
 }
 
-fn other(what: &str) -> LedgerError {
-    LedgerError::Internal(format!("a {what} write produced another resource"))
+fn right(r: &RightRecord) -> pb::RightRecord {
+    convert::right_record_to_pb(r)
 }
 
-fn right(_: &Api, outcome: Outcome) -> Result<pb::RightRecord, LedgerError> {
-    match outcome {
-        Outcome::Right(r) => Ok(convert::right_record_to_pb(&r)),
-        _ => Err(other("right")),
-    }
+fn default(d: &PledgeDefault) -> pb::PledgeDefault {
+    convert::default_to_pb(d)
 }
 
-fn default(_: &Api, outcome: Outcome) -> Result<pb::PledgeDefault, LedgerError> {
-    match outcome {
-        Outcome::Default(d) => Ok(convert::default_to_pb(&d)),
-        _ => Err(other("default")),
-    }
-}
-
-fn valuation(_: &Api, outcome: Outcome) -> Result<pb::Valuation, LedgerError> {
-    match outcome {
-        Outcome::Valuation(v) => Ok(convert::valuation_to_pb(&v)),
-        _ => Err(other("valuation")),
-    }
-}
-
-fn programme(_: &Api, outcome: Outcome) -> Result<pb::Programme, LedgerError> {
-    match outcome {
-        Outcome::Programme(p) => Ok(convert::programme_to_pb(&p, None)),
-        _ => Err(other("programme")),
-    }
-}
-
-fn claim(_: &Api, outcome: Outcome) -> Result<pb::Claim, LedgerError> {
-    match outcome {
-        Outcome::Claim(c) => Ok(convert::claim_to_pb(&c)),
-        _ => Err(other("claim")),
-    }
+fn programme(p: &Programme) -> pb::Programme {
+    convert::programme_to_pb(p, None)
 }
 
 #[tonic::async_trait]
@@ -139,7 +115,7 @@ impl pb::risk_service_server::RiskService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let command = convert::record_valuation(request.get_ref())?;
-            self.write_risk(&actor, command, request.get_ref(), valuation).await
+            self.write_risk(&actor, command, request.get_ref(), convert::valuation_to_pb).await
         };
         self.unary("RecordValuation", &actor, body).await.map(Sequenced::into_response)
     }
@@ -202,7 +178,7 @@ impl pb::risk_service_server::RiskService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let command = convert::file_claim(request.get_ref())?;
-            self.write_risk(&actor, command, request.get_ref(), claim).await
+            self.write_risk(&actor, command, request.get_ref(), convert::claim_to_pb).await
         };
         self.unary("FileClaim", &actor, body).await.map(Sequenced::into_response)
     }
@@ -211,7 +187,7 @@ impl pb::risk_service_server::RiskService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let command = convert::decide_claim(request.get_ref())?;
-            self.write_risk(&actor, command, request.get_ref(), claim).await
+            self.write_risk(&actor, command, request.get_ref(), convert::claim_to_pb).await
         };
         self.unary("DecideClaim", &actor, body).await.map(Sequenced::into_response)
     }
@@ -220,7 +196,7 @@ impl pb::risk_service_server::RiskService for Api {
         let actor = auth::principal(&request)?;
         let body = async {
             let command = convert::record_payment(request.get_ref())?;
-            self.write_risk(&actor, command, request.get_ref(), claim).await
+            self.write_risk(&actor, command, request.get_ref(), convert::claim_to_pb).await
         };
         self.unary("RecordPayment", &actor, body).await.map(Sequenced::into_response)
     }

@@ -186,6 +186,54 @@ pub enum Outcome {
     Claim(Claim),
 }
 
+/// The resource one kind of write answers with, taken out of its `Outcome` by `Ledger::write_as`:
+/// a handler names the type it renders and never matches on outcomes. That every command gives
+/// the outcome of its own kind is the decider's invariant; a break of it is one `Internal` error,
+/// in `write_as`.
+pub trait Answer: Sized {
+    /// The resource's name, for that error.
+    const RESOURCE: &'static str;
+    fn from_outcome(outcome: Outcome) -> Option<Self>;
+}
+
+/// A pledge write's answer: the pledge and its risk record as the write left them.
+pub type PledgeAnswer = (Pledge, Box<super::risk_projector::PledgeRisk>);
+
+impl Answer for PledgeAnswer {
+    const RESOURCE: &'static str = "pledge";
+    fn from_outcome(outcome: Outcome) -> Option<Self> {
+        match outcome {
+            Outcome::Pledge(pledge, risk) => Some((pledge, risk)),
+            _ => None,
+        }
+    }
+}
+
+/// `Answer` for the outcomes that hold one resource.
+macro_rules! answer {
+    ($($variant:ident($type:ty) = $name:literal),* $(,)?) => {$(
+        impl Answer for $type {
+            const RESOURCE: &'static str = $name;
+            fn from_outcome(outcome: Outcome) -> Option<Self> {
+                match outcome {
+                    Outcome::$variant(resource) => Some(resource),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+answer! {
+    CreditLine(CreditLine) = "credit line",
+    Principal(PrincipalRecord) = "principal",
+    Right(RightRecord) = "right",
+    Default(PledgeDefault) = "default",
+    Valuation(Valuation) = "valuation",
+    Programme(Programme) = "programme",
+    Claim(Claim) = "claim",
+}
+
 /// The result of an executed command.
 #[derive(Debug)]
 pub enum Executed {

@@ -23,7 +23,7 @@ pub mod tokens;
 mod tx;
 mod writer;
 
-pub use command::{Channel, Command, Outcome};
+pub use command::{Answer, Channel, Command, Outcome, PledgeAnswer};
 pub use writer::GROUP_MAX;
 
 use crate::domain::LedgerError;
@@ -116,18 +116,39 @@ fn deadlined(store: Arc<dyn Store>, at: Instant) -> crate::store::Guarded<impl F
 }
 
 /// How a ledger runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Options {
     /// Writes waiting for the writer at most.
     pub queue_max: usize,
     /// Derived state held in memory before a checkpoint.
     pub checkpoint_bytes: usize,
+    /// Where the writer reads the time it dates entries with (and "today" for the rules):
+    /// `system_clock` in a server; a simulation's own clock, drawn from its seed, in tests.
+    pub wall_clock: WallClock,
+}
+
+/// A source of the wall-clock time in microseconds since the epoch (UTC). The writer keeps its
+/// entries' times strictly increasing whatever it returns.
+pub type WallClock = Arc<dyn Fn() -> crate::domain::Micros + Send + Sync>;
+
+/// The machine's clock.
+pub fn system_clock() -> WallClock {
+    Arc::new(|| chrono::Utc::now().timestamp_micros())
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("queue_max", &self.queue_max)
+            .field("checkpoint_bytes", &self.checkpoint_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Options {
-    /// For tests: a small queue and the default checkpoint size.
+    /// For tests: a small queue, the default checkpoint size and the machine's clock.
     pub fn small() -> Options {
-        Options { queue_max: 16, checkpoint_bytes: derived::CHECKPOINT_BYTES }
+        Options { queue_max: 16, checkpoint_bytes: derived::CHECKPOINT_BYTES, wall_clock: system_clock() }
     }
 }
 
@@ -195,7 +216,7 @@ impl Ledger {
         options: Options,
         lease: Option<Arc<dyn journal::lease::WriterLease>>,
     ) -> Result<(Ledger, WriterGuard), LedgerError> {
-        let Options { queue_max, checkpoint_bytes } = options;
+        let Options { queue_max, checkpoint_bytes, wall_clock } = options;
         check_layout(journal.as_ref(), base.as_ref())?;
         let derived =
             derived::Derived::new(base, checkpoint_bytes).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
@@ -211,7 +232,7 @@ impl Ledger {
             cluster_key,
         };
         let writer::Spawned { sender, handle, committed, writes_stopped, behind, role } =
-            writer::spawn(targets, queue_max, lease)?;
+            writer::spawn(targets, queue_max, wall_clock, lease)?;
         let store: Arc<dyn Store> = derived.clone();
         let ledger = Ledger {
             journal,
@@ -326,6 +347,19 @@ impl Ledger {
     /// waits unboundedly. Returns the outcome and whether it replays an earlier request.
     pub async fn write(&self, actor: &Principal, command: Command) -> Result<(Outcome, bool, u64), LedgerError> {
         self.write_with(actor, command, Box::new(())).await
+    }
+
+    /// `write_with`, answering with the resource of the command's kind, and the entry's sequence.
+    pub async fn write_as<T: command::Answer>(
+        &self,
+        actor: &Principal,
+        command: Command,
+        ticket: writer::Ticket,
+    ) -> Result<(T, u64), LedgerError> {
+        let (outcome, _, sequence) = self.write_with(actor, command, ticket).await?;
+        let answer = T::from_outcome(outcome)
+            .ok_or_else(|| LedgerError::Internal(format!("a {} write answered with another resource", T::RESOURCE)))?;
+        Ok((answer, sequence))
     }
 
     /// `write`, with a ticket the writer holds until the write is decided and committed.

@@ -100,11 +100,12 @@ impl From<LedgerError> for FollowError {
 /// starts after the journal's last entry) even if the wall clock steps back.
 struct Clock {
     last: Micros,
+    wall: super::WallClock,
 }
 
 impl Clock {
     fn tick(&mut self) -> Micros {
-        let wall = chrono::Utc::now().timestamp_micros();
+        let wall = (self.wall)();
         self.last = wall.max(self.last + 1);
         self.last
     }
@@ -140,7 +141,12 @@ pub struct Targets {
 /// Starts the writer thread on derived state caught up with the journal. With `lease`, the node
 /// writes only while it holds the lease and follows the journal otherwise; without, it always
 /// writes (the embedded journal).
-pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<dyn WriterLease>>) -> Result<Spawned, LedgerError> {
+pub fn spawn(
+    targets: Targets,
+    queue_max: usize,
+    wall_clock: super::WallClock,
+    lease: Option<Arc<dyn WriterLease>>,
+) -> Result<Spawned, LedgerError> {
     let (sender, receiver) = mpsc::channel(queue_max);
     // Where derived state is: in a cluster, the journal may already be further.
     let head = targets.derived.through().map_err(|e| LedgerError::Unavailable(e.to_string()))?;
@@ -179,7 +185,7 @@ pub fn spawn(targets: Targets, queue_max: usize, lease: Option<Arc<dyn WriterLea
     let writer = Writer {
         targets,
         head,
-        clock: Clock { last },
+        clock: Clock { last, wall: wall_clock },
         committed: committed_tx,
         writes_stopped: stopped_tx,
         behind: behind_tx,
@@ -810,7 +816,7 @@ mod tests {
     fn start(journal: Arc<dyn Journal>) -> (Spawned, Arc<Derived>) {
         let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
         let targets = Targets { journal, derived: derived.clone(), principals: Arc::default(), cluster_key: None };
-        (spawn(targets, 16, None).unwrap(), derived)
+        (spawn(targets, 16, super::super::system_clock(), None).unwrap(), derived)
     }
 
     #[test]
@@ -823,7 +829,7 @@ mod tests {
             principals: principals.clone(),
             cluster_key: None,
         };
-        let Spawned { sender, handle, .. } = spawn(targets, 16, None).unwrap();
+        let Spawned { sender, handle, .. } = spawn(targets, 16, super::super::system_clock(), None).unwrap();
         let name = |n: &str| crate::domain::principal::PrincipalName::parse(n).unwrap();
         for n in ["a", "b"] {
             let command =
