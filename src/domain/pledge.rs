@@ -219,6 +219,59 @@ impl From<NewPledge> for PledgeDraft {
     }
 }
 
+/// The rights' violations: none listed twice, none expired before the registration, a given expiry
+/// within its statutory term, none expiring before the debt term ends. Returns the refusal's reason
+/// when the debt outlives a right (`TERM_EXCEEDS_RIGHT_EXPIRY`), which names the mistake better.
+fn right_violations(
+    rights: &[Right],
+    (registered_on, debt_term_end): (NaiveDate, NaiveDate),
+    violations: &mut Vec<FieldViolation>,
+) -> Option<Refusal> {
+    let mut term_exceeded = false;
+    let mut seen = std::collections::HashMap::with_capacity(rights.len());
+    for (i, right) in rights.iter().enumerate() {
+        if let Some(first) = seen.insert(&right.number, i) {
+            violations.push(FieldViolation::new(
+                format!("rights[{i}].number"),
+                format!("{} is listed twice (also rights[{first}])", right.number),
+            ));
+        }
+        let Some(last_day) = right.expiry.last_day() else { continue };
+        if last_day < registered_on {
+            let why = match right.expiry {
+                Expiry::StatutoryBound { term_years, .. } => format!(
+                    "the {term_years}-year term of {} ended by {last_day}, before registration on {registered_on}",
+                    right.number
+                ),
+                _ => format!("the right expired on {last_day} before registration on {registered_on}"),
+            };
+            violations.push(FieldViolation::new(format!("rights[{i}].expiresOn"), why));
+            continue;
+        }
+        if let (Expiry::Given(_), Some(year), Some(term)) = (
+            right.expiry,
+            right.number.filing_year(),
+            right.number.filing_year().and_then(|y| statutory_term_years(right.kind(), y)),
+        ) {
+            let last_year = i32::from(year) + term;
+            if last_day.year() > last_year {
+                violations.push(FieldViolation::new(
+                    format!("rights[{i}].expiresOn"),
+                    format!("a {} filed in {year} lapses by {last_year} at the latest", right.kind().name()),
+                ));
+            }
+        }
+        if debt_term_end > last_day {
+            term_exceeded = true;
+            violations.push(FieldViolation::new(
+                format!("rights[{i}].expiresOn"),
+                format!("the debt term ends {debt_term_end}, after {} expires on {last_day}", right.number),
+            ));
+        }
+    }
+    term_exceeded.then_some(Refusal::TERM_EXCEEDS_RIGHT_EXPIRY)
+}
+
 impl NewPledge {
     /// Checks the rules that concern the content alone; `field` paths are relative to the pledge
     /// (`rights[0].expiresOn`), for the transport to prefix.
@@ -250,46 +303,8 @@ impl NewPledge {
         if pledgor.credit_code == pledgee.credit_code {
             violations.push(FieldViolation::new("pledgee.creditCode", "the pledgee cannot be the pledgor"));
         }
-        let mut seen = std::collections::HashMap::with_capacity(rights.len());
-        for (i, right) in rights.iter().enumerate() {
-            if let Some(first) = seen.insert(&right.number, i) {
-                violations.push(FieldViolation::new(
-                    format!("rights[{i}].number"),
-                    format!("{} is listed twice (also rights[{first}])", right.number),
-                ));
-            }
-            let Some(last_day) = right.expiry.last_day() else { continue };
-            if last_day < registered_on {
-                let why = match right.expiry {
-                    Expiry::StatutoryBound { term_years, .. } => format!(
-                        "the {term_years}-year term of {} ended by {last_day}, before registration on {registered_on}",
-                        right.number
-                    ),
-                    _ => format!("the right expired on {last_day} before registration on {registered_on}"),
-                };
-                violations.push(FieldViolation::new(format!("rights[{i}].expiresOn"), why));
-                continue;
-            }
-            if let (Expiry::Given(_), Some(year), Some(term)) = (
-                right.expiry,
-                right.number.filing_year(),
-                right.number.filing_year().and_then(|y| statutory_term_years(right.kind(), y)),
-            ) {
-                let last_year = i32::from(year) + term;
-                if last_day.year() > last_year {
-                    violations.push(FieldViolation::new(
-                        format!("rights[{i}].expiresOn"),
-                        format!("a {} filed in {year} lapses by {last_year} at the latest", right.kind().name()),
-                    ));
-                }
-            }
-            if debt_term_end > last_day {
-                reason = Refusal::TERM_EXCEEDS_RIGHT_EXPIRY;
-                violations.push(FieldViolation::new(
-                    format!("rights[{i}].expiresOn"),
-                    format!("the debt term ends {debt_term_end}, after {} expires on {last_day}", right.number),
-                ));
-            }
+        if let Some(refusal) = right_violations(&rights, (registered_on, debt_term_end), &mut violations) {
+            reason = refusal;
         }
         if !violations.is_empty() {
             return Err(LedgerError::Invalid { reason, violations });

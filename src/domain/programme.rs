@@ -95,7 +95,8 @@ pub struct Tier {
     pub fund_share: Bp,
 }
 
-/// The content of a programme, checked in itself: build it with `NewProgramme::new`.
+/// The content of a programme, checked in itself: build it with `NewProgramme::new` from a
+/// `ProgrammeDraft`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewProgramme {
     pub name: Name,
@@ -118,22 +119,90 @@ pub struct NewProgramme {
     pub valid_to: NaiveDate,
 }
 
+/// A programme's content as a request states it, each field parsed but the rules across them
+/// not yet checked: `NewProgramme::new` checks them (named fields, where ten positional arguments
+/// could be swapped unnoticed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgrammeDraft {
+    pub name: Name,
+    pub region: Region,
+    pub budget_per_year: Money,
+    pub tiers: Vec<Tier>,
+    pub insurer_share: Bp,
+    pub guarantor_share: Bp,
+    pub stop_line: Option<Bp>,
+    pub eligible_banks: Vec<CreditCode>,
+    pub valid_from: NaiveDate,
+    pub valid_to: NaiveDate,
+}
+
+/// The tiers' violations: each above the last, each fund share positive and, with the insurer's
+/// and the guarantor's (`others`, checked once by the caller), within the loss.
+fn tier_violations(tiers: &[Tier], (insurer_share, guarantor_share): (Bp, Bp), violations: &mut Vec<FieldViolation>) {
+    let others = insurer_share.get() + guarantor_share.get();
+    for (i, tier) in tiers.iter().enumerate() {
+        if tier.loan_up_to.is_zero() {
+            violations.push(FieldViolation::new(format!("tiers[{i}].loanUpTo"), "must be positive"));
+        }
+        if let Some(previous) = i.checked_sub(1).map(|p| &tiers[p])
+            && tier.loan_up_to <= previous.loan_up_to
+        {
+            violations.push(FieldViolation::new(
+                format!("tiers[{i}].loanUpTo"),
+                format!("must be above the previous tier's {}", previous.loan_up_to),
+            ));
+        }
+        if tier.fund_share == Bp::ZERO {
+            violations.push(FieldViolation::new(format!("tiers[{i}].fundSharePercent"), "must be positive"));
+        } else if others <= BP_WHOLE && tier.fund_share.get() + others > BP_WHOLE {
+            violations.push(FieldViolation::new(
+                format!("tiers[{i}].fundSharePercent"),
+                format!(
+                    "the shares of tier {i} add up to more than the loss: fund {}, insurer {insurer_share}, \
+                     guarantor {guarantor_share}",
+                    tier.fund_share
+                ),
+            ));
+        }
+    }
+}
+
+/// The eligible banks' violations: a bound on their number, and none listed twice.
+fn bank_violations(eligible_banks: &[CreditCode], violations: &mut Vec<FieldViolation>) {
+    if eligible_banks.len() > ELIGIBLE_BANKS_MAX {
+        violations.push(FieldViolation::new(
+            "eligibleBanks",
+            format!("at most {ELIGIBLE_BANKS_MAX} banks; leave it empty to admit every bank"),
+        ));
+        return;
+    }
+    let mut seen = std::collections::HashMap::with_capacity(eligible_banks.len());
+    for (i, bank) in eligible_banks.iter().enumerate() {
+        if let Some(first) = seen.insert(bank, i) {
+            violations.push(FieldViolation::new(
+                format!("eligibleBanks[{i}]"),
+                format!("{bank} is listed twice (also eligibleBanks[{first}])"),
+            ));
+        }
+    }
+}
+
 impl NewProgramme {
     /// Checks the rules that concern the content alone and collects every violation; `field`
     /// paths are relative to the programme (`tiers[1].loanUpTo`), for the transport to prefix.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        name: Name,
-        region: Region,
-        budget_per_year: Money,
-        tiers: Vec<Tier>,
-        insurer_share: Bp,
-        guarantor_share: Bp,
-        stop_line: Option<Bp>,
-        eligible_banks: Vec<CreditCode>,
-        valid_from: NaiveDate,
-        valid_to: NaiveDate,
-    ) -> Result<NewProgramme, LedgerError> {
+    pub fn new(draft: ProgrammeDraft) -> Result<NewProgramme, LedgerError> {
+        let ProgrammeDraft {
+            name,
+            region,
+            budget_per_year,
+            tiers,
+            insurer_share,
+            guarantor_share,
+            stop_line,
+            eligible_banks,
+            valid_from,
+            valid_to,
+        } = draft;
         let mut violations = Vec::new();
         if budget_per_year.is_zero() {
             violations.push(FieldViolation::new("budgetPerYear", "must be positive"));
@@ -145,8 +214,7 @@ impl NewProgramme {
             violations.push(FieldViolation::new("tiers", format!("at most {TIERS_MAX} tiers per programme")));
         }
         // Checked once here rather than in every tier, so that ten tiers do not repeat one mistake.
-        let others = insurer_share.get() + guarantor_share.get();
-        if others > BP_WHOLE {
+        if insurer_share.get() + guarantor_share.get() > BP_WHOLE {
             violations.push(FieldViolation::new(
                 "guarantorSharePercent",
                 format!(
@@ -154,52 +222,13 @@ impl NewProgramme {
                 ),
             ));
         }
-        for (i, tier) in tiers.iter().enumerate() {
-            if tier.loan_up_to.is_zero() {
-                violations.push(FieldViolation::new(format!("tiers[{i}].loanUpTo"), "must be positive"));
-            }
-            if let Some(previous) = i.checked_sub(1).map(|p| &tiers[p])
-                && tier.loan_up_to <= previous.loan_up_to
-            {
-                violations.push(FieldViolation::new(
-                    format!("tiers[{i}].loanUpTo"),
-                    format!("must be above the previous tier's {}", previous.loan_up_to),
-                ));
-            }
-            if tier.fund_share == Bp::ZERO {
-                violations.push(FieldViolation::new(format!("tiers[{i}].fundSharePercent"), "must be positive"));
-            } else if others <= BP_WHOLE && tier.fund_share.get() + others > BP_WHOLE {
-                violations.push(FieldViolation::new(
-                    format!("tiers[{i}].fundSharePercent"),
-                    format!(
-                        "the shares of tier {i} add up to more than the loss: fund {}, insurer {insurer_share}, \
-                         guarantor {guarantor_share}",
-                        tier.fund_share
-                    ),
-                ));
-            }
-        }
+        tier_violations(&tiers, (insurer_share, guarantor_share), &mut violations);
         if stop_line == Some(Bp::ZERO) {
             // A zero line would refuse every claim; a programme without one leaves it unset.
             violations
                 .push(FieldViolation::new("stopLinePercent", "must be positive; leave it unset for no stop line"));
         }
-        if eligible_banks.len() > ELIGIBLE_BANKS_MAX {
-            violations.push(FieldViolation::new(
-                "eligibleBanks",
-                format!("at most {ELIGIBLE_BANKS_MAX} banks; leave it empty to admit every bank"),
-            ));
-        } else {
-            let mut seen = std::collections::HashMap::with_capacity(eligible_banks.len());
-            for (i, bank) in eligible_banks.iter().enumerate() {
-                if let Some(first) = seen.insert(bank, i) {
-                    violations.push(FieldViolation::new(
-                        format!("eligibleBanks[{i}]"),
-                        format!("{bank} is listed twice (also eligibleBanks[{first}])"),
-                    ));
-                }
-            }
-        }
+        bank_violations(&eligible_banks, &mut violations);
         if valid_to < valid_from {
             violations.push(FieldViolation::new("validTo", "must not be before validFrom"));
         }
@@ -769,18 +798,21 @@ mod tests {
         banks: Vec<CreditCode>,
         valid: (&str, &str),
     ) -> Result<NewProgramme, LedgerError> {
-        NewProgramme::new(
-            Name::parse("IP pledge risk compensation").unwrap(),
-            Region::parse(region).unwrap(),
-            money(budget),
-            tiers.iter().map(|&(up_to, share)| Tier { loan_up_to: money(up_to), fund_share: bp(share) }).collect(),
-            bp(insurer),
-            bp(guarantor),
-            stop_line.map(bp),
-            banks,
-            date(valid.0),
-            date(valid.1),
-        )
+        NewProgramme::new(ProgrammeDraft {
+            name: Name::parse("IP pledge risk compensation").unwrap(),
+            region: Region::parse(region).unwrap(),
+            budget_per_year: money(budget),
+            tiers: tiers
+                .iter()
+                .map(|&(up_to, share)| Tier { loan_up_to: money(up_to), fund_share: bp(share) })
+                .collect(),
+            insurer_share: bp(insurer),
+            guarantor_share: bp(guarantor),
+            stop_line: stop_line.map(bp),
+            eligible_banks: banks,
+            valid_from: date(valid.0),
+            valid_to: date(valid.1),
+        })
     }
 
     fn programme(content: NewProgramme) -> Programme {

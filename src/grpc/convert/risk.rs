@@ -5,7 +5,7 @@
 use super::*;
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
-use crate::domain::programme::{Bp, Claim, ClaimStatus, NewProgramme, Programme, Tier};
+use crate::domain::programme::{Bp, Claim, ClaimStatus, NewProgramme, Programme, ProgrammeDraft, Tier};
 use crate::domain::right::{Freeze, RightRecord, RightState, RightStatus};
 use crate::domain::risk::{
     self, Method, NewDefault, NewResolution, NewValuation, PledgeDefault, Resolution, Valuation,
@@ -370,18 +370,18 @@ pub fn create_programme(request: &pb::CreateProgrammeRequest) -> Result<Command,
     let (Some(valid_from), Some(valid_to)) = (valid_from, valid_to) else {
         return Err(unrecorded());
     };
-    let programme = NewProgramme::new(
+    let programme = NewProgramme::new(ProgrammeDraft {
         name,
         region,
-        budget,
-        tiers.into_iter().map(|t| t.expect("a violation was recorded otherwise")).collect(),
-        insurer.unwrap_or_else(zero),
-        guarantor.unwrap_or_else(zero),
+        budget_per_year: budget,
+        tiers: tiers.into_iter().map(|t| t.expect("a violation was recorded otherwise")).collect(),
+        insurer_share: insurer.unwrap_or_else(zero),
+        guarantor_share: guarantor.unwrap_or_else(zero),
         stop_line,
-        banks.into_iter().map(|b| b.expect("a violation was recorded otherwise")).collect(),
+        eligible_banks: banks.into_iter().map(|b| b.expect("a violation was recorded otherwise")).collect(),
         valid_from,
         valid_to,
-    )
+    })
     .map_err(|e| prefix_fields(e, "programme."))?;
     Ok(risk(request_id, RiskCommand::CreateProgramme { programme }))
 }

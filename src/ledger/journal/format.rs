@@ -20,7 +20,7 @@ use crate::domain::pledge::{
 };
 use crate::domain::principal::{Principal, PrincipalName, Role};
 use crate::domain::programme::{
-    Bp, Claim, ClaimBasis, ClaimStatus, Compensation, Decision, NewProgramme, Payment, Programme, Tier,
+    Bp, Claim, ClaimBasis, ClaimStatus, Compensation, Decision, NewProgramme, Payment, Programme, ProgrammeDraft, Tier,
 };
 use crate::domain::region::{CountyCode, Region};
 use crate::domain::right::{Freeze, RightState, RightStatus};
@@ -719,18 +719,18 @@ fn new_programme_from_pb(p: Option<pb::NewProgramme>) -> Result<NewProgramme, St
         .iter()
         .map(|c| field("eligible_banks", CreditCode::parse(c)))
         .collect::<Result<Vec<_>, String>>()?;
-    NewProgramme::new(
-        field("name", Name::parse(&p.name))?,
-        region("region", p.region)?,
-        money("budget_per_year", p.budget_per_year_fen)?,
+    NewProgramme::new(ProgrammeDraft {
+        name: field("name", Name::parse(&p.name))?,
+        region: region("region", p.region)?,
+        budget_per_year: money("budget_per_year", p.budget_per_year_fen)?,
         tiers,
-        bp("insurer_share", p.insurer_share_bp)?,
-        bp("guarantor_share", p.guarantor_share_bp)?,
-        p.stop_line_bp.map(|b| bp("stop_line", b)).transpose()?,
-        banks,
-        date("valid_from", p.valid_from_days)?,
-        date("valid_to", p.valid_to_days)?,
-    )
+        insurer_share: bp("insurer_share", p.insurer_share_bp)?,
+        guarantor_share: bp("guarantor_share", p.guarantor_share_bp)?,
+        stop_line: p.stop_line_bp.map(|b| bp("stop_line", b)).transpose()?,
+        eligible_banks: banks,
+        valid_from: date("valid_from", p.valid_from_days)?,
+        valid_to: date("valid_to", p.valid_to_days)?,
+    })
     .map_err(|e| e.to_string())
 }
 
