@@ -17,6 +17,7 @@ pub mod format;
 pub mod lease;
 pub mod legacy;
 mod memory;
+pub mod merkle;
 pub(crate) mod postgres;
 mod sled_journal;
 
