@@ -353,6 +353,24 @@ def scratch(directory):
     return bin_dir
 
 
+def stop_group(pgid):
+    """Stops what the docs' commands left running in the run's process group (a block that failed
+    after starting a cluster in the background): Ctrl-C first, which the HA example answers by
+    stopping every process it started, then SIGKILL after a grace."""
+    for sig, grace_s in [(signal.SIGINT, 60), (signal.SIGKILL, 5)]:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+
+
 def clean():
     for path in CLEAN:
         subprocess.run(["rm", "-rf", path], check=True)
@@ -384,6 +402,7 @@ def main():
             os.killpg(run.pid, signal.SIGKILL)
             returncode = 1
         finally:
+            stop_group(run.pid)
             clean()
             pid_file = directory / "server.pid"
             if pid_file.exists():

@@ -126,12 +126,10 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root
         }
         if f_n & 1 == 1 || f_n == s_n {
             r = node_hash(p, &r);
-            if f_n & 1 == 0 {
-                // Up to the next level where this node is a right child (or the last one).
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
+            // Up to the next level where this node is a right child (or the last one).
+            while f_n & 1 == 0 && f_n != 0 {
+                f_n >>= 1;
+                s_n >>= 1;
             }
         } else {
             r = node_hash(&r, p);
@@ -238,9 +236,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn h(hex_text: &str) -> Hash {
-        let bytes: Vec<u8> =
-            (0..hex_text.len()).step_by(2).map(|i| u8::from_str_radix(&hex_text[i..i + 2], 16).unwrap()).collect();
-        bytes.try_into().unwrap()
+        h_bytes(hex_text).try_into().unwrap()
     }
 
     const INPUTS: [&str; 8] =
