@@ -895,7 +895,9 @@ fn main() -> ExitCode {
             Command::Exposure(args) => client_result(exposure(args).await),
             Command::Bench(args) => client_result(cli::bench::run(args).await),
             Command::Certificate { command: CertificateCommand::Verify(args) } => {
-                cli::certificate::verify(&args).map_err(|e| ServeError::Io(std::io::Error::other(e)))
+                // A stable word first, for scripts: what follows says why.
+                cli::certificate::verify(&args)
+                    .map_err(|e| ServeError::Io(std::io::Error::other(format!("CERTIFICATE_NOT_VERIFIED: {e}"))))
             }
             Command::Witness(args) => witness(args).await,
             Command::Keygen { file } => ipledger::ledger::signing::Signer::create_at(&file)

@@ -75,6 +75,8 @@ RULES = [
      "IPLEDGER_SIM_SEED=1 cargo test --test sim", "one seed again: seed 1 stands for the seed a failure names"),
     ("docs/testing.md", "IPLEDGER_FUZZ_CASES=2000000", None,
      "hours of cases on demand; CI runs the default count through cargo test"),
+    ("docs/operations.md", "ipledger serve --witness", "RESTART",
+     "the operator restarts the server with the witness named: CI stops the quick start's and starts this"),
     ("docs/operations.md", "ipledger token ", "OFFLINE",
      "offline, with the server stopped, as the docs say: CI stops the server, runs it, starts it again"),
     ("bench/README.md", "bash bench/side-by-side.sh   ",
@@ -162,6 +164,8 @@ def plan():
                     report.append(f"{where}: {'skipped' if instead is None else 'ran ' + repr(instead)}: {why}")
                     if instead == "OFFLINE":
                         script.append(f"ci_stop\n{command}\nci_serve \"$CI_SERVE\"")
+                    elif instead == "RESTART":
+                        script.append(f"ci_stop\nci_serve {shlex.quote(command.split('#')[0].rstrip(' &'))}")
                     elif instead == "SERVE":
                         script.append(f"ci_serve {shlex.quote(command.split('#')[0].rstrip(' &'))}")
                     elif instead is not None:

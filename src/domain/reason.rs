@@ -157,8 +157,9 @@ reasons! {
     PROOF_TOO_LONG => "FAILED_PRECONDITION",
     /// A journal proof would pass entries the caller may not read.
     PROOF_NOT_READABLE => "FAILED_PRECONDITION",
-    /// A tree head, inclusion or consistency proof asked of a tree larger than this node's
-    /// (metadata `treeSize`, the node's): retry later, or ask the writer.
+    /// A tree head, proof or certificate asked of a tree larger than this node's (metadata
+    /// `treeSize`, the node's): retry later, or ask the writer; or a certificate asked of a tree
+    /// from before the pledge's registration.
     TREE_SIZE_NOT_REACHED => "FAILED_PRECONDITION",
     /// A cosignature by a key the server does not know as a witness's (`--witness`).
     WITNESS_UNKNOWN => "FAILED_PRECONDITION",

@@ -531,7 +531,8 @@ impl pb::pledge_service_server::PledgeService for Api {
             let id = convert::id("id", &request.get_ref().id)?;
             let found = self.ledger.read(move |s| query::pledge(s, id)).await;
             in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p))?;
-            Ok(convert::certificate_to_pb(&self.ledger.pledge_certificate(id).await?))
+            let size = request.get_ref().tree_size;
+            Ok(convert::certificate_to_pb(&self.ledger.pledge_certificate(id, size).await?))
         };
         self.read_unary("GetPledgeCertificate", &actor, min_sequence(&request), body).await.map(Response::new)
     }

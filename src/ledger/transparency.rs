@@ -211,9 +211,9 @@ impl Ledger {
 
     /// The certificate of pledge `id`: every version entry of it, proven in the current tree.
     /// The caller's permission to read the pledge is checked by the caller of this.
-    pub async fn pledge_certificate(&self, id: Uuid) -> Result<Certificate, LedgerError> {
+    pub async fn pledge_certificate(&self, id: Uuid, size: u64) -> Result<Certificate, LedgerError> {
         let (signer, journal) = (self.signer.clone(), self.journal.clone());
-        self.with_tree(move |view, store| certificate(view, store, journal.as_ref(), &signer, id)).await
+        self.with_tree(move |view, store| certificate(view, store, journal.as_ref(), &signer, (id, size))).await
     }
 }
 
@@ -242,10 +242,10 @@ fn certificate(
     store: &dyn Store,
     journal: &dyn journal::Journal,
     signer: &signing::Signer,
-    id: Uuid,
+    (id, size): (Uuid, u64),
 ) -> Result<Certificate, LedgerError> {
     let pledge = query::pledge(store, id)?;
-    let head = head_of(view, store, signer, 0)?;
+    let head = head_of(view, store, signer, size)?;
     let size = head.signed.tree_size;
     let found = store.scan(&keys::history_prefix(id), None, query::HISTORY_MAX).map_err(unavailable)?;
     let mut entries = Vec::with_capacity(found.len());
@@ -267,6 +267,13 @@ fn certificate(
         let proof = view.inclusion(sequence - 1, size).map_err(unavailable)?.expect("a leaf of the tree");
         leaves.push((sequence, leaf));
         entries.push(CertifiedEntry { sequence, event: event.name().to_owned(), bytes: stored.bytes, proof });
+    }
+    if entries.is_empty() {
+        return Err(LedgerError::refused(
+            Reason::TREE_SIZE_NOT_REACHED,
+            format!("the pledge was registered after the tree of {size} entries"),
+        )
+        .with("treeSize", size));
     }
     let digest = certificate_digest(size, &head.signed.root_hash, &leaves);
     Ok(Certificate {

@@ -78,8 +78,11 @@ async fn a_bank_verifies_its_pledge_s_certificate_offline_and_learns_nothing_of_
     // Other writes around it, by the admin: the proofs pass over them.
     registrations(&server, 20).await;
 
-    let certificate =
-        pledges.get_pledge_certificate(GetPledgeCertificateRequest { id: id.clone() }).await.unwrap().into_inner();
+    let certificate = pledges
+        .get_pledge_certificate(GetPledgeCertificateRequest { id: id.clone(), tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner();
     let events: Vec<&str> = certificate.entries.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(events, ["PLEDGE_REGISTERED", "PLEDGE_CHANGED", "PLEDGE_RELEASED"]);
     let temp = tempfile::tempdir().unwrap();
@@ -109,7 +112,7 @@ async fn a_bank_verifies_its_pledge_s_certificate_offline_and_learns_nothing_of_
 
     // Bank B: neither the certificate nor an inclusion proof of bank A's entry.
     let mut as_b = server.pledges_as(Bearer::new(&bank_b)).await;
-    let refused = as_b.get_pledge_certificate(GetPledgeCertificateRequest { id }).await.unwrap_err();
+    let refused = as_b.get_pledge_certificate(GetPledgeCertificateRequest { id, tree_size: 0 }).await.unwrap_err();
     assert!(matches!(refused.code(), Code::NotFound | Code::PermissionDenied), "{refused:?}");
     let sequence: u64 = sequence.parse().unwrap();
     let request = GetInclusionProofRequest { sequence, tree_size: 0 };
