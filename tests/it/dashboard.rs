@@ -1473,9 +1473,9 @@ async fn seed_certificates(server: &TestServer) -> (Pledge, Pledge) {
     (changed, released)
 }
 
-/// The certificate's verifiable record shows what GetPledgeCertificate, called through the same
-/// JSON API, answers: tree size, root, signing time in China time, key, entries, digest, witnesses;
-/// its QR code, decoded, is exactly the digest, at error correction M.
+/// The certificate's verifiable record shows `certificate`'s tree size, root, signing time in China
+/// time, key, entries, digest and witnesses; its QR code, decoded, is exactly the digest, at error
+/// correction M.
 async fn check_proof(browser: &Browser, certificate: &serde_json::Value) {
     let head = &certificate["treeHead"];
     let digest = certificate["digest"].as_str().unwrap();
@@ -1546,11 +1546,48 @@ async fn check_particulars(browser: &Browser, changed: &Pledge) {
     assert_eq!(changes[0].1, ["2020年1月1日", "300 万元（3,000,000.00 元） → 250 万元（2,500,000.00 元）", "未变更"]);
 }
 
+/// The certificate's verifiable record and its download. The download is the answer the page drew
+/// (the JSON API's own text) and shows; it is the certificate that GetPledgeCertificate, called
+/// directly through the JSON API, answers (signed again: only the head's time and signature
+/// differ), the same digest; and `ipledger certificate verify` accepts it with the server's key.
+async fn check_record(browser: &Browser, admin_token: &str, downloads: &std::path::Path, changed: &Pledge) {
+    browser.click("#certificate-download").await;
+    let name = format!("pledge-{}.certificate.json", changed.registration_number);
+    let drawn: serde_json::Value = serde_json::from_slice(&downloaded_file(downloads, &name).await).unwrap();
+    assert_eq!(drawn["registrationNumber"], changed.registration_number.as_str());
+    check_proof(browser, &drawn).await;
+
+    let admin = format!("Bearer {admin_token}");
+    let method = "/api/ipledger.v1.PledgeService/GetPledgeCertificate";
+    let (status, direct) =
+        browser.fetch(method, Some(&admin), &serde_json::json!({"id": changed.id}).to_string()).await;
+    assert_eq!(status, 200, "{direct}");
+    let unsigned = |mut certificate: serde_json::Value| {
+        let head = certificate["treeHead"].as_object_mut().unwrap();
+        head.remove("time");
+        head.remove("signature");
+        certificate
+    };
+    assert_eq!(unsigned(drawn.clone()), unsigned(direct.clone()));
+    assert_eq!(field(browser, "certificate", "digest").await, direct["digest"].as_str().unwrap());
+
+    let key = drawn["treeHead"]["publicKey"].as_str().unwrap();
+    let file = downloads.join(&name);
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["certificate", "verify", file.to_str().unwrap(), "--key", key])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{printed}{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(printed.contains(&format!("digest {}", direct["digest"].as_str().unwrap())), "{printed}");
+}
+
 /// The pledges' tab and the printable certificate: a lookup by a right's number lists the pledge,
 /// the pledge's view opens its certificate, laid out as a registration notice in Chinese (the
 /// registration number, the parties with their credit codes, the rights by kind, the amount in 万元
 /// and yuan, the term, the date, the status, the change) with the verifiable record of
-/// GetPledgeCertificate and its QR code; the download is the API's answer; printed, only the sheet
+/// GetPledgeCertificate and its QR code; the download is the API's answer and `ipledger certificate
+/// verify` accepts it; printed, only the sheet
 /// shows, on A4 portrait, one page. A released pledge's certificate says 已注销; English labels too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_prints_a_pledge_certificate_with_a_verifiable_record() {
@@ -1582,26 +1619,11 @@ async fn dashboard_prints_a_pledge_certificate_with_a_verifiable_record() {
 
     check_particulars(&browser, &changed).await;
 
-    // The verifiable record is GetPledgeCertificate's, through the same JSON API.
-    let admin = format!("Bearer {}", server.admin_token);
-    let method = "/api/ipledger.v1.PledgeService/GetPledgeCertificate";
-    let (status, certificate) =
-        browser.fetch(method, Some(&admin), &serde_json::json!({"id": changed.id}).to_string()).await;
-    assert_eq!(status, 200, "{certificate}");
-    assert_eq!(certificate["registrationNumber"], changed.registration_number.as_str());
-    check_proof(&browser, &certificate).await;
+    check_record(&browser, &server.admin_token, downloads.path(), &changed).await;
     assert_eq!(
         browser.text("#certificate .verify code").await,
         "ipledger certificate verify 证书.json --key signing-key.pub"
     );
-
-    // The download is the answer as the API gave it.
-    browser.click("#certificate-download").await;
-    let name = format!("pledge-{}.certificate.json", changed.registration_number);
-    let downloaded: serde_json::Value =
-        serde_json::from_slice(&downloaded_file(downloads.path(), &name).await).unwrap();
-    assert_eq!(downloaded, certificate);
-
     check_print(&browser).await;
 
     // A released pledge, from the lookup's certificate action.

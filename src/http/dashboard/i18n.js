@@ -168,7 +168,7 @@ const I18N = {
     qrCaption: '二维码内容即上方摘要',
     verifyBefore: '离线核验：下载证书 JSON，以登记机关公布的服务器公钥运行 ',
     verifyCommand: 'ipledger certificate verify 证书.json --key signing-key.pub',
-    verifyAfter: '。',
+    verifyAfter: '；它打印的摘要应与上方摘要及二维码一致。',
 
     footerScope: '数据来自登记簿，范围取决于您的令牌：银行看到本行业务，知识产权管理部门看到本辖区。',
     footerUnits: '以元为单位时金额精确到分；以万元、亿元为单位时保留两位小数（四舍五入），鼠标悬停可查看精确到分的元金额，导出的 CSV 也以元为单位、精确到分。条形长度相对于最大一行。',
@@ -334,7 +334,7 @@ const I18N = {
     qrCaption: 'The QR code holds the digest above',
     verifyBefore: "To verify offline, download the certificate JSON and run, with the server's public key as the office publishes it: ",
     verifyCommand: 'ipledger certificate verify certificate.json --key signing-key.pub',
-    verifyAfter: '.',
+    verifyAfter: '; the digest it prints must be the one above and in the QR code.',
 
     footerScope: "Figures come from the ledger with your token's scope: a bank sees its own book, an office its region.",
     footerUnits: 'Amounts in yuan are exact; in 10,000 or 100 million yuan they are rounded half up to 2 decimals, with the exact yuan figure on hover and in the CSV exports. Bars are relative to the largest row.',
