@@ -705,12 +705,17 @@ fn restore_blocking(
         opened.journal.as_ref(),
     )
     .map_err(|e| ServeError::Ledger(LedgerError::Unavailable(e.to_string())))?;
-    let mut signed = None;
+    let (mut signed, mut signed_tree) = (None, None);
     let entries = reader.lines().filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())).filter_map(|line| {
-        match line.map_err(|e| e.to_string()).and_then(|l| export::parse(&l)) {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        match export::parse(&line) {
             Ok(Line::Entry(stored)) => Some(Ok(stored)),
             Ok(Line::Head(head)) => {
                 signed = Some(head);
+                signed_tree = export::tree_head(&line);
                 None
             }
             Err(e) => Some(Err(e)),
@@ -740,6 +745,22 @@ fn restore_blocking(
         }
         None if trusted.is_empty() => eprintln!("warning: the dump has no signed head (--allow-unsigned)"),
         None => return Err(refused("the dump has no signed head, and --trusted-key asks for one".to_owned())),
+    }
+    if let Some(tree) = signed_tree {
+        // The restored tree must be the one the dump's tree head signed (dumps before the tree
+        // have none).
+        tree.verify(trusted).map_err(refused)?;
+        let ours = derived.tree().and_then(|mut view| match view.size() == tree.tree_size {
+            true => view.root_at(tree.tree_size).map(Some),
+            false => Ok(None),
+        });
+        let ours = ours.map_err(|e| ServeError::Ledger(LedgerError::Unavailable(e.to_string())))?;
+        if ours != Some(tree.root_hash) {
+            return Err(refused(format!(
+                "the restored Merkle tree is not the one the dump's tree head of size {} signed",
+                tree.tree_size
+            )));
+        }
     }
     if let Some(staging) = staging {
         staging.commit(opened.journal.as_ref(), head)?;

@@ -354,7 +354,20 @@ impl pb::journal_service_server::JournalService for Api {
                     }
                 }
             }
-            let head = pb::ExportedEntry { sequence: signed.sequence, json: export::head_line(&signed) };
+            // The tree of the same entries, signed too: a restore checks its own against it.
+            let tree = match ledger.wait_for(signed.sequence, std::time::Duration::from_secs(5)).await {
+                Ok(()) => ledger.tree_head(signed.sequence).await,
+                Err(e) => Err(e),
+            };
+            let tree = match tree {
+                Ok(tree) => tree,
+                Err(e) => {
+                    let _ = sender.send(Err(status::to_status(e))).await;
+                    return;
+                }
+            };
+            let json = export::head_line(&signed, Some(&tree.signed));
+            let head = pb::ExportedEntry { sequence: signed.sequence, json };
             let _ = sender.send(Ok(head)).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))

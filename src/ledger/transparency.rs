@@ -230,7 +230,11 @@ fn head_of(
     }
     let root = view.root_at(size).map_err(unavailable)?;
     let signed = signer.sign_tree(size, root, now_micros());
-    Ok(TreeHead { signed, cosignatures: cosignatures(store, size)? })
+    // Only cosignatures of this root: a ledger restored from a rewritten dump keeps the entries
+    // of cosignatures of roots its tree no longer has, which vouch for nothing here.
+    let mut cosignatures = cosignatures(store, size)?;
+    cosignatures.retain(|c| c.cosignature.root_hash == root);
+    Ok(TreeHead { signed, cosignatures })
 }
 
 fn certificate(
