@@ -63,6 +63,7 @@ offered! {
     ("ipledger.v1.PledgeService", "ListPledges", "ListPledgesRequest", "ListPledgesResponse", list_pledges),
     ("ipledger.v1.PledgeService", "GetPledgeHistory", "GetPledgeHistoryRequest", "GetPledgeHistoryResponse", get_pledge_history),
     ("ipledger.v1.PledgeService", "LookupRight", "LookupRightRequest", "LookupRightResponse", lookup_right),
+    ("ipledger.v1.PledgeService", "GetPledgeCertificate", "GetPledgeCertificateRequest", "PledgeCertificate", get_pledge_certificate),
     ("ipledger.v1.RiskService", "GetRight", "GetRightRequest", "RightRecord", get_right),
     ("ipledger.v1.RiskService", "GetProgramme", "GetProgrammeRequest", "Programme", get_programme),
     ("ipledger.v1.RiskService", "ListProgrammes", "ListProgrammesRequest", "ListProgrammesResponse", list_programmes),

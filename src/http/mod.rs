@@ -1,7 +1,8 @@
 //! What the gRPC port also serves over plain HTTP (HTTP/1.1 and HTTP/2, over the same TLS): the
-//! IP-office dashboard page (`/dashboard/`, static files compiled into the binary, no CDN) and
-//! the read-only JSON API it calls with the viewer's own token (`/api/…`, see `gateway`). Sharing
-//! the gRPC port gives the page the same TLS, plaintext rule and address as the API.
+//! IP-office dashboard page (`/dashboard/`, static files compiled into the binary, no CDN: the one
+//! third-party file, the QR code generator, is vendored) and the read-only JSON API it calls with
+//! the viewer's own token (`/api/…`, see `gateway`). Sharing the gRPC port gives the page the same
+//! TLS, plaintext rule and address as the API.
 
 pub mod gateway;
 
@@ -21,6 +22,10 @@ pub struct HttpState {
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
 const I18N_JS: &str = include_str!("dashboard/i18n.js");
+const PLEDGES_JS: &str = include_str!("dashboard/pledges.js");
+/// qrcode-generator 2.0.4 (MIT, its license at the top of the file): the certificate's QR code
+/// is drawn in the page, so the dashboard still needs nothing from outside the binary.
+const QRCODE_JS: &str = include_str!("dashboard/qrcode.js");
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
 
 /// Only our own files and calls: no inline script, no third party, no framing.
@@ -49,6 +54,8 @@ pub fn router(state: HttpState) -> axum::Router {
         .route("/dashboard/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
         .route("/dashboard/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/dashboard/i18n.js", get(|| async { asset("text/javascript; charset=utf-8", I18N_JS) }))
+        .route("/dashboard/pledges.js", get(|| async { asset("text/javascript; charset=utf-8", PLEDGES_JS) }))
+        .route("/dashboard/qrcode.js", get(|| async { asset("text/javascript; charset=utf-8", QRCODE_JS) }))
         .route("/dashboard/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
         .route("/api/{service}/{method}", post(gateway::call))
         .layer(axum::extract::DefaultBodyLimit::max(gateway::BODY_BYTES_MAX))

@@ -7,8 +7,9 @@
 //! need: the page in Chinese for a browser that prefers it and in English otherwise, switched and
 //! remembered; amounts in 元, 万元 and 亿元 (exactly rounded, the exact yuan in the title); the
 //! regulator's report compared cell by cell with `GetStatistics` called over gRPC (right-kind
-//! filter, threshold, drill-down, units and the risk side's flows of the period included); and CSV
-//! downloads whose figures are the API's.
+//! filter, threshold, drill-down, units and the risk side's flows of the period included); CSV
+//! downloads whose figures are the API's; and the pledges' tab: a lookup, a pledge, and its
+//! printable certificate with the verifiable record of `GetPledgeCertificate` and its QR code.
 
 use crate::credit_lines::line;
 use crate::helpers::*;
@@ -102,25 +103,27 @@ impl Browser {
 
     /// Waits until the page has rendered `region` (empty: the token's whole scope).
     async fn ready(&self, region: &str) {
-        let selector = if region.is_empty() {
-            "body[data-state='ready'][data-region='']".to_owned()
-        } else {
-            format!("body[data-state='ready'][data-region='{region}']")
-        };
-        if let Err(e) =
-            self.client.wait().at_most(Duration::from_secs(WAIT_S_MAX)).for_element(Locator::Css(&selector)).await
-        {
-            let error = self.text("#error").await;
-            panic!("the page never showed {selector}: {e}; error box: {error:?}");
-        }
+        self.shows(&format!("body[data-state='ready'][data-region='{region}']")).await;
     }
 
     /// Waits until the report view has rendered `region` with right kind `kind`.
     async fn report_ready(&self, region: &str, kind: &str) {
-        let selector =
-            format!("body[data-state='ready'][data-view='report'][data-region='{region}'][data-kind='{kind}']");
+        self.shows(&format!(
+            "body[data-state='ready'][data-view='report'][data-region='{region}'][data-kind='{kind}']"
+        ))
+        .await;
+    }
+
+    /// Waits until the pledges' tab has rendered `view` (pledges, pledge or certificate) of the
+    /// pledge `id` (empty for the lookup).
+    async fn pledge_ready(&self, view: &str, id: &str) {
+        self.shows(&format!("body[data-state='ready'][data-view='{view}'][data-pledge='{id}']")).await;
+    }
+
+    /// Waits until an element matches `selector`; says what the error box says when none does.
+    async fn shows(&self, selector: &str) {
         if let Err(e) =
-            self.client.wait().at_most(Duration::from_secs(WAIT_S_MAX)).for_element(Locator::Css(&selector)).await
+            self.client.wait().at_most(Duration::from_secs(WAIT_S_MAX)).for_element(Locator::Css(selector)).await
         {
             let error = self.text("#error").await;
             panic!("the page never showed {selector}: {e}; error box: {error:?}");
@@ -152,7 +155,12 @@ impl Browser {
 
     /// The texts of a table's header cells.
     async fn headers(&self, table: &str) -> Vec<String> {
-        self.eval(&format!("[...document.querySelectorAll('#{table} thead th')].map(th => th.textContent)")).await
+        self.headers_of(&format!("#{table} thead")).await
+    }
+
+    /// The texts of the header cells within `css`.
+    async fn headers_of(&self, css: &str) -> Vec<String> {
+        self.eval(&format!("[...document.querySelectorAll(\"{css} th\")].map(th => th.textContent)")).await
     }
 
     async fn text(&self, css: &str) -> String {
@@ -163,7 +171,7 @@ impl Browser {
     async fn rows(&self, table: &str) -> Vec<(String, Vec<String>)> {
         let script = format!(
             "return [...document.querySelectorAll('#{table} tbody tr')].map(tr => \
-             [tr.dataset.key || tr.dataset.asOf, [...tr.querySelectorAll('td')].map(td => \
+             [tr.dataset.key || tr.dataset.asOf || '', [...tr.querySelectorAll('td')].map(td => \
              (td.querySelector('.figure') || td).textContent.trim())]);"
         );
         serde_json::from_value(self.client.execute(&script, vec![]).await.unwrap()).unwrap()
@@ -1168,21 +1176,26 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-/// Waits for the download named `name` in `dir`, checks its byte-order mark and parses it.
-async fn downloaded_csv(dir: &std::path::Path, name: &str) -> (String, Vec<Vec<String>>) {
+/// Waits for the download named `name` in `dir`: its bytes.
+async fn downloaded_file(dir: &std::path::Path, name: &str) -> Vec<u8> {
     let path = dir.join(name);
     for _ in 0..(WAIT_S_MAX * 10) {
         // Chromium writes into a .crdownload file and renames it when done.
         if path.exists() {
-            let bytes = std::fs::read(&path).unwrap();
-            assert_eq!(bytes[..3], [0xEF, 0xBB, 0xBF], "{name}: UTF-8 with a BOM, for Excel and WPS");
-            let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
-            return (text.clone(), parse_csv(&text));
+            return std::fs::read(&path).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let found: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     panic!("no download {name} in {dir:?}: {found:?}");
+}
+
+/// Waits for the download named `name` in `dir`, checks its byte-order mark and parses it.
+async fn downloaded_csv(dir: &std::path::Path, name: &str) -> (String, Vec<Vec<String>>) {
+    let bytes = downloaded_file(dir, name).await;
+    assert_eq!(bytes[..3], [0xEF, 0xBB, 0xBF], "{name}: UTF-8 with a BOM, for Excel and WPS");
+    let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    (text.clone(), parse_csv(&text))
 }
 
 /// An exposure row as the CSV exports of the region and pledgee tables must give it: the API's
@@ -1382,4 +1395,288 @@ async fn dashboard_csv_neutralises_formulas_and_keeps_numbers_numbers() {
     assert_eq!(cells, expected);
     browser.close().await;
     server.stop().await;
+}
+
+/// A Chrome DevTools Protocol command through chromedriver (`goog/cdp/execute`), for what
+/// WebDriver has no command of its own: the print media, here.
+#[derive(Debug)]
+struct Cdp {
+    command: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/goog/cdp/execute", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = serde_json::json!({"cmd": self.command, "params": self.params});
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// The dark modules of the certificate's QR code, from its SVG path (`M{x} {y}h1v1h-1z` per dark
+/// module, after a quiet zone of 4 modules), as rows of `modules` modules.
+fn qr_matrix(path: &str, modules: usize) -> Vec<Vec<bool>> {
+    let mut matrix = vec![vec![false; modules]; modules];
+    for module in path.split('M').filter(|m| !m.is_empty()) {
+        let (x, y) = module.strip_suffix("h1v1h-1z").and_then(|xy| xy.split_once(' ')).expect(module);
+        let (x, y): (usize, usize) = (x.parse().unwrap(), y.parse().unwrap());
+        matrix[y - 4][x - 4] = true;
+    }
+    matrix
+}
+
+/// Decodes a QR code from its modules, drawn as an image (4 pixels a module, in its quiet zone):
+/// its content and its error correction level (as the format information codes it: M is 0).
+fn qr_decode(matrix: &[Vec<bool>]) -> (String, u16) {
+    const SCALE: usize = 4;
+    let side = (matrix.len() + 8) * SCALE;
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(side, side, |x, y| {
+        let (col, row) = ((x / SCALE).wrapping_sub(4), (y / SCALE).wrapping_sub(4));
+        if matrix.get(row).and_then(|r| r.get(col)).copied().unwrap_or(false) { 0 } else { 255 }
+    });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code");
+    let (meta, content) = grids[0].decode().unwrap();
+    (content, meta.ecc_level)
+}
+
+/// A field of the certificate sheet (or of the pledge view): the text of its value cell.
+async fn field(browser: &Browser, view: &str, name: &str) -> String {
+    browser.text(&format!("#{view} tr[data-field='{name}'] td")).await
+}
+
+/// A pledge with a patent and a trademark, its amount then lowered, and another one released.
+async fn seed_certificates(server: &TestServer) -> (Pledge, Pledge) {
+    let mut pledges = server.pledges().await;
+    let mut p = pledge("330106", "3000000.00");
+    p.rights.push(Right {
+        kind: RightKind::Trademark as i32,
+        number: format!("{}", 10_000_000 + unique()),
+        title: "云杉".into(),
+        ..Default::default()
+    });
+    let registered = pledges.register_pledge(register(p)).await.unwrap().into_inner();
+    let change = ChangePledgeRequest {
+        request_id: request_id(),
+        id: registered.id.clone(),
+        secured_amount: "2500000.00".into(),
+        debt_term_end: String::new(),
+        reason: "partial repayment".into(),
+        effective_on: "2020-01-01".into(),
+    };
+    let changed = pledges.change_pledge(change).await.unwrap().into_inner();
+    let other = pledges.register_pledge(register(pledge("330108", "100000.00"))).await.unwrap().into_inner();
+    let released = pledges.release_pledge(release(other.id, "2021-06-01")).await.unwrap().into_inner();
+    (changed, released)
+}
+
+/// The certificate's verifiable record shows `certificate`'s tree size, root, signing time in China
+/// time, key, entries, digest and witnesses; its QR code, decoded, is exactly the digest, at error
+/// correction M.
+async fn check_proof(browser: &Browser, certificate: &serde_json::Value) {
+    let head = &certificate["treeHead"];
+    let digest = certificate["digest"].as_str().unwrap();
+    assert_eq!(digest.len(), 64, "{certificate}");
+    assert_eq!(field(browser, "certificate", "digest").await, digest);
+    assert_eq!(field(browser, "certificate", "treeSize").await, head["treeSize"].as_str().unwrap());
+    assert_eq!(field(browser, "certificate", "rootHash").await, head["rootHash"].as_str().unwrap());
+    assert_eq!(field(browser, "certificate", "publicKey").await, head["publicKey"].as_str().unwrap());
+    let signed = chrono::DateTime::parse_from_rfc3339(head["time"].as_str().unwrap()).unwrap();
+    let china = signed.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    assert_eq!(
+        field(browser, "certificate", "signedAt").await,
+        china.format("%Y-%m-%d %H:%M:%S（北京时间）").to_string()
+    );
+    let entries: Vec<String> = certificate["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let event = match e["event"].as_str().unwrap() {
+                "PLEDGE_REGISTERED" => "登记",
+                "PLEDGE_CHANGED" => "变更",
+                _ => "注销",
+            };
+            format!("{}（{event}）", e["sequence"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(field(browser, "certificate", "entrySequences").await, entries.join("、"));
+    let cosignatures = head["cosignatures"].as_array().map_or(0, Vec::len);
+    assert_eq!(field(browser, "certificate", "cosignatures").await, cosignatures.to_string());
+    let (content, modules, path): (String, String, String) = browser
+        .eval(
+            "(q => [q.dataset.content, q.dataset.modules, q.querySelector('path').getAttribute('d')])\
+             (document.querySelector('#certificate svg.qr'))",
+        )
+        .await;
+    assert_eq!(content, digest, "the page's own record of what it encoded");
+    let modules: usize = modules.parse().unwrap();
+    assert_eq!(qr_decode(&qr_matrix(&path, modules)), (digest.to_owned(), 0), "the digest, at error correction M");
+}
+
+/// The certificate's particulars, as a registration notice gives them, of `changed` (seeded by
+/// `seed_certificates`).
+async fn check_particulars(browser: &Browser, changed: &Pledge) {
+    let pledgor = changed.pledgor.clone().unwrap();
+    assert_eq!(browser.text("#certificate .certificate-title").await, "知识产权质押登记证书");
+    let fields = browser.headers_of("#certificate table.particulars").await;
+    assert_eq!(fields, ["登记编号", "出质人", "质权人", "主债权数额", "债务履行期限", "登记日期", "状态"]);
+    assert_eq!(field(browser, "certificate", "registrationNumber").await, changed.registration_number);
+    let party = |field: &str, part: &str| format!("#certificate tr[data-field='{field}'] .party-{part}");
+    assert_eq!(browser.text(&party("pledgor", "name")).await, pledgor.name);
+    assert_eq!(browser.text(&party("pledgor", "code")).await, format!("统一社会信用代码：{}", pledgor.credit_code));
+    assert_eq!(browser.text(&party("pledgee", "name")).await, "Bank A");
+    assert_eq!(browser.text(&party("pledgee", "code")).await, format!("统一社会信用代码：{BANK_A}"));
+    assert_eq!(field(browser, "certificate", "principalAmount").await, "250 万元（2,500,000.00 元）");
+    assert_eq!(field(browser, "certificate", "debtTerm").await, "2019年6月1日 至 2022年5月31日");
+    assert_eq!(field(browser, "certificate", "registeredOn").await, "2019年6月5日");
+    assert_eq!(field(browser, "certificate", "status").await, "有效");
+    let rights = browser.rows("certificate-rights").await;
+    let rights: Vec<Vec<String>> = rights.into_iter().map(|(_, cells)| cells).collect();
+    let trademark = &changed.rights[1].number;
+    assert_eq!(
+        rights,
+        [["1", "专利（发明）", &changed.rights[0].number, "A method"], ["2", "商标", trademark, "云杉"]]
+    );
+    let changes = browser.rows("certificate-changes").await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].1, ["2020年1月1日", "300 万元（3,000,000.00 元） → 250 万元（2,500,000.00 元）", "未变更"]);
+}
+
+/// The certificate's verifiable record and its download. The download is the answer the page drew
+/// (the JSON API's own text) and shows; it is the certificate that GetPledgeCertificate, called
+/// directly through the JSON API, answers (signed again: only the head's time and signature
+/// differ), the same digest; and `ipledger certificate verify` accepts it with the server's key.
+async fn check_record(browser: &Browser, admin_token: &str, downloads: &std::path::Path, changed: &Pledge) {
+    browser.click("#certificate-download").await;
+    let name = format!("pledge-{}.certificate.json", changed.registration_number);
+    let drawn: serde_json::Value = serde_json::from_slice(&downloaded_file(downloads, &name).await).unwrap();
+    assert_eq!(drawn["registrationNumber"], changed.registration_number.as_str());
+    check_proof(browser, &drawn).await;
+
+    let admin = format!("Bearer {admin_token}");
+    let method = "/api/ipledger.v1.PledgeService/GetPledgeCertificate";
+    let (status, direct) =
+        browser.fetch(method, Some(&admin), &serde_json::json!({"id": changed.id}).to_string()).await;
+    assert_eq!(status, 200, "{direct}");
+    let unsigned = |mut certificate: serde_json::Value| {
+        let head = certificate["treeHead"].as_object_mut().unwrap();
+        head.remove("time");
+        head.remove("signature");
+        certificate
+    };
+    assert_eq!(unsigned(drawn.clone()), unsigned(direct.clone()));
+    assert_eq!(field(browser, "certificate", "digest").await, direct["digest"].as_str().unwrap());
+
+    let key = drawn["treeHead"]["publicKey"].as_str().unwrap();
+    let file = downloads.join(&name);
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["certificate", "verify", file.to_str().unwrap(), "--key", key])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{printed}{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(printed.contains(&format!("digest {}", direct["digest"].as_str().unwrap())), "{printed}");
+}
+
+/// The pledges' tab and the printable certificate: a lookup by a right's number lists the pledge,
+/// the pledge's view opens its certificate, laid out as a registration notice in Chinese (the
+/// registration number, the parties with their credit codes, the rights by kind, the amount in 万元
+/// and yuan, the term, the date, the status, the change) with the verifiable record of
+/// GetPledgeCertificate and its QR code; the download is the API's answer and `ipledger certificate
+/// verify` accepts it; printed, only the sheet
+/// shows, on A4 portrait, one page. A released pledge's certificate says 已注销; English labels too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_prints_a_pledge_certificate_with_a_verifiable_record() {
+    let server = TestServer::start().await;
+    let (changed, released) = seed_certificates(&server).await;
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = Browser::launch(&[], "zh-CN,zh", Some(downloads.path())).await;
+    browser.sign_in(&server, &server.admin_token).await;
+    browser.ready("").await;
+
+    // The lookup, by the patent's number.
+    browser.click("#tab-pledges").await;
+    browser.pledge_ready("pledges", "").await;
+    assert_eq!(browser.rows("pledge-list").await.len(), 2, "every pledge in the scope");
+    browser.set_value("#pledge-query", &changed.rights[0].number).await;
+    browser.click("#pledge-search button[type=submit]").await;
+    browser.shows("body[data-state='ready'] #pledge-list tbody tr:only-child").await;
+    let rows = browser.rows("pledge-list").await;
+    assert_eq!(rows[0].0, changed.id);
+    let pledgor = changed.pledgor.clone().unwrap();
+    let expected =
+        [&changed.registration_number, &pledgor.name, "Bank A", "2,500,000.00", "2019年6月5日", "有效", "证书"];
+    assert_eq!(rows[0].1, expected);
+    browser.click(&format!("#pledge-list tr[data-key='{}'] td.name a", changed.id)).await;
+    browser.pledge_ready("pledge", &changed.id).await;
+    assert_eq!(field(&browser, "pledge", "principalAmount").await, "250 万元（2,500,000.00 元）");
+    browser.click("#pledge-certificate").await;
+    browser.pledge_ready("certificate", &changed.id).await;
+
+    check_particulars(&browser, &changed).await;
+
+    check_record(&browser, &server.admin_token, downloads.path(), &changed).await;
+    assert_eq!(
+        browser.text("#certificate .verify code").await,
+        "ipledger certificate verify 证书.json --key signing-key.pub"
+    );
+    check_print(&browser).await;
+
+    // A released pledge, from the lookup's certificate action.
+    browser.click("#tab-pledges").await;
+    browser.pledge_ready("pledges", "").await;
+    assert_eq!(browser.eval::<String>("location.hash").await, format!("#/pledges?q={}", changed.rights[0].number));
+    browser.set_value("#pledge-query", &released.pledgor.as_ref().unwrap().credit_code).await;
+    browser.click("#pledge-search button[type=submit]").await;
+    browser.shows(&format!("body[data-state='ready'] #pledge-list tr[data-key='{}']:only-child", released.id)).await;
+    browser.click(&format!("#pledge-list tr[data-key='{}'] a.certificate-action", released.id)).await;
+    browser.pledge_ready("certificate", &released.id).await;
+    assert_eq!(field(&browser, "certificate", "status").await, "已注销（2021年6月1日，债务已清偿）");
+    assert!(field(&browser, "certificate", "entrySequences").await.ends_with("（注销）"));
+    assert_eq!(field(&browser, "certificate", "principalAmount").await, "10 万元（100,000.00 元）");
+
+    // In English.
+    browser.choose("#lang", "en").await;
+    assert_eq!(browser.text("#certificate .certificate-title").await, "IP Pledge Registration Certificate");
+    assert_eq!(field(&browser, "certificate", "principalAmount").await, "10 × 10,000 yuan (100,000.00 yuan)");
+    assert!(field(&browser, "certificate", "signedAt").await.ends_with(" (China time, UTC+8)"));
+    assert_eq!(browser.text("#certificate-download").await, "Download certificate JSON");
+    browser.close().await;
+    server.stop().await;
+}
+
+/// Printed, the certificate is the sheet alone (no header, tabs, toolbar or footer) on the named
+/// page `certificate`, A4 portrait, and fits one page.
+async fn check_print(browser: &Browser) {
+    let media = Cdp { command: "Emulation.setEmulatedMedia", params: serde_json::json!({"media": "print"}) };
+    browser.client.issue_cmd(media).await.unwrap();
+    let shown: Vec<(String, String)> = browser
+        .eval(
+            "['header', '#views', '#certificate .toolbar', 'footer', '#certificate-sheet', '#certificate .proof']\
+             .map(s => [s, getComputedStyle(document.querySelector(s)).display])",
+        )
+        .await;
+    let hidden: Vec<&str> = shown.iter().filter(|(_, d)| d == "none").map(|(s, _)| s.as_str()).collect();
+    assert_eq!(hidden, ["header", "#views", "#certificate .toolbar", "footer"], "{shown:?}");
+    let page: String = browser.eval("getComputedStyle(document.body).page").await;
+    assert_eq!(page, "certificate");
+    let size: String = browser
+        .eval(
+            "[...document.styleSheets].flatMap(s => [...s.cssRules])\
+             .find(r => r instanceof CSSPageRule && r.selectorText === 'certificate').style.size",
+        )
+        .await;
+    // Chromium writes `A4 portrait` as `a4`, portrait being A4's own orientation.
+    assert!(matches!(size.to_lowercase().as_str(), "a4" | "a4 portrait"), "{size}");
+    let plain = Cdp { command: "Emulation.setEmulatedMedia", params: serde_json::json!({"media": ""}) };
+    browser.client.issue_cmd(plain).await.unwrap();
+    let a4 = fantoccini::wd::PrintConfiguration::builder().size(fantoccini::wd::PrintSize::A4).build().unwrap();
+    let pdf = browser.client.print(a4).await.unwrap();
+    let text = String::from_utf8_lossy(&pdf);
+    let pages = text.matches("/Type /Page").count() - text.matches("/Type /Pages").count();
+    assert_eq!(pages, 1, "the certificate fits one sheet of A4");
 }

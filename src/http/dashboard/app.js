@@ -1,11 +1,13 @@
 // The IP-office dashboard. It calls the server's JSON API (`POST /api/<service>/<method>`, the
 // gRPC methods in proto3 JSON) with the viewer's own token, so it shows exactly what that token
-// may see: a bank its own book, an office its region. No framework and no third-party code: the
-// page must load from the binary alone, behind an office's firewall.
+// may see: a bank its own book, an office its region. No framework and no third-party code but
+// the vendored QR code generator (qrcode.js): the page must load from the binary alone, behind an
+// office's firewall.
 //
-// Two views share the page: the exposure overview (`#/330000/330100`, a drill-down) and the
+// Three tabs share the page: the exposure overview (`#/330000/330100`, a drill-down), the
 // regulator's report (`#/report/330000?from=…&to=…&kind=…&threshold=…`, registrations of a period
-// per child region, as the provinces publish them). Words come from i18n.js (Chinese or English,
+// per child region, as the provinces publish them) and the pledges (`#/pledges?q=…`, a lookup, then
+// `#/pledge/<id>` and its printable certificate, in pledges.js). Words come from i18n.js (Chinese or English,
 // remembered); amounts arrive as exact decimal strings and are converted to 元, 万元 or 亿元 with
 // BigInt arithmetic, so no float ever decides a digit.
 'use strict';
@@ -43,7 +45,7 @@ const regionNames = new Map();
 /// Answers to an older navigation are dropped: only the latest one renders.
 let navigation = 0;
 /// The last answers of each view, so a change of language or unit redraws without asking again.
-const shown = { overview: undefined, report: undefined };
+const shown = { overview: undefined, report: undefined, pledges: undefined, pledge: undefined, certificate: undefined };
 /// The token's scope root and its children (the report's region choices), asked once per sign-in.
 let scopeRegions;
 /// The name of the token's scope root, shown beside the sign-out button in either view.
@@ -187,7 +189,8 @@ class ApiError extends Error {
   }
 }
 
-async function call(method, body) {
+/// The answer to `method` as JSON and as the text the server sent.
+async function callText(method, body) {
   const response = await fetch(`/api/${method}`, {
     method: 'POST',
     headers: {
@@ -204,8 +207,10 @@ async function call(method, body) {
     json = { message: text };
   }
   if (!response.ok) throw new ApiError(json, response.status);
-  return json;
+  return { json, text };
 }
+
+const call = async (method, body) => (await callText(method, body)).json;
 
 const exposure = (regionCode, groupBy, asOf) =>
   call('ipledger.v1.ExposureService/GetExposure', { regionCode, groupBy, asOf });
@@ -385,9 +390,15 @@ const isCounty = (code) => /^\d{4}(?!00)\d{2}$/.test(code);
 function currentRoute() {
   const [path, query] = location.hash.replace(/^#\/?/, '').split('?');
   const parts = path.split('/').filter(Boolean);
+  const params = new URLSearchParams(query || '');
+  if (parts[0] === 'pledges') return { view: 'pledges', path: [], params };
+  if (parts[0] === 'pledge') {
+    const view = parts[2] === 'certificate' ? 'certificate' : 'pledge';
+    return { view, path: [], id: decodeURIComponent(parts[1] || ''), params };
+  }
   const report = parts[0] === 'report';
   const codes = (report ? parts.slice(1) : parts).filter((c) => /^\d{6}$/.test(c));
-  return { view: report ? 'report' : 'overview', path: codes, params: new URLSearchParams(query || '') };
+  return { view: report ? 'report' : 'overview', path: codes, params };
 }
 const pathHash = (path) => `#/${path.join('/')}`;
 
@@ -410,18 +421,27 @@ function reportHash(query) {
   return `#/report${query.region ? `/${query.region}` : ''}?${params}`;
 }
 
-/// The tabs return to where each view was last; a first visit to the report shows the report of
-/// the region in view.
-const lastHash = { overview: '#/', report: undefined };
+/// The tab of each view: a pledge and its certificate belong to the pledges' tab.
+const TAB_OF = {
+  overview: 'overview',
+  report: 'report',
+  pledges: 'pledges',
+  pledge: 'pledges',
+  certificate: 'pledges',
+};
+
+/// The tabs return to where each was last (the pledges' tab to its last lookup); a first visit to
+/// the report shows the report of the region in view.
+const lastHash = { overview: '#/', report: undefined, pledges: undefined };
 function renderTabs(route) {
-  lastHash[route.view] = location.hash || '#/';
+  const tab = TAB_OF[route.view];
+  if (route.view === tab) lastHash[tab] = location.hash || '#/';
   const firstReport = reportHash(reportQuery({ path: route.path.slice(-1), params: new URLSearchParams() }));
   $('tab-overview').href = lastHash.overview;
   $('tab-report').href = lastHash.report || firstReport;
-  $('tab-overview').toggleAttribute('aria-current', route.view === 'overview');
-  $('tab-report').toggleAttribute('aria-current', route.view === 'report');
-  $('overview').hidden = route.view !== 'overview';
-  $('report').hidden = route.view !== 'report';
+  $('tab-pledges').href = lastHash.pledges || '#/pledges';
+  for (const name of ['overview', 'report', 'pledges']) $(`tab-${name}`).toggleAttribute('aria-current', tab === name);
+  for (const view of Object.keys(TAB_OF)) $(view).hidden = route.view !== view;
 }
 
 function showError(error) {
@@ -430,6 +450,11 @@ function showError(error) {
   box.textContent = `${prefix}: ${error.message}`;
   box.hidden = false;
   document.body.dataset.state = 'error';
+}
+
+/// The name of the token's scope root, asked once per sign-in by the views that do not read it.
+async function ensureScopeName() {
+  if (scopeName === undefined) scopeName = (await exposure('')).regionName;
 }
 
 // --- The overview --------------------------------------------------------------------------------
@@ -847,10 +872,33 @@ const EXPORTS = {
 
 // --- Navigation ----------------------------------------------------------------------------------
 
+/// Each view: how its data is read, drawn (again on a change of language or unit), which region it
+/// shows, and what is set once when its data arrives (a form's values, which redraws leave alone).
+const VIEWS = {
+  overview: { load: loadOverview, render: renderOverview, region: (data) => data.byRegion.regionCode },
+  report: {
+    load: loadReport,
+    render: renderReport,
+    region: (data) => data.answer.regionCode,
+    arrived: (data) => {
+      $('report-region').replaceChildren();
+      renderReportForm(data.query);
+    },
+  },
+  pledges: {
+    load: loadPledgeList,
+    render: renderPledgeList,
+    arrived: (data) => {
+      $('pledge-query').value = data.query;
+    },
+  },
+  pledge: { load: loadPledge, render: renderPledge },
+  certificate: { load: loadCertificate, render: renderCertificate },
+};
+
 function render() {
   const route = currentRoute();
-  if (route.view === 'overview' && shown.overview) renderOverview(shown.overview);
-  if (route.view === 'report' && shown.report) renderReport(shown.report);
+  if (shown[route.view]) VIEWS[route.view].render(shown[route.view]);
   $('who').textContent = scopeName === undefined ? '' : t('scope', { name: scopeName });
 }
 
@@ -861,20 +909,17 @@ async function show() {
   $('loading').hidden = false;
   $('error').hidden = true;
   try {
-    const data = route.view === 'report' ? await loadReport(route) : await loadOverview(route);
+    const view = VIEWS[route.view];
+    const data = await view.load(route);
     if (mine !== navigation) return;
     shown[route.view] = data;
-    const region = route.view === 'report' ? data.answer.regionCode : data.byRegion.regionCode;
     renderTabs(route);
-    if (route.view === 'report') {
-      // The form shows the report's parameters once, when it arrives: redraws leave it alone.
-      $('report-region').replaceChildren();
-      renderReportForm(data.query);
-    }
+    if (view.arrived) view.arrived(data);
     render();
     $('main').hidden = false;
     document.body.dataset.view = route.view;
-    document.body.dataset.region = region || '';
+    document.body.dataset.region = (view.region && view.region(data)) || '';
+    document.body.dataset.pledge = route.id || '';
     document.body.dataset.kind = route.view === 'report' ? data.query.kind : '';
     document.body.dataset.state = 'ready';
   } catch (error) {
@@ -895,12 +940,12 @@ function signedIn(yes) {
 function signOut() {
   navigation += 1; // answers still on their way were asked with the old token
   sessionStorage.removeItem(TOKEN_KEY);
-  shown.overview = undefined;
-  shown.report = undefined;
+  for (const view of Object.keys(shown)) shown[view] = undefined;
   scopeRegions = undefined;
   scopeName = undefined;
   lastHash.overview = '#/';
   lastHash.report = undefined;
+  lastHash.pledges = undefined;
   signedIn(false);
 }
 
@@ -950,6 +995,16 @@ $('report-form').addEventListener('submit', (event) => {
   else location.hash = hash;
 });
 $('report-print').addEventListener('click', () => window.print());
+$('certificate-print').addEventListener('click', () => window.print());
+
+// The lookup's query only changes the URL, as the report's form does; a pledge id opens the pledge.
+$('pledge-search').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const query = $('pledge-query').value.trim();
+  const hash = PLEDGE_ID.test(query) ? pledgeHash(query) : `#/pledges?${new URLSearchParams({ q: query })}`;
+  if (hash === location.hash) show();
+  else location.hash = hash;
+});
 for (const button of document.querySelectorAll('button.export')) {
   button.addEventListener('click', () => {
     const [filename, rows] = EXPORTS[button.dataset.export]();
