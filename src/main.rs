@@ -42,6 +42,14 @@ enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+enum CertificateCommand {
+    /// Verify a certificate without a server: the tree head's signature by the key you trust, each
+    /// entry's inclusion proof, that the entries are the pledge's, the digest, and the cosignatures
+    /// of the witnesses named. Exits 1, saying why, when anything does not hold.
+    Verify(cli::certificate::VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the gRPC API (with reflection and health) on an embedded sled store.
     Serve(ServeArgs),
@@ -65,6 +73,20 @@ enum Command {
     Exposure(ExposureArgs),
     /// Benchmark a server started on a new data directory: throughput and latency percentiles.
     Bench(cli::bench::BenchArgs),
+    /// Pledge certificates (the JSON of GetPledgeCertificate), checked offline.
+    Certificate {
+        #[command(subcommand)]
+        command: CertificateCommand,
+    },
+    /// Check that the ledger's signed tree head extends the last one this witness kept, keep it,
+    /// and cosign it with --cosign-key. Exits 3 with both heads as evidence on a rewritten history.
+    Witness(cli::witness::WitnessArgs),
+    /// Make an Ed25519 key (PKCS#8, readable by its owner only) in FILE and its public half in
+    /// FILE.pub: a witness's key, or a cluster's signing key.
+    Keygen {
+        /// The new key's file; must not exist.
+        file: PathBuf,
+    },
     /// Write realistic generated registrations as JSON lines (the format `import` reads) to
     /// stdout: for trying the service out, load tests and import rehearsals.
     Generate {
@@ -223,6 +245,11 @@ struct ServeArgs {
     /// least 16 characters); required when --metrics-listen is not a loopback address.
     #[arg(long, env = "IPLEDGER_METRICS_TOKEN_FILE")]
     metrics_token_file: Option<PathBuf>,
+    /// A witness whose cosignatures of the journal's tree heads the server accepts and serves:
+    /// NAME=KEY, KEY the witness's Ed25519 public key (64 hex digits, or a file holding them).
+    /// Repeat for each (at most 32); in the variable, separate them with commas.
+    #[arg(long = "witness", env = "IPLEDGER_WITNESSES", value_delimiter = ',', value_parser = parse_witness)]
+    witnesses: Vec<ipledger::ledger::transparency::Witness>,
     /// Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED.
     #[arg(long, env = "IPLEDGER_WRITE_QUEUE_MAX", value_parser = count_max(WRITE_QUEUE_MAX), default_value_t = Limits::default().write_queue_max)]
     write_queue_max: usize,
@@ -451,6 +478,7 @@ async fn serve(args: ServeArgs, quotas: Quotas) -> Result<(), ServeError> {
         admin_token_file: args.admin_token_file,
         metrics_listen: args.metrics_listen,
         metrics_token_file: args.metrics_token_file,
+        witnesses: args.witnesses,
         engines: None,
     };
     server::serve(listener, config, shutdown_signal()).await
@@ -671,15 +699,23 @@ fn restore_blocking(
     use std::io::BufRead;
     let opened = ipledger::datadir::open(dir, 256 << 20, journal.as_ref(), signing_key)?;
     ipledger::ledger::mark_layout(opened.derived.as_ref())?;
-    let derived =
-        ipledger::ledger::derived::Derived::new(opened.derived.clone(), ipledger::ledger::derived::CHECKPOINT_BYTES)
-            .map_err(|e| ServeError::Ledger(LedgerError::Unavailable(e.to_string())))?;
-    let mut signed = None;
+    let derived = ipledger::ledger::derived::Derived::new(
+        opened.derived.clone(),
+        ipledger::ledger::derived::CHECKPOINT_BYTES,
+        opened.journal.as_ref(),
+    )
+    .map_err(|e| ServeError::Ledger(LedgerError::Unavailable(e.to_string())))?;
+    let (mut signed, mut signed_tree) = (None, None);
     let entries = reader.lines().filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty())).filter_map(|line| {
-        match line.map_err(|e| e.to_string()).and_then(|l| export::parse(&l)) {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        match export::parse(&line) {
             Ok(Line::Entry(stored)) => Some(Ok(stored)),
             Ok(Line::Head(head)) => {
                 signed = Some(head);
+                signed_tree = export::tree_head(&line);
                 None
             }
             Err(e) => Some(Err(e)),
@@ -709,6 +745,22 @@ fn restore_blocking(
         }
         None if trusted.is_empty() => eprintln!("warning: the dump has no signed head (--allow-unsigned)"),
         None => return Err(refused("the dump has no signed head, and --trusted-key asks for one".to_owned())),
+    }
+    if let Some(tree) = signed_tree {
+        // The restored tree must be the one the dump's tree head signed (dumps before the tree
+        // have none).
+        tree.verify(trusted).map_err(refused)?;
+        let ours = derived.tree().and_then(|mut view| match view.size() == tree.tree_size {
+            true => view.root_at(tree.tree_size).map(Some),
+            false => Ok(None),
+        });
+        let ours = ours.map_err(|e| ServeError::Ledger(LedgerError::Unavailable(e.to_string())))?;
+        if ours != Some(tree.root_hash) {
+            return Err(refused(format!(
+                "the restored Merkle tree is not the one the dump's tree head of size {} signed",
+                tree.tree_size
+            )));
+        }
     }
     if let Some(staging) = staging {
         staging.commit(opened.journal.as_ref(), head)?;
@@ -842,6 +894,13 @@ fn main() -> ExitCode {
             Command::Import(args) => client_result(import(args).await),
             Command::Exposure(args) => client_result(exposure(args).await),
             Command::Bench(args) => client_result(cli::bench::run(args).await),
+            Command::Certificate { command: CertificateCommand::Verify(args) } => {
+                cli::certificate::verify(&args).map_err(|e| ServeError::Io(std::io::Error::other(e)))
+            }
+            Command::Witness(args) => witness(args).await,
+            Command::Keygen { file } => ipledger::ledger::signing::Signer::create_at(&file)
+                .map(|signer| println!("{}", ipledger::ledger::journal::hex(&signer.public_key())))
+                .map_err(|e| ServeError::Io(std::io::Error::other(e))),
             Command::Generate { pledges, seed, prefix } => generate(pledges, seed, prefix).map_err(ServeError::from),
             Command::Health { server, service, ca_cert } => client_result(health(server, service, ca_cert).await),
         }
@@ -867,4 +926,28 @@ fn generate(pledges: u64, seed: u64, prefix: u64) -> std::io::Result<()> {
         writeln!(out, "{}", ipledger::protojson::to_json("RegisterPledgeRequest", &request))?;
     }
     out.flush()
+}
+
+fn parse_witness(text: &str) -> Result<ipledger::ledger::transparency::Witness, String> {
+    ipledger::ledger::transparency::Witness::parse(text)
+}
+
+/// Runs the witness; a fork is printed as JSON evidence on stdout and exits `FORK_EXIT`.
+async fn witness(args: cli::witness::WitnessArgs) -> Result<(), ServeError> {
+    match cli::witness::run(&args).await {
+        Ok(cli::witness::Outcome::Consistent { from, to, cosigned }) => {
+            let cosigned = if cosigned { ", cosigned" } else { "" };
+            match from {
+                0 => println!("tree head of {to} entries kept (first run){cosigned}"),
+                _ => println!("tree of {to} entries extends the tree of {from} entries kept: consistent{cosigned}"),
+            }
+            Ok(())
+        }
+        Ok(cli::witness::Outcome::Fork(fork)) => {
+            println!("{}", serde_json::to_string_pretty(&fork).expect("in-memory encoding"));
+            eprintln!("FORK: {}", fork.reason);
+            std::process::exit(cli::witness::FORK_EXIT);
+        }
+        Err(e) => client_result(Err(e)),
+    }
 }

@@ -150,6 +150,8 @@ pub struct Config {
     /// A file holding the bearer token every scrape must send (`authorization: Bearer`); required
     /// when `metrics_listen` is not a loopback address.
     pub metrics_token_file: Option<PathBuf>,
+    /// Witnesses whose cosignatures of tree heads are accepted (`AddTreeHeadCosignature`).
+    pub witnesses: Vec<crate::ledger::transparency::Witness>,
     /// For embedding and tests: serve on these engines instead of opening `data_dir` (which then
     /// only receives the first admin's token file).
     pub engines: Option<Engines>,
@@ -193,6 +195,7 @@ impl Config {
             admin_token_file: None,
             metrics_listen: None,
             metrics_token_file: None,
+            witnesses: Vec::new(),
             engines: None,
         }
     }
@@ -592,7 +595,8 @@ async fn routes(
         client_certificates: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
     };
     let scratch_dir = config.engines.is_none().then(|| config.data_dir.clone());
-    let api = Api::new(ledger.clone(), limits.quotas.clone(), limits.timeouts, stopping, scratch_dir);
+    let api = Api::new(ledger.clone(), limits.quotas.clone(), limits.timeouts, stopping, scratch_dir)
+        .with_witnesses(config.witnesses.clone());
     let health = health_routes(&ledger);
     drop(ledger);
     // Size limits and compression are set on the generated service, then it is wrapped.

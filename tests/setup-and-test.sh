@@ -98,7 +98,7 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
 # The integration tests that matter for correctness (rules, concurrency, idempotency, the crash)
 # again with the journal in PostgreSQL instead of the embedded one.
-bash tests/with-postgres.sh cargo test --locked --test it -- pledges:: credit_lines:: books:: durability:: import:: tokens:: risk:: journal::a_dump_ends journal::a_bank_reads_its_write
+bash tests/with-postgres.sh cargo test --locked --test it -- pledges:: transparency:: credit_lines:: books:: durability:: import:: tokens:: risk:: journal::a_dump_ends journal::a_bank_reads_its_write
 # High availability: 3 etcd, 3 Patroni-managed PostgreSQL, HAProxy and 3 ipledger nodes through
 # every fault; prints the write outage per fault. Then the PostgreSQL cluster alone (no ipledger):
 # every committed row on every node through a switchover, a leader's kill -9 and etcd faults. One

@@ -2,7 +2,9 @@
 //! running server over gRPC, as any bank system would.
 
 pub mod bench;
+pub mod certificate;
 pub mod import;
+pub mod witness;
 
 use ipledger::proto::exposure_service_client::ExposureServiceClient;
 use ipledger::proto::journal_service_client::JournalServiceClient;

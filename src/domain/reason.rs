@@ -157,6 +157,14 @@ reasons! {
     PROOF_TOO_LONG => "FAILED_PRECONDITION",
     /// A journal proof would pass entries the caller may not read.
     PROOF_NOT_READABLE => "FAILED_PRECONDITION",
+    /// A tree head, inclusion or consistency proof asked of a tree larger than this node's
+    /// (metadata `treeSize`, the node's): retry later, or ask the writer.
+    TREE_SIZE_NOT_REACHED => "FAILED_PRECONDITION",
+    /// A cosignature by a key the server does not know as a witness's (`--witness`).
+    WITNESS_UNKNOWN => "FAILED_PRECONDITION",
+    /// A cosignature of a tree head that is not the server's: another root at that size (the
+    /// witness saw another history), or a signature that does not verify.
+    COSIGNATURE_INVALID => "FAILED_PRECONDITION",
     /// A restore into a data directory that is not empty.
     DATA_DIR_NOT_EMPTY => "FAILED_PRECONDITION",
     /// A restore into a journal that is not empty.

@@ -33,7 +33,13 @@ struct FeedItem {
 fn visible(actor: &Principal, item: &FeedItem) -> bool {
     match (&item.entry.event, &item.shown.after) {
         // The registers and the programmes are public.
-        (Event::RightRecorded { .. } | Event::RightStateWithdrawn { .. } | Event::ProgrammeCreated { .. }, _) => true,
+        (
+            Event::RightRecorded { .. }
+            | Event::RightStateWithdrawn { .. }
+            | Event::ProgrammeCreated { .. }
+            | Event::TreeHeadCosigned { .. },
+            _,
+        ) => true,
         (Event::ClaimDecided { .. } | Event::ClaimPaid { .. }, _) => match &item.shown.risk {
             Some(crate::ledger::Outcome::Claim(c)) => actor.may_read_claim(&c.basis.bank, c.basis.county.region()),
             _ => false,
@@ -237,6 +243,74 @@ impl pb::journal_service_server::JournalService for Api {
         self.unary("GetJournalProof", &actor, body).await.map(Response::new)
     }
 
+    async fn get_signed_tree_head(
+        &self,
+        request: Request<pb::GetSignedTreeHeadRequest>,
+    ) -> Result<Response<pb::SignedTreeHead>, Status> {
+        let actor = auth::principal(&request)?;
+        let size = request.get_ref().tree_size;
+        let body = async { Ok(convert::tree_head_to_pb(&self.ledger.tree_head(size).await?)) };
+        self.unary("GetSignedTreeHead", &actor, body).await.map(Response::new)
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let actor = auth::principal(&request)?;
+        let (sequence, size) = (request.get_ref().sequence, request.get_ref().tree_size);
+        let body = async {
+            let (leaf, hashes, head) = self.ledger.inclusion_proof(sequence, size).await?;
+            // The entry must be one the caller may read; the hashes around it reveal nothing.
+            if !actor.is_admin() {
+                let journal = self.ledger.journal().clone();
+                let items = self.ledger.read(move |s| feed_items(s, journal.as_ref(), sequence, sequence, 1)).await?;
+                if !items.iter().all(|item| visible(&actor, item)) {
+                    return Err(LedgerError::NotFound { resource: "journal entry", id: sequence.to_string() });
+                }
+            }
+            Ok(pb::InclusionProof {
+                sequence,
+                leaf_hash: crate::ledger::journal::hex(&leaf),
+                hashes: convert::hashes_to_pb(&hashes),
+                tree_head: Some(convert::tree_head_to_pb(&head)),
+            })
+        };
+        self.unary("GetInclusionProof", &actor, body).await.map(Response::new)
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let actor = auth::principal(&request)?;
+        let (from, to) = (request.get_ref().from_size, request.get_ref().to_size);
+        let body = async {
+            let (from_root, hashes, head) = self.ledger.consistency_proof(from, to).await?;
+            Ok(pb::ConsistencyProof {
+                from_size: from,
+                from_root_hash: crate::ledger::journal::hex(&from_root),
+                hashes: convert::hashes_to_pb(&hashes),
+                tree_head: Some(convert::tree_head_to_pb(&head)),
+            })
+        };
+        self.unary("GetConsistencyProof", &actor, body).await.map(Response::new)
+    }
+
+    async fn add_tree_head_cosignature(
+        &self,
+        request: Request<pb::AddTreeHeadCosignatureRequest>,
+    ) -> Result<Response<pb::SignedTreeHead>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let (head, signature) = convert::cosignature_request(request.get_ref())?;
+            let ticket = self.queue_ticket(&actor, request.get_ref())?;
+            let head = self.ledger.add_cosignature(&actor, &self.witnesses, head, signature, ticket).await?;
+            Ok(convert::tree_head_to_pb(&head))
+        };
+        self.unary("AddTreeHeadCosignature", &actor, body).await.map(Response::new)
+    }
+
     async fn export_journal(
         &self,
         request: Request<pb::ExportJournalRequest>,
@@ -280,7 +354,20 @@ impl pb::journal_service_server::JournalService for Api {
                     }
                 }
             }
-            let head = pb::ExportedEntry { sequence: signed.sequence, json: export::head_line(&signed) };
+            // The tree of the same entries, signed too: a restore checks its own against it.
+            let tree = match ledger.wait_for(signed.sequence, std::time::Duration::from_secs(5)).await {
+                Ok(()) => ledger.tree_head(signed.sequence).await,
+                Err(e) => Err(e),
+            };
+            let tree = match tree {
+                Ok(tree) => tree,
+                Err(e) => {
+                    let _ = sender.send(Err(status::to_status(e))).await;
+                    return;
+                }
+            };
+            let json = export::head_line(&signed, Some(&tree.signed));
+            let head = pb::ExportedEntry { sequence: signed.sequence, json };
             let _ = sender.send(Ok(head)).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))

@@ -65,6 +65,8 @@ pub struct Api {
     /// Where `VerifyJournal` rebuilds derived state (a directory of its own, removed after); `None`:
     /// in memory (engines given for tests).
     scratch_dir: Option<std::path::PathBuf>,
+    /// The witnesses whose cosignatures of tree heads the server accepts (`--witness`).
+    witnesses: Arc<[crate::ledger::transparency::Witness]>,
 }
 
 /// Response metadata with the journal sequence of a write: a read sent with
@@ -179,7 +181,19 @@ impl Api {
         stopping: tokio::sync::watch::Receiver<bool>,
         scratch_dir: Option<std::path::PathBuf>,
     ) -> Api {
-        Api { stopping, ledger, limiter: Arc::new(Limiter::new(quotas)), timeouts, scratch_dir }
+        Api {
+            stopping,
+            ledger,
+            limiter: Arc::new(Limiter::new(quotas)),
+            timeouts,
+            scratch_dir,
+            witnesses: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Accepts cosignatures of tree heads from `witnesses`.
+    pub fn with_witnesses(self, witnesses: Vec<crate::ledger::transparency::Witness>) -> Api {
+        Api { witnesses: witnesses.into(), ..self }
     }
 
     /// How long the call being handled may take: the server's call timeout, or less when the
@@ -506,6 +520,20 @@ impl pb::pledge_service_server::PledgeService for Api {
             Ok(convert::right_lookup_to_pb(&number, active.as_ref()))
         };
         self.read_unary("LookupRight", &actor, min_sequence(&request), body).await.map(Response::new)
+    }
+
+    async fn get_pledge_certificate(
+        &self,
+        request: Request<pb::GetPledgeCertificateRequest>,
+    ) -> Result<Response<pb::PledgeCertificate>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let id = convert::id("id", &request.get_ref().id)?;
+            let found = self.ledger.read(move |s| query::pledge(s, id)).await;
+            in_scope(&actor, "pledge", id, found, |p| actor.may_read_pledge(p))?;
+            Ok(convert::certificate_to_pb(&self.ledger.pledge_certificate(id).await?))
+        };
+        self.read_unary("GetPledgeCertificate", &actor, min_sequence(&request), body).await.map(Response::new)
     }
 
     async fn get_pledge_history(

@@ -73,6 +73,11 @@ pub enum Command {
         request_id: Uuid,
         command: RiskCommand,
     },
+    /// Records a witness's cosignature of a tree head. Idempotent by the head and the witness's
+    /// key, not by a request id: the same cosignature again is answered as recorded.
+    Cosign {
+        cosignature: journal::TreeCosignature,
+    },
 }
 
 /// A risk-side write, parsed and valid in itself; each is idempotent by its request id.
@@ -156,7 +161,10 @@ impl Command {
             Command::ReleasePledge { id, release, .. } => Some(Request::ReleasePledge { id: *id, release }),
             Command::CreateCreditLine { line, .. } => Some(Request::CreateCreditLine(line)),
             Command::Risk { command, .. } => Some(command.canonical()),
-            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
+            Command::CreatePrincipal { .. }
+            | Command::RevokePrincipal { .. }
+            | Command::BindCertificate { .. }
+            | Command::Cosign { .. } => None,
         }
     }
 
@@ -167,7 +175,10 @@ impl Command {
             | Command::ReleasePledge { request_id, .. }
             | Command::CreateCreditLine { request_id, .. }
             | Command::Risk { request_id, .. } => Some(*request_id),
-            Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => None,
+            Command::CreatePrincipal { .. }
+            | Command::RevokePrincipal { .. }
+            | Command::BindCertificate { .. }
+            | Command::Cosign { .. } => None,
         }
     }
 }
@@ -184,6 +195,7 @@ pub enum Outcome {
     Valuation(Valuation),
     Programme(Programme),
     Claim(Claim),
+    Cosigned(super::records::CosignatureRecord),
 }
 
 /// The resource one kind of write answers with, taken out of its `Outcome` by `Ledger::write_as`:
@@ -232,6 +244,7 @@ answer! {
     Valuation(Valuation) = "valuation",
     Programme(Programme) = "programme",
     Claim(Claim) = "claim",
+    Cosigned(super::records::CosignatureRecord) = "cosignature",
 }
 
 /// The result of an executed command.

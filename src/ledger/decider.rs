@@ -8,7 +8,7 @@ use super::command::{Channel, Command, Executed, Outcome, load_pledge};
 use super::journal::{self, Entry, Event, Head, RequestKey};
 use super::keys;
 use super::principals::{BINDINGS_PER_PRINCIPAL_MAX, CertificateBinding, PrincipalRecord};
-use super::records::{RequestRecord, Resource};
+use super::records::{CosignatureRecord, RequestRecord, Resource};
 use super::tx::Tx;
 use crate::domain::Reason;
 use crate::domain::credit_line::{CreditLine, NewCreditLine};
@@ -28,6 +28,12 @@ pub fn execute(
     head: Head,
 ) -> Result<Executed, LedgerError> {
     authorize(tx, actor, command, journal::RULES)?;
+    if let Command::Cosign { cosignature: c } = command
+        && let Some(recorded) = tx.get(&keys::cosignature(c.tree_size, &c.public_key))?
+    {
+        // One cosignature per witness and head: the same again is answered as recorded.
+        return Ok(Executed::Replayed(Outcome::Cosigned(recorded)));
+    }
     let request = match (command.request_id(), command.canonical()) {
         (Some(id), Some(canonical)) => Some(RequestKey {
             id,
@@ -105,6 +111,8 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command, rules: u32) -> R
         Command::CreatePrincipal { .. } | Command::RevokePrincipal { .. } | Command::BindCertificate { .. } => {
             actor.require_admin()
         }
+        // The witness's signature is what vouches for a cosignature, whoever hands it in.
+        Command::Cosign { .. } => Ok(()),
     }
 }
 
@@ -122,6 +130,7 @@ fn decide(
     let by = actor.name.clone();
     match command {
         Command::Risk { command, .. } => super::risk_decider::decide(tx, actor, command, (now, rules)),
+        Command::Cosign { cosignature } => cosign(cosignature, now),
         Command::RegisterPledge { pledge, .. } => {
             let pledge = register(tx, actor, pledge, (now, rules))?;
             Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge, Box::default())))
@@ -203,6 +212,22 @@ fn decide(
             Ok((Event::CertificateBound { name: name.clone(), binding: binding.clone() }, Outcome::Principal(record)))
         }
     }
+}
+
+/// A witness's cosignature: its signature must verify. That the head is this ledger's and the
+/// witness one it knows is checked before the command is made (`Ledger::add_cosignature`): the
+/// tree and the server's configuration are not the state a restore decides entries against.
+fn cosign(c: &journal::TreeCosignature, now: Micros) -> Result<(Event, Outcome), LedgerError> {
+    let message = super::signing::cosignature_message(c.tree_size, &c.root_hash);
+    if c.tree_size == 0 || !super::signing::verify_signature(&c.public_key, &message, &c.signature) {
+        return Err(LedgerError::refused(
+            Reason::COSIGNATURE_INVALID,
+            format!("the cosignature of the tree head of size {} does not verify", c.tree_size),
+        )
+        .with("treeSize", c.tree_size));
+    }
+    let record = CosignatureRecord { cosignature: c.clone(), record_time: now };
+    Ok((Event::TreeHeadCosigned { cosignature: c.clone() }, Outcome::Cosigned(record)))
 }
 
 fn load_line(tx: &Tx<'_>, id: Uuid) -> Result<Option<CreditLine>, LedgerError> {
@@ -336,7 +361,10 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     let request_id = entry.request.map(|r| r.id);
     let takes_request = !matches!(
         entry.event,
-        Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. }
+        Event::PrincipalCreated { .. }
+            | Event::PrincipalRevoked { .. }
+            | Event::CertificateBound { .. }
+            | Event::TreeHeadCosigned { .. }
     );
     if takes_request != request_id.is_some() {
         return Err(refused("a request id on an entry of a kind that has none, or none where one belongs".to_owned()));
@@ -407,6 +435,7 @@ fn command_of(entry: &Entry, request_id: Option<Uuid>) -> Result<Command, Ledger
             token_hash: record.token_hash,
         },
         Event::PrincipalRevoked { name } => Command::RevokePrincipal { name: name.clone() },
+        Event::TreeHeadCosigned { cosignature } => Command::Cosign { cosignature: cosignature.clone() },
         Event::CertificateBound { name, binding } => {
             Command::BindCertificate { name: name.clone(), binding: binding.clone() }
         }

@@ -14,8 +14,10 @@
 //! just took it) or misses it, every hand-over between layers bumps `epoch` at the instant it
 //! becomes visible, and a read that saw the epoch move reads again.
 
-use super::journal::Head;
+use super::journal::merkle::{self, Hash};
+use super::journal::{Head, Journal};
 use super::keys;
+use super::tree;
 use crate::store::{Batch, Counters, Entry, Found, Op, Pending, Store, StoreError};
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -79,6 +81,9 @@ pub struct Derived {
     base_lock: Arc<Mutex<()>>,
     /// Bumped at every hand-over between layers (active to frozen, frozen to base).
     epoch: AtomicU64,
+    /// The journal's Merkle tree not yet stored (`tree`): always of `through`'s sequence leaves.
+    /// Written under the active overlay's lock, with the tiles it completes.
+    tree: RwLock<tree::Tail>,
 }
 
 impl std::fmt::Debug for Derived {
@@ -92,8 +97,26 @@ fn poisoned<T>(_: T) -> StoreError {
 }
 
 impl Derived {
-    pub fn new(base: Arc<dyn Store>, checkpoint_bytes: usize) -> Result<Arc<Derived>, StoreError> {
+    /// Derived state over `base`, continuing from its checkpoint; `journal` is the one it reflects
+    /// (its last entries give the leaves of the Merkle tree's tile being filled).
+    pub fn new(
+        base: Arc<dyn Store>,
+        checkpoint_bytes: usize,
+        journal: &dyn Journal,
+    ) -> Result<Arc<Derived>, StoreError> {
         let through = checkpointed_through(base.as_ref())?;
+        let filling = through.sequence % tree::TILE_LEAVES as u64;
+        let read = journal
+            .read(through.sequence - filling + 1, filling as usize)
+            .map_err(|e| StoreError::Unavailable(format!("the journal's last entries: {e}")))?;
+        if read.len() as u64 != filling || read.last().is_some_and(|s| s.head() != through) {
+            return Err(StoreError::Corrupt(format!(
+                "derived state reflects journal entry {} that the journal does not hold as checkpointed",
+                through.sequence
+            )));
+        }
+        let leaves = read.iter().map(|s| merkle::leaf_hash(&s.bytes)).collect();
+        let tree = tree::Tail::load(base.as_ref(), through.sequence, leaves)?;
         Ok(Arc::new(Derived {
             base,
             checkpoint_bytes,
@@ -103,6 +126,7 @@ impl Derived {
             done: Condvar::new(),
             base_lock: Arc::default(),
             epoch: AtomicU64::new(0),
+            tree: RwLock::new(tree),
         }))
     }
 
@@ -112,10 +136,20 @@ impl Derived {
     }
 
     /// Applies a committed group's derived writes (the projector's output for entries up to
-    /// `through`, whose journal append is durable).
-    pub fn apply(&self, batch: Batch, through: Head) -> Result<(), StoreError> {
+    /// `through`, whose journal append is durable) and extends the Merkle tree by `leaves`, the
+    /// leaf hashes of those entries (`merkle::leaf_hash` of their stored bytes).
+    pub fn apply(&self, mut batch: Batch, through: Head, leaves: &[Hash]) -> Result<(), StoreError> {
         let mut active = self.active.write().map_err(poisoned)?;
         assert!(through.sequence >= active.through.sequence, "derived state moves forward only");
+        let mut tree = self.tree.write().map_err(poisoned)?;
+        assert_eq!(
+            active.through.sequence + leaves.len() as u64,
+            through.sequence,
+            "one leaf per entry applied: the tree's size is the head's sequence"
+        );
+        for leaf in leaves {
+            tree.push(*leaf, &mut batch.ops);
+        }
         for (key, op) in batch.ops {
             active.bytes += key.len() + op_bytes(&op);
             // One descent of the tree per key (a lookup, then an insert, was two).
@@ -243,6 +277,11 @@ impl Derived {
         let guard = self.base_lock.lock().map_err(poisoned)?;
         let through = checkpointed_through(self.base.as_ref())?;
         Ok((guard, through))
+    }
+
+    /// The journal's Merkle tree as it is now, for proofs read through this derived state.
+    pub fn tree(&self) -> Result<tree::View<'_>, StoreError> {
+        Ok(self.tree.read().map_err(poisoned)?.view(self))
     }
 
     /// The base store (checkpointed state only).
@@ -433,6 +472,7 @@ impl Derived {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::journal::MemoryJournal;
     use crate::store::MemoryStore;
 
     fn head(sequence: u64) -> Head {
@@ -458,11 +498,15 @@ mod tests {
     fn reads_merge_overlays_over_the_checkpoint_and_scans_page_through_deletions() {
         let base = Arc::new(MemoryStore::default());
         base.commit(Batch { ops: (0..10).map(|i| put(&format!("a{i}"), "base")).collect() }).unwrap();
-        let derived = Derived::new(base.clone(), CHECKPOINT_BYTES).unwrap();
-        derived.apply(Batch { ops: vec![del("a1"), del("a2"), put("a3", "one"), put("b0", "one")] }, head(1)).unwrap();
+        let derived = Derived::new(base.clone(), CHECKPOINT_BYTES, &MemoryJournal::default()).unwrap();
+        derived
+            .apply(Batch { ops: vec![del("a1"), del("a2"), put("a3", "one"), put("b0", "one")] }, head(1), &[[0; 32]])
+            .unwrap();
         derived.checkpoint_and_wait().unwrap();
         assert_eq!(checkpointed_through(base.as_ref()).unwrap(), head(1));
-        derived.apply(Batch { ops: vec![del("a4"), put("a2", "two"), put("a45", "two")] }, head(2)).unwrap();
+        derived
+            .apply(Batch { ops: vec![del("a4"), put("a2", "two"), put("a45", "two")] }, head(2), &[[0; 32]])
+            .unwrap();
         assert_eq!(derived.get(b"a1").unwrap(), None);
         assert_eq!(derived.get(b"a2").unwrap().as_deref(), Some(&b"two"[..]));
         assert_eq!(derived.get(b"a5").unwrap().as_deref(), Some(&b"base"[..]));
@@ -500,9 +544,13 @@ mod tests {
         };
         let base = Arc::new(MemoryStore::default());
         base.commit(Batch { ops: vec![(b"n".to_vec(), one()), (b"z".to_vec(), one())] }).unwrap();
-        let derived = Derived::new(base, 64).unwrap();
+        let derived = Derived::new(base, 64, &MemoryJournal::default()).unwrap();
         derived
-            .apply(Batch { ops: vec![(b"z".to_vec(), Op::Add([(0u32, -1i128)].into_iter().collect()))] }, head(1))
+            .apply(
+                Batch { ops: vec![(b"z".to_vec(), Op::Add([(0u32, -1i128)].into_iter().collect()))] },
+                head(1),
+                &[[0; 32]],
+            )
             .unwrap();
         assert_eq!(derived.get(b"z").unwrap(), None, "a sum that comes to zero is no key");
         assert!(derived.scan(b"z", None, 10).unwrap().is_empty());
@@ -525,7 +573,7 @@ mod tests {
         for i in 2..=3000u64 {
             // Raised before the addition is applied: no read can see more than `applied`.
             applied.store(i, Ordering::SeqCst);
-            derived.apply(Batch { ops: vec![(b"n".to_vec(), one())] }, head(i)).unwrap();
+            derived.apply(Batch { ops: vec![(b"n".to_vec(), one())] }, head(i), &[[0; 32]]).unwrap();
             if derived.checkpoint_due() {
                 derived.checkpoint().unwrap();
             }
@@ -549,8 +597,8 @@ mod tests {
             }
             Ok(())
         }));
-        let derived = Derived::new(base, CHECKPOINT_BYTES).unwrap();
-        derived.apply(Batch { ops: vec![put("k", "v")] }, head(1)).unwrap();
+        let derived = Derived::new(base, CHECKPOINT_BYTES, &MemoryJournal::default()).unwrap();
+        derived.apply(Batch { ops: vec![put("k", "v")] }, head(1), &[[0; 32]]).unwrap();
         fail.store(true, Ordering::SeqCst);
         assert!(derived.checkpoint_and_wait().is_err());
         assert_eq!(derived.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));

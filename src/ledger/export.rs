@@ -7,7 +7,7 @@
 //! of every entry after it up to a signed head).
 
 use super::journal::{self, Entry, Hash, Stored, hex};
-use super::signing::{PublicKey, SignedHead};
+use super::signing::{PublicKey, SignedHead, SignedTreeHead};
 use base64::Engine;
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -21,6 +21,9 @@ struct EntryLine {
 #[serde(rename_all = "camelCase")]
 struct HeadLine {
     signed_head: SignedHead,
+    /// The head of the journal's Merkle tree of the same entries (dumps since the tree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signed_tree_head: Option<SignedTreeHead>,
 }
 
 /// The dump line of a stored entry.
@@ -33,9 +36,15 @@ pub fn line(stored: &Stored) -> String {
     serde_json::to_string(&line).expect("in-memory encoding")
 }
 
-/// The dump's last line.
-pub fn head_line(head: &SignedHead) -> String {
-    serde_json::to_string(&HeadLine { signed_head: head.clone() }).expect("in-memory encoding")
+/// The dump's last line: the signed head of its entries, and their tree's signed head.
+pub fn head_line(head: &SignedHead, tree: Option<&SignedTreeHead>) -> String {
+    let line = HeadLine { signed_head: head.clone(), signed_tree_head: tree.cloned() };
+    serde_json::to_string(&line).expect("in-memory encoding")
+}
+
+/// The signed tree head of a dump's head line, if it has one.
+pub fn tree_head(text: &str) -> Option<SignedTreeHead> {
+    serde_json::from_str::<HeadLine>(text).ok()?.signed_tree_head
 }
 
 /// One parsed line of a dump.

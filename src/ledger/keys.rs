@@ -41,6 +41,8 @@
 //! | `Vm` programme(16) year(4) month(1) | the same by the days of that month |
 //! | `Vc` id(16) | claim |
 //! | `Vd` programme(16) id(16) / `Ve` bank(18) id(16) | claims by programme / by bank |
+//! | `L` 0 tile(8) / `L` level(1) index(8) | the journal's Merkle tree: full tiles of 256 leaf hashes, and the hashes of subtrees of height 8, 16, … (`tree`) |
+//! | `S` tree size(8) witness key(32) | a witness's cosignature of the tree head of that size (`transparency::Cosignature`) |
 //! | `M` name | metadata of derived state: its layout, the journal head its checkpoint reflects, the last assigned registration serial |
 
 use crate::domain::exposure::{Bucket, Dimension};
@@ -343,8 +345,31 @@ pub fn risk_facts_from(county: CountyCode, from: chrono::NaiveDate) -> (Vec<u8>,
 }
 
 /// The families derived from the journal, compared by `verify` and cleared by a rebuild.
-pub const DERIVED: &[&[u8]] =
-    &[b"A", b"C", b"D", b"G", b"H", b"I", b"J", b"K", b"N", b"P", b"Q", b"R", b"T", b"U", b"V", b"W", b"X", b"Y"];
+pub const DERIVED: &[&[u8]] = &[
+    b"A", b"C", b"D", b"G", b"H", b"I", b"J", b"K", b"L", b"N", b"P", b"Q", b"R", b"S", b"T", b"U", b"V", b"W", b"X",
+    b"Y",
+];
+
+/// A full tile of the journal's Merkle tree: leaves `256·tile ..` (`tree::TILE_LEAVES`).
+pub fn tree_tile(tile: u64) -> Vec<u8> {
+    key(&[b"L", &[0], &tile.to_be_bytes()])
+}
+
+/// The hash of the tree's perfect subtree of height `level` (8, 16, …) and index `index`.
+pub fn tree_node(level: u32, index: u64) -> Vec<u8> {
+    let level = u8::try_from(level).expect("a tree's height fits a byte");
+    assert!(level > 0, "level 0 is stored as tiles");
+    key(&[b"L", &[level], &index.to_be_bytes()])
+}
+
+/// A witness's cosignature of the tree head of `size` entries.
+pub fn cosignature(size: u64, witness_key: &[u8; 32]) -> Vec<u8> {
+    key(&[b"S", &size.to_be_bytes(), witness_key])
+}
+
+pub fn cosignatures_of(size: u64) -> Vec<u8> {
+    key(&[b"S", &size.to_be_bytes()])
+}
 
 pub fn right_record(number: &RightNumber) -> Vec<u8> {
     key(&[b"Vr", &[number.kind().tag()], number.as_str().as_bytes()])

@@ -20,6 +20,8 @@ pub mod role;
 pub mod signing;
 mod sums;
 pub mod tokens;
+pub mod transparency;
+pub mod tree;
 mod tx;
 mod writer;
 
@@ -50,10 +52,11 @@ use tokio::sync::{mpsc, oneshot};
 /// pledgor's record (`Y`) lists its pledges (`projector::PledgorPledge`), not an interval list per row. 11: the
 /// records are the same; a store of 10 may hold keys whose sum is zero (additions that cancelled
 /// before a checkpoint were stored as a value, which a rebuild never writes, so `verify` reported a
-/// divergence; found by tests/sim.rs), so it is rebuilt once. Derived records
+/// divergence; found by tests/sim.rs), so it is rebuilt once. 12: the journal's Merkle tree (`L`,
+/// `tree`) is derived state too, so a store of 11 (which has none) is rebuilt once. Derived records
 /// of another layout would be misread, so such a store is cleared and rebuilt from the journal when
 /// it is opened.
-pub const DERIVED_LAYOUT: u32 = 11;
+pub const DERIVED_LAYOUT: u32 = 12;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.
@@ -218,8 +221,8 @@ impl Ledger {
     ) -> Result<(Ledger, WriterGuard), LedgerError> {
         let Options { queue_max, checkpoint_bytes, wall_clock } = options;
         check_layout(journal.as_ref(), base.as_ref())?;
-        let derived =
-            derived::Derived::new(base, checkpoint_bytes).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        let derived = derived::Derived::new(base, checkpoint_bytes, journal.as_ref())
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
         // A shared journal (a cluster's) is checked entry by entry: a database credential can write it.
         // A shared journal (a cluster's) is read only where the cluster's key signed it.
         let cluster_key = lease.is_some().then(|| signer.public_key());

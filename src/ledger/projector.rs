@@ -8,7 +8,8 @@ use super::journal::{Entry, Event};
 use super::keys;
 use super::principals::{CertificateBinding, PrincipalRecord};
 use super::records::{
-    PledgorPledge, PledgorPledges, RequestRecord, Resource, RightHolding, broken, load_pledge, registration_fact,
+    CosignatureRecord, PledgorPledge, PledgorPledges, RequestRecord, Resource, RightHolding, broken, load_pledge,
+    registration_fact,
 };
 use super::sums::{AsOfDelta, add_asof_delta_of_body, update_row};
 use super::tx::Tx;
@@ -100,6 +101,11 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 bindings.push(binding.clone());
                 true
             })
+        }
+        Event::TreeHeadCosigned { cosignature } => {
+            let record = CosignatureRecord { cosignature: cosignature.clone(), record_time: entry.at };
+            tx.put(keys::cosignature(cosignature.tree_size, &cosignature.public_key), &record);
+            Ok(())
         }
         _ => super::risk_projector::apply(tx, entry),
     }

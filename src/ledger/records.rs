@@ -123,3 +123,10 @@ pub(crate) fn registration_fact(pledge: &Pledge) -> Fact {
         rights,
     }
 }
+
+/// A witness's cosignature of a tree head (`keys::cosignature`), and when the journal recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CosignatureRecord {
+    pub cosignature: super::journal::TreeCosignature,
+    pub record_time: crate::domain::Micros,
+}

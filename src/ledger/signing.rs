@@ -58,6 +58,63 @@ impl SignedHead {
     }
 }
 
+const TREE_CONTEXT: &[u8] = b"ipledger signed tree head v1\0";
+const COSIGNATURE_CONTEXT: &[u8] = b"ipledger tree head cosignature v1\0";
+
+/// A head of the journal's Merkle tree (`tree`), signed by the server: (size, root, time).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedTreeHead {
+    pub tree_size: u64,
+    #[serde(with = "hex_bytes")]
+    pub root_hash: Hash,
+    /// When the server signed it, microseconds since 1970-01-01T00:00:00Z.
+    pub time_micros: i64,
+    #[serde(with = "hex_bytes")]
+    pub public_key: PublicKey,
+    #[serde(with = "hex_bytes")]
+    pub signature: [u8; 64],
+}
+
+fn tree_message(tree_size: u64, root: &Hash, time_micros: i64) -> Vec<u8> {
+    let mut m = TREE_CONTEXT.to_vec();
+    m.extend_from_slice(&tree_size.to_be_bytes());
+    m.extend_from_slice(root);
+    m.extend_from_slice(&time_micros.to_be_bytes());
+    m
+}
+
+/// What a witness signs of a tree head it checked: its size and root (not the server's time).
+pub fn cosignature_message(tree_size: u64, root: &Hash) -> Vec<u8> {
+    let mut m = COSIGNATURE_CONTEXT.to_vec();
+    m.extend_from_slice(&tree_size.to_be_bytes());
+    m.extend_from_slice(root);
+    m
+}
+
+/// Checks an Ed25519 signature of `message` by `key`.
+pub fn verify_signature(key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> bool {
+    UnparsedPublicKey::new(&ED25519, key).verify(message, signature).is_ok()
+}
+
+impl SignedTreeHead {
+    /// Checks the signature, and that it was made by one of `trusted`.
+    pub fn verify(&self, trusted: &[PublicKey]) -> Result<(), String> {
+        if !trusted.contains(&self.public_key) {
+            return Err(format!(
+                "the tree head is signed by key {}, which is not a trusted key",
+                hex(&self.public_key)
+            ));
+        }
+        let message = tree_message(self.tree_size, &self.root_hash, self.time_micros);
+        if verify_signature(&self.public_key, &message, &self.signature) {
+            Ok(())
+        } else {
+            Err(format!("the signature of the tree head of size {} does not verify", self.tree_size))
+        }
+    }
+}
+
 /// The server's signing key (cheap to clone: the key pair is shared).
 #[derive(Clone)]
 pub struct Signer {
@@ -119,6 +176,19 @@ impl Signer {
         Ok(signer)
     }
 
+    /// Makes a new key in `path` (which must not exist; readable by its owner only) and writes its
+    /// public half beside it (`path` with `.pub` added): a witness's key, or a cluster's.
+    pub fn create_at(path: &Path) -> Result<Signer, String> {
+        let pkcs8 = create(&path.to_path_buf())?;
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| format!("the new key: {e}"))?;
+        let signer = Signer { pair: pair.into() };
+        let mut public = path.as_os_str().to_owned();
+        public.push(".pub");
+        std::fs::write(&public, format!("{}\n", hex(&signer.public_key())))
+            .map_err(|e| format!("cannot write {}: {e}", PathBuf::from(public).display()))?;
+        Ok(signer)
+    }
+
     pub fn public_key(&self) -> PublicKey {
         self.pair.public_key().as_ref().try_into().expect("an Ed25519 public key has 32 bytes")
     }
@@ -131,6 +201,26 @@ impl Signer {
             public_key: self.public_key(),
             signature: signature.as_ref().try_into().expect("an Ed25519 signature has 64 bytes"),
         }
+    }
+}
+
+impl Signer {
+    /// Signs the tree head (size, root) at `time_micros`.
+    pub fn sign_tree(&self, tree_size: u64, root_hash: Hash, time_micros: i64) -> SignedTreeHead {
+        let signature = self.pair.sign(&tree_message(tree_size, &root_hash, time_micros));
+        SignedTreeHead {
+            tree_size,
+            root_hash,
+            time_micros,
+            public_key: self.public_key(),
+            signature: signature.as_ref().try_into().expect("an Ed25519 signature has 64 bytes"),
+        }
+    }
+
+    /// Signs a tree head as a witness does (`cosignature_message`).
+    pub fn cosign(&self, tree_size: u64, root_hash: &Hash) -> [u8; 64] {
+        let signature = self.pair.sign(&cosignature_message(tree_size, root_hash));
+        signature.as_ref().try_into().expect("an Ed25519 signature has 64 bytes")
     }
 }
 
@@ -169,7 +259,7 @@ fn create(path: &PathBuf) -> Result<Vec<u8>, String> {
     file.write_all(pkcs8.as_ref())
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    tracing::info!(path = %path.display(), "made the journal signing key");
+    tracing::info!(path = %path.display(), "made a signing key");
     Ok(pkcs8.as_ref().to_vec())
 }
 
@@ -226,6 +316,13 @@ mod tests {
         assert!(forged.verify(&[published]).is_err(), "another sequence");
         let forged = SignedHead { public_key: other.public_key(), ..signed };
         assert!(forged.verify(&[other.public_key()]).is_err(), "a key swapped in");
+        let tree = signer.sign_tree(9, [4; 32], 1_700_000_000_000_000);
+        tree.verify(&[published]).unwrap();
+        assert!(SignedTreeHead { time_micros: 1, ..tree.clone() }.verify(&[published]).is_err(), "another time");
+        assert!(SignedTreeHead { tree_size: 8, ..tree.clone() }.verify(&[published]).is_err(), "another size");
+        let cosigned = other.cosign(9, &[4; 32]);
+        assert!(verify_signature(&other.public_key(), &cosignature_message(9, &[4; 32]), &cosigned));
+        assert!(!verify_signature(&other.public_key(), &cosignature_message(9, &[5; 32]), &cosigned));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -10,7 +10,7 @@ use super::command::{Command, Executed, Outcome};
 use super::decider;
 use super::derived::Derived;
 use super::journal::lease::WriterLease;
-use super::journal::{Head, Journal, JournalError, Stored};
+use super::journal::{Head, Journal, JournalError, Stored, merkle};
 use super::principals::Principals;
 use super::role::{self, NodeRole};
 use super::tx::Tx;
@@ -484,7 +484,8 @@ impl Writer {
                 self.clock.last = self.clock.last.max(entry.at);
                 head = stored.head();
             }
-            derived.apply(tx.into_batch(), head).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+            let leaves: Vec<_> = chunk.iter().map(|(stored, _)| merkle::leaf_hash(&stored.bytes)).collect();
+            derived.apply(tx.into_batch(), head, &leaves).map_err(|e| LedgerError::Unavailable(e.to_string()))?;
             self.head = head;
             for name in &principals {
                 self.targets.principals.refresh(derived.as_ref(), name)?;
@@ -553,7 +554,10 @@ impl Writer {
             return GroupEnd::Committed;
         }
         let end = match self.append(group_start, &appended) {
-            Ok(()) => self.apply(tx, head, &replies),
+            Ok(()) => {
+                let leaves: Vec<_> = appended.iter().map(|stored| merkle::leaf_hash(&stored.bytes)).collect();
+                self.apply(tx, head, &leaves, &replies)
+            }
             Err(end) => end,
         };
         match &end {
@@ -639,9 +643,15 @@ impl Writer {
     }
 
     /// Makes a durable group visible: derived records, the live principals, the committed head.
-    fn apply(&mut self, tx: Tx<'_>, head: Head, replies: &[(oneshot::Sender<Reply>, Reply)]) -> GroupEnd {
+    fn apply(
+        &mut self,
+        tx: Tx<'_>,
+        head: Head,
+        leaves: &[merkle::Hash],
+        replies: &[(oneshot::Sender<Reply>, Reply)],
+    ) -> GroupEnd {
         let derived = &self.targets.derived;
-        if let Err(e) = derived.apply(tx.into_batch(), head) {
+        if let Err(e) = derived.apply(tx.into_batch(), head, leaves) {
             let reason = format!("derived state cannot take a committed group: {e}");
             // Durable, so committed: the callers learn it by retrying with their request ids.
             return GroupEnd::Stop(reason.clone(), Some(LedgerError::OutcomeUnknown(reason)));
@@ -814,14 +824,14 @@ mod tests {
     }
 
     fn start(journal: Arc<dyn Journal>) -> (Spawned, Arc<Derived>) {
-        let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
+        let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20, journal.as_ref()).unwrap();
         let targets = Targets { journal, derived: derived.clone(), principals: Arc::default(), cluster_key: None };
         (spawn(targets, 16, super::super::system_clock(), None).unwrap(), derived)
     }
 
     #[test]
     fn writes_queued_before_their_principals_revocation_are_refused() {
-        let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20).unwrap();
+        let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20, &MemoryJournal::default()).unwrap();
         let principals = Arc::new(Principals::default());
         let targets = Targets {
             journal: Arc::new(MemoryJournal::default()),

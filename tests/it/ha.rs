@@ -15,6 +15,8 @@
 
 use crate::ha_cluster::{IpledgerBackend, PgHa};
 use crate::helpers::{Bearer, pledge, recent, register};
+use ipledger::ledger::journal::merkle;
+use ipledger::ledger::signing;
 use ipledger::proto::admin_service_client::AdminServiceClient;
 use ipledger::proto::exposure_service_client::ExposureServiceClient;
 use ipledger::proto::journal_service_client::JournalServiceClient;
@@ -349,7 +351,40 @@ async fn fails_its_append_and_follows(node: &Node, failed_before: usize) {
 }
 
 /// Everything the issue asks of the cluster after a fault, checked on the nodes running.
-async fn check(pg: &PgHa, nodes: &[Node], admin: &str, acks: &[Ack], all_reads: bool) {
+/// Every node's Merkle tree of `head` entries has one root, and extends every head kept from the
+/// checks before (through the faults since): then `head`'s root is kept too.
+async fn check_tree(nodes: &[Node], admin: &str, head: u64, kept: &mut Vec<(u64, merkle::Hash)>) {
+    let mut roots = Vec::new();
+    for node in nodes.iter().filter(|n| n.child.is_some()) {
+        let address = node.address();
+        let mut journal = JournalServiceClient::with_interceptor(channel(address), Bearer::new(admin));
+        let request = GetSignedTreeHeadRequest { tree_size: head };
+        let signed = journal.get_signed_tree_head(request).await.unwrap().into_inner();
+        let root: merkle::Hash = signing::from_hex(&signed.root_hash).unwrap().try_into().unwrap();
+        for &(size, earlier) in kept.iter() {
+            let request = GetConsistencyProofRequest { from_size: size, to_size: head };
+            let proof = journal.get_consistency_proof(request).await.unwrap().into_inner();
+            let hashes: Vec<merkle::Hash> =
+                proof.hashes.iter().map(|h| signing::from_hex(h).unwrap().try_into().unwrap()).collect();
+            assert!(
+                merkle::verify_consistency(size, head, &hashes, &earlier, &root),
+                "{address}: the tree of {head} entries extends the tree of {size} entries signed before"
+            );
+        }
+        roots.push((address, root));
+    }
+    assert!(roots.windows(2).all(|w| w[0].1 == w[1].1), "every node has one tree of {head} entries: {roots:?}");
+    kept.push((head, roots[0].1));
+}
+
+async fn check(
+    pg: &PgHa,
+    nodes: &[Node],
+    admin: &str,
+    acks: &[Ack],
+    all_reads: bool,
+    kept: &mut Vec<(u64, merkle::Hash)>,
+) {
     let ids: Vec<String> = acks.iter().map(|a| a.request_id.clone()).collect();
     let count = ids.len() as i64;
     let (found, twice) = sql(&pg.url(), move |c| {
@@ -426,6 +461,7 @@ async fn check(pg: &PgHa, nodes: &[Node], admin: &str, acks: &[Ack], all_reads: 
     }
     let total = expected.total.as_ref().map(|t| t.pledge_count).unwrap_or(0);
     assert!(total >= acks.len() as u64, "exposure counts every acknowledged pledge");
+    check_tree(nodes, admin, head, kept).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,6 +501,8 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         node.start(&url, &token_file, &signing_key);
     }
     writer_of(&nodes, Duration::from_secs(60)).await;
+    // Heads of the journal's Merkle tree seen at each check, which every later tree must extend.
+    let mut kept: Vec<(u64, merkle::Hash)> = Vec::new();
     let write = pg.ipledger_write_addr();
     let mut admin_client = AdminServiceClient::with_interceptor(channel(write), Bearer::new(&admin));
     let bank = loop {
@@ -500,7 +538,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     let switched = outage(&acks.lock().unwrap(), from);
     report.push(("Patroni switchover", switched, format!("switchover took {took:?}")));
     assert!(switched < Duration::from_secs(15), "writes resumed {switched:?} after a switchover");
-    check(&pg, &nodes, &admin, &load.pause().await, false).await;
+    check(&pg, &nodes, &admin, &load.pause().await, false, &mut kept).await;
     // The next fault only once the new primary has a synchronous standby again: in strict
     // synchronous mode only that standby may be promoted, so a primary killed before it names
     // one leaves, by design, no member Patroni will promote (seen in CI: pg1 and pg2 "not the
@@ -525,7 +563,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         pg.restart_member(&killed);
         pg.wait_healthy(Duration::from_secs(180)).unwrap_or_else(|e| panic!("{e}\n{}", pg.log_tail()));
     });
-    check(&pg, &nodes, &admin, &load.pause().await, false).await;
+    check(&pg, &nodes, &admin, &load.pause().await, false, &mut kept).await;
     load.start();
 
     eprintln!("ha: primary kill done");
@@ -542,7 +580,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
         format!("node {next} wrote after {took_over:?}"),
     ));
     assert!(took_over < Duration::from_secs(15), "a killed writer is replaced within 15 s: {took_over:?}");
-    check(&pg, &nodes, &admin, &load.pause().await, false).await;
+    check(&pg, &nodes, &admin, &load.pause().await, false, &mut kept).await;
     load.start();
     // It comes back as a follower and catches up.
     nodes[writer].start(&url, &token_file, &signing_key);
@@ -569,7 +607,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     ));
     nodes[stopped].signal("CONT");
     fails_its_append_and_follows(&nodes[stopped], failed_before).await;
-    check(&pg, &nodes, &admin, &load.pause().await, false).await;
+    check(&pg, &nodes, &admin, &load.pause().await, false, &mut kept).await;
     load.start();
 
     eprintln!("ha: writer stop inside an append done");
@@ -597,7 +635,7 @@ async fn every_acknowledged_write_survives_every_fault_and_every_node_reads_the_
     });
 
     let acks = load.pause().await;
-    check(&pg, &nodes, &admin, &acks, true).await;
+    check(&pg, &nodes, &admin, &acks, true, &mut kept).await;
     // Nodes stop gracefully on SIGTERM, followers as well as the writer.
     let writer = writer_of(&nodes, Duration::from_secs(30)).await;
     for i in (0..nodes.len()).filter(|&i| i != writer).chain([writer]) {

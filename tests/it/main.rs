@@ -33,5 +33,6 @@ mod tls;
 mod tokens;
 #[path = "../support/tools.rs"]
 mod tools;
+mod transparency;
 mod trust;
 mod upgrade;

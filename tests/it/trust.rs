@@ -50,7 +50,7 @@ fn with_a_bank_minting_an_admin(dump: &Path, bank: &str, signer: &Signer, crafte
     let by = PrincipalName::parse(bank).unwrap();
     let (_, stored) = format::seal(last.sequence + 1, last.hash, at, &by, None, event);
     lines.push(export::line(&stored));
-    lines.push(export::head_line(&signer.sign(stored.head())));
+    lines.push(export::head_line(&signer.sign(stored.head()), None));
     std::fs::write(crafted, lines.join("\n")).unwrap();
     stored.sequence
 }

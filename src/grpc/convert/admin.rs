@@ -105,7 +105,7 @@ pub fn journal_event_to_pb(entry: &Entry, pledges: &FeedPledges) -> pb::JournalE
         Some(Outcome::Valuation(v)) => event.valuation = Some(valuation_to_pb(v)),
         Some(Outcome::Programme(p)) => event.programme = Some(programme_to_pb(p, None)),
         Some(Outcome::Claim(c)) => event.claim = Some(claim_to_pb(c)),
-        Some(Outcome::Pledge(..) | Outcome::CreditLine(_) | Outcome::Principal(_)) | None => {}
+        Some(Outcome::Pledge(..) | Outcome::CreditLine(_) | Outcome::Principal(_) | Outcome::Cosigned(_)) | None => {}
     }
     event
 }

@@ -9,12 +9,14 @@ mod credit_lines;
 mod exposure;
 mod pledges;
 mod risk;
+mod transparency;
 
 pub use admin::*;
 pub use credit_lines::*;
 pub use exposure::*;
 pub use pledges::*;
 pub use risk::*;
+pub use transparency::*;
 
 use crate::domain::ident::{CreditCode, RightKind};
 use crate::domain::pledge::Party;

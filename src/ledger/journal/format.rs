@@ -443,6 +443,13 @@ fn event_to_pb(event: &Event) -> pb::entry::Event {
             token_hash: record.token_hash.to_vec(),
         }),
         Event::PrincipalRevoked { name } => E::PrincipalRevoked(pb::PrincipalRevoked { name: name.to_string() }),
+        Event::TreeHeadCosigned { cosignature: c } => E::TreeHeadCosigned(pb::TreeHeadCosigned {
+            tree_size: c.tree_size,
+            root_hash: c.root_hash.to_vec(),
+            witness: c.witness.to_string(),
+            public_key: c.public_key.to_vec(),
+            signature: c.signature.to_vec(),
+        }),
         Event::CertificateBound { name, binding } => {
             E::CertificateBound(pb::CertificateBound { name: name.to_string(), binding: Some(binding_to_pb(binding)) })
         }
@@ -847,6 +854,15 @@ fn event_from_pb(
             },
         },
         E::PrincipalRevoked(e) => Event::PrincipalRevoked { name: name("name", &e.name)? },
+        E::TreeHeadCosigned(e) => Event::TreeHeadCosigned {
+            cosignature: super::TreeCosignature {
+                tree_size: e.tree_size,
+                root_hash: e.root_hash.as_slice().try_into().map_err(|_| "root_hash is not 32 bytes")?,
+                witness: name("witness", &e.witness)?,
+                public_key: e.public_key.as_slice().try_into().map_err(|_| "public_key is not 32 bytes")?,
+                signature: e.signature.as_slice().try_into().map_err(|_| "signature is not 64 bytes")?,
+            },
+        },
         E::CertificateBound(e) => {
             Event::CertificateBound { name: name("name", &e.name)?, binding: binding_from_pb(e.binding)? }
         }

@@ -45,9 +45,9 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 }
 
 /// The largest power of two below `n` (n > 1): where RFC 9162 splits a tree of n leaves.
-fn split(n: usize) -> usize {
+fn split(n: u64) -> u64 {
     debug_assert!(n > 1);
-    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
 }
 
 /// MTH(D[n]): the root of the tree over `leaves` (leaf hashes).
@@ -56,60 +56,90 @@ pub fn root(leaves: &[Hash]) -> Hash {
         0 => empty_root(),
         1 => leaves[0],
         n => {
-            let k = split(n);
+            let k = split(n as u64) as usize;
             node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
         }
     }
 }
 
-/// PATH(m, D[n]): the inclusion proof of leaf `index` in the tree over `leaves`, from the leaf's
-/// sibling up. `None` when `index` is not a leaf of it.
-pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
-    fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
-        if leaves.len() <= 1 {
-            return;
-        }
-        let k = split(leaves.len());
-        if m < k {
-            path(m, &leaves[..k], out);
-            out.push(root(&leaves[k..]));
-        } else {
-            path(m - k, &leaves[k..], out);
-            out.push(root(&leaves[..k]));
-        }
-    }
-    (index < leaves.len()).then(|| {
-        let mut out = Vec::new();
-        path(index, leaves, &mut out);
-        out
-    })
+/// The hash of the tree over leaves `start..end` (`end > start`): what a stored tree answers
+/// (`ledger::tree`) and the proofs below are made of. RFC 9162's recursion only ever asks for a
+/// range whose start is a multiple of the largest power of two not above its length.
+pub trait Subtrees {
+    type Error;
+    fn range_hash(&mut self, start: u64, end: u64) -> Result<Hash, Self::Error>;
 }
 
-/// PROOF(m, D[n]): the consistency proof between the tree of the first `first_size` leaves and the
-/// tree over all of `leaves`. `None` unless 0 < first_size <= leaves.len().
-pub fn consistency_proof(first_size: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
-    fn subproof(m: usize, leaves: &[Hash], whole: bool, out: &mut Vec<Hash>) {
-        let n = leaves.len();
-        if m == n {
-            if !whole {
-                out.push(root(leaves));
-            }
-            return;
-        }
-        let k = split(n);
-        if m <= k {
-            subproof(m, &leaves[..k], whole, out);
-            out.push(root(&leaves[k..]));
+/// Leaf hashes in memory: the reference the stored tree is tested against.
+impl Subtrees for &[Hash] {
+    type Error = std::convert::Infallible;
+    fn range_hash(&mut self, start: u64, end: u64) -> Result<Hash, Self::Error> {
+        Ok(root(&self[start as usize..end as usize]))
+    }
+}
+
+/// PATH(m, D[n]) of the tree of `size` leaves: the inclusion proof of leaf `index`, from the
+/// leaf's sibling up. `None` when `index` is not a leaf of it.
+pub fn inclusion_path<S: Subtrees>(index: u64, size: u64, tree: &mut S) -> Result<Option<Vec<Hash>>, S::Error> {
+    if index >= size || size > SIZE_MAX {
+        return Ok(None);
+    }
+    // RFC 9162 §2.1.3.1, iteratively: descend from the whole tree, the sibling of each step
+    // goes on the proof, which lists them from the leaf up.
+    let (mut start, mut end) = (0, size);
+    let mut proof = Vec::with_capacity(64);
+    while end - start > 1 {
+        let k = split(end - start);
+        if index < start + k {
+            proof.push(tree.range_hash(start + k, end)?);
+            end = start + k;
         } else {
-            subproof(m - k, &leaves[k..], false, out);
-            out.push(root(&leaves[..k]));
+            proof.push(tree.range_hash(start, start + k)?);
+            start += k;
         }
     }
-    (first_size > 0 && first_size <= leaves.len()).then(|| {
-        let mut out = Vec::new();
-        subproof(first_size, leaves, true, &mut out);
-        out
-    })
+    proof.reverse();
+    Ok(Some(proof))
+}
+
+/// PROOF(m, D[n]): the consistency proof between the tree of the first `first_size` leaves and
+/// the tree of `size` leaves. `None` unless 0 < first_size <= size.
+pub fn consistency_path<S: Subtrees>(first_size: u64, size: u64, tree: &mut S) -> Result<Option<Vec<Hash>>, S::Error> {
+    if first_size == 0 || first_size > size || size > SIZE_MAX {
+        return Ok(None);
+    }
+    // SUBPROOF(m, D[start..end], whole), RFC 9162 §2.1.4.1, iteratively from the top.
+    let (mut m, mut start, mut end, mut whole) = (first_size, 0, size, true);
+    let mut proof = Vec::with_capacity(64);
+    while m != end - start {
+        let k = split(end - start);
+        if m <= k {
+            proof.push(tree.range_hash(start + k, end)?);
+            end = start + k;
+        } else {
+            proof.push(tree.range_hash(start, start + k)?);
+            start += k;
+            m -= k;
+            whole = false;
+        }
+    }
+    if !whole {
+        proof.push(tree.range_hash(start, end)?);
+    }
+    proof.reverse();
+    Ok(Some(proof))
+}
+
+/// PATH(m, D[n]) over leaf hashes in memory.
+pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
+    let Ok(proof) = inclusion_path(index as u64, leaves.len() as u64, &mut { leaves });
+    proof
+}
+
+/// PROOF(m, D[n]) over leaf hashes in memory.
+pub fn consistency_proof(first_size: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
+    let Ok(proof) = consistency_path(first_size as u64, leaves.len() as u64, &mut { leaves });
+    proof
 }
 
 /// Verifies an inclusion proof (RFC 9162 §2.1.3.2): that `leaf` is leaf `index` of the tree of
@@ -205,18 +235,36 @@ impl Compact {
 
     /// Appends the leaf whose hash is `leaf`.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _, _| {});
+    }
+
+    /// Appends the leaf whose hash is `leaf`, telling `formed` of each perfect subtree it
+    /// completes: its height (1 and up), its index among the subtrees of that height, its hash.
+    pub fn push_reporting(&mut self, leaf: Hash, mut formed: impl FnMut(u32, u64, &Hash)) {
         assert!(self.size < SIZE_MAX, "a tree of {SIZE_MAX} leaves is full");
         let mut node = leaf;
         // Each trailing one bit of the old size is a perfect subtree the new leaf completes.
-        let mut merges = self.size.trailing_ones();
-        while merges > 0 {
+        let merges = self.size.trailing_ones();
+        for height in 1..=merges {
             let left = self.peaks.pop().expect("a peak per set bit of the size");
             node = node_hash(&left, &node);
-            merges -= 1;
+            formed(height, ((self.size + 1) >> height) - 1, &node);
         }
         self.peaks.push(node);
         self.size += 1;
         debug_assert_eq!(self.peaks.len(), self.size.count_ones() as usize);
+    }
+
+    /// The compact form of a tree of `size` leaves from its perfect subtrees' hashes:
+    /// `peak(height, index)` for each set bit of the size, largest first.
+    pub fn from_peaks<E>(size: u64, mut peak: impl FnMut(u32, u64) -> Result<Hash, E>) -> Result<Compact, E> {
+        assert!(size <= SIZE_MAX, "a tree holds at most {SIZE_MAX} leaves");
+        let mut peaks = Vec::with_capacity(size.count_ones() as usize);
+        for height in (0..u64::BITS).rev().filter(|h| size & (1 << h) != 0) {
+            // The leaves above this bit come before the subtree: its index among its height's.
+            peaks.push(peak(height, (size >> height) - 1)?);
+        }
+        Ok(Compact { size, peaks })
     }
 
     /// The tree's root (MTH of every leaf pushed).

@@ -118,6 +118,34 @@ pub enum Event {
         recorded_at: Micros,
         note: Note,
     },
+    /// A witness's cosignature of a head of the journal's Merkle tree.
+    TreeHeadCosigned {
+        cosignature: TreeCosignature,
+    },
+}
+
+/// A witness's signature of the tree head (`tree_size`, `root_hash`): that it checked the head
+/// extends every head it saw before (`signing::cosignature_message` is what is signed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TreeCosignature {
+    pub tree_size: u64,
+    pub root_hash: Hash,
+    pub witness: PrincipalName,
+    pub public_key: [u8; 32],
+    #[serde(with = "bytes64")]
+    pub signature: [u8; 64],
+}
+
+/// Serde of 64-byte arrays (serde derives arrays up to 32).
+mod bytes64 {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        bytes.try_into().map_err(|_| serde::de::Error::custom("a signature has 64 bytes"))
+    }
 }
 
 impl Event {
@@ -150,6 +178,7 @@ impl Event {
             Event::ClaimFiled { .. } => "CLAIM_FILED",
             Event::ClaimDecided { .. } => "CLAIM_DECIDED",
             Event::ClaimPaid { .. } => "CLAIM_PAID",
+            Event::TreeHeadCosigned { .. } => "TREE_HEAD_COSIGNED",
         }
     }
 
