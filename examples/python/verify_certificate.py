@@ -214,7 +214,7 @@ def decode_entry(data):
         )
     if data[0] != ENTRY_VERSION:
         raise Invalid(f"entry has version byte {data[0]}, this verifier reads version {ENTRY_VERSION} only")
-    wanted = {1: VARINT, 3: VARINT, 4: LEN, **{number: LEN for number in range(10, 26)}}
+    wanted = {1: VARINT, 3: VARINT, 4: LEN, **{number: LEN for number in range(10, 27)}}
     fields = pick_fields(data[1:], wanted, "entry")
     events = [number for number in fields if number >= 10]
     if not events:
