@@ -2,8 +2,8 @@
 # Every test, on a fresh machine too: installs what the tests need when it is missing, saying what
 # and why, then runs them all (formatting and lints, the unit and integration tests, the
 # correctness tests again on the PostgreSQL journal, the high-availability test, the API guide's
-# examples with buf curl, every command of the docs and the Python bank client example). CI
-# (.ci/run) runs exactly this.
+# examples with buf curl, every command of the docs, the Python bank client example and the Python
+# certificate verifier's tests). CI (.ci/run) runs exactly this.
 #
 # Needs the Rust toolchain (cargo with rustfmt and clippy) and Debian or Ubuntu (apt-get). Installs,
 # as root or through sudo, only what is missing:
@@ -108,6 +108,9 @@ bash tests/readme_examples.sh
 # Every shell command of the README and docs/, run as a reader runs them (the one-machine HA
 # layout of docs/operations.md among them: up until Ctrl-C, `--check`, and under the benchmark).
 python3 tests/docs_commands.py
+# The Python certificate verifier (examples/python/verify_certificate.py) against certificates its
+# tests build from first principles (RFC 9162's definitions, a key of their own): seconds.
+python3 -m unittest examples/python/test_verify_certificate.py
 # The Python bank client example against the real binary: token, retry, exposure, feed, errors.
 bash tests/python_client.sh
 say "every test passed"
