@@ -750,7 +750,7 @@ fn restore_blocking(
         // The restored tree must be the one the dump's tree head signed (dumps before the tree
         // have none).
         tree.verify(trusted).map_err(refused)?;
-        let ours = derived.tree().and_then(|mut view| match view.size() == tree.tree_size {
+        let ours = derived.tree(into).and_then(|mut view| match view.size() == tree.tree_size {
             true => view.root_at(tree.tree_size).map(Some),
             false => Ok(None),
         });

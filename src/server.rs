@@ -448,6 +448,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     config.limits.check()?;
+    if config.witnesses.len() > crate::ledger::transparency::WITNESSES_MAX {
+        return Err(ServeError::Config(format!(
+            "--witness names {} witnesses; at most {}",
+            config.witnesses.len(),
+            crate::ledger::transparency::WITNESSES_MAX
+        )));
+    }
     let address = listener.local_addr()?;
     if config.tls.is_none() && !address.ip().is_loopback() && !config.allow_plaintext {
         return Err(ServeError::PlaintextRefused(address));

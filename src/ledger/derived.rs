@@ -279,9 +279,10 @@ impl Derived {
         Ok((guard, through))
     }
 
-    /// The journal's Merkle tree as it is now, for proofs read through this derived state.
-    pub fn tree(&self) -> Result<tree::View<'_>, StoreError> {
-        Ok(self.tree.read().map_err(poisoned)?.view(self))
+    /// The journal's Merkle tree as it is now, for proofs read through this derived state and
+    /// `journal` (the one it reflects: full tiles' leaves are hashed from its entries).
+    pub fn tree<'a>(&'a self, journal: &'a dyn Journal) -> Result<tree::View<'a>, StoreError> {
+        Ok(self.tree.read().map_err(poisoned)?.view(self, tree::Source::Journal(journal)))
     }
 
     /// The base store (checkpointed state only).

@@ -41,7 +41,7 @@
 //! | `Vm` programme(16) year(4) month(1) | the same by the days of that month |
 //! | `Vc` id(16) | claim |
 //! | `Vd` programme(16) id(16) / `Ve` bank(18) id(16) | claims by programme / by bank |
-//! | `L` 0 tile(8) / `L` level(1) index(8) | the journal's Merkle tree: full tiles of 256 leaf hashes, and the hashes of subtrees of height 8, 16, … (`tree`) |
+//! | `L` level(1) index(8) | the journal's Merkle tree: the hash of each subtree of height 8, 16, … (`tree`; leaves are the journal's) |
 //! | `S` tree size(8) witness key(32) | a witness's cosignature of the tree head of that size (`transparency::Cosignature`) |
 //! | `M` name | metadata of derived state: its layout, the journal head its checkpoint reflects, the last assigned registration serial |
 
@@ -350,15 +350,10 @@ pub const DERIVED: &[&[u8]] = &[
     b"Y",
 ];
 
-/// A full tile of the journal's Merkle tree: leaves `256·tile ..` (`tree::TILE_LEAVES`).
-pub fn tree_tile(tile: u64) -> Vec<u8> {
-    key(&[b"L", &[0], &tile.to_be_bytes()])
-}
-
 /// The hash of the tree's perfect subtree of height `level` (8, 16, …) and index `index`.
 pub fn tree_node(level: u32, index: u64) -> Vec<u8> {
     let level = u8::try_from(level).expect("a tree's height fits a byte");
-    assert!(level > 0, "level 0 is stored as tiles");
+    assert!(level > 0, "leaves are not stored: the journal has the entries");
     key(&[b"L", &[level], &index.to_be_bytes()])
 }
 

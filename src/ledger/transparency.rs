@@ -112,9 +112,9 @@ impl Ledger {
         &self,
         f: impl FnOnce(&mut super::tree::View<'_>, &dyn Store) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
-        let derived = self.derived.clone();
+        let (derived, journal) = (self.derived.clone(), self.journal.clone());
         self.read(move |store| {
-            let mut view = derived.tree().map_err(unavailable)?;
+            let mut view = derived.tree(journal.as_ref()).map_err(unavailable)?;
             f(&mut view, store)
         })
         .await

@@ -5,27 +5,75 @@
 //! Leaf `i` is entry `i + 1`: its hash is SHA-256(0x00 ‖ the entry's stored bytes), whatever the
 //! entry's format version. The tree is additive: the chain and the entries stay as they are.
 //!
-//! What is stored, in packed runs written once (never one key per entry):
+//! What is stored (derived state, written once, never one key per entry): the hash of each perfect
+//! subtree of height 8, 16, 24, … (`L` level(1) index(8)), that is 32 bytes per 256 entries. The
+//! leaves themselves are not stored: the journal holds the entries, and a full tile's 256 leaves
+//! are hashed again from them when a proof needs them (one bounded read of 256 consecutive entries,
+//! ~0.1 ms of hashing), which keeps the tree's disk cost at an eighth of a byte per entry instead of
+//! 32 bytes that no compression shrinks and every merge of derived state would copy again.
 //!
-//! | key | value |
-//! |---|---|
-//! | `L` 0 tile(8) | the 256 leaf hashes of tile `tile` (leaves `256·tile ..`), once it is full |
-//! | `L` level(1) index(8) | the hash of the perfect subtree of height `level` (8, 16, 24, …) and that index |
-//!
-//! The leaves of the tile not yet full (at most 255) and the compact form (one hash per set bit
-//! of the size) are in memory (`Tail`), rebuilt at start from the checkpoint and the journal's
-//! last entries. Any perfect subtree's hash is then folded from at most 128 hashes of the level
-//! below it that is a multiple of 8: a proof costs O(log n) reads and at most ~8,000 hashes.
+//! The leaves of the tile not yet full (at most 255) and the compact form (one hash per set bit of
+//! the size) are in memory (`Tail`), rebuilt at start from the checkpoint and the journal's last
+//! entries. Any perfect subtree's hash is folded from at most 128 hashes of the level below it
+//! that is a multiple of 8: a proof costs O(log n) reads of derived state, at most a few tiles'
+//! entries, and at most ~8,000 hashes.
 //!
 //! Invariant: the tree's size is always the sequence of the journal head derived state reflects
 //! (`Derived::apply` asserts it), so tree and records are checkpointed and rebuilt together.
 
+use super::journal::Journal;
 use super::journal::merkle::{self, Compact, Hash, Subtrees};
 use super::keys;
 use crate::store::{Op, Store, StoreError};
 
-/// Leaves per stored tile: a tile is a run of 8 KiB written once.
+/// Leaves per tile: the span of a stored subtree of the lowest stored level.
 pub const TILE_LEAVES: usize = 256;
+
+/// Where a full tile's leaf hashes come from: the journal's entries, hashed again.
+pub trait Leaves {
+    /// The leaf hashes of leaves `first .. first + count` (all below the tree's size).
+    fn leaves(&self, first: u64, count: usize) -> Result<Vec<Hash>, StoreError>;
+}
+
+/// A view's source of full tiles' leaves.
+#[derive(Clone, Copy)]
+pub enum Source<'s> {
+    /// The journal the tree is of: its entries, hashed again.
+    Journal(&'s dyn Journal),
+    /// Leaves from elsewhere (tests).
+    Other(&'s dyn Leaves),
+    /// None: while the tail loads, every peak is in a stored level or the tail.
+    None,
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Journal(_) => "Source::Journal",
+            Source::Other(_) => "Source::Other",
+            Source::None => "Source::None",
+        })
+    }
+}
+
+impl Source<'_> {
+    fn leaves(&self, first: u64, count: usize) -> Result<Vec<Hash>, StoreError> {
+        match self {
+            Source::Journal(journal) => {
+                let read =
+                    journal.read(first + 1, count).map_err(|e| StoreError::Unavailable(format!("the journal: {e}")))?;
+                if read.len() != count || read.first().is_some_and(|s| s.sequence != first + 1) {
+                    return Err(missing(&format!("journal entries {} to {}", first + 1, first + count as u64)));
+                }
+                Ok(read.iter().map(|s| merkle::leaf_hash(&s.bytes)).collect())
+            }
+            Source::Other(leaves) => leaves.leaves(first, count),
+            Source::None => {
+                Err(missing(&format!("leaves from {first} while loading (a peak outside the stored levels)")))
+            }
+        }
+    }
+}
 /// Heights between stored levels: log2(TILE_LEAVES).
 const LEVEL_STEP: u32 = 8;
 
@@ -45,8 +93,8 @@ impl Tail {
         self.compact.root()
     }
 
-    /// Appends a leaf; the tile it fills and the stored-level subtrees it completes go into `ops`,
-    /// to be written with the group's other derived writes.
+    /// Appends a leaf; the stored-level subtrees it completes go into `ops`, to be written with
+    /// the group's other derived writes.
     pub fn push(&mut self, leaf: Hash, ops: &mut Vec<(Vec<u8>, Op)>) {
         self.compact.push_reporting(leaf, |height, index, hash| {
             if height % LEVEL_STEP == 0 {
@@ -55,25 +103,26 @@ impl Tail {
         });
         self.leaves.push(leaf);
         if self.leaves.len() == TILE_LEAVES {
-            let tile = self.compact.size() / TILE_LEAVES as u64 - 1;
-            ops.push((keys::tree_tile(tile), Op::Put(self.leaves.concat())));
+            // The tile is full: its subtree's hash was just stored; its leaves are the journal's.
             self.leaves.clear();
         }
         debug_assert_eq!(self.leaves.len() as u64, self.compact.size() % TILE_LEAVES as u64);
     }
 
-    /// The tail of a tree of `size` leaves whose full tiles are in `store` and whose last
-    /// `size % 256` leaves are `leaves` (hashed from the journal's last entries).
+    /// The tail of a tree of `size` leaves whose stored levels are in `store` and whose last
+    /// `size % 256` leaves are `leaves` (hashed from the journal's last entries). Every peak of a
+    /// tree lies in a stored level or in those leaves: no full tile is read.
     pub fn load(store: &dyn Store, size: u64, leaves: Vec<Hash>) -> Result<Tail, StoreError> {
         assert_eq!(leaves.len() as u64, size % TILE_LEAVES as u64, "the leaves of the tile being filled");
-        let mut view = View { store, size, leaves, root: [0; 32] };
+        let mut view = View { store, source: Source::None, size, leaves, root: [0; 32] };
         let compact = Compact::from_peaks(size, |height, index| view.perfect(height, index))?;
         Ok(Tail { compact, leaves: view.leaves })
     }
 
-    /// A reader's view of the tree as it is now, over `store` (derived state).
-    pub fn view<'s>(&self, store: &'s dyn Store) -> View<'s> {
-        View { store, size: self.size(), leaves: self.leaves.clone(), root: self.root() }
+    /// A reader's view of the tree as it is now, over `store` (derived state), hashing full tiles'
+    /// leaves from `journal`.
+    pub fn view<'s>(&self, store: &'s dyn Store, source: Source<'s>) -> View<'s> {
+        View { store, source, size: self.size(), leaves: self.leaves.clone(), root: self.root() }
     }
 }
 
@@ -81,6 +130,7 @@ impl Tail {
 /// on meanwhile; this view's tail and size stay as they were.
 pub struct View<'s> {
     store: &'s dyn Store,
+    source: Source<'s>,
     size: u64,
     leaves: Vec<Hash>,
     root: Hash,
@@ -161,10 +211,9 @@ impl View<'_> {
         if tile == self.size / TILE_LEAVES as u64 {
             return self.leaves.get(at..end).map(<[Hash]>::to_vec).ok_or_else(|| missing(&format!("leaf {first}")));
         }
-        let key = keys::tree_tile(tile);
-        let bytes = self.store.get(&key)?.ok_or_else(|| missing(&format!("tile {tile}")))?;
-        let run = bytes.get(at * 32..end * 32).ok_or_else(|| missing(&format!("leaves of tile {tile}")))?;
-        run.chunks_exact(32).map(|h| to_hash(h, &key)).collect()
+        // A full tile: its leaves hashed again from the journal's entries.
+        let leaves = self.source.leaves(tile * TILE_LEAVES as u64, TILE_LEAVES)?;
+        Ok(leaves[at..end].to_vec())
     }
 }
 
@@ -204,6 +253,15 @@ mod tests {
         merkle::leaf_hash(&i.to_be_bytes())
     }
 
+    /// The journal's part: leaf hashes computed again, as from entries.
+    struct Computed;
+
+    impl Leaves for Computed {
+        fn leaves(&self, first: u64, count: usize) -> Result<Vec<Hash>, StoreError> {
+            Ok((first..first + count as u64).map(leaf).collect())
+        }
+    }
+
     /// A stored tree of `n` leaves, checkpointed at `cut` (its tail reloaded from the store there).
     fn grown(n: u64, cut: u64) -> (MemoryStore, Tail) {
         let store = MemoryStore::default();
@@ -221,16 +279,14 @@ mod tests {
     }
 
     #[test]
-    fn stored_levels_are_runs_written_once_and_the_tail_reloads_to_the_same_tree() {
+    fn one_key_per_stored_subtree_and_the_tail_reloads_to_the_same_tree() {
         let n = 256 * 256 * 2 + 300;
         let (store, tail) = grown(n, 256 * 256 + 17);
         let reference: Vec<Hash> = (0..n).map(leaf).collect();
         assert_eq!(tail.root(), merkle::root(&reference));
-        let tiles = store.scan(&keys::tree_tile(0)[..2], None, usize::MAX).unwrap();
-        let nodes = store.scan(b"L", None, usize::MAX).unwrap().len() - tiles.len();
-        assert_eq!(tiles.len() as u64, n / 256, "one key per full tile");
-        assert_eq!(nodes as u64, n / 256 + n / 65536, "one key per stored-level subtree");
-        let mut view = tail.view(&store);
+        let nodes = store.scan(b"L", None, usize::MAX).unwrap().len();
+        assert_eq!(nodes as u64, n / 256 + n / 65536, "one key per stored-level subtree, none per entry");
+        let mut view = tail.view(&store, Source::Other(&Computed));
         for size in [1, 255, 256, 257, 65536, 65537, n - 1, n] {
             assert_eq!(view.root_at(size).unwrap(), merkle::root(&reference[..size as usize]), "size {size}");
         }
@@ -244,7 +300,7 @@ mod tests {
         ) {
             let (store, tail) = grown(n, cut % n);
             let reference: Vec<Hash> = (0..n).map(leaf).collect();
-            let mut view = tail.view(&store);
+            let mut view = tail.view(&store, Source::Other(&Computed));
             let size = 1 + b % n;
             let index = a % size;
             let expected = merkle::inclusion_proof(index as usize, &reference[..size as usize]);
