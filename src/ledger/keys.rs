@@ -350,7 +350,8 @@ pub const DERIVED: &[&[u8]] = &[
     b"Y",
 ];
 
-/// The hash of the tree's perfect subtree of height `level` (8, 16, …) and index `index`.
+/// The hash of the tree's perfect subtree of height `level` (8, 16, …) and index `index`: the
+/// tree's only stored keys (`tree`).
 pub fn tree_node(level: u32, index: u64) -> Vec<u8> {
     let level = u8::try_from(level).expect("a tree's height fits a byte");
     assert!(level > 0, "leaves are not stored: the journal has the entries");

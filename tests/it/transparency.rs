@@ -135,7 +135,7 @@ async fn heads_signed_before_a_restart_and_a_restore_stay_consistent_with_the_tr
     registrations(&server, 130).await;
     let mut client = journal_as(&server, &server.admin_token).await;
     let early = client.get_signed_tree_head(GetSignedTreeHeadRequest { tree_size: 0 }).await.unwrap().into_inner();
-    // Past a full tile (256 leaves), so the tree is read from stored tiles and the memory tail.
+    // Past a full tile (256 leaves): proofs read stored subtrees, full tiles' entries and the tail.
     registrations(&server, 300).await;
     let temp = tempfile::tempdir().unwrap();
     let dump = temp.path().join("journal.jsonl");
