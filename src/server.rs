@@ -455,6 +455,11 @@ pub async fn serve(
             crate::ledger::transparency::WITNESSES_MAX
         )));
     }
+    for (i, w) in config.witnesses.iter().enumerate() {
+        if config.witnesses[..i].iter().any(|o| o.name == w.name || o.key == w.key) {
+            return Err(ServeError::Config(format!("--witness names {} (or its key) twice", w.name)));
+        }
+    }
     let address = listener.local_addr()?;
     if config.tls.is_none() && !address.ip().is_loopback() && !config.allow_plaintext {
         return Err(ServeError::PlaintextRefused(address));

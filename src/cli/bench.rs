@@ -9,6 +9,7 @@ use super::{Bearer, ClientError};
 use futures::stream::{FuturesUnordered, StreamExt};
 use ipledger::proto as pb;
 use ipledger::proto::exposure_service_client::ExposureServiceClient;
+use ipledger::proto::journal_service_client::JournalServiceClient;
 use ipledger::proto::pledge_service_client::PledgeServiceClient;
 use ipledger::workload::Workload;
 use std::path::{Path, PathBuf};
@@ -310,6 +311,53 @@ async fn pledge_count(channel: &Channel, token: &str) -> Result<u64, ClientError
 
 // Longer than ~70 lines: the benchmark's phases in order (load, unary writes, queries, restart,
 // report), each printing its figures.
+/// The journal's Merkle tree under reads (issue 24): signed tree heads, and inclusion and
+/// consistency proofs of entries and sizes spread over the whole journal (each needs stored
+/// subtree hashes and a full tile's entries hashed again). One proof of each kind is checked.
+async fn proofs(channel: &Channel, token: &str, n: u64) -> Result<Vec<String>, ClientError> {
+    use ipledger::ledger::journal::merkle;
+    let mut client = JournalServiceClient::with_interceptor(channel.clone(), bearer(token)?);
+    let head = client.get_signed_tree_head(pb::GetSignedTreeHeadRequest { tree_size: 0 }).await?.into_inner();
+    let size = head.tree_size.max(1);
+    let hash = |text: &str| -> Result<merkle::Hash, ClientError> {
+        ipledger::ledger::signing::from_hex(text)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ClientError::Usage(format!("the server sent a hash that is not 32 bytes: {text}")))
+    };
+    let root = hash(&head.root_hash)?;
+    // Spread over the journal by a fixed stride (a large odd multiplier visits every residue).
+    let pick = |i: u64| 1 + i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % size;
+    let mut lines = Vec::new();
+    let (mut samples, started) = (Vec::with_capacity(n as usize), Instant::now());
+    for i in 0..n {
+        let t = Instant::now();
+        let request = pb::GetInclusionProofRequest { sequence: pick(i), tree_size: size };
+        let proof = client.get_inclusion_proof(request).await?.into_inner();
+        samples.push(t.elapsed());
+        let hashes = proof.hashes.iter().map(|h| hash(h)).collect::<Result<Vec<_>, _>>()?;
+        if !merkle::verify_inclusion(pick(i) - 1, size, &hash(&proof.leaf_hash)?, &hashes, &root) {
+            return Err(ClientError::Usage(format!("the inclusion proof of entry {} does not verify", pick(i))));
+        }
+    }
+    lines.push(Latencies(samples).line("GetInclusionProof, entries over the journal", started.elapsed()));
+    let (mut samples, started) = (Vec::with_capacity(n as usize), Instant::now());
+    for i in 0..n {
+        let t = Instant::now();
+        let request = pb::GetConsistencyProofRequest { from_size: pick(i), to_size: size };
+        client.get_consistency_proof(request).await?;
+        samples.push(t.elapsed());
+    }
+    lines.push(Latencies(samples).line("GetConsistencyProof, sizes over the journal", started.elapsed()));
+    let (mut samples, started) = (Vec::with_capacity(n as usize), Instant::now());
+    for _ in 0..n {
+        let t = Instant::now();
+        client.get_signed_tree_head(pb::GetSignedTreeHeadRequest { tree_size: 0 }).await?;
+        samples.push(t.elapsed());
+    }
+    lines.push(Latencies(samples).line("GetSignedTreeHead", started.elapsed()));
+    Ok(lines)
+}
+
 pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
     let existing = args.data_dir.exists();
     if existing && (args.pledges > 0 || args.unary > 0) {
@@ -373,6 +421,7 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
             }
         }
     }
+    out.extend(proofs(&channels[0], &token, args.queries).await?);
     let pledges = pledge_count(&channels[0], &token).await?;
     let rss = rss_mib(server.child.id());
     drop(channels);
