@@ -320,9 +320,7 @@ async fn proofs(channel: &Channel, token: &str, n: u64) -> Result<Vec<String>, C
     let head = client.get_signed_tree_head(pb::GetSignedTreeHeadRequest { tree_size: 0 }).await?.into_inner();
     let size = head.tree_size.max(1);
     let hash = |text: &str| -> Result<merkle::Hash, ClientError> {
-        ipledger::ledger::signing::from_hex(text)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| ClientError::Usage(format!("the server sent a hash that is not 32 bytes: {text}")))
+        ipledger::grpc::convert::hex_array(text, "a hash the server sent").map_err(ClientError::Usage)
     };
     let root = hash(&head.root_hash)?;
     // Spread over the journal by a fixed stride (a large odd multiplier visits every residue).

@@ -148,14 +148,7 @@ fn signed(head: &pb::SignedTreeHead, trusted: &PublicKey) -> Result<SignedTreeHe
 }
 
 fn hashes(texts: &[String]) -> Result<Vec<merkle::Hash>, String> {
-    texts
-        .iter()
-        .map(|t| {
-            ipledger::ledger::signing::from_hex(t)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("a proof hash is not 32 bytes in hex: {t}"))
-        })
-        .collect()
+    texts.iter().map(|t| convert::hex_array(t, "a proof hash")).collect()
 }
 
 fn load(path: &Path) -> Result<Option<SignedTreeHead>, String> {

@@ -14,7 +14,7 @@ use super::journal::merkle::{self, Hash};
 use super::journal::{self, Event, Stored, TreeCosignature};
 use super::signing::{self, PublicKey, SignedTreeHead};
 use super::{Ledger, keys, query};
-use crate::domain::{LedgerError, Micros, Reason};
+use crate::domain::{LedgerError, Reason};
 use crate::store::Store;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -60,11 +60,6 @@ pub fn certificate_digest(tree_size: u64, root: &Hash, leaves: &[(u64, Hash)]) -
         h.update(leaf);
     }
     h.finalize().into()
-}
-
-fn now_micros() -> Micros {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    since.as_micros() as Micros
 }
 
 fn not_reached(asked: u64, size: u64) -> LedgerError {
@@ -229,7 +224,7 @@ fn head_of(
         return Err(not_reached(size, view.size()));
     }
     let root = view.root_at(size).map_err(unavailable)?;
-    let signed = signer.sign_tree(size, root, now_micros());
+    let signed = signer.sign_tree(size, root, (super::system_clock())());
     // Only cosignatures of this root: a ledger restored from a rewritten dump keeps the entries
     // of cosignatures of roots its tree no longer has, which vouch for nothing here.
     let mut cosignatures = cosignatures(store, size)?;

@@ -318,3 +318,14 @@ pub fn restore_cli(dump: &Path, into: &Path, extra: &[&str]) -> (bool, String) {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
+
+/// Runs `ipledger export` against `server` with its admin's token file, the dump into `dump`.
+pub fn export_cli(server: &TestServer, dump: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
+        .arg(server.dir.join(server::ADMIN_TOKEN_FILE))
+        .stdout(std::fs::File::create(dump).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}

@@ -9,7 +9,7 @@ use ipledger::proto::*;
 use ipledger::store::{Batch, RunStore, SledStore, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 async fn journal_client(server: &TestServer) -> JournalServiceClient<Authed> {
     JournalServiceClient::with_interceptor(server.channel().await, Bearer::new(&server.admin_token))
@@ -323,13 +323,7 @@ async fn export_then_restore_gives_an_identical_ledger() {
     mixed_writes(&server, 300).await;
     let temp = tempfile::tempdir().unwrap();
     let dump = temp.path().join("journal.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
-        .arg(dir.join(ipledger::server::ADMIN_TOKEN_FILE))
-        .stdout(std::fs::File::create(&dump).unwrap())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
+    let out = export_cli(&server, &dump);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let server_temp = server.stop().await;
     let key = dir.join(ipledger::ledger::signing::PUBLIC_KEY_FILE);

@@ -139,12 +139,7 @@ async fn heads_signed_before_a_restart_and_a_restore_stay_consistent_with_the_tr
     registrations(&server, 300).await;
     let temp = tempfile::tempdir().unwrap();
     let dump = temp.path().join("journal.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
-        .arg(dir.join(ipledger::server::ADMIN_TOKEN_FILE))
-        .stdout(std::fs::File::create(&dump).unwrap())
-        .output()
-        .unwrap();
+    let out = export_cli(&server, &dump);
     assert!(out.status.success(), "{}", text(&out));
     let later = client.get_signed_tree_head(GetSignedTreeHeadRequest { tree_size: 0 }).await.unwrap().into_inner();
     assert!(later.tree_size > 256 + early.tree_size);
@@ -253,12 +248,7 @@ async fn the_witness_cosigns_what_extends_its_kept_head_and_exits_3_on_an_edited
     // under the ledger's own key: each entry verifies, the heads are signed by the trusted key,
     // and yet the witness's kept head is not in the new tree.
     let dump = temp.path().join("journal.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
-        .arg(dir.join(ipledger::server::ADMIN_TOKEN_FILE))
-        .stdout(std::fs::File::create(&dump).unwrap())
-        .output()
-        .unwrap();
+    let out = export_cli(&server, &dump);
     assert!(out.status.success(), "{}", text(&out));
     let admin = server.admin_token.clone();
     server.stop().await;

@@ -52,7 +52,7 @@ pub fn certificate_to_pb(c: &Certificate) -> pb::PledgeCertificate {
 
 /// `N` bytes from hex, or what is wrong with the field.
 fn hex_field<const N: usize>(f: &mut Fields, field: &str, text: &str) -> Option<[u8; N]> {
-    let parsed = from_hex(text.trim()).and_then(|b| b.try_into().ok());
+    let parsed = hex_array(text.trim(), field).ok();
     if parsed.is_none() {
         f.fail(field, format!("must be {N} bytes in hex ({} digits)", 2 * N));
     }
@@ -78,12 +78,9 @@ pub fn cosignature_request(
     }
 }
 
-fn hash32(text: &str, what: &str) -> Result<[u8; 32], String> {
-    from_hex(text).and_then(|b| b.try_into().ok()).ok_or_else(|| format!("{what}: not 32 bytes in hex"))
-}
-
-fn signature64(text: &str, what: &str) -> Result<[u8; 64], String> {
-    from_hex(text).and_then(|b| b.try_into().ok()).ok_or_else(|| format!("{what}: not 64 bytes in hex"))
+/// `N` bytes given in hex (a hash, a key, a signature), or what `what` is not.
+pub fn hex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], String> {
+    from_hex(text).and_then(|b| b.try_into().ok()).ok_or_else(|| format!("{what}: not {N} bytes in hex"))
 }
 
 fn micros(t: &prost_types::Timestamp) -> Micros {
@@ -94,10 +91,10 @@ fn micros(t: &prost_types::Timestamp) -> Micros {
 pub fn tree_head_from_pb(head: &pb::SignedTreeHead) -> Result<TreeHead, String> {
     let signed = SignedTreeHead {
         tree_size: head.tree_size,
-        root_hash: hash32(&head.root_hash, "treeHead.rootHash")?,
+        root_hash: hex_array(&head.root_hash, "treeHead.rootHash")?,
         time_micros: micros(head.time.as_ref().ok_or("the tree head has no time")?),
-        public_key: hash32(&head.public_key, "treeHead.publicKey")?,
-        signature: signature64(&head.signature, "treeHead.signature")?,
+        public_key: hex_array(&head.public_key, "treeHead.publicKey")?,
+        signature: hex_array(&head.signature, "treeHead.signature")?,
     };
     let mut cosignatures = Vec::with_capacity(head.cosignatures.len());
     for co in &head.cosignatures {
@@ -107,8 +104,8 @@ pub fn tree_head_from_pb(head: &pb::SignedTreeHead) -> Result<TreeHead, String> 
                 root_hash: signed.root_hash,
                 witness: crate::domain::principal::PrincipalName::parse(&co.witness)
                     .map_err(|e| format!("cosignature witness: {e}"))?,
-                public_key: hash32(&co.public_key, "cosignature publicKey")?,
-                signature: signature64(&co.signature, "cosignature signature")?,
+                public_key: hex_array(&co.public_key, "cosignature publicKey")?,
+                signature: hex_array(&co.signature, "cosignature signature")?,
             },
             record_time: co.record_time.as_ref().map_or(0, micros),
         });
@@ -121,7 +118,7 @@ pub fn certificate_from_pb(c: &pb::PledgeCertificate) -> Result<Certificate, Str
     let head = tree_head_from_pb(c.tree_head.as_ref().ok_or("the certificate has no tree head")?)?;
     let mut entries = Vec::with_capacity(c.entries.len());
     for e in &c.entries {
-        let proof = e.inclusion_proof.iter().map(|h| hash32(h, "inclusionProof")).collect::<Result<_, _>>()?;
+        let proof = e.inclusion_proof.iter().map(|h| hex_array(h, "inclusionProof")).collect::<Result<_, _>>()?;
         entries.push(CertifiedEntry { sequence: e.sequence, event: e.event.clone(), bytes: e.entry.clone(), proof });
     }
     Ok(Certificate {
@@ -129,6 +126,6 @@ pub fn certificate_from_pb(c: &pb::PledgeCertificate) -> Result<Certificate, Str
         registration_number: c.registration_number.clone(),
         entries,
         head,
-        digest: hash32(&c.digest, "digest")?,
+        digest: hex_array(&c.digest, "digest")?,
     })
 }
