@@ -352,11 +352,28 @@ async fn fails_its_append_and_follows(node: &Node, failed_before: usize) {
 
 /// Everything the issue asks of the cluster after a fault, checked on the nodes running.
 /// Every node's Merkle tree of `head` entries has one root, and extends every head kept from the
-/// checks before (through the faults since): then `head`'s root is kept too.
-async fn check_tree(nodes: &[Node], admin: &str, head: u64, kept: &mut Vec<(u64, merkle::Hash)>) {
+/// checks before (through the faults since): then `head`'s root is kept too. Every node also
+/// certifies `pledge` (an acknowledged one) in that tree, and the certificate verifies offline
+/// under the cluster's key.
+async fn check_tree(
+    nodes: &[Node],
+    admin: &str,
+    (head, pledge): (u64, Option<&str>),
+    kept: &mut Vec<(u64, merkle::Hash)>,
+) {
     let mut roots = Vec::new();
     for node in nodes.iter().filter(|n| n.child.is_some()) {
         let address = node.address();
+        if let Some(pledge) = pledge {
+            let key = std::fs::read_to_string(node.dir.join(signing::PUBLIC_KEY_FILE)).unwrap();
+            let key = signing::parse_public_key(key.trim()).unwrap();
+            let mut pledges = PledgeServiceClient::with_interceptor(channel(address), Bearer::new(admin));
+            let request = GetPledgeCertificateRequest { id: pledge.to_owned(), tree_size: head };
+            let certificate = pledges.get_pledge_certificate(request).await.unwrap().into_inner();
+            let certificate = ipledger::grpc::convert::certificate_from_pb(&certificate).unwrap();
+            let verified = ipledger::ledger::transparency::verify_certificate(&certificate, &[key], &[]);
+            assert!(verified.is_ok(), "{address}: the certificate of {pledge} verifies: {verified:?}");
+        }
         let mut journal = JournalServiceClient::with_interceptor(channel(address), Bearer::new(admin));
         let request = GetSignedTreeHeadRequest { tree_size: head };
         let signed = journal.get_signed_tree_head(request).await.unwrap().into_inner();
@@ -461,7 +478,7 @@ async fn check(
     }
     let total = expected.total.as_ref().map(|t| t.pledge_count).unwrap_or(0);
     assert!(total >= acks.len() as u64, "exposure counts every acknowledged pledge");
-    check_tree(nodes, admin, head, kept).await;
+    check_tree(nodes, admin, (head, acks.first().map(|a| a.pledge_id.as_str())), kept).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
