@@ -686,6 +686,8 @@ impl Sim {
         let pledge = NewPledge::new(PledgeDraft {
             registration_number: None,
             pledgor,
+            co_pledgors: Vec::new(),
+            invalidation_pending_accepted: false,
             pledgee: self.banks[bank].1.clone(),
             county: county(county_i),
             secured_amount: Self::money(amount_fen),

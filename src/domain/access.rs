@@ -91,6 +91,8 @@ mod tests {
             let pledge = NewPledge {
                 registration_number: None,
                 pledgor: party("914403001922038216"),
+                co_pledgors: Vec::new(),
+                invalidation_pending_accepted: false,
                 pledgee: party(a),
                 county: crate::domain::region::CountyCode::parse(county).unwrap(),
                 secured_amount: crate::domain::money::Money::parse_positive("1").unwrap(),

@@ -1,6 +1,7 @@
 //! The risk columns of one pledge as of a date, in business time: a step function of the day,
-//! read from the pledge and everything recorded of its risk (its rights' states by `statusSince`
-//! and a court's freeze from its `from`, its default from `defaultedOn` to `resolvedOn`, its valuations by `valuedOn`, its claims by
+//! read from the pledge and everything recorded of its risk (its rights' states by `statusSince`,
+//! a court's freeze from its `from`, an invalidation from its filing, a fee from the day after its
+//! due date (`RightState::flag_days`), its default from `defaultedOn` to `resolvedOn`, its valuations by `valuedOn`, its claims by
 //! `filedOn` and a rejection's `decidedOn`, payments by `paidOn`).
 //!
 //! The ledger keeps as-of exposure as dated deltas (`asof`). Whatever event touches a pledge's
@@ -58,8 +59,7 @@ impl RiskInputs<'_> {
     /// Whether a right's state in effect on `day` says it lost force, is frozen or is held by
     /// another than the pledgor.
     fn flagged(&self, day: NaiveDate) -> bool {
-        let pledgor = &self.pledge.content.pledgor.credit_code;
-        self.rights.iter().any(|r| r.flag_on(pledgor, day).is_some())
+        self.rights.iter().any(|r| r.flag_on(&self.pledge.content, day).is_some())
     }
 
     /// The pledge's risk columns at the end of `day`.
@@ -117,7 +117,7 @@ impl RiskInputs<'_> {
         days.extend(p.release.as_ref().map(|r| r.released_on));
         for state in self.rights.iter().flat_map(|r| r.effective()).map(|s| &s.state) {
             days.push(state.status_since);
-            days.extend(state.freeze.as_ref().map(|f| f.from));
+            days.extend(state.flag_days());
         }
         if let Some(d) = self.default {
             days.push(d.content.defaulted_on);

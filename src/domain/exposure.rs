@@ -226,6 +226,8 @@ mod membership {
         let content = NewPledge {
             registration_number: None,
             pledgor: party("91330100716105852F"),
+            co_pledgors: Vec::new(),
+            invalidation_pending_accepted: false,
             pledgee: party(pledgee),
             county: CountyCode::parse(county).unwrap(),
             secured_amount: Money::parse_positive("1").unwrap(),

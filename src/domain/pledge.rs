@@ -17,6 +17,10 @@ use uuid::Uuid;
 /// and each right costs one index entry in the same atomic write.
 pub const RIGHTS_PER_PLEDGE_MAX: usize = 500;
 
+/// A right's co-owners are a handful (a university and its partners, a group's companies); the
+/// co-pledgors are searched on every check of a right's holders, so their number is bounded.
+pub const CO_PLEDGORS_MAX: usize = 19;
+
 /// Every change is kept inside the pledge record; this bounds the record's size.
 pub const CHANGES_PER_PLEDGE_MAX: usize = 200;
 
@@ -148,7 +152,15 @@ impl RegistrationNumber {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewPledge {
     pub registration_number: Option<RegistrationNumber>,
+    /// The debtor, who borrows under the pledge: the enterprise the statistics count and a
+    /// programme's cap per borrower follows.
     pub pledgor: Party,
+    /// The co-owners of the pledged rights who pledge with the debtor (a co-owned right is pledged
+    /// by all its owners); empty for most pledges and for every entry written before co-ownership.
+    pub co_pledgors: Vec<Party>,
+    /// Both parties accept pledging a right under an invalidation request (the registration
+    /// guides let such a pledge proceed when the parties consent).
+    pub invalidation_pending_accepted: bool,
     pub pledgee: Party,
     pub county: CountyCode,
     pub secured_amount: Money,
@@ -178,6 +190,8 @@ fn statutory_term_years(kind: RightKind, filing_year: u16) -> Option<i32> {
 pub struct PledgeDraft {
     pub registration_number: Option<RegistrationNumber>,
     pub pledgor: Party,
+    pub co_pledgors: Vec<Party>,
+    pub invalidation_pending_accepted: bool,
     pub pledgee: Party,
     pub county: CountyCode,
     pub secured_amount: Money,
@@ -195,6 +209,8 @@ impl From<NewPledge> for PledgeDraft {
         let NewPledge {
             registration_number,
             pledgor,
+            co_pledgors,
+            invalidation_pending_accepted,
             pledgee,
             county,
             secured_amount,
@@ -207,6 +223,8 @@ impl From<NewPledge> for PledgeDraft {
         PledgeDraft {
             registration_number,
             pledgor,
+            co_pledgors,
+            invalidation_pending_accepted,
             pledgee,
             county,
             secured_amount,
@@ -272,13 +290,48 @@ fn right_violations(
     term_exceeded.then_some(Refusal::TERM_EXCEEDS_RIGHT_EXPIRY)
 }
 
+/// The co-pledgors' violations: a bound on their number, none named twice or as the debtor, none
+/// the pledgee.
+fn pledgor_violations(pledgor: &Party, co_pledgors: &[Party], pledgee: &Party, violations: &mut Vec<FieldViolation>) {
+    if co_pledgors.len() > CO_PLEDGORS_MAX {
+        violations.push(FieldViolation::new("coPledgors", format!("at most {CO_PLEDGORS_MAX} co-pledgors per pledge")));
+        return;
+    }
+    let mut seen = std::collections::HashMap::with_capacity(co_pledgors.len());
+    for (i, party) in co_pledgors.iter().enumerate() {
+        let field = format!("coPledgors[{i}].creditCode");
+        if party.credit_code == pledgor.credit_code {
+            violations.push(FieldViolation::new(field, "the debtor (pledgor) is named once, as pledgor"));
+        } else if party.credit_code == pledgee.credit_code {
+            violations.push(FieldViolation::new(field, "the pledgee cannot be a pledgor"));
+        } else if let Some(first) = seen.insert(&party.credit_code, i) {
+            violations.push(FieldViolation::new(
+                field,
+                format!("{} is named twice (also coPledgors[{first}])", party.credit_code),
+            ));
+        }
+    }
+}
+
 impl NewPledge {
+    /// Every pledgor: the debtor first, then the co-pledgors.
+    pub fn pledgors(&self) -> impl Iterator<Item = &Party> {
+        std::iter::once(&self.pledgor).chain(&self.co_pledgors)
+    }
+
+    /// Whether `code` is one of the pledgors.
+    pub fn is_pledgor(&self, code: &CreditCode) -> bool {
+        self.pledgors().any(|p| p.credit_code == *code)
+    }
+
     /// Checks the rules that concern the content alone; `field` paths are relative to the pledge
     /// (`rights[0].expiresOn`), for the transport to prefix.
     pub fn new(draft: PledgeDraft) -> Result<NewPledge, LedgerError> {
         let PledgeDraft {
             registration_number,
             pledgor,
+            co_pledgors,
+            invalidation_pending_accepted,
             pledgee,
             county,
             secured_amount,
@@ -303,6 +356,7 @@ impl NewPledge {
         if pledgor.credit_code == pledgee.credit_code {
             violations.push(FieldViolation::new("pledgee.creditCode", "the pledgee cannot be the pledgor"));
         }
+        pledgor_violations(&pledgor, &co_pledgors, &pledgee, &mut violations);
         if let Some(refusal) = right_violations(&rights, (registered_on, debt_term_end), &mut violations) {
             reason = refusal;
         }
@@ -312,6 +366,8 @@ impl NewPledge {
         Ok(NewPledge {
             registration_number,
             pledgor,
+            co_pledgors,
+            invalidation_pending_accepted,
             pledgee,
             county,
             secured_amount,
@@ -574,6 +630,8 @@ mod tests {
         NewPledge::new(PledgeDraft {
             registration_number: None,
             pledgor: party("Pledgor", "91330100716105852F"),
+            co_pledgors: Vec::new(),
+            invalidation_pending_accepted: false,
             pledgee: party("Bank", "911100001000044477"),
             county: CountyCode::parse("330108").unwrap(),
             secured_amount: Money::parse_positive("100.00").unwrap(),

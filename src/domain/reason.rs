@@ -48,13 +48,24 @@ reasons! {
     /// when the date is left out): INVALID_ARGUMENT for a new pledge's own dates,
     /// FAILED_PRECONDITION when a right's record or a change says so (metadata `expiresOn`).
     TERM_EXCEEDS_RIGHT_EXPIRY => "INVALID_ARGUMENT",
-    /// The right's record names another holder than the pledgor (metadata `rightKind`,
+    /// The right's record names none of the pledgors as its holder (metadata `rightKind`,
     /// `rightNumber`).
     PLEDGOR_NOT_HOLDER => "FAILED_PRECONDITION",
+    /// The right is co-owned and some of the holders its record names are not among the pledge's
+    /// pledgors (`pledgor` and `coPledgors`): a co-owned right is pledged by all its owners
+    /// (metadata `missingCoOwners`: their credit codes, comma-separated).
+    CO_OWNER_MISSING => "FAILED_PRECONDITION",
     /// The right's record says it lapsed, was invalidated or expired (metadata `status`).
     RIGHT_NOT_IN_FORCE => "FAILED_PRECONDITION",
     /// A court froze the right (metadata `caseNumber`).
     RIGHT_FROZEN => "FAILED_PRECONDITION",
+    /// The right's record says an annual or renewal fee was unpaid on the registration date
+    /// (metadata `dueOn`, `graceEndsOn`): unpaid fees are a ground of refusal.
+    RIGHT_FEE_OVERDUE => "FAILED_PRECONDITION",
+    /// The right's record says an invalidation request was under examination on the registration
+    /// date and the registration does not say both parties accept it
+    /// (`invalidationPendingAccepted`; metadata `requestNumber`, `filedOn`).
+    RIGHT_INVALIDATION_PENDING => "FAILED_PRECONDITION",
     /// A right is in another active pledge (metadata `rightKind`, `rightNumber`; `pledgeId` only
     /// when the caller may read that pledge).
     RIGHT_ALREADY_PLEDGED => "FAILED_PRECONDITION",

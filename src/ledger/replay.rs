@@ -743,6 +743,8 @@ pub(crate) mod tests_support {
         let content = NewPledge::new(crate::domain::pledge::PledgeDraft {
             registration_number: None,
             pledgor: party("91330106MA2E00101C"),
+            co_pledgors: Vec::new(),
+            invalidation_pending_accepted: false,
             pledgee: party(pledgee),
             county: CountyCode::parse("330106").unwrap(),
             secured_amount: Money::parse_positive("100.00").unwrap(),

@@ -121,11 +121,10 @@ pub fn pledge_moved(tx: &mut Tx<'_>, before: &Pledge, after: &Pledge) -> Result<
 /// historical import is judged by its registration day, so a later status flags it).
 pub fn pledge_registered(tx: &mut Tx<'_>, pledge: &Pledge) -> Result<(), LedgerError> {
     let mut flags = Vec::new();
-    let pledgor = &pledge.content.pledgor.credit_code;
     for right in &pledge.content.rights {
         // Judged at registration by the state on its date; flagged by the state in force now.
         if let Some(record) = tx.get::<RightRecord>(&keys::right_record(&right.number))?
-            && let Some(flag) = record.flag_for(pledgor)
+            && let Some(flag) = record.flag_for(&pledge.content)
         {
             flags.push((right.number.clone(), flag));
         }
@@ -391,7 +390,7 @@ fn right_changed(tx: &mut Tx<'_>, record: RightRecord) -> Result<(), LedgerError
     let before = pledge_risk(tx, id)?;
     let mut after = before.clone();
     after.flags.retain(|(n, _)| *n != number);
-    if let Some(flag) = record.flag_for(&pledge.content.pledgor.credit_code) {
+    if let Some(flag) = record.flag_for(&pledge.content) {
         after.flags.push((number, flag));
     }
     move_pledge(tx, (&pledge, &before), (&pledge, &after))

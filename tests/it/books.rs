@@ -334,6 +334,7 @@ async fn the_public_register_shows_a_pledged_right_to_everyone_and_nothing_of_th
         registered_on: registered.registered_on.clone(),
         pledgor: registered.pledgor.clone(),
         pledgee: registered.pledgee.clone(),
+        co_pledgors: registered.co_pledgors.clone(),
     };
     // Another bank, an office of another province, the pledgee and the admin: the same answer,
     // whichever spelling of the number they give.

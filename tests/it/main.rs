@@ -25,6 +25,7 @@ mod limits;
 mod metrics;
 mod pg;
 mod pledges;
+mod registers;
 mod risk;
 mod service;
 mod standing;

@@ -598,7 +598,8 @@ impl KnownClaim {
 }
 
 /// The register as the test recorded it: each right's statuses (from, whether the status flags a
-/// pledge, the day a court's freeze starts).
+/// pledge from that day on, the day a proceeding starts to flag it: a court's freeze from its
+/// `from`, an invalidation request from its filing, a fee from the day after its due date).
 type Register = BTreeMap<String, Vec<(String, bool, Option<String>)>>;
 
 /// A day after every business date: the brute force of the columns now.
@@ -630,8 +631,8 @@ impl Columns {
         let in_effect = |number: &String| {
             register.get(number).and_then(|states| states.iter().rfind(|(since, ..)| since.as_str() <= day))
         };
-        let flags = |(_, lost, frozen_from): &(String, bool, Option<String>)| {
-            *lost || frozen_from.as_deref().is_some_and(|from| from <= day)
+        let flags = |(_, lost, flagged_from): &(String, bool, Option<String>)| {
+            *lost || flagged_from.as_deref().is_some_and(|from| from <= day)
         };
         if p.rights.iter().any(|r| in_effect(&r.number).is_some_and(flags)) {
             self.at_risk_fen += secured;
@@ -749,19 +750,47 @@ async fn record_statuses(
     days.dedup();
     let states = register.entry(number.clone()).or_default();
     for since in days {
-        let (status, frozen) = match rng.below(4) {
-            0 => (RightStatus::InForce, false),
-            1 => (RightStatus::Lapsed, false),
-            2 => (RightStatus::Invalidated, false),
-            _ => (RightStatus::InForce, true),
+        let mut state = right_state(number, &pledgor_code(p), RightStatus::InForce, None);
+        let s = state.state.as_mut().unwrap();
+        s.status_since = since.clone();
+        // A proceeding starts on a day of its own, before or after the state's status.
+        let from = later(rng, "2019-01-01", 365 * 8);
+        let day_after =
+            |d: &str| (chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap().succ_opt().unwrap()).to_string();
+        let (lost, flagged_from) = match rng.below(7) {
+            0 => (false, None),
+            1 | 2 => {
+                let status = if rng.below(2) == 0 { RightStatus::Lapsed } else { RightStatus::Invalidated };
+                s.status = status as i32;
+                (true, None)
+            }
+            3 => {
+                s.freeze = Some(Freeze { from: from.clone(), until: String::new(), ..freeze() });
+                (false, Some(from))
+            }
+            4 => {
+                s.invalidation =
+                    Some(InvalidationRequest { request_number: "4W112345".to_owned(), filed_on: from.clone() });
+                (false, Some(from))
+            }
+            5 => {
+                let due_on = from.min("2026-06-29".to_owned());
+                let grace_ends_on = day_after(&due_on);
+                s.fee_overdue = Some(FeeOverdue { due_on: due_on.clone(), grace_ends_on });
+                (false, Some(day_after(&due_on)))
+            }
+            // The register names a co-owner that is not among the pledgors: flagged NOT_HOLDER.
+            _ => {
+                s.co_holders = vec![CoHolder {
+                    name: "Co-owner".to_owned(),
+                    credit_code: credit_code(unique()),
+                    share_percent: String::new(),
+                }];
+                (true, None)
+            }
         };
-        // A court's freeze starts on a day of its own, before or after the state's status.
-        let freeze_from = frozen.then(|| later(rng, "2019-01-01", 365 * 8));
-        let court_order = freeze_from.clone().map(|from| Freeze { from, until: String::new(), ..freeze() });
-        let mut state = right_state(number, &pledgor_code(p), status, court_order);
-        state.state.as_mut().unwrap().status_since = since.clone();
         risk.record_right(state).await.unwrap();
-        states.push((since, status != RightStatus::InForce, freeze_from));
+        states.push((since, lost, flagged_from));
     }
 }
 

@@ -34,6 +34,7 @@ pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPle
         f.check("pledge.registrationNumber", RegistrationNumber::parse(&p.registration_number)).map(Some)
     };
     let pledgor = party(&mut f, "pledge.pledgor", p.pledgor.as_ref());
+    let co_pledgors = co_pledgors(&mut f, &p.co_pledgors);
     let pledgee = party(&mut f, "pledge.pledgee", p.pledgee.as_ref());
     let county = f.check("pledge.countyCode", CountyCode::parse(&p.county_code));
     let secured_amount = f.check("pledge.securedAmount", Money::parse_positive(&p.secured_amount));
@@ -66,8 +67,8 @@ pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPle
     else {
         return Err(unrecorded());
     };
-    let (Some(debt_term_start), Some(debt_term_end), Some(registered_on), Some(credit_line_id)) =
-        (debt_term_start, debt_term_end, registered_on, credit_line_id)
+    let (Some(debt_term_start), Some(debt_term_end), Some(registered_on), Some(credit_line_id), Some(co_pledgors)) =
+        (debt_term_start, debt_term_end, registered_on, credit_line_id, co_pledgors)
     else {
         return Err(unrecorded());
     };
@@ -75,6 +76,8 @@ pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPle
     let pledge = NewPledge::new(PledgeDraft {
         registration_number,
         pledgor,
+        co_pledgors,
+        invalidation_pending_accepted: p.invalidation_pending_accepted,
         pledgee,
         county,
         secured_amount,
@@ -86,6 +89,17 @@ pub fn registration(request: &pb::RegisterPledgeRequest) -> Result<(Uuid, NewPle
     })
     .map_err(|e| prefix_fields(e, "pledge."))?;
     Ok((request_id, pledge))
+}
+
+/// The co-pledgors, each parsed; bounded before parsing so a huge list is refused cheaply.
+fn co_pledgors(f: &mut Fields, list: &[pb::Party]) -> Option<Vec<Party>> {
+    if list.len() > pledge::CO_PLEDGORS_MAX {
+        f.fail("pledge.coPledgors", format!("at most {} co-pledgors per pledge", pledge::CO_PLEDGORS_MAX));
+        return None;
+    }
+    let parsed: Vec<Party> =
+        list.iter().enumerate().filter_map(|(i, p)| party(f, &format!("pledge.coPledgors[{i}]"), Some(p))).collect();
+    (parsed.len() == list.len()).then_some(parsed)
 }
 
 pub fn change_command(request: &pb::ChangePledgeRequest) -> Result<Command, LedgerError> {
@@ -229,6 +243,7 @@ pub fn right_lookup_to_pb(number: &RightNumber, active: Option<&Pledge>) -> pb::
         answer.registration_number = p.registration_number.as_str().to_owned();
         answer.registered_on = p.content.registered_on.to_string();
         answer.pledgor = Some(party_to_pb(&p.content.pledgor));
+        answer.co_pledgors = p.content.co_pledgors.iter().map(party_to_pb).collect();
         answer.pledgee = Some(party_to_pb(&p.content.pledgee));
     }
     answer
@@ -240,6 +255,8 @@ pub fn pledge_to_pb(p: &Pledge) -> pb::Pledge {
         id: p.id.to_string(),
         registration_number: p.registration_number.as_str().to_owned(),
         pledgor: Some(party_to_pb(&c.pledgor)),
+        co_pledgors: c.co_pledgors.iter().map(party_to_pb).collect(),
+        invalidation_pending_accepted: c.invalidation_pending_accepted,
         pledgee: Some(party_to_pb(&c.pledgee)),
         county_code: c.county.to_string(),
         secured_amount: c.secured_amount.to_string(),

@@ -6,7 +6,9 @@ use super::*;
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
 use crate::domain::programme::{Bp, Claim, ClaimStatus, NewProgramme, Programme, ProgrammeDraft, Tier};
-use crate::domain::right::{Freeze, RightRecord, RightState, RightStatus};
+use crate::domain::right::{
+    CO_HOLDERS_MAX, CoHolder, FeeOverdue, Freeze, InvalidationRequest, RightRecord, RightState, RightStatus,
+};
 use crate::domain::risk::{
     self, Method, NewDefault, NewResolution, NewValuation, PledgeDefault, Resolution, Valuation,
 };
@@ -84,6 +86,39 @@ fn freeze(f: &mut Fields, freeze: Option<&pb::Freeze>) -> Option<Option<Freeze>>
     Some(Some(Freeze { case_number: case_number?, court: court?, from: from?, until: until? }))
 }
 
+/// The co-holders, each parsed; bounded before parsing so a huge list is refused cheaply.
+fn co_holders(f: &mut Fields, list: &[pb::CoHolder]) -> Option<Vec<CoHolder>> {
+    if list.len() > CO_HOLDERS_MAX {
+        f.fail("state.coHolders", format!("at most {CO_HOLDERS_MAX} co-holders"));
+        return None;
+    }
+    let mut parsed = Vec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let path = format!("state.coHolders[{i}]");
+        let name = f.check(format!("{path}.name"), Name::parse(&c.name));
+        let credit_code = f.check(format!("{path}.creditCode"), CreditCode::parse(&c.credit_code));
+        let share = optional_percent(f, &format!("{path}.sharePercent"), &c.share_percent);
+        if let (Some(name), Some(credit_code), Some(share)) = (name, credit_code, share) {
+            parsed.push(CoHolder { party: Party { name, credit_code }, share });
+        }
+    }
+    (parsed.len() == list.len()).then_some(parsed)
+}
+
+fn invalidation(f: &mut Fields, request: Option<&pb::InvalidationRequest>) -> Option<Option<InvalidationRequest>> {
+    let Some(r) = request else { return Some(None) };
+    let request_number = f.check("state.invalidation.requestNumber", Name::parse(&r.request_number));
+    let filed_on = f.check("state.invalidation.filedOn", parse_date(&r.filed_on));
+    Some(Some(InvalidationRequest { request_number: request_number?, filed_on: filed_on? }))
+}
+
+fn fee_overdue(f: &mut Fields, fee: Option<&pb::FeeOverdue>) -> Option<Option<FeeOverdue>> {
+    let Some(fee) = fee else { return Some(None) };
+    let due_on = f.check("state.feeOverdue.dueOn", parse_date(&fee.due_on));
+    let grace_ends_on = f.check("state.feeOverdue.graceEndsOn", parse_date(&fee.grace_ends_on));
+    Some(Some(FeeOverdue { due_on: due_on?, grace_ends_on: grace_ends_on? }))
+}
+
 pub fn record_right(request: &pb::RecordRightRequest) -> Result<Command, LedgerError> {
     let mut f = Fields::default();
     let request_id = f.check("requestId", uuid(&request.request_id));
@@ -98,17 +133,36 @@ pub fn record_right(request: &pb::RecordRightRequest) -> Result<Command, LedgerE
     let freeze = freeze(&mut f, s.freeze.as_ref());
     let expires_on = optional_date(&mut f, "state.expiresOn", &s.expires_on);
     let note = f.check("state.note", Note::parse(&s.note));
+    let holder_share = optional_percent(&mut f, "state.holderSharePercent", &s.holder_share_percent);
+    let co_holders = co_holders(&mut f, &s.co_holders);
+    let invalidation = invalidation(&mut f, s.invalidation.as_ref());
+    let fee_overdue = fee_overdue(&mut f, s.fee_overdue.as_ref());
     f.finish()?;
     let (Some(request_id), Some(number), Some(holder), Some(status), Some(status_since)) =
         (request_id, number, holder, status, status_since)
     else {
         return Err(unrecorded());
     };
-    let (Some(freeze), Some(expires_on), Some(note)) = (freeze, expires_on, note) else {
+    let (Some(freeze), Some(expires_on), Some(note), Some(holder_share)) = (freeze, expires_on, note, holder_share)
+    else {
         return Err(unrecorded());
     };
-    let state = RightState::new(holder, status, status_since, freeze, expires_on, note)
-        .map_err(|e| prefix_fields(e, "state."))?;
+    let (Some(co_holders), Some(invalidation), Some(fee_overdue)) = (co_holders, invalidation, fee_overdue) else {
+        return Err(unrecorded());
+    };
+    let state = RightState::new(RightState {
+        holder,
+        holder_share,
+        co_holders,
+        status,
+        status_since,
+        freeze,
+        expires_on,
+        note,
+        invalidation,
+        fee_overdue,
+    })
+    .map_err(|e| prefix_fields(e, "state."))?;
     Ok(risk(request_id, RiskCommand::RecordRight { number, state }))
 }
 
@@ -164,6 +218,24 @@ fn right_state_to_pb(r: &crate::domain::right::Recorded) -> pb::RightState {
         }),
         expires_on: s.expires_on.map(|d| d.to_string()).unwrap_or_default(),
         note: s.note.to_string(),
+        holder_share_percent: s.holder_share.map(percent_to_string).unwrap_or_default(),
+        co_holders: s
+            .co_holders
+            .iter()
+            .map(|c| pb::CoHolder {
+                name: c.party.name.to_string(),
+                credit_code: c.party.credit_code.to_string(),
+                share_percent: c.share.map(percent_to_string).unwrap_or_default(),
+            })
+            .collect(),
+        invalidation: s.invalidation.as_ref().map(|i| pb::InvalidationRequest {
+            request_number: i.request_number.to_string(),
+            filed_on: i.filed_on.to_string(),
+        }),
+        fee_overdue: s
+            .fee_overdue
+            .as_ref()
+            .map(|x| pb::FeeOverdue { due_on: x.due_on.to_string(), grace_ends_on: x.grace_ends_on.to_string() }),
         recorded_by: r.by.to_string(),
         record_time: Some(timestamp(r.at)),
         withdrawal: r.withdrawn.as_ref().map(|w| pb::RightStateWithdrawal {

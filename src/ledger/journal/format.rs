@@ -23,7 +23,7 @@ use crate::domain::programme::{
     Bp, Claim, ClaimBasis, ClaimStatus, Compensation, Decision, NewProgramme, Payment, Programme, ProgrammeDraft, Tier,
 };
 use crate::domain::region::{CountyCode, Region};
-use crate::domain::right::{Freeze, RightState, RightStatus};
+use crate::domain::right::{CoHolder, FeeOverdue, Freeze, InvalidationRequest, RightState, RightStatus};
 use crate::domain::risk::{Method, NewDefault, NewResolution, NewValuation, Resolution, Valuation};
 use crate::domain::text::{Name, Note, Reason};
 use crate::ledger::principals::{CertificateBinding, PrincipalRecord};
@@ -217,6 +217,8 @@ fn new_pledge_to_pb(c: &NewPledge) -> pb::NewPledge {
     pb::NewPledge {
         registration_number: c.registration_number.as_ref().map(|n| n.as_str().to_owned()).unwrap_or_default(),
         pledgor: Some(party_to_pb(&c.pledgor)),
+        co_pledgors: c.co_pledgors.iter().map(party_to_pb).collect(),
+        invalidation_pending_accepted: c.invalidation_pending_accepted,
         pledgee: Some(party_to_pb(&c.pledgee)),
         county: c.county.region().code(),
         secured_amount_fen: fen(c.secured_amount),
@@ -321,6 +323,20 @@ fn right_state_to_pb(number: &RightNumber, s: &RightState) -> pb::RightState {
         }),
         expires_on_days: s.expires_on.map(days),
         note: s.note.to_string(),
+        holder_share_bp: s.holder_share.map(|b| u32::from(b.get())),
+        co_holders: s
+            .co_holders
+            .iter()
+            .map(|c| pb::CoHolder { party: Some(party_to_pb(&c.party)), share_bp: c.share.map(|b| u32::from(b.get())) })
+            .collect(),
+        invalidation: s.invalidation.as_ref().map(|i| pb::InvalidationRequest {
+            request_number: i.request_number.to_string(),
+            filed_on_days: days(i.filed_on),
+        }),
+        fee_overdue: s
+            .fee_overdue
+            .as_ref()
+            .map(|f| pb::FeeOverdue { due_on_days: days(f.due_on), grace_ends_on_days: days(f.grace_ends_on) }),
     }
 }
 
@@ -578,6 +594,12 @@ fn new_pledge_from_pb(c: Option<pb::NewPledge>) -> Result<NewPledge, String> {
             n => Some(field("registration_number", RegistrationNumber::parse_recorded(n))?),
         },
         pledgor: party_from_pb("pledgor", c.pledgor)?,
+        co_pledgors: c
+            .co_pledgors
+            .into_iter()
+            .map(|p| party_from_pb("co_pledgors", Some(p)))
+            .collect::<Result<_, _>>()?,
+        invalidation_pending_accepted: c.invalidation_pending_accepted,
         pledgee: party_from_pb("pledgee", c.pledgee)?,
         county: field("county", CountyCode::parse(&format!("{:06}", c.county)))?,
         secured_amount: money("secured_amount", c.secured_amount_fen)?,
@@ -643,14 +665,40 @@ fn right_state_from_pb(s: Option<pb::RightState>) -> Result<(RightNumber, RightS
             until: f.until_days.map(|d| date("freeze.until", d)).transpose()?,
         }),
     };
-    let state = RightState::new(
-        party_from_pb("holder", s.holder)?,
+    let share = |what: &str, value: Option<u32>| value.map(|v| bp(what, v)).transpose();
+    let co_holders = s
+        .co_holders
+        .into_iter()
+        .map(|c| {
+            Ok(CoHolder { party: party_from_pb("co_holders", c.party)?, share: share("co_holders.share", c.share_bp)? })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let invalidation = match s.invalidation {
+        None => None,
+        Some(i) => Some(InvalidationRequest {
+            request_number: field("invalidation.request_number", Name::parse(&i.request_number))?,
+            filed_on: date("invalidation.filed_on", i.filed_on_days)?,
+        }),
+    };
+    let fee_overdue = match s.fee_overdue {
+        None => None,
+        Some(f) => Some(FeeOverdue {
+            due_on: date("fee_overdue.due_on", f.due_on_days)?,
+            grace_ends_on: date("fee_overdue.grace_ends_on", f.grace_ends_on_days)?,
+        }),
+    };
+    let state = RightState::new(RightState {
+        holder: party_from_pb("holder", s.holder)?,
+        holder_share: share("holder_share", s.holder_share_bp)?,
+        co_holders,
         status,
-        date("status_since", s.status_since_days)?,
+        status_since: date("status_since", s.status_since_days)?,
         freeze,
-        s.expires_on_days.map(|d| date("expires_on", d)).transpose()?,
-        field("note", Note::parse(&s.note))?,
-    )
+        expires_on: s.expires_on_days.map(|d| date("expires_on", d)).transpose()?,
+        note: field("note", Note::parse(&s.note))?,
+        invalidation,
+        fee_overdue,
+    })
     .map_err(|e| e.to_string())?;
     Ok((number, state))
 }

@@ -389,6 +389,8 @@ impl V0NewPledge {
         Ok(NewPledge {
             registration_number,
             pledgor: pledgor.into_domain(),
+            co_pledgors: Vec::new(),
+            invalidation_pending_accepted: false,
             pledgee: pledgee.into_domain(),
             county: county.into_domain()?,
             secured_amount,
@@ -404,6 +406,8 @@ impl V0NewPledge {
         let NewPledge {
             registration_number,
             pledgor,
+            co_pledgors,
+            invalidation_pending_accepted,
             pledgee,
             county,
             secured_amount,
@@ -413,6 +417,10 @@ impl V0NewPledge {
             rights,
             credit_line_id,
         } = pledge;
+        // Version 0 had one pledgor and no consent to a pending invalidation.
+        if !co_pledgors.is_empty() || *invalidation_pending_accepted {
+            return None;
+        }
         Some(V0NewPledge {
             registration_number: registration_number.clone(),
             pledgor: V0Party::of(pledgor),
