@@ -230,6 +230,32 @@ call_as "$office" -d '{"regionCode": "440100"}' "http://$addr/ipledger.v1.Exposu
 # The lift is dated (statusSince 2026-11-18): the freeze stays in the past.
 asof_columns 2026-06-30 | grep -x >/dev/null "4800000.00 4800000.00 3600000.00 12000000.00 0.00 1500000000.00 1500000000.00"
 
+# Co-owned rights, an invalidation under examination, a fee overdue (docs/risk.md, in its order):
+# each refusal's ErrorInfo reason (the detail's first field), and what the registrations answer.
+refused_with() {
+  local reason=$1 out
+  shift
+  if out=$(call "$@" 2>&1); then
+    echo "accepted: $*"
+    false
+  fi
+  # buf curl prints the detail's bytes in base64 without padding.
+  echo "$out" | python3 -c 'import base64, json, sys; s = json.load(sys.stdin)["details"][0]["value"]; v = base64.b64decode(s + "=" * (-len(s) % 4)); print(v[2:2 + v[1]].decode())' \
+    | grep -x >/dev/null "$reason"
+}
+pledges="http://$addr/ipledger.v1.PledgeService"
+call -d @tests/examples/registers-right-coowned.json "$risk/RecordRight" \
+  | json 'd["state"]["holderSharePercent"], d["state"]["coHolders"][0]["sharePercent"]' | grep -x >/dev/null "60 40"
+refused_with CO_OWNER_MISSING -d @tests/examples/registers-pledge-alone.json "$pledges/RegisterPledge"
+call -d @tests/examples/registers-pledge-coowned.json "$pledges/RegisterPledge" \
+  | json 'd["coPledgors"][0]["creditCode"], d.get("atRisk", False)' | grep -x >/dev/null "91330100716105852F False"
+call -d @tests/examples/registers-right-invalidation.json "$risk/RecordRight" | json 'd["risk"]' | grep -x >/dev/null INVALIDATION_PENDING
+refused_with RIGHT_INVALIDATION_PENDING -d @tests/examples/registers-pledge-invalidation.json "$pledges/RegisterPledge"
+call -d @tests/examples/registers-pledge-invalidation-accepted.json "$pledges/RegisterPledge" \
+  | json '[f["reason"] for f in d["riskFlags"]]' | grep -x >/dev/null "\['INVALIDATION_PENDING'\]"
+call -d @tests/examples/registers-right-fee.json "$risk/RecordRight" | json 'd["risk"]' | grep -x >/dev/null FEE_OVERDUE
+refused_with RIGHT_FEE_OVERDUE -d @tests/examples/registers-pledge-fee.json "$pledges/RegisterPledge"
+
 # Signed history: the signed head and a proof of the last write, then a signed dump restored
 # under the server's key into a new directory, which verifies.
 head=$(call -d '{}' "http://$addr/ipledger.v1.JournalService/GetSignedHead")

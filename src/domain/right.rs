@@ -152,7 +152,7 @@ fn holder_violations(state: &RightState, violations: &mut Vec<FieldViolation>) {
             "holderSharePercent",
             "give every holder's share or none (the register gives shares for all co-owners)",
         ));
-    } else if shares.iter().any(|s| *s == Some(Bp::ZERO)) {
+    } else if shares.contains(&Some(Bp::ZERO)) {
         violations.push(FieldViolation::new("holderSharePercent", "every share must be positive"));
     } else {
         let total: u32 = shares.iter().flatten().map(|s| u32::from(s.get())).sum();
@@ -489,9 +489,8 @@ impl RightRecord {
                 refused(
                     Reason::CO_OWNER_MISSING,
                     format!(
-                        "{} is co-owned: every co-owner must pledge it, and {} of its holders are not pledgors: {}",
+                        "{} is co-owned and every co-owner must pledge it; not among the pledgors: {}",
                         self.number,
-                        missing.len(),
                         codes.join(", ")
                     ),
                 )

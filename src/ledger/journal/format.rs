@@ -997,4 +997,44 @@ mod tests {
         *bytes.last_mut().unwrap() ^= 1;
         assert!(Stored { bytes, ..stored }.decode().is_err());
     }
+
+    #[test]
+    fn co_owners_and_the_states_before_a_lapse_round_trip_and_an_older_state_reads_without_them() {
+        let party = |code: &str| Party {
+            name: Name::parse("某某科技有限公司").unwrap(),
+            credit_code: CreditCode::parse(code).unwrap(),
+        };
+        let day = |d: &str| crate::domain::text::parse_date(d).unwrap();
+        let state = RightState {
+            holder: party("91440106MA59C3K2XE"),
+            holder_share: Some(Bp::new(6000).unwrap()),
+            co_holders: vec![CoHolder { party: party("91330100716105852F"), share: Some(Bp::new(4000).unwrap()) }],
+            status: RightStatus::InForce,
+            status_since: day("2025-02-14"),
+            freeze: None,
+            expires_on: None,
+            note: Note::parse("").unwrap(),
+            invalidation: Some(InvalidationRequest {
+                request_number: Name::parse("4W115678").unwrap(),
+                filed_on: day("2026-10-12"),
+            }),
+            fee_overdue: Some(FeeOverdue { due_on: day("2026-10-31"), grace_ends_on: day("2027-04-30") }),
+        };
+        let number = RightNumber::parse("ZL202310567891.8", RightKind::InventionPatent).unwrap();
+        let name = PrincipalName::parse("office").unwrap();
+        let event = Event::RightRecorded { number: number.clone(), state: state.clone() };
+        let (entry, stored) = seal(1, [0; 32], 42, &name, None, event);
+        assert_eq!(stored.decode().unwrap(), entry);
+        // The same state as an entry before issue 25 wrote it: one holder, nothing else.
+        let older = RightState {
+            holder_share: None,
+            co_holders: Vec::new(),
+            invalidation: None,
+            fee_overdue: None,
+            ..state.clone()
+        };
+        let mut pb = right_state_to_pb(&number, &state);
+        (pb.holder_share_bp, pb.co_holders, pb.invalidation, pb.fee_overdue) = (None, Vec::new(), None, None);
+        assert_eq!(right_state_from_pb(Some(pb)).unwrap(), (number, older));
+    }
 }
