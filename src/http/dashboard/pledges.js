@@ -155,6 +155,8 @@ function pledgeParticulars(pledge, prefix) {
     [
       ['registrationNumber', pledge.registrationNumber],
       ['pledgor', partyValue(pledge.pledgor)],
+      // A co-owned right is pledged by every owner: the notice names each (共同出质人).
+      ...(pledge.coPledgors || []).map((party) => ['coPledgor', partyValue(party)]),
       ['pledgee', partyValue(pledge.pledgee)],
       ['principalAmount', wanAndYuan(pledge.securedAmount)],
       ['debtTerm', t('termRange', { from: formatDate(pledge.debtTermStart), to: formatDate(pledge.debtTermEnd) })],
