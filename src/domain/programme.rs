@@ -523,7 +523,7 @@ impl Programme {
                 return Err(LedgerError::refused(
                     Reason::LOAN_CAP_REACHED,
                     format!(
-                        "programme {} pays at most {cap} for one loan, and its claims on this one have {}",
+                        "programme {} pays at most {cap} for one loan, and its claims on this one come to {}",
                         self.id, basis.loan_fund_before
                     ),
                 )
@@ -551,7 +551,7 @@ impl Programme {
                 Reason::BORROWER_CAP_REACHED,
                 format!(
                     "programme {} pays at most {cap} a year for one borrower's loans, and its {year} claims on \
-                     this borrower's have {}",
+                     this borrower's loans come to {}",
                     self.id, basis.borrower_fund_this_year
                 ),
             )

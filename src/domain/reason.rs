@@ -116,7 +116,7 @@ reasons! {
     STOP_LINE_REACHED => "FAILED_PRECONDITION",
     /// Nothing is left of the programme's budget for the claim's year (metadata `year`,
     /// `budgetPerYear`, `committed`); with something left, the claim is filed and capped
-    /// (`cappedByBudget`).
+    /// (`cappedByBudget`, `cappedBy` `BUDGET`).
     BUDGET_EXHAUSTED => "FAILED_PRECONDITION",
     /// The programme's cap per loan is used up by the fund parts of the pledge's claims under it
     /// not rejected (metadata `capPerLoan`, `fundOnLoan`); with something left, the claim is filed
