@@ -1995,7 +1995,7 @@ mod tests {
     /// The split as a brute-force model computes it: every part the largest amount in fen whose
     /// share rule holds, searched one fen at a time, and the fund's part the largest that no
     /// limit forbids; or the refusal of the first limit with nothing left.
-    fn model(p: &Programme, b: &ClaimBasis) -> Result<[i128; 5], &'static str> {
+    fn model(p: &Programme, b: &ClaimBasis) -> Result<([i128; 5], Option<FundCap>), &'static str> {
         let c = &p.content;
         let loss = b.loss.fen();
         // The largest x with x / loss <= share: x * 10000 <= loss * share.
@@ -2018,9 +2018,13 @@ mod tests {
         let allowed =
             |f: i128| loan_left.is_none_or(|l| f <= l) && borrower_left.is_none_or(|l| f <= l) && f <= budget_left;
         let fund = (0..=owed).rev().find(|f| allowed(*f)).unwrap();
+        // The limits at the fund's part, when it is below what is owed: the widest is named.
+        let binding =
+            [(FundCap::Budget, Some(budget_left)), (FundCap::BorrowerYear, borrower_left), (FundCap::Loan, loan_left)];
+        let capped_by = binding.into_iter().find(|(_, left)| fund < owed && *left == Some(fund)).map(|(cap, _)| cap);
         let others = [c.insurer_share, c.guarantor_share, c.valuer_share].map(floor_share);
         let bank = loss - fund - others.iter().sum::<i128>();
-        Ok([fund, others[0], others[1], others[2], bank])
+        Ok(([fund, others[0], others[1], others[2], bank], capped_by))
     }
 
     fn programme_strategy() -> impl Strategy<Value = Programme> {
@@ -2086,8 +2090,10 @@ mod tests {
                 let expected = model(&p, &basis);
                 let got = book.file(&p, f);
                 match (&got, expected) {
-                    (Ok(c), Ok(parts)) => {
+                    (Ok(c), Ok((parts, capped_by))) => {
                         prop_assert_eq!([c.fund, c.insurer, c.guarantor, c.valuer, c.bank].map(Money::fen), parts);
+                        prop_assert_eq!(c.capped_by, capped_by);
+                        prop_assert_eq!(c.capped_by_budget, capped_by == Some(FundCap::Budget));
                         prop_assert_eq!(parts.iter().sum::<i128>(), f.loss.fen());
                     }
                     (Err(e), Err(reason)) => prop_assert_eq!(e.reason(), reason),
