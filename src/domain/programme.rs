@@ -448,14 +448,15 @@ impl Programme {
         Money::from_fen((self.budget_in(year).fen() - committed_fen).max(0)).unwrap_or(Money::ZERO)
     }
 
-    /// How the fund, insurer, guarantor and bank share `basis.loss`, or why the programme does not
+    /// How the fund, insurer, guarantor, valuer and bank share `basis.loss`, or why the programme does not
     /// compensate it.
     pub fn compensate(&self, basis: &ClaimBasis) -> Result<Compensation, LedgerError> {
         self.compensate_under(basis, ClaimRules::Current)
     }
 
     /// `compensate`, under `rules`: the programme covers the loan (`covering_tier`), the loss is
-    /// one it can compensate, the bank's stop line and the year's budget allow it; then the split.
+    /// one it can compensate, the bank's stop line, the caps and the year's budget allow it; then the
+    /// split.
     pub fn compensate_under(&self, basis: &ClaimBasis, rules: ClaimRules) -> Result<Compensation, LedgerError> {
         let tier = self.covering_tier(basis, rules)?;
         if basis.loss.is_zero() {
