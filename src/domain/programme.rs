@@ -448,8 +448,8 @@ impl Programme {
         Money::from_fen((self.budget_in(year).fen() - committed_fen).max(0)).unwrap_or(Money::ZERO)
     }
 
-    /// How the fund, insurer, guarantor, valuer and bank share `basis.loss`, or why the programme does not
-    /// compensate it.
+    /// How the fund, insurer, guarantor, valuer and bank share `basis.loss`, or why the programme
+    /// does not compensate it.
     pub fn compensate(&self, basis: &ClaimBasis) -> Result<Compensation, LedgerError> {
         self.compensate_under(basis, ClaimRules::Current)
     }
