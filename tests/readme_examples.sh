@@ -256,6 +256,36 @@ call -d @tests/examples/registers-pledge-invalidation-accepted.json "$pledges/Re
 call -d @tests/examples/registers-right-fee.json "$risk/RecordRight" | json 'd["risk"]' | grep -x >/dev/null FEE_OVERDUE
 refused_with RIGHT_FEE_OVERDUE -d @tests/examples/registers-pledge-fee.json "$pledges/RegisterPledge"
 
+# Caps and shared losses (docs/risk.md, "Caps and shared losses, step by step"): Guangzhou 2023's
+# caps on one borrower's loans, then Guangzhou's "5311" on an odd-fen loss.
+rid() { python3 -c 'import uuid; print(uuid.uuid4())'; }
+fill() { sed "s/REQUEST_ID/$(rid)/; s/PLEDGE_ID/${loan_id:-}/; s/PROGRAMME_ID/${scheme:-}/; s/TRADEMARK_NUMBER/$tm/; s/LOAN_AMOUNT/$loan/; s/LOSS_AMOUNT/$loss/" "$1"; }
+lose() {
+  loan=$1 loss=$2 tm=$3
+  loan_id=$(fill tests/examples/caps-register.json | call -d @- "http://$addr/ipledger.v1.PledgeService/RegisterPledge" | json 'd["id"]')
+  fill tests/examples/caps-default.json | call_as "$gzbank" -d @- "$risk/RecordDefault" >/dev/null
+}
+split() { json 'd["fundAmount"], d["insurerAmount"], d["valuerAmount"], d["bankAmount"], d.get("cappedBy", "-"), d["borrowerFundBefore"]'; }
+scheme=$(call_as "$office" -d @tests/examples/caps-programme.json "$risk/CreateProgramme" | json 'd["id"]')
+lose 30000000.00 30000000.00 51000001
+fill tests/examples/caps-claim.json | call_as "$gzbank" -d @- "$risk/FileClaim" | split \
+  | grep -x >/dev/null "10000000.00 0.00 0.00 20000000.00 LOAN_CAP 0.00"
+lose 30000000.00 30000000.00 51000002
+fill tests/examples/caps-claim.json | call_as "$gzbank" -d @- "$risk/FileClaim" | split \
+  | grep -x >/dev/null "10000000.00 0.00 0.00 20000000.00 BORROWER_YEAR_CAP 10000000.00"
+lose 4000000.00 1000000.00 51000003
+if out=$(fill tests/examples/caps-claim.json | call_as "$gzbank" -d @- "$risk/FileClaim" 2>&1); then
+  echo "a third loan of the borrower's year was compensated: $out"
+  false
+fi
+# buf curl shows the ErrorInfo (reason BORROWER_CAP_REACHED) encoded: its code and message tell.
+echo "$out" | grep >/dev/null failed_precondition
+echo "$out" | grep >/dev/null "pays at most 20000000.00 a year for one borrower's loans"
+scheme=$(call_as "$office" -d @tests/examples/shared-loss-programme.json "$risk/CreateProgramme" | json 'd["id"]')
+lose 5000000.00 1234567.89 51000004
+fill tests/examples/caps-claim.json | call_as "$gzbank" -d @- "$risk/FileClaim" | split \
+  | grep -x >/dev/null "617283.94 370370.36 123456.78 123456.81 - 0.00"
+
 # Signed history: the signed head and a proof of the last write, then a signed dump restored
 # under the server's key into a new directory, which verifies.
 head=$(call -d '{}' "http://$addr/ipledger.v1.JournalService/GetSignedHead")

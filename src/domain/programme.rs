@@ -3,9 +3,12 @@
 //! Chinese cities and provinces run public funds that compensate part of a bank's principal loss on
 //! a defaulted IP-pledge loan (Guangzhou 2025: 40% of the loss for loans up to 5 M yuan, 30% up to
 //! 15 M, 20% up to 30 M, within a yearly budget, and no more for a bank whose yearly losses pass 3%
-//! of its yearly lending). Some share the loss with an insurer or a guarantor as well. These are the
-//! pure rules: what a programme may hold, how a loss is split, and the life of a claim. The ledger
-//! computes a claim's `ClaimBasis` from its state; nothing here reads it.
+//! of its yearly lending). Some share the loss with an insurer, a guarantor or a valuer as well
+//! (Guangzhou's "5311": fund 50%, insurer or guarantor 30, valuer 10, bank 10), and some cap the
+//! fund's part per loan and per borrower a year beside the yearly budget (Guangzhou 2023: at most
+//! 10 M yuan a loan, 20 M a borrower a year, 50 M a year). These are the pure rules: what a
+//! programme may hold, how a loss is split, and the life of a claim. The ledger computes a claim's
+//! `ClaimBasis` from its state; nothing here reads it.
 //!
 //! All shares are basis points and all amounts fen, so every split is exact; every part is rounded
 //! down, because a public fund never pays more than its rule, and the bank bears the remainder, so
@@ -109,6 +112,14 @@ pub struct NewProgramme {
     pub insurer_share: Bp,
     /// Of the loss, borne by a guarantor (0: none).
     pub guarantor_share: Bp,
+    /// Of the loss, borne by the valuer that appraised the rights (0: none).
+    pub valuer_share: Bp,
+    /// The most the fund pays for one loan (pledge), across its claims not rejected; `None`: only
+    /// the budget bounds it.
+    pub cap_per_loan: Option<Money>,
+    /// The most the fund pays in one budget year for the loans of one borrower (the pledgor);
+    /// `None`: no such cap.
+    pub cap_per_borrower_per_year: Option<Money>,
     /// A bank's yearly losses under the programme over its yearly lending in the region, above
     /// which the fund stops compensating it; `None`: no stop line.
     pub stop_line: Option<Bp>,
@@ -130,16 +141,34 @@ pub struct ProgrammeDraft {
     pub tiers: Vec<Tier>,
     pub insurer_share: Bp,
     pub guarantor_share: Bp,
+    pub valuer_share: Bp,
+    pub cap_per_loan: Option<Money>,
+    pub cap_per_borrower_per_year: Option<Money>,
     pub stop_line: Option<Bp>,
     pub eligible_banks: Vec<CreditCode>,
     pub valid_from: NaiveDate,
     pub valid_to: NaiveDate,
 }
 
-/// The tiers' violations: each above the last, each fund share positive and, with the insurer's
-/// and the guarantor's (`others`, checked once by the caller), within the loss.
-fn tier_violations(tiers: &[Tier], (insurer_share, guarantor_share): (Bp, Bp), violations: &mut Vec<FieldViolation>) {
-    let others = insurer_share.get() + guarantor_share.get();
+/// The shares of the loss borne beside the fund's: the insurer's, the guarantor's and the valuer's.
+#[derive(Debug, Clone, Copy)]
+struct OtherShares {
+    insurer: Bp,
+    guarantor: Bp,
+    valuer: Bp,
+}
+
+impl OtherShares {
+    fn sum_bp(self) -> u16 {
+        self.insurer.get() + self.guarantor.get() + self.valuer.get()
+    }
+}
+
+/// The tiers' violations: each above the last, each fund share positive and, with the insurer's,
+/// the guarantor's and the valuer's (`others`, checked once by the caller), within the loss.
+fn tier_violations(tiers: &[Tier], shares: OtherShares, violations: &mut Vec<FieldViolation>) {
+    let others = shares.sum_bp();
+    let OtherShares { insurer: insurer_share, guarantor: guarantor_share, valuer: valuer_share } = shares;
     for (i, tier) in tiers.iter().enumerate() {
         if tier.loan_up_to.is_zero() {
             violations.push(FieldViolation::new(format!("tiers[{i}].loanUpTo"), "must be positive"));
@@ -159,7 +188,7 @@ fn tier_violations(tiers: &[Tier], (insurer_share, guarantor_share): (Bp, Bp), v
                 format!("tiers[{i}].fundSharePercent"),
                 format!(
                     "the shares of tier {i} add up to more than the loss: fund {}, insurer {insurer_share}, \
-                     guarantor {guarantor_share}",
+                     guarantor {guarantor_share}, valuer {valuer_share}",
                     tier.fund_share
                 ),
             ));
@@ -187,6 +216,41 @@ fn bank_violations(eligible_banks: &[CreditCode], violations: &mut Vec<FieldViol
     }
 }
 
+/// The caps' violations: each positive when set, and the cap per loan not above the cap per
+/// borrower and year, which is not above the yearly budget. A larger cap than the one it sits
+/// inside could never bind (a loan's claims under a programme are one borrower's, of one year; a
+/// borrower's year is part of the budget's), so it can only be a mistake in the measure's figures;
+/// the published measures nest them (Guangzhou 2023: 10 M ≤ 20 M ≤ 50 M).
+fn cap_violations(
+    (per_loan, per_borrower): (Option<Money>, Option<Money>),
+    budget_per_year: Money,
+    violations: &mut Vec<FieldViolation>,
+) {
+    for (field, cap) in [("capPerLoan", per_loan), ("capPerBorrowerPerYear", per_borrower)] {
+        if cap.is_some_and(Money::is_zero) {
+            violations.push(FieldViolation::new(field, "must be positive; leave it unset for no cap"));
+        }
+    }
+    if let (Some(loan), Some(borrower)) = (per_loan, per_borrower)
+        && loan > borrower
+    {
+        violations.push(FieldViolation::new(
+            "capPerLoan",
+            format!("must not be above capPerBorrowerPerYear {borrower}: a loan is one borrower's"),
+        ));
+    }
+    let widest = per_borrower.or(per_loan).filter(|_| !budget_per_year.is_zero());
+    if let Some(cap) = widest
+        && cap > budget_per_year
+    {
+        let field = if per_borrower.is_some() { "capPerBorrowerPerYear" } else { "capPerLoan" };
+        violations.push(FieldViolation::new(
+            field,
+            format!("must not be above budgetPerYear {budget_per_year}: the budget bounds every year's claims"),
+        ));
+    }
+}
+
 impl NewProgramme {
     /// Checks the rules that concern the content alone and collects every violation; `field`
     /// paths are relative to the programme (`tiers[1].loanUpTo`), for the transport to prefix.
@@ -198,6 +262,9 @@ impl NewProgramme {
             tiers,
             insurer_share,
             guarantor_share,
+            valuer_share,
+            cap_per_loan,
+            cap_per_borrower_per_year,
             stop_line,
             eligible_banks,
             valid_from,
@@ -222,7 +289,18 @@ impl NewProgramme {
                 ),
             ));
         }
-        tier_violations(&tiers, (insurer_share, guarantor_share), &mut violations);
+        let shares = OtherShares { insurer: insurer_share, guarantor: guarantor_share, valuer: valuer_share };
+        if insurer_share.get() + guarantor_share.get() <= BP_WHOLE && shares.sum_bp() > BP_WHOLE {
+            violations.push(FieldViolation::new(
+                "valuerSharePercent",
+                format!(
+                    "insurerShare {insurer_share}, guarantorShare {guarantor_share} and valuerShare {valuer_share} add \
+                     up to more than the loss"
+                ),
+            ));
+        }
+        tier_violations(&tiers, shares, &mut violations);
+        cap_violations((cap_per_loan, cap_per_borrower_per_year), budget_per_year, &mut violations);
         if stop_line == Some(Bp::ZERO) {
             // A zero line would refuse every claim; a programme without one leaves it unset.
             violations
@@ -242,6 +320,9 @@ impl NewProgramme {
             tiers,
             insurer_share,
             guarantor_share,
+            valuer_share,
+            cap_per_loan,
+            cap_per_borrower_per_year,
             stop_line,
             eligible_banks,
             valid_from,
@@ -302,20 +383,56 @@ pub struct ClaimBasis {
     /// Fund parts of the pledge's other claims not rejected (under other programmes, nested or
     /// overlapping): one loss is compensated once, so this claim only tops them up to its rule.
     pub compensated_elsewhere: Money,
+    /// Fund parts of the pledge's claims under this programme not rejected (against its cap per
+    /// loan). The ledger fills it only for a programme with that cap (zero otherwise, so that a
+    /// claim decided before caps existed is decided the same); with one claim per pledge and
+    /// programme (`CLAIM_EXISTS`) it is zero there, and the cap bounds that one claim.
+    pub loan_fund_before: Money,
+    /// Fund parts of the programme's claims filed that year on the loans of this pledge's pledgor,
+    /// not rejected (against its cap per borrower and year); filled only for a programme with
+    /// that cap, as `loan_fund_before`.
+    pub borrower_fund_this_year: Money,
 }
 
-/// How a loss is split; `fund + insurer + guarantor + bank == loss` always.
+/// Which limit lowered the fund's part below what its rule owes (after the pledge's other
+/// claims), in the order they are applied: the cap per loan, the borrower's cap for the year, the
+/// year's budget. When two bind at the same amount, the later (wider) is named: it is the one now
+/// used up for the claims that share it (a borrower's second loan capped at both the loan's 10 M
+/// and the 10 M left of the borrower's year names the borrower's year, which is now spent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FundCap {
+    Loan,
+    BorrowerYear,
+    Budget,
+}
+
+impl FundCap {
+    /// The API's name (`LOAN_CAP`, `BORROWER_YEAR_CAP`, `BUDGET`).
+    pub fn api_name(self) -> &'static str {
+        match self {
+            FundCap::Loan => "LOAN_CAP",
+            FundCap::BorrowerYear => "BORROWER_YEAR_CAP",
+            FundCap::Budget => "BUDGET",
+        }
+    }
+}
+
+/// How a loss is split; `fund + insurer + guarantor + valuer + bank == loss` always.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Compensation {
-    /// The share of the tier that applied (before any budget cap).
+    /// The share of the tier that applied (before any cap).
     pub fund_share: Bp,
     pub fund: Money,
     pub insurer: Money,
     pub guarantor: Money,
+    pub valuer: Money,
     pub bank: Money,
     /// The fund paid less than it owed (its share, less what the pledge's other claims
-    /// compensate) because the year's budget ran out.
+    /// compensate) because the year's budget ran out: `capped_by == Some(FundCap::Budget)`, kept
+    /// for the clients and entries from before the caps.
     pub capped_by_budget: bool,
+    /// The limit that lowered the fund's part, if one did.
+    pub capped_by: Option<FundCap>,
 }
 
 impl Programme {
@@ -331,14 +448,15 @@ impl Programme {
         Money::from_fen((self.budget_in(year).fen() - committed_fen).max(0)).unwrap_or(Money::ZERO)
     }
 
-    /// How the fund, insurer, guarantor and bank share `basis.loss`, or why the programme does not
-    /// compensate it.
+    /// How the fund, insurer, guarantor, valuer and bank share `basis.loss`, or why the programme
+    /// does not compensate it.
     pub fn compensate(&self, basis: &ClaimBasis) -> Result<Compensation, LedgerError> {
         self.compensate_under(basis, ClaimRules::Current)
     }
 
     /// `compensate`, under `rules`: the programme covers the loan (`covering_tier`), the loss is
-    /// one it can compensate, the bank's stop line and the year's budget allow it; then the split.
+    /// one it can compensate, the bank's stop line, the caps and the year's budget allow it; then the
+    /// split.
     pub fn compensate_under(&self, basis: &ClaimBasis, rules: ClaimRules) -> Result<Compensation, LedgerError> {
         let tier = self.covering_tier(basis, rules)?;
         if basis.loss.is_zero() {
@@ -353,20 +471,97 @@ impl Programme {
             .with("loanAmount", basis.loan_amount));
         }
         self.check_stop_line(basis, rules)?;
-        let available_fen = self.available_fen(basis)?;
+        let limits = self.limits_left(basis, rules)?;
         // One loss, one compensation: the pledge's other claims count against this one's rule, so
         // the fund parts of all its claims add up to the most generous rule's part at most.
         let by_rule = tier.fund_share.of_floor(basis.loss);
         let owed = by_rule.checked_sub(basis.compensated_elsewhere).unwrap_or(Money::ZERO);
-        let fund = owed.min(Money::from_fen(available_fen).expect("positive and at most the budget"));
-        let insurer = self.content.insurer_share.of_floor(basis.loss);
-        let guarantor = self.content.guarantor_share.of_floor(basis.loss);
+        // The lowest limit below what is owed binds; of equal ones, the wider (`FundCap`).
+        let mut fund = owed;
+        let mut capped_by = None;
+        for (cap, left) in limits {
+            if left < owed && left <= fund {
+                fund = left;
+                capped_by = Some(cap);
+            }
+        }
+        let c = &self.content;
+        // Before the caps there was no valuer either: an old claim splits as it did.
+        let valuer_share = if rules == ClaimRules::Current { c.valuer_share } else { Bp::ZERO };
+        let insurer = c.insurer_share.of_floor(basis.loss);
+        let guarantor = c.guarantor_share.of_floor(basis.loss);
+        let valuer = valuer_share.of_floor(basis.loss);
         // The shares add up to at most 10000 bp and each part is rounded down, so the bank's part
         // is never negative.
-        let bank = Money::from_fen(basis.loss.fen() - fund.fen() - insurer.fen() - guarantor.fen())
+        let others_fen = insurer.fen() + guarantor.fen() + valuer.fen();
+        let bank = Money::from_fen(basis.loss.fen() - fund.fen() - others_fen)
             .expect("invariant: the parts of a loss are at most the loss");
-        assert_eq!(fund.fen() + insurer.fen() + guarantor.fen() + bank.fen(), basis.loss.fen());
-        Ok(Compensation { fund_share: tier.fund_share, fund, insurer, guarantor, bank, capped_by_budget: fund < owed })
+        assert_eq!(fund.fen() + others_fen + bank.fen(), basis.loss.fen());
+        assert!(fund <= owed && fund <= by_rule);
+        let capped_by_budget = capped_by == Some(FundCap::Budget);
+        Ok(Compensation {
+            fund_share: tier.fund_share,
+            fund,
+            insurer,
+            guarantor,
+            valuer,
+            bank,
+            capped_by_budget,
+            capped_by,
+        })
+    }
+
+    /// What is left under each limit of the fund's part, in the order applied (the cap per loan,
+    /// the borrower's cap for the year, the year's budget), each positive, or the refusal of the
+    /// first that has nothing left. `ClaimRules::Original` knows only the budget.
+    fn limits_left(&self, basis: &ClaimBasis, rules: ClaimRules) -> Result<Vec<(FundCap, Money)>, LedgerError> {
+        let c = &self.content;
+        let mut limits = Vec::with_capacity(3);
+        let current = rules == ClaimRules::Current;
+        if let Some(cap) = c.cap_per_loan.filter(|_| current) {
+            let left_fen = cap.fen() - basis.loan_fund_before.fen();
+            if left_fen <= 0 {
+                return Err(LedgerError::refused(
+                    Reason::LOAN_CAP_REACHED,
+                    format!(
+                        "programme {} pays at most {cap} for one loan, and its claims on this one come to {}",
+                        self.id, basis.loan_fund_before
+                    ),
+                )
+                .with("programmeId", self.id)
+                .with("capPerLoan", cap)
+                .with("fundOnLoan", basis.loan_fund_before));
+            }
+            limits.push((FundCap::Loan, Money::from_fen(left_fen).expect("positive and at most the cap")));
+        }
+        if let Some(cap) = c.cap_per_borrower_per_year.filter(|_| current) {
+            limits.push((FundCap::BorrowerYear, self.borrower_left(basis, cap)?));
+        }
+        let budget_left = Money::from_fen(self.available_fen(basis)?).expect("positive and at most the budget");
+        limits.push((FundCap::Budget, budget_left));
+        Ok(limits)
+    }
+
+    /// What is left of the borrower's cap for the claim's year (positive), or
+    /// `BORROWER_CAP_REACHED`.
+    fn borrower_left(&self, basis: &ClaimBasis, cap: Money) -> Result<Money, LedgerError> {
+        let year = basis.filed_on.year();
+        let left_fen = cap.fen() - basis.borrower_fund_this_year.fen();
+        if left_fen <= 0 {
+            return Err(LedgerError::refused(
+                Reason::BORROWER_CAP_REACHED,
+                format!(
+                    "programme {} pays at most {cap} a year for one borrower's loans, and its {year} claims on \
+                     this borrower's loans come to {}",
+                    self.id, basis.borrower_fund_this_year
+                ),
+            )
+            .with("programmeId", self.id)
+            .with("year", year)
+            .with("capPerBorrowerPerYear", cap)
+            .with("borrowerFund", basis.borrower_fund_this_year));
+        }
+        Ok(Money::from_fen(left_fen).expect("positive and at most the cap"))
     }
 
     /// The tier that covers the claim's loan, or why the programme does not cover it: the bank,
@@ -776,10 +971,18 @@ mod tests {
         assert_eq!(got, expected, "{case}");
     }
 
+    /// A split as one line; the valuer's part when there is one, and the limit that bound (the
+    /// budget as `capped`, as before the caps).
     fn split(c: &Compensation) -> String {
-        let capped = if c.capped_by_budget { " capped" } else { "" };
+        assert_eq!(c.capped_by_budget, c.capped_by == Some(FundCap::Budget));
+        let capped = match c.capped_by {
+            None => String::new(),
+            Some(FundCap::Budget) => " capped".to_owned(),
+            Some(cap) => format!(" capped by {}", cap.api_name()),
+        };
+        let valuer = if c.valuer.is_zero() { String::new() } else { format!(" valuer {}", c.valuer) };
         format!(
-            "{} fund {} insurer {} guarantor {} bank {}{capped}",
+            "{} fund {} insurer {} guarantor {}{valuer} bank {}{capped}",
             c.fund_share, c.fund, c.insurer, c.guarantor, c.bank
         )
     }
@@ -808,6 +1011,9 @@ mod tests {
                 .collect(),
             insurer_share: bp(insurer),
             guarantor_share: bp(guarantor),
+            valuer_share: Bp::ZERO,
+            cap_per_loan: None,
+            cap_per_borrower_per_year: None,
             stop_line: stop_line.map(bp),
             eligible_banks: banks,
             valid_from: date(valid.0),
@@ -838,6 +1044,8 @@ mod tests {
             bank_losses_this_year: Money::ZERO,
             bank_lending_this_year: money("1000000000.00"),
             compensated_elsewhere: Money::ZERO,
+            loan_fund_before: Money::ZERO,
+            borrower_fund_this_year: Money::ZERO,
         }
     }
 
@@ -1453,5 +1661,456 @@ mod tests {
             metadata,
             [("claimId", Uuid::nil().to_string()), ("claimLoss", "1000000.00".to_owned()), ("loss", "0.00".to_owned())]
         );
+    }
+
+    /// The fund parts the ledger sums for the caps, kept as a test keeps them: per loan, per
+    /// borrower and year, per year (the budget). `file` decides a claim on them and, when it is
+    /// filed, adds its fund part, as the projector does.
+    #[derive(Debug, Default)]
+    struct Book {
+        per_loan: std::collections::HashMap<u32, i128>,
+        per_borrower_year: std::collections::HashMap<(u32, i32), i128>,
+        per_year: std::collections::HashMap<i32, i128>,
+    }
+
+    /// One claim of a sequence: which loan of which borrower, the loan and the loss, the filing
+    /// day.
+    #[derive(Debug, Clone)]
+    struct Filing {
+        borrower: u32,
+        loan: u32,
+        loan_amount: Money,
+        loss: Money,
+        filed_on: NaiveDate,
+        /// What other programmes compensate of the loss.
+        elsewhere: Money,
+    }
+
+    impl Book {
+        fn basis(&self, f: &Filing) -> ClaimBasis {
+            let year = f.filed_on.year();
+            let sum = |fen: Option<&i128>| Money::from_fen(fen.copied().unwrap_or(0)).unwrap();
+            ClaimBasis {
+                loan_amount: f.loan_amount,
+                loss: f.loss,
+                filed_on: f.filed_on,
+                registered_on: date("2023-01-02"),
+                committed_this_year: sum(self.per_year.get(&year)),
+                compensated_elsewhere: f.elsewhere,
+                loan_fund_before: sum(self.per_loan.get(&f.loan)),
+                borrower_fund_this_year: sum(self.per_borrower_year.get(&(f.borrower, year))),
+                ..basis("1.00", "1.00")
+            }
+        }
+
+        fn file(&mut self, programme: &Programme, f: &Filing) -> Result<Compensation, LedgerError> {
+            let split = programme.compensate(&self.basis(f))?;
+            let fund = split.fund.fen();
+            *self.per_loan.entry(f.loan).or_default() += fund;
+            *self.per_borrower_year.entry((f.borrower, f.filed_on.year())).or_default() += fund;
+            *self.per_year.entry(f.filed_on.year()).or_default() += fund;
+            Ok(split)
+        }
+    }
+
+    /// A programme with a valuer's share and caps, around `draft`'s.
+    fn with_caps(
+        mut content: NewProgramme,
+        valuer: u16,
+        per_loan: Option<&str>,
+        per_borrower: Option<&str>,
+    ) -> Programme {
+        content.valuer_share = bp(valuer);
+        content.cap_per_loan = per_loan.map(money);
+        content.cap_per_borrower_per_year = per_borrower.map(money);
+        programme(content)
+    }
+
+    /// Guangzhou 2023: the fund covers 50% of the principal loss, at most 10 M yuan a loan and
+    /// 20 M a borrower a year, 50 M a year in all (one tier: the measure bounds no loan; 100 M
+    /// stands for "any loan" here).
+    fn guangzhou_2023() -> Programme {
+        let content =
+            draft("440100", "50000000.00", &[("100000000.00", 5000)], 0, 0, None, vec![], ("2023-01-01", "2025-12-31"));
+        with_caps(content.unwrap(), 0, Some("10000000.00"), Some("20000000.00"))
+    }
+
+    fn filing(borrower: u32, loan: u32, amount: &str, loss: &str, filed_on: &str) -> Filing {
+        let (loan_amount, loss, filed_on) = (money(amount), money(loss), date(filed_on));
+        Filing { borrower, loan, loan_amount, loss, filed_on, elsewhere: Money::ZERO }
+    }
+
+    // Longer than ~70 lines: one table walking Guangzhou 2023's caps claim by claim.
+    #[test]
+    fn guangzhou_2023_caps_per_loan_borrower_and_year() {
+        let gz = guangzhou_2023();
+        let mut book = Book::default();
+        let cases = [
+            // Borrower 1: 50% of 30 M is 15 M; the loan's cap pays 10 M.
+            (
+                "a 30 M loss on a 30 M loan",
+                filing(1, 1, "30000000.00", "30000000.00", "2023-03-01"),
+                "50.00% fund 10000000.00 insurer 0.00 guarantor 0.00 bank 20000000.00 capped by LOAN_CAP",
+            ),
+            // 10 M left of the borrower's 20 M, equal to the loan's cap: the borrower's year is spent.
+            (
+                "the same borrower's second loan that year",
+                filing(1, 2, "30000000.00", "30000000.00", "2023-05-01"),
+                "50.00% fund 10000000.00 insurer 0.00 guarantor 0.00 bank 20000000.00 capped by BORROWER_YEAR_CAP",
+            ),
+            ("a third loan that year", filing(1, 3, "2000000.00", "1000000.00", "2023-06-01"), "BORROWER_CAP_REACHED"),
+            // Borrower 2: 10 M, then 4 M uncapped, then 6 M of a 15 M part: under the loan's cap.
+            (
+                "borrower 2's first",
+                filing(2, 4, "30000000.00", "30000000.00", "2023-07-01"),
+                "50.00% fund 10000000.00 insurer 0.00 guarantor 0.00 bank 20000000.00 capped by LOAN_CAP",
+            ),
+            (
+                "borrower 2's second, under every cap",
+                filing(2, 5, "8000000.00", "8000000.00", "2023-07-02"),
+                "50.00% fund 4000000.00 insurer 0.00 guarantor 0.00 bank 4000000.00",
+            ),
+            (
+                "borrower 2's third: 6 M left of its year",
+                filing(2, 6, "30000000.00", "30000000.00", "2023-07-03"),
+                "50.00% fund 6000000.00 insurer 0.00 guarantor 0.00 bank 24000000.00 capped by BORROWER_YEAR_CAP",
+            ),
+            // 40 M of the 50 M budget committed: borrower 3 gets 10 M, which both its loan's cap
+            // and the budget left allow; the budget is spent.
+            (
+                "borrower 3: the last 10 M of the year",
+                filing(3, 7, "30000000.00", "30000000.00", "2023-08-01"),
+                "50.00% fund 10000000.00 insurer 0.00 guarantor 0.00 bank 20000000.00 capped",
+            ),
+            ("borrower 4 that year", filing(4, 8, "1000000.00", "1000000.00", "2023-09-01"), "BUDGET_EXHAUSTED"),
+            // A new budget year: borrower 1's cap and the budget are whole again.
+            (
+                "borrower 1 the next year",
+                filing(1, 9, "30000000.00", "30000000.00", "2024-02-01"),
+                "50.00% fund 10000000.00 insurer 0.00 guarantor 0.00 bank 20000000.00 capped by LOAN_CAP",
+            ),
+            (
+                "a loss under the caps",
+                filing(4, 10, "3000000.00", "1234567.89", "2024-02-02"),
+                "50.00% fund 617283.94 insurer 0.00 guarantor 0.00 bank 617283.95",
+            ),
+        ];
+        for (case, f, expected) in cases {
+            check(case, book.file(&gz, &f), split, expected);
+        }
+        assert_eq!(book.per_year[&2023], money("50000000.00").fen(), "the 2023 budget, spent exactly");
+        // The loan's cap bounds a loan's claims together: a second claim on a loan whose fund
+        // parts reached it gets nothing (the ledger files one claim per loan and programme).
+        let again = filing(4, 10, "3000000.00", "1.00", "2024-03-01");
+        let full = ClaimBasis { loan_fund_before: money("10000000.00"), ..book.basis(&again) };
+        check("the loan's cap used", gz.compensate(&full), split, "LOAN_CAP_REACHED");
+        let LedgerError::Refused { metadata, .. } = gz.compensate(&full).unwrap_err() else { panic!("a refusal") };
+        let keys: Vec<_> = metadata.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["programmeId", "capPerLoan", "fundOnLoan"]);
+        let spent = ClaimBasis { borrower_fund_this_year: money("20000000.00"), ..book.basis(&again) };
+        let LedgerError::Refused { metadata, .. } = gz.compensate(&spent).unwrap_err() else { panic!("a refusal") };
+        assert_eq!(
+            metadata[1..],
+            [
+                ("year", "2024".to_owned()),
+                ("capPerBorrowerPerYear", "20000000.00".to_owned()),
+                ("borrowerFund", "20000000.00".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_loss_models() {
+        let region = |code| {
+            draft(code, "100000000.00", &[("30000000.00", 5000)], 3000, 0, None, vec![], ("2023-01-01", "2025-12-31"))
+        };
+        // Guangzhou "5311": fund 50, insurer (or guarantor) 30, valuer 10, bank 10.
+        let gz_5311 = with_caps(region("440100").unwrap(), 1000, None, None);
+        // Zhongshan 54:26:16:4: fund 54, bank 26, insurer 16, valuer 4.
+        let mut zhongshan = draft(
+            "442000",
+            "100000000.00",
+            &[("30000000.00", 5400)],
+            1600,
+            0,
+            None,
+            vec![],
+            ("2023-01-01", "2025-12-31"),
+        );
+        zhongshan.as_mut().unwrap().valuer_share = bp(400);
+        let zhongshan = programme(zhongshan.unwrap());
+        // Qingdao's insurance loans 60:20:20 (insurer, guarantor, bank): the fund takes no share
+        // of these loans, so its tier is the smallest share a tier may hold, 0.01%.
+        let qingdao = programme(
+            draft(
+                "370200",
+                "100000000.00",
+                &[("30000000.00", 1)],
+                6000,
+                2000,
+                None,
+                vec![],
+                ("2023-01-01", "2025-12-31"),
+            )
+            .unwrap(),
+        );
+        let at = |county: &str, loss: &str| ClaimBasis {
+            county: CountyCode::parse(county).unwrap(),
+            registered_on: date("2024-01-02"),
+            filed_on: date("2024-09-01"),
+            ..basis("10000000.00", loss)
+        };
+        let cases = [
+            // 50% of 1,234,567.89 is 617,283.945: 617,283.94; 30% 370,370.367; 10% 123,456.789;
+            // the bank bears the rest, its 10% and the three fen rounded off.
+            (
+                "5311, an odd fen",
+                &gz_5311,
+                at("440106", "1234567.89"),
+                "50.00% fund 617283.94 insurer 370370.36 guarantor 0.00 valuer 123456.78 bank 123456.81",
+            ),
+            (
+                "5311, a round loss",
+                &gz_5311,
+                at("440106", "1000000.00"),
+                "50.00% fund 500000.00 insurer 300000.00 guarantor 0.00 valuer 100000.00 bank 100000.00",
+            ),
+            // 54% of 2,345,678.91 is 1,266,666.6114; 16% 375,308.6256; 4% 93,827.1564; the bank's
+            // 26% is 609,876.5166: it bears 609,876.53.
+            (
+                "Zhongshan, an odd fen",
+                &zhongshan,
+                at("442000", "2345678.91"),
+                "54.00% fund 1266666.61 insurer 375308.62 guarantor 0.00 valuer 93827.15 bank 609876.53",
+            ),
+            (
+                "Zhongshan, 99 fen",
+                &zhongshan,
+                at("442000", "0.99"),
+                "54.00% fund 0.53 insurer 0.15 guarantor 0.00 valuer 0.03 bank 0.28",
+            ),
+            (
+                "Qingdao 60:20:20",
+                &qingdao,
+                at("370212", "1234567.89"),
+                "0.01% fund 123.45 insurer 740740.73 guarantor 246913.57 bank 246790.14",
+            ),
+        ];
+        for (case, programme, claim, expected) in cases {
+            let got = programme.compensate(&claim);
+            if let Ok(c) = &got {
+                let parts = [c.fund, c.insurer, c.guarantor, c.valuer, c.bank];
+                assert_eq!(
+                    parts.iter().map(|m| m.fen()).sum::<i128>(),
+                    claim.loss.fen(),
+                    "{case}: the parts are the loss"
+                );
+            }
+            check(case, got, split, expected);
+        }
+    }
+
+    #[test]
+    fn caps_and_valuer_content_rules() {
+        let gz = |budget: &str, valuer: u16, insurer: u16, per_loan: Option<&str>, per_borrower: Option<&str>| {
+            let draft = ProgrammeDraft {
+                name: Name::parse("IP pledge risk compensation").unwrap(),
+                region: Region::parse("440100").unwrap(),
+                budget_per_year: money(budget),
+                tiers: vec![Tier { loan_up_to: money("30000000.00"), fund_share: bp(5000) }],
+                insurer_share: bp(insurer),
+                guarantor_share: Bp::ZERO,
+                valuer_share: bp(valuer),
+                cap_per_loan: per_loan.map(money),
+                cap_per_borrower_per_year: per_borrower.map(money),
+                stop_line: None,
+                eligible_banks: vec![],
+                valid_from: date("2023-01-01"),
+                valid_to: date("2025-12-31"),
+            };
+            NewProgramme::new(draft)
+        };
+        let shown = |p: &NewProgramme| {
+            format!(
+                "{:?} {:?} {}",
+                p.cap_per_loan.map(|m| m.to_string()),
+                p.cap_per_borrower_per_year.map(|m| m.to_string()),
+                p.valuer_share
+            )
+        };
+        let (m10, m20, m50) = (Some("10000000.00"), Some("20000000.00"), Some("50000000.00"));
+        let cases = [
+            ("Guangzhou 2023", gz("50000000.00", 0, 0, m10, m20), r#"Some("10000000.00") Some("20000000.00") 0.00%"#),
+            ("5311", gz("50000000.00", 1000, 3000, None, None), "None None 10.00%"),
+            (
+                "caps equal to each other and the budget",
+                gz("50000000.00", 0, 0, m50, m50),
+                r#"Some("50000000.00") Some("50000000.00") 0.00%"#,
+            ),
+            ("only a loan cap", gz("50000000.00", 0, 0, m10, None), r#"Some("10000000.00") None 0.00%"#),
+            ("a zero loan cap", gz("50000000.00", 0, 0, Some("0"), None), "INVALID_FIELDS capPerLoan"),
+            ("a zero borrower cap", gz("50000000.00", 0, 0, None, Some("0")), "INVALID_FIELDS capPerBorrowerPerYear"),
+            ("the loan's cap above the borrower's", gz("50000000.00", 0, 0, m20, m10), "INVALID_FIELDS capPerLoan"),
+            (
+                "the borrower's cap above the budget",
+                gz("10000000.00", 0, 0, None, m20),
+                "INVALID_FIELDS capPerBorrowerPerYear",
+            ),
+            ("the loan's cap above the budget", gz("10000000.00", 0, 0, m20, None), "INVALID_FIELDS capPerLoan"),
+            ("50 + 30 + 20: the whole loss", gz("50000000.00", 2000, 3000, None, None), "None None 20.00%"),
+            ("50 + 30 + 20.01", gz("50000000.00", 2001, 3000, None, None), "INVALID_FIELDS tiers[0].fundSharePercent"),
+            (
+                "insurer and valuer alone over",
+                gz("50000000.00", 4001, 6000, None, None),
+                "INVALID_FIELDS valuerSharePercent",
+            ),
+        ];
+        for (case, got, expected) in cases {
+            check(case, got, shown, expected);
+        }
+    }
+
+    /// Claims decided before the caps and the valuer (`ClaimRules::Original`) split as they did:
+    /// the programme's caps and valuer do not apply to them.
+    #[test]
+    fn original_rules_know_no_caps_and_no_valuer() {
+        let mut content = guangzhou_2023().content;
+        content.valuer_share = bp(1000);
+        let p = programme(content);
+        let claim = ClaimBasis {
+            borrower_fund_this_year: money("20000000.00"),
+            ..Book::default().basis(&filing(1, 1, "30000000.00", "30000000.00", "2023-03-01"))
+        };
+        check("current", p.compensate(&claim), split, "BORROWER_CAP_REACHED");
+        check(
+            "original",
+            p.compensate_under(
+                &ClaimBasis { borrower_fund_this_year: Money::ZERO, ..claim.clone() },
+                ClaimRules::Original,
+            ),
+            split,
+            "50.00% fund 15000000.00 insurer 0.00 guarantor 0.00 bank 15000000.00",
+        );
+    }
+
+    /// The split as a brute-force model computes it: every part the largest amount in fen whose
+    /// share rule holds, searched one fen at a time, and the fund's part the largest that no
+    /// limit forbids; or the refusal of the first limit with nothing left.
+    fn model(p: &Programme, b: &ClaimBasis) -> Result<([i128; 5], Option<FundCap>), &'static str> {
+        let c = &p.content;
+        let loss = b.loss.fen();
+        // The largest x with x / loss <= share: x * 10000 <= loss * share.
+        let floor_share = |share: Bp| (0..=loss).rev().find(|x| x * 10_000 <= loss * i128::from(share.get())).unwrap();
+        let tier = c.tiers.iter().find(|t| b.loan_amount <= t.loan_up_to).ok_or("LOAN_ABOVE_TIERS")?;
+        let by_rule = floor_share(tier.fund_share);
+        let owed = (by_rule - b.compensated_elsewhere.fen()).max(0);
+        let loan_left = c.cap_per_loan.map(|cap| cap.fen() - b.loan_fund_before.fen());
+        let borrower_left = c.cap_per_borrower_per_year.map(|cap| cap.fen() - b.borrower_fund_this_year.fen());
+        let budget_left = c.budget_per_year.fen() - b.committed_this_year.fen();
+        if loan_left.is_some_and(|l| l <= 0) {
+            return Err("LOAN_CAP_REACHED");
+        }
+        if borrower_left.is_some_and(|l| l <= 0) {
+            return Err("BORROWER_CAP_REACHED");
+        }
+        if budget_left <= 0 {
+            return Err("BUDGET_EXHAUSTED");
+        }
+        let allowed =
+            |f: i128| loan_left.is_none_or(|l| f <= l) && borrower_left.is_none_or(|l| f <= l) && f <= budget_left;
+        let fund = (0..=owed).rev().find(|f| allowed(*f)).unwrap();
+        // The limits at the fund's part, when it is below what is owed: the widest is named.
+        let binding =
+            [(FundCap::Budget, Some(budget_left)), (FundCap::BorrowerYear, borrower_left), (FundCap::Loan, loan_left)];
+        let capped_by = binding.into_iter().find(|(_, left)| fund < owed && *left == Some(fund)).map(|(cap, _)| cap);
+        let others = [c.insurer_share, c.guarantor_share, c.valuer_share].map(floor_share);
+        let bank = loss - fund - others.iter().sum::<i128>();
+        Ok(([fund, others[0], others[1], others[2], bank], capped_by))
+    }
+
+    fn programme_strategy() -> impl Strategy<Value = Programme> {
+        let shares = (1u16..=10_000, 0u16..=10_000, 0u16..=10_000, 0u16..=10_000);
+        let caps = (1i64..400, 1i64..400, 1i64..600, any::<(bool, bool)>());
+        (shares, caps).prop_map(|((fund, insurer, guarantor, valuer), (a, b, budget, (loan, borrower)))| {
+            // Shares scaled to fit the whole: fund + others <= 100%.
+            let total = u32::from(fund) + u32::from(insurer) + u32::from(guarantor) + u32::from(valuer);
+            let scale = |s: u16| u16::try_from(u32::from(s) * 10_000 / total.max(10_000)).unwrap();
+            let mut caps = [a, b, budget];
+            caps.sort_unstable();
+            let fen = |f: i64| Money::from_fen(i128::from(f)).unwrap();
+            let content = NewProgramme::new(ProgrammeDraft {
+                name: Name::parse("random").unwrap(),
+                region: Region::parse("440100").unwrap(),
+                budget_per_year: fen(caps[2]),
+                tiers: vec![Tier { loan_up_to: fen(1_000), fund_share: Bp::new(scale(fund).max(1)).unwrap() }],
+                insurer_share: bp(scale(insurer)),
+                guarantor_share: bp(scale(guarantor)),
+                valuer_share: bp(scale(valuer)),
+                cap_per_loan: loan.then(|| fen(caps[0])),
+                cap_per_borrower_per_year: borrower.then(|| fen(caps[1])),
+                stop_line: None,
+                eligible_banks: vec![],
+                valid_from: date("2023-01-01"),
+                valid_to: date("2024-12-31"),
+            });
+            programme(content.unwrap())
+        })
+    }
+
+    fn filings_strategy() -> impl Strategy<Value = Vec<Filing>> {
+        let one = (0u32..3, 0u32..4, 1i64..=1_000, any::<bool>(), 0i64..300);
+        proptest::collection::vec(one, 1..24).prop_map(|claims| {
+            claims
+                .into_iter()
+                .map(|(borrower, loan, loss, late, elsewhere)| {
+                    Filing {
+                        elsewhere: Money::from_fen(i128::from(elsewhere)).unwrap(),
+                        borrower,
+                        // A loan is one borrower's.
+                        loan: borrower * 10 + loan,
+                        loan_amount: Money::from_fen(1_000).unwrap(),
+                        loss: Money::from_fen(i128::from(loss)).unwrap(),
+                        filed_on: date(if late { "2024-06-01" } else { "2023-06-01" }),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Any programme and claim sequence: the split is the model's, its parts are the loss, and
+        /// no loan, borrower's year or year ever gets more than its cap.
+        #[test]
+        fn the_split_is_the_brute_force_models(p in programme_strategy(), filings in filings_strategy()) {
+            let mut book = Book::default();
+            for f in &filings {
+                let basis = book.basis(f);
+                let expected = model(&p, &basis);
+                let got = book.file(&p, f);
+                match (&got, expected) {
+                    (Ok(c), Ok((parts, capped_by))) => {
+                        prop_assert_eq!([c.fund, c.insurer, c.guarantor, c.valuer, c.bank].map(Money::fen), parts);
+                        prop_assert_eq!(c.capped_by, capped_by);
+                        prop_assert_eq!(c.capped_by_budget, capped_by == Some(FundCap::Budget));
+                        prop_assert_eq!(parts.iter().sum::<i128>(), f.loss.fen());
+                    }
+                    (Err(e), Err(reason)) => prop_assert_eq!(e.reason(), reason),
+                    (got, expected) => prop_assert!(false, "got {:?}, the model {:?}", got, expected),
+                }
+            }
+            let c = &p.content;
+            for fund in book.per_loan.values() {
+                prop_assert!(c.cap_per_loan.is_none_or(|cap| *fund <= cap.fen()));
+            }
+            for fund in book.per_borrower_year.values() {
+                prop_assert!(c.cap_per_borrower_per_year.is_none_or(|cap| *fund <= cap.fen()));
+            }
+            for fund in book.per_year.values() {
+                prop_assert!(*fund <= c.budget_per_year.fen());
+            }
+        }
     }
 }

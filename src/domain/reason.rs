@@ -127,8 +127,17 @@ reasons! {
     STOP_LINE_REACHED => "FAILED_PRECONDITION",
     /// Nothing is left of the programme's budget for the claim's year (metadata `year`,
     /// `budgetPerYear`, `committed`); with something left, the claim is filed and capped
-    /// (`cappedByBudget`).
+    /// (`cappedByBudget`, `cappedBy` `BUDGET`).
     BUDGET_EXHAUSTED => "FAILED_PRECONDITION",
+    /// The programme's cap per loan is used up by the fund parts of the pledge's claims under it
+    /// not rejected (metadata `capPerLoan`, `fundOnLoan`); with something left, the claim is filed
+    /// and capped (`cappedBy` `LOAN_CAP`).
+    LOAN_CAP_REACHED => "FAILED_PRECONDITION",
+    /// The programme's cap per borrower and year is used up by the fund parts of the claims on the
+    /// pledgor's loans filed that year not rejected (metadata `year`, `capPerBorrowerPerYear`,
+    /// `borrowerFund`); with something left, the claim is filed and capped (`cappedBy`
+    /// `BORROWER_YEAR_CAP`).
+    BORROWER_CAP_REACHED => "FAILED_PRECONDITION",
     /// A second decision on a claim (metadata `status`, `decidedOn`).
     CLAIM_ALREADY_DECIDED => "FAILED_PRECONDITION",
     /// A payment on a claim that is not approved.

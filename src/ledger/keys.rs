@@ -37,6 +37,7 @@
 //! | `Vn` region(6) | how many programmes the region runs |
 //! | `Vy` programme(16) year(4) | a programme's year: compensation committed and paid |
 //! | `Vb` programme(16) bank(18) year(4) | losses of a bank's claims under a programme in a year |
+//! | `Vw` programme(16) borrower(18) year(4) | fund parts of a programme's claims on one borrower's loans in a year (its cap per borrower) |
 //! | `Vk` programme(16) year(4) | compensation committed that year and in its months (budget left as of a date) |
 //! | `Vm` programme(16) year(4) month(1) | the same by the days of that month |
 //! | `Vc` id(16) | claim |
@@ -420,6 +421,12 @@ pub fn programme_asof_days(id: Uuid, year: u32, month: u8) -> Vec<u8> {
 
 pub fn programme_bank_year(id: Uuid, bank: &CreditCode, year: i32) -> Vec<u8> {
     key(&[b"Vb", id.as_bytes(), bank.as_str().as_bytes(), &year_bytes(year)])
+}
+
+/// The fund parts of a programme's claims filed in `year` on the loans of one borrower (the
+/// pledges' pledgor), not rejected: the programme's cap per borrower and year.
+pub fn programme_borrower_year(id: Uuid, borrower: &CreditCode, year: i32) -> Vec<u8> {
+    key(&[b"Vw", id.as_bytes(), borrower.as_str().as_bytes(), &year_bytes(year)])
 }
 
 pub fn claim(id: Uuid) -> Vec<u8> {

@@ -53,9 +53,10 @@ use tokio::sync::{mpsc, oneshot};
 /// records are the same; a store of 10 may hold keys whose sum is zero (additions that cancelled
 /// before a checkpoint were stored as a value, which a rebuild never writes, so `verify` reported a
 /// divergence; found by tests/sim.rs), so it is rebuilt once. 12: the journal's Merkle tree (`L`,
-/// `tree`) is derived state too, so a store of 11 (which has none) is rebuilt once. 13: a pledge
-/// keeps its co-pledgors and a right's state its co-holders, invalidation and overdue fee (issue
-/// 25), which a record of 12 lacks. Derived records
+/// `tree`) is derived state too, so a store of 11 (which has none) is rebuilt once. 13 (issue 25): a
+/// pledge keeps its co-pledgors and a right's state its co-holders, invalidation and overdue fee;
+/// programmes carry their caps and valuer's share, claims their valuer's part, the limit that bound
+/// and the fund parts the caps were checked against, and a borrower's year (`Vw`) is kept. Derived records
 /// of another layout would be misread, so such a store is cleared and rebuilt from the journal when
 /// it is opened.
 pub const DERIVED_LAYOUT: u32 = 13;

@@ -316,8 +316,28 @@ fn file_claim(
         bank_lending_this_year: super::sums::lending(tx, &keys::lending(&bank, region, year))?,
         bank,
         compensated_elsewhere,
+        // CLAIM_EXISTS above: no other claim of this programme on the pledge stands, so the cap
+        // per loan bounds this one claim alone.
+        loan_fund_before: Money::ZERO,
+        borrower_fund_this_year: borrower_fund(tx, &programme, &c.pledgor.credit_code, year, rules)?,
     };
     Claim::file(Uuid::now_v7(), &programme, pledge_id, basis, actor.name.clone(), (now, rules))
+}
+
+/// The fund parts of the programme's claims of `year` on the borrower's loans, not rejected: read
+/// only for a programme that caps them (under the current rules), so that a claim decided before
+/// the caps has the basis it was decided on.
+fn borrower_fund(
+    tx: &Tx<'_>,
+    programme: &Programme,
+    borrower: &crate::domain::ident::CreditCode,
+    year: i32,
+    rules: ClaimRules,
+) -> Result<Money, LedgerError> {
+    if programme.content.cap_per_borrower_per_year.is_none() || rules == ClaimRules::Original {
+        return Ok(Money::ZERO);
+    }
+    Ok(tx.get::<Money>(&keys::programme_borrower_year(programme.id, borrower, year))?.unwrap_or(Money::ZERO))
 }
 
 /// The response a committed risk request got: its resource right after its entry.

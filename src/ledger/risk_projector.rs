@@ -410,8 +410,8 @@ fn claim_filed(tx: &mut Tx<'_>, claim: &Claim) -> Result<(), LedgerError> {
     claim_counts(tx, claim, 1)
 }
 
-/// Adds (`sign` 1) or removes (-1) a claim from its programme's year, its bank's losses and the
-/// compensation claimed in the rows of its pledge.
+/// Adds (`sign` 1) or removes (-1) a claim from its programme's year, its bank's losses, its
+/// borrower's year and the compensation claimed in the rows of its pledge.
 fn claim_counts(tx: &mut Tx<'_>, claim: &Claim, sign: i128) -> Result<(), LedgerError> {
     let year = claim.basis.filed_on.year();
     let fund = sign * claim.compensation.fund.fen();
@@ -425,6 +425,18 @@ fn claim_counts(tx: &mut Tx<'_>, claim: &Claim, sign: i128) -> Result<(), Ledger
         .ok_or_else(|| broken(format!("bank losses of claim {} out of range", claim.id)))?;
     tx.put(key, &losses);
     let pledge = load_pledge(tx, claim.pledge_id)?;
+    // The borrower's year, for caps per borrower: one key per programme, borrower and year, moved
+    // only by claims (rare). The pledgor never changes, so a rejection finds the filing's key.
+    let key = keys::programme_borrower_year(claim.programme_id, &pledge.content.pledgor.credit_code, year);
+    let borrower_fund = tx.get::<Money>(&key)?.unwrap_or(Money::ZERO);
+    let borrower_fund = borrower_fund
+        .checked_apply(fund)
+        .ok_or_else(|| broken(format!("borrower's fund parts of claim {} out of range", claim.id)))?;
+    if borrower_fund.is_zero() {
+        tx.delete(key);
+    } else {
+        tx.put(key, &borrower_fund);
+    }
     add_to_rows(tx, &pledge, &RowDelta { claimed_fen: fund, ..RowDelta::default() })
 }
 

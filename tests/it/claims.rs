@@ -385,3 +385,158 @@ async fn a_restore_decides_every_claim_again_on_the_basis_its_entries_keep() {
     again.stop().await;
     server.stop().await;
 }
+
+/// A pledge of bank A in Tianhe, Guangzhou, registered on `on` for `borrower`.
+async fn lend_to(a: &mut Admin, borrower: &Party, amount: &str, on: &str) -> Pledge {
+    let mut p = pledge("440106", amount);
+    p.pledgor = Some(borrower.clone());
+    p.registered_on = on.to_owned();
+    p.debt_term_start = on.to_owned();
+    p.debt_term_end = format!("{}-12-31", china_today().year() + 2);
+    a.pledges.register_pledge(register(p)).await.unwrap().into_inner()
+}
+
+/// A defaulted loan of `borrower` whose whole `amount` is lost, registered and defaulted last year.
+async fn lost(a: &mut Admin, borrower: &Party, amount: &str) -> Pledge {
+    let p = lend_to(a, borrower, amount, &last("01-05")).await;
+    default(a, &p, &last("02-01"), amount, amount).await;
+    p
+}
+
+/// A claim's split as one line: fund, valuer, bank, the limit that bound, and the fund parts the
+/// caps were checked against.
+fn split_of(c: &Claim) -> String {
+    format!(
+        "fund {} valuer {} bank {} {:?} budget {} loan {} borrower {}",
+        c.fund_amount,
+        c.valuer_amount,
+        c.bank_amount,
+        c.capped_by(),
+        c.capped_by_budget,
+        c.loan_fund_before,
+        c.borrower_fund_before
+    )
+}
+
+/// The programme's figures of last year (claims were filed then), from its claims.
+async fn claims_of(a: &mut Admin, programme: &str) -> Vec<Claim> {
+    let request = ListClaimsRequest { programme_id: programme.to_owned(), page_size: 100, ..Default::default() };
+    a.risk.list_claims(request).await.unwrap().into_inner().claims
+}
+
+/// Stops the server, removes its derived state and starts it again: every record, the borrowers'
+/// years included, is rebuilt from the journal.
+async fn rebuilt(server: TestServer) -> (TestServer, tempfile::TempDir) {
+    let dir = server.dir.clone();
+    let temp = server.stop().await.expect("the test's own directory");
+    std::fs::remove_dir_all(dir.join(ipledger::datadir::DERIVED_DIR)).unwrap();
+    (TestServer::start_in(&dir).await, temp)
+}
+
+// Longer than ~70 lines: one programme's claims walked through every cap, a rebuild and a restore.
+// The CLI is a blocking child process talking to the in-process server: two worker threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guangzhou_2023_caps_per_loan_borrower_and_year_with_a_valuer() {
+    let server = TestServer::start().await;
+    let mut a = admin(&server).await;
+    // Guangzhou 2023's 50% and caps (10 M a loan, 20 M a borrower a year), a valuer's 10%, and a
+    // budget of 25 M so that the year's budget binds too.
+    let content = Programme {
+        name: "广州 2023 风险补偿（上限）".to_owned(),
+        region_code: "440100".to_owned(),
+        budget_per_year: "25000000".to_owned(),
+        tiers: vec![Tier { loan_up_to: "100000000".to_owned(), fund_share_percent: "50".to_owned() }],
+        cap_per_loan: "10000000".to_owned(),
+        cap_per_borrower_per_year: "20000000".to_owned(),
+        valuer_share_percent: "10".to_owned(),
+        valid_from: last("01-01"),
+        valid_to: format!("{}-12-31", china_today().year() + 1),
+        ..Default::default()
+    };
+    let create = CreateProgrammeRequest { request_id: request_id(), programme: Some(content.clone()) };
+    let created = a.risk.create_programme(create).await.unwrap().into_inner();
+    assert_eq!(
+        (
+            created.cap_per_loan.as_str(),
+            created.cap_per_borrower_per_year.as_str(),
+            created.valuer_share_percent.as_str()
+        ),
+        ("10000000.00", "20000000.00", "10")
+    );
+    let gz = created.id;
+    // Caps out of order are refused field by field.
+    let bad = Programme { cap_per_loan: "30000000".to_owned(), cap_per_borrower_per_year: "0".to_owned(), ..content };
+    let refused = a.risk.create_programme(CreateProgrammeRequest { request_id: request_id(), programme: Some(bad) });
+    let (code, _, fields) = failure(refused.await.unwrap_err());
+    assert_eq!((code, fields), (Code::InvalidArgument, vec!["programme.capPerBorrowerPerYear".to_owned()]));
+
+    let x = party("借款企业甲", &credit_code(unique()));
+    let y = party("借款企业乙", &credit_code(unique()));
+    // 30 M lost: 50% is 15 M, the loan's cap pays 10 M; the valuer bears 3 M, the bank the rest.
+    let x1 = lost(&mut a, &x, "30000000").await;
+    let c1 = file(&mut a, &gz, &x1, &last("03-01")).await.unwrap();
+    assert_eq!(
+        split_of(&c1),
+        "fund 10000000.00 valuer 3000000.00 bank 17000000.00 LoanCap budget false loan 0.00 borrower 0.00"
+    );
+    // The same borrower's second loan: 10 M left of its year, as much as the loan's cap.
+    let x2 = lost(&mut a, &x, "30000000").await;
+    let c2 = file(&mut a, &gz, &x2, &last("03-02")).await.unwrap();
+    let spent = "fund 10000000.00 valuer 3000000.00 bank 17000000.00 BorrowerYearCap budget false loan 0.00 borrower 10000000.00";
+    assert_eq!(split_of(&c2), spent);
+    let x3 = lost(&mut a, &x, "1000000").await;
+    let refused = file(&mut a, &gz, &x3, &last("03-03")).await.unwrap_err();
+    assert_eq!(failure(refused.clone()), (Code::FailedPrecondition, "BORROWER_CAP_REACHED".to_owned(), vec![]));
+    assert_eq!(metadata(&refused, "borrowerFund").as_deref(), Some("20000000.00"));
+
+    // Rebuilt from the journal, the borrower's year is still spent.
+    let before = claims_of(&mut a, &gz).await;
+    let (server, _dir) = rebuilt(server).await;
+    let mut a = admin(&server).await;
+    assert_eq!(claims_of(&mut a, &gz).await, before);
+    let refused = file(&mut a, &gz, &x3, &last("03-03")).await.unwrap_err();
+    assert_eq!(failure(refused).1, "BORROWER_CAP_REACHED");
+
+    // A rejected claim frees its part of the borrower's year: 50% of 1 M fits.
+    decide(&mut a, &c2, false, &last("03-10")).await.unwrap();
+    let c3 = file(&mut a, &gz, &x3, &last("03-11")).await.unwrap();
+    assert_eq!(
+        split_of(&c3),
+        "fund 500000.00 valuer 100000.00 bank 400000.00 Unspecified budget false loan 0.00 borrower 10000000.00"
+    );
+    // Another borrower: 10 M by the loan's cap, then the 4.5 M left of the 25 M budget.
+    let y1 = lost(&mut a, &y, "30000000").await;
+    let c4 = file(&mut a, &gz, &y1, &last("04-01")).await.unwrap();
+    assert_eq!(c4.fund_amount, "10000000.00");
+    let y2 = lost(&mut a, &y, "30000000").await;
+    let c5 = file(&mut a, &gz, &y2, &last("04-02")).await.unwrap();
+    assert_eq!(
+        split_of(&c5),
+        "fund 4500000.00 valuer 3000000.00 bank 22500000.00 Budget budget true loan 0.00 borrower 10000000.00"
+    );
+    let z = party("借款企业丙", &credit_code(unique()));
+    let z1 = lost(&mut a, &z, "1000000").await;
+    assert_eq!(failure(file(&mut a, &gz, &z1, &last("04-03")).await.unwrap_err()).1, "BUDGET_EXHAUSTED");
+
+    // Restored from an export, every claim is decided again from its entry: the same splits.
+    let before = all_claims(&mut a).await;
+    let temp = tempfile::tempdir().unwrap();
+    let dump = temp.path().join("journal.jsonl");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
+        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
+        .arg(server.dir.join(ipledger::server::ADMIN_TOKEN_FILE))
+        .stdout(std::fs::File::create(&dump).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = server.dir.join(ipledger::ledger::signing::PUBLIC_KEY_FILE);
+    let restored = temp.path().join("restored");
+    let (ok, text) = restore_cli(&dump, &restored, &["--trusted-key", key.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let again = TestServer::start_in(&restored).await;
+    let mut b = admin_with(&again, &server.admin_token).await;
+    assert_eq!(all_claims(&mut b).await, before, "the restored claims are the claims as filed");
+    assert_eq!(failure(file(&mut b, &gz, &z1, &last("04-03")).await.unwrap_err()).1, "BUDGET_EXHAUSTED");
+    again.stop().await;
+    server.stop().await;
+}

@@ -5,7 +5,7 @@
 use super::*;
 use crate::domain::ident::RightNumber;
 use crate::domain::money::Money;
-use crate::domain::programme::{Bp, Claim, ClaimStatus, NewProgramme, Programme, ProgrammeDraft, Tier};
+use crate::domain::programme::{Bp, Claim, ClaimStatus, FundCap, NewProgramme, Programme, ProgrammeDraft, Tier};
 use crate::domain::right::{
     CO_HOLDERS_MAX, CoHolder, FeeOverdue, Freeze, InvalidationRequest, RightRecord, RightState, RightStatus,
 };
@@ -43,6 +43,11 @@ fn percent(text: &str) -> Result<Bp, String> {
         return Err(syntax());
     }
     Bp::new(u16::try_from(value.mantissa() / 10i128.pow(value.scale())).map_err(|_| syntax())?)
+}
+
+/// An optional positive amount: empty is `None`.
+fn optional_positive(f: &mut Fields, path: &str, text: &str) -> Option<Option<Money>> {
+    if text.trim().is_empty() { Some(None) } else { f.check(path, Money::parse_positive(text)).map(Some) }
 }
 
 fn optional_percent(f: &mut Fields, path: &str, text: &str) -> Option<Option<Bp>> {
@@ -424,6 +429,9 @@ pub fn create_programme(request: &pb::CreateProgrammeRequest) -> Result<Command,
     let insurer = optional_percent(&mut f, "programme.insurerSharePercent", &p.insurer_share_percent);
     let guarantor = optional_percent(&mut f, "programme.guarantorSharePercent", &p.guarantor_share_percent);
     let stop_line = optional_percent(&mut f, "programme.stopLinePercent", &p.stop_line_percent);
+    let valuer = optional_percent(&mut f, "programme.valuerSharePercent", &p.valuer_share_percent);
+    let cap_per_loan = optional_positive(&mut f, "programme.capPerLoan", &p.cap_per_loan);
+    let cap_per_borrower = optional_positive(&mut f, "programme.capPerBorrowerPerYear", &p.cap_per_borrower_per_year);
     let banks: Vec<Option<CreditCode>> = p
         .eligible_banks
         .iter()
@@ -442,6 +450,10 @@ pub fn create_programme(request: &pb::CreateProgrammeRequest) -> Result<Command,
     let (Some(valid_from), Some(valid_to)) = (valid_from, valid_to) else {
         return Err(unrecorded());
     };
+    let (Some(valuer), Some(cap_per_loan), Some(cap_per_borrower_per_year)) = (valuer, cap_per_loan, cap_per_borrower)
+    else {
+        return Err(unrecorded());
+    };
     let programme = NewProgramme::new(ProgrammeDraft {
         name,
         region,
@@ -449,6 +461,9 @@ pub fn create_programme(request: &pb::CreateProgrammeRequest) -> Result<Command,
         tiers: tiers.into_iter().map(|t| t.expect("a violation was recorded otherwise")).collect(),
         insurer_share: insurer.unwrap_or_else(zero),
         guarantor_share: guarantor.unwrap_or_else(zero),
+        valuer_share: valuer.unwrap_or_else(zero),
+        cap_per_loan,
+        cap_per_borrower_per_year,
         stop_line,
         eligible_banks: banks.into_iter().map(|b| b.expect("a violation was recorded otherwise")).collect(),
         valid_from,
@@ -485,6 +500,9 @@ pub fn programme_to_pb(p: &Programme, year: Option<(ProgrammeYear, Money)>) -> p
         committed_this_year: year.map(|y| y.committed.to_string()).unwrap_or_default(),
         paid_this_year: year.map(|y| y.paid.to_string()).unwrap_or_default(),
         budget_left_this_year: left.map(|m| m.to_string()).unwrap_or_default(),
+        cap_per_loan: c.cap_per_loan.map(|m| m.to_string()).unwrap_or_default(),
+        cap_per_borrower_per_year: c.cap_per_borrower_per_year.map(|m| m.to_string()).unwrap_or_default(),
+        valuer_share_percent: percent_to_string(c.valuer_share),
     }
 }
 
@@ -573,6 +591,15 @@ pub fn claim_to_pb(c: &Claim) -> pb::Claim {
         update_time: Some(timestamp(c.update_time)),
         version: c.version,
         compensated_elsewhere: b.compensated_elsewhere.to_string(),
+        valuer_amount: m.valuer.to_string(),
+        capped_by: match m.capped_by {
+            None => pb::FundCap::Unspecified,
+            Some(FundCap::Loan) => pb::FundCap::LoanCap,
+            Some(FundCap::BorrowerYear) => pb::FundCap::BorrowerYearCap,
+            Some(FundCap::Budget) => pb::FundCap::Budget,
+        } as i32,
+        loan_fund_before: b.loan_fund_before.to_string(),
+        borrower_fund_before: b.borrower_fund_this_year.to_string(),
     }
 }
 

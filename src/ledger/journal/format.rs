@@ -20,7 +20,8 @@ use crate::domain::pledge::{
 };
 use crate::domain::principal::{Principal, PrincipalName, Role};
 use crate::domain::programme::{
-    Bp, Claim, ClaimBasis, ClaimStatus, Compensation, Decision, NewProgramme, Payment, Programme, ProgrammeDraft, Tier,
+    Bp, Claim, ClaimBasis, ClaimStatus, Compensation, Decision, FundCap, NewProgramme, Payment, Programme,
+    ProgrammeDraft, Tier,
 };
 use crate::domain::region::{CountyCode, Region};
 use crate::domain::right::{CoHolder, FeeOverdue, Freeze, InvalidationRequest, RightState, RightStatus};
@@ -395,7 +396,31 @@ fn new_programme_to_pb(p: &NewProgramme) -> pb::NewProgramme {
         eligible_banks: p.eligible_banks.iter().map(|c| c.as_str().to_owned()).collect(),
         valid_from_days: days(p.valid_from),
         valid_to_days: days(p.valid_to),
+        cap_per_loan_fen: p.cap_per_loan.map(fen),
+        cap_per_borrower_per_year_fen: p.cap_per_borrower_per_year.map(fen),
+        valuer_share_bp: u32::from(p.valuer_share.get()),
     }
+}
+
+fn fund_cap_to_pb(cap: Option<FundCap>) -> pb::FundCap {
+    match cap {
+        None => pb::FundCap::None,
+        Some(FundCap::Loan) => pb::FundCap::Loan,
+        Some(FundCap::BorrowerYear) => pb::FundCap::BorrowerYear,
+        Some(FundCap::Budget) => pb::FundCap::Budget,
+    }
+}
+
+/// The limit a claim entry names; an entry from before the caps names none, and its
+/// `capped_by_budget` says whether the budget bound.
+fn fund_cap_from_pb(value: i32, capped_by_budget: bool) -> Result<Option<FundCap>, String> {
+    Ok(match pb::FundCap::try_from(value).map_err(|_| format!("capped_by: unknown limit {value}"))? {
+        pb::FundCap::None if capped_by_budget => Some(FundCap::Budget),
+        pb::FundCap::None => None,
+        pb::FundCap::Loan => Some(FundCap::Loan),
+        pb::FundCap::BorrowerYear => Some(FundCap::BorrowerYear),
+        pb::FundCap::Budget => Some(FundCap::Budget),
+    })
 }
 
 fn claim_filed_to_pb(c: &Claim) -> pb::ClaimFiled {
@@ -422,6 +447,10 @@ fn claim_filed_to_pb(c: &Claim) -> pb::ClaimFiled {
         county: b.county.region().code(),
         registered_on_days: days(b.registered_on),
         compensated_elsewhere_fen: fen(b.compensated_elsewhere),
+        valuer_fen: fen(m.valuer),
+        capped_by: fund_cap_to_pb(m.capped_by) as i32,
+        loan_fund_before_fen: fen(b.loan_fund_before),
+        borrower_fund_this_year_fen: fen(b.borrower_fund_this_year),
     }
 }
 
@@ -781,6 +810,12 @@ fn new_programme_from_pb(p: Option<pb::NewProgramme>) -> Result<NewProgramme, St
         tiers,
         insurer_share: bp("insurer_share", p.insurer_share_bp)?,
         guarantor_share: bp("guarantor_share", p.guarantor_share_bp)?,
+        valuer_share: bp("valuer_share", p.valuer_share_bp)?,
+        cap_per_loan: p.cap_per_loan_fen.map(|c| money("cap_per_loan", c)).transpose()?,
+        cap_per_borrower_per_year: p
+            .cap_per_borrower_per_year_fen
+            .map(|c| money("cap_per_borrower_per_year", c))
+            .transpose()?,
         stop_line: p.stop_line_bp.map(|b| bp("stop_line", b)).transpose()?,
         eligible_banks: banks,
         valid_from: date("valid_from", p.valid_from_days)?,
@@ -802,16 +837,21 @@ fn claim_from_pb(c: pb::ClaimFiled, principal: &PrincipalName, at: Micros) -> Re
         bank_losses_this_year: money("bank_losses_this_year", c.bank_losses_this_year_fen)?,
         bank_lending_this_year: money("bank_lending_this_year", c.bank_lending_this_year_fen)?,
         compensated_elsewhere: money("compensated_elsewhere", c.compensated_elsewhere_fen)?,
+        loan_fund_before: money("loan_fund_before", c.loan_fund_before_fen)?,
+        borrower_fund_this_year: money("borrower_fund_this_year", c.borrower_fund_this_year_fen)?,
     };
     let compensation = Compensation {
         fund_share: bp("fund_share", c.fund_share_bp)?,
         fund: money("fund", c.fund_fen)?,
         insurer: money("insurer", c.insurer_fen)?,
         guarantor: money("guarantor", c.guarantor_fen)?,
+        valuer: money("valuer", c.valuer_fen)?,
         bank: money("bank", c.bank_fen)?,
         capped_by_budget: c.capped_by_budget,
+        capped_by: fund_cap_from_pb(c.capped_by, c.capped_by_budget)?,
     };
-    let parts = [compensation.fund, compensation.insurer, compensation.guarantor, compensation.bank];
+    let parts =
+        [compensation.fund, compensation.insurer, compensation.guarantor, compensation.valuer, compensation.bank];
     if parts.iter().map(|m| m.fen()).sum::<i128>() != basis.loss.fen() {
         return Err("the parts of the claim's split do not add up to its loss".to_owned());
     }
@@ -1036,5 +1076,47 @@ mod tests {
         let mut pb = right_state_to_pb(&number, &state);
         (pb.holder_share_bp, pb.co_holders, pb.invalidation, pb.fee_overdue) = (None, Vec::new(), None, None);
         assert_eq!(right_state_from_pb(Some(pb)).unwrap(), (number, older));
+    }
+
+    /// A claim entry as written before the caps and the valuer (fields 1-17 only) decodes with no
+    /// valuer's part, no cap fund parts, and the budget as its limit when it said so; one written
+    /// now keeps them all.
+    #[test]
+    fn a_claim_entry_from_before_the_caps_decodes_with_a_valuer_of_nothing() {
+        let by = PrincipalName::parse("bank-a").unwrap();
+        let old = |capped_by_budget: bool| pb::ClaimFiled {
+            claim_id: Uuid::from_u128(1).as_bytes().to_vec(),
+            claim: Some(pb::FileClaim {
+                programme_id: Uuid::from_u128(2).as_bytes().to_vec(),
+                pledge_id: Uuid::from_u128(3).as_bytes().to_vec(),
+                filed_on_days: 20_000,
+            }),
+            bank: "914401011905123458".to_owned(),
+            loan_amount_fen: 400_000_000,
+            loss_fen: 100_000_000,
+            fund_share_bp: 4000,
+            fund_fen: 30_000_000,
+            bank_fen: 70_000_000,
+            capped_by_budget,
+            county: 440_106,
+            registered_on_days: 19_900,
+            ..Default::default()
+        };
+        for (capped, limit) in [(false, None), (true, Some(FundCap::Budget))] {
+            let claim = claim_from_pb(old(capped), &by, 7).unwrap();
+            let (b, m) = (&claim.basis, &claim.compensation);
+            assert_eq!((m.valuer, m.capped_by, m.capped_by_budget), (Money::ZERO, limit, capped));
+            assert_eq!((b.loan_fund_before, b.borrower_fund_this_year), (Money::ZERO, Money::ZERO));
+        }
+        let mut now = claim_from_pb(old(false), &by, 7).unwrap();
+        now.compensation.valuer = Money::from_fen(10_000_000).unwrap();
+        now.compensation.bank = Money::from_fen(60_000_000).unwrap();
+        now.compensation.capped_by = Some(FundCap::BorrowerYear);
+        now.basis.borrower_fund_this_year = Money::from_fen(1_000_000_000).unwrap();
+        assert_eq!(claim_from_pb(claim_filed_to_pb(&now), &by, 7).unwrap(), now);
+        // The parts must add up to the loss, the valuer's included.
+        let mut wrong = claim_filed_to_pb(&now);
+        wrong.valuer_fen += 1;
+        assert!(claim_from_pb(wrong, &by, 7).is_err());
     }
 }
