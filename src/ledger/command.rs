@@ -78,6 +78,12 @@ pub enum Command {
     Cosign {
         cosignature: journal::TreeCosignature,
     },
+    /// Sets a bank's alert thresholds. Not idempotent by request id: setting the same policy again
+    /// leaves the same state (a PUT), so a retry needs no record.
+    SetAlertPolicy {
+        bank: crate::domain::ident::CreditCode,
+        policy: crate::domain::alert::AlertPolicy,
+    },
 }
 
 /// A risk-side write, parsed and valid in itself; each is idempotent by its request id.
@@ -164,7 +170,8 @@ impl Command {
             Command::CreatePrincipal { .. }
             | Command::RevokePrincipal { .. }
             | Command::BindCertificate { .. }
-            | Command::Cosign { .. } => None,
+            | Command::Cosign { .. }
+            | Command::SetAlertPolicy { .. } => None,
         }
     }
 
@@ -178,7 +185,8 @@ impl Command {
             Command::CreatePrincipal { .. }
             | Command::RevokePrincipal { .. }
             | Command::BindCertificate { .. }
-            | Command::Cosign { .. } => None,
+            | Command::Cosign { .. }
+            | Command::SetAlertPolicy { .. } => None,
         }
     }
 }
@@ -196,6 +204,7 @@ pub enum Outcome {
     Programme(Programme),
     Claim(Claim),
     Cosigned(super::records::CosignatureRecord),
+    AlertPolicy(crate::domain::alert::PolicyRecord),
 }
 
 /// The resource one kind of write answers with, taken out of its `Outcome` by `Ledger::write_as`:
@@ -245,6 +254,7 @@ answer! {
     Programme(Programme) = "programme",
     Claim(Claim) = "claim",
     Cosigned(super::records::CosignatureRecord) = "cosignature",
+    AlertPolicy(crate::domain::alert::PolicyRecord) = "alert policy",
 }
 
 /// The result of an executed command.

@@ -113,6 +113,7 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command, rules: u32) -> R
         }
         // The witness's signature is what vouches for a cosignature, whoever hands it in.
         Command::Cosign { .. } => Ok(()),
+        Command::SetAlertPolicy { bank, .. } => super::alerts::may_set_policy(actor, bank),
     }
 }
 
@@ -131,6 +132,7 @@ fn decide(
     match command {
         Command::Risk { command, .. } => super::risk_decider::decide(tx, actor, command, (now, rules)),
         Command::Cosign { cosignature } => cosign(cosignature, now),
+        Command::SetAlertPolicy { bank, policy } => Ok(super::alerts::set_policy(bank, policy, (&by, now))),
         Command::RegisterPledge { pledge, .. } => {
             let pledge = register(tx, actor, pledge, (now, rules))?;
             Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge, Box::default())))
@@ -365,6 +367,7 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             | Event::PrincipalRevoked { .. }
             | Event::CertificateBound { .. }
             | Event::TreeHeadCosigned { .. }
+            | Event::AlertPolicySet { .. }
     );
     if takes_request != request_id.is_some() {
         return Err(refused("a request id on an entry of a kind that has none, or none where one belongs".to_owned()));
@@ -436,6 +439,7 @@ fn command_of(entry: &Entry, request_id: Option<Uuid>) -> Result<Command, Ledger
         },
         Event::PrincipalRevoked { name } => Command::RevokePrincipal { name: name.clone() },
         Event::TreeHeadCosigned { cosignature } => Command::Cosign { cosignature: cosignature.clone() },
+        Event::AlertPolicySet { bank, policy } => Command::SetAlertPolicy { bank: bank.clone(), policy: *policy },
         Event::CertificateBound { name, binding } => {
             Command::BindCertificate { name: name.clone(), binding: binding.clone() }
         }

@@ -2,6 +2,7 @@
 //! groups of entries), the projector that derives every other record from the entries, and the
 //! read path over derived state (point reads, index scans, exposure rows).
 
+pub mod alerts;
 mod codec;
 pub mod command;
 pub mod decider;
@@ -53,10 +54,12 @@ use tokio::sync::{mpsc, oneshot};
 /// records are the same; a store of 10 may hold keys whose sum is zero (additions that cancelled
 /// before a checkpoint were stored as a value, which a rebuild never writes, so `verify` reported a
 /// divergence; found by tests/sim.rs), so it is rebuilt once. 12: the journal's Merkle tree (`L`,
-/// `tree`) is derived state too, so a store of 11 (which has none) is rebuilt once. Derived records
+/// `tree`) is derived state too, so a store of 11 (which has none) is rebuilt once. 13: alerts: the
+/// watched pledges (`Vw`, `Vx`), banks' alert policies (`Vo`) and the alerts each entry raised
+/// (`Vz`), so a store of 12 (which has none) is rebuilt once. Derived records
 /// of another layout would be misread, so such a store is cleared and rebuilt from the journal when
 /// it is opened.
-pub const DERIVED_LAYOUT: u32 = 12;
+pub const DERIVED_LAYOUT: u32 = 13;
 
 /// Makes `base` a checkpoint of this build's layout and of this journal: clears it (for a rebuild
 /// from the journal) when it holds another layout or a state the journal does not contain.

@@ -122,6 +122,11 @@ pub enum Event {
     TreeHeadCosigned {
         cosignature: TreeCosignature,
     },
+    /// A bank's alert thresholds, set by the entry's principal at the entry's time.
+    AlertPolicySet {
+        bank: crate::domain::ident::CreditCode,
+        policy: crate::domain::alert::AlertPolicy,
+    },
 }
 
 /// A witness's signature of the tree head (`tree_size`, `root_hash`): that it checked the head
@@ -179,6 +184,7 @@ impl Event {
             Event::ClaimDecided { .. } => "CLAIM_DECIDED",
             Event::ClaimPaid { .. } => "CLAIM_PAID",
             Event::TreeHeadCosigned { .. } => "TREE_HEAD_COSIGNED",
+            Event::AlertPolicySet { .. } => "ALERT_POLICY_SET",
         }
     }
 
