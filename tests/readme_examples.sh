@@ -230,6 +230,28 @@ call_as "$office" -d '{"regionCode": "440100"}' "http://$addr/ipledger.v1.Exposu
 # The lift is dated (statusSince 2026-11-18): the freeze stays in the past.
 asof_columns 2026-06-30 | grep -x >/dev/null "4800000.00 4800000.00 3600000.00 12000000.00 0.00 1500000000.00 1500000000.00"
 
+# Alerts (docs/risk.md, "Alerts"): the defaults raise none on this pledge; a loan-to-value
+# threshold of 35% does (40.00), for the bank and for its region's office; a window of 0 days is
+# refused field by field.
+call_as "$gzbank" -d '{}' "$risk/GetAlertPolicy" \
+  | json 'd["expiryWithinDays"], d["defaultUnresolvedDays"], repr(d.get("loanToValueMaxPercent", ""))' \
+  | grep -x >/dev/null "180 90 ''"
+call_as "$gzbank" -d '{}' "$risk/ListAlerts" | json 'len(d.get("alerts", []))' | grep -x >/dev/null 0
+policy='"pledgeeCreditCode": "914401011905123458", "expiryWithinDays": 180, "newlyAtRiskDays": 30, "defaultUnresolvedDays": 60, "claimUndecidedDays": 60'
+call_as "$gzbank" -d "{\"policy\": {$policy, \"loanToValueMaxPercent\": \"35\"}}" "$risk/SetAlertPolicy" \
+  | json 'd["setBy"], d["loanToValueMaxPercent"]' | grep -x >/dev/null "bank-gz 35"
+call_as "$gzbank" -d '{}' "$risk/ListAlerts" \
+  | json '[(a["kind"], a["pledgeId"], a["loanToValuePercent"], a["thresholdPercent"]) for a in d["alerts"]]' \
+  | grep -xF >/dev/null "[('LOAN_TO_VALUE_ABOVE_POLICY', '$pledge', '40.00', '35')]"
+call_as "$office" -d '{"regionCode": "440100", "kind": "LOAN_TO_VALUE_ABOVE_POLICY"}' "$risk/ListAlerts" \
+  | json 'len(d["alerts"])' | grep -x >/dev/null 1
+denied "$office" -d "{\"policy\": {$policy}}" "$risk/SetAlertPolicy"
+if out=$(call_as "$gzbank" -d '{"policy": {"pledgeeCreditCode": "914401011905123458"}}' "$risk/SetAlertPolicy" 2>&1); then
+  echo "a policy without windows was accepted"
+  false
+fi
+echo "$out" | grep >/dev/null policy.expiryWithinDays
+
 # Signed history: the signed head and a proof of the last write, then a signed dump restored
 # under the server's key into a new directory, which verifies.
 head=$(call -d '{}' "http://$addr/ipledger.v1.JournalService/GetSignedHead")

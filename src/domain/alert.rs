@@ -183,6 +183,8 @@ pub struct Alert {
     pub pledge_id: Uuid,
     pub pledgee: CreditCode,
     pub county: CountyCode,
+    /// The pledge's secured amount.
+    pub secured: Money,
     /// The day it arose: the fact's day, or for ageing kinds the day the age reached the policy.
     pub arose_on: NaiveDate,
     pub figures: Figures,
@@ -221,6 +223,7 @@ impl Watch {
             pledge_id: self.pledge_id,
             pledgee: self.pledgee.clone(),
             county: self.county,
+            secured: self.secured,
             arose_on,
             figures,
         };

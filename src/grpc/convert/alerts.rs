@@ -122,6 +122,7 @@ pub fn alert_to_pb(a: &Alert) -> pb::Alert {
         pledgee_credit_code: a.pledgee.as_str().to_owned(),
         county_code: a.county.to_string(),
         arose_on: a.arose_on.to_string(),
+        secured_amount: a.secured.to_string(),
         ..Default::default()
     };
     match &a.figures {
@@ -135,6 +136,7 @@ pub fn alert_to_pb(a: &Alert) -> pb::Alert {
             out.loan_to_value_percent =
                 crate::domain::risk::loan_to_value_percent(*secured, *value).map(|p| p.to_string()).unwrap_or_default();
             out.threshold_percent = bp_to_percent(*threshold_bp);
+            out.appraised_value = value.to_string();
         }
         Figures::AtRisk { right, reason } => {
             out.right_kind = kind_to_pb(right.kind()) as i32;
