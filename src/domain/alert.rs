@@ -160,10 +160,10 @@ pub struct Watch {
     /// The latest valuation's value, and since when it or the secured amount last moved.
     pub valuation: Option<(Money, NaiveDate)>,
     pub flags: Vec<Flagged>,
-    /// The open default's date.
-    pub defaulted_on: Option<NaiveDate>,
-    /// Undecided claims: id and filing date.
-    pub claims: Vec<(Uuid, NaiveDate)>,
+    /// The open default's date, and the day it was recorded.
+    pub defaulted_on: Option<(NaiveDate, NaiveDate)>,
+    /// Undecided claims: id, filing date and the day it was recorded.
+    pub claims: Vec<(Uuid, NaiveDate, NaiveDate)>,
 }
 
 /// What an alert shows beside its kind.
@@ -247,14 +247,14 @@ impl Watch {
                 out.push(alert(AlertKind::NewlyAtRisk, f.since, figures));
             }
         }
-        if let Some(on) = self.defaulted_on {
+        if let Some((on, _)) = self.defaulted_on {
             let due = add_days(on, policy.default_unresolved_days);
             if due <= today {
                 let figures = Figures::Default { defaulted_on: on, age_days: (today - on).num_days() };
                 out.push(alert(AlertKind::DefaultUnresolved, due, figures));
             }
         }
-        for (claim_id, filed_on) in &self.claims {
+        for (claim_id, filed_on, _) in &self.claims {
             let due = add_days(*filed_on, policy.claim_undecided_days);
             if due <= today {
                 let figures = Figures::Claim {
@@ -266,6 +266,25 @@ impl Watch {
             }
         }
         out
+    }
+}
+
+impl Watch {
+    /// The alerts of the ageing kinds that came due by the passing of days in `(after, day]`: due
+    /// after the day their fact was recorded (an entry that recorded a fact already due raised its
+    /// alert itself), and not on or before `after` (the day opened before).
+    pub fn came_due(&self, policy: &AlertPolicy, after: Option<NaiveDate>, day: NaiveDate) -> Vec<Alert> {
+        let recorded_on = |a: &Alert| match &a.figures {
+            Figures::Default { .. } => self.defaulted_on.map(|(_, recorded)| recorded),
+            Figures::Claim { claim_id, .. } => {
+                self.claims.iter().find(|(id, ..)| id == claim_id).map(|(_, _, recorded)| *recorded)
+            }
+            _ => None,
+        };
+        self.alerts(policy, day)
+            .into_iter()
+            .filter(|a| recorded_on(a).is_some_and(|r| r < a.arose_on) && after.is_none_or(|after| after < a.arose_on))
+            .collect()
     }
 }
 
@@ -327,7 +346,7 @@ mod tests {
         assert_eq!(kinds(&w, &policy, "2026-02-08"), ["NEWLY_AT_RISK"]);
         assert!(kinds(&w, &policy, "2026-02-09").is_empty(), "30 days later it is no longer new");
         w.flags.clear();
-        w.defaulted_on = Some(day("2026-01-01"));
+        w.defaulted_on = Some((day("2026-01-01"), day("2026-01-02")));
         assert!(kinds(&w, &policy, "2026-03-31").is_empty());
         let due = w.alerts(&policy, day("2026-04-01"));
         assert_eq!(due.len(), 1);
@@ -336,9 +355,26 @@ mod tests {
             (day("2026-04-01"), &Figures::Default { defaulted_on: day("2026-01-01"), age_days: 90 })
         );
         w.defaulted_on = None;
-        w.claims.push((Uuid::nil(), day("2026-01-01")));
+        w.claims.push((Uuid::nil(), day("2026-01-01"), day("2026-01-01")));
         assert!(kinds(&w, &policy, "2026-03-01").is_empty());
         assert_eq!(kinds(&w, &policy, "2026-03-02"), ["CLAIM_UNDECIDED"]);
+    }
+
+    #[test]
+    fn what_came_due_by_the_passing_of_days() {
+        let policy = AlertPolicy::default();
+        let mut w = watch();
+        // Recorded on 01-02, due on 04-01 (90 days): it comes due on 04-01, once.
+        w.defaulted_on = Some((day("2026-01-01"), day("2026-01-02")));
+        let due = |w: &Watch, after: Option<&str>, on: &str| w.came_due(&policy, after.map(day), day(on)).len();
+        assert_eq!(due(&w, Some("2026-03-30"), "2026-03-31"), 0);
+        assert_eq!(due(&w, Some("2026-03-31"), "2026-04-01"), 1);
+        assert_eq!(due(&w, Some("2026-03-20"), "2026-04-03"), 1, "days skipped: still carried");
+        assert_eq!(due(&w, Some("2026-04-01"), "2026-04-02"), 0, "carried once");
+        // Recorded already due (backdated): its own entry raised it, no day carries it.
+        w.defaulted_on = Some((day("2025-01-01"), day("2026-04-01")));
+        assert_eq!(due(&w, Some("2026-04-01"), "2026-04-02"), 0);
+        assert_eq!(due(&w, None, "2026-04-02"), 0);
     }
 
     #[test]

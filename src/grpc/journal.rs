@@ -37,7 +37,8 @@ fn visible(actor: &Principal, item: &FeedItem) -> bool {
             Event::RightRecorded { .. }
             | Event::RightStateWithdrawn { .. }
             | Event::ProgrammeCreated { .. }
-            | Event::TreeHeadCosigned { .. },
+            | Event::TreeHeadCosigned { .. }
+            | Event::DayOpened { .. },
             _,
         ) => true,
         (Event::ClaimDecided { .. } | Event::ClaimPaid { .. }, _) => match &item.shown.risk {

@@ -5,7 +5,10 @@
 //! records of its rights (as the risk projector already did) and writes nothing unless a right
 //! ends within `alert::EXPIRY_DAYS_MAX` after the term or is flagged: most registrations add no
 //! key. The alerts of a day are a function of the watched facts, the bank's policy and the day
-//! (`query::list_alerts`), so the passing of days rewrites nothing.
+//! (`query::list_alerts`), so the passing of days rewrites nothing; the alerts that come due by the
+//! passing of days reach the feed with a `DayOpened` entry the writer appends on their day
+//! (`day_to_open`, `open_day`), which derives them from the watched pledges (`Vt`: the last day
+//! opened).
 
 use super::command::Outcome;
 use super::journal::{Entry, Event};
@@ -38,6 +41,71 @@ pub fn set_policy(bank: &CreditCode, policy: &AlertPolicy, (by, now): (&Principa
     (Event::AlertPolicySet { bank: bank.clone(), policy: *policy }, Outcome::AlertPolicy(record))
 }
 
+/// The name the writer opens business days under (reserved: no caller holds it).
+pub const SYSTEM: &str = "system";
+
+/// Watched pledges one day's opening examines at most: the family holds only pledges with a fact
+/// that can alert, a small part of the book; beyond this the day's scan is refused (logged by the
+/// writer) rather than hold the writer for long.
+pub const WATCHES_SCANNED_MAX: usize = 1_000_000;
+
+/// Only the writer opens a day, under `SYSTEM`.
+pub fn may_open_day(actor: &Principal) -> Result<(), LedgerError> {
+    if actor.name.as_str() == SYSTEM {
+        Ok(())
+    } else {
+        Err(LedgerError::PermissionDenied(format!("{} may not open a business day", actor.name)))
+    }
+}
+
+/// The entry that opens `day`: the entry's own day (China time), after the last one opened.
+pub fn open_day(tx: &Tx<'_>, day: NaiveDate, now: Micros) -> Result<(Event, Outcome), LedgerError> {
+    if day != china_date(now) {
+        return Err(LedgerError::invalid_field("day", format!("{day} is not the entry's day, {}", china_date(now))));
+    }
+    if tx.get::<NaiveDate>(keys::DAY_OPENED)?.is_some_and(|last| last >= day) {
+        return Err(LedgerError::invalid_field("day", format!("{day} is opened already")));
+    }
+    Ok((Event::DayOpened { day }, Outcome::DayOpened(day)))
+}
+
+/// The day the writer should open before its next write at `now`: today (China time) when an
+/// alert came due by the passing of days since the last day opened; `None` otherwise (nothing
+/// to carry: no entry, and the writer checks again the next day).
+pub fn day_to_open(tx: &Tx<'_>, now: Micros) -> Result<Option<NaiveDate>, LedgerError> {
+    let today = china_date(now);
+    let last = tx.get::<NaiveDate>(keys::DAY_OPENED)?;
+    if last.is_some_and(|l| l >= today) {
+        return Ok(None);
+    }
+    Ok((!came_due(tx, last, today)?.is_empty()).then_some(today))
+}
+
+/// The alerts that came due in `(after, day]` by the passing of days, over every watched pledge.
+fn came_due(tx: &Tx<'_>, after: Option<NaiveDate>, day: NaiveDate) -> Result<Vec<Alert>, LedgerError> {
+    let keys = tx.keys_with_prefix(&keys::watches_in(crate::domain::region::Region::COUNTRY))?;
+    if keys.len() > WATCHES_SCANNED_MAX {
+        return Err(LedgerError::Internal(format!(
+            "{} watched pledges: more than a day's opening examines ({WATCHES_SCANNED_MAX})",
+            keys.len()
+        )));
+    }
+    let mut policies = std::collections::HashMap::<CreditCode, AlertPolicy>::new();
+    let mut due = Vec::new();
+    for key in keys {
+        let Some(watch) = tx.get::<Watch>(&key)? else { continue };
+        if watch.defaulted_on.is_none() && watch.claims.is_empty() {
+            continue;
+        }
+        let policy = match policies.get(&watch.pledgee) {
+            Some(p) => *p,
+            None => *policies.entry(watch.pledgee.clone()).or_insert(policy_of(tx, &watch.pledgee)?.policy),
+        };
+        due.extend(watch.came_due(&policy, after, day));
+    }
+    Ok(due)
+}
+
 /// A bank's policy as it stands: the defaults when it set none.
 pub fn policy_of(tx: &Tx<'_>, bank: &CreditCode) -> Result<PolicyRecord, LedgerError> {
     Ok(tx.get(&keys::alert_policy(bank))?.unwrap_or_else(|| PolicyRecord {
@@ -57,6 +125,12 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
                 PolicyRecord { bank: bank.clone(), policy: *policy, set: Some((entry.principal.clone(), entry.at)) };
             tx.put(keys::alert_policy(bank), &record);
             return Ok(());
+        }
+        Event::DayOpened { day } => {
+            let after = tx.get::<NaiveDate>(keys::DAY_OPENED)?;
+            tx.put(keys::DAY_OPENED.to_vec(), day);
+            let due = came_due(tx, after, *day)?;
+            return put_raised(tx, entry.sequence, due);
         }
         Event::PledgeRegistered { pledge } => {
             // No watch before its registration: nothing to read.
@@ -175,7 +249,7 @@ fn watch_of(
     for id in risk.claims.iter().take(alert::ITEMS_PER_WATCH_MAX) {
         let claim = load_claim(tx, *id)?;
         if claim.status == ClaimStatus::Filed {
-            claims.push((claim.id, claim.basis.filed_on));
+            claims.push((claim.id, claim.basis.filed_on, china_date(claim.create_time)));
         }
     }
     Ok(Some(Watch {
@@ -187,7 +261,11 @@ fn watch_of(
         right_end,
         valuation,
         flags,
-        defaulted_on: risk.default.as_ref().filter(|d| d.is_open()).map(|d| d.content.defaulted_on),
+        defaulted_on: risk
+            .default
+            .as_ref()
+            .filter(|d| d.is_open())
+            .map(|d| (d.content.defaulted_on, china_date(d.create_time))),
         claims,
     }))
 }

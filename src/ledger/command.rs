@@ -84,6 +84,10 @@ pub enum Command {
         bank: crate::domain::ident::CreditCode,
         policy: crate::domain::alert::AlertPolicy,
     },
+    /// Opens business day `day`: the writer's own, never a caller's (`alerts::day_to_open`).
+    OpenDay {
+        day: NaiveDate,
+    },
 }
 
 /// A risk-side write, parsed and valid in itself; each is idempotent by its request id.
@@ -171,7 +175,8 @@ impl Command {
             | Command::RevokePrincipal { .. }
             | Command::BindCertificate { .. }
             | Command::Cosign { .. }
-            | Command::SetAlertPolicy { .. } => None,
+            | Command::SetAlertPolicy { .. }
+            | Command::OpenDay { .. } => None,
         }
     }
 
@@ -186,7 +191,8 @@ impl Command {
             | Command::RevokePrincipal { .. }
             | Command::BindCertificate { .. }
             | Command::Cosign { .. }
-            | Command::SetAlertPolicy { .. } => None,
+            | Command::SetAlertPolicy { .. }
+            | Command::OpenDay { .. } => None,
         }
     }
 }
@@ -205,6 +211,7 @@ pub enum Outcome {
     Claim(Claim),
     Cosigned(super::records::CosignatureRecord),
     AlertPolicy(crate::domain::alert::PolicyRecord),
+    DayOpened(NaiveDate),
 }
 
 /// The resource one kind of write answers with, taken out of its `Outcome` by `Ledger::write_as`:

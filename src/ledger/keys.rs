@@ -44,6 +44,7 @@
 //! | `Vw` county(6 ASCII digits) id(16) | a watched pledge's alert facts (`alert::Watch`): only pledges that have one (`alerts`) |
 //! | `Vx` pledgee(18) id(16) | the same record by pledgee, so a bank's alerts are one range |
 //! | `Vo` bank(18) | a bank's alert policy (`alert::PolicyRecord`); none: the defaults |
+//! | `Vt` | the last business day the writer opened (`alerts::open_day`) |
 //! | `Vz` sequence(8) | the alerts an entry raised (the change feed shows them); only entries that raised one |
 //! | `L` level(1) index(8) | the journal's Merkle tree: the hash of each subtree of height 8, 16, … (`tree`; leaves are the journal's) |
 //! | `S` tree size(8) witness key(32) | a witness's cosignature of the tree head of that size (`transparency::Cosignature`) |
@@ -471,6 +472,9 @@ pub fn watches_of_pledgee(pledgee: &CreditCode) -> Vec<u8> {
 pub fn alert_policy(bank: &CreditCode) -> Vec<u8> {
     key(&[b"Vo", bank.as_str().as_bytes()])
 }
+
+/// The last business day opened (`Event::DayOpened`).
+pub const DAY_OPENED: &[u8] = b"Vt";
 
 /// The alerts the entry of `sequence` raised.
 pub fn alerts_raised(sequence: u64) -> Vec<u8> {

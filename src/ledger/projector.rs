@@ -108,7 +108,7 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::cosignature(cosignature.tree_size, &cosignature.public_key), &record);
             Ok(())
         }
-        Event::AlertPolicySet { .. } => Ok(()), // `alerts::apply_entry`
+        Event::AlertPolicySet { .. } | Event::DayOpened { .. } => Ok(()), // `alerts::apply_entry`
         _ => super::risk_projector::apply(tx, entry),
     }
 }

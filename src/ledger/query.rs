@@ -1083,7 +1083,8 @@ pub struct AlertFilter {
 }
 
 /// A page of the alerts of `today`: the alerts of at most `page_size` watched pledges under
-/// `filter` (a pledge's alerts are never split across pages), each under its bank's policy.
+/// `filter` (a pledge's alerts are never split across pages), each under its bank's policy. A page
+/// token is a position in the watched pledges, good on a later day as well.
 pub fn list_alerts(
     store: &dyn Store,
     filter: &AlertFilter,
@@ -1099,25 +1100,24 @@ pub fn list_alerts(
     };
     // Banks' policies, read once per page.
     let policies = std::cell::RefCell::new(std::collections::HashMap::<CreditCode, AlertPolicy>::new());
-    let (pages, token) =
-        scan_page(store, &prefix, filter_digest(&(filter, today)), page_token, page_size, |key, value| {
-            let watch: Watch = codec::decode(key, value)?;
-            if filter.region.is_some_and(|r| !r.contains(watch.county.region())) {
-                return Ok(None);
+    let (pages, token) = scan_page(store, &prefix, filter_digest(filter), page_token, page_size, |key, value| {
+        let watch: Watch = codec::decode(key, value)?;
+        if filter.region.is_some_and(|r| !r.contains(watch.county.region())) {
+            return Ok(None);
+        }
+        let cached = policies.borrow().get(&watch.pledgee).copied();
+        let policy = match cached {
+            Some(p) => p,
+            None => {
+                let p = alert_policy(store, &watch.pledgee)?.policy;
+                policies.borrow_mut().insert(watch.pledgee.clone(), p);
+                p
             }
-            let cached = policies.borrow().get(&watch.pledgee).copied();
-            let policy = match cached {
-                Some(p) => p,
-                None => {
-                    let p = alert_policy(store, &watch.pledgee)?.policy;
-                    policies.borrow_mut().insert(watch.pledgee.clone(), p);
-                    p
-                }
-            };
-            let alerts: Vec<_> =
-                watch.alerts(&policy, today).into_iter().filter(|a| filter.kind.is_none_or(|k| a.kind == k)).collect();
-            Ok((!alerts.is_empty()).then_some((alerts, value.len())))
-        })?;
+        };
+        let alerts: Vec<_> =
+            watch.alerts(&policy, today).into_iter().filter(|a| filter.kind.is_none_or(|k| a.kind == k)).collect();
+        Ok((!alerts.is_empty()).then_some((alerts, value.len())))
+    })?;
     Ok((pages.into_iter().flatten().collect(), token))
 }
 

@@ -110,7 +110,8 @@ pub fn journal_event_to_pb(entry: &Entry, pledges: &FeedPledges) -> pb::JournalE
             | Outcome::CreditLine(_)
             | Outcome::Principal(_)
             | Outcome::Cosigned(_)
-            | Outcome::AlertPolicy(_),
+            | Outcome::AlertPolicy(_)
+            | Outcome::DayOpened(_),
         )
         | None => {}
     }

@@ -450,6 +450,7 @@ fn event_to_pb(event: &Event) -> pb::entry::Event {
             public_key: c.public_key.to_vec(),
             signature: c.signature.to_vec(),
         }),
+        Event::DayOpened { day } => E::DayOpened(pb::DayOpened { day_days: days(*day) }),
         Event::AlertPolicySet { bank, policy: p } => E::AlertPolicySet(pb::AlertPolicySet {
             bank: bank.as_str().to_owned(),
             expiry_within_days: p.expiry_within_days,
@@ -871,6 +872,7 @@ fn event_from_pb(
                 signature: e.signature.as_slice().try_into().map_err(|_| "signature is not 64 bytes")?,
             },
         },
+        E::DayOpened(e) => Event::DayOpened { day: date("day_days", e.day_days)? },
         E::AlertPolicySet(e) => {
             let policy = crate::domain::alert::AlertPolicy {
                 expiry_within_days: e.expiry_within_days,

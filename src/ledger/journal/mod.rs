@@ -127,6 +127,11 @@ pub enum Event {
         bank: crate::domain::ident::CreditCode,
         policy: crate::domain::alert::AlertPolicy,
     },
+    /// The writer opened business day `day` (China time, the entry's): the alerts that came due
+    /// by the passing of days are derived with it.
+    DayOpened {
+        day: chrono::NaiveDate,
+    },
 }
 
 /// A witness's signature of the tree head (`tree_size`, `root_hash`): that it checked the head
@@ -185,6 +190,7 @@ impl Event {
             Event::ClaimPaid { .. } => "CLAIM_PAID",
             Event::TreeHeadCosigned { .. } => "TREE_HEAD_COSIGNED",
             Event::AlertPolicySet { .. } => "ALERT_POLICY_SET",
+            Event::DayOpened { .. } => "DAY_OPENED",
         }
     }
 
