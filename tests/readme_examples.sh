@@ -256,6 +256,28 @@ call -d @tests/examples/registers-pledge-invalidation-accepted.json "$pledges/Re
 call -d @tests/examples/registers-right-fee.json "$risk/RecordRight" | json 'd["risk"]' | grep -x >/dev/null FEE_OVERDUE
 refused_with RIGHT_FEE_OVERDUE -d @tests/examples/registers-pledge-fee.json "$pledges/RegisterPledge"
 
+# Alerts (docs/risk.md, "Alerts"): the defaults raise none on this pledge; a loan-to-value
+# threshold of 35% does (40.00), for the bank and for its region's office; a window of 0 days is
+# refused field by field.
+call_as "$gzbank" -d '{}' "$risk/GetAlertPolicy" \
+  | json 'd["expiryWithinDays"], d["defaultUnresolvedDays"], repr(d.get("loanToValueMaxPercent", ""))' \
+  | grep -x >/dev/null "180 90 ''"
+call_as "$gzbank" -d '{}' "$risk/ListAlerts" | json 'len(d.get("alerts", []))' | grep -x >/dev/null 0
+policy='"pledgeeCreditCode": "914401011905123458", "expiryWithinDays": 180, "newlyAtRiskDays": 30, "defaultUnresolvedDays": 60, "claimUndecidedDays": 60'
+call_as "$gzbank" -d "{\"policy\": {$policy, \"loanToValueMaxPercent\": \"35\"}}" "$risk/SetAlertPolicy" \
+  | json 'd["setBy"], d["loanToValueMaxPercent"]' | grep -x >/dev/null "bank-gz 35"
+call_as "$gzbank" -d '{}' "$risk/ListAlerts" \
+  | json '[(a["kind"], a["pledgeId"], a["loanToValuePercent"], a["thresholdPercent"]) for a in d["alerts"]]' \
+  | grep -xF >/dev/null "[('LOAN_TO_VALUE_ABOVE_POLICY', '$pledge', '40.00', '35')]"
+call_as "$office" -d '{"regionCode": "440100", "kind": "LOAN_TO_VALUE_ABOVE_POLICY"}' "$risk/ListAlerts" \
+  | json 'len(d["alerts"])' | grep -x >/dev/null 1
+denied "$office" -d "{\"policy\": {$policy}}" "$risk/SetAlertPolicy"
+if out=$(call_as "$gzbank" -d '{"policy": {"pledgeeCreditCode": "914401011905123458"}}' "$risk/SetAlertPolicy" 2>&1); then
+  echo "a policy without windows was accepted"
+  false
+fi
+echo "$out" | grep >/dev/null policy.expiryWithinDays
+
 # Caps and shared losses (docs/risk.md, "Caps and shared losses, step by step"): Guangzhou 2023's
 # caps on one borrower's loans, then Guangzhou's "5311" on an odd-fen loss.
 rid() { python3 -c 'import uuid; print(uuid.uuid4())'; }

@@ -2,6 +2,7 @@
 //! gRPC, protobuf, storage or async runtimes; every type can only hold valid values.
 
 pub mod access;
+pub mod alert;
 pub mod asof;
 pub mod asof_risk;
 pub mod credit_line;

@@ -37,7 +37,8 @@ fn visible(actor: &Principal, item: &FeedItem) -> bool {
             Event::RightRecorded { .. }
             | Event::RightStateWithdrawn { .. }
             | Event::ProgrammeCreated { .. }
-            | Event::TreeHeadCosigned { .. },
+            | Event::TreeHeadCosigned { .. }
+            | Event::DayOpened { .. },
             _,
         ) => true,
         (Event::ClaimDecided { .. } | Event::ClaimPaid { .. }, _) => match &item.shown.risk {
@@ -48,9 +49,18 @@ fn visible(actor: &Principal, item: &FeedItem) -> bool {
         (Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. }, _) => {
             actor.is_admin()
         }
+        (Event::AlertPolicySet { bank, .. }, _) => crate::ledger::alerts::may_set_policy(actor, bank).is_ok(),
         (_, Some(pledge)) => actor.may_read_pledge(pledge),
         (_, None) => false,
     }
+}
+
+/// The event with the alerts its entry raised that `actor` may read: a bank its own pledges', an
+/// office its region's (a right's record, public, may flag pledges of many banks).
+fn with_alerts(actor: &Principal, mut event: pb::JournalEvent, item: &FeedItem) -> pb::JournalEvent {
+    let readable = |a: &&crate::domain::alert::Alert| actor.may_read_claim(&a.pledgee, a.county.region());
+    event.alerts = item.shown.alerts.iter().filter(readable).map(convert::alert_to_pb).collect();
+    event
 }
 
 /// Reads entries `from..=to` (at most `limit`) with the pledge or principal each shows.
@@ -81,7 +91,8 @@ fn feed_items(
                 _ => None,
             };
             let risk = crate::ledger::risk_decider::outcome_after(store, &entry)?;
-            Ok(FeedItem { entry, shown: FeedPledges { after, before, principal, risk } })
+            let alerts = query::alerts_raised(store, entry.sequence)?;
+            Ok(FeedItem { entry, shown: FeedPledges { after, before, principal, risk, alerts } })
         })
         .collect()
 }
@@ -149,7 +160,8 @@ impl pb::journal_service_server::JournalService for Api {
                     if ledger.principals().is_revoked(&actor.name) {
                         return Some(Err(status::to_status(super::revoked_error(&actor.name))));
                     }
-                    visible(&actor, item).then(|| Ok(convert::journal_event_to_pb(&item.entry, &item.shown)))
+                    visible(&actor, item)
+                        .then(|| Ok(with_alerts(&actor, convert::journal_event_to_pb(&item.entry, &item.shown), item)))
                 };
                 match Box::pin(send_entries(&ledger, next, head, &sender, visible_event)).await {
                     Some(n) => next = n,

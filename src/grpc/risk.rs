@@ -247,4 +247,60 @@ impl pb::risk_service_server::RiskService for Api {
         };
         self.read_unary("ListClaims", &actor, min_sequence(&request), body).await.map(Response::new)
     }
+
+    async fn set_alert_policy(
+        &self,
+        request: Request<pb::SetAlertPolicyRequest>,
+    ) -> Result<Response<pb::AlertPolicy>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let command = convert::set_alert_policy(request.get_ref())?;
+            self.write_risk(&actor, command, request.get_ref(), convert::alert_policy_to_pb).await
+        };
+        self.unary("SetAlertPolicy", &actor, body).await.map(Sequenced::into_response)
+    }
+
+    async fn get_alert_policy(
+        &self,
+        request: Request<pb::GetAlertPolicyRequest>,
+    ) -> Result<Response<pb::AlertPolicy>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let requested = convert::optional_credit_code("pledgeeCreditCode", &request.get_ref().pledgee_credit_code)?;
+            // A bank reads its own; the admin names the bank; an office has no policy to read.
+            let bank = match (&actor.role, requested) {
+                (Role::Bank(own), None) => own.clone(),
+                (_, Some(bank)) => bank,
+                (_, None) => return Err(LedgerError::invalid_field("pledgeeCreditCode", "is required")),
+            };
+            crate::ledger::alerts::may_set_policy(&actor, &bank)?;
+            let record = self.ledger.read(move |s| query::alert_policy(s, &bank)).await?;
+            Ok(convert::alert_policy_to_pb(&record))
+        };
+        self.read_unary("GetAlertPolicy", &actor, min_sequence(&request), body).await.map(Response::new)
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let actor = auth::principal(&request)?;
+        let body = async {
+            let r = request.get_ref();
+            let requested = convert::list_alerts_filter(r)?;
+            // A bank sees its own pledges' alerts, an office its region's, the admin all.
+            let filter = query::AlertFilter {
+                region: actor.scope_region(requested.region)?,
+                pledgee: actor.scope_bank(requested.pledgee)?,
+                ..requested
+            };
+            let page_size = query::page_size(r.page_size)?;
+            let token = r.page_token.clone();
+            let today = crate::domain::pledge::china_date(chrono::Utc::now().timestamp_micros());
+            let (alerts, next_page_token) =
+                self.ledger.read(move |s| query::list_alerts(s, &filter, today, page_size, &token)).await?;
+            Ok(pb::ListAlertsResponse { alerts: alerts.iter().map(convert::alert_to_pb).collect(), next_page_token })
+        };
+        self.read_unary("ListAlerts", &actor, min_sequence(&request), body).await.map(Response::new)
+    }
 }

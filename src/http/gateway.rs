@@ -69,6 +69,8 @@ offered! {
     ("ipledger.v1.RiskService", "ListProgrammes", "ListProgrammesRequest", "ListProgrammesResponse", list_programmes),
     ("ipledger.v1.RiskService", "GetClaim", "GetClaimRequest", "Claim", get_claim),
     ("ipledger.v1.RiskService", "ListClaims", "ListClaimsRequest", "ListClaimsResponse", list_claims),
+    ("ipledger.v1.RiskService", "ListAlerts", "ListAlertsRequest", "ListAlertsResponse", list_alerts),
+    ("ipledger.v1.RiskService", "GetAlertPolicy", "GetAlertPolicyRequest", "AlertPolicy", get_alert_policy),
 }
 
 /// `POST /api/{service}/{method}`.

@@ -78,6 +78,16 @@ pub enum Command {
     Cosign {
         cosignature: journal::TreeCosignature,
     },
+    /// Sets a bank's alert thresholds. Not idempotent by request id: setting the same policy again
+    /// leaves the same state (a PUT), so a retry needs no record.
+    SetAlertPolicy {
+        bank: crate::domain::ident::CreditCode,
+        policy: crate::domain::alert::AlertPolicy,
+    },
+    /// Opens business day `day`: the writer's own, never a caller's (`alerts::day_to_open`).
+    OpenDay {
+        day: NaiveDate,
+    },
 }
 
 /// A risk-side write, parsed and valid in itself; each is idempotent by its request id.
@@ -164,7 +174,9 @@ impl Command {
             Command::CreatePrincipal { .. }
             | Command::RevokePrincipal { .. }
             | Command::BindCertificate { .. }
-            | Command::Cosign { .. } => None,
+            | Command::Cosign { .. }
+            | Command::SetAlertPolicy { .. }
+            | Command::OpenDay { .. } => None,
         }
     }
 
@@ -178,7 +190,9 @@ impl Command {
             Command::CreatePrincipal { .. }
             | Command::RevokePrincipal { .. }
             | Command::BindCertificate { .. }
-            | Command::Cosign { .. } => None,
+            | Command::Cosign { .. }
+            | Command::SetAlertPolicy { .. }
+            | Command::OpenDay { .. } => None,
         }
     }
 }
@@ -196,6 +210,8 @@ pub enum Outcome {
     Programme(Programme),
     Claim(Claim),
     Cosigned(super::records::CosignatureRecord),
+    AlertPolicy(crate::domain::alert::PolicyRecord),
+    DayOpened(NaiveDate),
 }
 
 /// The resource one kind of write answers with, taken out of its `Outcome` by `Ledger::write_as`:
@@ -245,6 +261,7 @@ answer! {
     Programme(Programme) = "programme",
     Claim(Claim) = "claim",
     Cosigned(super::records::CosignatureRecord) = "cosignature",
+    AlertPolicy(crate::domain::alert::PolicyRecord) = "alert policy",
 }
 
 /// The result of an executed command.

@@ -113,6 +113,8 @@ fn authorize(tx: &Tx<'_>, actor: &Principal, command: &Command, rules: u32) -> R
         }
         // The witness's signature is what vouches for a cosignature, whoever hands it in.
         Command::Cosign { .. } => Ok(()),
+        Command::SetAlertPolicy { bank, .. } => super::alerts::may_set_policy(actor, bank),
+        Command::OpenDay { .. } => super::alerts::may_open_day(actor),
     }
 }
 
@@ -131,6 +133,8 @@ fn decide(
     match command {
         Command::Risk { command, .. } => super::risk_decider::decide(tx, actor, command, (now, rules)),
         Command::Cosign { cosignature } => cosign(cosignature, now),
+        Command::SetAlertPolicy { bank, policy } => Ok(super::alerts::set_policy(bank, policy, (&by, now))),
+        Command::OpenDay { day } => super::alerts::open_day(tx, *day, now),
         Command::RegisterPledge { pledge, .. } => {
             let pledge = register(tx, actor, pledge, (now, rules))?;
             Ok((Event::PledgeRegistered { pledge: pledge.clone() }, Outcome::Pledge(pledge, Box::default())))
@@ -347,11 +351,15 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
         Some(record) if record.principal.revoke_time.is_none() => record.principal,
         Some(_) => return Err(refused(format!("{} was revoked before it", entry.principal))),
         // The names the ledger itself writes under (the first admin's creation, the offline token
-        // commands), reserved so that no caller can hold them: they manage principals only.
+        // commands; the writer opening a business day), reserved so that no caller can hold them:
+        // they manage principals and open days only.
         None if crate::domain::principal::RESERVED_NAMES.contains(&entry.principal.as_str())
             && matches!(
                 entry.event,
-                Event::PrincipalCreated { .. } | Event::PrincipalRevoked { .. } | Event::CertificateBound { .. }
+                Event::PrincipalCreated { .. }
+                    | Event::PrincipalRevoked { .. }
+                    | Event::CertificateBound { .. }
+                    | Event::DayOpened { .. }
             ) =>
         {
             Principal { name: entry.principal.clone(), role: Role::Admin, create_time: 0, revoke_time: None }
@@ -365,6 +373,8 @@ pub fn validate(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             | Event::PrincipalRevoked { .. }
             | Event::CertificateBound { .. }
             | Event::TreeHeadCosigned { .. }
+            | Event::AlertPolicySet { .. }
+            | Event::DayOpened { .. }
     );
     if takes_request != request_id.is_some() {
         return Err(refused("a request id on an entry of a kind that has none, or none where one belongs".to_owned()));
@@ -436,6 +446,8 @@ fn command_of(entry: &Entry, request_id: Option<Uuid>) -> Result<Command, Ledger
         },
         Event::PrincipalRevoked { name } => Command::RevokePrincipal { name: name.clone() },
         Event::TreeHeadCosigned { cosignature } => Command::Cosign { cosignature: cosignature.clone() },
+        Event::AlertPolicySet { bank, policy } => Command::SetAlertPolicy { bank: bank.clone(), policy: *policy },
+        Event::DayOpened { day } => Command::OpenDay { day: *day },
         Event::CertificateBound { name, binding } => {
             Command::BindCertificate { name: name.clone(), binding: binding.clone() }
         }

@@ -37,11 +37,16 @@
 //! | `Vn` region(6) | how many programmes the region runs |
 //! | `Vy` programme(16) year(4) | a programme's year: compensation committed and paid |
 //! | `Vb` programme(16) bank(18) year(4) | losses of a bank's claims under a programme in a year |
-//! | `Vw` programme(16) borrower(18) year(4) | fund parts of a programme's claims on one borrower's loans in a year (its cap per borrower) |
+//! | `Vq` programme(16) borrower(18) year(4) | fund parts of a programme's claims on one borrower's loans in a year (its cap per borrower) |
 //! | `Vk` programme(16) year(4) | compensation committed that year and in its months (budget left as of a date) |
 //! | `Vm` programme(16) year(4) month(1) | the same by the days of that month |
 //! | `Vc` id(16) | claim |
 //! | `Vd` programme(16) id(16) / `Ve` bank(18) id(16) | claims by programme / by bank |
+//! | `Vw` county(6 ASCII digits) id(16) | a watched pledge's alert facts (`alert::Watch`): only pledges that have one (`alerts`) |
+//! | `Vx` pledgee(18) id(16) | the same record by pledgee, so a bank's alerts are one range |
+//! | `Vo` bank(18) | a bank's alert policy (`alert::PolicyRecord`); none: the defaults |
+//! | `Vt` | the last business day the writer opened (`alerts::open_day`) |
+//! | `Vz` sequence(8) | the alerts an entry raised (the change feed shows them); only entries that raised one |
 //! | `L` level(1) index(8) | the journal's Merkle tree: the hash of each subtree of height 8, 16, … (`tree`; leaves are the journal's) |
 //! | `S` tree size(8) witness key(32) | a witness's cosignature of the tree head of that size (`transparency::Cosignature`) |
 //! | `M` name | metadata of derived state: its layout, the journal head its checkpoint reflects, the last assigned registration serial |
@@ -426,7 +431,7 @@ pub fn programme_bank_year(id: Uuid, bank: &CreditCode, year: i32) -> Vec<u8> {
 /// The fund parts of a programme's claims filed in `year` on the loans of one borrower (the
 /// pledges' pledgor), not rejected: the programme's cap per borrower and year.
 pub fn programme_borrower_year(id: Uuid, borrower: &CreditCode, year: i32) -> Vec<u8> {
-    key(&[b"Vw", id.as_bytes(), borrower.as_str().as_bytes(), &year_bytes(year)])
+    key(&[b"Vq", id.as_bytes(), borrower.as_str().as_bytes(), &year_bytes(year)])
 }
 
 pub fn claim(id: Uuid) -> Vec<u8> {
@@ -450,6 +455,37 @@ pub fn claim_by_bank(bank: &CreditCode, id: Uuid) -> Vec<u8> {
 
 pub fn claims_of_bank(bank: &CreditCode) -> Vec<u8> {
     key(&[b"Ve", bank.as_str().as_bytes()])
+}
+
+/// A watched pledge's alert facts, by county (a region's alerts are one range).
+pub fn watch(county: CountyCode, id: Uuid) -> Vec<u8> {
+    key(&[b"Vw", county.to_string().as_bytes(), id.as_bytes()])
+}
+
+/// The watched pledges of `region` and every region inside it.
+pub fn watches_in(region: Region) -> Vec<u8> {
+    key(&[b"Vw", region_prefix(region).as_bytes()])
+}
+
+/// A watched pledge's alert facts, by pledgee.
+pub fn watch_by_pledgee(pledgee: &CreditCode, id: Uuid) -> Vec<u8> {
+    key(&[b"Vx", pledgee.as_str().as_bytes(), id.as_bytes()])
+}
+
+pub fn watches_of_pledgee(pledgee: &CreditCode) -> Vec<u8> {
+    key(&[b"Vx", pledgee.as_str().as_bytes()])
+}
+
+pub fn alert_policy(bank: &CreditCode) -> Vec<u8> {
+    key(&[b"Vo", bank.as_str().as_bytes()])
+}
+
+/// The last business day opened (`Event::DayOpened`).
+pub const DAY_OPENED: &[u8] = b"Vt";
+
+/// The alerts the entry of `sequence` raised.
+pub fn alerts_raised(sequence: u64) -> Vec<u8> {
+    key(&[b"Vz", &sequence.to_be_bytes()])
 }
 
 pub const META_REGISTRATION_SERIAL: &[u8] = b"Mregistration_serial";

@@ -2,6 +2,7 @@
 //! groups of entries), the projector that derives every other record from the entries, and the
 //! read path over derived state (point reads, index scans, exposure rows).
 
+pub mod alerts;
 mod codec;
 pub mod command;
 pub mod decider;
@@ -56,7 +57,9 @@ use tokio::sync::{mpsc, oneshot};
 /// `tree`) is derived state too, so a store of 11 (which has none) is rebuilt once. 13 (issue 25): a
 /// pledge keeps its co-pledgors and a right's state its co-holders, invalidation and overdue fee;
 /// programmes carry their caps and valuer's share, claims their valuer's part, the limit that bound
-/// and the fund parts the caps were checked against, and a borrower's year (`Vw`) is kept. Derived records
+/// and the fund parts the caps were checked against, and a borrower's year (`Vq`) is kept; alerts:
+/// the watched pledges (`Vw`, `Vx`), banks' alert policies (`Vo`) and the alerts each entry raised
+/// (`Vz`). A store of 12 has none of these, so it is rebuilt once. Derived records
 /// of another layout would be misread, so such a store is cleared and rebuilt from the journal when
 /// it is opened.
 pub const DERIVED_LAYOUT: u32 = 13;

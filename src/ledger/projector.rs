@@ -28,6 +28,7 @@ pub fn apply_entry(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
     let touched = super::risk_projector::touched_pledges(tx, &entry.event)?;
     let before = touched.iter().map(|id| super::risk_projector::asof_points(tx, *id)).collect::<Result<Vec<_>, _>>()?;
     apply_event(tx, entry)?;
+    super::alerts::apply_entry(tx, entry)?;
     for (id, before) in touched.into_iter().zip(before) {
         super::risk_projector::move_asof(tx, id, &before)?;
     }
@@ -107,6 +108,7 @@ fn apply_event(tx: &mut Tx<'_>, entry: &Entry) -> Result<(), LedgerError> {
             tx.put(keys::cosignature(cosignature.tree_size, &cosignature.public_key), &record);
             Ok(())
         }
+        Event::AlertPolicySet { .. } | Event::DayOpened { .. } => Ok(()), // `alerts::apply_entry`
         _ => super::risk_projector::apply(tx, entry),
     }
 }

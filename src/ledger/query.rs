@@ -1062,3 +1062,66 @@ pub fn list_claims(
         Ok(matches.then_some((c, bytes)))
     })
 }
+
+/// A bank's alert policy as it stands (the defaults when it set none).
+pub fn alert_policy(store: &dyn Store, bank: &CreditCode) -> Result<crate::domain::alert::PolicyRecord, LedgerError> {
+    let found: Option<crate::domain::alert::PolicyRecord> = get(store, &keys::alert_policy(bank))?;
+    Ok(found.unwrap_or_else(|| crate::domain::alert::PolicyRecord {
+        bank: bank.clone(),
+        policy: crate::domain::alert::AlertPolicy::default(),
+        set: None,
+    }))
+}
+
+/// Which alerts a listing walks: one bank's watched pledges (`Vx`) when a pledgee is given, else
+/// a region's (`Vw`, the country's when none), each kept by kind and region.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlertFilter {
+    pub kind: Option<crate::domain::alert::AlertKind>,
+    pub region: Option<Region>,
+    pub pledgee: Option<CreditCode>,
+}
+
+/// A page of the alerts of `today`: the alerts of at most `page_size` watched pledges under
+/// `filter` (a pledge's alerts are never split across pages), each under its bank's policy. A page
+/// token is a position in the watched pledges, good on a later day as well.
+pub fn list_alerts(
+    store: &dyn Store,
+    filter: &AlertFilter,
+    today: chrono::NaiveDate,
+    page_size: usize,
+    page_token: &str,
+) -> Result<(Vec<crate::domain::alert::Alert>, String), LedgerError> {
+    use crate::domain::alert::{AlertPolicy, Watch};
+    let prefix = match (&filter.pledgee, filter.region) {
+        (Some(bank), _) => keys::watches_of_pledgee(bank),
+        (None, Some(region)) => keys::watches_in(region),
+        (None, None) => keys::watches_in(Region::COUNTRY),
+    };
+    // Banks' policies, read once per page.
+    let policies = std::cell::RefCell::new(std::collections::HashMap::<CreditCode, AlertPolicy>::new());
+    let (pages, token) = scan_page(store, &prefix, filter_digest(filter), page_token, page_size, |key, value| {
+        let watch: Watch = codec::decode(key, value)?;
+        if filter.region.is_some_and(|r| !r.contains(watch.county.region())) {
+            return Ok(None);
+        }
+        let cached = policies.borrow().get(&watch.pledgee).copied();
+        let policy = match cached {
+            Some(p) => p,
+            None => {
+                let p = alert_policy(store, &watch.pledgee)?.policy;
+                policies.borrow_mut().insert(watch.pledgee.clone(), p);
+                p
+            }
+        };
+        let alerts: Vec<_> =
+            watch.alerts(&policy, today).into_iter().filter(|a| filter.kind.is_none_or(|k| a.kind == k)).collect();
+        Ok((!alerts.is_empty()).then_some((alerts, value.len())))
+    })?;
+    Ok((pages.into_iter().flatten().collect(), token))
+}
+
+/// The alerts the entry of `sequence` raised (none: it raised none).
+pub fn alerts_raised(store: &dyn Store, sequence: u64) -> Result<Vec<crate::domain::alert::Alert>, LedgerError> {
+    Ok(get(store, &keys::alerts_raised(sequence))?.unwrap_or_default())
+}

@@ -197,6 +197,7 @@ pub fn spawn(
         stale_max,
         retry_pause,
         followed_at: Instant::now(),
+        day_checked: None,
     };
     let handle = std::thread::Builder::new()
         .name("ipledger-writer".to_owned())
@@ -232,6 +233,9 @@ struct Writer {
     stale_max: Duration,
     /// When this node last reached the journal's head as a follower (or last wrote).
     followed_at: Instant,
+    /// The business day (China time) whose alerts due by the passing of days this writer last
+    /// examined (`open_day`): examined once a day.
+    day_checked: Option<chrono::NaiveDate>,
 }
 
 /// How a group ended.
@@ -512,6 +516,10 @@ impl Writer {
         let mut head = self.head;
         // Revocations decided in this group: a later request of the same principal is refused too.
         let mut revoked_here: Vec<crate::domain::principal::PrincipalName> = Vec::new();
+        if let Some(stored) = self.open_day(&mut tx, head) {
+            head = stored.head();
+            appended.push(stored);
+        }
         for job in jobs.drain(..) {
             let now = self.clock.tick();
             let name = &job.actor.name;
@@ -583,6 +591,48 @@ impl Writer {
         }
         drop(tickets);
         end
+    }
+
+    /// Opens the business day before a group's first write when an alert came due by the passing
+    /// of days (`alerts::day_to_open`): the entry is the group's first, so the feed carries those
+    /// alerts with an entry of their day. Examined once a day; a day found with nothing due, or
+    /// whose examination failed (logged), is not examined again.
+    fn open_day(&mut self, tx: &mut Tx<'_>, head: Head) -> Option<Stored> {
+        let today = crate::domain::pledge::china_date((self.clock.wall)().max(self.clock.last + 1));
+        if self.day_checked == Some(today) {
+            return None;
+        }
+        let now = self.clock.tick();
+        let day = match super::alerts::day_to_open(tx, now) {
+            Ok(Some(day)) => day,
+            Ok(None) => {
+                self.day_checked = Some(today);
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %today, "the alerts due today could not be examined");
+                self.day_checked = Some(today);
+                return None;
+            }
+        };
+        let system = Principal {
+            name: crate::domain::principal::PrincipalName::parse(super::alerts::SYSTEM).expect("a valid name"),
+            role: crate::domain::principal::Role::Admin,
+            create_time: 0,
+            revoke_time: None,
+        };
+        match decider::execute(tx, &system, &Command::OpenDay { day }, now, head) {
+            // Checked again after the group: the day opened then answers `None` at once.
+            Ok(Executed::Appended { stored, .. }) => {
+                tx.accept();
+                Some(stored)
+            }
+            Ok(Executed::Replayed(_)) | Err(_) => {
+                tx.reject();
+                self.day_checked = Some(today);
+                None
+            }
+        }
     }
 
     /// Appends the group durably; on a failure, learns from the journal what was written.
@@ -913,5 +963,84 @@ mod tests {
         assert_eq!(journal.head().unwrap().sequence, 4);
         drop(sender);
         handle.join().unwrap();
+    }
+
+    /// Micros of `day` at noon in China (04:00 UTC).
+    fn noon_in_china(day: &str) -> Micros {
+        parse_date(day).unwrap().and_hms_opt(4, 0, 0).unwrap().and_utc().timestamp_micros()
+    }
+
+    #[test]
+    fn a_day_opens_when_an_alert_comes_due_by_the_passing_of_days_and_a_restore_decides_it_again() {
+        use crate::domain::risk::NewDefault;
+        use crate::ledger::command::RiskCommand;
+        use crate::ledger::journal::Event;
+        use std::sync::atomic::AtomicI64;
+        let now = Arc::new(AtomicI64::new(noon_in_china("2021-03-01")));
+        let clock: super::super::WallClock = {
+            let now = now.clone();
+            Arc::new(move || now.load(Ordering::SeqCst))
+        };
+        let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
+        let derived = Derived::new(Arc::new(MemoryStore::default()), 1 << 20, journal.as_ref()).unwrap();
+        let targets = Targets {
+            journal: journal.clone(),
+            derived: derived.clone(),
+            principals: Arc::default(),
+            cluster_key: None,
+        };
+        let Spawned { sender, handle, .. } = spawn(targets, 16, clock, None).unwrap();
+        let write = |command: Command| send(&sender, admin("admin"), command).blocking_recv().unwrap().unwrap();
+        let create = Command::CreatePrincipal {
+            name: crate::domain::principal::PrincipalName::parse("admin").unwrap(),
+            role: Role::Admin,
+            token_hash: [1; 32],
+        };
+        send(&sender, admin("operator"), create).blocking_recv().unwrap().unwrap();
+        let Event::PledgeRegistered { pledge } =
+            crate::ledger::replay::tests_support::pledge(1, "91330100716105852F", "1234567", "admin", 0)
+        else {
+            unreachable!("a registration")
+        };
+        let register = Command::RegisterPledge {
+            request_id: Uuid::new_v4(),
+            pledge: pledge.content.clone(),
+            channel: crate::ledger::command::Channel::Call,
+        };
+        let Outcome::Pledge(registered, _) = write(register).0 else { panic!("a pledge") };
+        // Defaulted on 02-20, recorded on 03-01: unresolved for 90 days on 05-21.
+        let default = NewDefault {
+            defaulted_on: parse_date("2021-02-20").unwrap(),
+            outstanding_principal: Money::parse_positive("100").unwrap(),
+            loss: None,
+        };
+        let record = RiskCommand::RecordDefault { id: registered.id, default };
+        write(Command::Risk { request_id: Uuid::new_v4(), command: record });
+        let events = || -> Vec<String> {
+            let entries = journal.read(1, 100).unwrap();
+            entries.iter().map(|s| s.decode().unwrap().event.name().to_owned()).collect()
+        };
+        now.store(noon_in_china("2021-05-20"), Ordering::SeqCst);
+        write(create_line(Uuid::new_v4()));
+        assert_eq!(events().last().unwrap(), "CREDIT_LINE_CREATED", "nothing due on 05-20: no day opened");
+        now.store(noon_in_china("2021-05-23"), Ordering::SeqCst);
+        write(create_line(Uuid::new_v4()));
+        write(create_line(Uuid::new_v4()));
+        let names = events();
+        assert_eq!(names[names.len() - 3..], ["DAY_OPENED", "CREDIT_LINE_CREATED", "CREDIT_LINE_CREATED"]);
+        let opened = names.len() as u64 - 2;
+        let raised = crate::ledger::query::alerts_raised(derived.as_ref(), opened).unwrap();
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].kind, crate::domain::alert::AlertKind::DefaultUnresolved);
+        assert_eq!((raised[0].pledge_id, raised[0].arose_on), (registered.id, parse_date("2021-05-21").unwrap()));
+        drop(sender);
+        handle.join().unwrap();
+
+        // A restore decides the day's entry again, and derives the same alerts with it.
+        let restored_journal = MemoryJournal::default();
+        let restored = Derived::new(Arc::new(MemoryStore::default()), 1 << 20, &restored_journal).unwrap();
+        let entries: Vec<Result<Stored, String>> = journal.read(1, 100).unwrap().into_iter().map(Ok).collect();
+        crate::ledger::replay::restore(&restored_journal, &restored, entries).unwrap();
+        assert_eq!(crate::ledger::query::alerts_raised(restored.as_ref(), opened).unwrap(), raised);
     }
 }

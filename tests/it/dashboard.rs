@@ -413,6 +413,98 @@ async fn seed_risk(server: &TestServer, seeded: &[Pledge]) {
     risk.record_payment(pay).await.unwrap();
 }
 
+/// The alerts panel of the admin's whole scope, in English in yuan, then in Chinese in 万元: the
+/// two rights flagged today (recorded today) and the two defaults of 2021-06-01 unresolved for
+/// more than 90 days, by county (Nanjing, Xihu, Binjiang). Leaves the page in English and yuan.
+async fn check_alerts(browser: &Browser, seeded: &[Pledge]) {
+    let in_county = |county: &str| seeded.iter().find(|p| p.county_code == county).unwrap();
+    let (xihu, binjiang, nanjing) = (in_county("330106"), in_county("330108"), in_county("320106"));
+    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive();
+    let defaulted_on = chrono::NaiveDate::from_ymd_opt(2021, 6, 1).unwrap();
+    let age = count_text(u64::try_from((today - defaulted_on).num_days()).unwrap());
+    let key = |p: &Pledge, kind: &str| format!("{} {kind}", p.id);
+    let row = |p: &Pledge, kind: &str, arose: String, secured: &str, detail: String| {
+        vec![kind.to_owned(), p.id[..8].to_owned(), p.county_code.clone(), arose, secured.to_owned(), detail]
+    };
+    let english = |d: chrono::NaiveDate| d.format("%b %-d, %Y").to_string();
+    let expected_en = vec![
+        row(
+            nanjing,
+            "Newly at risk",
+            english(today),
+            "400,000.00",
+            format!("{}: invalidated", nanjing.rights[0].number),
+        ),
+        row(
+            nanjing,
+            "Default unresolved",
+            "Aug 30, 2021".into(),
+            "400,000.00",
+            format!("defaulted on Jun 1, 2021, unresolved for {age} days"),
+        ),
+        row(
+            xihu,
+            "Default unresolved",
+            "Aug 30, 2021".into(),
+            "300,000.00",
+            format!("defaulted on Jun 1, 2021, unresolved for {age} days"),
+        ),
+        row(binjiang, "Newly at risk", english(today), "200,000.00", format!("{}: lapsed", binjiang.rights[0].number)),
+    ];
+    let keys = |rows: &[(String, Vec<String>)]| rows.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    let expected_keys = vec![
+        key(nanjing, "NEWLY_AT_RISK"),
+        key(nanjing, "DEFAULT_UNRESOLVED"),
+        key(xihu, "DEFAULT_UNRESOLVED"),
+        key(binjiang, "NEWLY_AT_RISK"),
+    ];
+    assert_eq!(browser.text("#alerts-heading").await, "Alerts");
+    assert_eq!(
+        browser.headers("alerts").await,
+        ["Alert", "Pledge", "Region code", "Arose on", "Secured amount (yuan)", "Details"]
+    );
+    let rows = browser.rows("alerts").await;
+    assert_eq!(keys(&rows), expected_keys);
+    assert_eq!(rows.into_iter().map(|(_, cells)| cells).collect::<Vec<_>>(), expected_en);
+
+    browser.choose("#lang", "zh-CN").await;
+    browser.choose("#unit", "wan").await;
+    let chinese = |d: chrono::NaiveDate| d.format("%Y年%-m月%-d日").to_string();
+    assert_eq!(browser.text("#alerts-heading").await, "预警");
+    assert_eq!(
+        browser.headers("alerts").await,
+        ["预警类型", "质押登记", "地区代码", "发生日期", "被担保债权数额（万元）", "详情"]
+    );
+    let rows = browser.rows("alerts").await;
+    assert_eq!(keys(&rows), expected_keys);
+    let cells: Vec<Vec<String>> = rows.into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        cells[0],
+        [
+            "新增风险".to_owned(),
+            nanjing.id[..8].to_owned(),
+            "320106".to_owned(),
+            chinese(today),
+            "40.00".to_owned(),
+            format!("{}：被宣告无效", nanjing.rights[0].number),
+        ]
+    );
+    assert_eq!(
+        cells[2],
+        [
+            "违约未处置".to_owned(),
+            xihu.id[..8].to_owned(),
+            "330106".to_owned(),
+            "2021年8月30日".to_owned(),
+            "30.00".to_owned(),
+            format!("2021年6月1日 违约，已 {age} 天未处置"),
+        ]
+    );
+    assert_eq!(browser.title("#alerts tbody tr:nth-child(3) td.secured").await, "300,000.00 元");
+    browser.choose("#lang", "en").await;
+    browser.choose("#unit", "yuan").await;
+}
+
 /// The risk cards' figures, in the page's order: at risk, pledges at risk, defaulted,
 /// non-performing ratio, appraised value, loan-to-value, compensation, programme budget (empty
 /// when hidden).
@@ -494,6 +586,8 @@ async fn dashboard_shows_the_risk_side_at_every_level_and_a_bank_only_its_own() 
         ["200,000.00", "120,000.00", "20.00 %", "50.00 %", "20,000.00 / 15,000.00"]
     );
     assert_eq!(risk_cells(&pledgees, BANK_B), ["400,000.00", "100,000.00", "25.00 %", "40.00 %", "0.00 / 0.00"]);
+
+    check_alerts(&browser, &seeded).await;
 
     // Drill down: Zhejiang, then Hangzhou (the programme's region), then its counties.
     browser.click("#regions a[data-key='330000']").await;

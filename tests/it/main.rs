@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod alerts;
 mod asof;
 mod books;
 mod claims;

@@ -105,7 +105,15 @@ pub fn journal_event_to_pb(entry: &Entry, pledges: &FeedPledges) -> pb::JournalE
         Some(Outcome::Valuation(v)) => event.valuation = Some(valuation_to_pb(v)),
         Some(Outcome::Programme(p)) => event.programme = Some(programme_to_pb(p, None)),
         Some(Outcome::Claim(c)) => event.claim = Some(claim_to_pb(c)),
-        Some(Outcome::Pledge(..) | Outcome::CreditLine(_) | Outcome::Principal(_) | Outcome::Cosigned(_)) | None => {}
+        Some(
+            Outcome::Pledge(..)
+            | Outcome::CreditLine(_)
+            | Outcome::Principal(_)
+            | Outcome::Cosigned(_)
+            | Outcome::AlertPolicy(_)
+            | Outcome::DayOpened(_),
+        )
+        | None => {}
     }
     event
 }
@@ -119,6 +127,8 @@ pub struct FeedPledges {
     pub principal: Option<crate::domain::principal::Principal>,
     /// The risk side's resource of a risk entry, as it was right after the entry.
     pub risk: Option<crate::ledger::Outcome>,
+    /// The alerts the entry raised (`ledger::alerts`), all of them: the feed keeps the watcher's.
+    pub alerts: Vec<crate::domain::alert::Alert>,
 }
 
 pub fn verify_report_to_pb(report: &crate::ledger::replay::Report) -> pb::VerifyJournalResponse {

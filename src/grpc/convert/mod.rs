@@ -5,6 +5,7 @@
 //! holds what the services share: the violation collector and the common field parsers.
 
 mod admin;
+mod alerts;
 mod credit_lines;
 mod exposure;
 mod pledges;
@@ -12,6 +13,7 @@ mod risk;
 mod transparency;
 
 pub use admin::*;
+pub use alerts::*;
 pub use credit_lines::*;
 pub use exposure::*;
 pub use pledges::*;

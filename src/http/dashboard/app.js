@@ -567,6 +567,75 @@ function renderPledgees(answer) {
   }
 }
 
+// --- Alerts: today's alerts of the region in view (RiskService/ListAlerts) -----------------------
+
+/// Alerts asked for at most (their pledges: a pledge's alerts come together); more are in the API.
+const ALERT_PLEDGES_MAX = 100;
+
+const ALERT_COLUMNS = [
+  { label: 'alertKind', className: 'kind', cell: (a) => t(`alert_${a.kind}`) },
+  { label: 'alertPledge', className: 'pledge' },
+  { label: 'regionCode', className: 'county', cell: (a) => a.countyCode },
+  { label: 'alertArose', className: 'date', cell: (a) => formatDate(a.aroseOn) },
+  { label: 'securedAmount', className: 'number secured', cell: (a) => optionalMoney(a.securedAmount) },
+  { label: 'alertDetail', className: 'detail', cell: (a) => alertDetail(a) },
+];
+
+/// What the alert's figures say, in a sentence of the chosen language.
+function alertDetail(a) {
+  const days = count(String(a.ageDays || 0));
+  switch (a.kind) {
+    case 'RIGHT_EXPIRES_NEAR_TERM':
+      return t('alertExpiry', { right: a.rightNumber, ends: formatDate(a.expiresOn), term: formatDate(a.debtTermEnd) });
+    case 'LOAN_TO_VALUE_ABOVE_POLICY': {
+      const value = optionalMoney(a.appraisedValue);
+      return {
+        text: t('alertLtv', {
+          ltv: percent(a.loanToValuePercent),
+          threshold: percent(a.thresholdPercent),
+          value: value.text,
+          unit: unitName(),
+        }),
+        title: value.title,
+      };
+    }
+    case 'NEWLY_AT_RISK':
+      // Flags are named generically: one this page has no words for shows its API name.
+      return t('alertAtRisk', { right: a.rightNumber, reason: I18N.en[`flag_${a.reason}`] ? t(`flag_${a.reason}`) : a.reason });
+    case 'DEFAULT_UNRESOLVED':
+      return t('alertDefault', { date: formatDate(a.defaultedOn), days });
+    case 'CLAIM_UNDECIDED':
+      return t('alertClaim', { date: formatDate(a.filedOn), days });
+    default:
+      return a.kind;
+  }
+}
+
+function renderAlerts(answer) {
+  tableHeaders('alerts', ALERT_COLUMNS);
+  const body = $('alerts').querySelector('tbody');
+  const alerts = answer.alerts || [];
+  body.replaceChildren(
+    ...alerts.map((a) => {
+      const tr = element('tr');
+      tr.dataset.key = `${a.pledgeId} ${a.kind}`;
+      const cells = ALERT_COLUMNS.map((c) => {
+        if (c.label !== 'alertPledge') return element('td', c.cell(a), c.className);
+        const cell = element('td', undefined, c.className);
+        const link = element('a', a.pledgeId.slice(0, 8));
+        link.href = pledgeHash(a.pledgeId);
+        link.title = a.pledgeId;
+        cell.append(link);
+        return cell;
+      });
+      tr.append(...cells);
+      return tr;
+    }),
+  );
+  $('alerts-none').hidden = alerts.length > 0;
+  $('alerts-more').hidden = !answer.nextPageToken;
+}
+
 const TREND_COLUMNS = [
   { label: 'asOf', className: 'date' },
   { label: 'securedAmount', className: 'secured' },
@@ -607,16 +676,18 @@ function renderOverview(data) {
   renderRegions(data.byRegion, data.path);
   renderPledgees(data.byPledgee);
   renderTrend(data.trend);
+  renderAlerts(data.alerts);
 }
 
 async function loadOverview(route) {
   const path = route.path;
   const region = path.length ? path[path.length - 1] : '';
   const dates = trendDates();
-  const [root, byRegion, byPledgee, ...trend] = await Promise.all([
+  const [root, byRegion, byPledgee, alerts, ...trend] = await Promise.all([
     exposure(''),
     exposure(region, 'CHILD_REGION'),
     exposure(region, 'PLEDGEE'),
+    call('ipledger.v1.RiskService/ListAlerts', { regionCode: region, pageSize: ALERT_PLEDGES_MAX }),
     ...dates.map((d) => exposure(region, undefined, d)),
   ]);
   // A deep link names ancestors this page has not seen yet.
@@ -624,7 +695,7 @@ async function loadOverview(route) {
     if (!regionNames.has(code)) regionNames.set(code, (await exposure(code)).regionName);
   }
   regionNames.set(byRegion.regionCode, byRegion.regionName);
-  return { path, root, byRegion, byPledgee, trend: dates.map((d, i) => [d, trend[i].total || {}]) };
+  return { path, root, byRegion, byPledgee, alerts, trend: dates.map((d, i) => [d, trend[i].total || {}]) };
 }
 
 // --- The regulator's report ----------------------------------------------------------------------

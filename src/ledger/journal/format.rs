@@ -495,6 +495,15 @@ fn event_to_pb(event: &Event) -> pb::entry::Event {
             public_key: c.public_key.to_vec(),
             signature: c.signature.to_vec(),
         }),
+        Event::DayOpened { day } => E::DayOpened(pb::DayOpened { day_days: days(*day) }),
+        Event::AlertPolicySet { bank, policy: p } => E::AlertPolicySet(pb::AlertPolicySet {
+            bank: bank.as_str().to_owned(),
+            expiry_within_days: p.expiry_within_days,
+            newly_at_risk_days: p.newly_at_risk_days,
+            default_unresolved_days: p.default_unresolved_days,
+            claim_undecided_days: p.claim_undecided_days,
+            loan_to_value_max_bp: p.loan_to_value_max_bp,
+        }),
         Event::CertificateBound { name, binding } => {
             E::CertificateBound(pb::CertificateBound { name: name.to_string(), binding: Some(binding_to_pb(binding)) })
         }
@@ -951,6 +960,18 @@ fn event_from_pb(
                 signature: e.signature.as_slice().try_into().map_err(|_| "signature is not 64 bytes")?,
             },
         },
+        E::DayOpened(e) => Event::DayOpened { day: date("day_days", e.day_days)? },
+        E::AlertPolicySet(e) => {
+            let policy = crate::domain::alert::AlertPolicy {
+                expiry_within_days: e.expiry_within_days,
+                newly_at_risk_days: e.newly_at_risk_days,
+                default_unresolved_days: e.default_unresolved_days,
+                claim_undecided_days: e.claim_undecided_days,
+                loan_to_value_max_bp: e.loan_to_value_max_bp,
+            };
+            field("alert_policy", policy.check())?;
+            Event::AlertPolicySet { bank: field("bank", CreditCode::parse(&e.bank))?, policy }
+        }
         E::CertificateBound(e) => {
             Event::CertificateBound { name: name("name", &e.name)?, binding: binding_from_pb(e.binding)? }
         }

@@ -122,6 +122,16 @@ pub enum Event {
     TreeHeadCosigned {
         cosignature: TreeCosignature,
     },
+    /// A bank's alert thresholds, set by the entry's principal at the entry's time.
+    AlertPolicySet {
+        bank: crate::domain::ident::CreditCode,
+        policy: crate::domain::alert::AlertPolicy,
+    },
+    /// The writer opened business day `day` (China time, the entry's): the alerts that came due
+    /// by the passing of days are derived with it.
+    DayOpened {
+        day: chrono::NaiveDate,
+    },
 }
 
 /// A witness's signature of the tree head (`tree_size`, `root_hash`): that it checked the head
@@ -179,6 +189,8 @@ impl Event {
             Event::ClaimDecided { .. } => "CLAIM_DECIDED",
             Event::ClaimPaid { .. } => "CLAIM_PAID",
             Event::TreeHeadCosigned { .. } => "TREE_HEAD_COSIGNED",
+            Event::AlertPolicySet { .. } => "ALERT_POLICY_SET",
+            Event::DayOpened { .. } => "DAY_OPENED",
         }
     }
 
