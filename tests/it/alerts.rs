@@ -200,7 +200,7 @@ async fn each_kind_arises_and_is_listed_with_its_figures_in_its_scope() {
     let bank_b = server.token("bank-b", TokenRole::Bank, BANK_B, "").await;
     let office_gd = server.token("office-gd", TokenRole::Office, "", "440000").await;
     let office_zj = server.token("office-zj", TokenRole::Office, "", "330000").await;
-    let book = book(&server, &bank_a).await;
+    let book = Box::pin(book(&server, &bank_a)).await;
     let admin = &server.admin_token;
 
     let everything = all_alerts(&server, admin, ListAlertsRequest::default()).await;
@@ -288,7 +288,7 @@ async fn a_bank_s_policy_moves_its_alerts_and_only_it_or_the_admin_sets_it() {
     assert_eq!((b_policy.claim_undecided_days, b_policy.loan_to_value_max_percent.as_str()), (60, ""));
     assert_eq!((b_policy.set_by.as_str(), b_policy.update_time), ("", None));
 
-    let book = book(&server, &bank_a).await;
+    let book = Box::pin(book(&server, &bank_a)).await;
     let stricter = AlertPolicy {
         pledgee_credit_code: BANK_A.to_owned(),
         expiry_within_days: 30,
@@ -390,7 +390,7 @@ async fn the_feed_carries_each_alert_with_the_entry_that_raised_it_and_a_restart
     let bank_a = server.token("bank-a", TokenRole::Bank, BANK_A, "").await;
     let bank_b = server.token("bank-b", TokenRole::Bank, BANK_B, "").await;
     let office_zj = server.token("office-zj", TokenRole::Office, "", "330000").await;
-    let book = book(&server, &bank_a).await;
+    let book = Box::pin(book(&server, &bank_a)).await;
     // Last, an entry every watcher sees, so each feed ends at the head.
     let programme = Programme {
         name: "杭州市知识产权质押融资风险补偿".to_owned(),
