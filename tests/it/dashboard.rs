@@ -1274,9 +1274,15 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 async fn downloaded_file(dir: &std::path::Path, name: &str) -> Vec<u8> {
     let path = dir.join(name);
     for _ in 0..(WAIT_S_MAX * 10) {
-        // Chromium writes into a .crdownload file and renames it when done.
-        if path.exists() {
-            return std::fs::read(&path).unwrap();
+        // Chromium writes into a .crdownload file and renames it when done, but may create the
+        // file under its name first: wait for its bytes, with no partial download left.
+        let partial =
+            std::fs::read_dir(dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".crdownload"));
+        if path.exists() && !partial {
+            let bytes = std::fs::read(&path).unwrap();
+            if !bytes.is_empty() {
+                return bytes;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
