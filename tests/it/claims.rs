@@ -368,12 +368,7 @@ async fn a_restore_decides_every_claim_again_on_the_basis_its_entries_keep() {
 
     let temp = tempfile::tempdir().unwrap();
     let dump = temp.path().join("journal.jsonl");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
-        .arg(server.dir.join(ipledger::server::ADMIN_TOKEN_FILE))
-        .stdout(std::fs::File::create(&dump).unwrap())
-        .output()
-        .unwrap();
+    let out = export_cli(&server, &dump);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = server.dir.join(ipledger::ledger::signing::PUBLIC_KEY_FILE);
     let restored = temp.path().join("restored");
@@ -522,12 +517,7 @@ async fn guangzhou_2023_caps_per_loan_borrower_and_year_with_a_valuer() {
     let before = all_claims(&mut a).await;
     let temp = tempfile::tempdir().unwrap();
     let dump = temp.path().join("journal.jsonl");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipledger"))
-        .args(["export", "--server", &format!("http://{}", server.addr), "--token-file"])
-        .arg(server.dir.join(ipledger::server::ADMIN_TOKEN_FILE))
-        .stdout(std::fs::File::create(&dump).unwrap())
-        .output()
-        .unwrap();
+    let out = export_cli(&server, &dump);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = server.dir.join(ipledger::ledger::signing::PUBLIC_KEY_FILE);
     let restored = temp.path().join("restored");
