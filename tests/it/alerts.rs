@@ -6,7 +6,6 @@
 use crate::helpers::*;
 use chrono::{Days, NaiveDate};
 use ipledger::proto::journal_service_client::JournalServiceClient;
-use ipledger::proto::risk_service_client::RiskServiceClient;
 use ipledger::proto::*;
 use std::collections::BTreeMap;
 use tonic::Code;
@@ -21,10 +20,6 @@ fn before(days: u64) -> String {
 
 fn after(days: u64) -> String {
     (china_today() + Days::new(days)).to_string()
-}
-
-async fn risk_as(server: &TestServer, token: &str) -> RiskServiceClient<Authed> {
-    RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(token))
 }
 
 async fn journal_as(server: &TestServer, token: &str) -> JournalServiceClient<Authed> {

@@ -5,6 +5,7 @@ use ipledger::proto::admin_service_client::AdminServiceClient;
 use ipledger::proto::credit_line_service_client::CreditLineServiceClient;
 use ipledger::proto::exposure_service_client::ExposureServiceClient;
 use ipledger::proto::pledge_service_client::PledgeServiceClient;
+use ipledger::proto::risk_service_client::RiskServiceClient;
 use ipledger::proto::*;
 use ipledger::server::{self, Config, Limits};
 use std::net::SocketAddr;
@@ -328,4 +329,9 @@ pub fn export_cli(server: &TestServer, dump: &Path) -> std::process::Output {
         .stderr(std::process::Stdio::piped())
         .output()
         .unwrap()
+}
+
+/// A risk-side client with `token`.
+pub async fn risk_as(server: &TestServer, token: &str) -> RiskServiceClient<Authed> {
+    RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(token))
 }

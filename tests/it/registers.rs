@@ -3,13 +3,8 @@
 //! pledge, through the real server and again after a restart (the journal replayed).
 
 use crate::helpers::*;
-use ipledger::proto::risk_service_client::RiskServiceClient;
 use ipledger::proto::*;
 use tonic::Code;
-
-async fn risk_as(server: &TestServer, token: &str) -> RiskServiceClient<Authed> {
-    RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(token))
-}
 
 /// What an office records of `number`, in force from 2019-01-01 (before the helpers'
 /// registrations of 2019-06-05), held by `holder` with the co-holders given.

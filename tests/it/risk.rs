@@ -10,10 +10,6 @@ use ipledger::proto::*;
 use std::collections::{BTreeMap, BTreeSet};
 use tonic::Code;
 
-async fn risk_as(server: &TestServer, token: &str) -> RiskServiceClient<Authed> {
-    RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(token))
-}
-
 /// What an office records of a patent held by `holder`, in effect from 2019-01-01 (before the
 /// helpers' registrations of 2019-06-05).
 fn right_state(number: &str, holder: &str, status: RightStatus, freeze: Option<Freeze>) -> RecordRightRequest {

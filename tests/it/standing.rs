@@ -10,10 +10,6 @@ use ipledger::proto::risk_service_client::RiskServiceClient;
 use ipledger::proto::*;
 use tonic::Code;
 
-async fn risk_as(server: &TestServer, token: &str) -> RiskServiceClient<Authed> {
-    RiskServiceClient::with_interceptor(server.channel().await, Bearer::new(token))
-}
-
 /// A credit code of an enterprise registered in Guangzhou (440100).
 fn guangzhou_code(serial: u64) -> String {
     CreditCode::complete(&format!("91440100{serial:09}")).unwrap().as_str().to_owned()
